@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Reference values from PyTorch for tests/pytorch_parity.rs.
+
+Run by hand (needs torch): python3 scripts/make_fixtures.py
+Writes tests/fixtures/*.json: every input, output and gradient of a few
+composite cases, as {"name": {"shape": [...], "data": [...]}}. Inputs are
+generated here and read back by the Rust test, so the crate is checked on
+exactly the numbers PyTorch saw.
+"""
+import json
+import pathlib
+
+import torch
+
+OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+torch.manual_seed(1234)
+torch.set_num_threads(1)
+
+
+def enc(t):
+    t = t.detach()
+    return {"shape": list(t.shape), "data": t.reshape(-1).tolist()}
+
+
+def leaf(*shape):
+    return torch.randn(*shape, dtype=torch.float32).requires_grad_()
+
+
+def save(name, tensors):
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps({k: enc(v) for k, v in tensors.items()}, indent=None) + "\n")
+    print("wrote", path)
+
+
+def mlp():
+    # Two layers, tanh-GELU between them, cross-entropy with an ignored target.
+    x, w1, b1, w2, b2 = leaf(8, 5), leaf(5, 16), leaf(16), leaf(16, 3), leaf(3)
+    targets = torch.tensor([0, 2, 1, 1, -100, 0, 2, 1])
+    h = torch.nn.functional.gelu(x @ w1 + b1, approximate="tanh")
+    logits = h @ w2 + b2
+    loss = torch.nn.functional.cross_entropy(logits, targets)
+    loss.backward()
+    save("mlp", {
+        "x": x, "w1": w1, "b1": b1, "w2": w2, "b2": b2,
+        "targets": targets.float(), "logits": logits, "loss": loss,
+        "dx": x.grad, "dw1": w1.grad, "db1": b1.grad, "dw2": w2.grad, "db2": b2.grad,
+    })
+
+
+def layer_norm():
+    x, w, b = leaf(4, 3, 7), leaf(7), leaf(7)
+    g = torch.randn(4, 3, 7)
+    y = torch.nn.functional.layer_norm(x, (7,), w, b, eps=1e-5)
+    y.backward(g)
+    save("layer_norm", {"x": x, "w": w, "b": b, "g": g, "y": y, "dx": x.grad, "dw": w.grad, "db": b.grad})
+
+
+def softmax_cross_entropy():
+    logits = (torch.randn(6, 5) * 3).requires_grad_()
+    targets = torch.tensor([4, 0, -100, 2, 3, 1])
+    g = torch.randn(6, 5)
+    p = torch.softmax(logits, dim=-1)
+    lp = torch.log_softmax(logits, dim=-1)
+    loss = torch.nn.functional.cross_entropy(logits, targets)
+    # One backward through all three, weighted, so each rule contributes.
+    ((p * g).sum() + (lp * g).sum() * 0.5 + loss).backward()
+    save("softmax_cross_entropy", {
+        "logits": logits, "targets": targets.float(), "g": g,
+        "softmax": p, "log_softmax": lp, "loss": loss, "dlogits": logits.grad,
+    })
+
+
+def batched_matmul():
+    a, b = leaf(2, 1, 3, 4), leaf(3, 4, 5)
+    g = torch.randn(2, 3, 3, 5)
+    c = a @ b
+    c.backward(g)
+    save("batched_matmul", {"a": a, "b": b, "g": g, "c": c, "da": a.grad, "db": b.grad})
+
+
+def gelu_exact():
+    x = torch.linspace(-5, 5, 41).requires_grad_()
+    y = torch.nn.functional.gelu(x)
+    y.sum().backward()
+    save("gelu_exact", {"x": x, "y": y, "dx": x.grad})
+
+
+if __name__ == "__main__":
+    OUT.mkdir(parents=True, exist_ok=True)
+    print("torch", torch.__version__)
+    mlp()
+    layer_norm()
+    softmax_cross_entropy()
+    batched_matmul()
+    gelu_exact()

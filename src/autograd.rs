@@ -1,0 +1,215 @@
+//! Reverse-mode automatic differentiation over a dynamic graph.
+//!
+//! Every op result that depends on a tensor requiring gradients carries a
+//! [`Node`]: the op's inputs and a [`Backward`] object holding whatever the
+//! op saved for its backward rule. `Tensor::backward` sorts the nodes
+//! reachable from the root in reverse topological order with an explicit
+//! stack (no recursion, so a chain of 100,000 ops is fine), calls each rule
+//! once with the summed upstream gradient, and hands leaf gradients to the
+//! leaves. Each node is taken out of its tensor as it is used, so the graph is
+//! freed by the backward pass, as in PyTorch.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::Tensor;
+
+/// An op's backward rule: the gradients of its inputs given the gradient of
+/// its output. Lives beside the op's forward, in `src/ops/`.
+///
+/// Anything a rule saves besides the inputs must be a detached tensor (or
+/// plain data): a saved tensor with a graph would keep that graph alive, or
+/// form a cycle with the output.
+pub trait Backward: Send + Sync {
+    /// The op's name, for error messages.
+    fn name(&self) -> &'static str;
+
+    /// Gradients for `inputs`, in order (`None` where an input gets none).
+    /// Each gradient has its input's shape. Called with gradients disabled.
+    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>>;
+}
+
+/// How an op result was made: its inputs and its backward rule.
+pub struct Node {
+    pub(crate) inputs: Vec<Tensor>,
+    pub(crate) backward: Box<dyn Backward>,
+    _live: LiveNode,
+}
+
+static LIVE_NODES: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts itself in [`live_nodes`] while it exists.
+struct LiveNode;
+
+impl LiveNode {
+    fn new() -> Self {
+        LIVE_NODES.fetch_add(1, Ordering::Relaxed);
+        LiveNode
+    }
+}
+
+impl Drop for LiveNode {
+    fn drop(&mut self) {
+        LIVE_NODES.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The number of graph nodes alive in the process: a test of graph memory
+/// (it returns to its old value once a step's loss and outputs are dropped,
+/// or once backward has run).
+pub fn live_nodes() -> usize {
+    LIVE_NODES.load(Ordering::Relaxed)
+}
+
+thread_local! {
+    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Whether ops on this thread record graph nodes.
+pub fn is_grad_enabled() -> bool {
+    GRAD_ENABLED.with(|g| g.get())
+}
+
+/// Disables gradient recording on this thread until dropped.
+///
+/// ```
+/// use zeroformer::prelude::*;
+/// let w = Tensor::ones(&[2]).requires_grad();
+/// let y = {
+///     let _guard = NoGradGuard::new();
+///     w.mul_scalar(3.0)
+/// };
+/// assert!(!y.is_tracked());
+/// ```
+pub struct NoGradGuard {
+    previous: bool,
+}
+
+impl NoGradGuard {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        NoGradGuard {
+            previous: GRAD_ENABLED.with(|g| g.replace(false)),
+        }
+    }
+}
+
+impl Drop for NoGradGuard {
+    fn drop(&mut self) {
+        GRAD_ENABLED.with(|g| g.set(self.previous));
+    }
+}
+
+/// Runs `f` with gradient recording disabled (PyTorch's `torch.no_grad()`).
+///
+/// ```
+/// use zeroformer::prelude::*;
+/// let w = Tensor::ones(&[3]).requires_grad();
+/// let y = no_grad(|| w.exp());
+/// assert!(!y.is_tracked());
+/// ```
+pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    let _guard = NoGradGuard::new();
+    f()
+}
+
+/// The node for an op's result, or `None` when nothing needs a gradient
+/// (then `make` is never called and the op saves nothing).
+pub(crate) fn node<B: Backward + 'static>(
+    inputs: &[&Tensor],
+    make: impl FnOnce() -> B,
+) -> Option<Node> {
+    if !is_grad_enabled() || !inputs.iter().any(|t| t.is_tracked()) {
+        return None;
+    }
+    Some(Node {
+        inputs: inputs.iter().map(|&t| t.clone()).collect(),
+        backward: Box::new(make()),
+        _live: LiveNode::new(),
+    })
+}
+
+/// Back-propagates `grad` (the gradient of some scalar with respect to
+/// `root`) to every leaf that requires gradients.
+pub(crate) fn backward(root: &Tensor, grad: Tensor) {
+    assert_eq!(
+        root.shape(),
+        grad.shape(),
+        "backward: the gradient's shape {:?} differs from the tensor's {:?}",
+        grad.shape(),
+        root.shape()
+    );
+    if !root.is_tracked() {
+        panic!(
+            "backward: the tensor does not require grad and has no graph (did you forget requires_grad(), or run under no_grad?)"
+        );
+    }
+    let _guard = NoGradGuard::new();
+    let order = reverse_topological_order(root);
+    let mut grads: HashMap<usize, Tensor> = HashMap::new();
+    grads.insert(root.id(), grad);
+    for tensor in order {
+        let Some(grad) = grads.remove(&tensor.id()) else {
+            continue;
+        };
+        let node = tensor.take_node();
+        let Some(node) = node else {
+            if tensor.is_leaf_requiring_grad() {
+                tensor.accumulate_grad(grad);
+            }
+            continue;
+        };
+        let input_grads = node.backward.backward(&grad, &node.inputs);
+        assert_eq!(
+            input_grads.len(),
+            node.inputs.len(),
+            "{}: backward returned the wrong number of gradients",
+            node.backward.name()
+        );
+        for (input, g) in node.inputs.iter().zip(input_grads) {
+            let Some(g) = g else { continue };
+            if !input.is_tracked() {
+                continue;
+            }
+            assert_eq!(
+                g.shape(),
+                input.shape(),
+                "{}: backward produced a gradient of shape {:?} for an input of shape {:?}",
+                node.backward.name(),
+                g.shape(),
+                input.shape()
+            );
+            match grads.remove(&input.id()) {
+                Some(sum) => grads.insert(input.id(), sum.add(&g)),
+                None => grads.insert(input.id(), g),
+            };
+        }
+    }
+}
+
+/// Tensors reachable from `root` through graph nodes, each after every
+/// tensor that uses it. Iterative depth-first search.
+fn reverse_topological_order(root: &Tensor) -> Vec<Tensor> {
+    let mut post_order = Vec::new();
+    let mut visited = std::collections::HashSet::new();
+    let mut stack = vec![(root.clone(), false)];
+    while let Some((tensor, children_done)) = stack.pop() {
+        if children_done {
+            post_order.push(tensor);
+            continue;
+        }
+        if !visited.insert(tensor.id()) {
+            continue;
+        }
+        let inputs = tensor.node_inputs();
+        stack.push((tensor, true));
+        for input in inputs {
+            if input.is_tracked() && !visited.contains(&input.id()) {
+                stack.push((input, false));
+            }
+        }
+    }
+    post_order.reverse();
+    post_order
+}

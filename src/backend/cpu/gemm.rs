@@ -1,0 +1,124 @@
+//! Matrix products: `matrixmultiply::sgemm` on strided operands, split across
+//! rayon threads by batch and by row blocks.
+//!
+//! Operands are passed with their strides, so a transposed view (the usual
+//! case in backward: `dA = dC @ Bᵀ`) needs no copy.
+
+use rayon::prelude::*;
+
+/// One matrix operand inside a storage slice: its element at `(i, j)` is
+/// `data[offset + i * row_stride + j * col_stride]`.
+#[derive(Clone, Copy)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub offset: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+/// Below this many multiply-adds (m·k·n, summed over the batch) a product runs
+/// on one thread: splitting smaller work costs more than it saves.
+const MIN_PARALLEL_MACS: usize = 1 << 18;
+
+/// Rows of a row block are rounded to this, matrixmultiply's kernel height.
+const ROW_ALIGN: usize = 8;
+
+/// `out[b] = A[b] @ B[b]` for every batch `b`, where `A[b]` is `m x k` at
+/// `a.offset + a_batch_offsets[b]` and `B[b]` is `k x n` likewise. `out` is
+/// contiguous, `batch x m x n`.
+#[allow(clippy::too_many_arguments)]
+pub fn batched_matmul(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: MatRef,
+    a_batch_offsets: &[usize],
+    b: MatRef,
+    b_batch_offsets: &[usize],
+    out: &mut [f32],
+) {
+    let batch = a_batch_offsets.len();
+    debug_assert_eq!(batch, b_batch_offsets.len());
+    debug_assert_eq!(out.len(), batch * m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    let macs = batch * m * k * n;
+    if threads == 1 || macs < MIN_PARALLEL_MACS {
+        for ((c, &ao), &bo) in out
+            .chunks_mut(m * n)
+            .zip(a_batch_offsets)
+            .zip(b_batch_offsets)
+        {
+            gemm(m, k, n, a.at(ao), b.at(bo), c);
+        }
+        return;
+    }
+    // Enough tasks to occupy every thread: whole matrices when the batch is
+    // large, otherwise row blocks of each matrix too.
+    let blocks = threads.div_ceil(batch).min(m.div_ceil(ROW_ALIGN)).max(1);
+    let rows_per_block = m.div_ceil(blocks).next_multiple_of(ROW_ALIGN).min(m);
+    out.par_chunks_mut(m * n)
+        .zip(a_batch_offsets.par_iter().zip(b_batch_offsets))
+        .for_each(|(c, (&ao, &bo))| {
+            if rows_per_block == m {
+                gemm(m, k, n, a.at(ao), b.at(bo), c);
+                return;
+            }
+            c.par_chunks_mut(rows_per_block * n)
+                .enumerate()
+                .for_each(|(i, c_rows)| {
+                    let rows = c_rows.len() / n;
+                    let a_rows = a.at(ao + i * rows_per_block * a.row_stride);
+                    gemm(rows, k, n, a_rows, b.at(bo), c_rows);
+                });
+        });
+}
+
+impl<'a> MatRef<'a> {
+    fn at(self, extra: usize) -> MatRef<'a> {
+        MatRef {
+            offset: self.offset + extra,
+            ..self
+        }
+    }
+
+    /// The largest storage index this `rows x cols` operand touches, plus one.
+    fn extent(&self, rows: usize, cols: usize) -> usize {
+        if rows == 0 || cols == 0 {
+            return self.offset;
+        }
+        self.offset + (rows - 1) * self.row_stride + (cols - 1) * self.col_stride + 1
+    }
+}
+
+/// `c = a @ b` for one `m x k` by `k x n` product into contiguous `c`.
+fn gemm(m: usize, k: usize, n: usize, a: MatRef, b: MatRef, c: &mut [f32]) {
+    assert!(a.extent(m, k) <= a.data.len() && b.extent(k, n) <= b.data.len());
+    assert!(c.len() >= m * n);
+    if k == 0 {
+        c[..m * n].fill(0.0);
+        return;
+    }
+    // SAFETY: the asserts above keep every element sgemm reads inside `a.data`
+    // and `b.data`, and every element it writes inside `c` (row-major m x n).
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.data.as_ptr().add(a.offset),
+            a.row_stride as isize,
+            a.col_stride as isize,
+            b.data.as_ptr().add(b.offset),
+            b.row_stride as isize,
+            b.col_stride as isize,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! Reductions along one axis of contiguous data viewed as `[outer, n, inner]`,
+//! and row-wise softmax. Sums accumulate in f64 so that long reductions stay
+//! accurate to f32's last digits.
+
+use rayon::prelude::*;
+
+use super::PARALLEL_THRESHOLD;
+
+/// Sums over the middle axis of `[outer, n, inner]`; the result is `[outer, inner]`.
+pub fn sum_axis(data: &[f32], outer: usize, n: usize, inner: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; outer * inner];
+    let body = |o: usize, dst: &mut [f32]| {
+        let block = &data[o * n * inner..(o + 1) * n * inner];
+        if inner == 1 {
+            dst[0] = block.iter().map(|&x| x as f64).sum::<f64>() as f32;
+        } else {
+            let mut acc = vec![0.0f64; inner];
+            for row in block.chunks_exact(inner) {
+                for (a, &x) in acc.iter_mut().zip(row) {
+                    *a += x as f64;
+                }
+            }
+            for (d, a) in dst.iter_mut().zip(acc) {
+                *d = a as f32;
+            }
+        }
+    };
+    if data.len() < PARALLEL_THRESHOLD || outer == 1 {
+        if outer == 1 && inner == 1 && data.len() >= PARALLEL_THRESHOLD {
+            // One long sum: split it, then add the partial sums.
+            let total: f64 = data
+                .par_chunks(PARALLEL_THRESHOLD)
+                .map(|c| c.iter().map(|&x| x as f64).sum::<f64>())
+                .sum();
+            return vec![total as f32];
+        }
+        out.chunks_mut(inner.max(1))
+            .enumerate()
+            .for_each(|(o, d)| body(o, d));
+    } else {
+        out.par_chunks_mut(inner.max(1))
+            .enumerate()
+            .for_each(|(o, d)| body(o, d));
+    }
+    out
+}
+
+/// Maxima over the middle axis of `[outer, n, inner]` and the index of the
+/// first maximum (as `torch.max(dim)` returns). NaN wins, as in PyTorch.
+pub fn max_axis(data: &[f32], outer: usize, n: usize, inner: usize) -> (Vec<f32>, Vec<usize>) {
+    assert!(n > 0, "max: cannot reduce over an empty dimension");
+    let mut vals = vec![f32::NEG_INFINITY; outer * inner];
+    let mut idx = vec![0usize; outer * inner];
+    for o in 0..outer {
+        let block = &data[o * n * inner..(o + 1) * n * inner];
+        let (v, ix) = (
+            &mut vals[o * inner..(o + 1) * inner],
+            &mut idx[o * inner..(o + 1) * inner],
+        );
+        for (j, row) in block.chunks_exact(inner).enumerate() {
+            for ((best, at), &x) in v.iter_mut().zip(ix.iter_mut()).zip(row) {
+                if j == 0 || x > *best || (x.is_nan() && !best.is_nan()) {
+                    *best = x;
+                    *at = j;
+                }
+            }
+        }
+    }
+    (vals, idx)
+}
+
+/// Numerically stable softmax (or log-softmax) of every row of length `n`.
+pub fn softmax_rows(data: &[f32], n: usize, log: bool) -> Vec<f32> {
+    let mut out = vec![0.0f32; data.len()];
+    let row = |(src, dst): (&[f32], &mut [f32])| {
+        let max = src.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f64;
+        for (d, &x) in dst.iter_mut().zip(src) {
+            let e = (x - max).exp();
+            *d = e;
+            sum += e as f64;
+        }
+        if log {
+            let log_sum = sum.ln() as f32;
+            for (d, &x) in dst.iter_mut().zip(src) {
+                *d = x - max - log_sum;
+            }
+        } else {
+            let inv = (1.0 / sum) as f32;
+            dst.iter_mut().for_each(|d| *d *= inv);
+        }
+    };
+    if n == 0 {
+        return out;
+    }
+    if data.len() < PARALLEL_THRESHOLD {
+        data.chunks_exact(n)
+            .zip(out.chunks_exact_mut(n))
+            .for_each(row);
+    } else {
+        data.par_chunks_exact(n)
+            .zip(out.par_chunks_exact_mut(n))
+            .for_each(row);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_each_axis() {
+        // [2, 3, 2]
+        let x: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        assert_eq!(sum_axis(&x, 2, 3, 2), vec![6.0, 9.0, 24.0, 27.0]);
+        assert_eq!(sum_axis(&x, 1, 12, 1), vec![66.0]);
+        assert_eq!(sum_axis(&x, 6, 2, 1), vec![1.0, 5.0, 9.0, 13.0, 17.0, 21.0]);
+    }
+
+    #[test]
+    fn max_reports_the_first_maximum() {
+        let x = [1.0, 5.0, 5.0, 2.0];
+        assert_eq!(max_axis(&x, 1, 4, 1), (vec![5.0], vec![1]));
+    }
+
+    #[test]
+    fn softmax_survives_huge_logits() {
+        let p = softmax_rows(&[1000.0, 1000.0, -1000.0], 3, false);
+        assert_eq!(p, vec![0.5, 0.5, 0.0]);
+        let lp = softmax_rows(&[1000.0, 1000.0], 2, true);
+        assert!((lp[0] + std::f32::consts::LN_2).abs() < 1e-6);
+    }
+}

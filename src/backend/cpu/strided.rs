@@ -1,0 +1,232 @@
+//! Walking tensors in row-major order whatever their strides, serially or in
+//! parallel chunks. Elementwise ops, copies and broadcasts are all built on
+//! [`for_each_offsets`].
+
+use rayon::prelude::*;
+
+use super::{PARALLEL_CHUNK, PARALLEL_THRESHOLD};
+use crate::tensor::Layout;
+
+/// Calls `f(k, offsets)` for the elements `start..start + len` of `shape` in
+/// row-major order, `k` counting from 0 and `offsets[j]` being the storage
+/// offset of that element under `layouts[j]`. All layouts must have `shape`
+/// (broadcast them first). The innermost dimension runs as a tight loop.
+pub fn for_each_offsets<const N: usize>(
+    shape: &[usize],
+    layouts: [&Layout; N],
+    start: usize,
+    len: usize,
+    mut f: impl FnMut(usize, [usize; N]),
+) {
+    if len == 0 {
+        return;
+    }
+    let rank = shape.len();
+    if rank == 0 {
+        f(0, layouts.map(|l| l.offset()));
+        return;
+    }
+    // Multi-index of `start`, and the offsets there.
+    let mut index = vec![0usize; rank];
+    let mut rem = start;
+    for d in (0..rank).rev() {
+        index[d] = rem % shape[d];
+        rem /= shape[d];
+    }
+    let mut offsets = layouts.map(|l| l.offset_of(&index));
+    let inner = rank - 1;
+    let inner_len = shape[inner];
+    let inner_strides = layouts.map(|l| l.strides()[inner]);
+    let mut k = 0;
+    loop {
+        let run = (inner_len - index[inner]).min(len - k);
+        let mut o = offsets;
+        for i in 0..run {
+            f(k + i, o);
+            for j in 0..N {
+                o[j] += inner_strides[j];
+            }
+        }
+        k += run;
+        if k == len {
+            return;
+        }
+        // Carry: reset the inner dimension and advance the outer ones.
+        index[inner] += run;
+        for j in 0..N {
+            offsets[j] += run * inner_strides[j];
+        }
+        let mut d = inner;
+        while index[d] == shape[d] {
+            for j in 0..N {
+                offsets[j] -= index[d] * layouts[j].strides()[d];
+            }
+            index[d] = 0;
+            d -= 1;
+            index[d] += 1;
+            for j in 0..N {
+                offsets[j] += layouts[j].strides()[d];
+            }
+        }
+    }
+}
+
+/// Fills `out` by calling `body(start, chunk)` on consecutive chunks: one
+/// call when `out` is below the parallel threshold, rayon chunks otherwise.
+pub fn fill_chunks<T: Send>(out: &mut [T], body: impl Fn(usize, &mut [T]) + Sync) {
+    if out.len() < PARALLEL_THRESHOLD {
+        body(0, out);
+    } else {
+        out.par_chunks_mut(PARALLEL_CHUNK)
+            .enumerate()
+            .for_each(|(i, chunk)| body(i * PARALLEL_CHUNK, chunk));
+    }
+}
+
+/// Gathers the elements of `layout` (any strides) into a new row-major vector.
+pub fn gather<T: Copy + Send + Sync + Default>(data: &[T], layout: &Layout) -> Vec<T> {
+    if let Some(range) = layout.contiguous_range() {
+        return data[range].to_vec();
+    }
+    let mut out = vec![T::default(); layout.numel()];
+    fill_chunks(&mut out, |start, chunk| {
+        for_each_offsets(layout.shape(), [layout], start, chunk.len(), |k, [o]| {
+            chunk[k] = data[o];
+        })
+    });
+    out
+}
+
+/// `f` applied to every element of `layout`, in row-major order.
+pub fn map<T: Copy + Send + Sync, U: Copy + Send + Sync + Default>(
+    data: &[T],
+    layout: &Layout,
+    f: impl Fn(T) -> U + Sync,
+) -> Vec<U> {
+    let mut out = vec![U::default(); layout.numel()];
+    if let Some(range) = layout.contiguous_range() {
+        let src = &data[range];
+        fill_chunks(&mut out, |start, chunk| {
+            for (o, &x) in chunk.iter_mut().zip(&src[start..]) {
+                *o = f(x);
+            }
+        });
+    } else {
+        fill_chunks(&mut out, |start, chunk| {
+            for_each_offsets(layout.shape(), [layout], start, chunk.len(), |k, [o]| {
+                chunk[k] = f(data[o]);
+            })
+        });
+    }
+    out
+}
+
+/// `f(a, b)` over two layouts of the same (already broadcast) shape.
+pub fn zip_map<A: Copy + Sync, B: Copy + Sync, U: Copy + Send + Default>(
+    a: &[A],
+    la: &Layout,
+    b: &[B],
+    lb: &Layout,
+    f: impl Fn(A, B) -> U + Sync,
+) -> Vec<U> {
+    debug_assert_eq!(la.shape(), lb.shape());
+    let mut out = vec![U::default(); la.numel()];
+    match (la.contiguous_range(), lb.contiguous_range()) {
+        (Some(ra), Some(rb)) => {
+            let (a, b) = (&a[ra], &b[rb]);
+            fill_chunks(&mut out, |start, chunk| {
+                let n = chunk.len();
+                for ((o, &x), &y) in chunk.iter_mut().zip(&a[start..start + n]).zip(&b[start..]) {
+                    *o = f(x, y);
+                }
+            });
+        }
+        _ => fill_chunks(&mut out, |start, chunk| {
+            for_each_offsets(la.shape(), [la, lb], start, chunk.len(), |k, [oa, ob]| {
+                chunk[k] = f(a[oa], b[ob]);
+            })
+        }),
+    }
+    out
+}
+
+/// `f` applied across `N` f32 operands of the same (already broadcast) shape.
+pub fn map_n<const N: usize>(
+    data: [&[f32]; N],
+    layouts: [&Layout; N],
+    f: impl Fn([f32; N]) -> f32 + Sync,
+) -> Vec<f32> {
+    let shape = layouts[0].shape();
+    debug_assert!(layouts.iter().all(|l| l.shape() == shape));
+    let mut out = vec![0.0f32; layouts[0].numel()];
+    let ranges = layouts.map(|l| l.contiguous_range());
+    if ranges.iter().all(|r| r.is_some()) {
+        let slices: [&[f32]; N] = std::array::from_fn(|j| &data[j][ranges[j].clone().unwrap()]);
+        fill_chunks(&mut out, |start, chunk| {
+            for (k, o) in chunk.iter_mut().enumerate() {
+                *o = f(slices.map(|s| s[start + k]));
+            }
+        });
+    } else {
+        fill_chunks(&mut out, |start, chunk| {
+            for_each_offsets(shape, layouts, start, chunk.len(), |k, offsets| {
+                chunk[k] = f(std::array::from_fn(|j| data[j][offsets[j]]));
+            })
+        });
+    }
+    out
+}
+
+/// Copies the elements of `src` (under `src_layout`) to the positions of
+/// `dst_layout` in `dst`; both layouts have the same shape.
+pub fn copy_into<T: Copy>(dst: &mut [T], dst_layout: &Layout, src: &[T], src_layout: &Layout) {
+    debug_assert_eq!(dst_layout.shape(), src_layout.shape());
+    let n = dst_layout.numel();
+    if let (Some(rd), Some(rs)) = (dst_layout.contiguous_range(), src_layout.contiguous_range()) {
+        dst[rd].copy_from_slice(&src[rs]);
+        return;
+    }
+    for_each_offsets(
+        dst_layout.shape(),
+        [dst_layout, src_layout],
+        0,
+        n,
+        |_, [od, os]| {
+            dst[od] = src[os];
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_a_transposed_view_in_row_major_order() {
+        let data: Vec<i32> = (0..6).collect();
+        let t = Layout::contiguous(&[2, 3]).permute(&[1, 0]);
+        assert_eq!(gather(&data, &t), vec![0, 3, 1, 4, 2, 5]);
+    }
+
+    #[test]
+    fn starts_in_the_middle_of_a_row() {
+        let data: Vec<i32> = (0..24).collect();
+        let l = Layout::contiguous(&[2, 3, 4]).permute(&[2, 0, 1]);
+        let full = gather(&data, &l);
+        let mut part = Vec::new();
+        for_each_offsets(l.shape(), [&l], 5, 13, |_, [o]| part.push(data[o]));
+        assert_eq!(part, full[5..18]);
+    }
+
+    #[test]
+    fn parallel_and_serial_paths_agree() {
+        let n = 3 * super::PARALLEL_THRESHOLD + 7;
+        let data: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let l = Layout::contiguous(&[n / 7, 7]).permute(&[1, 0]);
+        let out = map(&data, &l, |x| x * 2.0);
+        let serial: Vec<f32> = (0..7)
+            .flat_map(|c| (0..n / 7).map(move |r| (r * 7 + c) as f32 * 2.0))
+            .collect();
+        assert_eq!(out, serial);
+    }
+}

@@ -1,0 +1,6 @@
+//! Kernels. `cpu` works on plain slices plus [`Layout`](crate::tensor::Layout)s
+//! and knows nothing of autograd; `cuda` is the device backend behind the
+//! `cuda` feature (a stub until the CUDA issue lands).
+
+pub mod cpu;
+pub mod cuda;

@@ -1,0 +1,38 @@
+//! Errors for everything that touches the outside world: files, devices,
+//! configs. Tensor math does not return these: a shape, dtype or device
+//! mismatch is a programmer error and panics, naming the op and the shapes.
+
+use std::path::PathBuf;
+
+/// The crate's error type.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// CUDA was asked for but cannot be used in this build or on this machine.
+    #[error("CUDA is unavailable: {0}")]
+    CudaUnavailable(String),
+    /// Input data that does not have the form the crate expects.
+    #[error("invalid data: {0}")]
+    InvalidData(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done and to which file.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

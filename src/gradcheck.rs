@@ -1,0 +1,198 @@
+//! Finite-difference gradient checking, for the crate's own tests and for
+//! anyone writing a new op (PyTorch's `torch.autograd.gradcheck`).
+//!
+//! The function under test `f` maps inputs to an output tensor of any shape.
+//! The harness reduces it to a scalar with a fixed random projection,
+//! `L = Σ f(x) ⊙ r` (a plain sum would hide errors: the sum of a softmax is
+//! constant, so its gradient is zero whatever the backward rule says), gets
+//! `dL/dx` from `backward`, and compares it element by element with the
+//! central difference `(L(x + ε) - L(x - ε)) / 2ε`, where `L` is summed in f64.
+//!
+//! ## The step and the tolerance
+//! Everything is f32, so the step is a compromise between two errors:
+//! - truncation: the central difference is off by about `ε²/6 · f'''`, which
+//!   for ε = 1e-2 and the smooth ops here (|f'''| up to ~10 on the inputs
+//!   the tests use) is below 2e-4;
+//! - rounding: each output carries about 6e-8 relative error, which survives
+//!   the difference and is divided by 2ε: about 3e-6 per unit of output, a
+//!   few 1e-5 for the outputs of a test.
+//!
+//! So ε = 1e-2 with `|numeric - analytic| <= 1e-3 + 1e-2 · |numeric|` leaves
+//! a margin of several times the expected error, while a wrong rule (a
+//! missing factor, a sign, a gradient not summed over a broadcast dimension)
+//! is off by far more than 1%. Inputs must stay further than ε from kinks
+//! (relu at 0, ties in max), which the tests arrange.
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::Tensor;
+use crate::autograd::no_grad;
+
+/// Step and tolerances of a gradient check; see the module docs for why.
+#[derive(Clone, Copy, Debug)]
+pub struct GradCheck {
+    /// The finite-difference step ε.
+    pub eps: f32,
+    /// Absolute tolerance.
+    pub atol: f64,
+    /// Tolerance relative to the numeric gradient.
+    pub rtol: f64,
+}
+
+impl Default for GradCheck {
+    fn default() -> Self {
+        GradCheck {
+            eps: 1e-2,
+            atol: 1e-3,
+            rtol: 1e-2,
+        }
+    }
+}
+
+/// The worst disagreement a failed check found.
+#[derive(Clone, Debug)]
+pub struct GradCheckError {
+    /// Which input, and which element of it (row-major).
+    pub input: usize,
+    pub element: usize,
+    pub numeric: f64,
+    pub analytic: f64,
+    /// Elements out of tolerance, over all inputs.
+    pub failures: usize,
+}
+
+impl std::fmt::Display for GradCheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "gradient check failed at {} element(s); worst: input {} element {}: numeric {:.6} vs analytic {:.6}",
+            self.failures, self.input, self.element, self.numeric, self.analytic
+        )
+    }
+}
+
+impl std::error::Error for GradCheckError {}
+
+impl GradCheck {
+    /// Checks the gradients of `f` at `inputs` (f32 tensors; copies are made).
+    ///
+    /// ```
+    /// use zeroformer::gradcheck::GradCheck;
+    /// use zeroformer::Tensor;
+    /// let x = Tensor::from_vec(vec![0.5, -1.0, 2.0], &[3]);
+    /// GradCheck::default().check(|xs| xs[0].tanh(), &[x]).unwrap();
+    /// ```
+    pub fn check(
+        &self,
+        f: impl Fn(&[Tensor]) -> Tensor,
+        inputs: &[Tensor],
+    ) -> Result<(), GradCheckError> {
+        let values: Vec<Vec<f32>> = inputs.iter().map(|x| x.to_vec()).collect();
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|x| x.shape().to_vec()).collect();
+        let leaves: Vec<Tensor> = values
+            .iter()
+            .zip(&shapes)
+            .map(|(v, s)| Tensor::from_vec(v.clone(), s).requires_grad())
+            .collect();
+        let out = f(&leaves);
+        let mut rng = StdRng::seed_from_u64(0x5eed);
+        let projection = Tensor::uniform(out.shape(), -1.0, 1.0, &mut rng);
+        let r = projection.to_vec();
+        out.mul(&projection).sum().backward();
+
+        let loss_at = |values: &[Vec<f32>]| -> f64 {
+            let xs: Vec<Tensor> = values
+                .iter()
+                .zip(&shapes)
+                .map(|(v, s)| Tensor::from_vec(v.clone(), s))
+                .collect();
+            let y = no_grad(|| f(&xs)).to_vec();
+            y.iter().zip(&r).map(|(&a, &b)| a as f64 * b as f64).sum()
+        };
+
+        let mut worst: Option<(f64, GradCheckError)> = None;
+        let mut failures = 0;
+        let mut probe = values.clone();
+        for (i, leaf) in leaves.iter().enumerate() {
+            let analytic = leaf
+                .grad()
+                .map(|g| g.to_vec())
+                .unwrap_or_else(|| vec![0.0; leaf.numel()]);
+            for j in 0..values[i].len() {
+                probe[i][j] = values[i][j] + self.eps;
+                let plus = loss_at(&probe);
+                probe[i][j] = values[i][j] - self.eps;
+                let minus = loss_at(&probe);
+                probe[i][j] = values[i][j];
+                // The step actually taken, after f32 rounding of x ± ε.
+                let step = (values[i][j] + self.eps) as f64 - (values[i][j] - self.eps) as f64;
+                let numeric = (plus - minus) / step;
+                let a = analytic[j] as f64;
+                let excess = (numeric - a).abs() - (self.atol + self.rtol * numeric.abs());
+                if excess > 0.0 || !a.is_finite() {
+                    failures += 1;
+                    if worst.as_ref().is_none_or(|(e, _)| excess > *e) {
+                        let err = GradCheckError {
+                            input: i,
+                            element: j,
+                            numeric,
+                            analytic: a,
+                            failures: 0,
+                        };
+                        worst = Some((excess, err));
+                    }
+                }
+            }
+        }
+        match worst {
+            None => Ok(()),
+            Some((_, mut err)) => {
+                err.failures = failures;
+                Err(err)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autograd::{self, Backward};
+
+    /// Forward `2x`, backward claiming `3g`: a rule the check must reject.
+    struct WrongRule;
+
+    impl Backward for WrongRule {
+        fn name(&self) -> &'static str {
+            "wrong"
+        }
+
+        fn backward(&self, g: &Tensor, _: &[Tensor]) -> Vec<Option<Tensor>> {
+            vec![Some(g.mul_scalar(3.0))]
+        }
+    }
+
+    fn wrong_double(x: &Tensor) -> Tensor {
+        let data = x.to_vec().iter().map(|v| 2.0 * v).collect();
+        Tensor::from_f32(data, x.shape(), autograd::node(&[x], || WrongRule))
+    }
+
+    #[test]
+    fn rejects_a_wrong_backward_rule() {
+        let x = Tensor::from_vec(vec![0.1, 0.2, 0.3], &[3]);
+        let err = GradCheck::default()
+            .check(|xs| wrong_double(&xs[0]), &[x])
+            .unwrap_err();
+        assert_eq!(err.failures, 3);
+        assert!((err.analytic / err.numeric - 1.5).abs() < 1e-3, "{err}");
+    }
+
+    #[test]
+    fn accepts_a_right_one() {
+        let x = Tensor::from_vec(vec![0.1, 0.2, 0.3], &[3]);
+        GradCheck::default()
+            .check(|xs| xs[0].mul_scalar(2.0), &[x])
+            .unwrap();
+    }
+}

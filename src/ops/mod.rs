@@ -1,0 +1,102 @@
+//! Differentiable ops, one file per family. Each file holds the forward (a
+//! method on [`Tensor`]) and, right beside it, the [`Backward`](crate::autograd::Backward)
+//! rule that differentiates it. Kernels live in `crate::backend`.
+
+pub mod binary;
+pub mod concat;
+pub mod dropout;
+pub mod embedding;
+pub mod loss;
+pub mod matmul;
+pub mod norm;
+pub mod reduce;
+pub mod select;
+pub mod shape;
+pub mod softmax;
+pub mod unary;
+
+use crate::Tensor;
+
+/// A dimension argument: a `usize`, or a signed integer where negative
+/// values count from the end (`-1` is the last dimension), as in PyTorch.
+pub trait Dim: Copy {
+    /// The dimension as an index below `rank`; panics naming `op` otherwise.
+    fn index(self, rank: usize, op: &str) -> usize;
+}
+
+impl Dim for usize {
+    fn index(self, rank: usize, op: &str) -> usize {
+        assert!(
+            self < rank,
+            "{op}: dimension {self} is out of range for a tensor of rank {rank}"
+        );
+        self
+    }
+}
+
+macro_rules! signed_dim {
+    ($($t:ty),*) => {$(
+        impl Dim for $t {
+            fn index(self, rank: usize, op: &str) -> usize {
+                let r = rank as i64;
+                let d = self as i64;
+                assert!(
+                    (-r..r).contains(&d),
+                    "{op}: dimension {self} is out of range for a tensor of rank {rank}"
+                );
+                if d < 0 { (d + r) as usize } else { d as usize }
+            }
+        }
+    )*};
+}
+signed_dim!(i32, i64, isize);
+
+/// Sums a broadcast gradient back to the `shape` its input had: over the
+/// leading dimensions broadcasting added, and over dimensions stretched from 1.
+pub(crate) fn sum_to_shape(grad: &Tensor, shape: &[usize]) -> Tensor {
+    if grad.shape() == shape {
+        return grad.clone();
+    }
+    let lead = grad.rank() - shape.len();
+    let mut g = grad.clone();
+    for _ in 0..lead {
+        g = g.sum_dim(0, false);
+    }
+    for (d, &size) in shape.iter().enumerate() {
+        if size == 1 && g.shape()[d] != 1 {
+            g = g.sum_dim(d, true);
+        }
+    }
+    g
+}
+
+/// Calls `f` with the f32 elements of `t` in row-major order: borrowed from
+/// storage when contiguous, gathered into a temporary otherwise.
+pub(crate) fn with_contiguous_f32<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> R) -> R {
+    let storage = t.storage();
+    let data = storage.f32(op);
+    match t.layout().contiguous_range() {
+        Some(range) => f(&data[range]),
+        None => f(&crate::backend::cpu::strided::gather(data, t.layout())),
+    }
+}
+
+/// `(outer, n, inner)`: the sizes before, at and after dimension `d`.
+pub(crate) fn split_at_dim(shape: &[usize], d: usize) -> (usize, usize, usize) {
+    (
+        shape[..d].iter().product(),
+        shape[d],
+        shape[d + 1..].iter().product(),
+    )
+}
+
+/// `shape` without dimension `d`, or with it set to 1 when `keepdim`.
+pub(crate) fn reduced_shape(shape: &[usize], d: usize, keepdim: bool) -> Vec<usize> {
+    let mut out = shape.to_vec();
+    if keepdim {
+        out[d] = 1;
+    } else {
+        out.remove(d);
+    }
+    out
+}

@@ -1,0 +1,81 @@
+//! Layer normalisation over the last dimension, with optional weight and
+//! bias, as one fused op (forward and backward in `backend::cpu::norm`).
+
+use std::sync::Arc;
+
+use crate::Tensor;
+use crate::autograd::{self, Backward};
+use crate::backend::cpu::norm::{self as kernels, LayerNormStats};
+use crate::ops::with_contiguous_f32;
+
+struct LayerNormBackward {
+    stats: Arc<LayerNormStats>,
+    has_weight: bool,
+    has_bias: bool,
+}
+
+impl Backward for LayerNormBackward {
+    fn name(&self) -> &'static str {
+        "layer_norm"
+    }
+
+    fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+        let x = &inputs[0];
+        let d = x.shape()[x.rank() - 1];
+        let weight = self.has_weight.then(|| inputs[1].contiguous().to_vec());
+        let g = g.contiguous().to_vec();
+        let (dx, dw, db) = with_contiguous_f32(x, "layer_norm backward", |xs| {
+            kernels::layer_norm_backward(xs, &g, d, weight.as_deref(), &self.stats)
+        });
+        let mut grads = vec![Some(Tensor::from_f32(dx, x.shape(), None))];
+        if self.has_weight {
+            grads.push(Some(Tensor::from_f32(dw, &[d], None)));
+        }
+        if self.has_bias {
+            grads.push(Some(Tensor::from_f32(db, &[d], None)));
+        }
+        grads
+    }
+}
+
+impl Tensor {
+    /// Normalises each row over the last dimension to zero mean and unit
+    /// variance (biased, as PyTorch), then scales by `weight` and shifts by
+    /// `bias` (both of the last dimension's size).
+    ///
+    /// ```
+    /// use zeroformer::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[1, 4]);
+    /// let y = x.layer_norm(None, None, 1e-5);
+    /// assert!(y.sum().item().abs() < 1e-5);
+    /// ```
+    pub fn layer_norm(&self, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f32) -> Tensor {
+        assert!(self.rank() >= 1, "layer_norm: needs at least one dimension");
+        let d = self.shape()[self.rank() - 1];
+        for (name, p) in [("weight", weight), ("bias", bias)] {
+            if let Some(p) = p {
+                assert_eq!(
+                    p.shape(),
+                    &[d],
+                    "layer_norm: {name} of shape {:?} does not match the normalised size {d} of input {:?}",
+                    p.shape(),
+                    self.shape()
+                );
+            }
+        }
+        let w = weight.map(|w| w.contiguous().to_vec());
+        let b = bias.map(|b| b.contiguous().to_vec());
+        let (y, stats) = with_contiguous_f32(self, "layer_norm", |x| {
+            kernels::layer_norm_forward(x, d, w.as_deref(), b.as_deref(), eps)
+        });
+        let mut inputs = vec![self];
+        inputs.extend(weight);
+        inputs.extend(bias);
+        let node = autograd::node(&inputs, || LayerNormBackward {
+            stats: Arc::new(stats),
+            has_weight: weight.is_some(),
+            has_bias: bias.is_some(),
+        });
+        Tensor::from_f32(y, self.shape(), node)
+    }
+}

@@ -1,0 +1,115 @@
+//! Making tensors: constants, ranges, data from vectors, random values.
+
+use std::sync::Arc;
+
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal, Uniform};
+
+use super::{CpuStorage, Layout, Storage, Tensor};
+
+fn check_len(op: &str, len: usize, shape: &[usize]) {
+    let numel: usize = shape.iter().product();
+    assert_eq!(
+        len, numel,
+        "{op}: {len} values cannot fill shape {shape:?} ({numel} elements)"
+    );
+}
+
+impl Tensor {
+    /// An f32 tensor of `shape` holding `data` in row-major order.
+    ///
+    /// ```
+    /// use zeroformer::Tensor;
+    /// let t = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// assert_eq!(t.transpose(0, 1).to_vec(), vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    /// ```
+    pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Tensor {
+        check_len("from_vec", data.len(), shape);
+        Tensor::from_f32(data, shape, None)
+    }
+
+    /// An f32 tensor copied from a slice.
+    pub fn from_slice(data: &[f32], shape: &[usize]) -> Tensor {
+        Tensor::from_vec(data.to_vec(), shape)
+    }
+
+    /// An integer tensor, e.g. token ids or class targets.
+    pub fn from_ids(ids: Vec<i64>, shape: &[usize]) -> Tensor {
+        check_len("from_ids", ids.len(), shape);
+        Tensor::from_storage(
+            Arc::new(Storage::Cpu(CpuStorage::I64(ids))),
+            Layout::contiguous(shape),
+            None,
+        )
+    }
+
+    /// A boolean tensor, e.g. a mask.
+    pub fn from_bools(values: Vec<bool>, shape: &[usize]) -> Tensor {
+        check_len("from_bools", values.len(), shape);
+        Tensor::from_storage(
+            Arc::new(Storage::Cpu(CpuStorage::Bool(values))),
+            Layout::contiguous(shape),
+            None,
+        )
+    }
+
+    /// A zero-dimensional tensor holding `value`.
+    pub fn scalar(value: f32) -> Tensor {
+        Tensor::from_f32(vec![value], &[], None)
+    }
+
+    /// Every element `value`.
+    pub fn full(shape: &[usize], value: f32) -> Tensor {
+        Tensor::from_f32(vec![value; shape.iter().product()], shape, None)
+    }
+
+    pub fn zeros(shape: &[usize]) -> Tensor {
+        Tensor::full(shape, 0.0)
+    }
+
+    pub fn ones(shape: &[usize]) -> Tensor {
+        Tensor::full(shape, 1.0)
+    }
+
+    /// Zeros of this tensor's shape.
+    pub fn zeros_like(&self) -> Tensor {
+        Tensor::zeros(self.shape())
+    }
+
+    /// Ones of this tensor's shape.
+    pub fn ones_like(&self) -> Tensor {
+        Tensor::ones(self.shape())
+    }
+
+    /// `start, start + step, ...` up to but excluding `end`, as a 1-D f32 tensor.
+    ///
+    /// ```
+    /// use zeroformer::Tensor;
+    /// assert_eq!(Tensor::arange(0.0, 1.0, 0.25).to_vec(), vec![0.0, 0.25, 0.5, 0.75]);
+    /// ```
+    pub fn arange(start: f32, end: f32, step: f32) -> Tensor {
+        assert!(step != 0.0, "arange: step must not be zero");
+        let n = ((end - start) / step).ceil().max(0.0) as usize;
+        let data: Vec<f32> = (0..n).map(|i| start + i as f32 * step).collect();
+        Tensor::from_f32(data, &[n], None)
+    }
+
+    /// Standard normal samples drawn from `rng` (seed it for reproducible runs).
+    pub fn randn(shape: &[usize], rng: &mut impl Rng) -> Tensor {
+        let n = shape.iter().product();
+        let data = (0..n).map(|_| StandardNormal.sample(rng)).collect();
+        Tensor::from_f32(data, shape, None)
+    }
+
+    /// Samples uniform in `[low, high)` drawn from `rng`.
+    pub fn uniform(shape: &[usize], low: f32, high: f32, rng: &mut impl Rng) -> Tensor {
+        assert!(
+            low < high,
+            "uniform: needs low < high, got {low} and {high}"
+        );
+        let dist = Uniform::new(low, high);
+        let n = shape.iter().product();
+        let data = (0..n).map(|_| dist.sample(rng)).collect();
+        Tensor::from_f32(data, shape, None)
+    }
+}

@@ -1,0 +1,302 @@
+//! The [`Tensor`]: a cheap-to-clone handle to storage, a layout, and (for op
+//! results that need gradients) the graph node that made it.
+
+mod convert;
+mod creation;
+mod display;
+pub mod layout;
+pub mod storage;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::autograd::{self, Node};
+use crate::backend::cpu::strided;
+use crate::{DType, Device};
+pub use layout::Layout;
+pub use storage::{CpuStorage, Storage};
+
+/// An n-dimensional array with reverse-mode autograd.
+///
+/// Cloning is cheap (an `Arc`); views share storage. Ops are eager and
+/// define-by-run: each call computes its result at once and, when an input
+/// requires gradients, records how to differentiate it.
+///
+/// ```
+/// use zeroformer::prelude::*;
+/// let mut rng = StdRng::seed_from_u64(0);
+/// let x = Tensor::randn(&[4, 8], &mut rng);
+/// let w = Tensor::randn(&[8, 3], &mut rng).requires_grad();
+/// let loss = x.matmul(&w).relu().sum();
+/// loss.backward();
+/// assert_eq!(w.grad().unwrap().shape(), &[8, 3]);
+/// ```
+#[derive(Clone)]
+pub struct Tensor(pub(crate) Arc<Inner>);
+
+pub(crate) struct Inner {
+    id: usize,
+    /// Swapped (not mutated through shared references) by in-place updates,
+    /// so a reader clones the `Arc` and never holds the lock during a kernel.
+    storage: RwLock<Arc<Storage>>,
+    layout: Layout,
+    dtype: DType,
+    /// A leaf whose gradient is kept in `grad`.
+    requires_grad: bool,
+    /// Ops on this tensor record graph nodes: a leaf requiring grad, or a
+    /// result made from one.
+    tracked: bool,
+    node: Mutex<Option<Node>>,
+    grad: Mutex<Option<Tensor>>,
+}
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+
+impl Drop for Inner {
+    /// Frees the graph behind this tensor without recursion: a chain of
+    /// 100,000 ops would otherwise overflow the stack when dropped.
+    fn drop(&mut self) {
+        let Some(node) = self
+            .node
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let mut pending = node.inputs;
+        while let Some(tensor) = pending.pop() {
+            if let Ok(mut inner) = Arc::try_unwrap(tensor.0) {
+                let node = inner
+                    .node
+                    .get_mut()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                if let Some(node) = node {
+                    pending.extend(node.inputs);
+                }
+            }
+        }
+    }
+}
+
+impl Tensor {
+    pub(crate) fn from_storage(
+        storage: Arc<Storage>,
+        layout: Layout,
+        node: Option<Node>,
+    ) -> Tensor {
+        let dtype = storage.dtype();
+        Tensor(Arc::new(Inner {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            storage: RwLock::new(storage),
+            layout,
+            dtype,
+            requires_grad: false,
+            tracked: node.is_some(),
+            node: Mutex::new(node),
+            grad: Mutex::new(None),
+        }))
+    }
+
+    /// A new contiguous f32 tensor from `data`, with an optional graph node.
+    pub(crate) fn from_f32(data: Vec<f32>, shape: &[usize], node: Option<Node>) -> Tensor {
+        debug_assert_eq!(data.len(), shape.iter().product::<usize>());
+        Tensor::from_storage(
+            Arc::new(Storage::Cpu(CpuStorage::F32(data))),
+            Layout::contiguous(shape),
+            node,
+        )
+    }
+
+    /// A view of this tensor's storage with another layout.
+    pub(crate) fn view(&self, layout: Layout, node: Option<Node>) -> Tensor {
+        Tensor::from_storage(self.storage(), layout, node)
+    }
+
+    /// The storage, shared (an `Arc` clone; the lock is released at once).
+    pub(crate) fn storage(&self) -> Arc<Storage> {
+        self.0
+            .storage
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A process-unique id, stable for the tensor's life.
+    pub fn id(&self) -> usize {
+        self.0.id
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        self.0.layout.shape()
+    }
+
+    /// The number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.0.layout.rank()
+    }
+
+    /// The number of elements.
+    pub fn numel(&self) -> usize {
+        self.0.layout.numel()
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.0.layout
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.0.dtype
+    }
+
+    pub fn device(&self) -> Device {
+        self.storage().device()
+    }
+
+    /// True when the elements are row-major without gaps in storage.
+    pub fn is_contiguous(&self) -> bool {
+        self.0.layout.is_contiguous()
+    }
+
+    /// Marks this tensor as a leaf whose gradient `backward` keeps in [`grad`](Self::grad).
+    ///
+    /// Returns a new handle over the same storage. Panics for op results
+    /// (use [`detach`](Self::detach) first) and for non-f32 tensors.
+    pub fn requires_grad(self) -> Tensor {
+        assert!(
+            !self.0.tracked || self.0.requires_grad,
+            "requires_grad: only a leaf tensor can require grad; this one is an op result (call detach() first)"
+        );
+        assert_eq!(
+            self.dtype(),
+            DType::F32,
+            "requires_grad: only f32 tensors have gradients"
+        );
+        Tensor(Arc::new(Inner {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            storage: RwLock::new(self.storage()),
+            layout: self.0.layout.clone(),
+            dtype: self.0.dtype,
+            requires_grad: true,
+            tracked: true,
+            node: Mutex::new(None),
+            grad: Mutex::new(None),
+        }))
+    }
+
+    /// True when ops on this tensor record a graph (it requires grad, or was
+    /// computed from one that does, with gradients enabled).
+    pub fn is_tracked(&self) -> bool {
+        self.0.tracked
+    }
+
+    /// True for a leaf that keeps its gradient.
+    pub fn is_leaf_requiring_grad(&self) -> bool {
+        self.0.requires_grad
+    }
+
+    /// The same data with no graph: gradients stop here.
+    pub fn detach(&self) -> Tensor {
+        self.view(self.0.layout.clone(), None)
+    }
+
+    /// The gradient accumulated by `backward`, for a leaf that requires grad.
+    pub fn grad(&self) -> Option<Tensor> {
+        self.0
+            .grad
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Forgets the accumulated gradient (PyTorch's `zero_grad(set_to_none=True)`).
+    pub fn zero_grad(&self) {
+        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    pub(crate) fn accumulate_grad(&self, g: Tensor) {
+        let g = g.contiguous();
+        let mut slot = self.0.grad.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = Some(match slot.take() {
+            Some(sum) => sum.add(&g),
+            None => g,
+        });
+    }
+
+    pub(crate) fn take_node(&self) -> Option<Node> {
+        self.0.node.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    pub(crate) fn node_inputs(&self) -> Vec<Tensor> {
+        let node = self.0.node.lock().unwrap_or_else(|e| e.into_inner());
+        node.as_ref().map(|n| n.inputs.clone()).unwrap_or_default()
+    }
+
+    /// Back-propagates from this one-element tensor (usually a loss): every
+    /// leaf that requires grad and contributed to it gets `d self / d leaf`
+    /// added to its [`grad`](Self::grad). The graph is freed as it goes.
+    pub fn backward(&self) {
+        assert_eq!(
+            self.numel(),
+            1,
+            "backward: needs a one-element tensor, got shape {:?}; use backward_with(grad) for others",
+            self.shape()
+        );
+        autograd::backward(self, Tensor::ones(self.shape()));
+    }
+
+    /// Back-propagates an explicit upstream gradient of this tensor's shape.
+    pub fn backward_with(&self, grad: &Tensor) {
+        autograd::backward(self, grad.detach());
+    }
+
+    /// The elements in row-major order (f32 tensors).
+    pub fn to_vec(&self) -> Vec<f32> {
+        strided::gather(self.storage().f32("to_vec"), self.layout())
+    }
+
+    /// The elements in row-major order (i64 tensors).
+    pub fn to_vec_i64(&self) -> Vec<i64> {
+        strided::gather(self.storage().i64("to_vec_i64"), self.layout())
+    }
+
+    /// The elements in row-major order (bool tensors).
+    pub fn to_vec_bool(&self) -> Vec<bool> {
+        strided::gather(self.storage().bool("to_vec_bool"), self.layout())
+    }
+
+    /// The value of a one-element f32 tensor.
+    pub fn item(&self) -> f32 {
+        assert_eq!(
+            self.numel(),
+            1,
+            "item: needs a one-element tensor, got shape {:?}",
+            self.shape()
+        );
+        let s = self.storage();
+        s.f32("item")[self.layout().offset()]
+    }
+
+    /// Updates the elements in place (for optimizers): `f` gets the
+    /// row-major data. Views taken earlier keep the old values. Records no
+    /// graph. Panics unless the tensor is contiguous over all its storage.
+    ///
+    /// ```
+    /// use zeroformer::prelude::*;
+    /// let w = Tensor::ones(&[3]).requires_grad();
+    /// w.update_data(|d| d.iter_mut().for_each(|x| *x -= 0.5));
+    /// assert_eq!(w.to_vec(), vec![0.5; 3]);
+    /// ```
+    pub fn update_data(&self, f: impl FnOnce(&mut [f32])) {
+        let mut slot = self.0.storage.write().unwrap_or_else(|e| e.into_inner());
+        let storage = Arc::make_mut(&mut slot);
+        let data = storage.f32_mut("update_data");
+        assert!(
+            self.0.layout.offset() == 0 && self.is_contiguous() && data.len() == self.numel(),
+            "update_data: needs a tensor that owns all its storage contiguously (shape {:?})",
+            self.shape()
+        );
+        f(data);
+    }
+}

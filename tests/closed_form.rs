@@ -1,0 +1,134 @@
+//! Ops checked against answers known in closed form.
+
+use approx::assert_relative_eq;
+use zeroformer::prelude::*;
+
+#[test]
+fn softmax_rows_sum_to_one_over_any_dim() {
+    let x = Tensor::randn(&[3, 4, 5], &mut StdRng::seed_from_u64(0)).mul_scalar(10.0);
+    for d in 0..3 {
+        let s = x.softmax(d).sum_dim(d, false);
+        for v in s.to_vec() {
+            assert_relative_eq!(v, 1.0, epsilon = 1e-6);
+        }
+    }
+    // log_softmax is the log of softmax.
+    let (a, b) = (x.log_softmax(1).to_vec(), x.softmax(1).log().to_vec());
+    for (a, b) in a.iter().zip(&b) {
+        assert_relative_eq!(a, b, epsilon = 1e-5);
+    }
+}
+
+#[test]
+fn cross_entropy_of_uniform_logits_is_ln_classes() {
+    for classes in [2usize, 10, 65, 50257] {
+        let logits = Tensor::full(&[3, classes], 0.7);
+        let targets = Tensor::from_ids(vec![0, (classes - 1) as i64, 1], &[3]);
+        assert_relative_eq!(
+            logits.cross_entropy(&targets).item(),
+            (classes as f32).ln(),
+            max_relative = 1e-6
+        );
+    }
+}
+
+#[test]
+fn cross_entropy_gradient_is_softmax_minus_one_hot_over_count() {
+    let logits = Tensor::randn(&[4, 3], &mut StdRng::seed_from_u64(1)).requires_grad();
+    let targets = Tensor::from_ids(vec![2, -100, 0, 1], &[4]);
+    logits.cross_entropy(&targets).backward();
+    let p = logits.softmax(-1).to_vec();
+    let g = logits.grad().unwrap().to_vec();
+    let targets = [2i64, -100, 0, 1];
+    for (r, &t) in targets.iter().enumerate() {
+        for c in 0..3 {
+            let expected = if t < 0 {
+                0.0
+            } else {
+                (p[r * 3 + c] - if c as i64 == t { 1.0 } else { 0.0 }) / 3.0
+            };
+            assert_relative_eq!(g[r * 3 + c], expected, epsilon = 1e-6);
+        }
+    }
+}
+
+#[test]
+fn layer_norm_rows_have_zero_mean_and_unit_variance() {
+    let x = Tensor::randn(&[6, 32], &mut StdRng::seed_from_u64(2))
+        .mul_scalar(3.0)
+        .add_scalar(5.0);
+    let y = x.layer_norm(None, None, 1e-5);
+    for m in y.mean_dim(1, false).to_vec() {
+        assert!(m.abs() < 1e-5, "row mean {m}");
+    }
+    for v in y.var_dim(1, false, false).to_vec() {
+        // 1 - eps/var, the eps being inside the square root.
+        assert_relative_eq!(v, 1.0, epsilon = 1e-4);
+    }
+    // The affine part: weight 2, bias -1 maps mean 0 / var 1 to mean -1 / var 4.
+    let z = x.layer_norm(
+        Some(&Tensor::full(&[32], 2.0)),
+        Some(&Tensor::full(&[32], -1.0)),
+        1e-5,
+    );
+    for m in z.mean_dim(1, false).to_vec() {
+        assert_relative_eq!(m, -1.0, epsilon = 1e-5);
+    }
+}
+
+#[test]
+fn activations_match_their_formulas() {
+    let x = Tensor::from_vec(vec![-3.0, -0.5, 0.0, 0.5, 3.0], &[5]);
+    let v = x.to_vec();
+    let erf_gelu = x.gelu(GeluApproximation::None).to_vec();
+    // Φ(x) = 0.5 (1 + erf(x / √2)), values of erf from tables.
+    let expected = [-0.004_049_6, -0.154_268_5, 0.0, 0.345_731_5, 2.995_950_4];
+    for (a, e) in erf_gelu.iter().zip(expected) {
+        assert_relative_eq!(*a, e, epsilon = 1e-6);
+    }
+    let tanh_gelu = x.gelu(GeluApproximation::Tanh).to_vec();
+    for (a, &xv) in tanh_gelu.iter().zip(&v) {
+        let u =
+            (2.0f64 / std::f64::consts::PI).sqrt() * (xv as f64 + 0.044715 * (xv as f64).powi(3));
+        assert_relative_eq!(
+            *a as f64,
+            0.5 * xv as f64 * (1.0 + u.tanh()),
+            epsilon = 1e-6
+        );
+    }
+    let sig = x.sigmoid().to_vec();
+    for (s, &xv) in sig.iter().zip(&v) {
+        assert_relative_eq!(*s, 1.0 / (1.0 + (-xv).exp()), epsilon = 1e-7);
+    }
+    // No overflow at the extremes.
+    let big = Tensor::from_vec(vec![-1000.0, 1000.0], &[2])
+        .sigmoid()
+        .to_vec();
+    assert_eq!(big, vec![0.0, 1.0]);
+}
+
+#[test]
+fn var_is_unbiased_by_default_like_pytorch() {
+    let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[4]);
+    assert_relative_eq!(x.var_dim(0, false, true).item(), 5.0 / 3.0, epsilon = 1e-6);
+    assert_relative_eq!(x.var_dim(0, false, false).item(), 1.25, epsilon = 1e-6);
+}
+
+#[test]
+fn matmul_matches_a_naive_triple_loop_on_large_parallel_shapes() {
+    // Big enough for the rayon row-block split, with transposed operands.
+    let mut rng = StdRng::seed_from_u64(3);
+    let (m, k, n) = (301, 67, 129);
+    let a = Tensor::randn(&[k, m], &mut rng).t();
+    let b = Tensor::randn(&[n, k], &mut rng).t();
+    let c = a.matmul(&b).to_vec();
+    let (av, bv) = (a.to_vec(), b.to_vec());
+    for i in (0..m).step_by(37) {
+        for j in (0..n).step_by(11) {
+            let e: f64 = (0..k)
+                .map(|p| av[i * k + p] as f64 * bv[p * n + j] as f64)
+                .sum();
+            assert_relative_eq!(c[i * n + j] as f64, e, epsilon = 1e-4);
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! A finite-difference gradient check of every differentiable op, on shapes
+//! that broadcast and on non-contiguous views. See `zeroformer::gradcheck`
+//! for the step and tolerances.
+
+use zeroformer::gradcheck::GradCheck;
+use zeroformer::prelude::*;
+
+fn randn(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::randn(shape, &mut StdRng::seed_from_u64(seed))
+}
+
+/// Values in [0.5, 2.5): safe for log, sqrt, division and powers.
+fn positive(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::uniform(shape, 0.5, 2.5, &mut StdRng::seed_from_u64(seed))
+}
+
+/// Distinct values at least 0.1 apart, shuffled: no ties for max, and no
+/// element within the finite-difference step of 0 (a relu kink).
+fn spaced(shape: &[usize], seed: u64) -> Tensor {
+    use rand::seq::SliceRandom;
+    let n: usize = shape.iter().product();
+    let mut v: Vec<f32> = (0..n)
+        .map(|i| (i as f32 - (n / 2) as f32) * 0.1 + 0.05)
+        .collect();
+    v.shuffle(&mut StdRng::seed_from_u64(seed));
+    Tensor::from_vec(v, shape)
+}
+
+fn check(f: impl Fn(&[Tensor]) -> Tensor, inputs: &[Tensor]) {
+    if let Err(e) = GradCheck::default().check(f, inputs) {
+        panic!("{e}");
+    }
+}
+
+/// `check` for one input.
+fn check1(f: impl Fn(&[Tensor]) -> Tensor, input: &Tensor) {
+    check(f, std::slice::from_ref(input));
+}
+
+#[test]
+fn binary_ops_with_broadcasting() {
+    let a = randn(&[2, 3, 4], 1);
+    for b in [
+        randn(&[3, 1], 2),
+        randn(&[4], 3),
+        randn(&[1], 4),
+        randn(&[2, 3, 4], 5),
+    ] {
+        check(|x| x[0].add(&x[1]), &[a.clone(), b.clone()]);
+        check(|x| x[0].sub(&x[1]), &[a.clone(), b.clone()]);
+        check(|x| x[0].mul(&x[1]), &[a.clone(), b.clone()]);
+        // Broadcast on the left operand too.
+        check(|x| x[1].sub(&x[0]), &[a.clone(), b.clone()]);
+    }
+    check(|x| x[0].div(&x[1]), &[a.clone(), positive(&[3, 1], 6)]);
+    check(|x| x[1].div(&x[0]), &[positive(&[4], 7), a.clone()]);
+}
+
+#[test]
+fn binary_ops_on_non_contiguous_views() {
+    // Both operands transposed, one also narrowed: strided kernels throughout.
+    let a = randn(&[4, 3], 8);
+    let b = randn(&[5, 4], 9);
+    check(
+        |x| x[0].t().mul(&x[1].narrow(0, 1, 3)),
+        &[a.clone(), b.clone()],
+    );
+    check(
+        |x| {
+            x[0].t()
+                .add(&x[1].t().narrow(1, 0, 4).narrow(0, 0, 3).contiguous())
+        },
+        &[a, randn(&[4, 3], 10)],
+    );
+}
+
+#[test]
+fn same_tensor_used_twice_accumulates() {
+    check(|x| x[0].mul(&x[0]).add(&x[0]), &[randn(&[3, 2], 11)]);
+}
+
+#[test]
+fn unary_ops() {
+    let x = randn(&[3, 5], 12);
+    check1(|x| x[0].neg(), &x);
+    check1(|x| x[0].exp(), &x);
+    check1(|x| x[0].tanh(), &x);
+    check1(|x| x[0].sigmoid(), &x);
+    check1(|x| x[0].add_scalar(1.5), &x);
+    check1(|x| x[0].mul_scalar(-2.5), &x);
+    check1(|x| x[0].square(), &x);
+    check1(|x| x[0].gelu(GeluApproximation::None), &x);
+    check1(|x| x[0].gelu(GeluApproximation::Tanh), &x);
+    check(|x| x[0].relu(), &[spaced(&[3, 5], 13)]);
+    let p = positive(&[3, 5], 14);
+    check1(|x| x[0].log(), &p);
+    check1(|x| x[0].sqrt(), &p);
+    check1(|x| x[0].powf(1.7), &p);
+    check(|x| x[0].powf(-0.5), &[p]);
+    // Operators.
+    check1(|x| (&x[0] * 2.0 - 1.0) / 4.0 + &x[0], &x);
+    // A non-contiguous input.
+    check(|x| x[0].t().exp(), &[x]);
+}
+
+#[test]
+fn matmul_2d_batched_and_broadcast() {
+    check(
+        |x| x[0].matmul(&x[1]),
+        &[randn(&[3, 4], 15), randn(&[4, 5], 16)],
+    );
+    check(
+        |x| x[0].matmul(&x[1]),
+        &[randn(&[2, 3, 4], 17), randn(&[2, 4, 5], 18)],
+    );
+    // Batch dimensions broadcast: [2,1,3,4] @ [3,4,2] -> [2,3,3,2].
+    check(
+        |x| x[0].matmul(&x[1]),
+        &[randn(&[2, 1, 3, 4], 19), randn(&[3, 4, 2], 20)],
+    );
+    // A shared matrix across a batch.
+    check(
+        |x| x[0].matmul(&x[1]),
+        &[randn(&[2, 3, 4], 21), randn(&[4, 2], 22)],
+    );
+    // Transposed (non-contiguous) operands.
+    check(
+        |x| x[0].t().matmul(&x[1].t()),
+        &[randn(&[4, 3], 23), randn(&[5, 4], 24)],
+    );
+    check(
+        |x| x[0].transpose(-1, -2).matmul(&x[1]),
+        &[randn(&[2, 4, 3], 25), randn(&[2, 4, 2], 26)],
+    );
+}
+
+#[test]
+fn reductions() {
+    let x = randn(&[2, 3, 4], 27);
+    check1(|x| x[0].sum(), &x);
+    check1(|x| x[0].mean(), &x);
+    for d in 0..3 {
+        check1(|x| x[0].sum_dim(d, false), &x);
+        check1(|x| x[0].sum_dim(d, true), &x);
+        check1(|x| x[0].mean_dim(d, true), &x);
+        check1(|x| x[0].var_dim(d, false, true), &x);
+        check1(|x| x[0].var_dim(d, true, false), &x);
+    }
+    let s = spaced(&[2, 3, 4], 28);
+    check1(|x| x[0].max(), &s);
+    for d in [0i32, 1, -1] {
+        check1(|x| x[0].max_dim(d, false), &s);
+        check1(|x| x[0].max_dim(d, true), &s);
+    }
+    // Reductions of a non-contiguous view.
+    check1(|x| x[0].permute(&[2, 0, 1]).sum_dim(1, false), &x);
+    check(|x| x[0].transpose(0, 2).max_dim(0, false), &[s]);
+}
+
+#[test]
+fn softmax_and_log_softmax_over_every_dim() {
+    let x = randn(&[2, 3, 4], 29);
+    for d in 0..3 {
+        check1(|x| x[0].softmax(d), &x);
+        check1(|x| x[0].log_softmax(d), &x);
+    }
+    check(|x| x[0].t().softmax(-1), &[randn(&[5, 3], 30)]);
+}
+
+#[test]
+fn cross_entropy_with_and_without_ignored_targets() {
+    let logits = randn(&[5, 4], 31);
+    let targets = Tensor::from_ids(vec![0, 3, 1, 1, 2], &[5]);
+    check1(|x| x[0].cross_entropy(&targets), &logits);
+    let with_ignored = Tensor::from_ids(vec![0, -100, 1, -100, 2], &[5]);
+    check1(|x| x[0].cross_entropy(&with_ignored), &logits);
+    // [batch, time, classes] logits from a non-contiguous view.
+    let t3 = Tensor::from_ids(vec![0, 1, 2, 3, 0, 1], &[2, 3]);
+    check(
+        |x| x[0].permute(&[1, 0, 2]).cross_entropy(&t3),
+        &[randn(&[3, 2, 4], 32)],
+    );
+}
+
+#[test]
+fn masked_fill_and_where() {
+    let x = randn(&[2, 3, 3], 33);
+    let causal = Tensor::causal_mask(3);
+    check(
+        |x| x[0].masked_fill(&causal, -1e9).softmax(-1),
+        std::slice::from_ref(&x),
+    );
+    let cond = Tensor::from_bools(vec![true, false, true], &[3]);
+    check(
+        |x| Tensor::where_cond(&cond, &x[0], &x[1]),
+        &[x.clone(), randn(&[3, 1], 34)],
+    );
+}
+
+#[test]
+fn embedding_scatter_adds_repeated_ids() {
+    let ids = Tensor::from_ids(vec![1, 3, 1, 0, 1, 3], &[2, 3]);
+    check(|x| Tensor::embedding(&ids, &x[0]), &[randn(&[4, 5], 35)]);
+}
+
+#[test]
+fn cat_stack_split_chunk() {
+    let (a, b) = (randn(&[2, 3], 36), randn(&[2, 2], 37));
+    check(|x| Tensor::cat(&[&x[0], &x[1]], 1), &[a.clone(), b.clone()]);
+    check(
+        |x| Tensor::cat(&[&x[0].t(), &x[1]], 0),
+        &[randn(&[2, 2], 38), b.clone()],
+    );
+    check(
+        |x| Tensor::stack(&[&x[0], &x[1], &x[0]], 1),
+        &[a.clone(), randn(&[2, 3], 39)],
+    );
+    check(
+        |x| x[0].split(2, 1)[1].mul_scalar(3.0),
+        &[randn(&[2, 5], 40)],
+    );
+    check(
+        |x| {
+            let parts = x[0].chunk(3, 0);
+            parts[0].mul(&parts[2]).add(&parts[1])
+        },
+        &[randn(&[6, 2], 41)],
+    );
+}
+
+#[test]
+fn views() {
+    let x = randn(&[2, 3, 4], 42);
+    check(
+        |x| x[0].reshape(&[4, 6]).mul(&x[0].reshape(&[4, 6])),
+        std::slice::from_ref(&x),
+    );
+    check1(|x| x[0].permute(&[2, 0, 1]).reshape(&[4, 6]), &x);
+    check1(|x| x[0].transpose(0, 2).narrow(1, 1, 2), &x);
+    check1(|x| x[0].unsqueeze(1).squeeze(1).unsqueeze(-1), &x);
+    check1(|x| x[0].narrow(2, 1, 1).squeeze(2), &x);
+    check(|x| x[0].broadcast_to(&[5, 3, 4]), &[randn(&[3, 1], 43)]);
+    check(|x| x[0].t().contiguous(), &[randn(&[3, 4], 44)]);
+    check1(|x| x[0].flatten(0, 1), &x);
+}
+
+#[test]
+fn layer_norm_with_and_without_affine() {
+    let x = randn(&[4, 6], 45);
+    let (w, b) = (randn(&[6], 46), randn(&[6], 47));
+    check(
+        |x| x[0].layer_norm(Some(&x[1]), Some(&x[2]), 1e-5),
+        &[x.clone(), w.clone(), b.clone()],
+    );
+    check1(|x| x[0].layer_norm(None, None, 1e-5), &x);
+    check(
+        |x| x[0].layer_norm(Some(&x[1]), None, 1e-5),
+        &[x.clone(), w],
+    );
+    // A 3-D, non-contiguous input.
+    check(
+        |x| x[0].transpose(0, 1).layer_norm(None, Some(&x[1]), 1e-5),
+        &[randn(&[3, 2, 6], 48), b],
+    );
+}
+
+#[test]
+fn dropout_gradient_is_the_mask() {
+    let x = randn(&[4, 5], 49);
+    check(
+        |x| x[0].dropout(0.3, true, &mut StdRng::seed_from_u64(7)),
+        &[x],
+    );
+}
