@@ -1,1 +1,97 @@
-fn main() {}
+//! Matrix products through the Tensor API against bare `matrixmultiply`,
+//! on square sizes and the shapes of a GPT's linear layers (tokens x width).
+//! Throughput is in FLOP/s (2·m·k·n per product).
+//!
+//! cargo bench --bench matmul
+//! cargo bench --bench matmul -- 'transformer'   # a subset
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use zeroformer::Tensor;
+
+const SHAPES: &[(&str, usize, usize, usize)] = &[
+    ("square", 256, 256, 256),
+    ("square", 512, 512, 512),
+    ("square", 1024, 1024, 1024),
+    ("square", 2048, 2048, 2048),
+    ("transformer", 4096, 192, 768),
+    ("transformer", 4096, 768, 192),
+    ("transformer", 4096, 192, 192),
+    ("transformer", 4096, 384, 1536),
+];
+
+fn bare_sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    // SAFETY: a is m x k, b is k x n, c is m x n, all row-major and in bounds.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+fn matmul(c: &mut Criterion) {
+    let pools: Vec<(usize, rayon::ThreadPool)> = [1, 2]
+        .into_iter()
+        .map(|t| {
+            (
+                t,
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(t)
+                    .build()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for &(kind, m, k, n) in SHAPES {
+        let mut group = c.benchmark_group(format!("matmul/{kind}"));
+        group.throughput(Throughput::Elements((2 * m * k * n) as u64));
+        group.sample_size(10);
+        group.warm_up_time(std::time::Duration::from_millis(500));
+        group.measurement_time(std::time::Duration::from_secs(2));
+        let mut rng = StdRng::seed_from_u64(0);
+        let a = Tensor::randn(&[m, k], &mut rng);
+        let b = Tensor::randn(&[k, n], &mut rng);
+        let label = format!("{m}x{k}@{k}x{n}");
+        let (av, bv) = (a.to_vec(), b.to_vec());
+        let mut out = vec![0.0f32; m * n];
+        group.bench_function(BenchmarkId::new("matrixmultiply-1t", &label), |bench| {
+            bench.iter(|| bare_sgemm(m, k, n, &av, &bv, &mut out))
+        });
+        // The same, allocating the output each time as an op returning a new
+        // tensor must: separates sgemm speed from allocation and page faults.
+        group.bench_function(
+            BenchmarkId::new("matrixmultiply-1t+alloc", &label),
+            |bench| {
+                bench.iter(|| {
+                    let mut c = vec![0.0f32; m * n];
+                    bare_sgemm(m, k, n, &av, &bv, &mut c);
+                    c
+                })
+            },
+        );
+        for (threads, pool) in &pools {
+            group.bench_function(
+                BenchmarkId::new(format!("zeroformer-{threads}t"), &label),
+                |bench| pool.install(|| bench.iter(|| a.matmul(&b))),
+            );
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, matmul);
+criterion_main!(benches);

@@ -51,12 +51,8 @@ pub fn max_axis(data: &[f32], outer: usize, n: usize, inner: usize) -> (Vec<f32>
     assert!(n > 0, "max: cannot reduce over an empty dimension");
     let mut vals = vec![f32::NEG_INFINITY; outer * inner];
     let mut idx = vec![0usize; outer * inner];
-    for o in 0..outer {
+    let body = |(o, (v, ix)): (usize, (&mut [f32], &mut [usize]))| {
         let block = &data[o * n * inner..(o + 1) * n * inner];
-        let (v, ix) = (
-            &mut vals[o * inner..(o + 1) * inner],
-            &mut idx[o * inner..(o + 1) * inner],
-        );
         for (j, row) in block.chunks_exact(inner).enumerate() {
             for ((best, at), &x) in v.iter_mut().zip(ix.iter_mut()).zip(row) {
                 if j == 0 || x > *best || (x.is_nan() && !best.is_nan()) {
@@ -65,6 +61,20 @@ pub fn max_axis(data: &[f32], outer: usize, n: usize, inner: usize) -> (Vec<f32>
                 }
             }
         }
+    };
+    if inner == 0 {
+        return (vals, idx);
+    }
+    if data.len() < PARALLEL_THRESHOLD || outer == 1 {
+        vals.chunks_mut(inner)
+            .zip(idx.chunks_mut(inner))
+            .enumerate()
+            .for_each(body);
+    } else {
+        vals.par_chunks_mut(inner)
+            .zip(idx.par_chunks_mut(inner))
+            .enumerate()
+            .for_each(body);
     }
     (vals, idx)
 }
@@ -122,6 +132,29 @@ mod tests {
     fn max_reports_the_first_maximum() {
         let x = [1.0, 5.0, 5.0, 2.0];
         assert_eq!(max_axis(&x, 1, 4, 1), (vec![5.0], vec![1]));
+    }
+
+    #[test]
+    fn parallel_max_finds_the_known_maxima() {
+        // [outer=64, n=1000, inner=2], above the parallel threshold; the
+        // maximum of column (o, i) is at j = (7 * o + 3 * i) % 1000.
+        let (outer, n, inner) = (64, 1000, 2);
+        let peak = |o: usize, i: usize| (7 * o + 3 * i) % n;
+        let mut x = vec![0.0f32; outer * n * inner];
+        for o in 0..outer {
+            for j in 0..n {
+                for i in 0..inner {
+                    x[(o * n + j) * inner + i] = -((j as f32 - peak(o, i) as f32).abs()) + o as f32;
+                }
+            }
+        }
+        let (vals, idx) = max_axis(&x, outer, n, inner);
+        for o in 0..outer {
+            for i in 0..inner {
+                assert_eq!(idx[o * inner + i], peak(o, i));
+                assert_eq!(vals[o * inner + i], o as f32);
+            }
+        }
     }
 
     #[test]
