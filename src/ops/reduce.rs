@@ -110,34 +110,29 @@ impl Tensor {
 
     /// The maxima over `dim`; the gradient flows to the first maximum.
     pub fn max_dim(&self, dim: impl Dim, keepdim: bool) -> Tensor {
-        let d = dim.index(self.rank(), "max_dim");
-        let (outer, n, inner) = split_at_dim(self.shape(), d);
-        assert!(
-            n > 0,
-            "max_dim: dimension {d} of shape {:?} is empty",
-            self.shape()
-        );
-        let (values, argmax) =
-            with_contiguous_f32(self, "max_dim", |x| kernels::max_axis(x, outer, n, inner));
+        let (d, values, argmax) = self.max_along(dim, "max_dim");
         let node = autograd::node(&[self], || MaxBackward { dim: d, argmax });
         Tensor::from_f32(values, &reduced_shape(self.shape(), d, keepdim), node)
     }
 
     /// The index of the first maximum over `dim`, as an i64 tensor.
     pub fn argmax_dim(&self, dim: impl Dim, keepdim: bool) -> Tensor {
-        let d = dim.index(self.rank(), "argmax_dim");
+        let (d, _, argmax) = self.max_along(dim, "argmax_dim");
+        let ids = argmax.into_iter().map(|i| i as i64).collect();
+        Tensor::from_ids(ids, &reduced_shape(self.shape(), d, keepdim))
+    }
+
+    /// `(dim index, maxima, first argmax)` over `dim`, for `op`.
+    fn max_along(&self, dim: impl Dim, op: &str) -> (usize, Vec<f32>, Vec<usize>) {
+        let d = dim.index(self.rank(), op);
         let (outer, n, inner) = split_at_dim(self.shape(), d);
         assert!(
             n > 0,
-            "argmax_dim: dimension {d} of shape {:?} is empty",
+            "{op}: dimension {d} of shape {:?} is empty",
             self.shape()
         );
-        let (_, argmax) = with_contiguous_f32(self, "argmax_dim", |x| {
-            kernels::max_axis(x, outer, n, inner)
-        });
-        Tensor::from_ids(
-            argmax.into_iter().map(|i| i as i64).collect(),
-            &reduced_shape(self.shape(), d, keepdim),
-        )
+        let (values, argmax) =
+            with_contiguous_f32(self, op, |x| kernels::max_axis(x, outer, n, inner));
+        (d, values, argmax)
     }
 }
