@@ -85,6 +85,36 @@ def gelu_exact():
     save("gelu_exact", {"x": x, "y": y, "dx": x.grad})
 
 
+def optim():
+    # Five steps of each optimizer on loss = sum((x @ w + b - y)^2), from the
+    # same start; AdamW with nanoGPT's groups (decay on w only) and clipping.
+    x, y = torch.randn(6, 3), torch.randn(6, 4)
+    w0, b0 = torch.randn(3, 4), torch.randn(4)
+    out = {"x": x, "y": y, "w0": w0, "b0": b0}
+
+    def run(make, clip=None):
+        w, b = w0.clone().requires_grad_(), b0.clone().requires_grad_()
+        opt = make(w, b)
+        norms = []
+        for _ in range(5):
+            opt.zero_grad()
+            ((x @ w + b - y) ** 2).sum().backward()
+            if clip is not None:
+                norms.append(torch.nn.utils.clip_grad_norm_([w, b], clip))
+            opt.step()
+        return w, b, torch.tensor(norms)
+
+    w, b, _ = run(lambda w, b: torch.optim.SGD([w, b], lr=0.01, momentum=0.9, weight_decay=0.01))
+    out.update(sgd_w=w, sgd_b=b)
+    w, b, _ = run(lambda w, b: torch.optim.Adam([w, b], lr=0.05, weight_decay=0.01))
+    out.update(adam_w=w, adam_b=b)
+    w, b, norms = run(lambda w, b: torch.optim.AdamW(
+        [{"params": [w], "weight_decay": 0.1}, {"params": [b], "weight_decay": 0.0}],
+        lr=0.05, betas=(0.9, 0.99)), clip=1.0)
+    out.update(adamw_w=w, adamw_b=b, adamw_norms=norms)
+    save("optim", out)
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     print("torch", torch.__version__)
@@ -93,3 +123,4 @@ if __name__ == "__main__":
     softmax_cross_entropy()
     batched_matmul()
     gelu_exact()
+    optim()

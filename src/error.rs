@@ -18,6 +18,9 @@ pub enum Error {
     /// CUDA was asked for but cannot be used in this build or on this machine.
     #[error("CUDA is unavailable: {0}")]
     CudaUnavailable(String),
+    /// A model or training configuration that cannot be used.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
     /// Input data that does not have the form the crate expects.
     #[error("invalid data: {0}")]
     InvalidData(String),

@@ -27,18 +27,24 @@ pub mod backend;
 mod device;
 mod error;
 pub mod gradcheck;
+pub mod models;
+pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod tensor;
 
 pub use autograd::{NoGradGuard, no_grad};
 pub use device::{DType, Device};
 pub use error::{Error, Result};
+pub use models::{Gpt, GptConfig};
 pub use ops::unary::GeluApproximation;
 pub use tensor::Tensor;
 
 /// Everything a typical program needs, plus the seeded RNG types.
 pub mod prelude {
     pub use crate::autograd::{NoGradGuard, no_grad};
+    pub use crate::models::{Gpt, GptConfig};
+    pub use crate::nn::Module;
     pub use crate::ops::unary::GeluApproximation;
     pub use crate::{DType, Device, Error, Result, Tensor};
     pub use rand::SeedableRng;

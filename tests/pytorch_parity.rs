@@ -2,67 +2,10 @@
 //! `scripts/make_fixtures.py` (run by hand; it needs torch). Every value
 //! must match to 1e-5 relative (plus 1e-6 absolute, for values near zero).
 
-use std::collections::HashMap;
+mod common;
 
+use common::Fixture;
 use zeroformer::prelude::*;
-
-struct Fixture(HashMap<String, Tensor>);
-
-impl Fixture {
-    fn load(name: &str) -> Fixture {
-        let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let tensors = json
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| {
-                let shape: Vec<usize> = v["shape"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|d| d.as_u64().unwrap() as usize)
-                    .collect();
-                let data: Vec<f32> = v["data"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_f64().unwrap() as f32)
-                    .collect();
-                (k.clone(), Tensor::from_vec(data, &shape))
-            })
-            .collect();
-        Fixture(tensors)
-    }
-
-    fn get(&self, name: &str) -> Tensor {
-        self.0[name].clone()
-    }
-
-    fn leaf(&self, name: &str) -> Tensor {
-        self.get(name).requires_grad()
-    }
-
-    fn ids(&self, name: &str) -> Tensor {
-        let t = self.get(name);
-        Tensor::from_ids(t.to_vec().iter().map(|&v| v as i64).collect(), t.shape())
-    }
-
-    /// Asserts `actual` matches the fixture's `name` elementwise.
-    fn assert_matches(&self, name: &str, actual: &Tensor) {
-        let expected = self.get(name);
-        assert_eq!(actual.shape(), expected.shape(), "{name}: shape");
-        for (i, (a, e)) in actual.to_vec().iter().zip(expected.to_vec()).enumerate() {
-            let tol = 1e-5 * e.abs() + 1e-6;
-            assert!(
-                (a - e).abs() <= tol,
-                "{name}[{i}]: zeroformer {a} vs PyTorch {e} (diff {})",
-                (a - e).abs()
-            );
-        }
-    }
-}
 
 #[test]
 fn two_layer_mlp_forward_and_every_gradient() {

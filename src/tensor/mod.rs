@@ -215,6 +215,20 @@ impl Tensor {
         *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
+    /// Replaces the stored gradient (gradient clipping and accumulation use it).
+    pub fn set_grad(&self, grad: Option<Tensor>) {
+        if let Some(g) = &grad {
+            assert_eq!(
+                g.shape(),
+                self.shape(),
+                "set_grad: gradient of shape {:?} for a tensor of shape {:?}",
+                g.shape(),
+                self.shape()
+            );
+        }
+        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = grad.map(|g| g.detach());
+    }
+
     pub(crate) fn accumulate_grad(&self, g: Tensor) {
         let g = g.contiguous();
         let mut slot = self.0.grad.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,0 +1,260 @@
+//! GPT: a decoder-only Transformer (GPT-2's architecture, nanoGPT's layout).
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::nn::{
+    Activation, Block, Dropout, Embedding, FeedForward, KvCache, LayerNorm, Module,
+    MultiHeadAttention, SharedRng,
+};
+use crate::{DType, Error, GeluApproximation, Result, Tensor};
+
+/// The shape of a GPT.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GptConfig {
+    pub vocab_size: usize,
+    /// The context length: the most positions the model attends over.
+    pub block_size: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    /// The model width.
+    pub n_embd: usize,
+    pub dropout: f32,
+    /// Biases in Linear and LayerNorm (GPT-2 has them; nanoGPT's benchmark
+    /// model does not).
+    pub bias: bool,
+}
+
+impl GptConfig {
+    /// The names [`preset`](Self::preset) accepts.
+    pub const PRESETS: &'static [&'static str] =
+        &["cpu-mini", "gpt-mini", "shakespeare-char", "gpt2"];
+
+    /// A named preset: `cpu-mini` (4 layers, 4 heads, width 128, context 64),
+    /// `gpt-mini` (6, 6, 192, 256), `shakespeare-char` (6, 6, 384, 256) or
+    /// `gpt2` (12, 12, 768, 1024, vocabulary 50257). `vocab_size` is used by
+    /// all but `gpt2`. No dropout, no biases (set them afterwards).
+    ///
+    /// ```
+    /// use zeroformer::GptConfig;
+    /// let c = GptConfig::preset("cpu-mini", 65).unwrap();
+    /// assert_eq!((c.n_layer, c.n_head, c.n_embd, c.block_size), (4, 4, 128, 64));
+    /// assert!(GptConfig::preset("gpt-9", 65).is_err());
+    /// ```
+    pub fn preset(name: &str, vocab_size: usize) -> Result<GptConfig> {
+        let (n_layer, n_head, n_embd, block_size, vocab_size) = match name {
+            "cpu-mini" => (4, 4, 128, 64, vocab_size),
+            "gpt-mini" => (6, 6, 192, 256, vocab_size),
+            "shakespeare-char" => (6, 6, 384, 256, vocab_size),
+            "gpt2" => (12, 12, 768, 1024, 50257),
+            other => {
+                return Err(Error::InvalidConfig(format!(
+                    "unknown preset '{other}'; choose one of {}",
+                    Self::PRESETS.join(", ")
+                )));
+            }
+        };
+        let config = GptConfig {
+            vocab_size,
+            block_size,
+            n_layer,
+            n_head,
+            n_embd,
+            dropout: 0.0,
+            bias: false,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that the numbers make a model.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |why: String| Err(Error::InvalidConfig(why));
+        if self.vocab_size == 0 || self.block_size == 0 || self.n_layer == 0 || self.n_head == 0 {
+            return bad(format!(
+                "vocab_size, block_size, n_layer and n_head must be positive: {self:?}"
+            ));
+        }
+        if self.n_embd % self.n_head != 0 {
+            return bad(format!(
+                "n_embd {} is not divisible by n_head {}",
+                self.n_embd, self.n_head
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        Ok(())
+    }
+}
+
+/// A decoder-only Transformer: token and learned position embeddings,
+/// pre-norm blocks, a final LayerNorm, and an output head tied to the token
+/// embedding.
+///
+/// ```
+/// use zeroformer::prelude::*;
+/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: true };
+/// let model = Gpt::new(config, 0).unwrap();
+/// let ids = Tensor::from_ids(vec![1, 2, 3], &[1, 3]);
+/// assert_eq!(model.forward(&ids).shape(), &[1, 3, 10]);
+/// ```
+pub struct Gpt {
+    pub config: GptConfig,
+    pub wte: Embedding,
+    pub wpe: Embedding,
+    pub blocks: Vec<Block>,
+    pub ln_f: LayerNorm,
+    drop: Dropout,
+    dropout_rng: SharedRng,
+}
+
+impl Gpt {
+    /// A model with GPT-2's initialisation from `seed`: weights N(0, 0.02²),
+    /// the residual output projections N(0, (0.02 / √(2·n_layer))²), biases
+    /// zero, LayerNorm weights one. Dropout draws from a stream seeded by `seed` too.
+    pub fn new(config: GptConfig, seed: u64) -> Result<Gpt> {
+        config.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let dropout_rng = SharedRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
+        let (c, std) = (config.n_embd, 0.02);
+        let proj_std = std / (2.0 * config.n_layer as f32).sqrt();
+        let wte = Embedding::new(config.vocab_size, c, std, &mut rng);
+        let wpe = Embedding::new(config.block_size, c, std, &mut rng);
+        let blocks = (0..config.n_layer)
+            .map(|_| Block {
+                ln_1: LayerNorm::new(c, config.bias),
+                attn: MultiHeadAttention::new(
+                    c,
+                    config.n_head,
+                    config.bias,
+                    config.dropout,
+                    std,
+                    proj_std,
+                    &mut rng,
+                    &dropout_rng,
+                ),
+                ln_2: LayerNorm::new(c, config.bias),
+                mlp: FeedForward::new(
+                    c,
+                    4 * c,
+                    Activation::Gelu(GeluApproximation::Tanh),
+                    config.bias,
+                    config.dropout,
+                    std,
+                    proj_std,
+                    &mut rng,
+                    &dropout_rng,
+                ),
+            })
+            .collect();
+        Ok(Gpt {
+            ln_f: LayerNorm::new(c, config.bias),
+            drop: Dropout::new(config.dropout, dropout_rng.clone()),
+            config,
+            wte,
+            wpe,
+            blocks,
+            dropout_rng,
+        })
+    }
+
+    /// The random stream dropout draws from (its state goes into checkpoints).
+    pub fn dropout_rng(&self) -> &SharedRng {
+        &self.dropout_rng
+    }
+
+    /// Logits `[batch, time, vocab]` for token ids `[batch, time]` (i64).
+    pub fn forward(&self, ids: &Tensor) -> Tensor {
+        self.forward_impl(ids, None, false).0
+    }
+
+    /// Logits for the new tokens `ids` given everything in `cache`, which is
+    /// extended with them: incremental decoding.
+    pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache) -> Tensor {
+        self.forward_impl(ids, Some(cache), false).0
+    }
+
+    /// Logits and every layer's attention weights `[batch, heads, time, time]`.
+    pub fn forward_with_attention(&self, ids: &Tensor) -> (Tensor, Vec<Tensor>) {
+        self.forward_impl(ids, None, true)
+    }
+
+    fn forward_impl(
+        &self,
+        ids: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        weights: bool,
+    ) -> (Tensor, Vec<Tensor>) {
+        assert_eq!(
+            ids.dtype(),
+            DType::I64,
+            "Gpt: token ids must be i64, got {:?}",
+            ids.dtype()
+        );
+        assert_eq!(
+            ids.rank(),
+            2,
+            "Gpt: token ids must be [batch, time], got {:?}",
+            ids.shape()
+        );
+        let t = ids.shape()[1];
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        assert!(
+            past + t <= self.config.block_size,
+            "Gpt: {} positions exceed the context length {}",
+            past + t,
+            self.config.block_size
+        );
+        if let Some(c) = cache.as_mut().filter(|c| c.layers.is_empty()) {
+            **c = KvCache::new(self.config.n_layer);
+        }
+        let positions = Tensor::from_ids((past as i64..(past + t) as i64).collect(), &[t]);
+        let mut x = self
+            .drop
+            .forward(&self.wte.forward(ids).add(&self.wpe.forward(&positions)));
+        let mut all_weights = Vec::new();
+        for (i, block) in self.blocks.iter().enumerate() {
+            let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
+            let (y, w) = block.forward_with(&x, layer_cache, weights);
+            x = y;
+            all_weights.extend(w);
+        }
+        let x = self.ln_f.forward(&x);
+        // The head shares the token embedding: logits = x Wteᵀ, as one
+        // [batch·time, width] product.
+        let (b, c, v) = (ids.shape()[0], self.config.n_embd, self.config.vocab_size);
+        let logits = x
+            .reshape(&[b * t, c])
+            .matmul(&self.wte.weight.t())
+            .reshape(&[b, t, v]);
+        (logits, all_weights)
+    }
+
+    /// Mean cross-entropy of `logits` `[batch, time, vocab]` against `targets` `[batch, time]`.
+    pub fn loss(logits: &Tensor, targets: &Tensor) -> Tensor {
+        let v = logits.shape()[logits.rank() - 1];
+        logits
+            .reshape(&[logits.numel() / v, v])
+            .cross_entropy(&targets.reshape(&[targets.numel()]))
+    }
+}
+
+impl Module for Gpt {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.wte.visit_parameters(&format!("{prefix}wte."), f);
+        self.wpe.visit_parameters(&format!("{prefix}wpe."), f);
+        for (i, block) in self.blocks.iter().enumerate() {
+            block.visit_parameters(&format!("{prefix}blocks.{i}."), f);
+        }
+        self.ln_f.visit_parameters(&format!("{prefix}ln_f."), f);
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.drop.set_training(training);
+        self.blocks
+            .iter_mut()
+            .for_each(|b| b.set_training(training));
+    }
+}

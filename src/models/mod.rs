@@ -1,0 +1,5 @@
+//! Whole models built from `nn` layers.
+
+mod gpt;
+
+pub use gpt::{Gpt, GptConfig};

@@ -1,0 +1,48 @@
+//! The pre-norm decoder block of GPT-2.
+
+use super::{FeedForward, LayerKvCache, LayerNorm, Module, MultiHeadAttention, join};
+use crate::Tensor;
+
+/// `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
+pub struct Block {
+    pub ln_1: LayerNorm,
+    pub attn: MultiHeadAttention,
+    pub ln_2: LayerNorm,
+    pub mlp: FeedForward,
+}
+
+impl Block {
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        self.forward_with(x, None, false).0
+    }
+
+    /// The block with an optional KV cache, returning the attention weights
+    /// when asked.
+    pub fn forward_with(
+        &self,
+        x: &Tensor,
+        cache: Option<&mut LayerKvCache>,
+        return_weights: bool,
+    ) -> (Tensor, Option<Tensor>) {
+        let (a, weights) = self
+            .attn
+            .forward_with(&self.ln_1.forward(x), cache, return_weights);
+        let x = x.add(&a);
+        let x = x.add(&self.mlp.forward(&self.ln_2.forward(&x)));
+        (x, weights)
+    }
+}
+
+impl Module for Block {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.ln_1.visit_parameters(&join(prefix, "ln_1."), f);
+        self.attn.visit_parameters(&join(prefix, "attn."), f);
+        self.ln_2.visit_parameters(&join(prefix, "ln_2."), f);
+        self.mlp.visit_parameters(&join(prefix, "mlp."), f);
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.attn.set_training(training);
+        self.mlp.set_training(training);
+    }
+}

@@ -1,0 +1,31 @@
+//! A lookup table of learned vectors.
+
+use rand::Rng;
+
+use super::{Module, join, normal_parameter};
+use crate::Tensor;
+
+/// Maps integer ids to rows of a `[num, dim]` weight.
+pub struct Embedding {
+    pub weight: Tensor,
+}
+
+impl Embedding {
+    /// Rows drawn from N(0, std²).
+    pub fn new(num: usize, dim: usize, std: f32, rng: &mut impl Rng) -> Embedding {
+        Embedding {
+            weight: normal_parameter(&[num, dim], std, rng),
+        }
+    }
+
+    /// `ids` (i64, any shape) to vectors of shape `[ids..., dim]`.
+    pub fn forward(&self, ids: &Tensor) -> Tensor {
+        Tensor::embedding(ids, &self.weight)
+    }
+}
+
+impl Module for Embedding {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        f(&join(prefix, "weight"), &self.weight);
+    }
+}

@@ -1,0 +1,67 @@
+//! `y = x Wᵀ + b`.
+
+use rand::Rng;
+
+use super::{Module, join, normal_parameter};
+use crate::Tensor;
+
+/// A fully connected layer. The weight is `[out, in]` as in PyTorch, applied
+/// through a transposed view (no copy: gemm reads it through its strides).
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// Weights from N(0, std²), bias zero (GPT-2's initialisation uses std 0.02).
+    pub fn new(
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+        std: f32,
+        rng: &mut impl Rng,
+    ) -> Linear {
+        Linear {
+            weight: normal_parameter(&[out_features, in_features], std, rng),
+            bias: bias.then(|| Tensor::zeros(&[out_features]).requires_grad()),
+        }
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.weight.shape()[1]
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.weight.shape()[0]
+    }
+
+    /// Applies the layer to `x` of shape `[..., in]`, giving `[..., out]`.
+    /// Leading dimensions are flattened into one product, the best shape for gemm.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let in_features = self.in_features();
+        assert_eq!(
+            x.shape().last(),
+            Some(&in_features),
+            "Linear: input of shape {:?} does not end in in_features = {in_features}",
+            x.shape()
+        );
+        let lead = &x.shape()[..x.rank() - 1];
+        let rows: usize = lead.iter().product();
+        let mut y = x.reshape(&[rows, in_features]).matmul(&self.weight.t());
+        if let Some(b) = &self.bias {
+            y = y.add(b);
+        }
+        let mut shape = lead.to_vec();
+        shape.push(self.out_features());
+        y.reshape(&shape)
+    }
+}
+
+impl Module for Linear {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        f(&join(prefix, "weight"), &self.weight);
+        if let Some(b) = &self.bias {
+            f(&join(prefix, "bias"), b);
+        }
+    }
+}

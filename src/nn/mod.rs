@@ -1,0 +1,77 @@
+//! Layers: parameters with stable dotted names, train/eval mode, and the
+//! building blocks of a Transformer.
+//!
+//! Layers are plain structs whose fields are tensors (leaves that require
+//! grad) and sub-layers. Each has an inherent `forward`; the [`Module`]
+//! trait is what optimizers and checkpoints use to visit every parameter.
+
+mod attention;
+mod block;
+mod dropout;
+mod embedding;
+mod feed_forward;
+mod linear;
+mod norm;
+
+pub use attention::{KvCache, LayerKvCache, MultiHeadAttention};
+pub use block::Block;
+pub use dropout::{Dropout, SharedRng};
+pub use embedding::Embedding;
+pub use feed_forward::{Activation, FeedForward};
+pub use linear::Linear;
+pub use norm::LayerNorm;
+
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+
+use crate::Tensor;
+
+/// Something with parameters: a layer or a whole model.
+pub trait Module {
+    /// Calls `f(name, parameter)` for every parameter, names prefixed by
+    /// `prefix` (`"blocks.0.attn."`). Order is stable: it is the order of
+    /// checkpoints and optimizer state.
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor));
+
+    /// Switches dropout (and anything else mode-dependent) on or off.
+    fn set_training(&mut self, _training: bool) {}
+
+    /// Every parameter with its dotted name, e.g. `blocks.0.attn.qkv.weight`.
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        self.visit_parameters("", &mut |name, t| out.push((name.to_string(), t.clone())));
+        out
+    }
+
+    /// Every parameter, in `named_parameters` order.
+    fn parameters(&self) -> Vec<Tensor> {
+        self.named_parameters()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
+    }
+
+    /// The number of scalar parameters.
+    fn num_parameters(&self) -> usize {
+        self.parameters().iter().map(Tensor::numel).sum()
+    }
+
+    /// Forgets every parameter's gradient.
+    fn zero_grad(&self) {
+        self.parameters().iter().for_each(Tensor::zero_grad);
+    }
+}
+
+/// A leaf parameter of `shape` drawn from N(0, std²).
+pub fn normal_parameter(shape: &[usize], std: f32, rng: &mut impl Rng) -> Tensor {
+    let dist = Normal::new(0.0f32, std).expect("std must be finite and non-negative");
+    let data = (0..shape.iter().product())
+        .map(|_| dist.sample(rng))
+        .collect();
+    Tensor::from_vec(data, shape).requires_grad()
+}
+
+/// `prefix + name`, the dotted name of a child.
+pub(crate) fn join(prefix: &str, name: &str) -> String {
+    format!("{prefix}{name}")
+}

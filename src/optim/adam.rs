@@ -1,0 +1,159 @@
+//! Adam and AdamW (PyTorch's `torch.optim.Adam` / `AdamW`).
+
+use super::{Optimizer, ParamGroup};
+
+/// Hyper-parameters of Adam and AdamW.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamConfig {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    /// `true`: AdamW's decoupled decay `p -= lr·wd·p`; `false`: Adam's L2
+    /// term `g += wd·p`. The amount is each group's `weight_decay`.
+    pub decoupled_weight_decay: bool,
+}
+
+impl AdamConfig {
+    /// AdamW with PyTorch's defaults except `lr`: betas (0.9, 0.999), eps 1e-8.
+    pub fn adamw(lr: f32) -> AdamConfig {
+        AdamConfig {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            decoupled_weight_decay: true,
+        }
+    }
+
+    /// Adam (L2 weight decay) with PyTorch's defaults except `lr`.
+    pub fn adam(lr: f32) -> AdamConfig {
+        AdamConfig {
+            decoupled_weight_decay: false,
+            ..AdamConfig::adamw(lr)
+        }
+    }
+}
+
+/// Adam / AdamW. State per parameter: the step count and both moments.
+pub struct Adam {
+    groups: Vec<ParamGroup>,
+    pub config: AdamConfig,
+    step: u64,
+    /// First and second moments, per group, per parameter.
+    moments: Vec<Vec<(Vec<f32>, Vec<f32>)>>,
+}
+
+impl Adam {
+    pub fn new(groups: Vec<ParamGroup>, config: AdamConfig) -> Adam {
+        let moments = groups
+            .iter()
+            .map(|g| {
+                g.params
+                    .iter()
+                    .map(|(_, p)| (vec![0.0; p.numel()], vec![0.0; p.numel()]))
+                    .collect()
+            })
+            .collect();
+        Adam {
+            groups,
+            config,
+            step: 0,
+            moments,
+        }
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// The state as named vectors (`<param>.exp_avg`, `<param>.exp_avg_sq`)
+    /// and the step count, for checkpoints.
+    pub fn state(&self) -> (u64, Vec<(String, &[f32])>) {
+        let mut out = Vec::new();
+        for (group, moments) in self.groups.iter().zip(&self.moments) {
+            for ((name, _), (m, v)) in group.params.iter().zip(moments) {
+                out.push((format!("{name}.exp_avg"), m.as_slice()));
+                out.push((format!("{name}.exp_avg_sq"), v.as_slice()));
+            }
+        }
+        (self.step, out)
+    }
+
+    /// Restores state saved by [`state`](Self::state); `get` returns the
+    /// vector saved under a name. Returns the names missing or mis-sized.
+    pub fn load_state(
+        &mut self,
+        step: u64,
+        mut get: impl FnMut(&str) -> Option<Vec<f32>>,
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (group, moments) in self.groups.iter().zip(&mut self.moments) {
+            for ((name, p), (m, v)) in group.params.iter().zip(moments.iter_mut()) {
+                for (suffix, slot) in [("exp_avg", m), ("exp_avg_sq", v)] {
+                    let key = format!("{name}.{suffix}");
+                    match get(&key) {
+                        Some(data) if data.len() == p.numel() => *slot = data,
+                        Some(data) => problems.push(format!(
+                            "{key}: {} values, expected {}",
+                            data.len(),
+                            p.numel()
+                        )),
+                        None => problems.push(format!("{key}: missing")),
+                    }
+                }
+            }
+        }
+        self.step = step;
+        problems
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self) {
+        self.step += 1;
+        let c = self.config;
+        let t = self.step as i32;
+        let bias1 = 1.0 - c.beta1.powi(t);
+        let bias2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
+        let step_size = c.lr / bias1;
+        for (group, moments) in self.groups.iter().zip(&mut self.moments) {
+            let wd = group.weight_decay;
+            for ((_, p), (m, v)) in group.params.iter().zip(moments.iter_mut()) {
+                let Some(grad) = p.grad() else { continue };
+                let g = grad.to_vec();
+                p.update_data(|w| {
+                    for (((w, &g), m), v) in
+                        w.iter_mut().zip(&g).zip(m.iter_mut()).zip(v.iter_mut())
+                    {
+                        let g = if !c.decoupled_weight_decay && wd != 0.0 {
+                            g + wd * *w
+                        } else {
+                            g
+                        };
+                        if c.decoupled_weight_decay && wd != 0.0 {
+                            *w *= 1.0 - c.lr * wd;
+                        }
+                        *m = c.beta1 * *m + (1.0 - c.beta1) * g;
+                        *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
+                        let denom = v.sqrt() / bias2_sqrt + c.eps;
+                        *w -= step_size * *m / denom;
+                    }
+                });
+            }
+        }
+    }
+
+    fn lr(&self) -> f32 {
+        self.config.lr
+    }
+
+    fn set_lr(&mut self, lr: f32) {
+        self.config.lr = lr;
+    }
+
+    fn groups(&self) -> &[ParamGroup] {
+        &self.groups
+    }
+}

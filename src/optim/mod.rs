@@ -1,0 +1,66 @@
+//! Optimizers, learning-rate schedules and gradient clipping.
+//!
+//! Updates follow PyTorch's formulas operation for operation, so a run can be
+//! compared with `torch.optim` (tests/fixtures/optim.json).
+
+mod adam;
+mod clip;
+mod schedule;
+mod sgd;
+
+pub use adam::{Adam, AdamConfig};
+pub use clip::clip_grad_norm;
+pub use schedule::LrSchedule;
+pub use sgd::Sgd;
+
+use crate::Tensor;
+
+/// Parameters that share optimizer settings (here: weight decay).
+#[derive(Clone)]
+pub struct ParamGroup {
+    pub params: Vec<(String, Tensor)>,
+    pub weight_decay: f32,
+}
+
+/// Splits parameters the way nanoGPT's recipe does: matrices of linear
+/// layers get `weight_decay`; biases, norm weights (rank 1) and embeddings
+/// (names containing `wte`, `wpe` or `emb`) get none.
+pub fn decay_groups(named: Vec<(String, Tensor)>, weight_decay: f32) -> Vec<ParamGroup> {
+    let is_embedding =
+        |name: &str| name.contains("wte") || name.contains("wpe") || name.contains("emb");
+    let (decay, no_decay): (Vec<_>, Vec<_>) = named
+        .into_iter()
+        .partition(|(name, t)| t.rank() >= 2 && !is_embedding(name));
+    vec![
+        ParamGroup {
+            params: decay,
+            weight_decay,
+        },
+        ParamGroup {
+            params: no_decay,
+            weight_decay: 0.0,
+        },
+    ]
+}
+
+/// What every optimizer does.
+pub trait Optimizer {
+    /// Updates every parameter from its gradient (parameters without one are skipped).
+    fn step(&mut self);
+
+    /// The learning rate of the next step.
+    fn lr(&self) -> f32;
+
+    /// Sets the learning rate (schedules call this before each step).
+    fn set_lr(&mut self, lr: f32);
+
+    /// The parameters, by group.
+    fn groups(&self) -> &[ParamGroup];
+
+    /// Forgets every parameter's gradient.
+    fn zero_grad(&self) {
+        for g in self.groups() {
+            g.params.iter().for_each(|(_, p)| p.zero_grad());
+        }
+    }
+}

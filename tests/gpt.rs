@@ -1,0 +1,193 @@
+//! The GPT model's behaviour: parameters, causality, cached decoding,
+//! attention weights, train/eval, and learning.
+
+use zeroformer::nn::KvCache;
+use zeroformer::optim::{Adam, AdamConfig, Optimizer, decay_groups};
+use zeroformer::prelude::*;
+
+fn tiny(dropout: f32) -> GptConfig {
+    GptConfig {
+        vocab_size: 11,
+        block_size: 12,
+        n_layer: 2,
+        n_head: 2,
+        n_embd: 16,
+        dropout,
+        bias: true,
+    }
+}
+
+fn ids(values: &[i64], batch: usize) -> Tensor {
+    Tensor::from_ids(values.to_vec(), &[batch, values.len() / batch])
+}
+
+#[test]
+fn parameter_names_and_count_match_the_architecture() {
+    let config = GptConfig::preset("cpu-mini", 65).unwrap();
+    let model = Gpt::new(config, 0).unwrap();
+    // Closed form, no biases: wte V·C + wpe T·C + L·(12C² + 2C) + C.
+    let (v, t, c, l) = (65, 64, 128, 4);
+    assert_eq!(
+        model.num_parameters(),
+        v * c + t * c + l * (12 * c * c + 2 * c) + c
+    );
+    let names: Vec<String> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names[0], "wte.weight");
+    assert!(names.contains(&"blocks.0.attn.qkv.weight".to_string()));
+    assert!(names.contains(&"blocks.3.mlp.proj.weight".to_string()));
+    assert_eq!(names.last().unwrap(), "ln_f.weight");
+    // The head is tied to wte: no separate parameter.
+    assert!(!names.iter().any(|n| n.contains("head")));
+    let with_bias = Gpt::new(tiny(0.0), 0).unwrap();
+    assert!(
+        with_bias
+            .named_parameters()
+            .iter()
+            .any(|(n, _)| n == "blocks.1.attn.proj.bias")
+    );
+}
+
+#[test]
+fn gpt2_initialisation_scales_residual_projections() {
+    let config = GptConfig {
+        n_layer: 8,
+        n_embd: 256,
+        n_head: 4,
+        ..GptConfig::preset("gpt-mini", 50).unwrap()
+    };
+    let model = Gpt::new(config, 1).unwrap();
+    let std = |t: &Tensor| t.var_dim(0, false, false).sqrt().item();
+    let flat = |name: &str| {
+        let (_, t) = model
+            .named_parameters()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap();
+        t.reshape(&[t.numel()])
+    };
+    assert!((std(&flat("blocks.0.attn.qkv.weight")) - 0.02).abs() < 1e-3);
+    assert!((std(&flat("blocks.0.mlp.proj.weight")) - 0.02 / 4.0).abs() < 2e-4);
+    assert!((std(&flat("wte.weight")) - 0.02).abs() < 1e-3);
+}
+
+#[test]
+fn changing_a_future_token_never_changes_earlier_logits() {
+    let model = Gpt::new(tiny(0.0), 2).unwrap();
+    let a = [1, 5, 2, 7, 3, 9, 4, 0];
+    let mut b = a;
+    b[5] = 6;
+    let (la, lb) = (
+        model.forward(&ids(&a, 1)).to_vec(),
+        model.forward(&ids(&b, 1)).to_vec(),
+    );
+    let v = 11;
+    for pos in 0..8 {
+        let diff = (0..v)
+            .map(|j| (la[pos * v + j] - lb[pos * v + j]).abs())
+            .fold(0.0f32, f32::max);
+        if pos < 5 {
+            assert!(diff < 1e-6, "position {pos} changed by {diff}");
+        } else {
+            assert!(
+                diff > 1e-4,
+                "position {pos} should see the change, moved only {diff}"
+            );
+        }
+    }
+}
+
+#[test]
+fn cached_decoding_equals_uncached() {
+    let model = Gpt::new(tiny(0.0), 3).unwrap();
+    let seq = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3];
+    let batch = ids(&[seq, [2, 7, 1, 8, 2, 8, 1, 8, 2, 8]].concat(), 2);
+    let full = model.forward(&batch);
+    let mut cache = KvCache::default();
+    // A 4-token prompt, then one token at a time.
+    let mut pieces = vec![model.forward_cached(&batch.narrow(1, 0, 4), &mut cache)];
+    for t in 4..10 {
+        pieces.push(model.forward_cached(&batch.narrow(1, t, 1), &mut cache));
+    }
+    assert_eq!(cache.len(), 10);
+    let stitched = Tensor::cat(&pieces.iter().collect::<Vec<_>>(), 1);
+    let (a, b) = (full.to_vec(), stitched.to_vec());
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "cached and uncached logits differ by {worst}");
+}
+
+#[test]
+fn attention_weights_are_causal_and_normalised() {
+    let model = Gpt::new(tiny(0.0), 4).unwrap();
+    let (_, weights) = model.forward_with_attention(&ids(&[1, 2, 3, 4, 5], 1));
+    assert_eq!(weights.len(), 2);
+    let w = &weights[0];
+    assert_eq!(w.shape(), &[1, 2, 5, 5]);
+    let v = w.to_vec();
+    for row in 0..10 {
+        let r = &v[row * 5..row * 5 + 5];
+        let query = row % 5;
+        assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(r[query + 1..].iter().all(|&x| x == 0.0));
+    }
+}
+
+#[test]
+fn dropout_only_in_training_mode() {
+    let mut model = Gpt::new(tiny(0.5), 5).unwrap();
+    let x = ids(&[1, 2, 3, 4], 1);
+    let (a, b) = (model.forward(&x).to_vec(), model.forward(&x).to_vec());
+    assert_ne!(a, b, "training mode should drop different units each call");
+    model.set_training(false);
+    assert_eq!(model.forward(&x).to_vec(), model.forward(&x).to_vec());
+}
+
+#[test]
+fn a_tiny_model_overfits_one_batch() {
+    let model = Gpt::new(tiny(0.0), 6).unwrap();
+    let data: Vec<i64> = (0..2 * 9).map(|i| (i * 7 % 11) as i64).collect();
+    let batch = Tensor::from_ids(data, &[2, 9]);
+    let (x, y) = (
+        batch.narrow(1, 0, 8).contiguous(),
+        batch.narrow(1, 1, 8).contiguous(),
+    );
+    let mut opt = Adam::new(
+        decay_groups(model.named_parameters(), 0.0),
+        AdamConfig::adamw(1e-2),
+    );
+    let mut first = None;
+    let mut loss = f32::NAN;
+    for _ in 0..150 {
+        let l = Gpt::loss(&model.forward(&x), &y);
+        l.backward();
+        opt.step();
+        opt.zero_grad();
+        loss = l.item();
+        first.get_or_insert(loss);
+    }
+    assert!(
+        (first.unwrap() - (11f32).ln()).abs() < 0.1,
+        "initial loss should be about ln(vocab), was {first:?}"
+    );
+    assert!(loss < 0.05, "did not overfit: final loss {loss}");
+}
+
+#[test]
+fn bad_configs_are_errors() {
+    assert!(matches!(
+        GptConfig::preset("nope", 10),
+        Err(Error::InvalidConfig(_))
+    ));
+    let bad = GptConfig {
+        n_head: 3,
+        ..tiny(0.0)
+    };
+    assert!(matches!(Gpt::new(bad, 0), Err(Error::InvalidConfig(_))));
+}
