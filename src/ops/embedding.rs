@@ -17,7 +17,7 @@ impl Backward for EmbeddingBackward {
     fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
         let table = &inputs[0];
         let d = table.shape()[1];
-        let mut dw = vec![0.0f32; table.numel()];
+        let mut dw = crate::backend::cpu::pool::take_zeroed(table.numel());
         with_contiguous_f32(g, "embedding backward", |g| {
             for (&id, row) in self.ids.iter().zip(g.chunks_exact(d)) {
                 let dst = &mut dw[id as usize * d..(id as usize + 1) * d];
@@ -53,7 +53,7 @@ impl Tensor {
         );
         let (vocab, d) = (table.shape()[0], table.shape()[1]);
         let ids_vec = ids.to_vec_i64();
-        let mut out = vec![0.0f32; ids_vec.len() * d];
+        let mut out = crate::backend::cpu::pool::take(ids_vec.len() * d);
         with_contiguous_f32(table, "embedding", |w| {
             for (&id, dst) in ids_vec.iter().zip(out.chunks_exact_mut(d)) {
                 assert!(

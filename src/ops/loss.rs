@@ -25,7 +25,7 @@ impl Backward for CrossEntropyBackward {
 
     fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
         let scale = g.item() / self.count as f32;
-        let mut dx = vec![0.0f32; self.log_probs.len()];
+        let mut dx = crate::backend::cpu::pool::take_zeroed(self.log_probs.len());
         for ((row, lp), &t) in dx
             .chunks_exact_mut(self.classes)
             .zip(self.log_probs.chunks_exact(self.classes))

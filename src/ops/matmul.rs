@@ -105,7 +105,8 @@ impl Tensor {
         };
         let a_offsets = batch_offsets(la, &batch_shape);
         let b_offsets = batch_offsets(lb, &batch_shape);
-        let mut out = vec![0.0f32; a_offsets.len() * m * n];
+        // sgemm with beta = 0 writes every element without reading it.
+        let mut out = crate::backend::cpu::pool::take(a_offsets.len() * m * n);
         let a_offsets: Vec<usize> = a_offsets.iter().map(|o| o + la.offset()).collect();
         let b_offsets: Vec<usize> = b_offsets.iter().map(|o| o + lb.offset()).collect();
         gemm::batched_matmul(m, k, n, a_ref, &a_offsets, b_ref, &b_offsets, &mut out);

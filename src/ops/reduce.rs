@@ -41,7 +41,7 @@ impl Backward for MaxBackward {
         let shape = inputs[0].shape();
         let (outer, n, inner) = split_at_dim(shape, self.dim);
         let g = g.contiguous().to_vec();
-        let mut dx = vec![0.0f32; outer * n * inner];
+        let mut dx = crate::backend::cpu::pool::take_zeroed(outer * n * inner);
         for o in 0..outer {
             for i in 0..inner {
                 let at = o * inner + i;

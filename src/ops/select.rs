@@ -65,7 +65,7 @@ impl Tensor {
             sa.f32("where_cond"),
             sb.f32("where_cond"),
         );
-        let mut out = vec![0.0f32; shape.iter().product()];
+        let mut out = crate::backend::cpu::pool::take(shape.iter().product());
         strided::fill_chunks(&mut out, |start, chunk| {
             strided::for_each_offsets(
                 &shape,

@@ -6,6 +6,7 @@ use std::f32::consts::{FRAC_1_SQRT_2, PI};
 
 use crate::Tensor;
 use crate::autograd::{self, Backward};
+use crate::backend::cpu::math::fast_tanh;
 use crate::backend::cpu::strided;
 
 /// Which GELU: PyTorch's `approximate='none'` or `'tanh'`.
@@ -58,7 +59,7 @@ impl Unary {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn forward(self, x: f32) -> f32 {
         match self {
             Unary::Neg => -x,
@@ -71,7 +72,7 @@ impl Unary {
             Unary::Gelu => 0.5 * x * (1.0 + libm::erff(x * FRAC_1_SQRT_2)),
             Unary::GeluTanh => {
                 let u = sqrt_2_over_pi() * (x + GELU_TANH_COEF * x * x * x);
-                0.5 * x * (1.0 + u.tanh())
+                0.5 * x * (1.0 + fast_tanh(u))
             }
             Unary::AddScalar(c) => x + c,
             Unary::MulScalar(c) => x * c,
@@ -80,7 +81,7 @@ impl Unary {
     }
 
     /// dy/dx at input `x` with output `y`.
-    #[inline]
+    #[inline(always)]
     fn derivative(self, x: f32, y: f32) -> f32 {
         match self {
             Unary::Neg => -1.0,
@@ -104,7 +105,7 @@ impl Unary {
             }
             Unary::GeluTanh => {
                 let k = sqrt_2_over_pi();
-                let t = (k * (x + GELU_TANH_COEF * x * x * x)).tanh();
+                let t = fast_tanh(k * (x + GELU_TANH_COEF * x * x * x));
                 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * GELU_TANH_COEF * x * x)
             }
             Unary::AddScalar(_) => 1.0,
@@ -125,9 +126,68 @@ fn sigmoid(x: f32) -> f32 {
     }
 }
 
+/// Calls `$body` with `$op` bound to a constant of each variant, so that the
+/// kernel is compiled once per op with the `match` folded away (and the
+/// loop vectorised where the formula allows).
+macro_rules! specialise {
+    ($value:expr, |$op:ident| $body:expr) => {
+        match $value {
+            Unary::Neg => {
+                let $op = Unary::Neg;
+                $body
+            }
+            Unary::Exp => {
+                let $op = Unary::Exp;
+                $body
+            }
+            Unary::Log => {
+                let $op = Unary::Log;
+                $body
+            }
+            Unary::Sqrt => {
+                let $op = Unary::Sqrt;
+                $body
+            }
+            Unary::Tanh => {
+                let $op = Unary::Tanh;
+                $body
+            }
+            Unary::Sigmoid => {
+                let $op = Unary::Sigmoid;
+                $body
+            }
+            Unary::Relu => {
+                let $op = Unary::Relu;
+                $body
+            }
+            Unary::Gelu => {
+                let $op = Unary::Gelu;
+                $body
+            }
+            Unary::GeluTanh => {
+                let $op = Unary::GeluTanh;
+                $body
+            }
+            Unary::AddScalar(c) => {
+                let $op = Unary::AddScalar(c);
+                $body
+            }
+            Unary::MulScalar(c) => {
+                let $op = Unary::MulScalar(c);
+                $body
+            }
+            Unary::Powf(p) => {
+                let $op = Unary::Powf(p);
+                $body
+            }
+        }
+    };
+}
+
 fn unary(x: &Tensor, op: Unary) -> Tensor {
     let storage = x.storage();
-    let data = strided::map(storage.f32(op.name()), x.layout(), |v| op.forward(v));
+    let src = storage.f32(op.name());
+    let data = specialise!(op, |op| strided::map(src, x.layout(), |v| op.forward(v)));
     let out = Tensor::from_f32(data, x.shape(), None);
     match autograd::node(&[x], || UnaryBackward {
         op,
@@ -152,12 +212,10 @@ impl Backward for UnaryBackward {
     fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
         let x = &inputs[0];
         let (sg, sx, sy) = (g.storage(), x.storage(), self.out.storage());
-        let op = self.op;
-        let data = strided::map_n(
-            [sg.f32("backward"), sx.f32("backward"), sy.f32("backward")],
-            [g.layout(), x.layout(), self.out.layout()],
-            |[g, x, y]| g * op.derivative(x, y),
-        );
+        let data = [sg.f32("backward"), sx.f32("backward"), sy.f32("backward")];
+        let layouts = [g.layout(), x.layout(), self.out.layout()];
+        let data = specialise!(self.op, |op| strided::map_n(data, layouts, |[g, x, y]| g
+            * op.derivative(x, y)));
         vec![Some(Tensor::from_f32(data, x.shape(), None))]
     }
 }

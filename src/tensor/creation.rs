@@ -60,7 +60,11 @@ impl Tensor {
 
     /// Every element `value`.
     pub fn full(shape: &[usize], value: f32) -> Tensor {
-        Tensor::from_f32(vec![value; shape.iter().product()], shape, None)
+        Tensor::from_f32(
+            crate::backend::cpu::pool::take_filled(shape.iter().product(), value),
+            shape,
+            None,
+        )
     }
 
     pub fn zeros(shape: &[usize]) -> Tensor {

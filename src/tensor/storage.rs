@@ -1,7 +1,7 @@
 //! The memory behind tensors: an enum over devices (the pattern candle uses),
 //! so that a device backend adds a variant and kernels, not call sites.
 
-use crate::backend::cpu::strided;
+use crate::backend::cpu::{pool, strided};
 use crate::backend::cuda::CudaStorage;
 use crate::tensor::Layout;
 use crate::{DType, Device};
@@ -12,6 +12,15 @@ pub enum CpuStorage {
     F32(Vec<f32>),
     I64(Vec<i64>),
     Bool(Vec<bool>),
+}
+
+impl Drop for CpuStorage {
+    /// Large f32 buffers go back to the pool for the next op to reuse.
+    fn drop(&mut self) {
+        if let CpuStorage::F32(v) = self {
+            pool::give(std::mem::take(v));
+        }
+    }
 }
 
 /// A tensor's memory on its device.
@@ -91,7 +100,9 @@ impl Storage {
     /// Zero-filled storage of this dtype and device.
     pub fn zeros_like(&self, len: usize) -> Storage {
         match self {
-            Storage::Cpu(CpuStorage::F32(_)) => Storage::Cpu(CpuStorage::F32(vec![0.0; len])),
+            Storage::Cpu(CpuStorage::F32(_)) => {
+                Storage::Cpu(CpuStorage::F32(pool::take_zeroed(len)))
+            }
             Storage::Cpu(CpuStorage::I64(_)) => Storage::Cpu(CpuStorage::I64(vec![0; len])),
             Storage::Cpu(CpuStorage::Bool(_)) => Storage::Cpu(CpuStorage::Bool(vec![false; len])),
             Storage::Cuda(s) => match *s {},

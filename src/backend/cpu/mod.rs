@@ -2,7 +2,9 @@
 //! below it, so that small ops pay no thread-pool overhead.
 
 pub mod gemm;
+pub mod math;
 pub mod norm;
+pub mod pool;
 pub mod reduce;
 pub mod strided;
 

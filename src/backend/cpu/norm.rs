@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::PARALLEL_THRESHOLD;
+use super::{PARALLEL_THRESHOLD, pool};
 
 /// Per-row statistics the backward pass reuses.
 pub struct LayerNormStats {
@@ -19,7 +19,7 @@ pub fn layer_norm_forward(
     bias: Option<&[f32]>,
     eps: f32,
 ) -> (Vec<f32>, LayerNormStats) {
-    let mut y = vec![0.0f32; x.len()];
+    let mut y = pool::take(x.len());
     // Normalises one row into `dst`, returning its (mean, 1 / std).
     let row = |(src, dst): (&[f32], &mut [f32])| -> (f32, f32) {
         let mu = src.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
@@ -56,7 +56,7 @@ pub fn layer_norm_backward(
     weight: Option<&[f32]>,
     stats: &LayerNormStats,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let mut dx = vec![0.0f32; x.len()];
+    let mut dx = pool::take(x.len());
     // Each row writes its dx and adds into row-chunk partials of dw and db.
     let row =
         |i: usize, src: &[f32], g: &[f32], dst: &mut [f32], dw: &mut [f32], db: &mut [f32]| {

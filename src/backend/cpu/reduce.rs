@@ -4,11 +4,11 @@
 
 use rayon::prelude::*;
 
-use super::PARALLEL_THRESHOLD;
+use super::{PARALLEL_THRESHOLD, pool};
 
 /// Sums over the middle axis of `[outer, n, inner]`; the result is `[outer, inner]`.
 pub fn sum_axis(data: &[f32], outer: usize, n: usize, inner: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; outer * inner];
+    let mut out = pool::take(outer * inner);
     let body = |o: usize, dst: &mut [f32]| {
         let block = &data[o * n * inner..(o + 1) * n * inner];
         if inner == 1 {
@@ -49,7 +49,7 @@ pub fn sum_axis(data: &[f32], outer: usize, n: usize, inner: usize) -> Vec<f32> 
 /// first maximum (as `torch.max(dim)` returns). NaN wins, as in PyTorch.
 pub fn max_axis(data: &[f32], outer: usize, n: usize, inner: usize) -> (Vec<f32>, Vec<usize>) {
     assert!(n > 0, "max: cannot reduce over an empty dimension");
-    let mut vals = vec![f32::NEG_INFINITY; outer * inner];
+    let mut vals = pool::take_filled(outer * inner, f32::NEG_INFINITY);
     let mut idx = vec![0usize; outer * inner];
     let body = |(o, (v, ix)): (usize, (&mut [f32], &mut [usize]))| {
         let block = &data[o * n * inner..(o + 1) * n * inner];
@@ -81,7 +81,7 @@ pub fn max_axis(data: &[f32], outer: usize, n: usize, inner: usize) -> (Vec<f32>
 
 /// Numerically stable softmax (or log-softmax) of every row of length `n`.
 pub fn softmax_rows(data: &[f32], n: usize, log: bool) -> Vec<f32> {
-    let mut out = vec![0.0f32; data.len()];
+    let mut out = pool::take(data.len());
     let row = |(src, dst): (&[f32], &mut [f32])| {
         let max = src.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0f64;

@@ -4,8 +4,27 @@
 
 use rayon::prelude::*;
 
-use super::{PARALLEL_CHUNK, PARALLEL_THRESHOLD};
+use super::{PARALLEL_CHUNK, PARALLEL_THRESHOLD, pool};
 use crate::tensor::Layout;
+
+/// An element type of a kernel's output buffer. f32 outputs come from the
+/// buffer pool (their old contents are overwritten); others are allocated.
+pub trait Element: Copy + Default + Send + Sync + 'static {
+    /// A buffer of `len` elements, every one of which the caller overwrites.
+    fn output(len: usize) -> Vec<Self> {
+        vec![Self::default(); len]
+    }
+}
+
+impl Element for f32 {
+    fn output(len: usize) -> Vec<f32> {
+        pool::take(len)
+    }
+}
+impl Element for f64 {}
+impl Element for i64 {}
+impl Element for i32 {}
+impl Element for bool {}
 
 /// Calls `f(k, offsets)` for the elements `start..start + len` of `shape` in
 /// row-major order, `k` counting from 0 and `offsets[j]` being the storage
@@ -84,11 +103,12 @@ pub fn fill_chunks<T: Send>(out: &mut [T], body: impl Fn(usize, &mut [T]) + Sync
 }
 
 /// Gathers the elements of `layout` (any strides) into a new row-major vector.
-pub fn gather<T: Copy + Send + Sync + Default>(data: &[T], layout: &Layout) -> Vec<T> {
+pub fn gather<T: Element>(data: &[T], layout: &Layout) -> Vec<T> {
+    let mut out = T::output(layout.numel());
     if let Some(range) = layout.contiguous_range() {
-        return data[range].to_vec();
+        out.copy_from_slice(&data[range]);
+        return out;
     }
-    let mut out = vec![T::default(); layout.numel()];
     fill_chunks(&mut out, |start, chunk| {
         for_each_offsets(layout.shape(), [layout], start, chunk.len(), |k, [o]| {
             chunk[k] = data[o];
@@ -98,12 +118,12 @@ pub fn gather<T: Copy + Send + Sync + Default>(data: &[T], layout: &Layout) -> V
 }
 
 /// `f` applied to every element of `layout`, in row-major order.
-pub fn map<T: Copy + Send + Sync, U: Copy + Send + Sync + Default>(
+pub fn map<T: Copy + Send + Sync, U: Element>(
     data: &[T],
     layout: &Layout,
     f: impl Fn(T) -> U + Sync,
 ) -> Vec<U> {
-    let mut out = vec![U::default(); layout.numel()];
+    let mut out = U::output(layout.numel());
     if let Some(range) = layout.contiguous_range() {
         let src = &data[range];
         fill_chunks(&mut out, |start, chunk| {
@@ -122,7 +142,7 @@ pub fn map<T: Copy + Send + Sync, U: Copy + Send + Sync + Default>(
 }
 
 /// `f(a, b)` over two layouts of the same (already broadcast) shape.
-pub fn zip_map<A: Copy + Sync, B: Copy + Sync, U: Copy + Send + Default>(
+pub fn zip_map<A: Copy + Sync, B: Copy + Sync, U: Element>(
     a: &[A],
     la: &Layout,
     b: &[B],
@@ -130,7 +150,7 @@ pub fn zip_map<A: Copy + Sync, B: Copy + Sync, U: Copy + Send + Default>(
     f: impl Fn(A, B) -> U + Sync,
 ) -> Vec<U> {
     debug_assert_eq!(la.shape(), lb.shape());
-    let mut out = vec![U::default(); la.numel()];
+    let mut out = U::output(la.numel());
     match (la.contiguous_range(), lb.contiguous_range()) {
         (Some(ra), Some(rb)) => {
             let (a, b) = (&a[ra], &b[rb]);
@@ -158,13 +178,19 @@ pub fn map_n<const N: usize>(
 ) -> Vec<f32> {
     let shape = layouts[0].shape();
     debug_assert!(layouts.iter().all(|l| l.shape() == shape));
-    let mut out = vec![0.0f32; layouts[0].numel()];
+    let mut out = f32::output(layouts[0].numel());
     let ranges = layouts.map(|l| l.contiguous_range());
     if ranges.iter().all(|r| r.is_some()) {
         let slices: [&[f32]; N] = std::array::from_fn(|j| &data[j][ranges[j].clone().unwrap()]);
         fill_chunks(&mut out, |start, chunk| {
+            let n = chunk.len();
+            // Bounds-checked once here, so the loop below can vectorise.
+            let parts: [&[f32]; N] = std::array::from_fn(|j| &slices[j][start..start + n]);
             for (k, o) in chunk.iter_mut().enumerate() {
-                *o = f(slices.map(|s| s[start + k]));
+                // SAFETY: every part has exactly `n` elements and `k < n`.
+                *o = f(std::array::from_fn(|j| unsafe {
+                    *parts[j].get_unchecked(k)
+                }));
             }
         });
     } else {
