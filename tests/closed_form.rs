@@ -132,3 +132,22 @@ fn matmul_matches_a_naive_triple_loop_on_large_parallel_shapes() {
         }
     }
 }
+
+#[test]
+fn fused_causal_softmax_equals_masked_fill_then_softmax() {
+    let x = Tensor::randn(&[2, 3, 5, 5], &mut StdRng::seed_from_u64(4)).mul_scalar(3.0);
+    let fused = x.causal_softmax(0.7, 0).to_vec();
+    let unfused = x
+        .mul_scalar(0.7)
+        .masked_fill(&Tensor::causal_mask(5), f32::NEG_INFINITY)
+        .softmax(-1)
+        .to_vec();
+    for (a, b) in fused.iter().zip(&unfused) {
+        assert_relative_eq!(a, b, epsilon = 1e-6);
+    }
+    // With an offset of 2, query i (at position i + 2) sees keys 0..=i+2 of 6.
+    let y = Tensor::zeros(&[2, 6]).causal_softmax(1.0, 2).to_vec();
+    let third = 1.0 / 3.0;
+    assert_eq!(&y[..6], &[third, third, third, 0.0, 0.0, 0.0]);
+    assert_eq!(&y[6..], &[0.25, 0.25, 0.25, 0.25, 0.0, 0.0]);
+}

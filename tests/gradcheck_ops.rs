@@ -272,3 +272,15 @@ fn dropout_gradient_is_the_mask() {
         &[x],
     );
 }
+
+#[test]
+fn fused_causal_softmax() {
+    let x = randn(&[2, 3, 4, 4], 50);
+    check1(|x| x[0].causal_softmax(0.5, 0), &x);
+    // Queries at positions 2..5 over 6 keys (as with a KV cache), from a
+    // non-contiguous view.
+    check1(
+        |x| x[0].transpose(-1, -2).causal_softmax(1.3, 2),
+        &randn(&[2, 6, 3], 51),
+    );
+}

@@ -66,14 +66,6 @@ impl KvCache {
     }
 }
 
-/// `true` where query `i` (at absolute position `offset + i`) must not see key `j`.
-fn causal_mask(queries: usize, keys: usize, offset: usize) -> Tensor {
-    let data = (0..queries * keys)
-        .map(|k| k % keys > offset + k / keys)
-        .collect();
-    Tensor::from_bools(data, &[queries, keys])
-}
-
 /// Multi-head self-attention: a fused query/key/value projection, scaled
 /// dot-product attention per head, and an output projection.
 pub struct MultiHeadAttention {
@@ -144,8 +136,10 @@ impl MultiHeadAttention {
         if let Some(cache) = cache {
             (k, v) = cache.extend(k, v);
         }
-        let mask = causal_mask(t, past + t, past);
-        let (y, weights) = self.attend(&q, &k, &v, Some(&mask));
+        // Scale, causal mask and softmax in one fused pass.
+        let scores = q.matmul(&k.transpose(-1, -2));
+        let weights = scores.causal_softmax(1.0 / (d as f32).sqrt(), past);
+        let y = self.attn_dropout.forward(&weights).matmul(&v);
         let y = y.transpose(1, 2).reshape(&[b, t, c]);
         let out = self.resid_dropout.forward(&self.proj.forward(&y));
         (out, return_weights.then_some(weights))

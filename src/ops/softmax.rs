@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::Tensor;
 use crate::autograd::{self, Backward};
 use crate::backend::cpu::{reduce as kernels, strided};
-use crate::ops::Dim;
+use crate::ops::{Dim, with_contiguous_f32};
 use crate::tensor::{CpuStorage, Layout, Storage};
 
 struct SoftmaxBackward {
@@ -59,7 +59,62 @@ fn softmax_impl(x: &Tensor, dim: usize, log: bool) -> Tensor {
     }
 }
 
+/// Backward of the fused causal softmax (and of a last-dim softmax with a scale).
+struct CausalSoftmaxBackward {
+    scale: f32,
+    /// The output, detached and contiguous.
+    out: Tensor,
+}
+
+impl Backward for CausalSoftmaxBackward {
+    fn name(&self) -> &'static str {
+        "causal_softmax"
+    }
+
+    fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+        let n = self.out.shape()[self.out.rank() - 1];
+        let ys = self.out.storage();
+        let y = ys.f32("causal_softmax backward");
+        let dx = with_contiguous_f32(g, "causal_softmax backward", |g| {
+            kernels::softmax_rows_backward(y, g, n, self.scale)
+        });
+        vec![Some(Tensor::from_f32(dx, inputs[0].shape(), None))]
+    }
+}
+
 impl Tensor {
+    /// Attention's masked softmax in one pass: `softmax(scale · self)` over
+    /// the last dimension of `[.., queries, keys]` scores, where query `i`
+    /// (at absolute position `offset + i`) sees only keys `0..=offset + i`;
+    /// the rest get probability 0. Equal to
+    /// `(self * scale).masked_fill(causal, -inf).softmax(-1)` without the
+    /// mask tensor and the three extra passes.
+    ///
+    /// ```
+    /// use zeroformer::Tensor;
+    /// let p = Tensor::zeros(&[2, 2]).causal_softmax(1.0, 0);
+    /// assert_eq!(p.to_vec(), vec![1.0, 0.0, 0.5, 0.5]);
+    /// ```
+    pub fn causal_softmax(&self, scale: f32, offset: usize) -> Tensor {
+        assert!(
+            self.rank() >= 2,
+            "causal_softmax: needs [.., queries, keys] scores, got {:?}",
+            self.shape()
+        );
+        let (queries, keys) = (self.shape()[self.rank() - 2], self.shape()[self.rank() - 1]);
+        let data = with_contiguous_f32(self, "causal_softmax", |x| {
+            kernels::causal_softmax_rows(x, queries, keys, offset, scale)
+        });
+        let out = Tensor::from_f32(data, self.shape(), None);
+        match autograd::node(&[self], || CausalSoftmaxBackward {
+            scale,
+            out: out.clone(),
+        }) {
+            Some(node) => out.view(out.layout().clone(), Some(node)),
+            None => out,
+        }
+    }
+
     /// `exp(x) / Σ exp(x)` over `dim`.
     ///
     /// ```

@@ -58,61 +58,70 @@ impl Unary {
             Unary::Powf(_) => "powf",
         }
     }
+}
 
-    #[inline(always)]
-    fn forward(self, x: f32) -> f32 {
-        match self {
-            Unary::Neg => -x,
-            Unary::Exp => x.exp(),
-            Unary::Log => x.ln(),
-            Unary::Sqrt => x.sqrt(),
-            Unary::Tanh => x.tanh(),
-            Unary::Sigmoid => sigmoid(x),
-            Unary::Relu => x.max(0.0),
-            Unary::Gelu => 0.5 * x * (1.0 + libm::erff(x * FRAC_1_SQRT_2)),
-            Unary::GeluTanh => {
-                let u = sqrt_2_over_pi() * (x + GELU_TANH_COEF * x * x * x);
-                0.5 * x * (1.0 + fast_tanh(u))
-            }
-            Unary::AddScalar(c) => x + c,
-            Unary::MulScalar(c) => x * c,
-            Unary::Powf(p) => x.powf(p),
-        }
-    }
+/// One elementwise function: its value and its derivative, written from the
+/// input `x` and, where cheaper, the output `y`. Each op is its own small
+/// type so that kernels are compiled per op and their loops vectorise (a
+/// `match` on the op inside the loop stopped both).
+trait Elementwise: Copy + Send + Sync {
+    fn forward(self, x: f32) -> f32;
+    fn derivative(self, x: f32, y: f32) -> f32;
+}
 
-    /// dy/dx at input `x` with output `y`.
-    #[inline(always)]
-    fn derivative(self, x: f32, y: f32) -> f32 {
-        match self {
-            Unary::Neg => -1.0,
-            Unary::Exp => y,
-            Unary::Log => 1.0 / x,
-            Unary::Sqrt => 0.5 / y,
-            Unary::Tanh => 1.0 - y * y,
-            Unary::Sigmoid => y * (1.0 - y),
-            Unary::Relu => {
-                if x > 0.0 {
-                    1.0
-                } else {
-                    0.0
-                }
+macro_rules! elementwise {
+    // An op of `x` alone.
+    (@impl $name:ident, |$x:ident| $fwd:expr, |$dx:ident, $dy:ident| $der:expr, $($param:ident)?) => {
+        impl Elementwise for $name {
+            #[inline(always)]
+            #[allow(unused_variables)]
+            fn forward(self, $x: f32) -> f32 {
+                $(let $param = self.0;)?
+                $fwd
             }
-            // Φ(x) + x φ(x)
-            Unary::Gelu => {
-                let cdf = 0.5 * (1.0 + libm::erff(x * FRAC_1_SQRT_2));
-                let pdf = (-0.5 * x * x).exp() / (2.0 * PI).sqrt();
-                cdf + x * pdf
+            #[inline(always)]
+            #[allow(unused_variables)]
+            fn derivative(self, $dx: f32, $dy: f32) -> f32 {
+                $(let $param = self.0;)?
+                $der
             }
-            Unary::GeluTanh => {
-                let k = sqrt_2_over_pi();
-                let t = fast_tanh(k * (x + GELU_TANH_COEF * x * x * x));
-                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * GELU_TANH_COEF * x * x)
-            }
-            Unary::AddScalar(_) => 1.0,
-            Unary::MulScalar(c) => c,
-            Unary::Powf(p) => p * x.powf(p - 1.0),
         }
-    }
+    };
+    ($($name:ident $(($param:ident))? : |$x:ident| $fwd:expr, |$dx:ident, $dy:ident| $der:expr;)*) => {$(
+        elementwise!(@struct $name $($param)?);
+        elementwise!(@impl $name, |$x| $fwd, |$dx, $dy| $der, $($param)?);
+    )*};
+    (@struct $name:ident) => {
+        #[derive(Clone, Copy)]
+        struct $name;
+    };
+    // An op with a scalar parameter, bound to `$param` in its formulas.
+    (@struct $name:ident $param:ident) => {
+        #[derive(Clone, Copy)]
+        struct $name(f32);
+    };
+}
+
+elementwise! {
+    NegOp: |x| -x, |x, y| -1.0;
+    ExpOp: |x| x.exp(), |x, y| y;
+    LogOp: |x| x.ln(), |x, y| 1.0 / x;
+    SqrtOp: |x| x.sqrt(), |x, y| 0.5 / y;
+    TanhOp: |x| x.tanh(), |x, y| 1.0 - y * y;
+    SigmoidOp: |x| sigmoid(x), |x, y| y * (1.0 - y);
+    ReluOp: |x| x.max(0.0), |x, y| if x > 0.0 { 1.0 } else { 0.0 };
+    // Φ(x) + x φ(x)
+    GeluOp: |x| 0.5 * x * (1.0 + libm::erff(x * FRAC_1_SQRT_2)),
+        |x, y| 0.5 * (1.0 + libm::erff(x * FRAC_1_SQRT_2)) + x * (-0.5 * x * x).exp() / (2.0 * PI).sqrt();
+    GeluTanhOp: |x| 0.5 * x * (1.0 + fast_tanh(sqrt_2_over_pi() * (x + GELU_TANH_COEF * x * x * x))),
+        |x, y| {
+            let k = sqrt_2_over_pi();
+            let t = fast_tanh(k * (x + GELU_TANH_COEF * x * x * x));
+            0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * GELU_TANH_COEF * x * x)
+        };
+    AddScalarOp(c): |x| x + c, |x, y| 1.0;
+    MulScalarOp(c): |x| x * c, |x, y| c;
+    PowfOp(p): |x| x.powf(p), |x, y| p * x.powf(p - 1.0);
 }
 
 /// The logistic function, without overflow for large |x|.
@@ -126,58 +135,57 @@ fn sigmoid(x: f32) -> f32 {
     }
 }
 
-/// Calls `$body` with `$op` bound to a constant of each variant, so that the
-/// kernel is compiled once per op with the `match` folded away (and the
-/// loop vectorised where the formula allows).
+/// Calls `$body` with `$op` bound to the op type of the variant, so that
+/// the kernel is compiled once per op.
 macro_rules! specialise {
     ($value:expr, |$op:ident| $body:expr) => {
         match $value {
             Unary::Neg => {
-                let $op = Unary::Neg;
+                let $op = NegOp;
                 $body
             }
             Unary::Exp => {
-                let $op = Unary::Exp;
+                let $op = ExpOp;
                 $body
             }
             Unary::Log => {
-                let $op = Unary::Log;
+                let $op = LogOp;
                 $body
             }
             Unary::Sqrt => {
-                let $op = Unary::Sqrt;
+                let $op = SqrtOp;
                 $body
             }
             Unary::Tanh => {
-                let $op = Unary::Tanh;
+                let $op = TanhOp;
                 $body
             }
             Unary::Sigmoid => {
-                let $op = Unary::Sigmoid;
+                let $op = SigmoidOp;
                 $body
             }
             Unary::Relu => {
-                let $op = Unary::Relu;
+                let $op = ReluOp;
                 $body
             }
             Unary::Gelu => {
-                let $op = Unary::Gelu;
+                let $op = GeluOp;
                 $body
             }
             Unary::GeluTanh => {
-                let $op = Unary::GeluTanh;
+                let $op = GeluTanhOp;
                 $body
             }
             Unary::AddScalar(c) => {
-                let $op = Unary::AddScalar(c);
+                let $op = AddScalarOp(c);
                 $body
             }
             Unary::MulScalar(c) => {
-                let $op = Unary::MulScalar(c);
+                let $op = MulScalarOp(c);
                 $body
             }
             Unary::Powf(p) => {
-                let $op = Unary::Powf(p);
+                let $op = PowfOp(p);
                 $body
             }
         }

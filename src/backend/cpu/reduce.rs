@@ -115,6 +115,75 @@ pub fn softmax_rows(data: &[f32], n: usize, log: bool) -> Vec<f32> {
     out
 }
 
+/// Causal softmax of `scale · x` over rows of length `keys`, for blocks of
+/// `queries` rows: row `i` of a block (the query at absolute position
+/// `offset + i`) sees keys `0..=offset + i`; later keys get probability 0.
+pub fn causal_softmax_rows(
+    data: &[f32],
+    queries: usize,
+    keys: usize,
+    offset: usize,
+    scale: f32,
+) -> Vec<f32> {
+    let mut out = pool::take(data.len());
+    let row = |(r, (src, dst)): (usize, (&[f32], &mut [f32]))| {
+        let visible = (offset + r % queries + 1).min(keys);
+        let (src, (dst, hidden)) = (&src[..visible], dst.split_at_mut(visible));
+        let max = src.iter().copied().fold(f32::NEG_INFINITY, f32::max) * scale;
+        let mut sum = 0.0f32;
+        for (d, &x) in dst.iter_mut().zip(src) {
+            let e = (x * scale - max).exp();
+            *d = e;
+            sum += e;
+        }
+        let inv = 1.0 / sum;
+        dst.iter_mut().for_each(|d| *d *= inv);
+        hidden.fill(0.0);
+    };
+    if keys == 0 {
+        return out;
+    }
+    if data.len() < PARALLEL_THRESHOLD {
+        data.chunks_exact(keys)
+            .zip(out.chunks_exact_mut(keys))
+            .enumerate()
+            .for_each(row);
+    } else {
+        data.par_chunks_exact(keys)
+            .zip(out.par_chunks_exact_mut(keys))
+            .enumerate()
+            .for_each(row);
+    }
+    out
+}
+
+/// The backward of `softmax(scale · x)` over rows of length `n`, from the
+/// output `y` and its gradient `g`: `scale · y ⊙ (g - Σ g ⊙ y)`.
+pub fn softmax_rows_backward(y: &[f32], g: &[f32], n: usize, scale: f32) -> Vec<f32> {
+    let mut out = pool::take(y.len());
+    let row = |((y, g), dst): ((&[f32], &[f32]), &mut [f32])| {
+        let dot: f32 = y.iter().zip(g).map(|(a, b)| a * b).sum();
+        for ((d, &y), &g) in dst.iter_mut().zip(y).zip(g) {
+            *d = scale * y * (g - dot);
+        }
+    };
+    if n == 0 {
+        return out;
+    }
+    if y.len() < PARALLEL_THRESHOLD {
+        y.chunks_exact(n)
+            .zip(g.chunks_exact(n))
+            .zip(out.chunks_exact_mut(n))
+            .for_each(row);
+    } else {
+        y.par_chunks_exact(n)
+            .zip(g.par_chunks_exact(n))
+            .zip(out.par_chunks_exact_mut(n))
+            .for_each(row);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
