@@ -24,6 +24,7 @@
 
 pub mod autograd;
 pub mod backend;
+pub mod data;
 mod device;
 mod error;
 pub mod gradcheck;
@@ -32,6 +33,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod tensor;
+pub mod tokenizer;
 
 pub use autograd::{NoGradGuard, no_grad};
 pub use device::{DType, Device};

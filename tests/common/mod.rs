@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use zeroformer::Tensor;
 
@@ -62,4 +63,19 @@ impl Fixture {
             );
         }
     }
+}
+
+/// A file from the shared data folder (`../shared/data/<rel>` beside the
+/// repository). When it is missing the test is skipped with a printed
+/// reason, unless `ZEROFORMER_REQUIRE_DATA=1`, which makes it a failure.
+pub fn shared_data(rel: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(rel);
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var("ZEROFORMER_REQUIRE_DATA").is_ok_and(|v| v == "1") {
+        panic!("{} is missing and ZEROFORMER_REQUIRE_DATA=1", path.display());
+    }
+    eprintln!("skipping: {} is missing (set ZEROFORMER_REQUIRE_DATA=1 to fail instead)", path.display());
+    None
 }

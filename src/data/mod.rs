@@ -1,0 +1,70 @@
+//! Text and token datasets: loading a corpus, the train/validation split,
+//! random training batches, and evaluation windows.
+
+use std::path::Path;
+
+use rand::Rng;
+
+use crate::{Error, Result, Tensor};
+
+/// Reads a UTF-8 text corpus, with errors that say what to do.
+pub fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("reading the corpus", path, e))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| Error::InvalidData(format!("{} is not UTF-8 text: {e}", path.display())))?;
+    if text.is_empty() {
+        return Err(Error::InvalidData(format!("{} is empty", path.display())));
+    }
+    Ok(text)
+}
+
+/// Splits tokens into the first `train_fraction` and the rest (nanoGPT: 0.9).
+pub fn train_val_split(tokens: &[i64], train_fraction: f64) -> (&[i64], &[i64]) {
+    let n = (tokens.len() as f64 * train_fraction) as usize;
+    tokens.split_at(n.min(tokens.len()))
+}
+
+/// Input and target windows `[batch, context]`: targets are the inputs shifted by one.
+fn batch_from(tokens: &[i64], starts: &[usize], context: usize) -> (Tensor, Tensor) {
+    let mut x = Vec::with_capacity(starts.len() * context);
+    let mut y = Vec::with_capacity(starts.len() * context);
+    for &s in starts {
+        x.extend_from_slice(&tokens[s..s + context]);
+        y.extend_from_slice(&tokens[s + 1..s + context + 1]);
+    }
+    let shape = [starts.len(), context];
+    (Tensor::from_ids(x, &shape), Tensor::from_ids(y, &shape))
+}
+
+/// Checks that `tokens` holds at least one window of `context` plus a target.
+pub fn check_long_enough(tokens: &[i64], context: usize, what: &str) -> Result<()> {
+    if tokens.len() <= context {
+        return Err(Error::InvalidData(format!(
+            "the {what} split has {} tokens, but a context of {context} needs at least {}",
+            tokens.len(),
+            context + 1
+        )));
+    }
+    Ok(())
+}
+
+/// A batch of `batch` windows at uniformly random offsets (nanoGPT's `get_batch`).
+/// `tokens` must be longer than `context` (see [`check_long_enough`]).
+pub fn random_batch(tokens: &[i64], batch: usize, context: usize, rng: &mut impl Rng) -> (Tensor, Tensor) {
+    assert!(tokens.len() > context, "random_batch: {} tokens cannot fill a context of {context}", tokens.len());
+    let starts: Vec<usize> = (0..batch).map(|_| rng.gen_range(0..tokens.len() - context)).collect();
+    batch_from(tokens, &starts, context)
+}
+
+/// Windows of `context` tokens every `stride` positions, batched by `batch`:
+/// with `stride == context` every token is predicted exactly once (except
+/// the first and a tail shorter than a window), so a mean over them is the
+/// loss over the whole split, independent of sampling; with `stride == 1`
+/// every offset is visited.
+pub fn sliding_windows(tokens: &[i64], context: usize, stride: usize, batch: usize) -> impl Iterator<Item = (Tensor, Tensor)> + '_ {
+    assert!(stride > 0 && batch > 0, "sliding_windows: stride and batch must be positive");
+    let last_start = tokens.len().saturating_sub(context + 1);
+    let starts: Vec<usize> = if tokens.len() > context { (0..=last_start).step_by(stride).collect() } else { Vec::new() };
+    let chunks: Vec<Vec<usize>> = starts.chunks(batch).map(<[usize]>::to_vec).collect();
+    chunks.into_iter().map(move |s| batch_from(tokens, &s, context))
+}
