@@ -21,6 +21,9 @@ pub enum Error {
     /// A model or training configuration that cannot be used.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// A checkpoint that cannot be read or does not fit the model.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
     /// Input data that does not have the form the crate expects.
     #[error("invalid data: {0}")]
     InvalidData(String),

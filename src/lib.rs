@@ -24,6 +24,7 @@
 
 pub mod autograd;
 pub mod backend;
+pub mod checkpoint;
 pub mod data;
 mod device;
 mod error;
@@ -34,6 +35,7 @@ pub mod ops;
 pub mod optim;
 pub mod tensor;
 pub mod tokenizer;
+pub mod train;
 
 pub use autograd::{NoGradGuard, no_grad};
 pub use device::{DType, Device};

@@ -3,13 +3,17 @@
 mod common;
 
 use rand::SeedableRng;
-use zeroformer::data::{check_long_enough, random_batch, read_text, sliding_windows, train_val_split};
-use zeroformer::tokenizer::CharTokenizer;
 use zeroformer::Error;
+use zeroformer::data::{
+    check_long_enough, random_batch, read_text, sliding_windows, train_val_split,
+};
+use zeroformer::tokenizer::CharTokenizer;
 
 #[test]
 fn tiny_shakespeare_tokenizes_and_splits_like_nanogpt() {
-    let Some(path) = common::shared_data("tinyshakespeare.txt") else { return };
+    let Some(path) = common::shared_data("tinyshakespeare.txt") else {
+        return;
+    };
     let text = read_text(&path).unwrap();
     assert_eq!(text.len(), 1_115_394);
     let tok = CharTokenizer::from_text(&text);
@@ -32,18 +36,28 @@ fn random_batches_are_shifted_windows_of_the_data() {
     let (x, y) = (x.to_vec_i64(), y.to_vec_i64());
     for row in 0..4 {
         let start = x[row * 8];
-        assert_eq!(&x[row * 8..row * 8 + 8], &(start..start + 8).collect::<Vec<_>>()[..]);
-        assert_eq!(&y[row * 8..row * 8 + 8], &(start + 1..start + 9).collect::<Vec<_>>()[..]);
+        assert_eq!(
+            &x[row * 8..row * 8 + 8],
+            &(start..start + 8).collect::<Vec<_>>()[..]
+        );
+        assert_eq!(
+            &y[row * 8..row * 8 + 8],
+            &(start + 1..start + 9).collect::<Vec<_>>()[..]
+        );
     }
 }
 
 #[test]
 fn non_overlapping_windows_cover_every_target_once() {
     let tokens: Vec<i64> = (0..23).collect();
-    let targets: Vec<i64> = sliding_windows(&tokens, 5, 5, 2).flat_map(|(_, y)| y.to_vec_i64()).collect();
+    let targets: Vec<i64> = sliding_windows(&tokens, 5, 5, 2)
+        .flat_map(|(_, y)| y.to_vec_i64())
+        .collect();
     // Windows start at 0, 5, 10, 15 (a window at 20 would need token 25).
     assert_eq!(targets, (1..21).collect::<Vec<_>>());
-    let every_offset = sliding_windows(&tokens, 5, 1, 7).map(|(x, _)| x.shape()[0]).sum::<usize>();
+    let every_offset = sliding_windows(&tokens, 5, 1, 7)
+        .map(|(x, _)| x.shape()[0])
+        .sum::<usize>();
     assert_eq!(every_offset, 23 - 5);
 }
 
@@ -56,7 +70,12 @@ fn bad_input_is_an_error_not_a_panic() {
     std::fs::write(&dir, "").unwrap();
     assert!(matches!(read_text(&dir), Err(Error::InvalidData(_))));
     std::fs::remove_file(&dir).unwrap();
-    assert!(check_long_enough(&[1, 2, 3], 8, "val").unwrap_err().to_string().contains("needs at least 9"));
+    assert!(
+        check_long_enough(&[1, 2, 3], 8, "val")
+            .unwrap_err()
+            .to_string()
+            .contains("needs at least 9")
+    );
     let tok = CharTokenizer::from_text("ab");
     assert!(tok.decode(&[5]).is_err());
 }

@@ -50,9 +50,20 @@ pub fn check_long_enough(tokens: &[i64], context: usize, what: &str) -> Result<(
 
 /// A batch of `batch` windows at uniformly random offsets (nanoGPT's `get_batch`).
 /// `tokens` must be longer than `context` (see [`check_long_enough`]).
-pub fn random_batch(tokens: &[i64], batch: usize, context: usize, rng: &mut impl Rng) -> (Tensor, Tensor) {
-    assert!(tokens.len() > context, "random_batch: {} tokens cannot fill a context of {context}", tokens.len());
-    let starts: Vec<usize> = (0..batch).map(|_| rng.gen_range(0..tokens.len() - context)).collect();
+pub fn random_batch(
+    tokens: &[i64],
+    batch: usize,
+    context: usize,
+    rng: &mut impl Rng,
+) -> (Tensor, Tensor) {
+    assert!(
+        tokens.len() > context,
+        "random_batch: {} tokens cannot fill a context of {context}",
+        tokens.len()
+    );
+    let starts: Vec<usize> = (0..batch)
+        .map(|_| rng.gen_range(0..tokens.len() - context))
+        .collect();
     batch_from(tokens, &starts, context)
 }
 
@@ -61,10 +72,24 @@ pub fn random_batch(tokens: &[i64], batch: usize, context: usize, rng: &mut impl
 /// the first and a tail shorter than a window), so a mean over them is the
 /// loss over the whole split, independent of sampling; with `stride == 1`
 /// every offset is visited.
-pub fn sliding_windows(tokens: &[i64], context: usize, stride: usize, batch: usize) -> impl Iterator<Item = (Tensor, Tensor)> + '_ {
-    assert!(stride > 0 && batch > 0, "sliding_windows: stride and batch must be positive");
+pub fn sliding_windows(
+    tokens: &[i64],
+    context: usize,
+    stride: usize,
+    batch: usize,
+) -> impl Iterator<Item = (Tensor, Tensor)> + '_ {
+    assert!(
+        stride > 0 && batch > 0,
+        "sliding_windows: stride and batch must be positive"
+    );
     let last_start = tokens.len().saturating_sub(context + 1);
-    let starts: Vec<usize> = if tokens.len() > context { (0..=last_start).step_by(stride).collect() } else { Vec::new() };
+    let starts: Vec<usize> = if tokens.len() > context {
+        (0..=last_start).step_by(stride).collect()
+    } else {
+        Vec::new()
+    };
     let chunks: Vec<Vec<usize>> = starts.chunks(batch).map(<[usize]>::to_vec).collect();
-    chunks.into_iter().map(move |s| batch_from(tokens, &s, context))
+    chunks
+        .into_iter()
+        .map(move |s| batch_from(tokens, &s, context))
 }

@@ -24,14 +24,22 @@ pub struct CharTokenizer {
 impl CharTokenizer {
     /// The vocabulary of every distinct character in `text`.
     pub fn from_text(text: &str) -> CharTokenizer {
-        let mut chars: Vec<char> = text.chars().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let mut chars: Vec<char> = text
+            .chars()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         chars.dedup();
         CharTokenizer::from_chars(chars)
     }
 
     /// A tokenizer over exactly these characters, in this order.
     pub fn from_chars(chars: Vec<char>) -> CharTokenizer {
-        let index = chars.iter().enumerate().map(|(i, &c)| (c, i as i64)).collect();
+        let index = chars
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| (c, i as i64))
+            .collect();
         CharTokenizer { chars, index }
     }
 
@@ -49,7 +57,10 @@ impl CharTokenizer {
         text.chars()
             .map(|c| {
                 self.index.get(&c).copied().ok_or_else(|| {
-                    Error::InvalidData(format!("character {c:?} is not in the tokenizer's vocabulary of {} characters", self.chars.len()))
+                    Error::InvalidData(format!(
+                        "character {c:?} is not in the tokenizer's vocabulary of {} characters",
+                        self.chars.len()
+                    ))
                 })
             })
             .collect()
@@ -62,7 +73,12 @@ impl CharTokenizer {
                 usize::try_from(i)
                     .ok()
                     .and_then(|i| self.chars.get(i).copied())
-                    .ok_or_else(|| Error::InvalidData(format!("token id {i} is outside the vocabulary of {} characters", self.chars.len())))
+                    .ok_or_else(|| {
+                        Error::InvalidData(format!(
+                            "token id {i} is outside the vocabulary of {} characters",
+                            self.chars.len()
+                        ))
+                    })
             })
             .collect()
     }
@@ -74,7 +90,8 @@ impl CharTokenizer {
 
     /// A tokenizer from [`to_json`](Self::to_json)'s output.
     pub fn from_json(json: &str) -> Result<CharTokenizer> {
-        let chars: String = serde_json::from_str(json).map_err(|e| Error::InvalidData(format!("tokenizer JSON: {e}")))?;
+        let chars: String = serde_json::from_str(json)
+            .map_err(|e| Error::InvalidData(format!("tokenizer JSON: {e}")))?;
         Ok(CharTokenizer::from_chars(chars.chars().collect()))
     }
 }

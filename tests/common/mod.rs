@@ -69,13 +69,21 @@ impl Fixture {
 /// repository). When it is missing the test is skipped with a printed
 /// reason, unless `ZEROFORMER_REQUIRE_DATA=1`, which makes it a failure.
 pub fn shared_data(rel: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(rel);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(rel);
     if path.exists() {
         return Some(path);
     }
     if std::env::var("ZEROFORMER_REQUIRE_DATA").is_ok_and(|v| v == "1") {
-        panic!("{} is missing and ZEROFORMER_REQUIRE_DATA=1", path.display());
+        panic!(
+            "{} is missing and ZEROFORMER_REQUIRE_DATA=1",
+            path.display()
+        );
     }
-    eprintln!("skipping: {} is missing (set ZEROFORMER_REQUIRE_DATA=1 to fail instead)", path.display());
+    eprintln!(
+        "skipping: {} is missing (set ZEROFORMER_REQUIRE_DATA=1 to fail instead)",
+        path.display()
+    );
     None
 }

@@ -1,0 +1,321 @@
+//! The GPT training loop's pieces, kept small enough to read in one go (as
+//! nanoGPT's train.py): a [`Trainer`] that owns the model, the AdamW
+//! optimizer and the data sampler's RNG and takes one optimisation step at a
+//! time, checkpoints that resume bit-exactly, and whole-split evaluation.
+
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::Checkpoint;
+use crate::data;
+use crate::models::{Gpt, GptConfig};
+use crate::nn::Module;
+use crate::optim::{Adam, AdamConfig, LrSchedule, Optimizer, clip_grad_norm, decay_groups};
+use crate::{Error, Result, Tensor, no_grad};
+
+/// The optimisation recipe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub batch_size: usize,
+    /// Micro-batches per step; their gradients are averaged.
+    pub grad_accum: usize,
+    pub max_lr: f32,
+    pub min_lr: f32,
+    pub warmup: usize,
+    /// Steps over which the learning rate decays to `min_lr` (usually the run's length).
+    pub decay_steps: usize,
+    pub weight_decay: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    /// Global gradient-norm limit; 0 disables clipping.
+    pub grad_clip: f32,
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// nanoGPT's CPU recipe for `iters` steps: batch 12, lr 1e-3 → 1e-4 with
+    /// 100 warmup steps, AdamW betas (0.9, 0.99), weight decay 0.1, clip 1.0.
+    pub fn nanogpt_cpu(iters: usize) -> TrainConfig {
+        TrainConfig {
+            batch_size: 12,
+            grad_accum: 1,
+            max_lr: 1e-3,
+            min_lr: 1e-4,
+            warmup: 100,
+            decay_steps: iters,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.99,
+            grad_clip: 1.0,
+            seed: 1337,
+        }
+    }
+
+    pub fn schedule(&self) -> LrSchedule {
+        LrSchedule::WarmupCosine {
+            max_lr: self.max_lr,
+            min_lr: self.min_lr,
+            warmup: self.warmup,
+            decay_steps: self.decay_steps,
+        }
+    }
+}
+
+/// What one step did, for logging.
+#[derive(Clone, Copy, Debug)]
+pub struct StepStats {
+    pub loss: f32,
+    pub lr: f32,
+    pub grad_norm: f32,
+}
+
+/// A model being trained, with everything a bit-exact resume needs.
+pub struct Trainer {
+    pub model: Gpt,
+    pub optimizer: Adam,
+    pub config: TrainConfig,
+    /// Steps taken.
+    pub step: usize,
+    data_rng: ChaCha8Rng,
+}
+
+impl Trainer {
+    /// A fresh model (initialised from `config.seed`) and optimizer.
+    pub fn new(model_config: GptConfig, config: TrainConfig) -> Result<Trainer> {
+        if config.batch_size == 0 || config.grad_accum == 0 {
+            return Err(Error::InvalidConfig(
+                "batch_size and grad_accum must be positive".into(),
+            ));
+        }
+        let model = Gpt::new(model_config, config.seed)?;
+        let adam = AdamConfig {
+            beta1: config.beta1,
+            beta2: config.beta2,
+            ..AdamConfig::adamw(config.max_lr)
+        };
+        let optimizer = Adam::new(
+            decay_groups(model.named_parameters(), config.weight_decay),
+            adam,
+        );
+        let data_rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(1));
+        Ok(Trainer {
+            model,
+            optimizer,
+            config,
+            step: 0,
+            data_rng,
+        })
+    }
+
+    /// One optimisation step on random windows of `tokens`: forward and
+    /// backward over `grad_accum` micro-batches, clip, AdamW at the
+    /// scheduled learning rate.
+    pub fn train_step(&mut self, tokens: &[i64]) -> StepStats {
+        let context = self.model.config.block_size;
+        let lr = self.config.schedule().lr_at(self.step);
+        self.optimizer.set_lr(lr);
+        self.model.set_training(true);
+        let accum = self.config.grad_accum;
+        let mut loss_sum = 0.0;
+        for _ in 0..accum {
+            let (x, y) =
+                data::random_batch(tokens, self.config.batch_size, context, &mut self.data_rng);
+            let loss = Gpt::loss(&self.model.forward(&x), &y);
+            loss_sum += loss.item();
+            // Each micro-batch contributes 1/accum of the mean gradient.
+            if accum > 1 {
+                loss.mul_scalar(1.0 / accum as f32)
+            } else {
+                loss
+            }
+            .backward();
+        }
+        let grad_norm = if self.config.grad_clip > 0.0 {
+            clip_grad_norm(&self.model.parameters(), self.config.grad_clip)
+        } else {
+            f32::NAN
+        };
+        self.optimizer.step();
+        self.optimizer.zero_grad();
+        self.step += 1;
+        StepStats {
+            loss: loss_sum / accum as f32,
+            lr,
+            grad_norm,
+        }
+    }
+
+    /// Mean loss over `batches` random batches of `tokens` (nanoGPT's estimate_loss).
+    pub fn estimate_loss(&mut self, tokens: &[i64], batches: usize, rng: &mut ChaCha8Rng) -> f32 {
+        self.model.set_training(false);
+        let context = self.model.config.block_size;
+        let total: f32 = no_grad(|| {
+            (0..batches)
+                .map(|_| {
+                    let (x, y) = data::random_batch(tokens, self.config.batch_size, context, rng);
+                    Gpt::loss(&self.model.forward(&x), &y).item()
+                })
+                .sum()
+        });
+        total / batches as f32
+    }
+
+    /// Saves model, optimizer, step, both RNG streams, the configs and
+    /// `extra` metadata (e.g. the tokenizer) to `path`, atomically.
+    pub fn save(&self, path: &Path, extra: &[(&str, String)]) -> Result<()> {
+        let mut ckpt = Checkpoint::default();
+        ckpt.add_module("model.", &self.model);
+        ckpt.add_optimizer("optim.", &self.optimizer);
+        ckpt.set_meta("step", self.step.to_string());
+        ckpt.set_rng("rng.data", &self.data_rng);
+        ckpt.set_shared_rng("rng.dropout", self.model.dropout_rng());
+        ckpt.set_meta(
+            "model_config",
+            serde_json::to_string(&self.model.config).expect("config serialises"),
+        );
+        ckpt.set_meta(
+            "train_config",
+            serde_json::to_string(&self.config).expect("config serialises"),
+        );
+        for (k, v) in extra {
+            ckpt.set_meta(*k, v.clone());
+        }
+        ckpt.save(path)
+    }
+
+    /// Rebuilds a trainer from a checkpoint written by [`save`](Self::save).
+    /// Returns it with the checkpoint, whose other metadata (the tokenizer)
+    /// the caller may need.
+    pub fn resume(path: &Path) -> Result<(Trainer, Checkpoint)> {
+        let ckpt = Checkpoint::load(path)?;
+        let parse = |key: &str| -> Result<String> { Ok(ckpt.require_meta(key)?.to_string()) };
+        let bad = |what: &str, e: serde_json::Error| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!("{what}: {e}"),
+        };
+        let model_config: GptConfig =
+            serde_json::from_str(&parse("model_config")?).map_err(|e| bad("model_config", e))?;
+        let config: TrainConfig =
+            serde_json::from_str(&parse("train_config")?).map_err(|e| bad("train_config", e))?;
+        let mut trainer = Trainer::new(model_config, config)?;
+        ckpt.load_module("model.", &trainer.model)?;
+        ckpt.load_optimizer("optim.", &mut trainer.optimizer)?;
+        ckpt.load_shared_rng("rng.dropout", trainer.model.dropout_rng())?;
+        trainer.data_rng = ckpt.rng("rng.data")?;
+        trainer.step = parse("step")?.parse().map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!("step: {e}"),
+        })?;
+        Ok((trainer, ckpt))
+    }
+}
+
+/// The mean loss of `model` over all of `tokens`, in non-overlapping windows
+/// of its context (every target counted once, whatever the sampling): the
+/// figure the Shakespeare target is stated in.
+pub fn evaluate(model: &mut Gpt, tokens: &[i64], batch: usize) -> f32 {
+    model.set_training(false);
+    let context = model.config.block_size;
+    let (mut total, mut count) = (0.0f64, 0usize);
+    no_grad(|| {
+        for (x, y) in data::sliding_windows(tokens, context, context, batch) {
+            let n = y.numel();
+            total += Gpt::loss(&model.forward(&x), &y).item() as f64 * n as f64;
+            count += n;
+        }
+    });
+    (total / count.max(1) as f64) as f32
+}
+
+/// Logits to the next token: greedy when `temperature` is 0, otherwise a
+/// sample after temperature scaling and optional top-k / top-p filtering.
+pub fn sample_next(
+    logits: &[f32],
+    temperature: f32,
+    top_k: Option<usize>,
+    top_p: Option<f32>,
+    rng: &mut impl rand::Rng,
+) -> usize {
+    if temperature <= 0.0 {
+        return logits
+            .iter()
+            .enumerate()
+            .fold(0, |best, (i, &v)| if v > logits[best] { i } else { best });
+    }
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    if let Some(k) = top_k {
+        order.truncate(k.max(1));
+    }
+    let max = logits[order[0]];
+    let mut probs: Vec<f64> = order
+        .iter()
+        .map(|&i| (((logits[i] - max) / temperature) as f64).exp())
+        .collect();
+    let total: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+    if let Some(p) = top_p {
+        let mut cumulative = 0.0;
+        let keep = probs.iter().take_while(|&&q| {
+            let inside = cumulative < p as f64;
+            cumulative += q;
+            inside
+        });
+        let n = keep.count().max(1);
+        order.truncate(n);
+        probs.truncate(n);
+    }
+    let total: f64 = probs.iter().sum();
+    let mut r = rng.gen_range(0.0..total);
+    for (&i, &p) in order.iter().zip(&probs) {
+        if r < p {
+            return i;
+        }
+        r -= p;
+    }
+    order[order.len() - 1]
+}
+
+/// Continues `prompt` (token ids) by `new_tokens` tokens with a KV cache,
+/// sliding the window when the context is full.
+pub fn generate(
+    model: &mut Gpt,
+    prompt: &[i64],
+    new_tokens: usize,
+    temperature: f32,
+    top_k: Option<usize>,
+    top_p: Option<f32>,
+    rng: &mut impl rand::Rng,
+) -> Vec<i64> {
+    model.set_training(false);
+    let context = model.config.block_size;
+    let mut out = prompt.to_vec();
+    if out.is_empty() {
+        out.push(0);
+    }
+    no_grad(|| {
+        let mut cache = crate::nn::KvCache::default();
+        let mut pending: Vec<i64> = out[out.len().saturating_sub(context)..].to_vec();
+        for _ in 0..new_tokens {
+            if cache.len() + pending.len() > context {
+                // The window is full: start again from the last context - 1 tokens.
+                cache = crate::nn::KvCache::default();
+                pending = out[out.len() - (context - 1)..].to_vec();
+            }
+            let ids = Tensor::from_ids(pending.clone(), &[1, pending.len()]);
+            let logits = model.forward_cached(&ids, &mut cache);
+            let v = logits.shape()[2];
+            let last = logits
+                .narrow(1, pending.len() - 1, 1)
+                .reshape(&[v])
+                .to_vec();
+            let next = sample_next(&last, temperature, top_k, top_p, rng) as i64;
+            out.push(next);
+            pending = vec![next];
+        }
+    });
+    out
+}

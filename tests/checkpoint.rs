@@ -1,0 +1,189 @@
+//! Checkpoints: bit-exact resume in a fresh process, and errors that list
+//! every mismatch.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use zeroformer::checkpoint::Checkpoint;
+use zeroformer::nn::Module;
+use zeroformer::prelude::*;
+use zeroformer::train::{TrainConfig, Trainer};
+
+fn tokens() -> Vec<i64> {
+    (0..3000).map(|i| ((i * 7 + i / 13) % 17) as i64).collect()
+}
+
+fn configs() -> (GptConfig, TrainConfig) {
+    let model = GptConfig {
+        vocab_size: 17,
+        block_size: 16,
+        n_layer: 2,
+        n_head: 2,
+        n_embd: 16,
+        dropout: 0.1,
+        bias: true,
+    };
+    let train = TrainConfig {
+        batch_size: 4,
+        grad_accum: 2,
+        warmup: 2,
+        decay_steps: 10,
+        ..TrainConfig::nanogpt_cpu(10)
+    };
+    (model, train)
+}
+
+/// Every parameter's bits, in name order.
+fn weights(model: &impl Module) -> Vec<(String, Vec<u32>)> {
+    model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, t)| (n, t.to_vec().iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+const CHILD_DIR: &str = "ZEROFORMER_RESUME_DIR";
+
+#[test]
+fn resume_is_bit_exact_across_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model_config, train_config) = configs();
+    let data = tokens();
+
+    let mut straight = Trainer::new(model_config.clone(), train_config.clone()).unwrap();
+    for _ in 0..10 {
+        straight.train_step(&data);
+    }
+
+    let mut first = Trainer::new(model_config, train_config).unwrap();
+    for _ in 0..4 {
+        first.train_step(&data);
+    }
+    first
+        .save(&dir.path().join("step4.safetensors"), &[])
+        .unwrap();
+    drop(first);
+
+    // The other 6 steps in a fresh process: this test binary, running the
+    // ignored `resume_child` test below.
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "resume_child",
+            "--ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(CHILD_DIR, dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the child process failed");
+
+    let (resumed, _) = Trainer::resume(&dir.path().join("step10.safetensors")).unwrap();
+    assert_eq!(resumed.step, 10);
+    let (a, b) = (weights(&straight.model), weights(&resumed.model));
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x == y, "{name} differs after resuming");
+    }
+    // The optimizer state too.
+    let (sa, sb) = (straight.optimizer.state(), resumed.optimizer.state());
+    assert_eq!(sa.0, sb.0);
+    for ((name, x), (_, y)) in sa.1.iter().zip(&sb.1) {
+        assert!(
+            x.iter()
+                .map(|v| v.to_bits())
+                .eq(y.iter().map(|v| v.to_bits())),
+            "{name} differs"
+        );
+    }
+}
+
+#[test]
+#[ignore = "run by resume_is_bit_exact_across_processes in a child process"]
+fn resume_child() {
+    let dir = PathBuf::from(std::env::var(CHILD_DIR).expect("set by the parent test"));
+    let (mut trainer, _) = Trainer::resume(&dir.join("step4.safetensors")).unwrap();
+    assert_eq!(trainer.step, 4);
+    let data = tokens();
+    for _ in 0..6 {
+        trainer.train_step(&data);
+    }
+    trainer.save(&dir.join("step10.safetensors"), &[]).unwrap();
+}
+
+#[test]
+fn loading_into_another_shape_lists_every_mismatch_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let (small, _) = configs();
+    let mut ckpt = Checkpoint::default();
+    ckpt.add_module("model.", &Gpt::new(small.clone(), 0).unwrap());
+    ckpt.save(&path).unwrap();
+
+    let wider = Gpt::new(
+        GptConfig {
+            n_embd: 32,
+            ..small.clone()
+        },
+        1,
+    )
+    .unwrap();
+    let before = weights(&wider);
+    let err = Checkpoint::load(&path)
+        .unwrap()
+        .load_module("model.", &wider)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("wte.weight: shape [17, 16] in the file, [17, 32] in the model"),
+        "{err}"
+    );
+    assert!(err.contains("blocks.1.mlp.proj.weight"), "{err}");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert_eq!(
+        weights(&wider),
+        before,
+        "a failed load must not touch the model"
+    );
+
+    let deeper = Gpt::new(
+        GptConfig {
+            n_layer: 3,
+            ..small
+        },
+        1,
+    )
+    .unwrap();
+    let err = Checkpoint::load(&path)
+        .unwrap()
+        .load_module("model.", &deeper)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("blocks.2.attn.qkv.weight: missing"), "{err}");
+}
+
+#[test]
+fn unreadable_and_unwritable_paths_are_errors() {
+    let err = Checkpoint::load(Path::new("/nonexistent/ckpt.safetensors")).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a checkpoint").unwrap();
+    assert!(matches!(
+        Checkpoint::load(&garbage),
+        Err(Error::Checkpoint { .. })
+    ));
+    // A file where a folder should be.
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let err = Checkpoint::default()
+        .save(&blocker.join("ckpt.safetensors"))
+        .unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    // A failed save leaves no temporary file behind.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+}
