@@ -197,15 +197,26 @@ fn accumulating_two_half_batches_equals_one_full_batch() {
     let model = Gpt::new(tiny(0.0), 7).unwrap();
     let data: Vec<i64> = (0..4 * 9).map(|i| ((i * 5 + 3) % 11) as i64).collect();
     let batch = Tensor::from_ids(data, &[4, 9]);
-    let (x, y) = (batch.narrow(1, 0, 8).contiguous(), batch.narrow(1, 1, 8).contiguous());
-    let grads = |model: &Gpt| -> Vec<Vec<f32>> { model.parameters().iter().map(|p| p.grad().unwrap().to_vec()).collect() };
+    let (x, y) = (
+        batch.narrow(1, 0, 8).contiguous(),
+        batch.narrow(1, 1, 8).contiguous(),
+    );
+    let grads = |model: &Gpt| -> Vec<Vec<f32>> {
+        model
+            .parameters()
+            .iter()
+            .map(|p| p.grad().unwrap().to_vec())
+            .collect()
+    };
 
     Gpt::loss(&model.forward(&x), &y).backward();
     let full = grads(&model);
     model.zero_grad();
     for half in 0..2 {
         let (xh, yh) = (x.narrow(0, 2 * half, 2), y.narrow(0, 2 * half, 2));
-        Gpt::loss(&model.forward(&xh), &yh).mul_scalar(0.5).backward();
+        Gpt::loss(&model.forward(&xh), &yh)
+            .mul_scalar(0.5)
+            .backward();
     }
     let accumulated = grads(&model);
     for (a, b) in full.iter().flatten().zip(accumulated.iter().flatten()) {
