@@ -130,6 +130,20 @@ pub(crate) fn node<B: Backward + 'static>(
     })
 }
 
+/// Attaches a node to `out` for a rule that saves the output itself: `make`
+/// gets a detached handle to `out` (saving the graph-carrying handle would
+/// form a cycle), and the result is a view of `out` carrying the node.
+pub(crate) fn with_saved_output<B: Backward + 'static>(
+    out: Tensor,
+    inputs: &[&Tensor],
+    make: impl FnOnce(Tensor) -> B,
+) -> Tensor {
+    match node(inputs, || make(out.clone())) {
+        Some(node) => out.view(out.layout().clone(), Some(node)),
+        None => out,
+    }
+}
+
 /// Back-propagates `grad` (the gradient of some scalar with respect to
 /// `root`) to every leaf that requires gradients.
 pub(crate) fn backward(root: &Tensor, grad: Tensor) {
