@@ -49,14 +49,7 @@ fn softmax_impl(x: &Tensor, dim: usize, log: bool) -> Tensor {
     };
     let layout = Layout::contiguous(moved.shape()).permute(&perm);
     let out = Tensor::from_storage(Arc::new(Storage::Cpu(CpuStorage::F32(data))), layout, None);
-    match autograd::node(&[x], || SoftmaxBackward {
-        dim,
-        log,
-        out: out.clone(),
-    }) {
-        Some(node) => out.view(out.layout().clone(), Some(node)),
-        None => out,
-    }
+    autograd::with_saved_output(out, &[x], |out| SoftmaxBackward { dim, log, out })
 }
 
 /// Backward of the fused causal softmax (and of a last-dim softmax with a scale).
@@ -106,13 +99,7 @@ impl Tensor {
             kernels::causal_softmax_rows(x, queries, keys, offset, scale)
         });
         let out = Tensor::from_f32(data, self.shape(), None);
-        match autograd::node(&[self], || CausalSoftmaxBackward {
-            scale,
-            out: out.clone(),
-        }) {
-            Some(node) => out.view(out.layout().clone(), Some(node)),
-            None => out,
-        }
+        autograd::with_saved_output(out, &[self], |out| CausalSoftmaxBackward { scale, out })
     }
 
     /// `exp(x) / Σ exp(x)` over `dim`.

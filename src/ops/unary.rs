@@ -197,13 +197,7 @@ fn unary(x: &Tensor, op: Unary) -> Tensor {
     let src = storage.f32(op.name());
     let data = specialise!(op, |op| strided::map(src, x.layout(), |v| op.forward(v)));
     let out = Tensor::from_f32(data, x.shape(), None);
-    match autograd::node(&[x], || UnaryBackward {
-        op,
-        out: out.clone(),
-    }) {
-        Some(node) => out.view(out.layout().clone(), Some(node)),
-        None => out,
-    }
+    autograd::with_saved_output(out, &[x], |out| UnaryBackward { op, out })
 }
 
 struct UnaryBackward {
