@@ -223,3 +223,27 @@ fn accumulating_two_half_batches_equals_one_full_batch() {
         assert!((a - b).abs() <= 1e-6 + 1e-4 * a.abs(), "{a} vs {b}");
     }
 }
+
+#[test]
+fn general_masked_attention_equals_the_fused_causal_path() {
+    // `attend` (any mask; cross-attention will use it) against the fused
+    // causal softmax that self-attention uses.
+    let model = Gpt::new(tiny(0.0), 8).unwrap();
+    let attn = &model.blocks[0].attn;
+    let mut rng = StdRng::seed_from_u64(9);
+    let (q, k, v) = (
+        Tensor::randn(&[1, 2, 5, 8], &mut rng),
+        Tensor::randn(&[1, 2, 5, 8], &mut rng),
+        Tensor::randn(&[1, 2, 5, 8], &mut rng),
+    );
+    let (y, weights) = attn.attend(&q, &k, &v, Some(&Tensor::causal_mask(5)));
+    let fused = q
+        .matmul(&k.transpose(-1, -2))
+        .causal_softmax(1.0 / 8f32.sqrt(), 0);
+    for (a, b) in weights.to_vec().iter().zip(fused.to_vec()) {
+        assert!((a - b).abs() < 1e-6);
+    }
+    for (a, b) in y.to_vec().iter().zip(fused.matmul(&v).to_vec()) {
+        assert!((a - b).abs() < 1e-5);
+    }
+}

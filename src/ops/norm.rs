@@ -23,9 +23,10 @@ impl Backward for LayerNormBackward {
         let x = &inputs[0];
         let d = x.shape()[x.rank() - 1];
         let weight = self.has_weight.then(|| inputs[1].contiguous().to_vec());
-        let g = g.contiguous().to_vec();
-        let (dx, dw, db) = with_contiguous_f32(x, "layer_norm backward", |xs| {
-            kernels::layer_norm_backward(xs, &g, d, weight.as_deref(), &self.stats)
+        let (dx, dw, db) = with_contiguous_f32(g, "layer_norm backward", |g| {
+            with_contiguous_f32(x, "layer_norm backward", |xs| {
+                kernels::layer_norm_backward(xs, g, d, weight.as_deref(), &self.stats)
+            })
         });
         let mut grads = vec![Some(Tensor::from_f32(dx, x.shape(), None))];
         if self.has_weight {

@@ -1,6 +1,7 @@
 //! Adam and AdamW (PyTorch's `torch.optim.Adam` / `AdamW`).
 
 use super::{Optimizer, ParamGroup};
+use crate::ops::with_contiguous_f32;
 
 /// Hyper-parameters of Adam and AdamW.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -122,24 +123,25 @@ impl Optimizer for Adam {
             let wd = group.weight_decay;
             for ((_, p), (m, v)) in group.params.iter().zip(moments.iter_mut()) {
                 let Some(grad) = p.grad() else { continue };
-                let g = grad.to_vec();
-                p.update_data(|w| {
-                    for (((w, &g), m), v) in
-                        w.iter_mut().zip(&g).zip(m.iter_mut()).zip(v.iter_mut())
-                    {
-                        let g = if !c.decoupled_weight_decay && wd != 0.0 {
-                            g + wd * *w
-                        } else {
-                            g
-                        };
-                        if c.decoupled_weight_decay && wd != 0.0 {
-                            *w *= 1.0 - c.lr * wd;
+                with_contiguous_f32(&grad, "Adam", |g| {
+                    p.update_data(|w| {
+                        for (((w, &g), m), v) in
+                            w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
+                        {
+                            let g = if !c.decoupled_weight_decay && wd != 0.0 {
+                                g + wd * *w
+                            } else {
+                                g
+                            };
+                            if c.decoupled_weight_decay && wd != 0.0 {
+                                *w *= 1.0 - c.lr * wd;
+                            }
+                            *m = c.beta1 * *m + (1.0 - c.beta1) * g;
+                            *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
+                            let denom = v.sqrt() / bias2_sqrt + c.eps;
+                            *w -= step_size * *m / denom;
                         }
-                        *m = c.beta1 * *m + (1.0 - c.beta1) * g;
-                        *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
-                        let denom = v.sqrt() / bias2_sqrt + c.eps;
-                        *w -= step_size * *m / denom;
-                    }
+                    })
                 });
             }
         }

@@ -24,13 +24,8 @@ pub struct CharTokenizer {
 impl CharTokenizer {
     /// The vocabulary of every distinct character in `text`.
     pub fn from_text(text: &str) -> CharTokenizer {
-        let mut chars: Vec<char> = text
-            .chars()
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        chars.dedup();
-        CharTokenizer::from_chars(chars)
+        let chars: std::collections::BTreeSet<char> = text.chars().collect();
+        CharTokenizer::from_chars(chars.into_iter().collect())
     }
 
     /// A tokenizer over exactly these characters, in this order.

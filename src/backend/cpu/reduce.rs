@@ -25,15 +25,13 @@ pub fn sum_axis(data: &[f32], outer: usize, n: usize, inner: usize) -> Vec<f32> 
             }
         }
     };
-    if data.len() < PARALLEL_THRESHOLD || outer == 1 {
-        if outer == 1 && inner == 1 && data.len() >= PARALLEL_THRESHOLD {
-            // One long sum: split it, then add the partial sums.
-            let total: f64 = data
-                .par_chunks(PARALLEL_THRESHOLD)
-                .map(|c| c.iter().map(|&x| x as f64).sum::<f64>())
-                .sum();
-            return vec![total as f32];
-        }
+    if outer == 1 && inner == 1 && data.len() >= PARALLEL_THRESHOLD {
+        // One long sum: split it, then add the partial sums.
+        out[0] = data
+            .par_chunks(PARALLEL_THRESHOLD)
+            .map(|c| c.iter().map(|&x| x as f64).sum::<f64>())
+            .sum::<f64>() as f32;
+    } else if data.len() < PARALLEL_THRESHOLD || outer == 1 {
         out.chunks_mut(inner.max(1))
             .enumerate()
             .for_each(|(o, d)| body(o, d));
