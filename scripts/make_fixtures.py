@@ -115,6 +115,75 @@ def optim():
     save("optim", out)
 
 
+def rms_norm():
+    x, w = leaf(4, 3, 8), leaf(8)
+    g = torch.randn(4, 3, 8)
+    y = torch.nn.functional.rms_norm(x, (8,), w, eps=1e-6)
+    y.backward(g)
+    save("rms_norm", {"x": x, "w": w, "g": g, "y": y, "dx": x.grad, "dw": w.grad})
+
+
+def masked_attention():
+    # Cross-attention (3 queries over 5 keys) with key padding, and causal
+    # self-attention with right padding; SDPA's bool mask is True = attend.
+    F = torch.nn.functional
+    q, k, v = leaf(2, 2, 3, 4), leaf(2, 2, 5, 4), leaf(2, 2, 5, 4)
+    pad = torch.tensor([[False] * 5, [False, False, False, True, True]])
+    g = torch.randn(2, 2, 3, 4)
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=~pad[:, None, None, :])
+    y.backward(g)
+    out = {"q": q, "k": k, "v": v, "pad": pad.float(), "g": g, "y": y,
+           "dq": q.grad, "dk": k.grad, "dv": v.grad}
+    sq, sk, sv = leaf(2, 2, 5, 4), leaf(2, 2, 5, 4), leaf(2, 2, 5, 4)
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    sg = torch.randn(2, 2, 5, 4)
+    sy = F.scaled_dot_product_attention(sq, sk, sv, attn_mask=causal & ~pad[:, None, None, :])
+    sy.backward(sg)
+    out.update(sq=sq, sk=sk, sv=sv, sg=sg, sy=sy, dsq=sq.grad, dsk=sk.grad, dsv=sv.grad)
+    save("masked_attention", out)
+
+
+def swiglu():
+    F = torch.nn.functional
+    x, w_gate, w_up, w_down = leaf(3, 6), leaf(5, 6), leaf(5, 6), leaf(6, 5)
+    g = torch.randn(3, 6)
+    y = F.linear(F.silu(F.linear(x, w_gate)) * F.linear(x, w_up), w_down)
+    y.backward(g)
+    save("swiglu", {"x": x, "w_gate": w_gate, "w_up": w_up, "w_down": w_down, "g": g, "y": y,
+                    "dx": x.grad, "dw_gate": w_gate.grad, "dw_up": w_up.grad, "dw_down": w_down.grad})
+
+
+def params(prefix, module):
+    return {f"{prefix}{n}": p for n, p in module.named_parameters()}
+
+
+def transformer_layers():
+    # torch.nn.Transformer{Encoder,Decoder}Layer lay out their weights as
+    # zeroformer's layers do (a fused in_proj of q, k, v rows). Training mode
+    # with dropout 0 keeps PyTorch off its fast path, which zeroes padded rows.
+    enc = torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    x = leaf(2, 5, 8)
+    pad = torch.tensor([[False] * 5, [False, False, False, True, True]])
+    g = torch.randn(2, 5, 8)
+    y = enc(x, src_key_padding_mask=pad)
+    y.backward(g)
+    out = params("enc.", enc)
+    out.update({"x": x, "pad": pad.float(), "g": g, "enc_y": y, "enc_dx": x.grad,
+                "enc_d_in_proj": enc.self_attn.in_proj_weight.grad})
+    dec = torch.nn.TransformerDecoderLayer(8, 2, 16, dropout=0.0, batch_first=True, norm_first=True,
+                                           activation="gelu")
+    tgt, memory = leaf(2, 4, 8), leaf(2, 5, 8)
+    causal = torch.ones(4, 4, dtype=torch.bool).triu(1)
+    dg = torch.randn(2, 4, 8)
+    dy = dec(tgt, memory, tgt_mask=causal, memory_key_padding_mask=pad)
+    dy.backward(dg)
+    out.update(params("dec.", dec))
+    out.update({"tgt": tgt, "memory": memory, "dg": dg, "dec_y": dy, "dec_dtgt": tgt.grad,
+                "dec_dmemory": memory.grad,
+                "dec_d_cross_in_proj": dec.multihead_attn.in_proj_weight.grad})
+    save("transformer_layers", out)
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     print("torch", torch.__version__)
@@ -124,3 +193,7 @@ if __name__ == "__main__":
     batched_matmul()
     gelu_exact()
     optim()
+    rms_norm()
+    masked_attention()
+    swiglu()
+    transformer_layers()

@@ -1,7 +1,7 @@
 //! The GPT model's behaviour: parameters, causality, cached decoding,
 //! attention weights, train/eval, and learning.
 
-use zeroformer::nn::KvCache;
+use zeroformer::nn::{AttentionMask, KvCache};
 use zeroformer::optim::{Adam, AdamConfig, Optimizer, decay_groups};
 use zeroformer::prelude::*;
 
@@ -226,8 +226,8 @@ fn accumulating_two_half_batches_equals_one_full_batch() {
 
 #[test]
 fn general_masked_attention_equals_the_fused_causal_path() {
-    // `attend` (any mask; cross-attention will use it) against the fused
-    // causal softmax that self-attention uses.
+    // The general masked path (a causal mask combined with a padding mask
+    // that hides nothing) against the fused causal softmax.
     let model = Gpt::new(tiny(0.0), 8).unwrap();
     let attn = &model.blocks[0].attn;
     let mut rng = StdRng::seed_from_u64(9);
@@ -236,7 +236,12 @@ fn general_masked_attention_equals_the_fused_causal_path() {
         Tensor::randn(&[1, 2, 5, 8], &mut rng),
         Tensor::randn(&[1, 2, 5, 8], &mut rng),
     );
-    let (y, weights) = attn.attend(&q, &k, &v, Some(&Tensor::causal_mask(5)));
+    let no_padding = Tensor::from_bools(vec![false; 5], &[1, 5]);
+    let mask = AttentionMask {
+        causal: true,
+        key_padding: Some(&no_padding),
+    };
+    let (y, weights) = attn.attend(&q, &k, &v, mask, 0);
     let fused = q
         .matmul(&k.transpose(-1, -2))
         .causal_softmax(1.0 / 8f32.sqrt(), 0);

@@ -91,6 +91,7 @@ fn unary_ops() {
     check1(|x| x[0].square(), &x);
     check1(|x| x[0].gelu(GeluApproximation::None), &x);
     check1(|x| x[0].gelu(GeluApproximation::Tanh), &x);
+    check1(|x| x[0].silu(), &x);
     check(|x| x[0].relu(), &[spaced(&[3, 5], 13)]);
     let p = positive(&[3, 5], 14);
     check1(|x| x[0].log(), &p);
@@ -282,5 +283,72 @@ fn fused_causal_softmax() {
     check1(
         |x| x[0].transpose(-1, -2).causal_softmax(1.3, 2),
         &randn(&[2, 6, 3], 51),
+    );
+}
+
+#[test]
+fn softmax_of_a_fully_masked_row_is_zero_with_zero_gradient() {
+    // A padded query that may see no key: its row is all -inf.
+    let mask = Tensor::from_bools(vec![false, true, false, true, true, true], &[2, 3]);
+    let x = randn(&[2, 3], 52).requires_grad();
+    let p = x.masked_fill(&mask, f32::NEG_INFINITY).softmax(-1);
+    assert_eq!(&p.to_vec()[3..], &[0.0, 0.0, 0.0]);
+    assert!((p.to_vec()[0] + p.to_vec()[2] - 1.0).abs() < 1e-6);
+    p.backward_with(&randn(&[2, 3], 53));
+    let g = x.grad().unwrap().to_vec();
+    assert!(g.iter().all(|v| v.is_finite()));
+    assert_eq!(&g[3..], &[0.0, 0.0, 0.0]);
+    check1(
+        |x| x[0].masked_fill(&mask, f32::NEG_INFINITY).softmax(-1),
+        &randn(&[2, 3], 54),
+    );
+}
+
+#[test]
+fn rms_norm_and_rotary_embeddings() {
+    use zeroformer::nn::{RmsNorm, Rope};
+    check(
+        |x| {
+            RmsNorm {
+                weight: x[1].clone(),
+                eps: 1e-6,
+            }
+            .forward(&x[0])
+        },
+        &[randn(&[3, 6], 55), randn(&[6], 56)],
+    );
+    let rope = Rope::new(4, 10);
+    check1(|x| rope.apply(&x[0], 3), &randn(&[2, 5, 4], 57));
+}
+
+#[test]
+fn attention_with_padding_and_cross_lengths() {
+    use zeroformer::nn::{AttentionMask, MultiHeadAttention, SharedRng};
+    let attn = MultiHeadAttention::new(
+        4,
+        1,
+        false,
+        0.0,
+        0.02,
+        0.02,
+        &mut StdRng::seed_from_u64(0),
+        &SharedRng::seed_from_u64(0),
+    );
+    // 3 queries over 5 keys; the second sequence's last two keys are padding.
+    let pad = Tensor::from_bools(
+        [[false; 5], [false, false, false, true, true]].concat(),
+        &[2, 5],
+    );
+    let mask = AttentionMask {
+        causal: true,
+        key_padding: Some(&pad),
+    };
+    check(
+        |x| attn.attend(&x[0], &x[1], &x[2], mask, 2).0,
+        &[
+            randn(&[2, 1, 3, 4], 58),
+            randn(&[2, 1, 5, 4], 59),
+            randn(&[2, 1, 5, 4], 60),
+        ],
     );
 }

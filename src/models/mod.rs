@@ -1,5 +1,10 @@
-//! Whole models built from `nn` layers.
+//! Whole models built from `nn` layers: the decoder-only GPT, a BERT-style
+//! encoder, and the 2017 encoder-decoder Transformer.
 
+mod encoder;
+mod encoder_decoder;
 mod gpt;
 
+pub use encoder::{Encoder, EncoderConfig, Pooling};
+pub use encoder_decoder::{DecoderCache, EncoderDecoder, EncoderDecoderConfig};
 pub use gpt::{Gpt, GptConfig};

@@ -1,16 +1,20 @@
-//! Multi-head causal self-attention with an optional KV cache.
+//! Multi-head attention: causal or bidirectional self-attention, and
+//! cross-attention (queries from one sequence, keys and values from another),
+//! with key padding masks, rotary positions and a KV cache.
 //!
-//! Written from matmul, masked_fill and softmax; the fused, flash-style
-//! kernels come with the CPU performance work. Cross-attention and padding
-//! masks arrive with the encoder-decoder work: `attend` already takes
-//! separate query and key/value inputs and a general mask.
+//! Written from matmul, masked_fill and softmax; causal self-attention
+//! without padding takes the fused `causal_softmax` path. Flash-style
+//! kernels come with the CPU performance work.
 
 use rand::Rng;
 
-use super::{Dropout, Linear, Module, SharedRng, join};
-use crate::Tensor;
+use super::{Dropout, Linear, Module, Rope, SharedRng, join};
+use crate::{DType, Tensor};
 
 /// Cached keys and values of one attention layer, `[batch, heads, time, head_dim]`.
+///
+/// Self-attention appends each new step's keys and values; cross-attention
+/// fills it once from the encoder output and then only reads it.
 #[derive(Default, Clone)]
 pub struct LayerKvCache {
     keys: Option<Tensor>,
@@ -66,7 +70,88 @@ impl KvCache {
     }
 }
 
-/// Multi-head self-attention: a fused query/key/value projection, scaled
+/// Which keys each query may attend to.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct AttentionMask<'a> {
+    /// Query `i` (at absolute position `past + i`, where `past` is the
+    /// number of cached positions) sees keys `0..=past + i` only.
+    pub causal: bool,
+    /// `[batch, keys]` bool, `true` where the key is padding and must be
+    /// ignored: PyTorch's `key_padding_mask`. [`padding_mask`] builds it
+    /// from token ids. A query that can see no key at all gets a zero output.
+    pub key_padding: Option<&'a Tensor>,
+}
+
+impl AttentionMask<'_> {
+    /// Causal, no padding: a decoder's self-attention.
+    pub const CAUSAL: AttentionMask<'static> = AttentionMask {
+        causal: true,
+        key_padding: None,
+    };
+
+    /// Every query sees every key: unpadded bidirectional attention.
+    pub const NONE: AttentionMask<'static> = AttentionMask {
+        causal: false,
+        key_padding: None,
+    };
+}
+
+/// The key padding mask of a batch of token ids `[batch, time]` (i64):
+/// `true` where the id is `pad_id`.
+///
+/// ```
+/// use zeroformer::{Tensor, nn::padding_mask};
+/// let ids = Tensor::from_ids(vec![5, 6, 0, 7, 0, 0], &[2, 3]);
+/// assert_eq!(padding_mask(&ids, 0).to_vec_bool(), vec![false, false, true, false, true, true]);
+/// ```
+pub fn padding_mask(ids: &Tensor, pad_id: i64) -> Tensor {
+    assert_eq!(
+        ids.dtype(),
+        DType::I64,
+        "padding_mask: ids must be i64, got {:?}",
+        ids.dtype()
+    );
+    let flags = ids.to_vec_i64().iter().map(|&id| id == pad_id).collect();
+    Tensor::from_bools(flags, ids.shape())
+}
+
+/// The `[batch or 1, 1, queries, keys]` boolean mask (`true` = hidden) that
+/// `mask` describes, or `None` when nothing is hidden.
+fn mask_tensor(
+    mask: AttentionMask,
+    batch: usize,
+    queries: usize,
+    keys: usize,
+    past: usize,
+) -> Option<Tensor> {
+    if let Some(p) = mask.key_padding {
+        assert_eq!(
+            p.shape(),
+            &[batch, keys],
+            "attention: key padding mask must be [batch, keys] = [{batch}, {keys}], got {:?}",
+            p.shape()
+        );
+    }
+    if !mask.causal && mask.key_padding.is_none() {
+        return None;
+    }
+    let padding = mask.key_padding.map(Tensor::to_vec_bool);
+    let rows = if padding.is_some() { batch } else { 1 };
+    let mut hidden = Vec::with_capacity(rows * queries * keys);
+    for b in 0..rows {
+        for i in 0..queries {
+            for j in 0..keys {
+                let future = mask.causal && j > past + i;
+                let pad = padding.as_ref().is_some_and(|p| p[b * keys + j]);
+                hidden.push(future || pad);
+            }
+        }
+    }
+    Some(Tensor::from_bools(hidden, &[rows, 1, queries, keys]))
+}
+
+/// Multi-head attention: a fused query/key/value projection (its rows are
+/// the query, key and value weights, as PyTorch's `in_proj_weight`), scaled
 /// dot-product attention per head, and an output projection.
 pub struct MultiHeadAttention {
     pub qkv: Linear,
@@ -103,69 +188,150 @@ impl MultiHeadAttention {
         }
     }
 
-    /// Causal self-attention over `x` of shape `[batch, time, d_model]`.
-    pub fn forward(&self, x: &Tensor) -> Tensor {
-        self.forward_with(x, None, false).0
+    fn d_model(&self) -> usize {
+        self.proj.out_features()
     }
 
-    /// Causal self-attention, appending to and attending over `cache` when
-    /// given, and returning the attention weights `[batch, heads, time,
-    /// keys]` when `return_weights` (for heatmaps).
-    pub fn forward_with(
+    /// Causal self-attention over `x` of shape `[batch, time, d_model]`.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        self.self_attention(x, AttentionMask::CAUSAL, None, None, false)
+            .0
+    }
+
+    /// Self-attention over `x` `[batch, time, d_model]` under `mask`,
+    /// rotating queries and keys by `rope` when given, appending to and
+    /// attending over `cache` when given (a padding mask then covers the
+    /// cached keys too), and returning the attention weights `[batch,
+    /// heads, time, keys]` when `return_weights` (for heatmaps).
+    pub fn self_attention(
         &self,
         x: &Tensor,
+        mask: AttentionMask,
         cache: Option<&mut LayerKvCache>,
+        rope: Option<&Rope>,
         return_weights: bool,
     ) -> (Tensor, Option<Tensor>) {
-        assert_eq!(
-            x.rank(),
-            3,
-            "MultiHeadAttention: input must be [batch, time, d_model], got {:?}",
-            x.shape()
-        );
-        let (b, t, c) = (x.shape()[0], x.shape()[1], x.shape()[2]);
-        let (h, d) = (self.n_head, c / self.n_head);
+        let (b, t, c) = check_input("self-attention", x, self.d_model());
         let qkv = self.qkv.forward(x);
-        let heads = |start: usize| {
-            qkv.narrow(2, start, c)
-                .reshape(&[b, t, h, d])
-                .transpose(1, 2)
-        };
-        let (q, mut k, mut v) = (heads(0), heads(c), heads(2 * c));
+        let heads = |start: usize| self.split_heads(&qkv.narrow(2, start, c), b, t);
+        let (mut q, mut k, mut v) = (heads(0), heads(c), heads(2 * c));
         let past = cache.as_ref().map_or(0, |c| c.len());
+        if let Some(rope) = rope {
+            q = rope.apply(&q, past);
+            k = rope.apply(&k, past);
+        }
         if let Some(cache) = cache {
             (k, v) = cache.extend(k, v);
         }
-        // Scale, causal mask and softmax in one fused pass.
-        let scores = q.matmul(&k.transpose(-1, -2));
-        let weights = scores.causal_softmax(1.0 / (d as f32).sqrt(), past);
-        let y = self.attn_dropout.forward(&weights).matmul(&v);
-        let y = y.transpose(1, 2).reshape(&[b, t, c]);
-        let out = self.resid_dropout.forward(&self.proj.forward(&y));
-        (out, return_weights.then_some(weights))
+        let (y, weights) = self.attend(&q, &k, &v, mask, past);
+        (
+            self.merge_heads(&y, b, t),
+            return_weights.then_some(weights),
+        )
     }
 
-    /// Scaled dot-product attention of `q` `[.., tq, d]` over `k`, `v`
-    /// `[.., tk, d]`, hiding keys where `mask` (`[tq, tk]`, broadcast) is
-    /// true. Returns the output and the (pre-dropout) attention weights.
+    /// Cross-attention: queries from `x` `[batch, time, d_model]`, keys and
+    /// values from `memory` `[batch, source_time, d_model]` (an encoder's
+    /// output), hiding source positions where `memory_padding` `[batch,
+    /// source_time]` is true. With a `cache`, the keys and values are
+    /// projected from `memory` once and reused on later calls.
+    pub fn cross_attention(
+        &self,
+        x: &Tensor,
+        memory: &Tensor,
+        memory_padding: Option<&Tensor>,
+        cache: Option<&mut LayerKvCache>,
+        return_weights: bool,
+    ) -> (Tensor, Option<Tensor>) {
+        let (b, t, c) = check_input("cross-attention", x, self.d_model());
+        let q = self.split_heads(&self.qkv.forward_rows(x, 0, c), b, t);
+        let project = || {
+            let (mb, s, _) = check_input("cross-attention memory", memory, c);
+            assert_eq!(
+                mb, b,
+                "cross-attention: batch {b} of queries but {mb} of memory"
+            );
+            let kv = self.qkv.forward_rows(memory, c, 2 * c);
+            (
+                self.split_heads(&kv.narrow(2, 0, c), b, s),
+                self.split_heads(&kv.narrow(2, c, c), b, s),
+            )
+        };
+        let (k, v) = match cache {
+            Some(cache) if !cache.is_empty() => (
+                cache.keys.clone().expect("filled"),
+                cache.values.clone().expect("filled"),
+            ),
+            Some(cache) => {
+                let (k, v) = project();
+                cache.extend(k, v)
+            }
+            None => project(),
+        };
+        let mask = AttentionMask {
+            causal: false,
+            key_padding: memory_padding,
+        };
+        let (y, weights) = self.attend(&q, &k, &v, mask, 0);
+        (
+            self.merge_heads(&y, b, t),
+            return_weights.then_some(weights),
+        )
+    }
+
+    /// `[b, t, c]` to `[b, heads, t, head_dim]` (a view).
+    fn split_heads(&self, x: &Tensor, b: usize, t: usize) -> Tensor {
+        let (h, c) = (self.n_head, self.d_model());
+        x.reshape(&[b, t, h, c / h]).transpose(1, 2)
+    }
+
+    /// Heads back to `[b, t, c]`, then the output projection and dropout.
+    fn merge_heads(&self, y: &Tensor, b: usize, t: usize) -> Tensor {
+        let y = y.transpose(1, 2).reshape(&[b, t, self.d_model()]);
+        self.resid_dropout.forward(&self.proj.forward(&y))
+    }
+
+    /// Scaled dot-product attention of `q` `[batch, heads, tq, d]` over `k`,
+    /// `v` `[batch, heads, tk, d]` under `mask` (`past`: the absolute
+    /// position of the first query, for the causal mask). Returns the output
+    /// `[batch, heads, tq, d]` and the (pre-dropout) attention weights.
     pub fn attend(
         &self,
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
-        mask: Option<&Tensor>,
+        mask: AttentionMask,
+        past: usize,
     ) -> (Tensor, Tensor) {
         let d = q.shape()[q.rank() - 1];
-        let mut scores = q
-            .matmul(&k.transpose(-1, -2))
-            .mul_scalar(1.0 / (d as f32).sqrt());
-        if let Some(mask) = mask {
-            scores = scores.masked_fill(mask, f32::NEG_INFINITY);
-        }
-        let weights = scores.softmax(-1);
+        let scale = 1.0 / (d as f32).sqrt();
+        let scores = q.matmul(&k.transpose(-1, -2));
+        let (batch, tq, tk) = (q.shape()[0], q.shape()[2], k.shape()[2]);
+        let weights = match (mask.causal, mask.key_padding) {
+            // Scale, causal mask and softmax in one fused pass.
+            (true, None) => scores.causal_softmax(scale, past),
+            (false, None) => scores.mul_scalar(scale).softmax(-1),
+            _ => {
+                let hidden = mask_tensor(mask, batch, tq, tk, past).expect("a mask");
+                scores
+                    .mul_scalar(scale)
+                    .masked_fill(&hidden, f32::NEG_INFINITY)
+                    .softmax(-1)
+            }
+        };
         let y = self.attn_dropout.forward(&weights).matmul(v);
         (y, weights)
     }
+}
+
+/// The `[batch, time, width]` of an attention input, checked.
+fn check_input(op: &str, x: &Tensor, width: usize) -> (usize, usize, usize) {
+    assert!(
+        x.rank() == 3 && x.shape()[2] == width,
+        "{op}: input must be [batch, time, {width}], got {:?}",
+        x.shape()
+    );
+    (x.shape()[0], x.shape()[1], x.shape()[2])
 }
 
 impl Module for MultiHeadAttention {

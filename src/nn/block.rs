@@ -1,6 +1,8 @@
 //! The pre-norm decoder block of GPT-2.
 
-use super::{FeedForward, LayerKvCache, LayerNorm, Module, MultiHeadAttention, join};
+use super::{
+    AttentionMask, FeedForward, LayerKvCache, LayerNorm, Module, MultiHeadAttention, join,
+};
 use crate::Tensor;
 
 /// `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
@@ -24,9 +26,13 @@ impl Block {
         cache: Option<&mut LayerKvCache>,
         return_weights: bool,
     ) -> (Tensor, Option<Tensor>) {
-        let (a, weights) = self
-            .attn
-            .forward_with(&self.ln_1.forward(x), cache, return_weights);
+        let (a, weights) = self.attn.self_attention(
+            &self.ln_1.forward(x),
+            AttentionMask::CAUSAL,
+            cache,
+            None,
+            return_weights,
+        );
         let x = x.add(&a);
         let x = x.add(&self.mlp.forward(&self.ln_2.forward(&x)));
         (x, weights)

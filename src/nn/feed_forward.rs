@@ -1,16 +1,22 @@
 //! The position-wise feed-forward network of a Transformer block.
 
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
 use super::{Dropout, Linear, Module, SharedRng, join};
 use crate::{GeluApproximation, Tensor};
 
 /// The non-linearity between the two projections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Activation {
+    /// The 2017 Transformer's.
     Relu,
     /// GELU, exact or tanh-approximated (GPT-2 uses the tanh form).
     Gelu(GeluApproximation),
+    /// SwiGLU (Shazeer 2020, LLaMA's): `silu(x W_gate) ⊙ (x W_up)`. `fc`
+    /// then holds both, `[2·hidden, d_model]`: the gate's rows first.
+    SwiGlu,
 }
 
 /// `dropout(proj(act(fc(x))))`, widening to `hidden` in between.
@@ -34,8 +40,13 @@ impl FeedForward {
         rng: &mut impl Rng,
         dropout_rng: &SharedRng,
     ) -> Self {
+        let fc_out = if activation == Activation::SwiGlu {
+            2 * hidden
+        } else {
+            hidden
+        };
         FeedForward {
-            fc: Linear::new(d_model, hidden, bias, std, rng),
+            fc: Linear::new(d_model, fc_out, bias, std, rng),
             proj: Linear::new(hidden, d_model, bias, proj_std, rng),
             activation,
             dropout: Dropout::new(dropout, dropout_rng.clone()),
@@ -47,6 +58,12 @@ impl FeedForward {
         let h = match self.activation {
             Activation::Relu => h.relu(),
             Activation::Gelu(approx) => h.gelu(approx),
+            Activation::SwiGlu => {
+                let hidden = self.proj.in_features();
+                h.narrow(-1, 0, hidden)
+                    .silu()
+                    .mul(&h.narrow(-1, hidden, hidden))
+            }
         };
         self.dropout.forward(&self.proj.forward(&h))
     }

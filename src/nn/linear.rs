@@ -38,6 +38,13 @@ impl Linear {
     /// Applies the layer to `x` of shape `[..., in]`, giving `[..., out]`.
     /// Leading dimensions are flattened into one product, the best shape for gemm.
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        self.forward_rows(x, 0, self.out_features())
+    }
+
+    /// Outputs `start..start + len` only, `[..., len]`: the layer restricted
+    /// to those rows of its weight (a view, no copy). Cross-attention uses
+    /// it to project queries and keys/values with parts of one fused weight.
+    pub fn forward_rows(&self, x: &Tensor, start: usize, len: usize) -> Tensor {
         let in_features = self.in_features();
         assert_eq!(
             x.shape().last(),
@@ -47,12 +54,22 @@ impl Linear {
         );
         let lead = &x.shape()[..x.rank() - 1];
         let rows: usize = lead.iter().product();
-        let mut y = x.reshape(&[rows, in_features]).matmul(&self.weight.t());
+        let whole = start == 0 && len == self.out_features();
+        let weight = if whole {
+            self.weight.clone()
+        } else {
+            self.weight.narrow(0, start, len)
+        };
+        let mut y = x.reshape(&[rows, in_features]).matmul(&weight.t());
         if let Some(b) = &self.bias {
-            y = y.add(b);
+            y = y.add(&if whole {
+                b.clone()
+            } else {
+                b.narrow(0, start, len)
+            });
         }
         let mut shape = lead.to_vec();
-        shape.push(self.out_features());
+        shape.push(len);
         y.reshape(&shape)
     }
 }

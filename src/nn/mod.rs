@@ -12,17 +12,25 @@ mod embedding;
 mod feed_forward;
 mod linear;
 mod norm;
+mod positional;
+mod token_embedding;
+mod transformer_layer;
 
-pub use attention::{KvCache, LayerKvCache, MultiHeadAttention};
+pub use attention::{AttentionMask, KvCache, LayerKvCache, MultiHeadAttention, padding_mask};
 pub use block::Block;
 pub use dropout::{Dropout, SharedRng};
 pub use embedding::Embedding;
 pub use feed_forward::{Activation, FeedForward};
 pub use linear::Linear;
-pub use norm::LayerNorm;
+pub use norm::{LayerNorm, Norm, NormKind, RmsNorm};
+pub use positional::{Positional, Rope, sinusoidal_table};
+pub use token_embedding::TokenEmbedding;
+pub use transformer_layer::{
+    DecoderLayer, DecoderLayerCache, EncoderLayer, LayerConfig, NormPlacement,
+};
 
 use rand::Rng;
-use rand_distr::{Distribution, Normal};
+use rand_distr::{Distribution, Normal, Uniform};
 
 use crate::Tensor;
 
@@ -69,6 +77,23 @@ pub fn normal_parameter(shape: &[usize], std: f32, rng: &mut impl Rng) -> Tensor
         .map(|_| dist.sample(rng))
         .collect();
     Tensor::from_vec(data, shape).requires_grad()
+}
+
+/// Overwrites every parameter of rank 2 or more of `module` with Glorot
+/// (Xavier) uniform values, `U(-a, a)` with `a = √(6 / (fan_in + fan_out))`,
+/// as `torch.nn.init.xavier_uniform_` (the Annotated Transformer's
+/// initialisation). Vectors (biases, norm weights) are left alone.
+pub fn xavier_uniform(module: &dyn Module, rng: &mut impl Rng) {
+    module.visit_parameters("", &mut |_, t| {
+        if t.rank() < 2 {
+            return;
+        }
+        let receptive: usize = t.shape()[2..].iter().product();
+        let (fan_out, fan_in) = (t.shape()[0] * receptive, t.shape()[1] * receptive);
+        let a = (6.0 / (fan_in + fan_out) as f32).sqrt();
+        let dist = Uniform::new_inclusive(-a, a);
+        t.update_data(|d| d.iter_mut().for_each(|x| *x = dist.sample(rng)));
+    });
 }
 
 /// `prefix + name`, the dotted name of a child.

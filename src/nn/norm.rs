@@ -1,4 +1,6 @@
-//! Layer normalisation with a learned scale and optional shift.
+//! Normalisation layers: LayerNorm (learned scale, optional shift) and RMSNorm.
+
+use serde::{Deserialize, Serialize};
 
 use super::{Module, join};
 use crate::Tensor;
@@ -30,6 +32,83 @@ impl Module for LayerNorm {
         f(&join(prefix, "weight"), &self.weight);
         if let Some(b) = &self.bias {
             f(&join(prefix, "bias"), b);
+        }
+    }
+}
+
+/// Root-mean-square normalisation (Zhang & Sennrich 2019), as
+/// `torch.nn.RMSNorm`: `x / sqrt(mean(x²) + eps) · weight` over the last
+/// dimension; no centring, no bias.
+pub struct RmsNorm {
+    pub weight: Tensor,
+    pub eps: f32,
+}
+
+impl RmsNorm {
+    /// Weight one, eps 1e-6 (LLaMA's).
+    pub fn new(dim: usize) -> RmsNorm {
+        RmsNorm {
+            weight: Tensor::ones(&[dim]).requires_grad(),
+            eps: 1e-6,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let dim = self.weight.numel();
+        assert_eq!(
+            x.shape().last(),
+            Some(&dim),
+            "RmsNorm: input of shape {:?} does not end in {dim}",
+            x.shape()
+        );
+        let rms = x.square().mean_dim(-1, true).add_scalar(self.eps).sqrt();
+        x.div(&rms).mul(&self.weight)
+    }
+}
+
+impl Module for RmsNorm {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        f(&join(prefix, "weight"), &self.weight);
+    }
+}
+
+/// Which normalisation a layer uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NormKind {
+    #[default]
+    LayerNorm,
+    RmsNorm,
+}
+
+/// A LayerNorm or an RMSNorm, chosen by a config.
+pub enum Norm {
+    Layer(LayerNorm),
+    Rms(RmsNorm),
+}
+
+impl Norm {
+    /// A fresh norm of `kind` over `dim` features (`bias` applies to LayerNorm).
+    pub fn new(kind: NormKind, dim: usize, bias: bool) -> Norm {
+        match kind {
+            NormKind::LayerNorm => Norm::Layer(LayerNorm::new(dim, bias)),
+            NormKind::RmsNorm => Norm::Rms(RmsNorm::new(dim)),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        match self {
+            Norm::Layer(n) => n.forward(x),
+            Norm::Rms(n) => n.forward(x),
+        }
+    }
+}
+
+impl Module for Norm {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        match self {
+            Norm::Layer(n) => n.visit_parameters(prefix, f),
+            Norm::Rms(n) => n.visit_parameters(prefix, f),
         }
     }
 }

@@ -10,7 +10,8 @@ use crate::backend::cpu::math::fast_tanh;
 use crate::backend::cpu::strided;
 
 /// Which GELU: PyTorch's `approximate='none'` or `'tanh'`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum GeluApproximation {
     /// `x · Φ(x)` with the exact normal CDF (erf): PyTorch's default.
     #[default]
@@ -30,6 +31,7 @@ enum Unary {
     Relu,
     Gelu,
     GeluTanh,
+    Silu,
     AddScalar(f32),
     MulScalar(f32),
     Powf(f32),
@@ -53,6 +55,7 @@ impl Unary {
             Unary::Relu => "relu",
             Unary::Gelu => "gelu",
             Unary::GeluTanh => "gelu(tanh)",
+            Unary::Silu => "silu",
             Unary::AddScalar(_) => "add_scalar",
             Unary::MulScalar(_) => "mul_scalar",
             Unary::Powf(_) => "powf",
@@ -119,6 +122,11 @@ elementwise! {
             let t = fast_tanh(k * (x + GELU_TANH_COEF * x * x * x));
             0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * GELU_TANH_COEF * x * x)
         };
+    // σ(x) + x σ(x)(1 - σ(x)) = σ(x)(1 + x(1 - σ(x)))
+    SiluOp: |x| x * sigmoid(x), |x, y| {
+            let s = sigmoid(x);
+            s * (1.0 + x * (1.0 - s))
+        };
     AddScalarOp(c): |x| x + c, |x, y| 1.0;
     MulScalarOp(c): |x| x * c, |x, y| c;
     PowfOp(p): |x| x.powf(p), |x, y| p * x.powf(p - 1.0);
@@ -174,6 +182,10 @@ macro_rules! specialise {
             }
             Unary::GeluTanh => {
                 let $op = GeluTanhOp;
+                $body
+            }
+            Unary::Silu => {
+                let $op = SiluOp;
                 $body
             }
             Unary::AddScalar(c) => {
@@ -271,6 +283,17 @@ impl Tensor {
             GeluApproximation::None => unary(self, Unary::Gelu),
             GeluApproximation::Tanh => unary(self, Unary::GeluTanh),
         }
+    }
+
+    /// SiLU (swish), `x · σ(x)`: the gate of SwiGLU.
+    ///
+    /// ```
+    /// use zeroformer::Tensor;
+    /// let y = Tensor::from_vec(vec![0.0, 1.0], &[2]).silu().to_vec();
+    /// assert!((y[1] - 0.731_058_6).abs() < 1e-6);
+    /// ```
+    pub fn silu(&self) -> Tensor {
+        unary(self, Unary::Silu)
     }
 
     /// `self + c` elementwise.

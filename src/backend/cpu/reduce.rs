@@ -82,6 +82,12 @@ pub fn softmax_rows(data: &[f32], n: usize, log: bool) -> Vec<f32> {
     let mut out = pool::take(data.len());
     let row = |(src, dst): (&[f32], &mut [f32])| {
         let max = src.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::NEG_INFINITY {
+            // Every entry masked (a padded query that may see no key):
+            // probability 0 everywhere rather than 0/0.
+            dst.fill(if log { f32::NEG_INFINITY } else { 0.0 });
+            return;
+        }
         let mut sum = 0.0f64;
         for (d, &x) in dst.iter_mut().zip(src) {
             let e = (x - max).exp();

@@ -1,0 +1,245 @@
+//! A BERT-style encoder: bidirectional self-attention over a padded batch,
+//! a pooled summary of each sequence, and a classification head.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::nn::{
+    Activation, EncoderLayer, LayerConfig, Linear, Module, Norm, NormKind, NormPlacement,
+    Positional, SharedRng, TokenEmbedding,
+};
+use crate::{DType, Error, GeluApproximation, Result, Tensor};
+
+/// How a sequence's vectors become one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pooling {
+    /// The mean over the unpadded positions.
+    #[default]
+    Mean,
+    /// The first position's vector (BERT's `[CLS]`).
+    First,
+}
+
+/// The shape of an [`Encoder`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EncoderConfig {
+    pub vocab_size: usize,
+    /// The most positions in a sequence.
+    pub max_len: usize,
+    pub n_layer: usize,
+    pub layer: LayerConfig,
+    pub positional: Positional,
+    pub pooling: Pooling,
+    /// Classes of the head; 0 for none.
+    pub num_classes: usize,
+}
+
+impl EncoderConfig {
+    /// The names [`preset`](Self::preset) accepts.
+    pub const PRESETS: &'static [&'static str] = &["encoder-tiny", "bert-mini", "bert-base"];
+
+    /// A named preset: `encoder-tiny` (2 layers, width 32, 4 heads, for
+    /// tests), `bert-mini` (4, 256, 4, FFN 1024) or `bert-base` (12, 768,
+    /// 12, FFN 3072); all post-norm with GELU and learned positions, as BERT.
+    ///
+    /// ```
+    /// use zeroformer::models::EncoderConfig;
+    /// let c = EncoderConfig::preset("bert-base", 30522, 2, 512).unwrap();
+    /// assert_eq!((c.n_layer, c.layer.d_model, c.layer.n_head, c.layer.d_ff), (12, 768, 12, 3072));
+    /// ```
+    pub fn preset(
+        name: &str,
+        vocab_size: usize,
+        num_classes: usize,
+        max_len: usize,
+    ) -> Result<EncoderConfig> {
+        let (n_layer, d_model, n_head, d_ff) = match name {
+            "encoder-tiny" => (2, 32, 4, 64),
+            "bert-mini" => (4, 256, 4, 1024),
+            "bert-base" => (12, 768, 12, 3072),
+            other => {
+                return Err(Error::InvalidConfig(format!(
+                    "unknown encoder preset '{other}'; choose one of {}",
+                    Self::PRESETS.join(", ")
+                )));
+            }
+        };
+        let config = EncoderConfig {
+            vocab_size,
+            max_len,
+            n_layer,
+            layer: LayerConfig {
+                d_model,
+                n_head,
+                d_ff,
+                dropout: 0.1,
+                activation: Activation::Gelu(GeluApproximation::None),
+                norm: NormKind::LayerNorm,
+                placement: NormPlacement::Post,
+                bias: true,
+            },
+            positional: Positional::Learned,
+            pooling: Pooling::Mean,
+            num_classes,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that the numbers make a model.
+    pub fn validate(&self) -> Result<()> {
+        if self.vocab_size == 0 || self.max_len == 0 || self.n_layer == 0 {
+            return Err(Error::InvalidConfig(format!(
+                "vocab_size, max_len and n_layer must be positive: {self:?}"
+            )));
+        }
+        self.layer.validate().map_err(Error::InvalidConfig)
+    }
+}
+
+/// A stack of bidirectional [`EncoderLayer`]s over token and position
+/// embeddings, with pooling and an optional classification head.
+///
+/// ```
+/// use zeroformer::prelude::*;
+/// use zeroformer::models::{Encoder, EncoderConfig};
+/// let config = EncoderConfig::preset("encoder-tiny", 20, 3, 16).unwrap();
+/// let model = Encoder::new(config, 0).unwrap();
+/// let ids = Tensor::from_ids(vec![4, 5, 6, 0], &[1, 4]);
+/// let padding = zeroformer::nn::padding_mask(&ids, 0);
+/// assert_eq!(model.classify(&ids, Some(&padding)).shape(), &[1, 3]);
+/// ```
+pub struct Encoder {
+    pub config: EncoderConfig,
+    pub embed: TokenEmbedding,
+    pub layers: Vec<EncoderLayer>,
+    /// The last norm of a pre-norm stack (post-norm output is normalised already).
+    pub final_norm: Option<Norm>,
+    pub head: Option<Linear>,
+    dropout_rng: SharedRng,
+}
+
+impl Encoder {
+    /// A model initialised as BERT (weights N(0, 0.02²)) from `seed`.
+    pub fn new(config: EncoderConfig, seed: u64) -> Result<Encoder> {
+        config.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let dropout_rng = SharedRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
+        let (l, std) = (&config.layer, 0.02);
+        let embed = TokenEmbedding::new(
+            config.vocab_size,
+            l.d_model,
+            config.max_len,
+            config.positional,
+            l.d_model / l.n_head,
+            1.0,
+            std,
+            l.dropout,
+            &mut rng,
+            &dropout_rng,
+        );
+        let layers = (0..config.n_layer)
+            .map(|_| EncoderLayer::new(l, std, &mut rng, &dropout_rng))
+            .collect();
+        let final_norm =
+            (l.placement == NormPlacement::Pre).then(|| Norm::new(l.norm, l.d_model, l.bias));
+        let head = (config.num_classes > 0)
+            .then(|| Linear::new(l.d_model, config.num_classes, true, std, &mut rng));
+        Ok(Encoder {
+            config,
+            embed,
+            layers,
+            final_norm,
+            head,
+            dropout_rng,
+        })
+    }
+
+    /// The random stream dropout draws from.
+    pub fn dropout_rng(&self) -> &SharedRng {
+        &self.dropout_rng
+    }
+
+    /// Contextual vectors `[batch, time, d_model]` for ids `[batch, time]`
+    /// (i64); `padding` `[batch, time]` (true = pad) hides padded positions
+    /// from every other position.
+    pub fn forward(&self, ids: &Tensor, padding: Option<&Tensor>) -> Tensor {
+        check_ids("Encoder", ids);
+        let mut x = self.embed.forward(ids, 0);
+        for layer in &self.layers {
+            x = layer.forward(&x, padding, self.embed.rope());
+        }
+        match &self.final_norm {
+            Some(norm) => norm.forward(&x),
+            None => x,
+        }
+    }
+
+    /// One vector `[batch, d_model]` per sequence from `hidden` `[batch,
+    /// time, d_model]`, as configured: the mean over unpadded positions, or
+    /// the first position.
+    pub fn pool(&self, hidden: &Tensor, padding: Option<&Tensor>) -> Tensor {
+        match (self.config.pooling, padding) {
+            (Pooling::First, _) => hidden.narrow(1, 0, 1).squeeze(1),
+            (Pooling::Mean, None) => hidden.mean_dim(1, false),
+            (Pooling::Mean, Some(padding)) => {
+                let keep = Tensor::where_cond(
+                    &padding.unsqueeze(-1),
+                    &Tensor::scalar(0.0),
+                    &Tensor::scalar(1.0),
+                );
+                // Each sequence has at least one real token; max(·, 1) keeps
+                // an all-padding row at zero rather than 0/0.
+                let count = keep.sum_dim(1, false).to_vec();
+                let count = Tensor::from_vec(
+                    count.iter().map(|c| c.max(1.0)).collect(),
+                    &[hidden.shape()[0], 1],
+                );
+                hidden.mul(&keep).sum_dim(1, false).div(&count)
+            }
+        }
+    }
+
+    /// Class logits `[batch, num_classes]`.
+    pub fn classify(&self, ids: &Tensor, padding: Option<&Tensor>) -> Tensor {
+        let head = self
+            .head
+            .as_ref()
+            .expect("Encoder::classify: the config has num_classes = 0, so there is no head");
+        head.forward(&self.pool(&self.forward(ids, padding), padding))
+    }
+}
+
+/// Panics unless `ids` is an i64 `[batch, time]` tensor.
+pub(crate) fn check_ids(model: &str, ids: &Tensor) {
+    assert!(
+        ids.dtype() == DType::I64 && ids.rank() == 2,
+        "{model}: token ids must be i64 [batch, time], got {:?} {:?}",
+        ids.dtype(),
+        ids.shape()
+    );
+}
+
+impl Module for Encoder {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.embed.visit_parameters(&format!("{prefix}embed."), f);
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.visit_parameters(&format!("{prefix}layers.{i}."), f);
+        }
+        if let Some(norm) = &self.final_norm {
+            norm.visit_parameters(&format!("{prefix}final_norm."), f);
+        }
+        if let Some(head) = &self.head {
+            head.visit_parameters(&format!("{prefix}head."), f);
+        }
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.embed.set_training(training);
+        self.layers
+            .iter_mut()
+            .for_each(|l| l.set_training(training));
+    }
+}

@@ -1,0 +1,373 @@
+//! The Transformer of Vaswani et al. (2017): an encoder stack, a decoder
+//! stack with masked self-attention and cross-attention over the encoder
+//! output, and an output projection tied to the target embedding.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::encoder::check_ids;
+use crate::nn::{
+    Activation, DecoderLayer, DecoderLayerCache, EncoderLayer, LayerConfig, Module, Norm, NormKind,
+    NormPlacement, Positional, SharedRng, TokenEmbedding, xavier_uniform,
+};
+use crate::{Error, NoGradGuard, Result, Tensor};
+
+/// The shape of an [`EncoderDecoder`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EncoderDecoderConfig {
+    pub src_vocab_size: usize,
+    pub tgt_vocab_size: usize,
+    /// The most positions in a source or target sequence.
+    pub max_len: usize,
+    pub n_encoder_layers: usize,
+    pub n_decoder_layers: usize,
+    pub layer: LayerConfig,
+    pub positional: Positional,
+}
+
+impl EncoderDecoderConfig {
+    /// The names [`preset`](Self::preset) accepts.
+    pub const PRESETS: &'static [&'static str] = &["transformer-tiny", "transformer-base"];
+
+    /// A named preset, both post-norm with ReLU, sinusoidal positions and
+    /// dropout 0.1 as in the paper: `transformer-base` (6 + 6 layers, width
+    /// 512, 8 heads, FFN 2048) or `transformer-tiny` (2 + 2, 32, 4, 64; for
+    /// tests).
+    ///
+    /// ```
+    /// use zeroformer::models::EncoderDecoderConfig;
+    /// let c = EncoderDecoderConfig::preset("transformer-base", 37000, 37000, 256).unwrap();
+    /// assert_eq!((c.n_encoder_layers, c.layer.d_model, c.layer.n_head, c.layer.d_ff), (6, 512, 8, 2048));
+    /// ```
+    pub fn preset(
+        name: &str,
+        src_vocab_size: usize,
+        tgt_vocab_size: usize,
+        max_len: usize,
+    ) -> Result<EncoderDecoderConfig> {
+        let (n_layers, d_model, n_head, d_ff) = match name {
+            "transformer-tiny" => (2, 32, 4, 64),
+            "transformer-base" => (6, 512, 8, 2048),
+            other => {
+                return Err(Error::InvalidConfig(format!(
+                    "unknown encoder-decoder preset '{other}'; choose one of {}",
+                    Self::PRESETS.join(", ")
+                )));
+            }
+        };
+        let config = EncoderDecoderConfig {
+            src_vocab_size,
+            tgt_vocab_size,
+            max_len,
+            n_encoder_layers: n_layers,
+            n_decoder_layers: n_layers,
+            layer: LayerConfig {
+                d_model,
+                n_head,
+                d_ff,
+                dropout: 0.1,
+                activation: Activation::Relu,
+                norm: NormKind::LayerNorm,
+                placement: NormPlacement::Post,
+                bias: true,
+            },
+            positional: Positional::Sinusoidal,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that the numbers make a model.
+    pub fn validate(&self) -> Result<()> {
+        if self.src_vocab_size == 0
+            || self.tgt_vocab_size == 0
+            || self.max_len == 0
+            || self.n_encoder_layers == 0
+            || self.n_decoder_layers == 0
+        {
+            return Err(Error::InvalidConfig(format!(
+                "vocabulary sizes, max_len and layer counts must be positive: {self:?}"
+            )));
+        }
+        self.layer.validate().map_err(Error::InvalidConfig)
+    }
+}
+
+/// What greedy decoding keeps between steps: every decoder layer's keys and
+/// values (its own, growing; the encoder output's, computed once).
+#[derive(Default, Clone)]
+pub struct DecoderCache {
+    pub layers: Vec<DecoderLayerCache>,
+}
+
+impl DecoderCache {
+    /// The number of target positions cached.
+    pub fn len(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.self_attn.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An encoder-decoder Transformer.
+///
+/// ```
+/// use zeroformer::prelude::*;
+/// use zeroformer::models::{EncoderDecoder, EncoderDecoderConfig};
+/// let config = EncoderDecoderConfig::preset("transformer-tiny", 12, 12, 16).unwrap();
+/// let model = EncoderDecoder::new(config, 0).unwrap();
+/// let src = Tensor::from_ids(vec![1, 5, 6, 7], &[1, 4]);
+/// let out = model.greedy_decode(&src, None, 1, None, 4);
+/// assert_eq!(out.shape(), &[1, 4]);
+/// ```
+pub struct EncoderDecoder {
+    pub config: EncoderDecoderConfig,
+    pub src_embed: TokenEmbedding,
+    /// Also the output projection (weights tied, as in the paper).
+    pub tgt_embed: TokenEmbedding,
+    pub encoder: Vec<EncoderLayer>,
+    pub decoder: Vec<DecoderLayer>,
+    /// Final norms of pre-norm stacks.
+    pub encoder_norm: Option<Norm>,
+    pub decoder_norm: Option<Norm>,
+    dropout_rng: SharedRng,
+}
+
+impl EncoderDecoder {
+    /// A model from `seed` with Glorot-uniform matrices (the Annotated
+    /// Transformer's initialisation); embeddings are scaled by √d_model.
+    pub fn new(config: EncoderDecoderConfig, seed: u64) -> Result<EncoderDecoder> {
+        config.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let dropout_rng = SharedRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
+        let l = &config.layer;
+        let embed = |vocab, rng: &mut ChaCha8Rng| {
+            TokenEmbedding::new(
+                vocab,
+                l.d_model,
+                config.max_len,
+                config.positional,
+                l.d_model / l.n_head,
+                (l.d_model as f32).sqrt(),
+                0.02,
+                l.dropout,
+                rng,
+                &dropout_rng,
+            )
+        };
+        let src_embed = embed(config.src_vocab_size, &mut rng);
+        let tgt_embed = embed(config.tgt_vocab_size, &mut rng);
+        let encoder = (0..config.n_encoder_layers)
+            .map(|_| EncoderLayer::new(l, 0.02, &mut rng, &dropout_rng))
+            .collect();
+        let decoder = (0..config.n_decoder_layers)
+            .map(|_| DecoderLayer::new(l, 0.02, &mut rng, &dropout_rng))
+            .collect();
+        let pre = l.placement == NormPlacement::Pre;
+        let model = EncoderDecoder {
+            encoder_norm: pre.then(|| Norm::new(l.norm, l.d_model, l.bias)),
+            decoder_norm: pre.then(|| Norm::new(l.norm, l.d_model, l.bias)),
+            config,
+            src_embed,
+            tgt_embed,
+            encoder,
+            decoder,
+            dropout_rng,
+        };
+        xavier_uniform(&model, &mut rng);
+        Ok(model)
+    }
+
+    /// The random stream dropout draws from.
+    pub fn dropout_rng(&self) -> &SharedRng {
+        &self.dropout_rng
+    }
+
+    /// The encoder output `[batch, source_time, d_model]` for source ids
+    /// `[batch, source_time]`; `src_padding` (true = pad) hides padding.
+    pub fn encode(&self, src: &Tensor, src_padding: Option<&Tensor>) -> Tensor {
+        check_ids("EncoderDecoder source", src);
+        let mut x = self.src_embed.forward(src, 0);
+        for layer in &self.encoder {
+            x = layer.forward(&x, src_padding, self.src_embed.rope());
+        }
+        match &self.encoder_norm {
+            Some(norm) => norm.forward(&x),
+            None => x,
+        }
+    }
+
+    /// Next-token logits `[batch, time, tgt_vocab]` for target ids `[batch,
+    /// time]` given the encoder output `memory`. With a `cache`, `tgt` holds
+    /// only the new positions and the cache is extended with them.
+    pub fn decode(
+        &self,
+        tgt: &Tensor,
+        memory: &Tensor,
+        src_padding: Option<&Tensor>,
+        tgt_padding: Option<&Tensor>,
+        mut cache: Option<&mut DecoderCache>,
+    ) -> Tensor {
+        check_ids("EncoderDecoder target", tgt);
+        if let Some(c) = cache.as_mut().filter(|c| c.layers.is_empty()) {
+            c.layers = vec![DecoderLayerCache::default(); self.decoder.len()];
+        }
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        let mut x = self.tgt_embed.forward(tgt, past);
+        for (i, layer) in self.decoder.iter().enumerate() {
+            let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
+            x = layer.forward(
+                &x,
+                memory,
+                tgt_padding,
+                src_padding,
+                layer_cache,
+                self.tgt_embed.rope(),
+            );
+        }
+        if let Some(norm) = &self.decoder_norm {
+            x = norm.forward(&x);
+        }
+        let (b, t, c) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        x.reshape(&[b * t, c])
+            .matmul(&self.tgt_embed.tokens.weight.t())
+            .reshape(&[b, t, self.config.tgt_vocab_size])
+    }
+
+    /// Teacher-forced logits `[batch, tgt_time, tgt_vocab]`: encode `src`,
+    /// then decode `tgt` (the target shifted right, starting with a start token).
+    pub fn forward(
+        &self,
+        src: &Tensor,
+        tgt: &Tensor,
+        src_padding: Option<&Tensor>,
+        tgt_padding: Option<&Tensor>,
+    ) -> Tensor {
+        let memory = self.encode(src, src_padding);
+        self.decode(tgt, &memory, src_padding, tgt_padding, None)
+    }
+
+    /// Greedy decoding of up to `max_len` tokens `[batch, max_len]` after
+    /// `start_id`: the source is encoded once, and each step feeds only
+    /// the newest token through the decoder's KV caches. A sequence that
+    /// emits `end_id` is padded with it afterwards; decoding stops early
+    /// when every sequence has.
+    pub fn greedy_decode(
+        &self,
+        src: &Tensor,
+        src_padding: Option<&Tensor>,
+        start_id: i64,
+        end_id: Option<i64>,
+        max_len: usize,
+    ) -> Tensor {
+        self.greedy(src, src_padding, start_id, end_id, max_len, true)
+    }
+
+    /// [`greedy_decode`](Self::greedy_decode) without caches: every step
+    /// re-runs the decoder over the whole prefix. The reference for tests.
+    pub fn greedy_decode_uncached(
+        &self,
+        src: &Tensor,
+        src_padding: Option<&Tensor>,
+        start_id: i64,
+        end_id: Option<i64>,
+        max_len: usize,
+    ) -> Tensor {
+        self.greedy(src, src_padding, start_id, end_id, max_len, false)
+    }
+
+    fn greedy(
+        &self,
+        src: &Tensor,
+        src_padding: Option<&Tensor>,
+        start_id: i64,
+        end_id: Option<i64>,
+        max_len: usize,
+        cached: bool,
+    ) -> Tensor {
+        let _guard = NoGradGuard::new();
+        let b = src.shape()[0];
+        let memory = self.encode(src, src_padding);
+        let mut cache = DecoderCache::default();
+        // Row-major [batch, steps so far + 1], starting with the start token.
+        let mut seqs: Vec<Vec<i64>> = vec![vec![start_id]; b];
+        let mut done = vec![false; b];
+        for _ in 0..max_len {
+            let logits = if cached {
+                let last = seqs.iter().map(|s| *s.last().expect("non-empty")).collect();
+                self.decode(
+                    &Tensor::from_ids(last, &[b, 1]),
+                    &memory,
+                    src_padding,
+                    None,
+                    Some(&mut cache),
+                )
+            } else {
+                let t = seqs[0].len();
+                let all = seqs.iter().flatten().copied().collect();
+                self.decode(
+                    &Tensor::from_ids(all, &[b, t]),
+                    &memory,
+                    src_padding,
+                    None,
+                    None,
+                )
+            };
+            let t = logits.shape()[1];
+            let next = logits
+                .narrow(1, t - 1, 1)
+                .argmax_dim(-1, false)
+                .to_vec_i64();
+            for (i, seq) in seqs.iter_mut().enumerate() {
+                let token = if done[i] {
+                    end_id.expect("done only with an end id")
+                } else {
+                    next[i]
+                };
+                done[i] |= Some(token) == end_id;
+                seq.push(token);
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+        }
+        let steps = seqs[0].len() - 1;
+        let out = seqs.iter().flat_map(|s| s[1..].iter().copied()).collect();
+        Tensor::from_ids(out, &[b, steps])
+    }
+}
+
+impl Module for EncoderDecoder {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.src_embed
+            .visit_parameters(&format!("{prefix}src_embed."), f);
+        self.tgt_embed
+            .visit_parameters(&format!("{prefix}tgt_embed."), f);
+        for (i, layer) in self.encoder.iter().enumerate() {
+            layer.visit_parameters(&format!("{prefix}encoder.{i}."), f);
+        }
+        if let Some(norm) = &self.encoder_norm {
+            norm.visit_parameters(&format!("{prefix}encoder_norm."), f);
+        }
+        for (i, layer) in self.decoder.iter().enumerate() {
+            layer.visit_parameters(&format!("{prefix}decoder.{i}."), f);
+        }
+        if let Some(norm) = &self.decoder_norm {
+            norm.visit_parameters(&format!("{prefix}decoder_norm."), f);
+        }
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.src_embed.set_training(training);
+        self.tgt_embed.set_training(training);
+        self.encoder
+            .iter_mut()
+            .for_each(|l| l.set_training(training));
+        self.decoder
+            .iter_mut()
+            .for_each(|l| l.set_training(training));
+    }
+}

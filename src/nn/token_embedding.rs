@@ -1,0 +1,112 @@
+//! The input of a Transformer stack: token vectors plus position
+//! information, scaled, then dropout.
+
+use rand::Rng;
+
+use super::{Dropout, Embedding, Module, Positional, Rope, SharedRng, join, sinusoidal_table};
+use crate::Tensor;
+
+/// Token embeddings with learned or sinusoidal positions added, or rotary
+/// positions handed to the attention layers ([`rope`](Self::rope)).
+pub struct TokenEmbedding {
+    pub tokens: Embedding,
+    /// The learned position table, for [`Positional::Learned`].
+    pub positions: Option<Embedding>,
+    sinusoids: Option<Tensor>,
+    rope: Option<Rope>,
+    /// Multiplies the token vectors: √d_model in the 2017 Transformer, else 1.
+    pub scale: f32,
+    drop: Dropout,
+}
+
+impl TokenEmbedding {
+    /// A `[vocab, d_model]` table from N(0, std²) for up to `max_len`
+    /// positions; `head_dim` sizes the rotary tables.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        vocab: usize,
+        d_model: usize,
+        max_len: usize,
+        positional: Positional,
+        head_dim: usize,
+        scale: f32,
+        std: f32,
+        dropout: f32,
+        rng: &mut impl Rng,
+        dropout_rng: &SharedRng,
+    ) -> TokenEmbedding {
+        let tokens = Embedding::new(vocab, d_model, std, rng);
+        let (mut positions, mut sinusoids, mut rope) = (None, None, None);
+        match positional {
+            Positional::Learned => positions = Some(Embedding::new(max_len, d_model, std, rng)),
+            Positional::Sinusoidal => sinusoids = Some(sinusoidal_table(max_len, d_model)),
+            Positional::Rotary => rope = Some(Rope::new(head_dim, max_len)),
+        }
+        TokenEmbedding {
+            tokens,
+            positions,
+            sinusoids,
+            rope,
+            scale,
+            drop: Dropout::new(dropout, dropout_rng.clone()),
+        }
+    }
+
+    /// The most positions this embedding covers.
+    pub fn max_len(&self) -> usize {
+        match (&self.positions, &self.sinusoids, &self.rope) {
+            (Some(p), _, _) => p.weight.shape()[0],
+            (_, Some(s), _) => s.shape()[0],
+            (_, _, Some(r)) => r.max_len(),
+            _ => unreachable!("one kind of positions is always set"),
+        }
+    }
+
+    /// The rotary tables, when positions are rotary.
+    pub fn rope(&self) -> Option<&Rope> {
+        self.rope.as_ref()
+    }
+
+    /// `[batch, time]` ids (i64) whose first position is `offset` to
+    /// `[batch, time, d_model]` vectors.
+    pub fn forward(&self, ids: &Tensor, offset: usize) -> Tensor {
+        assert_eq!(
+            ids.rank(),
+            2,
+            "TokenEmbedding: ids must be [batch, time], got {:?}",
+            ids.shape()
+        );
+        let t = ids.shape()[1];
+        assert!(
+            offset + t <= self.max_len(),
+            "TokenEmbedding: {} positions exceed the maximum length {}",
+            offset + t,
+            self.max_len()
+        );
+        let mut x = self.tokens.forward(ids);
+        if self.scale != 1.0 {
+            x = x.mul_scalar(self.scale);
+        }
+        if let Some(p) = &self.positions {
+            let idx = Tensor::from_ids((offset as i64..(offset + t) as i64).collect(), &[t]);
+            x = x.add(&p.forward(&idx));
+        }
+        if let Some(s) = &self.sinusoids {
+            x = x.add(&s.narrow(0, offset, t));
+        }
+        self.drop.forward(&x)
+    }
+}
+
+impl Module for TokenEmbedding {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.tokens.visit_parameters(&join(prefix, "tokens."), f);
+        if let Some(p) = &self.positions {
+            p.visit_parameters(&join(prefix, "positions."), f);
+        }
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.drop.set_training(training);
+    }
+}

@@ -1,0 +1,252 @@
+//! The encoder and decoder layers of the 2017 Transformer, with the norm
+//! after each residual sum (post-norm, as in the paper) or before each
+//! sub-layer (pre-norm, as in GPT-2).
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Activation, AttentionMask, FeedForward, LayerKvCache, Module, MultiHeadAttention, Norm,
+    NormKind, Rope, SharedRng, join,
+};
+use crate::Tensor;
+
+/// Where each sub-layer's normalisation sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NormPlacement {
+    /// `x + f(norm(x))` (GPT-2 and most models since): trains without
+    /// warmup tricks; the stack ends with one more norm.
+    #[default]
+    Pre,
+    /// `norm(x + f(x))`: the 2017 paper's.
+    Post,
+}
+
+/// The shape of one encoder or decoder layer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerConfig {
+    pub d_model: usize,
+    pub n_head: usize,
+    /// The feed-forward network's hidden width.
+    pub d_ff: usize,
+    pub dropout: f32,
+    pub activation: Activation,
+    pub norm: NormKind,
+    pub placement: NormPlacement,
+    /// Biases in the linear layers and LayerNorms.
+    pub bias: bool,
+}
+
+impl LayerConfig {
+    /// Checks the numbers, naming what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.d_model == 0 || self.n_head == 0 || self.d_ff == 0 {
+            return Err(format!(
+                "d_model, n_head and d_ff must be positive: {self:?}"
+            ));
+        }
+        if self.d_model % self.n_head != 0 {
+            return Err(format!(
+                "d_model {} is not divisible by n_head {}",
+                self.d_model, self.n_head
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        Ok(())
+    }
+
+    fn attention(&self, std: f32, rng: &mut impl Rng, drop: &SharedRng) -> MultiHeadAttention {
+        MultiHeadAttention::new(
+            self.d_model,
+            self.n_head,
+            self.bias,
+            self.dropout,
+            std,
+            std,
+            rng,
+            drop,
+        )
+    }
+
+    fn feed_forward(&self, std: f32, rng: &mut impl Rng, drop: &SharedRng) -> FeedForward {
+        FeedForward::new(
+            self.d_model,
+            self.d_ff,
+            self.activation,
+            self.bias,
+            self.dropout,
+            std,
+            std,
+            rng,
+            drop,
+        )
+    }
+
+    fn norm(&self) -> Norm {
+        Norm::new(self.norm, self.d_model, self.bias)
+    }
+}
+
+/// A residual connection around `f` with the norm placed as configured.
+fn residual(
+    placement: NormPlacement,
+    x: &Tensor,
+    norm: &Norm,
+    f: impl FnOnce(&Tensor) -> Tensor,
+) -> Tensor {
+    match placement {
+        NormPlacement::Pre => x.add(&f(&norm.forward(x))),
+        NormPlacement::Post => norm.forward(&x.add(&f(x))),
+    }
+}
+
+/// Bidirectional self-attention, then a feed-forward network.
+pub struct EncoderLayer {
+    pub self_attn: MultiHeadAttention,
+    pub norm_1: Norm,
+    pub ff: FeedForward,
+    pub norm_2: Norm,
+    pub placement: NormPlacement,
+}
+
+impl EncoderLayer {
+    /// Weights from N(0, std²) (models may re-initialise them).
+    pub fn new(
+        config: &LayerConfig,
+        std: f32,
+        rng: &mut impl Rng,
+        dropout_rng: &SharedRng,
+    ) -> EncoderLayer {
+        EncoderLayer {
+            self_attn: config.attention(std, rng, dropout_rng),
+            norm_1: config.norm(),
+            ff: config.feed_forward(std, rng, dropout_rng),
+            norm_2: config.norm(),
+            placement: config.placement,
+        }
+    }
+
+    /// `x` `[batch, time, d_model]`; `padding` `[batch, time]` marks padded
+    /// positions, which no position attends to.
+    pub fn forward(&self, x: &Tensor, padding: Option<&Tensor>, rope: Option<&Rope>) -> Tensor {
+        let mask = AttentionMask {
+            causal: false,
+            key_padding: padding,
+        };
+        let x = residual(self.placement, x, &self.norm_1, |h| {
+            self.self_attn.self_attention(h, mask, None, rope, false).0
+        });
+        residual(self.placement, &x, &self.norm_2, |h| self.ff.forward(h))
+    }
+}
+
+impl Module for EncoderLayer {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.self_attn
+            .visit_parameters(&join(prefix, "self_attn."), f);
+        self.norm_1.visit_parameters(&join(prefix, "norm_1."), f);
+        self.ff.visit_parameters(&join(prefix, "ff."), f);
+        self.norm_2.visit_parameters(&join(prefix, "norm_2."), f);
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.self_attn.set_training(training);
+        self.ff.set_training(training);
+    }
+}
+
+/// What one decoder layer keeps between decoding steps: its own keys and
+/// values so far, and the keys and values of the encoder output.
+#[derive(Default, Clone)]
+pub struct DecoderLayerCache {
+    pub self_attn: LayerKvCache,
+    pub cross_attn: LayerKvCache,
+}
+
+/// Masked self-attention, cross-attention over the encoder output, then a
+/// feed-forward network.
+pub struct DecoderLayer {
+    pub self_attn: MultiHeadAttention,
+    pub norm_1: Norm,
+    pub cross_attn: MultiHeadAttention,
+    pub norm_2: Norm,
+    pub ff: FeedForward,
+    pub norm_3: Norm,
+    pub placement: NormPlacement,
+}
+
+impl DecoderLayer {
+    /// Weights from N(0, std²) (models may re-initialise them).
+    pub fn new(
+        config: &LayerConfig,
+        std: f32,
+        rng: &mut impl Rng,
+        dropout_rng: &SharedRng,
+    ) -> DecoderLayer {
+        DecoderLayer {
+            self_attn: config.attention(std, rng, dropout_rng),
+            norm_1: config.norm(),
+            cross_attn: config.attention(std, rng, dropout_rng),
+            norm_2: config.norm(),
+            ff: config.feed_forward(std, rng, dropout_rng),
+            norm_3: config.norm(),
+            placement: config.placement,
+        }
+    }
+
+    /// `x` `[batch, time, d_model]` attends causally to itself (hiding
+    /// positions in `padding`, `[batch, keys]`) and to `memory` `[batch,
+    /// source_time, d_model]` (hiding `memory_padding`). With a `cache`, `x`
+    /// holds the new positions only.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        memory: &Tensor,
+        padding: Option<&Tensor>,
+        memory_padding: Option<&Tensor>,
+        cache: Option<&mut DecoderLayerCache>,
+        rope: Option<&Rope>,
+    ) -> Tensor {
+        let (self_cache, cross_cache) = match cache {
+            Some(c) => (Some(&mut c.self_attn), Some(&mut c.cross_attn)),
+            None => (None, None),
+        };
+        let mask = AttentionMask {
+            causal: true,
+            key_padding: padding,
+        };
+        let x = residual(self.placement, x, &self.norm_1, |h| {
+            self.self_attn
+                .self_attention(h, mask, self_cache, rope, false)
+                .0
+        });
+        let x = residual(self.placement, &x, &self.norm_2, |h| {
+            self.cross_attn
+                .cross_attention(h, memory, memory_padding, cross_cache, false)
+                .0
+        });
+        residual(self.placement, &x, &self.norm_3, |h| self.ff.forward(h))
+    }
+}
+
+impl Module for DecoderLayer {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.self_attn
+            .visit_parameters(&join(prefix, "self_attn."), f);
+        self.norm_1.visit_parameters(&join(prefix, "norm_1."), f);
+        self.cross_attn
+            .visit_parameters(&join(prefix, "cross_attn."), f);
+        self.norm_2.visit_parameters(&join(prefix, "norm_2."), f);
+        self.ff.visit_parameters(&join(prefix, "ff."), f);
+        self.norm_3.visit_parameters(&join(prefix, "norm_3."), f);
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.self_attn.set_training(training);
+        self.cross_attn.set_training(training);
+        self.ff.set_training(training);
+    }
+}
