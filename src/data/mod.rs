@@ -1,5 +1,8 @@
 //! Text and token datasets: loading a corpus, the train/validation split,
-//! random training batches, and evaluation windows.
+//! random training batches, and evaluation windows; [`digits`], the
+//! synthetic sequence-to-sequence tasks.
+
+pub mod digits;
 
 use std::path::Path;
 
