@@ -16,13 +16,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use zeroformer::checkpoint::Checkpoint;
-use zeroformer::data::{check_long_enough, read_text, train_val_split};
+use zeroformer::data::{check_long_enough, locate_shakespeare, read_text, train_val_split};
 use zeroformer::models::{Gpt, GptConfig};
 use zeroformer::tokenizer::CharTokenizer;
 use zeroformer::train::{TrainConfig, Trainer, evaluate, generate};
 use zeroformer::{Error, Result};
 
-const FETCH: &str = "mkdir -p data && curl -fL -o data/tinyshakespeare.txt https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt";
 const BEST: &str = "ckpt.safetensors";
 const LAST: &str = "last.safetensors";
 
@@ -106,19 +105,6 @@ fn main() {
     }
 }
 
-fn corpus_path(args: &Args) -> Result<PathBuf> {
-    if let Some(p) = &args.data {
-        return Ok(p.clone());
-    }
-    let candidates = [
-        PathBuf::from("data/tinyshakespeare.txt"),
-        PathBuf::from("../shared/data/tinyshakespeare.txt"),
-    ];
-    candidates.iter().find(|p| p.exists()).cloned().ok_or_else(|| {
-        Error::InvalidData(format!("no corpus at data/tinyshakespeare.txt; fetch it with\n    {FETCH}\nor pass --data PATH"))
-    })
-}
-
 fn run(args: Args) -> Result<()> {
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new()
@@ -133,7 +119,7 @@ fn run(args: Args) -> Result<()> {
             .ok_or_else(|| Error::InvalidConfig("--sample-only needs --resume DIR".into()))?;
         return sample_only(&args, dir);
     }
-    let path = corpus_path(&args)?;
+    let path = locate_shakespeare(args.data.as_deref())?;
     let text = read_text(&path)?;
     let tokenizer = CharTokenizer::from_text(&text);
     let ids = tokenizer.encode(&text)?;

@@ -79,3 +79,50 @@ fn bad_input_is_an_error_not_a_panic() {
     let tok = CharTokenizer::from_text("ab");
     assert!(tok.decode(&[5]).is_err());
 }
+
+#[test]
+fn tiny_shakespeare_speeches_of_the_eight_main_speakers() {
+    use zeroformer::data::speeches::{parse_speeches, top_speakers};
+    let Some(path) = common::shared_data("tinyshakespeare.txt") else {
+        return;
+    };
+    let speeches = parse_speeches(&read_text(&path).unwrap());
+    // Counted independently with a Python split on blank lines and the
+    // regex [A-Za-z][A-Za-z' .-]*: for the header.
+    assert_eq!(speeches.len(), 7095);
+    assert_eq!(speeches[0].speaker, "First Citizen");
+    assert_eq!(
+        speeches[0].text,
+        "Before we proceed any further, hear me speak."
+    );
+    let top = top_speakers(&speeches, 8);
+    assert_eq!(
+        top,
+        [
+            "GLOUCESTER",
+            "DUKE VINCENTIO",
+            "MENENIUS",
+            "ROMEO",
+            "PETRUCHIO",
+            "CORIOLANUS",
+            "KING RICHARD III",
+            "ISABELLA"
+        ]
+    );
+    let kept = speeches.iter().filter(|s| top.contains(&s.speaker)).count();
+    let largest = speeches.iter().filter(|s| s.speaker == top[0]).count();
+    assert_eq!((kept, largest), (1288, 211));
+}
+
+#[test]
+fn word_tokenizer_counts_and_ranks_words() {
+    use zeroformer::tokenizer::WordTokenizer;
+    let t = WordTokenizer::fit(["To be, or not to be:", "that is the question", "Be TO"], 2);
+    // "be" (3) and "to" (3), ties alphabetical; everything else once.
+    assert_eq!(t.vocab_size(), 4);
+    assert_eq!((t.word(2), t.word(3)), (Some("be"), Some("to")));
+    assert_eq!(t.encode("To be or"), vec![3, 2, WordTokenizer::UNK]);
+    assert_eq!(t.word(9), None);
+    let words: Vec<String> = WordTokenizer::words("O'er the hills--and far").collect();
+    assert_eq!(words, ["o'er", "the", "hills", "and", "far"]);
+}

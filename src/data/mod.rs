@@ -1,14 +1,37 @@
 //! Text and token datasets: loading a corpus, the train/validation split,
 //! random training batches, and evaluation windows; [`digits`], the
-//! synthetic sequence-to-sequence tasks.
+//! synthetic sequence-to-sequence tasks; [`speeches`], the speeches of a play.
 
 pub mod digits;
+pub mod speeches;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rand::Rng;
 
 use crate::{Error, Result, Tensor};
+
+/// The shell command that fetches tiny Shakespeare into `data/`.
+pub const FETCH_SHAKESPEARE: &str = "mkdir -p data && curl -fL -o data/tinyshakespeare.txt https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt";
+
+/// Where the examples find tiny Shakespeare: `explicit` (a `--data` flag)
+/// when given, else `data/tinyshakespeare.txt`, else
+/// `../shared/data/tinyshakespeare.txt`. When none exists the error gives
+/// the command that fetches it.
+pub fn locate_shakespeare(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    ["data/tinyshakespeare.txt", "../shared/data/tinyshakespeare.txt"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            Error::InvalidData(format!(
+                "no corpus at data/tinyshakespeare.txt; fetch it with\n    {FETCH_SHAKESPEARE}\nor pass --data PATH"
+            ))
+        })
+}
 
 /// Reads a UTF-8 text corpus, with errors that say what to do.
 pub fn read_text(path: &Path) -> Result<String> {
