@@ -4,7 +4,7 @@
 //! their formulas.
 
 use zeroformer::data::digits::{self, DigitTask};
-use zeroformer::models::{EncoderConfig, EncoderDecoder, EncoderDecoderConfig};
+use zeroformer::models::{Encoder, EncoderConfig, EncoderDecoder, EncoderDecoderConfig};
 use zeroformer::nn::{NormKind, NormPlacement, Positional, Rope, padding_mask, sinusoidal_table};
 use zeroformer::optim::{Adam, AdamConfig, LrSchedule, Optimizer, ParamGroup};
 use zeroformer::prelude::*;
@@ -97,8 +97,6 @@ fn encoder_outputs_ignore_padding() {
         );
     }
 }
-
-use zeroformer::models::Encoder;
 
 #[test]
 fn cross_attention_ignores_source_padding() {
@@ -251,4 +249,28 @@ fn post_norm_and_pre_norm_both_learn_to_copy() {
         assert!(first > 2.0, "starts near ln 10: {first}");
         assert!(last < 0.2, "{placement:?}: copy loss only fell to {last}");
     }
+}
+
+#[test]
+fn configs_round_trip_through_json_and_presets_validate() {
+    let mut config = EncoderDecoderConfig::preset("transformer-base", 100, 120, 64).unwrap();
+    config.layer.activation = zeroformer::nn::Activation::Gelu(GeluApproximation::Tanh);
+    config.positional = Positional::Rotary;
+    let json = serde_json::to_string(&config).unwrap();
+    assert_eq!(
+        serde_json::from_str::<EncoderDecoderConfig>(&json).unwrap(),
+        config
+    );
+    let encoder = EncoderConfig::preset("bert-mini", 100, 4, 32).unwrap();
+    let json = serde_json::to_string(&encoder).unwrap();
+    assert_eq!(
+        serde_json::from_str::<EncoderConfig>(&json).unwrap(),
+        encoder
+    );
+    // Unknown presets and impossible shapes are errors, not panics.
+    assert!(EncoderDecoderConfig::preset("transformer-huge", 10, 10, 8).is_err());
+    assert!(EncoderConfig::preset("bert-huge", 10, 2, 8).is_err());
+    let mut bad = EncoderConfig::preset("encoder-tiny", 10, 2, 8).unwrap();
+    bad.layer.n_head = 5;
+    assert!(Encoder::new(bad, 0).is_err());
 }
