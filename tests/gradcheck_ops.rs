@@ -352,3 +352,41 @@ fn attention_with_padding_and_cross_lengths() {
         ],
     );
 }
+
+#[test]
+fn fused_scaled_dot_product_attention() {
+    use zeroformer::nn::AttentionMask;
+    check(
+        |x| Tensor::scaled_dot_product_attention(&x[0], &x[1], &x[2], AttentionMask::CAUSAL, 0),
+        &[
+            randn(&[1, 2, 5, 4], 61),
+            randn(&[1, 2, 5, 4], 62),
+            randn(&[1, 2, 5, 4], 63),
+        ],
+    );
+    // Cross lengths with padding, from non-contiguous (transposed) views.
+    let pad = Tensor::from_bools(
+        [[false; 6], [false, false, false, false, true, true]].concat(),
+        &[2, 6],
+    );
+    let mask = AttentionMask {
+        causal: false,
+        key_padding: Some(&pad),
+    };
+    check(
+        |x| {
+            Tensor::scaled_dot_product_attention(
+                &x[0].transpose(1, 2),
+                &x[1].transpose(1, 2),
+                &x[2].transpose(1, 2),
+                mask,
+                0,
+            )
+        },
+        &[
+            randn(&[2, 3, 1, 4], 64),
+            randn(&[2, 6, 1, 4], 65),
+            randn(&[2, 6, 1, 4], 66),
+        ],
+    );
+}

@@ -9,6 +9,7 @@
 use rand::Rng;
 
 use super::{Dropout, Linear, Module, Rope, SharedRng, join};
+pub use crate::ops::attention::AttentionMask;
 use crate::{DType, Tensor};
 
 /// Cached keys and values of one attention layer, `[batch, heads, time, head_dim]`.
@@ -68,32 +69,6 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// Which keys each query may attend to.
-#[derive(Clone, Copy, Default, Debug)]
-pub struct AttentionMask<'a> {
-    /// Query `i` (at absolute position `past + i`, where `past` is the
-    /// number of cached positions) sees keys `0..=past + i` only.
-    pub causal: bool,
-    /// `[batch, keys]` bool, `true` where the key is padding and must be
-    /// ignored: PyTorch's `key_padding_mask`. [`padding_mask`] builds it
-    /// from token ids. A query that can see no key at all gets a zero output.
-    pub key_padding: Option<&'a Tensor>,
-}
-
-impl AttentionMask<'_> {
-    /// Causal, no padding: a decoder's self-attention.
-    pub const CAUSAL: AttentionMask<'static> = AttentionMask {
-        causal: true,
-        key_padding: None,
-    };
-
-    /// Every query sees every key: unpadded bidirectional attention.
-    pub const NONE: AttentionMask<'static> = AttentionMask {
-        causal: false,
-        key_padding: None,
-    };
 }
 
 /// The key padding mask of a batch of token ids `[batch, time]` (i64):

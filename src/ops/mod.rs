@@ -2,6 +2,7 @@
 //! method on [`Tensor`]) and, right beside it, the [`Backward`](crate::autograd::Backward)
 //! rule that differentiates it. Kernels live in `crate::backend`.
 
+pub mod attention;
 pub mod binary;
 pub mod concat;
 pub mod dropout;

@@ -95,10 +95,34 @@ impl<'a> MatRef<'a> {
 
 /// `c = a @ b` for one `m x k` by `k x n` product into contiguous `c`.
 fn gemm(m: usize, k: usize, n: usize, a: MatRef, b: MatRef, c: &mut [f32]) {
+    gemm_scaled(m, k, n, 1.0, a, b, 0.0, c);
+}
+
+/// `c = alpha · a @ b + beta · c` for one `m x k` by `k x n` product, `c`
+/// contiguous `m x n`, on the calling thread (the tiles of fused kernels).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_scaled(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    beta: f32,
+    c: &mut [f32],
+) {
     assert!(a.extent(m, k) <= a.data.len() && b.extent(k, n) <= b.data.len());
     assert!(c.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
     if k == 0 {
-        c[..m * n].fill(0.0);
+        let c = &mut c[..m * n];
+        if beta == 0.0 {
+            c.fill(0.0);
+        } else {
+            c.iter_mut().for_each(|x| *x *= beta);
+        }
         return;
     }
     // SAFETY: the asserts above keep every element sgemm reads inside `a.data`
@@ -108,14 +132,14 @@ fn gemm(m: usize, k: usize, n: usize, a: MatRef, b: MatRef, c: &mut [f32]) {
             m,
             k,
             n,
-            1.0,
+            alpha,
             a.data.as_ptr().add(a.offset),
             a.row_stride as isize,
             a.col_stride as isize,
             b.data.as_ptr().add(b.offset),
             b.row_stride as isize,
             b.col_stride as isize,
-            0.0,
+            beta,
             c.as_mut_ptr(),
             n as isize,
             1,

@@ -1,6 +1,7 @@
 //! CPU kernels on slices. Parallel with rayon above a size threshold, serial
 //! below it, so that small ops pay no thread-pool overhead.
 
+pub mod attention;
 pub mod gemm;
 pub mod math;
 pub mod norm;

@@ -1,0 +1,176 @@
+//! Fused scaled dot-product attention: one op for `softmax(q kᵀ · scale +
+//! mask) v` whose forward keeps only the output and each row's logsumexp,
+//! and whose backward recomputes the probabilities tile by tile
+//! (flash-attention style). Memory grows linearly with sequence length.
+
+use crate::autograd::{self, Backward};
+use crate::backend::cpu::attention::{self as kernels, AttentionShape};
+use crate::ops::with_contiguous_f32;
+use crate::{DType, Tensor};
+
+/// Which keys each query may attend to.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct AttentionMask<'a> {
+    /// Query `i` (at absolute position `past + i`, where `past` is the
+    /// number of cached positions) sees keys `0..=past + i` only.
+    pub causal: bool,
+    /// `[batch, keys]` bool, `true` where the key is padding and must be
+    /// ignored: PyTorch's `key_padding_mask`. A query that can see no key
+    /// at all gets a zero output.
+    pub key_padding: Option<&'a Tensor>,
+}
+
+impl AttentionMask<'_> {
+    /// Causal, no padding: a decoder's self-attention.
+    pub const CAUSAL: AttentionMask<'static> = AttentionMask {
+        causal: true,
+        key_padding: None,
+    };
+
+    /// Every query sees every key: unpadded bidirectional attention.
+    pub const NONE: AttentionMask<'static> = AttentionMask {
+        causal: false,
+        key_padding: None,
+    };
+}
+
+struct AttentionBackward {
+    batch: usize,
+    heads: usize,
+    tq: usize,
+    tk: usize,
+    d: usize,
+    scale: f32,
+    causal: Option<usize>,
+    key_padding: Option<Vec<bool>>,
+    /// Contiguous copies of the inputs (detached), the output and the
+    /// per-row logsumexp.
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    out: Tensor,
+    lse: Vec<f32>,
+}
+
+impl Backward for AttentionBackward {
+    fn name(&self) -> &'static str {
+        "scaled_dot_product_attention"
+    }
+
+    fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+        let shape = AttentionShape {
+            batch: self.batch,
+            heads: self.heads,
+            tq: self.tq,
+            tk: self.tk,
+            d: self.d,
+            scale: self.scale,
+            causal: self.causal,
+            key_padding: self.key_padding.as_deref(),
+        };
+        let o = self.out.storage();
+        let (dq, dk, dv) = with_contiguous_f32(g, "attention backward", |g| {
+            kernels::backward(
+                &shape,
+                &self.q,
+                &self.k,
+                &self.v,
+                o.f32("attention backward"),
+                &self.lse,
+                g,
+            )
+        });
+        vec![
+            Some(Tensor::from_f32(dq, inputs[0].shape(), None)),
+            Some(Tensor::from_f32(dk, inputs[1].shape(), None)),
+            Some(Tensor::from_f32(dv, inputs[2].shape(), None)),
+        ]
+    }
+}
+
+fn contiguous_data(t: &Tensor) -> Vec<f32> {
+    with_contiguous_f32(t, "scaled_dot_product_attention", |x| x.to_vec())
+}
+
+impl Tensor {
+    /// `softmax(q kᵀ / √d, hiding what `mask` hides) v` for queries `q`
+    /// `[batch, heads, tq, d]` and keys and values `[batch, heads, tk, d]`
+    /// (cross-attention when `tq != tk`), fused: the forward keeps the
+    /// output and one logsumexp per query, the backward recomputes the
+    /// probabilities in tiles. `past` is the absolute position of the first
+    /// query, for the causal mask. Equal to the composed matmul, masked
+    /// softmax and matmul (tests/attention.rs), without their `tq x tk`
+    /// intermediate.
+    ///
+    /// ```
+    /// use zeroformer::prelude::*;
+    /// use zeroformer::ops::attention::AttentionMask;
+    /// let q = Tensor::ones(&[1, 1, 2, 4]);
+    /// let v = Tensor::from_vec((0..8).map(|x| x as f32).collect(), &[1, 1, 2, 4]);
+    /// let y = Tensor::scaled_dot_product_attention(&q, &q, &v, AttentionMask::CAUSAL, 0);
+    /// // The first query sees only the first value; the second averages both.
+    /// assert_eq!(y.to_vec(), vec![0.0, 1.0, 2.0, 3.0, 2.0, 3.0, 4.0, 5.0]);
+    /// ```
+    pub fn scaled_dot_product_attention(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: AttentionMask,
+        past: usize,
+    ) -> Tensor {
+        let op = "scaled_dot_product_attention";
+        assert!(
+            q.rank() == 4 && k.rank() == 4 && v.rank() == 4,
+            "{op}: q, k and v must be [batch, heads, time, head_dim], got {:?}, {:?} and {:?}",
+            q.shape(),
+            k.shape(),
+            v.shape()
+        );
+        let (batch, heads, tq, d) = (q.shape()[0], q.shape()[1], q.shape()[2], q.shape()[3]);
+        let tk = k.shape()[2];
+        assert!(
+            k.shape() == [batch, heads, tk, d] && v.shape() == k.shape(),
+            "{op}: k and v must be [{batch}, {heads}, keys, {d}] and equal, got {:?} and {:?}",
+            k.shape(),
+            v.shape()
+        );
+        let key_padding = mask.key_padding.map(|p| {
+            assert!(
+                p.dtype() == DType::Bool && p.shape() == [batch, tk],
+                "{op}: key padding mask must be bool [{batch}, {tk}], got {:?} {:?}",
+                p.dtype(),
+                p.shape()
+            );
+            p.to_vec_bool()
+        });
+        let shape = AttentionShape {
+            batch,
+            heads,
+            tq,
+            tk,
+            d,
+            scale: 1.0 / (d as f32).sqrt(),
+            causal: mask.causal.then_some(past),
+            key_padding: key_padding.as_deref(),
+        };
+        let (qd, kd, vd) = (contiguous_data(q), contiguous_data(k), contiguous_data(v));
+        let (out, lse) = kernels::forward(&shape, &qd, &kd, &vd);
+        let out = Tensor::from_f32(out, &[batch, heads, tq, d], None);
+        let scale = shape.scale;
+        autograd::with_saved_output(out, &[q, k, v], |out| AttentionBackward {
+            batch,
+            heads,
+            tq,
+            tk,
+            d,
+            scale,
+            causal: mask.causal.then_some(past),
+            key_padding,
+            q: qd,
+            k: kd,
+            v: vd,
+            out,
+            lse,
+        })
+    }
+}

@@ -1,0 +1,122 @@
+//! The fused, flash-style attention op against the composed reference
+//! (matmul, masked softmax, matmul): output and all three gradients, for
+//! causal and bidirectional attention, key padding, cross-attention
+//! lengths, cached offsets and lengths that are not a multiple of the tile.
+
+use zeroformer::nn::AttentionMask;
+use zeroformer::prelude::*;
+
+fn randn(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::randn(shape, &mut StdRng::seed_from_u64(seed)).requires_grad()
+}
+
+/// The composed attention every fused result must equal.
+fn reference(q: &Tensor, k: &Tensor, v: &Tensor, mask: AttentionMask, past: usize) -> Tensor {
+    let (batch, tq, tk, d) = (q.shape()[0], q.shape()[2], k.shape()[2], q.shape()[3]);
+    let mut hidden = Vec::new();
+    for b in 0..batch {
+        for i in 0..tq {
+            for j in 0..tk {
+                let pad = mask
+                    .key_padding
+                    .is_some_and(|p| p.to_vec_bool()[b * tk + j]);
+                hidden.push(pad || (mask.causal && j > past + i));
+            }
+        }
+    }
+    let hidden = Tensor::from_bools(hidden, &[batch, 1, tq, tk]);
+    q.matmul(&k.transpose(-1, -2))
+        .mul_scalar(1.0 / (d as f32).sqrt())
+        .masked_fill(&hidden, f32::NEG_INFINITY)
+        .softmax(-1)
+        .matmul(v)
+}
+
+fn assert_close(what: &str, fused: &Tensor, composed: &Tensor) {
+    assert_eq!(fused.shape(), composed.shape(), "{what}: shape");
+    let (a, b) = (fused.to_vec(), composed.to_vec());
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs() / (1e-5 * y.abs() + 1e-6))
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= 1.0,
+        "{what}: a difference of {worst:.2}x the tolerance (1e-5 relative + 1e-6)"
+    );
+}
+
+/// Runs both versions on the same inputs and output gradient and compares.
+fn check(shape_q: [usize; 4], tk: usize, mask: AttentionMask, past: usize, seed: u64) {
+    let [b, h, tq, d] = shape_q;
+    let (q, k, v) = (
+        randn(&[b, h, tq, d], seed),
+        randn(&[b, h, tk, d], seed + 1),
+        randn(&[b, h, tk, d], seed + 2),
+    );
+    let g = Tensor::randn(&[b, h, tq, d], &mut StdRng::seed_from_u64(seed + 3));
+    let fused = Tensor::scaled_dot_product_attention(&q, &k, &v, mask, past);
+    fused.backward_with(&g);
+    let grads: Vec<Tensor> = [&q, &k, &v].iter().map(|t| t.grad().unwrap()).collect();
+    [&q, &k, &v].iter().for_each(|t| t.zero_grad());
+    let composed = reference(&q, &k, &v, mask, past);
+    composed.backward_with(&g);
+    let what = format!("q {shape_q:?} tk {tk} causal {} past {past}", mask.causal);
+    assert_close(&format!("{what}: output"), &fused, &composed);
+    for (name, (t, fused_grad)) in ["dq", "dk", "dv"]
+        .iter()
+        .zip([&q, &k, &v].iter().zip(&grads))
+    {
+        assert_close(&format!("{what}: {name}"), fused_grad, &t.grad().unwrap());
+    }
+}
+
+#[test]
+fn causal_self_attention_across_tile_boundaries() {
+    for (t, d) in [(1, 8), (5, 8), (64, 16), (70, 32), (130, 64)] {
+        check([2, 3, t, d], t, AttentionMask::CAUSAL, 0, t as u64);
+    }
+}
+
+#[test]
+fn bidirectional_and_cross_attention() {
+    check([2, 2, 37, 16], 37, AttentionMask::NONE, 0, 10);
+    // Queries and keys of different lengths, either way round.
+    check([2, 2, 7, 16], 150, AttentionMask::NONE, 0, 20);
+    check([1, 2, 150, 8], 9, AttentionMask::NONE, 0, 30);
+}
+
+#[test]
+fn key_padding_alone_and_with_the_causal_mask() {
+    let tk = 100;
+    // Sequence 0 unpadded; sequence 1 has 30 padded keys at the end.
+    let pad: Vec<bool> = (0..2 * tk).map(|i| i >= tk && i % tk >= 70).collect();
+    let pad = Tensor::from_bools(pad, &[2, tk]);
+    let padded = AttentionMask {
+        causal: false,
+        key_padding: Some(&pad),
+    };
+    check([2, 2, 80, 16], tk, padded, 0, 40);
+    let both = AttentionMask {
+        causal: true,
+        key_padding: Some(&pad),
+    };
+    check([2, 2, tk, 16], tk, both, 0, 50);
+}
+
+#[test]
+fn queries_behind_a_cache_and_rows_that_see_nothing() {
+    // Three new queries at positions 67..70 over 70 cached-and-new keys.
+    check([1, 2, 3, 16], 70, AttentionMask::CAUSAL, 67, 60);
+    // Left padding under a causal mask: the first query sees only padding,
+    // so its output (and gradient) is zero in both versions.
+    let pad = Tensor::from_bools(vec![true, true, false, false, false], &[1, 5]);
+    let both = AttentionMask {
+        causal: true,
+        key_padding: Some(&pad),
+    };
+    check([1, 1, 5, 8], 5, both, 0, 70);
+    let (q, k) = (randn(&[1, 1, 5, 8], 1), randn(&[1, 1, 5, 8], 2));
+    let y = Tensor::scaled_dot_product_attention(&q, &k, &k, both, 0).to_vec();
+    assert!(y[..16].iter().all(|&x| x == 0.0), "rows 0 and 1 see no key");
+}
