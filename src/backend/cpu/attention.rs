@@ -97,7 +97,10 @@ fn score_tile(
         0.0,
         scores,
     );
-    if s.causal.is_none() && padding.is_none() {
+    // Only tiles that cross the causal diagonal or hold padding need a mask.
+    let crosses_diagonal = s.causal.is_some_and(|past| ks + bk > past + qs + 1);
+    let padded = padding.is_some_and(|p| p[ks..ks + bk].contains(&true));
+    if !crosses_diagonal && !padded {
         return;
     }
     for i in 0..bq {
