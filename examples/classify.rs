@@ -86,12 +86,7 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
-    if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .map_err(|e| Error::InvalidConfig(format!("--threads {n}: {e}")))?;
-    }
+    zeroformer::backend::cpu::set_threads(args.threads)?;
     if args.speakers < 2 || args.context == 0 || args.epochs == 0 || args.batch_size == 0 {
         return Err(Error::InvalidConfig(
             "--speakers must be at least 2; --context, --epochs and --batch-size positive".into(),

@@ -77,12 +77,7 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
-    if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .map_err(|e| Error::InvalidConfig(format!("--threads {n}: {e}")))?;
-    }
+    zeroformer::backend::cpu::set_threads(args.threads)?;
     let task: DigitTask = args.task.parse()?;
     if args.len == 0 || args.steps == 0 || args.batch_size == 0 || args.eval_size == 0 {
         return Err(Error::InvalidConfig(

@@ -106,12 +106,7 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
-    if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .map_err(|e| Error::InvalidConfig(format!("--threads {n}: {e}")))?;
-    }
+    zeroformer::backend::cpu::set_threads(args.threads)?;
     if args.sample_only {
         let dir = args
             .resume

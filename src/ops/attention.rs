@@ -3,9 +3,13 @@
 //! and whose backward recomputes the probabilities tile by tile
 //! (flash-attention style). Memory grows linearly with sequence length.
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use crate::autograd::{self, Backward};
 use crate::backend::cpu::attention::{self as kernels, AttentionShape};
 use crate::ops::with_contiguous_f32;
+use crate::tensor::Storage;
 use crate::{DType, Tensor};
 
 /// Which keys each query may attend to.
@@ -43,11 +47,11 @@ struct AttentionBackward {
     scale: f32,
     causal: Option<usize>,
     key_padding: Option<Vec<bool>>,
-    /// Contiguous copies of the inputs (detached), the output and the
-    /// per-row logsumexp.
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
+    /// The inputs made contiguous (detached; no copy when they already
+    /// were), the output and the per-row logsumexp.
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
     out: Tensor,
     lse: Vec<f32>,
 }
@@ -68,17 +72,9 @@ impl Backward for AttentionBackward {
             causal: self.causal,
             key_padding: self.key_padding.as_deref(),
         };
-        let o = self.out.storage();
+        let [q, k, v, o] = [&self.q, &self.k, &self.v, &self.out].map(Contiguous::of);
         let (dq, dk, dv) = with_contiguous_f32(g, "attention backward", |g| {
-            kernels::backward(
-                &shape,
-                &self.q,
-                &self.k,
-                &self.v,
-                o.f32("attention backward"),
-                &self.lse,
-                g,
-            )
+            kernels::backward(&shape, q.data(), k.data(), v.data(), o.data(), &self.lse, g)
         });
         vec![
             Some(Tensor::from_f32(dq, inputs[0].shape(), None)),
@@ -88,8 +84,21 @@ impl Backward for AttentionBackward {
     }
 }
 
-fn contiguous_data(t: &Tensor) -> Vec<f32> {
-    with_contiguous_f32(t, "scaled_dot_product_attention", |x| x.to_vec())
+/// The f32 data of a contiguous tensor, borrowed from its storage.
+struct Contiguous(Arc<Storage>, Range<usize>);
+
+impl Contiguous {
+    fn of(t: &Tensor) -> Contiguous {
+        let range = t
+            .layout()
+            .contiguous_range()
+            .expect("attention: inputs were made contiguous");
+        Contiguous(t.storage(), range)
+    }
+
+    fn data(&self) -> &[f32] {
+        &self.0.f32("scaled_dot_product_attention")[self.1.clone()]
+    }
 }
 
 impl Tensor {
@@ -153,8 +162,11 @@ impl Tensor {
             causal: mask.causal.then_some(past),
             key_padding: key_padding.as_deref(),
         };
-        let (qd, kd, vd) = (contiguous_data(q), contiguous_data(k), contiguous_data(v));
-        let (out, lse) = kernels::forward(&shape, &qd, &kd, &vd);
+        let [qc, kc, vc] = [q, k, v].map(|t| t.detach().contiguous());
+        let (out, lse) = {
+            let [qd, kd, vd] = [&qc, &kc, &vc].map(Contiguous::of);
+            kernels::forward(&shape, qd.data(), kd.data(), vd.data())
+        };
         let out = Tensor::from_f32(out, &[batch, heads, tq, d], None);
         let scale = shape.scale;
         autograd::with_saved_output(out, &[q, k, v], |out| AttentionBackward {
@@ -166,9 +178,9 @@ impl Tensor {
             scale,
             causal: mask.causal.then_some(past),
             key_padding,
-            q: qd,
-            k: kd,
-            v: vd,
+            q: qc,
+            k: kc,
+            v: vc,
             out,
             lse,
         })

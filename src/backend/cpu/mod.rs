@@ -17,3 +17,16 @@ pub const PARALLEL_THRESHOLD: usize = 32 * 1024;
 
 /// The chunk size used when an elementwise kernel runs in parallel.
 pub(crate) const PARALLEL_CHUNK: usize = 16 * 1024;
+
+/// Sizes the global rayon pool that every CPU kernel runs on: `Some(n)`
+/// threads, or rayon's default (one per core) for `None`. Call it once,
+/// before the first tensor op; a second call is an error, as with rayon.
+pub fn set_threads(threads: Option<usize>) -> crate::Result<()> {
+    let Some(n) = threads else {
+        return Ok(());
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .map_err(|e| crate::Error::InvalidConfig(format!("{n} threads: {e}")))
+}
