@@ -4,9 +4,18 @@
 matmul-softmax-matmul, forward and forward + backward, median ms.
 
     python3 scripts/bench_attention_torch.py [--threads 2] [--naive] [--reps 5]
+    python3 scripts/bench_attention_torch.py --memory [--naive]
+
+--memory runs each case forward + backward in a fresh process and prints its
+peak resident set (ru_maxrss, the whole Python process's, as in the issue's
+table) beside the peak before the call; examples/attention_memory.rs is
+zeroformer's counterpart.
 """
 import argparse
+import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -34,13 +43,40 @@ def median_ms(fn, reps):
     return statistics.median(times)
 
 
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # kB on Linux
+
+
+def one_case(name, d, t, threads):
+    torch.set_num_threads(threads)
+    q, k, v = (torch.randn(8, 6, t, d, requires_grad=True) for _ in range(3))
+    g = torch.randn(8, 6, t, d)
+    before = peak_mb()
+    f = sdpa if name == "sdpa" else naive
+    for _ in range(2):
+        f(q, k, v).backward(g)
+    print(f"{name} d={d} T={t} peak_rss_mb={peak_mb():.0f} before_call_mb={before:.0f}")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--naive", action="store_true")
     p.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 2048])
+    p.add_argument("--memory", action="store_true")
+    p.add_argument("--case", nargs=3, metavar=("IMPL", "D", "T"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.case:
+        one_case(args.case[0], int(args.case[1]), int(args.case[2]), args.threads)
+        return
+    if args.memory:
+        for d in (32, 64):
+            for t in args.lengths:
+                for name in ["sdpa"] + (["naive"] if args.naive else []):
+                    cmd = [sys.executable, __file__, "--threads", str(args.threads)]
+                    subprocess.run(cmd + ["--case", name, str(d), str(t)], check=True)
+        return
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, B=8 H=6 causal, median of {args.reps}")
     for d in (32, 64):

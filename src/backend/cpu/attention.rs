@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use super::gemm::{MatRef, gemm_scaled};
 use super::pool;
+use super::simd::{self, multiversion};
 
 /// Query rows per tile.
 const BLOCK_Q: usize = 64;
@@ -112,6 +113,63 @@ fn score_tile(
     }
 }
 
+multiversion! {
+    /// One step of the online softmax over a `bq x bk` score tile: each
+    /// row's running maximum and sum absorb the tile, the output rows
+    /// accumulated so far are rescaled to the new maximum, and the tile
+    /// becomes `exp(score - max)`, ready to multiply by V.
+    pub fn online_softmax_tile(
+        tile: &mut [f32],
+        bk: usize,
+        max: &mut [f32],
+        sum: &mut [f32],
+        acc: &mut [f32],
+        d: usize,
+    ) {
+        for (i, row) in tile.chunks_exact_mut(bk).enumerate() {
+            let new_max = max[i].max(simd::max(row));
+            if new_max == f32::NEG_INFINITY {
+                // Nothing visible yet: the row stays empty.
+                row.fill(0.0);
+                continue;
+            }
+            let correction = (max[i] - new_max).exp();
+            sum[i] = sum[i] * correction + simd::exp_shifted_sum(row, new_max);
+            max[i] = new_max;
+            if correction != 1.0 {
+                acc[i * d..(i + 1) * d]
+                    .iter_mut()
+                    .for_each(|a| *a *= correction);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Scores to probabilities, `exp(score - lse)` row by row; rows that see
+    /// no key (lse = -inf) are all zero.
+    pub fn probabilities_tile(tile: &mut [f32], bk: usize, lse: &[f32]) {
+        for (row, &l) in tile.chunks_exact_mut(bk).zip(lse) {
+            if l == f32::NEG_INFINITY {
+                row.fill(0.0);
+            } else {
+                simd::exp_shifted_sum(row, l);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// The softmax backward on a tile: `dp = p ⊙ (dp - delta)` row by row.
+    pub fn score_gradient_tile(p: &[f32], dp: &mut [f32], bk: usize, delta: &[f32]) {
+        for ((p, dp), &di) in p.chunks_exact(bk).zip(dp.chunks_exact_mut(bk)).zip(delta) {
+            for (g, &p) in dp.iter_mut().zip(p) {
+                *g = p * (*g - di);
+            }
+        }
+    }
+}
+
 /// Forward: the output `[bh, tq, d]` and each query row's logsumexp of its
 /// scaled, masked scores `[bh, tq]` (-inf for a row that sees no key, whose
 /// output is zero).
@@ -139,30 +197,7 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>
                 let bk = BLOCK_K.min(end - ks);
                 let tile = &mut scores[..bq * bk];
                 score_tile(s, padding, q, k, qs, bq, ks, bk, tile);
-                // Online softmax: rescale what was accumulated under the
-                // old row maximum, then add this tile's exp(score - max).
-                for i in 0..bq {
-                    let row = &mut tile[i * bk..(i + 1) * bk];
-                    let tile_max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let new_max = max[i].max(tile_max);
-                    if new_max == f32::NEG_INFINITY {
-                        row.fill(0.0);
-                        continue;
-                    }
-                    let correction = (max[i] - new_max).exp();
-                    let mut row_sum = 0.0;
-                    for x in row.iter_mut() {
-                        *x = (*x - new_max).exp();
-                        row_sum += *x;
-                    }
-                    sum[i] = sum[i] * correction + row_sum;
-                    max[i] = new_max;
-                    if correction != 1.0 {
-                        acc[i * d..(i + 1) * d]
-                            .iter_mut()
-                            .for_each(|a| *a *= correction);
-                    }
-                }
+                online_softmax_tile(tile, bk, &mut max[..bq], &mut sum[..bq], acc, d);
                 gemm_scaled(
                     bq,
                     bk,
@@ -241,16 +276,7 @@ pub fn backward(
                 let bk = BLOCK_K.min(end - ks);
                 let (p, dp) = (&mut p[..bq * bk], &mut dp[..bq * bk]);
                 score_tile(s, padding, q, k, qs, bq, ks, bk, p);
-                for i in 0..bq {
-                    let l = lse[qs + i];
-                    p[i * bk..(i + 1) * bk].iter_mut().for_each(|x| {
-                        *x = if l == f32::NEG_INFINITY {
-                            0.0
-                        } else {
-                            (*x - l).exp()
-                        }
-                    });
-                }
+                probabilities_tile(p, bk, &lse[qs..qs + bq]);
                 // dV_j += Pᵀ dO_i
                 let dv_tile = &mut dv[ks * d..(ks + bk) * d];
                 gemm_scaled(
@@ -274,12 +300,7 @@ pub fn backward(
                     0.0,
                     dp,
                 );
-                for i in 0..bq {
-                    let di = delta[qs + i];
-                    for j in 0..bk {
-                        dp[i * bk + j] = p[i * bk + j] * (dp[i * bk + j] - di);
-                    }
-                }
+                score_gradient_tile(p, dp, bk, &delta[qs..qs + bq]);
                 // dQ_i += scale · dS K_j;  dK_j += scale · dSᵀ Q_i
                 let dq_tile = &mut dq[qs * d..(qs + bq) * d];
                 gemm_scaled(

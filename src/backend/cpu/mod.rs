@@ -7,6 +7,7 @@ pub mod math;
 pub mod norm;
 pub mod pool;
 pub mod reduce;
+pub mod simd;
 pub mod strided;
 
 /// Element count from which elementwise kernels split work across rayon
