@@ -1,11 +1,15 @@
 //! One GPT training step (forward, backward, AdamW) on the presets of the
 //! Shakespeare targets: cpu-mini at batch 12 and gpt-mini at batch 32, with
-//! nanoGPT's bias-free model. Throughput is in tokens.
+//! nanoGPT's bias-free model. Throughput is in tokens. Each preset runs with
+//! the fused attention op (the default) and again with the composed
+//! matmul-softmax-matmul kernel ("-composed") for comparison.
 //!
 //! cargo bench --bench train_step
+//! cargo bench --bench train_step -- 'cpu-mini/'   # one preset, fused only
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
+use zeroformer::nn::AttentionKernel;
 use zeroformer::optim::{Adam, AdamConfig, Optimizer, decay_groups};
 use zeroformer::prelude::*;
 
@@ -14,10 +18,21 @@ fn train_step(c: &mut Criterion) {
     group.sample_size(10);
     group.warm_up_time(std::time::Duration::from_secs(1));
     group.measurement_time(std::time::Duration::from_secs(5));
-    for (preset, batch) in [("cpu-mini", 12usize), ("gpt-mini", 32)] {
+    let cases = [("cpu-mini", 12usize), ("gpt-mini", 32)];
+    for ((preset, batch), kernel) in cases
+        .into_iter()
+        .flat_map(|c| [(c, AttentionKernel::Fused), (c, AttentionKernel::Composed)])
+    {
         let config = GptConfig::preset(preset, 65).unwrap();
         let t = config.block_size;
-        let model = Gpt::new(config, 0).unwrap();
+        let mut model = Gpt::new(config, 0).unwrap();
+        for block in &mut model.blocks {
+            block.attn.kernel = kernel;
+        }
+        let name = match kernel {
+            AttentionKernel::Fused => preset.to_string(),
+            AttentionKernel::Composed => format!("{preset}-composed"),
+        };
         let mut opt = Adam::new(
             decay_groups(model.named_parameters(), 0.1),
             AdamConfig::adamw(1e-3),
@@ -30,7 +45,7 @@ fn train_step(c: &mut Criterion) {
             seq.narrow(1, 1, t).contiguous(),
         );
         group.throughput(Throughput::Elements((batch * t) as u64));
-        group.bench_function(BenchmarkId::new(preset, format!("batch{batch}")), |b| {
+        group.bench_function(BenchmarkId::new(name, format!("batch{batch}")), |b| {
             b.iter(|| {
                 let loss = Gpt::loss(&model.forward(&x), &y);
                 loss.backward();

@@ -120,3 +120,64 @@ fn queries_behind_a_cache_and_rows_that_see_nothing() {
     let y = Tensor::scaled_dot_product_attention(&q, &k, &k, both, 0).to_vec();
     assert!(y[..16].iter().all(|&x| x == 0.0), "rows 0 and 1 see no key");
 }
+
+/// MultiHeadAttention takes the fused op by default; its outputs and
+/// parameter gradients equal those of the composed kernel.
+#[test]
+fn multi_head_attention_fused_by_default_equals_composed() {
+    use zeroformer::nn::{AttentionKernel, Module, MultiHeadAttention, Rope, SharedRng};
+    let (b, t, s, c, heads) = (2, 70, 9, 32, 4);
+    let x = randn(&[b, t, c], 20);
+    let memory = randn(&[b, s, c], 21);
+    let pad_ids = Tensor::from_ids(
+        (0..b * t)
+            .map(|i| if i % t >= 60 && i >= t { 0 } else { 1 })
+            .collect(),
+        &[b, t],
+    );
+    let padding = zeroformer::nn::padding_mask(&pad_ids, 0);
+    let memory_padding = Tensor::from_bools((0..b * s).map(|i| i == s + 3).collect(), &[b, s]);
+    let rope = Rope::new(c / heads, 128);
+    let run = |kernel: AttentionKernel| {
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut attn = MultiHeadAttention::new(
+            c,
+            heads,
+            true,
+            0.0,
+            0.2,
+            0.2,
+            &mut rng,
+            &SharedRng::seed_from_u64(0),
+        );
+        attn.kernel = kernel;
+        let mask = AttentionMask {
+            causal: true,
+            key_padding: Some(&padding),
+        };
+        let (y, weights) = attn.self_attention(&x, mask, None, Some(&rope), false);
+        assert!(weights.is_none());
+        let (z, _) = attn.cross_attention(&y, &memory, Some(&memory_padding), None, false);
+        z.sum().backward();
+        let mut grads = vec![z.detach()];
+        attn.visit_parameters("", &mut |_, p| grads.push(p.grad().unwrap()));
+        grads
+    };
+    let (fused, composed) = (run(AttentionKernel::Fused), run(AttentionKernel::Composed));
+    assert_eq!(fused.len(), 5);
+    // Each weight gradient sums 140 positions' contributions, so entries
+    // that cancel to near zero carry the rounding of the large terms: the
+    // comparison is against the gradient's scale, max |composed|.
+    for (i, (f, r)) in fused.iter().zip(&composed).enumerate() {
+        let (a, b) = (f.to_vec(), r.to_vec());
+        let scale = b.iter().fold(0.0f32, |m, y| m.max(y.abs()));
+        let worst = a
+            .iter()
+            .zip(&b)
+            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            worst <= 1e-5 * scale,
+            "output/gradient {i}: differs by {worst:e}, over 1e-5 of its scale {scale:e}"
+        );
+    }
+}

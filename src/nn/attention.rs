@@ -2,9 +2,12 @@
 //! cross-attention (queries from one sequence, keys and values from another),
 //! with key padding masks, rotary positions and a KV cache.
 //!
-//! Written from matmul, masked_fill and softmax; causal self-attention
-//! without padding takes the fused `causal_softmax` path. Flash-style
-//! kernels come with the CPU performance work.
+//! Attention itself runs in the fused flash-style op
+//! ([`Tensor::scaled_dot_product_attention`]) unless the caller asks for the
+//! attention weights, attention dropout is active, or `kernel` is set to
+//! [`AttentionKernel::Composed`]: then it is composed from matmul, mask and
+//! softmax ([`MultiHeadAttention::attend`]), the reference the fused op is
+//! tested against.
 
 use rand::Rng;
 
@@ -125,6 +128,16 @@ fn mask_tensor(
     Some(Tensor::from_bools(hidden, &[rows, 1, queries, keys]))
 }
 
+/// Which implementation computes scaled dot-product attention.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AttentionKernel {
+    /// The flash-style op: never holds the `[tq, tk]` weights, O(T·d) memory.
+    #[default]
+    Fused,
+    /// Matmul, mask, softmax, matmul: holds the weights; the reference.
+    Composed,
+}
+
 /// Multi-head attention: a fused query/key/value projection (its rows are
 /// the query, key and value weights, as PyTorch's `in_proj_weight`), scaled
 /// dot-product attention per head, and an output projection.
@@ -132,6 +145,9 @@ pub struct MultiHeadAttention {
     pub qkv: Linear,
     pub proj: Linear,
     pub n_head: usize,
+    /// Fused by default; the composed path is always taken when weights are
+    /// returned or attention dropout is active.
+    pub kernel: AttentionKernel,
     attn_dropout: Dropout,
     resid_dropout: Dropout,
 }
@@ -158,6 +174,7 @@ impl MultiHeadAttention {
             qkv: Linear::new(d_model, 3 * d_model, bias, std, rng),
             proj: Linear::new(d_model, d_model, bias, proj_std, rng),
             n_head,
+            kernel: AttentionKernel::Fused,
             attn_dropout: Dropout::new(dropout, dropout_rng.clone()),
             resid_dropout: Dropout::new(dropout, dropout_rng.clone()),
         }
@@ -198,11 +215,8 @@ impl MultiHeadAttention {
         if let Some(cache) = cache {
             (k, v) = cache.extend(k, v);
         }
-        let (y, weights) = self.attend(&q, &k, &v, mask, past);
-        (
-            self.merge_heads(&y, b, t),
-            return_weights.then_some(weights),
-        )
+        let (y, weights) = self.scaled_dot_product(&q, &k, &v, mask, past, return_weights);
+        (self.merge_heads(&y, b, t), weights)
     }
 
     /// Cross-attention: queries from `x` `[batch, time, d_model]`, keys and
@@ -247,11 +261,8 @@ impl MultiHeadAttention {
             causal: false,
             key_padding: memory_padding,
         };
-        let (y, weights) = self.attend(&q, &k, &v, mask, 0);
-        (
-            self.merge_heads(&y, b, t),
-            return_weights.then_some(weights),
-        )
+        let (y, weights) = self.scaled_dot_product(&q, &k, &v, mask, 0, return_weights);
+        (self.merge_heads(&y, b, t), weights)
     }
 
     /// `[b, t, c]` to `[b, heads, t, head_dim]` (a view).
@@ -266,9 +277,31 @@ impl MultiHeadAttention {
         self.resid_dropout.forward(&self.proj.forward(&y))
     }
 
-    /// Scaled dot-product attention of `q` `[batch, heads, tq, d]` over `k`,
-    /// `v` `[batch, heads, tk, d]` under `mask` (`past`: the absolute
-    /// position of the first query, for the causal mask). Returns the output
+    /// Attention through the fused op where it can serve, else [`Self::attend`].
+    fn scaled_dot_product(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: AttentionMask,
+        past: usize,
+        return_weights: bool,
+    ) -> (Tensor, Option<Tensor>) {
+        let fused = self.kernel == AttentionKernel::Fused
+            && !return_weights
+            && !self.attn_dropout.is_active();
+        if fused {
+            let y = Tensor::scaled_dot_product_attention(q, k, v, mask, past);
+            return (y, None);
+        }
+        let (y, weights) = self.attend(q, k, v, mask, past);
+        (y, return_weights.then_some(weights))
+    }
+
+    /// The composed reference: scaled dot-product attention of `q` `[batch,
+    /// heads, tq, d]` over `k`, `v` `[batch, heads, tk, d]` under `mask`
+    /// (`past`: the absolute position of the first query, for the causal
+    /// mask) from matmul, mask, softmax and matmul. Returns the output
     /// `[batch, heads, tq, d]` and the (pre-dropout) attention weights.
     pub fn attend(
         &self,

@@ -59,6 +59,11 @@ impl Dropout {
         }
     }
 
+    /// Whether `forward` changes anything: training mode with `p > 0`.
+    pub fn is_active(&self) -> bool {
+        self.training && self.p > 0.0
+    }
+
     pub fn forward(&self, x: &Tensor) -> Tensor {
         if !self.training || self.p == 0.0 {
             return x.clone();

@@ -16,7 +16,9 @@ mod positional;
 mod token_embedding;
 mod transformer_layer;
 
-pub use attention::{AttentionMask, KvCache, LayerKvCache, MultiHeadAttention, padding_mask};
+pub use attention::{
+    AttentionKernel, AttentionMask, KvCache, LayerKvCache, MultiHeadAttention, padding_mask,
+};
 pub use block::Block;
 pub use dropout::{Dropout, SharedRng};
 pub use embedding::Embedding;

@@ -43,11 +43,6 @@ impl AttentionShape<'_> {
         }
     }
 
-    /// Whether query `i` must not see key `j`.
-    fn hidden(&self, padding: Option<&[bool]>, i: usize, j: usize) -> bool {
-        self.causal.is_some_and(|past| j > past + i) || padding.is_some_and(|p| p[j])
-    }
-
     fn padding_of(&self, bh: usize) -> Option<&[bool]> {
         self.key_padding
             .map(|p| &p[(bh / self.heads) * self.tk..(bh / self.heads + 1) * self.tk])
@@ -104,10 +99,17 @@ fn score_tile(
     if !crosses_diagonal && !padded {
         return;
     }
-    for i in 0..bq {
-        for j in 0..bk {
-            if s.hidden(padding, qs + i, j + ks) {
-                scores[i * bk + j] = f32::NEG_INFINITY;
+    for (i, row) in scores[..bq * bk].chunks_exact_mut(bk).enumerate() {
+        if let Some(past) = s.causal {
+            // Query qs + i sees keys up to past + qs + i.
+            let visible = (past + qs + i + 1).saturating_sub(ks).min(bk);
+            row[visible..].fill(f32::NEG_INFINITY);
+        }
+        if let Some(p) = padding {
+            for (x, &pad) in row.iter_mut().zip(&p[ks..ks + bk]) {
+                if pad {
+                    *x = f32::NEG_INFINITY;
+                }
             }
         }
     }

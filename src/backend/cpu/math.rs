@@ -55,7 +55,8 @@ pub fn fast_exp(x: f32) -> f32 {
     // without a call to `round` (which SSE2 has no instruction for).
     const ROUND: f32 = 12_582_912.0;
     let xc = x.clamp(LOW, HIGH);
-    let n = (xc * LOG2E + ROUND) - ROUND;
+    let shifted = xc * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = xc - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4;
     p = p * r + 1.398_199_9e-3;
@@ -64,7 +65,11 @@ pub fn fast_exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let e_r = p * r * r + r + 1.0;
-    let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n from the bits of `shifted` = 1.5·2^23 + n, whose low mantissa bits
+    // hold 2^22 + n: adding the bias and shifting left by 23 leaves exactly
+    // (n + 127) << 23, the exponent field of 2^n. (`n as i32` would do, but
+    // Rust's saturating float-to-int cast does not vectorise.)
+    let two_n = f32::from_bits(shifted.to_bits().wrapping_add(127) << 23);
     if x < LOW { 0.0 } else { e_r * two_n }
 }
 
