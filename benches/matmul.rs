@@ -1,6 +1,8 @@
-//! Matrix products through the Tensor API against bare `matrixmultiply`,
-//! on square sizes and the shapes of a GPT's linear layers (tokens x width).
-//! Throughput is in FLOP/s (2·m·k·n per product).
+//! Matrix products through the Tensor API against bare `matrixmultiply` and
+//! against the `gemm` crate (candle's, dfdx's and burn's choice; a
+//! dev-dependency here, with its AVX-512 `x86-v4` kernels), on square sizes
+//! and the shapes of a GPT's linear layers (tokens x width). Throughput is
+//! in FLOP/s (2·m·k·n per product).
 //!
 //! cargo bench --bench matmul
 //! cargo bench --bench matmul -- 'transformer'   # a subset
@@ -19,6 +21,13 @@ const SHAPES: &[(&str, usize, usize, usize)] = &[
     ("transformer", 4096, 768, 192),
     ("transformer", 4096, 192, 192),
     ("transformer", 4096, 384, 1536),
+    // cpu-mini's linear layers: 12 x 64 tokens, width 128.
+    ("cpu-mini", 768, 128, 384),
+    ("cpu-mini", 768, 128, 512),
+    ("cpu-mini", 768, 512, 128),
+    // The fused attention op's tiles (64 queries x 64 keys, head width 32).
+    ("attention-tile", 64, 32, 64),
+    ("attention-tile", 64, 64, 32),
 ];
 
 fn bare_sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
@@ -39,6 +48,42 @@ fn bare_sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32])
             c.as_mut_ptr(),
             n as isize,
             1,
+        );
+    }
+}
+
+/// The same product with the `gemm` crate: `c = 1·(a @ b)`, overwriting c.
+fn gemm_crate(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: as for bare_sgemm; gemm's strides are (column, row).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
         );
     }
 }
@@ -83,6 +128,21 @@ fn matmul(c: &mut Criterion) {
                 })
             },
         );
+        // The two libraries agree before either is timed.
+        let mut check = vec![0.0f32; m * n];
+        bare_sgemm(m, k, n, &av, &bv, &mut out);
+        gemm_crate(m, k, n, &av, &bv, &mut check, gemm::Parallelism::None);
+        let worst = out
+            .iter()
+            .zip(&check)
+            .fold(0.0f32, |w, (x, y)| w.max((x - y).abs()));
+        assert!(worst < 1e-3, "gemm and matrixmultiply differ by {worst}");
+        group.bench_function(BenchmarkId::new("gemm-crate-1t", &label), |bench| {
+            bench.iter(|| gemm_crate(m, k, n, &av, &bv, &mut out, gemm::Parallelism::None))
+        });
+        group.bench_function(BenchmarkId::new("gemm-crate-2t", &label), |bench| {
+            bench.iter(|| gemm_crate(m, k, n, &av, &bv, &mut out, gemm::Parallelism::Rayon(2)))
+        });
         for (threads, pool) in &pools {
             group.bench_function(
                 BenchmarkId::new(format!("zeroformer-{threads}t"), &label),

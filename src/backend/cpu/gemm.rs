@@ -1,5 +1,5 @@
-//! Matrix products: `matrixmultiply::sgemm` on strided operands, split across
-//! rayon threads by batch and by row blocks.
+//! Matrix products: the `gemm` crate's kernels on strided operands, split
+//! across rayon threads by batch and by row blocks.
 //!
 //! Operands are passed with their strides, so a transposed view (the usual
 //! case in backward: `dA = dC @ Bᵀ`) needs no copy.
@@ -20,8 +20,9 @@ pub struct MatRef<'a> {
 /// on one thread: splitting smaller work costs more than it saves.
 const MIN_PARALLEL_MACS: usize = 1 << 18;
 
-/// Rows of a row block are rounded to this, matrixmultiply's kernel height.
-const ROW_ALIGN: usize = 8;
+/// Rows of a row block are rounded to this, a multiple of the kernels'
+/// register tile, so that no block ends in a partial tile but the last.
+const ROW_ALIGN: usize = 16;
 
 /// `out[b] = A[b] @ B[b]` for every batch `b`, where `A[b]` is `m x k` at
 /// `a.offset + a_batch_offsets[b]` and `B[b]` is `k x n` likewise. `out` is
@@ -125,24 +126,31 @@ pub fn gemm_scaled(
         }
         return;
     }
-    // SAFETY: the asserts above keep every element sgemm reads inside `a.data`
-    // and `b.data`, and every element it writes inside `c` (row-major m x n).
+    // SAFETY: the asserts above keep every element the kernel reads inside
+    // `a.data` and `b.data`, and every element it writes inside `c`
+    // (row-major m x n). The gemm crate computes dst := alpha·dst +
+    // beta·lhs·rhs with (column, row) strides, and reads dst only when asked.
     unsafe {
-        matrixmultiply::sgemm(
+        gemm::gemm(
             m,
-            k,
             n,
-            alpha,
-            a.data.as_ptr().add(a.offset),
-            a.row_stride as isize,
-            a.col_stride as isize,
-            b.data.as_ptr().add(b.offset),
-            b.row_stride as isize,
-            b.col_stride as isize,
-            beta,
+            k,
             c.as_mut_ptr(),
-            n as isize,
             1,
+            n as isize,
+            beta != 0.0,
+            a.data.as_ptr().add(a.offset),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr().add(b.offset),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
         );
     }
 }
