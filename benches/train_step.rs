@@ -4,14 +4,54 @@
 //! the fused attention op (the default) and again with the composed
 //! matmul-softmax-matmul kernel ("-composed") for comparison.
 //!
+//! Before timing, each case prints what one step asks of the heap, counted
+//! by this binary's global allocator (allocations, and bytes allocated).
+//!
 //! cargo bench --bench train_step
 //! cargo bench --bench train_step -- 'cpu-mini/'   # one preset, fused only
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use zeroformer::nn::AttentionKernel;
 use zeroformer::optim::{Adam, AdamConfig, Optimizer, decay_groups};
 use zeroformer::prelude::*;
+
+/// The system allocator, counting calls and bytes.
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+static BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(new_size, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 fn train_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("train_step");
@@ -44,15 +84,30 @@ fn train_step(c: &mut Criterion) {
             seq.narrow(1, 0, t).contiguous(),
             seq.narrow(1, 1, t).contiguous(),
         );
+        let mut step = || {
+            let loss = Gpt::loss(&model.forward(&x), &y);
+            loss.backward();
+            opt.step();
+            opt.zero_grad();
+            loss.item()
+        };
+        // Steady state: the buffer pool and the optimiser state are warm.
+        for _ in 0..3 {
+            step();
+        }
+        let (calls, bytes) = (
+            ALLOCATIONS.load(Ordering::Relaxed),
+            BYTES.load(Ordering::Relaxed),
+        );
+        step();
+        println!(
+            "{name} batch {batch}: one step makes {} heap allocations of {:.2} MB in all",
+            ALLOCATIONS.load(Ordering::Relaxed) - calls,
+            (BYTES.load(Ordering::Relaxed) - bytes) as f64 / 1e6
+        );
         group.throughput(Throughput::Elements((batch * t) as u64));
         group.bench_function(BenchmarkId::new(name, format!("batch{batch}")), |b| {
-            b.iter(|| {
-                let loss = Gpt::loss(&model.forward(&x), &y);
-                loss.backward();
-                opt.step();
-                opt.zero_grad();
-                loss.item()
-            })
+            b.iter(&mut step)
         });
     }
     group.finish();
