@@ -179,27 +179,29 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>
     let (bh, tq, tk, d) = (s.batch * s.heads, s.tq, s.tk, s.d);
     let mut out = pool::take(bh * tq * d);
     let mut lse = vec![0.0f32; bh * tq];
-    let head = |(b, (out, lse)): (usize, (&mut [f32], &mut [f32]))| {
-        let (q, k, v) = (
-            &q[b * tq * d..(b + 1) * tq * d],
-            &k[b * tk * d..(b + 1) * tk * d],
-            &v[b * tk * d..(b + 1) * tk * d],
-        );
-        let padding = s.padding_of(b);
-        let mut scores = vec![0.0f32; BLOCK_Q * BLOCK_K];
-        let (mut max, mut sum) = (vec![0.0f32; BLOCK_Q], vec![0.0f32; BLOCK_Q]);
-        for qs in (0..tq).step_by(BLOCK_Q) {
-            let bq = BLOCK_Q.min(tq - qs);
-            let acc = &mut out[qs * d..(qs + bq) * d];
+    if tq == 0 || d == 0 {
+        return (out, lse);
+    }
+    // One query tile of one head: its output rows and their logsumexp.
+    let query_tile =
+        |scratch: &mut Scratch, b: usize, qs: usize, acc: &mut [f32], lse: &mut [f32]| {
+            let (q, k, v) = (
+                &q[b * tq * d..(b + 1) * tq * d],
+                &k[b * tk * d..(b + 1) * tk * d],
+                &v[b * tk * d..(b + 1) * tk * d],
+            );
+            let padding = s.padding_of(b);
+            let bq = lse.len();
+            let (max, sum) = (&mut scratch.max[..bq], &mut scratch.sum[..bq]);
             acc.fill(0.0);
-            max[..bq].fill(f32::NEG_INFINITY);
-            sum[..bq].fill(0.0);
+            max.fill(f32::NEG_INFINITY);
+            sum.fill(0.0);
             let end = s.key_end(qs, bq);
             for ks in (0..end).step_by(BLOCK_K) {
                 let bk = BLOCK_K.min(end - ks);
-                let tile = &mut scores[..bq * bk];
+                let tile = &mut scratch.scores[..bq * bk];
                 score_tile(s, padding, q, k, qs, bq, ks, bk, tile);
-                online_softmax_tile(tile, bk, &mut max[..bq], &mut sum[..bq], acc, d);
+                online_softmax_tile(tile, bk, max, sum, acc, d);
                 gemm_scaled(
                     bq,
                     bk,
@@ -211,31 +213,142 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>
                     acc,
                 );
             }
-            for i in 0..bq {
-                let row = &mut acc[i * d..(i + 1) * d];
+            for (i, (row, lse)) in acc.chunks_exact_mut(d).zip(lse).enumerate() {
                 if sum[i] == 0.0 {
                     row.fill(0.0);
-                    lse[qs + i] = f32::NEG_INFINITY;
+                    *lse = f32::NEG_INFINITY;
                 } else {
                     let inv = 1.0 / sum[i];
                     row.iter_mut().for_each(|a| *a *= inv);
-                    lse[qs + i] = max[i] + sum[i].ln();
+                    *lse = max[i] + sum[i].ln();
                 }
             }
-        }
-    };
-    if tq == 0 || d == 0 {
-        return (out, lse);
-    }
+        };
+    // Parallel over heads and, inside each, over query tiles, so that a
+    // batch with fewer heads than threads still fills every core.
     out.par_chunks_mut(tq * d)
         .zip(lse.par_chunks_mut(tq))
         .enumerate()
-        .for_each(head);
+        .for_each(|(b, (out, lse))| {
+            out.par_chunks_mut(BLOCK_Q * d)
+                .zip(lse.par_chunks_mut(BLOCK_Q))
+                .enumerate()
+                .for_each_init(Scratch::new, |scratch, (t, (acc, lse))| {
+                    query_tile(scratch, b, t * BLOCK_Q, acc, lse)
+                })
+        });
     (out, lse)
+}
+
+/// Per-task buffers of the forward: one score tile and the running row
+/// maxima and sums.
+struct Scratch {
+    scores: Vec<f32>,
+    max: Vec<f32>,
+    sum: Vec<f32>,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            scores: vec![0.0; BLOCK_Q * BLOCK_K],
+            max: vec![0.0; BLOCK_Q],
+            sum: vec![0.0; BLOCK_Q],
+        }
+    }
+}
+
+/// One head's inputs and the forward's results, as the backward reads them.
+struct Head<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    dout: &'a [f32],
+    lse: &'a [f32],
+    delta: &'a [f32],
+    padding: Option<&'a [bool]>,
+}
+
+impl<'a> Head<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn of(
+        s: &'a AttentionShape,
+        b: usize,
+        q: &'a [f32],
+        k: &'a [f32],
+        v: &'a [f32],
+        dout: &'a [f32],
+        lse: &'a [f32],
+        delta: &'a [f32],
+    ) -> Head<'a> {
+        let (tq, tk, d) = (s.tq, s.tk, s.d);
+        Head {
+            q: &q[b * tq * d..(b + 1) * tq * d],
+            k: &k[b * tk * d..(b + 1) * tk * d],
+            v: &v[b * tk * d..(b + 1) * tk * d],
+            dout: &dout[b * tq * d..(b + 1) * tq * d],
+            lse: &lse[b * tq..(b + 1) * tq],
+            delta: &delta[b * tq..(b + 1) * tq],
+            padding: s.padding_of(b),
+        }
+    }
+
+    /// Recomputes the probabilities `p` of the `bq x bk` tile at (qs, ks)
+    /// and the score gradient `ds = p ⊙ (dO_i V_jᵀ - delta)`.
+    #[allow(clippy::too_many_arguments)]
+    fn tile(
+        &self,
+        s: &AttentionShape,
+        qs: usize,
+        bq: usize,
+        ks: usize,
+        bk: usize,
+        p: &mut [f32],
+        ds: &mut [f32],
+    ) {
+        let d = s.d;
+        score_tile(s, self.padding, self.q, self.k, qs, bq, ks, bk, p);
+        probabilities_tile(p, bk, &self.lse[qs..qs + bq]);
+        let (dout, v) = (rows(self.dout, qs * d, d), cols(self.v, ks * d, d));
+        gemm_scaled(bq, d, bk, 1.0, dout, v, 0.0, ds);
+        score_gradient_tile(p, ds, bk, &self.delta[qs..qs + bq]);
+    }
+
+    /// dV_j += Pᵀ dO_i and dK_j += scale · dSᵀ Q_i for the tile at (qs, ks).
+    #[allow(clippy::too_many_arguments)]
+    fn key_gradients(
+        &self,
+        s: &AttentionShape,
+        qs: usize,
+        bq: usize,
+        bk: usize,
+        p: &[f32],
+        ds: &[f32],
+        dk: &mut [f32],
+        dv: &mut [f32],
+    ) {
+        let d = s.d;
+        let (dout, q) = (rows(self.dout, qs * d, d), rows(self.q, qs * d, d));
+        gemm_scaled(bk, bq, d, 1.0, cols(p, 0, bk), dout, 1.0, dv);
+        gemm_scaled(bk, bq, d, s.scale, cols(ds, 0, bk), q, 1.0, dk);
+    }
+
+    /// dQ_i += scale · dS K_j for the tile at (ks, bk).
+    fn query_gradient(&self, s: &AttentionShape, ks: usize, bk: usize, ds: &[f32], dq: &mut [f32]) {
+        let d = s.d;
+        let k = rows(self.k, ks * d, d);
+        gemm_scaled(dq.len() / d, bk, d, s.scale, rows(ds, 0, bk), k, 1.0, dq);
+    }
 }
 
 /// Backward from the forward's output `o`, its logsumexp `lse` and the
 /// output gradient `dout`: the gradients of `q`, `k` and `v`.
+///
+/// With at least as many heads as threads, each head is one task that walks
+/// its tiles once. With fewer, the work splits by tile instead: one pass
+/// parallel over key tiles accumulates dK and dV, another parallel over
+/// query tiles accumulates dQ (each recomputes the tiles' probabilities, so
+/// the split costs two extra small gemms per tile but keeps every core busy).
 pub fn backward(
     s: &AttentionShape,
     q: &[f32],
@@ -249,93 +362,101 @@ pub fn backward(
     let mut dq = pool::take_zeroed(bh * tq * d);
     let mut dk = pool::take_zeroed(bh * tk * d);
     let mut dv = pool::take_zeroed(bh * tk * d);
-    type Grads<'a> = ((&'a mut [f32], &'a mut [f32]), &'a mut [f32]);
-    let head = |(b, ((dq, dk), dv)): (usize, Grads)| {
-        let qr = b * tq * d..(b + 1) * tq * d;
-        let kr = b * tk * d..(b + 1) * tk * d;
-        let (q, o, dout) = (&q[qr.clone()], &o[qr.clone()], &dout[qr]);
-        let (k, v) = (&k[kr.clone()], &v[kr]);
-        let lse = &lse[b * tq..(b + 1) * tq];
-        let padding = s.padding_of(b);
-        // delta_i = Σ_d dO_i · O_i, the softmax backward's row correction.
-        let delta: Vec<f32> = (0..tq)
-            .map(|i| {
-                let r = i * d..(i + 1) * d;
-                let dot: f64 = o[r.clone()]
-                    .iter()
-                    .zip(&dout[r])
-                    .map(|(&a, &b)| a as f64 * b as f64)
-                    .sum();
-                dot as f32
-            })
-            .collect();
-        let mut p = vec![0.0f32; BLOCK_Q * BLOCK_K];
-        let mut dp = vec![0.0f32; BLOCK_Q * BLOCK_K];
-        for qs in (0..tq).step_by(BLOCK_Q) {
-            let bq = BLOCK_Q.min(tq - qs);
-            let end = s.key_end(qs, bq);
-            for ks in (0..end).step_by(BLOCK_K) {
-                let bk = BLOCK_K.min(end - ks);
-                let (p, dp) = (&mut p[..bq * bk], &mut dp[..bq * bk]);
-                score_tile(s, padding, q, k, qs, bq, ks, bk, p);
-                probabilities_tile(p, bk, &lse[qs..qs + bq]);
-                // dV_j += Pᵀ dO_i
-                let dv_tile = &mut dv[ks * d..(ks + bk) * d];
-                gemm_scaled(
-                    bk,
-                    bq,
-                    d,
-                    1.0,
-                    cols(p, 0, bk),
-                    rows(dout, qs * d, d),
-                    1.0,
-                    dv_tile,
-                );
-                // dP = dO_i V_jᵀ, then dS = P ⊙ (dP - delta)
-                gemm_scaled(
-                    bq,
-                    d,
-                    bk,
-                    1.0,
-                    rows(dout, qs * d, d),
-                    cols(v, ks * d, d),
-                    0.0,
-                    dp,
-                );
-                score_gradient_tile(p, dp, bk, &delta[qs..qs + bq]);
-                // dQ_i += scale · dS K_j;  dK_j += scale · dSᵀ Q_i
-                let dq_tile = &mut dq[qs * d..(qs + bq) * d];
-                gemm_scaled(
-                    bq,
-                    bk,
-                    d,
-                    s.scale,
-                    rows(dp, 0, bk),
-                    rows(k, ks * d, d),
-                    1.0,
-                    dq_tile,
-                );
-                let dk_tile = &mut dk[ks * d..(ks + bk) * d];
-                gemm_scaled(
-                    bk,
-                    bq,
-                    d,
-                    s.scale,
-                    cols(dp, 0, bk),
-                    rows(q, qs * d, d),
-                    1.0,
-                    dk_tile,
-                );
-            }
-        }
-    };
     if tq == 0 || tk == 0 || d == 0 {
         return (dq, dk, dv);
     }
-    dq.par_chunks_mut(tq * d)
-        .zip(dk.par_chunks_mut(tk * d))
+    // delta_i = Σ_d dO_i · O_i, the softmax backward's row correction,
+    // accumulated in f64 (in f32 it cost dQ its 1e-5 agreement at T = 130).
+    let mut delta = vec![0.0f32; bh * tq];
+    delta
+        .par_chunks_mut(tq)
+        .zip(o.par_chunks(tq * d).zip(dout.par_chunks(tq * d)))
+        .for_each(|(delta, (o, dout))| {
+            for ((x, o), g) in delta
+                .iter_mut()
+                .zip(o.chunks_exact(d))
+                .zip(dout.chunks_exact(d))
+            {
+                let dot: f64 = o.iter().zip(g).map(|(&a, &b)| a as f64 * b as f64).sum();
+                *x = dot as f32;
+            }
+        });
+    let head = |b: usize| Head::of(s, b, q, k, v, dout, lse, &delta);
+    let tile_buffers = || {
+        (
+            vec![0.0f32; BLOCK_Q * BLOCK_K],
+            vec![0.0f32; BLOCK_Q * BLOCK_K],
+        )
+    };
+    let query_tiles = |ks: usize| {
+        (0..tq)
+            .step_by(BLOCK_Q)
+            .map(|qs| (qs, BLOCK_Q.min(tq - qs)))
+            .filter(move |&(qs, bq)| s.key_end(qs, bq) > ks)
+    };
+    if bh >= rayon::current_num_threads() {
+        type Grads<'a> = ((&'a mut [f32], &'a mut [f32]), &'a mut [f32]);
+        dq.par_chunks_mut(tq * d)
+            .zip(dk.par_chunks_mut(tk * d))
+            .zip(dv.par_chunks_mut(tk * d))
+            .enumerate()
+            .for_each_init(
+                tile_buffers,
+                |(p, ds), (b, ((dq, dk), dv)): (usize, Grads)| {
+                    let h = head(b);
+                    for qs in (0..tq).step_by(BLOCK_Q) {
+                        let bq = BLOCK_Q.min(tq - qs);
+                        let end = s.key_end(qs, bq);
+                        for ks in (0..end).step_by(BLOCK_K) {
+                            let bk = BLOCK_K.min(end - ks);
+                            let (p, ds) = (&mut p[..bq * bk], &mut ds[..bq * bk]);
+                            h.tile(s, qs, bq, ks, bk, p, ds);
+                            let (dk, dv) = (
+                                &mut dk[ks * d..(ks + bk) * d],
+                                &mut dv[ks * d..(ks + bk) * d],
+                            );
+                            h.key_gradients(s, qs, bq, bk, p, ds, dk, dv);
+                            h.query_gradient(s, ks, bk, ds, &mut dq[qs * d..(qs + bq) * d]);
+                        }
+                    }
+                },
+            );
+        return (dq, dk, dv);
+    }
+    // Fewer heads than threads: key tiles for dK, dV; query tiles for dQ.
+    dk.par_chunks_mut(tk * d)
         .zip(dv.par_chunks_mut(tk * d))
         .enumerate()
-        .for_each(head);
+        .for_each(|(b, (dk, dv))| {
+            let h = head(b);
+            dk.par_chunks_mut(BLOCK_K * d)
+                .zip(dv.par_chunks_mut(BLOCK_K * d))
+                .enumerate()
+                .for_each_init(tile_buffers, |(p, ds), (j, (dk, dv))| {
+                    let (ks, bk) = (j * BLOCK_K, dk.len() / d);
+                    for (qs, bq) in query_tiles(ks) {
+                        let bk = bk.min(s.key_end(qs, bq) - ks);
+                        let (p, ds) = (&mut p[..bq * bk], &mut ds[..bq * bk]);
+                        h.tile(s, qs, bq, ks, bk, p, ds);
+                        h.key_gradients(s, qs, bq, bk, p, ds, &mut dk[..bk * d], &mut dv[..bk * d]);
+                    }
+                });
+        });
+    dq.par_chunks_mut(tq * d).enumerate().for_each(|(b, dq)| {
+        let h = head(b);
+        dq.par_chunks_mut(BLOCK_Q * d).enumerate().for_each_init(
+            tile_buffers,
+            |(p, ds), (i, dq)| {
+                let (qs, bq) = (i * BLOCK_Q, dq.len() / d);
+                let end = s.key_end(qs, bq);
+                for ks in (0..end).step_by(BLOCK_K) {
+                    let bk = BLOCK_K.min(end - ks);
+                    let (p, ds) = (&mut p[..bq * bk], &mut ds[..bq * bk]);
+                    h.tile(s, qs, bq, ks, bk, p, ds);
+                    h.query_gradient(s, ks, bk, ds, dq);
+                }
+            },
+        );
+    });
     (dq, dk, dv)
 }
