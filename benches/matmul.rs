@@ -153,5 +153,30 @@ fn matmul(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, matmul);
+/// A linear layer's bias: folded into the product's output pass (`addmm`,
+/// what `Linear` does) against a separate broadcast add, forward only, on
+/// the default 2-thread pool.
+fn bias(c: &mut Criterion) {
+    let mut group = c.benchmark_group("linear-bias");
+    group.sample_size(20);
+    group.warm_up_time(std::time::Duration::from_millis(500));
+    group.measurement_time(std::time::Duration::from_secs(2));
+    for (m, k, n) in [(4096, 192, 768), (768, 128, 512), (320, 64, 256)] {
+        let mut rng = StdRng::seed_from_u64(0);
+        let x = Tensor::randn(&[m, k], &mut rng);
+        let w = Tensor::randn(&[n, k], &mut rng);
+        let b = Tensor::randn(&[n], &mut rng);
+        group.throughput(Throughput::Elements((2 * m * k * n) as u64));
+        let label = format!("{m}x{k}@{k}x{n}");
+        group.bench_function(BenchmarkId::new("addmm", &label), |bench| {
+            bench.iter(|| b.addmm(&x, &w.t()))
+        });
+        group.bench_function(BenchmarkId::new("matmul+add", &label), |bench| {
+            bench.iter(|| x.matmul(&w.t()).add(&b))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, matmul, bias);
 criterion_main!(benches);

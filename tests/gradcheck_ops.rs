@@ -390,3 +390,20 @@ fn fused_scaled_dot_product_attention() {
         ],
     );
 }
+
+#[test]
+fn addmm_with_strided_operands() {
+    // The bias [n] added to [m, k] @ [k, n]; b as a transposed view, as
+    // Linear passes its weight.
+    check(
+        |x| x[0].addmm(&x[1], &x[2].t()),
+        &[randn(&[4], 1), randn(&[3, 5], 2), randn(&[4, 5], 3)],
+    );
+    // Equal to the unfused form.
+    let (bias, a, b) = (randn(&[4], 4), randn(&[6, 5], 5), randn(&[5, 4], 6));
+    let fused = bias.addmm(&a, &b).to_vec();
+    let unfused = a.matmul(&b).add(&bias).to_vec();
+    for (f, u) in fused.iter().zip(&unfused) {
+        assert!((f - u).abs() <= 1e-6 * u.abs().max(1.0), "{f} vs {u}");
+    }
+}

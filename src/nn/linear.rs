@@ -60,14 +60,13 @@ impl Linear {
         } else {
             self.weight.narrow(0, start, len)
         };
-        let mut y = x.reshape(&[rows, in_features]).matmul(&weight.t());
-        if let Some(b) = &self.bias {
-            y = y.add(&if whole {
-                b.clone()
-            } else {
-                b.narrow(0, start, len)
-            });
-        }
+        let x = x.reshape(&[rows, in_features]);
+        let y = match &self.bias {
+            // The bias goes into the product's output pass (addmm).
+            Some(b) if whole => b.addmm(&x, &weight.t()),
+            Some(b) => b.narrow(0, start, len).addmm(&x, &weight.t()),
+            None => x.matmul(&weight.t()),
+        };
         let mut shape = lead.to_vec();
         shape.push(len);
         y.reshape(&shape)

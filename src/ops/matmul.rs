@@ -3,9 +3,12 @@
 
 use crate::Tensor;
 use crate::autograd::{self, Backward};
+use rayon::prelude::*;
+
+use crate::backend::cpu::PARALLEL_THRESHOLD;
 use crate::backend::cpu::gemm::{self, MatRef};
 use crate::backend::cpu::strided;
-use crate::ops::sum_to_shape;
+use crate::ops::{sum_to_shape, with_contiguous_f32};
 use crate::tensor::Layout;
 use crate::tensor::layout::broadcast_shape;
 
@@ -26,6 +29,22 @@ impl Backward for MatmulBackward {
             .is_tracked()
             .then(|| sum_to_shape(&a.transpose(-1, -2).matmul(g), b.shape()));
         vec![ga, gb]
+    }
+}
+
+struct AddmmBackward;
+
+impl Backward for AddmmBackward {
+    fn name(&self) -> &'static str {
+        "addmm"
+    }
+
+    fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+        let (bias, a, b) = (&inputs[0], &inputs[1], &inputs[2]);
+        let gbias = bias.is_tracked().then(|| g.sum_dim(0, false));
+        let ga = a.is_tracked().then(|| g.matmul(&b.transpose(0, 1)));
+        let gb = b.is_tracked().then(|| a.transpose(0, 1).matmul(g));
+        vec![gbias, ga, gb]
     }
 }
 
@@ -109,10 +128,80 @@ impl Tensor {
         let mut out = crate::backend::cpu::pool::take(a_offsets.len() * m * n);
         let a_offsets: Vec<usize> = a_offsets.iter().map(|o| o + la.offset()).collect();
         let b_offsets: Vec<usize> = b_offsets.iter().map(|o| o + lb.offset()).collect();
-        gemm::batched_matmul(m, k, n, a_ref, &a_offsets, b_ref, &b_offsets, &mut out);
+        gemm::batched_matmul(
+            m, k, n, a_ref, &a_offsets, b_ref, &b_offsets, &mut out, false,
+        );
         let mut shape = batch_shape;
         shape.extend([m, n]);
         let node = autograd::node(&[a, b], || MatmulBackward);
         Tensor::from_f32(out, &shape, node)
+    }
+
+    /// `self + a @ b` for a bias `self` of shape `[n]`, `a` `[m, k]` and `b`
+    /// `[k, n]` (PyTorch's `torch.addmm(bias, a, b)`): the bias is written
+    /// into the output first and the product accumulated onto it, saving
+    /// the separate pass (and buffer) of `a.matmul(b).add(bias)`. `Linear`
+    /// uses it.
+    ///
+    /// ```
+    /// use zeroformer::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let w = Tensor::from_vec(vec![1.0, 0.0, 0.0, 1.0], &[2, 2]);
+    /// let b = Tensor::from_vec(vec![10.0, 20.0], &[2]);
+    /// assert_eq!(b.addmm(&x, &w).to_vec(), vec![11.0, 22.0, 13.0, 24.0]);
+    /// ```
+    pub fn addmm(&self, a: &Tensor, b: &Tensor) -> Tensor {
+        let bias = self;
+        assert!(
+            a.rank() == 2 && b.rank() == 2 && bias.rank() == 1,
+            "addmm: needs a [n] bias, [m, k] and [k, n] matrices, got shapes {:?}, {:?} and {:?}",
+            bias.shape(),
+            a.shape(),
+            b.shape()
+        );
+        let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
+        assert!(
+            b.shape()[0] == k && bias.shape()[0] == n,
+            "addmm: shapes {:?} + {:?} @ {:?} do not fit",
+            bias.shape(),
+            a.shape(),
+            b.shape()
+        );
+        let mut out = crate::backend::cpu::pool::take(m * n);
+        with_contiguous_f32(bias, "addmm", |bias| {
+            let fill = |row: &mut [f32]| row.copy_from_slice(bias);
+            if out.len() < PARALLEL_THRESHOLD {
+                out.chunks_exact_mut(n.max(1)).for_each(fill);
+            } else {
+                out.par_chunks_exact_mut(n.max(1)).for_each(fill);
+            }
+        });
+        let (sa, sb) = (a.storage(), b.storage());
+        let (la, lb) = (a.layout(), b.layout());
+        let a_ref = MatRef {
+            data: sa.f32("addmm"),
+            offset: 0,
+            row_stride: la.strides()[0],
+            col_stride: la.strides()[1],
+        };
+        let b_ref = MatRef {
+            data: sb.f32("addmm"),
+            offset: 0,
+            row_stride: lb.strides()[0],
+            col_stride: lb.strides()[1],
+        };
+        gemm::batched_matmul(
+            m,
+            k,
+            n,
+            a_ref,
+            &[la.offset()],
+            b_ref,
+            &[lb.offset()],
+            &mut out,
+            true,
+        );
+        let node = autograd::node(&[bias, a, b], || AddmmBackward);
+        Tensor::from_f32(out, &[m, n], node)
     }
 }

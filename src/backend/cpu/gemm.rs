@@ -26,7 +26,8 @@ const ROW_ALIGN: usize = 16;
 
 /// `out[b] = A[b] @ B[b]` for every batch `b`, where `A[b]` is `m x k` at
 /// `a.offset + a_batch_offsets[b]` and `B[b]` is `k x n` likewise. `out` is
-/// contiguous, `batch x m x n`.
+/// contiguous, `batch x m x n`. With `accumulate`, the product is added to
+/// what `out` holds (a bias already written there) instead of replacing it.
 #[allow(clippy::too_many_arguments)]
 pub fn batched_matmul(
     m: usize,
@@ -37,7 +38,10 @@ pub fn batched_matmul(
     b: MatRef,
     b_batch_offsets: &[usize],
     out: &mut [f32],
+    accumulate: bool,
 ) {
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    let gemm = |m, k, n, a, b, c: &mut [f32]| gemm_scaled(m, k, n, 1.0, a, b, beta, c);
     let batch = a_batch_offsets.len();
     debug_assert_eq!(batch, b_batch_offsets.len());
     debug_assert_eq!(out.len(), batch * m * n);
@@ -92,11 +96,6 @@ impl<'a> MatRef<'a> {
         }
         self.offset + (rows - 1) * self.row_stride + (cols - 1) * self.col_stride + 1
     }
-}
-
-/// `c = a @ b` for one `m x k` by `k x n` product into contiguous `c`.
-fn gemm(m: usize, k: usize, n: usize, a: MatRef, b: MatRef, c: &mut [f32]) {
-    gemm_scaled(m, k, n, 1.0, a, b, 0.0, c);
 }
 
 /// `c = alpha · a @ b + beta · c` for one `m x k` by `k x n` product, `c`
