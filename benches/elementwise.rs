@@ -2,7 +2,12 @@
 //! rayon split over 2 threads, for sizes around the threshold, plus the
 //! whole `Tensor::add` (allocation and dispatch included) at the same sizes.
 //!
+//! Also the fused row kernels of a training step, forward + backward, on
+//! the GPT presets' shapes: layer norm and GELU (PyTorch's figures for the
+//! same: `python3 scripts/bench_rows_torch.py`).
+//!
 //! cargo bench --bench elementwise
+//! cargo bench --bench elementwise -- rows    # the fused row kernels only
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rayon::prelude::*;
@@ -72,5 +77,39 @@ fn elementwise(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, elementwise);
+/// Layer norm (with weight, no bias, as nanoGPT's) and tanh-GELU, forward
+/// and backward, on cpu-mini's (12·64 rows of 128; GELU on 512) and gpt-mini's
+/// (32·256 rows of 192; GELU on 768) activations, 2 threads.
+fn rows(c: &mut Criterion) {
+    use rand::SeedableRng;
+    let mut group = c.benchmark_group("rows");
+    group.sample_size(20);
+    group.warm_up_time(std::time::Duration::from_millis(500));
+    group.measurement_time(std::time::Duration::from_secs(2));
+    for (preset, rows, width) in [("cpu-mini", 768, 128), ("gpt-mini", 8192, 192)] {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        let x = Tensor::randn(&[rows, width], &mut rng).requires_grad();
+        let w = Tensor::ones(&[width]).requires_grad();
+        let g = Tensor::randn(&[rows, width], &mut rng);
+        group.bench_function(BenchmarkId::new("layer_norm-fwd+bwd", preset), |b| {
+            b.iter(|| {
+                x.layer_norm(Some(&w), None, 1e-5).backward_with(&g);
+                x.zero_grad();
+                w.zero_grad();
+            })
+        });
+        let h = Tensor::randn(&[rows, 4 * width], &mut rng).requires_grad();
+        let gh = Tensor::randn(&[rows, 4 * width], &mut rng);
+        group.bench_function(BenchmarkId::new("gelu-fwd+bwd", preset), |b| {
+            b.iter(|| {
+                h.gelu(zeroformer::GeluApproximation::Tanh)
+                    .backward_with(&gh);
+                h.zero_grad();
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, elementwise, rows);
 criterion_main!(benches);
