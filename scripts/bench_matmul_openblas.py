@@ -10,24 +10,10 @@ Prints the median GFLOP/s of `np.matmul(a, b, out=c)` in float32 (into a
 preallocated output, as the bare-library columns of the Rust bench).
 """
 import os
-import statistics
-import time
 
 import numpy as np
 
-from bench_matmul_torch import SHAPES
-
-
-def median_seconds(f, budget=2.0, min_runs=10):
-    for _ in range(3):
-        f()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_runs or time.perf_counter() - start < budget:
-        t0 = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from bench_matmul_torch import SHAPES, median_seconds
 
 
 def main():

@@ -5,22 +5,10 @@
 
     python3 scripts/bench_rows_torch.py
 """
-import statistics
-import time
-
 import torch
 import torch.nn.functional as F
 
-
-def median_ms(fn, reps=50):
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+from bench_attention_torch import median_ms
 
 
 def main():
@@ -35,14 +23,14 @@ def main():
             F.layer_norm(x, (width,), w, None, 1e-5).backward(g)
             x.grad = w.grad = None
 
-        ln = median_ms(ln_step)
+        ln = median_ms(ln_step, 50)
         h = torch.randn(rows, 4 * width, requires_grad=True)
         gh = torch.randn(rows, 4 * width)
         def gelu_step():
             F.gelu(h, approximate="tanh").backward(gh)
             h.grad = None
 
-        gelu = median_ms(gelu_step)
+        gelu = median_ms(gelu_step, 50)
         print(f"{preset}: layer_norm fwd+bwd {ln:.3f} ms, gelu fwd+bwd {gelu:.3f} ms")
 
 

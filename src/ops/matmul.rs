@@ -48,6 +48,18 @@ impl Backward for AddmmBackward {
     }
 }
 
+/// The matrix over a layout's last two dimensions, at storage offset 0
+/// (callers add each batch's offset).
+fn matrix<'a>(data: &'a [f32], layout: &Layout) -> MatRef<'a> {
+    let r = layout.rank();
+    MatRef {
+        data,
+        offset: 0,
+        row_stride: layout.strides()[r - 2],
+        col_stride: layout.strides()[r - 1],
+    }
+}
+
 /// Storage offsets of each matrix of a batch, the batch broadcast to `batch_shape`.
 fn batch_offsets(layout: &Layout, batch_shape: &[usize]) -> Vec<usize> {
     let r = layout.rank();
@@ -110,18 +122,8 @@ impl Tensor {
             });
         let (sa, sb) = (a.storage(), b.storage());
         let (la, lb) = (a.layout(), b.layout());
-        let a_ref = MatRef {
-            data: sa.f32("matmul"),
-            offset: 0,
-            row_stride: la.strides()[ra - 2],
-            col_stride: la.strides()[ra - 1],
-        };
-        let b_ref = MatRef {
-            data: sb.f32("matmul"),
-            offset: 0,
-            row_stride: lb.strides()[rb - 2],
-            col_stride: lb.strides()[rb - 1],
-        };
+        let a_ref = matrix(sa.f32("matmul"), la);
+        let b_ref = matrix(sb.f32("matmul"), lb);
         let a_offsets = batch_offsets(la, &batch_shape);
         let b_offsets = batch_offsets(lb, &batch_shape);
         // sgemm with beta = 0 writes every element without reading it.
@@ -178,18 +180,8 @@ impl Tensor {
         });
         let (sa, sb) = (a.storage(), b.storage());
         let (la, lb) = (a.layout(), b.layout());
-        let a_ref = MatRef {
-            data: sa.f32("addmm"),
-            offset: 0,
-            row_stride: la.strides()[0],
-            col_stride: la.strides()[1],
-        };
-        let b_ref = MatRef {
-            data: sb.f32("addmm"),
-            offset: 0,
-            row_stride: lb.strides()[0],
-            col_stride: lb.strides()[1],
-        };
+        let a_ref = matrix(sa.f32("addmm"), la);
+        let b_ref = matrix(sb.f32("addmm"), lb);
         gemm::batched_matmul(
             m,
             k,
