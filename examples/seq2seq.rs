@@ -32,8 +32,10 @@ struct Args {
     /// Digits per sequence.
     #[arg(long, default_value_t = 10)]
     len: usize,
-    /// Optimisation steps.
-    #[arg(long, default_value_t = 2000)]
+    /// Optimisation steps. With `--lr-factor 0.5`, 3000 steps reached >= 0.99
+    /// on 15 of 16 runs (both tasks, seeds 0-7); the former 2000 steps at
+    /// factor 1 on 4 of 8 copy runs (docs/performance.md).
+    #[arg(long, default_value_t = 3000)]
     steps: usize,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
@@ -57,7 +59,7 @@ struct Args {
     #[arg(long, default_value_t = 200)]
     warmup: usize,
     /// Noam schedule: the factor in front of d_model^-0.5.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 0.5)]
     lr_factor: f32,
     /// Held-out sequences for the exact-match score.
     #[arg(long, default_value_t = 1000)]

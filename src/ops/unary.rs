@@ -228,8 +228,8 @@ impl Backward for UnaryBackward {
         let (sg, sx, sy) = (g.storage(), x.storage(), self.out.storage());
         let data = [sg.f32("backward"), sx.f32("backward"), sy.f32("backward")];
         let layouts = [g.layout(), x.layout(), self.out.layout()];
-        let data = specialise!(self.op, |op| strided::map_n(data, layouts, |[g, x, y]| g
-            * op.derivative(x, y)));
+        let data = specialise!(self.op, |op| strided::map3(data, layouts, |g, x, y| g * op
+            .derivative(x, y)));
         vec![Some(Tensor::from_f32(data, x.shape(), None))]
     }
 }

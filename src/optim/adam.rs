@@ -1,6 +1,7 @@
 //! Adam and AdamW (PyTorch's `torch.optim.Adam` / `AdamW`).
 
 use super::{Optimizer, ParamGroup};
+use crate::backend::cpu::optim::{AdamStep, adam_update};
 use crate::ops::with_contiguous_f32;
 
 /// Hyper-parameters of Adam and AdamW.
@@ -121,27 +122,20 @@ impl Optimizer for Adam {
         let step_size = c.lr / bias1;
         for (group, moments) in self.groups.iter().zip(&mut self.moments) {
             let wd = group.weight_decay;
+            let step = AdamStep {
+                lr: c.lr,
+                beta1: c.beta1,
+                beta2: c.beta2,
+                eps: c.eps,
+                step_size,
+                bias2_sqrt,
+                l2: if c.decoupled_weight_decay { 0.0 } else { wd },
+                decay: if c.decoupled_weight_decay { wd } else { 0.0 },
+            };
             for ((_, p), (m, v)) in group.params.iter().zip(moments.iter_mut()) {
                 let Some(grad) = p.grad() else { continue };
                 with_contiguous_f32(&grad, "Adam", |g| {
-                    p.update_data(|w| {
-                        for (((w, &g), m), v) in
-                            w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
-                        {
-                            let g = if !c.decoupled_weight_decay && wd != 0.0 {
-                                g + wd * *w
-                            } else {
-                                g
-                            };
-                            if c.decoupled_weight_decay && wd != 0.0 {
-                                *w *= 1.0 - c.lr * wd;
-                            }
-                            *m = c.beta1 * *m + (1.0 - c.beta1) * g;
-                            *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
-                            let denom = v.sqrt() / bias2_sqrt + c.eps;
-                            *w -= step_size * *m / denom;
-                        }
-                    })
+                    p.update_data(|w| adam_update(w, g, m, v, step))
                 });
             }
         }

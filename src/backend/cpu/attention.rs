@@ -18,6 +18,16 @@ const BLOCK_Q: usize = 64;
 /// Key rows per tile.
 const BLOCK_K: usize = 64;
 
+/// Multiply-adds below which work is not handed to another rayon thread
+/// (about 5 µs of it; a hand-off costs a few). Without this floor a small
+/// model (seq2seq's 10-token heads) ran slower on two threads than on one.
+const MIN_TASK_MACS: usize = 1 << 18;
+
+/// The fewest items of `macs_each` multiply-adds that one rayon task takes.
+fn min_items(macs_each: usize) -> usize {
+    MIN_TASK_MACS.div_ceil(macs_each.max(1))
+}
+
 /// The shape and masking of one attention call.
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionShape<'a> {
@@ -229,10 +239,12 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>
     out.par_chunks_mut(tq * d)
         .zip(lse.par_chunks_mut(tq))
         .enumerate()
+        .with_min_len(min_items(tq * tk * d))
         .for_each(|(b, (out, lse))| {
             out.par_chunks_mut(BLOCK_Q * d)
                 .zip(lse.par_chunks_mut(BLOCK_Q))
                 .enumerate()
+                .with_min_len(min_items(BLOCK_Q * tk * d))
                 .for_each_init(Scratch::new, |scratch, (t, (acc, lse))| {
                     query_tile(scratch, b, t * BLOCK_Q, acc, lse)
                 })
@@ -371,6 +383,7 @@ pub fn backward(
     delta
         .par_chunks_mut(tq)
         .zip(o.par_chunks(tq * d).zip(dout.par_chunks(tq * d)))
+        .with_min_len(min_items(tq * d))
         .for_each(|(delta, (o, dout))| {
             for ((x, o), g) in delta
                 .iter_mut()
@@ -400,6 +413,7 @@ pub fn backward(
             .zip(dk.par_chunks_mut(tk * d))
             .zip(dv.par_chunks_mut(tk * d))
             .enumerate()
+            .with_min_len(min_items(tq * tk * d))
             .for_each_init(
                 tile_buffers,
                 |(p, ds), (b, ((dq, dk), dv)): (usize, Grads)| {
@@ -427,11 +441,13 @@ pub fn backward(
     dk.par_chunks_mut(tk * d)
         .zip(dv.par_chunks_mut(tk * d))
         .enumerate()
+        .with_min_len(min_items(tq * tk * d))
         .for_each(|(b, (dk, dv))| {
             let h = head(b);
             dk.par_chunks_mut(BLOCK_K * d)
                 .zip(dv.par_chunks_mut(BLOCK_K * d))
                 .enumerate()
+                .with_min_len(min_items(tq * BLOCK_K * d))
                 .for_each_init(tile_buffers, |(p, ds), (j, (dk, dv))| {
                     let (ks, bk) = (j * BLOCK_K, dk.len() / d);
                     for (qs, bq) in query_tiles(ks) {
@@ -442,21 +458,26 @@ pub fn backward(
                     }
                 });
         });
-    dq.par_chunks_mut(tq * d).enumerate().for_each(|(b, dq)| {
-        let h = head(b);
-        dq.par_chunks_mut(BLOCK_Q * d).enumerate().for_each_init(
-            tile_buffers,
-            |(p, ds), (i, dq)| {
-                let (qs, bq) = (i * BLOCK_Q, dq.len() / d);
-                let end = s.key_end(qs, bq);
-                for ks in (0..end).step_by(BLOCK_K) {
-                    let bk = BLOCK_K.min(end - ks);
-                    let (p, ds) = (&mut p[..bq * bk], &mut ds[..bq * bk]);
-                    h.tile(s, qs, bq, ks, bk, p, ds);
-                    h.query_gradient(s, ks, bk, ds, dq);
-                }
-            },
-        );
-    });
+    let per_head = min_items(tq * tk * d);
+    dq.par_chunks_mut(tq * d)
+        .enumerate()
+        .with_min_len(per_head)
+        .for_each(|(b, dq)| {
+            let h = head(b);
+            let per_tile = min_items(BLOCK_Q * tk * d);
+            dq.par_chunks_mut(BLOCK_Q * d)
+                .enumerate()
+                .with_min_len(per_tile)
+                .for_each_init(tile_buffers, |(p, ds), (i, dq)| {
+                    let (qs, bq) = (i * BLOCK_Q, dq.len() / d);
+                    let end = s.key_end(qs, bq);
+                    for ks in (0..end).step_by(BLOCK_K) {
+                        let bk = BLOCK_K.min(end - ks);
+                        let (p, ds) = (&mut p[..bq * bk], &mut ds[..bq * bk]);
+                        h.tile(s, qs, bq, ks, bk, p, ds);
+                        h.query_gradient(s, ks, bk, ds, dq);
+                    }
+                });
+        });
     (dq, dk, dv)
 }

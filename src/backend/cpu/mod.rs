@@ -5,6 +5,7 @@ pub mod attention;
 pub mod gemm;
 pub mod math;
 pub mod norm;
+pub mod optim;
 pub mod pool;
 pub mod reduce;
 pub mod simd;

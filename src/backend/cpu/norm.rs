@@ -3,7 +3,94 @@
 
 use rayon::prelude::*;
 
+use super::simd::multiversion;
 use super::{PARALLEL_THRESHOLD, pool};
+
+/// f64 accumulator lanes: one AVX-512 register of doubles.
+const LANES: usize = 8;
+
+/// Σ f(x) over `x`, accumulated in f64 in a fixed lane order.
+#[inline(always)]
+fn sum_f64(x: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    let mut lanes = [0.0f64; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += f(v);
+        }
+    }
+    rest.iter().fold(0.0, |s, &v| s + f(v)) + lanes.iter().sum::<f64>()
+}
+
+multiversion! {
+    /// One row's `(x - mean) · rstd · weight + bias` into `dst`; returns its
+    /// (mean, rstd). Statistics accumulate in f64.
+    pub fn normalise_row(src: &[f32], dst: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) -> (f32, f32) {
+        let n = src.len() as f64;
+        let mu = sum_f64(src, |v| v as f64) / n;
+        let var = sum_f64(src, |v| (v as f64 - mu) * (v as f64 - mu)) / n;
+        let (mu, rs) = (mu as f32, (1.0 / (var + eps as f64).sqrt()) as f32);
+        for (((o, &v), &w), &b) in dst.iter_mut().zip(src).zip(weight).zip(bias) {
+            *o = (v - mu) * rs * w + b;
+        }
+        (mu, rs)
+    }
+}
+
+multiversion! {
+    /// One row's input gradient into `dst`, adding its share of the weight
+    /// and bias gradients into `dw` and `db`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_row(
+        src: &[f32],
+        g: &[f32],
+        dst: &mut [f32],
+        weight: &[f32],
+        mu: f32,
+        rs: f32,
+        dw: &mut [f32],
+        db: &mut [f32],
+    ) {
+        let n = src.len();
+        let (mut s1, mut s2) = ([0.0f64; LANES], [0.0f64; LANES]);
+        let (mut r1, mut r2) = (0.0f64, 0.0f64);
+        // Whole lane groups as fixed-size arrays (no bounds checks, so the
+        // loop vectorises), then the tail.
+        let full = n - n % LANES;
+        for j in (0..full).step_by(LANES) {
+            let xs: &[f32; LANES] = src[j..j + LANES].try_into().unwrap();
+            let gs: &[f32; LANES] = g[j..j + LANES].try_into().unwrap();
+            let ws: &[f32; LANES] = weight[j..j + LANES].try_into().unwrap();
+            let dws: &mut [f32; LANES] = (&mut dw[j..j + LANES]).try_into().unwrap();
+            let dbs: &mut [f32; LANES] = (&mut db[j..j + LANES]).try_into().unwrap();
+            for l in 0..LANES {
+                let xhat = (xs[l] - mu) * rs;
+                let dxhat = gs[l] * ws[l];
+                s1[l] += dxhat as f64;
+                s2[l] += (dxhat * xhat) as f64;
+                dws[l] += gs[l] * xhat;
+                dbs[l] += gs[l];
+            }
+        }
+        for j in full..n {
+            let xhat = (src[j] - mu) * rs;
+            let dxhat = g[j] * weight[j];
+            r1 += dxhat as f64;
+            r2 += (dxhat * xhat) as f64;
+            dw[j] += g[j] * xhat;
+            db[j] += g[j];
+        }
+        s1[0] += r1;
+        s2[0] += r2;
+        let m1 = (s1.iter().sum::<f64>() / n as f64) as f32;
+        let m2 = (s2.iter().sum::<f64>() / n as f64) as f32;
+        for (((o, &x), &g), &w) in dst.iter_mut().zip(src).zip(g).zip(weight) {
+            let xhat = (x - mu) * rs;
+            *o = rs * (g * w - m1 - xhat * m2);
+        }
+    }
+}
 
 /// Per-row statistics the backward pass reuses.
 pub struct LayerNormStats {
@@ -20,19 +107,24 @@ pub fn layer_norm_forward(
     eps: f32,
 ) -> (Vec<f32>, LayerNormStats) {
     let mut y = pool::take(x.len());
-    // Normalises one row into `dst`, returning its (mean, 1 / std).
-    let row = |(src, dst): (&[f32], &mut [f32])| -> (f32, f32) {
-        let mu = src.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
-        let var = src.iter().map(|&v| (v as f64 - mu).powi(2)).sum::<f64>() / d as f64;
-        let rs = 1.0 / (var + eps as f64).sqrt();
-        for (j, (o, &v)) in dst.iter_mut().zip(src).enumerate() {
-            let xhat = ((v as f64 - mu) * rs) as f32;
-            let w = weight.map_or(1.0, |w| w[j]);
-            let b = bias.map_or(0.0, |b| b[j]);
-            *o = xhat * w + b;
+    // Absent weight and bias become ones and zeros, so that the row loop
+    // has no branch in it and vectorises.
+    let (ones, zeros);
+    let weight = match weight {
+        Some(w) => w,
+        None => {
+            ones = vec![1.0; d];
+            &ones
         }
-        (mu as f32, rs as f32)
     };
+    let bias = match bias {
+        Some(b) => b,
+        None => {
+            zeros = vec![0.0; d];
+            &zeros
+        }
+    };
+    let row = |(src, dst): (&[f32], &mut [f32])| normalise_row(src, dst, weight, bias, eps);
     let stats: Vec<(f32, f32)> = if x.len() < PARALLEL_THRESHOLD {
         x.chunks_exact(d)
             .zip(y.chunks_exact_mut(d))
@@ -57,29 +149,19 @@ pub fn layer_norm_backward(
     stats: &LayerNormStats,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let mut dx = pool::take(x.len());
+    let ones;
+    let weight = match weight {
+        Some(w) => w,
+        None => {
+            ones = vec![1.0; d];
+            &ones
+        }
+    };
     // Each row writes its dx and adds into row-chunk partials of dw and db.
     let row =
         |i: usize, src: &[f32], g: &[f32], dst: &mut [f32], dw: &mut [f32], db: &mut [f32]| {
             let (mu, rs) = (stats.mean[i], stats.rstd[i]);
-            let mut mean_dxhat = 0.0f64;
-            let mut mean_dxhat_xhat = 0.0f64;
-            for j in 0..d {
-                let xhat = (src[j] - mu) * rs;
-                let dxhat = g[j] * weight.map_or(1.0, |w| w[j]);
-                mean_dxhat += dxhat as f64;
-                mean_dxhat_xhat += (dxhat * xhat) as f64;
-                dw[j] += g[j] * xhat;
-                db[j] += g[j];
-            }
-            let (m1, m2) = (
-                (mean_dxhat / d as f64) as f32,
-                (mean_dxhat_xhat / d as f64) as f32,
-            );
-            for j in 0..d {
-                let xhat = (src[j] - mu) * rs;
-                let dxhat = g[j] * weight.map_or(1.0, |w| w[j]);
-                dst[j] = rs * (dxhat - m1 - xhat * m2);
-            }
+            backward_row(src, g, dst, weight, mu, rs, dw, db);
         };
     let rows_per_task = (PARALLEL_THRESHOLD / d).max(1);
     let partials: Vec<(Vec<f32>, Vec<f32>)> = x

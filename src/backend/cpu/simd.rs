@@ -6,36 +6,52 @@
 //! `a * b + c` into an FMA on its own, so every version computes the same
 //! bits: only the speed depends on the CPU.
 
+/// Runs `f` compiled for the widest vector instructions the CPU has
+/// (AVX-512F, else AVX2+FMA, else baseline), chosen at run time.
+///
+/// `f` is inlined into each version, so the loops in it vectorise at that
+/// width; it must not hand its work to other threads (they would run the
+/// baseline code). Generic code uses it directly; [`multiversion!`] wraps a
+/// named function in it.
+#[inline(always)]
+pub fn widest<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+        fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the CPU has the features `avx512` is compiled for.
+            return unsafe { avx512(f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has the features `avx2` is compiled for.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
 /// Defines `pub fn $name(args) -> ret` whose body is compiled three times
-/// (baseline, AVX2+FMA, AVX-512F) and dispatched on the running CPU. The
-/// body should be loops that vectorise: lane-wise work, reductions kept in
-/// explicit lane arrays so that their order is the same in every version.
+/// (baseline, AVX2+FMA, AVX-512F) by [`widest`] and dispatched on the
+/// running CPU. The body should be loops that vectorise: lane-wise work,
+/// reductions kept in explicit lane arrays so that their order is the same
+/// in every version.
 macro_rules! multiversion {
     ($(#[$meta:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
         pub fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             fn imp($($arg: $ty),*) $(-> $ret)? $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-                fn avx512($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
-                #[target_feature(enable = "avx2,fma")]
-                fn avx2($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
-                if std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512vl")
-                {
-                    // SAFETY: the CPU has the features `avx512` is compiled for.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has the features `avx2` is compiled for.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            imp($($arg),*)
+            $crate::backend::cpu::simd::widest(move || imp($($arg),*))
         }
     };
 }
@@ -118,5 +134,22 @@ mod tests {
         assert_eq!(sum.to_bits(), expected.to_bits());
         let exact: f64 = x.iter().map(|&v| (v as f64 - 1.5).exp()).sum();
         assert!((sum as f64 - exact).abs() < 1e-6 * exact);
+    }
+
+    #[test]
+    fn widest_runs_a_closure_with_the_same_bits_as_scalar_code() {
+        use super::super::math::{fast_exp, fast_tanh};
+        let x: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) / 37.0).collect();
+        let f = |v: f32| 0.5 * v * (1.0 + fast_tanh(0.8 * v)) + fast_exp(-v * v) / (1.0 + v * v);
+        let mut vector = vec![0.0f32; x.len()];
+        widest(|| {
+            for (o, &v) in vector.iter_mut().zip(&x) {
+                *o = f(v);
+            }
+        });
+        for (i, (&got, &v)) in vector.iter().zip(&x).enumerate() {
+            let scalar = std::hint::black_box(f)(v);
+            assert_eq!(got.to_bits(), scalar.to_bits(), "element {i} (x = {v})");
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::{PARALLEL_CHUNK, PARALLEL_THRESHOLD, pool};
+use super::{PARALLEL_CHUNK, PARALLEL_THRESHOLD, pool, simd};
 use crate::tensor::Layout;
 
 /// An element type of a kernel's output buffer. f32 outputs come from the
@@ -127,9 +127,11 @@ pub fn map<T: Copy + Send + Sync, U: Element>(
     if let Some(range) = layout.contiguous_range() {
         let src = &data[range];
         fill_chunks(&mut out, |start, chunk| {
-            for (o, &x) in chunk.iter_mut().zip(&src[start..]) {
-                *o = f(x);
-            }
+            simd::widest(|| {
+                for (o, &x) in chunk.iter_mut().zip(&src[start..]) {
+                    *o = f(x);
+                }
+            })
         });
     } else {
         fill_chunks(&mut out, |start, chunk| {
@@ -156,9 +158,12 @@ pub fn zip_map<A: Copy + Sync, B: Copy + Sync, U: Element>(
             let (a, b) = (&a[ra], &b[rb]);
             fill_chunks(&mut out, |start, chunk| {
                 let n = chunk.len();
-                for ((o, &x), &y) in chunk.iter_mut().zip(&a[start..start + n]).zip(&b[start..]) {
-                    *o = f(x, y);
-                }
+                simd::widest(|| {
+                    for ((o, &x), &y) in chunk.iter_mut().zip(&a[start..start + n]).zip(&b[start..])
+                    {
+                        *o = f(x, y);
+                    }
+                })
             });
         }
         _ => fill_chunks(&mut out, |start, chunk| {
@@ -170,35 +175,36 @@ pub fn zip_map<A: Copy + Sync, B: Copy + Sync, U: Element>(
     out
 }
 
-/// `f` applied across `N` f32 operands of the same (already broadcast) shape.
-pub fn map_n<const N: usize>(
-    data: [&[f32]; N],
-    layouts: [&Layout; N],
-    f: impl Fn([f32; N]) -> f32 + Sync,
+/// `f(a, b, c)` over three f32 operands of the same (already broadcast)
+/// shape: a unary op's backward from the gradient, input and output.
+pub fn map3(
+    data: [&[f32]; 3],
+    layouts: [&Layout; 3],
+    f: impl Fn(f32, f32, f32) -> f32 + Sync,
 ) -> Vec<f32> {
     let shape = layouts[0].shape();
     debug_assert!(layouts.iter().all(|l| l.shape() == shape));
     let mut out = f32::output(layouts[0].numel());
-    let ranges = layouts.map(|l| l.contiguous_range());
-    if ranges.iter().all(|r| r.is_some()) {
-        let slices: [&[f32]; N] = std::array::from_fn(|j| &data[j][ranges[j].clone().unwrap()]);
-        fill_chunks(&mut out, |start, chunk| {
-            let n = chunk.len();
-            // Bounds-checked once here, so the loop below can vectorise.
-            let parts: [&[f32]; N] = std::array::from_fn(|j| &slices[j][start..start + n]);
-            for (k, o) in chunk.iter_mut().enumerate() {
-                // SAFETY: every part has exactly `n` elements and `k < n`.
-                *o = f(std::array::from_fn(|j| unsafe {
-                    *parts[j].get_unchecked(k)
-                }));
-            }
-        });
-    } else {
-        fill_chunks(&mut out, |start, chunk| {
-            for_each_offsets(shape, layouts, start, chunk.len(), |k, offsets| {
-                chunk[k] = f(std::array::from_fn(|j| data[j][offsets[j]]));
+    match layouts.map(|l| l.contiguous_range()) {
+        [Some(ra), Some(rb), Some(rc)] => {
+            let (a, b, c) = (&data[0][ra], &data[1][rb], &data[2][rc]);
+            fill_chunks(&mut out, |start, chunk| {
+                let end = start + chunk.len();
+                // Zipped slices, not indices built per element: the form
+                // that vectorises at every width.
+                let parts = chunk.iter_mut().zip(&a[start..end]).zip(&b[start..end]);
+                simd::widest(|| {
+                    for (((o, &x), &y), &z) in parts.zip(&c[start..end]) {
+                        *o = f(x, y, z);
+                    }
+                })
+            });
+        }
+        _ => fill_chunks(&mut out, |start, chunk| {
+            for_each_offsets(shape, layouts, start, chunk.len(), |k, [oa, ob, oc]| {
+                chunk[k] = f(data[0][oa], data[1][ob], data[2][oc]);
             })
-        });
+        }),
     }
     out
 }
