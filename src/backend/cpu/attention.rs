@@ -395,6 +395,8 @@ pub fn backward(
             }
         });
     let head = |b: usize| Head::of(s, b, q, k, v, dout, lse, &delta);
+    // The fewest heads one task takes (every branch below splits by head).
+    let per_head = min_items(tq * tk * d);
     let tile_buffers = || {
         (
             vec![0.0f32; BLOCK_Q * BLOCK_K],
@@ -413,7 +415,7 @@ pub fn backward(
             .zip(dk.par_chunks_mut(tk * d))
             .zip(dv.par_chunks_mut(tk * d))
             .enumerate()
-            .with_min_len(min_items(tq * tk * d))
+            .with_min_len(per_head)
             .for_each_init(
                 tile_buffers,
                 |(p, ds), (b, ((dq, dk), dv)): (usize, Grads)| {
@@ -441,7 +443,7 @@ pub fn backward(
     dk.par_chunks_mut(tk * d)
         .zip(dv.par_chunks_mut(tk * d))
         .enumerate()
-        .with_min_len(min_items(tq * tk * d))
+        .with_min_len(per_head)
         .for_each(|(b, (dk, dv))| {
             let h = head(b);
             dk.par_chunks_mut(BLOCK_K * d)
@@ -458,16 +460,14 @@ pub fn backward(
                     }
                 });
         });
-    let per_head = min_items(tq * tk * d);
     dq.par_chunks_mut(tq * d)
         .enumerate()
         .with_min_len(per_head)
         .for_each(|(b, dq)| {
             let h = head(b);
-            let per_tile = min_items(BLOCK_Q * tk * d);
             dq.par_chunks_mut(BLOCK_Q * d)
                 .enumerate()
-                .with_min_len(per_tile)
+                .with_min_len(min_items(BLOCK_Q * tk * d))
                 .for_each_init(tile_buffers, |(p, ds), (i, dq)| {
                     let (qs, bq) = (i * BLOCK_Q, dq.len() / d);
                     let end = s.key_end(qs, bq);
