@@ -178,5 +178,55 @@ fn bias(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matmul, bias);
+/// The fused attention's tile products, in the layouts it uses them (64
+/// queries x 64 keys, head width d), one thread: the `gemm` crate against
+/// the crate's own allocation-free tile kernel.
+fn tiles(c: &mut Criterion) {
+    use zeroformer::backend::cpu::gemm::{MatRef, gemm_scaled};
+    use zeroformer::backend::cpu::tile::tile_gemm;
+    fn rows(data: &[f32], cols: usize) -> MatRef<'_> {
+        MatRef {
+            data,
+            offset: 0,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+    fn transposed(data: &[f32], cols: usize) -> MatRef<'_> {
+        MatRef {
+            data,
+            offset: 0,
+            row_stride: 1,
+            col_stride: cols,
+        }
+    }
+    let mut group = c.benchmark_group("attention-tile");
+    group.sample_size(20);
+    group.warm_up_time(std::time::Duration::from_millis(500));
+    group.measurement_time(std::time::Duration::from_secs(2));
+    for d in [32usize, 64] {
+        let x = Tensor::randn(&[64, 64], &mut StdRng::seed_from_u64(0)).to_vec();
+        let y = Tensor::randn(&[64, 64], &mut StdRng::seed_from_u64(1)).to_vec();
+        let mut out = vec![0.0f32; 64 * 64];
+        // (name, m, k, n, a, b): Q Kᵀ (scores), P V (output), Pᵀ dO (dV).
+        let cases = [
+            ("QKt", 64, d, 64, rows(&x, d), transposed(&y, d)),
+            ("PV", 64, 64, d, rows(&x, 64), rows(&y, d)),
+            ("PtdO", 64, 64, d, transposed(&x, 64), rows(&y, d)),
+        ];
+        for (name, m, k, n, a, b) in cases {
+            group.throughput(Throughput::Elements((2 * m * k * n) as u64));
+            let label = format!("{name}/d={d}");
+            group.bench_function(BenchmarkId::new("gemm-crate", &label), |bench| {
+                bench.iter(|| gemm_scaled(m, k, n, 1.0, a, b, 1.0, &mut out))
+            });
+            group.bench_function(BenchmarkId::new("tile-kernel", &label), |bench| {
+                bench.iter(|| tile_gemm(m, k, n, 1.0, a, b, 1.0, &mut out))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, matmul, bias, tiles);
 criterion_main!(benches);

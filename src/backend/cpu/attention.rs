@@ -9,9 +9,10 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{MatRef, gemm_scaled};
+use super::gemm::MatRef;
 use super::pool;
 use super::simd::{self, multiversion};
+use super::tile::tile_gemm;
 
 /// Query rows per tile.
 const BLOCK_Q: usize = 64;
@@ -93,7 +94,7 @@ fn score_tile(
     scores: &mut [f32],
 ) {
     let d = s.d;
-    gemm_scaled(
+    tile_gemm(
         bq,
         d,
         bk,
@@ -212,7 +213,7 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>
                 let tile = &mut scratch.scores[..bq * bk];
                 score_tile(s, padding, q, k, qs, bq, ks, bk, tile);
                 online_softmax_tile(tile, bk, max, sum, acc, d);
-                gemm_scaled(
+                tile_gemm(
                     bq,
                     bk,
                     d,
@@ -322,7 +323,7 @@ impl<'a> Head<'a> {
         score_tile(s, self.padding, self.q, self.k, qs, bq, ks, bk, p);
         probabilities_tile(p, bk, &self.lse[qs..qs + bq]);
         let (dout, v) = (rows(self.dout, qs * d, d), cols(self.v, ks * d, d));
-        gemm_scaled(bq, d, bk, 1.0, dout, v, 0.0, ds);
+        tile_gemm(bq, d, bk, 1.0, dout, v, 0.0, ds);
         score_gradient_tile(p, ds, bk, &self.delta[qs..qs + bq]);
     }
 
@@ -341,15 +342,15 @@ impl<'a> Head<'a> {
     ) {
         let d = s.d;
         let (dout, q) = (rows(self.dout, qs * d, d), rows(self.q, qs * d, d));
-        gemm_scaled(bk, bq, d, 1.0, cols(p, 0, bk), dout, 1.0, dv);
-        gemm_scaled(bk, bq, d, s.scale, cols(ds, 0, bk), q, 1.0, dk);
+        tile_gemm(bk, bq, d, 1.0, cols(p, 0, bk), dout, 1.0, dv);
+        tile_gemm(bk, bq, d, s.scale, cols(ds, 0, bk), q, 1.0, dk);
     }
 
     /// dQ_i += scale · dS K_j for the tile at (ks, bk).
     fn query_gradient(&self, s: &AttentionShape, ks: usize, bk: usize, ds: &[f32], dq: &mut [f32]) {
         let d = s.d;
         let k = rows(self.k, ks * d, d);
-        gemm_scaled(dq.len() / d, bk, d, s.scale, rows(ds, 0, bk), k, 1.0, dq);
+        tile_gemm(dq.len() / d, bk, d, s.scale, rows(ds, 0, bk), k, 1.0, dq);
     }
 }
 

@@ -90,7 +90,7 @@ impl<'a> MatRef<'a> {
     }
 
     /// The largest storage index this `rows x cols` operand touches, plus one.
-    fn extent(&self, rows: usize, cols: usize) -> usize {
+    pub(super) fn extent(&self, rows: usize, cols: usize) -> usize {
         if rows == 0 || cols == 0 {
             return self.offset;
         }

@@ -10,6 +10,7 @@ pub mod pool;
 pub mod reduce;
 pub mod simd;
 pub mod strided;
+pub mod tile;
 
 /// Element count from which elementwise kernels split work across rayon
 /// threads. Measured with `cargo bench --bench elementwise` on the 2-core

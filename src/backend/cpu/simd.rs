@@ -6,13 +6,42 @@
 //! `a * b + c` into an FMA on its own, so every version computes the same
 //! bits: only the speed depends on the CPU.
 
+/// The vector instructions the running CPU has, widest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// AVX-512F with VL (and AVX2, FMA).
+    Avx512,
+    /// AVX2 with FMA.
+    Avx2,
+    /// Whatever the build targets (SSE2 on x86-64).
+    Baseline,
+}
+
+/// The widest [`Level`] the running CPU supports (the checks are cached by
+/// `std`, so this is cheap).
+#[inline]
+pub fn level() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vl") && has!("avx2") && has!("fma") {
+            return Level::Avx512;
+        }
+        if has!("avx2") && has!("fma") {
+            return Level::Avx2;
+        }
+    }
+    Level::Baseline
+}
+
 /// Runs `f` compiled for the widest vector instructions the CPU has
 /// (AVX-512F, else AVX2+FMA, else baseline), chosen at run time.
 ///
-/// `f` is inlined into each version, so the loops in it vectorise at that
-/// width; it must not hand its work to other threads (they would run the
-/// baseline code). Generic code uses it directly; [`multiversion!`] wraps a
-/// named function in it.
+/// This works only where LLVM inlines `f` into each version, which it does
+/// for small closures and may decline for large ones (the closure has three
+/// call sites): a large kernel belongs in [`multiversion!`], whose versions
+/// call an `#[inline(always)]` body. `f` must not hand its work to other
+/// threads (they would run the baseline code).
 #[inline(always)]
 pub fn widest<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -25,33 +54,51 @@ pub fn widest<R>(f: impl FnOnce() -> R) -> R {
         fn avx2<R>(f: impl FnOnce() -> R) -> R {
             f()
         }
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-        {
+        match level() {
             // SAFETY: the CPU has the features `avx512` is compiled for.
-            return unsafe { avx512(f) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+            Level::Avx512 => return unsafe { avx512(f) },
             // SAFETY: the CPU has the features `avx2` is compiled for.
-            return unsafe { avx2(f) };
+            Level::Avx2 => return unsafe { avx2(f) },
+            Level::Baseline => {}
         }
     }
     f()
 }
 
-/// Defines `pub fn $name(args) -> ret` whose body is compiled three times
-/// (baseline, AVX2+FMA, AVX-512F) by [`widest`] and dispatched on the
-/// running CPU. The body should be loops that vectorise: lane-wise work,
+/// Defines `fn $name(args) -> ret` whose body is compiled three times
+/// (baseline, AVX2+FMA, AVX-512F) and dispatched on the running CPU. Each
+/// version is a `#[target_feature]` function calling the body, which is
+/// `#[inline(always)]`, so the body is compiled at every width however large
+/// it is. The body should be loops that vectorise: lane-wise work,
 /// reductions kept in explicit lane arrays so that their order is the same
-/// in every version.
+/// in every version, and `mul_add` for FMAs (one instruction from AVX2 up,
+/// a slow but exact library call at baseline).
 macro_rules! multiversion {
-    ($(#[$meta:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
-        pub fn $name($($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             fn imp($($arg: $ty),*) $(-> $ret)? $body
-            $crate::backend::cpu::simd::widest(move || imp($($arg),*))
+            #[cfg(target_arch = "x86_64")]
+            {
+                use $crate::backend::cpu::simd::Level;
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    imp($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    imp($($arg),*)
+                }
+                match $crate::backend::cpu::simd::level() {
+                    // SAFETY: the CPU has the features `avx512` is compiled for.
+                    Level::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: the CPU has the features `avx2` is compiled for.
+                    Level::Avx2 => return unsafe { avx2($($arg),*) },
+                    Level::Baseline => {}
+                }
+            }
+            imp($($arg),*)
         }
     };
 }

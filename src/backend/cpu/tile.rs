@@ -1,0 +1,313 @@
+//! Small matrix products for the tiles of fused kernels, on the calling
+//! thread and without allocating.
+//!
+//! The fused attention multiplies 64 x 64 tiles by 64 x d ones several times
+//! per tile pair. The `gemm` crate allocates on every call (a bookkeeping
+//! vector always, packing buffers often), which put about a hundred thousand
+//! allocations into each gpt-mini training step. This kernel packs both
+//! operands into fixed buffers on the stack and accumulates a register tile
+//! of `MR x NR` outputs at the widest vectors the CPU has.
+
+use super::gemm::MatRef;
+use super::simd::{LANES, multiversion};
+
+/// Output rows of the register tile.
+const MR: usize = 8;
+/// Lane groups per register tile row: `NR = NV · LANES` output columns.
+const NV: usize = 2;
+const NR: usize = NV * LANES;
+/// Depth packed at a time.
+const KC: usize = 64;
+/// Output columns packed at a time (a multiple of `NR`).
+const NC: usize = 64;
+
+/// `c = alpha · a @ b + beta · c` for one `m x k` by `k x n` product, `c`
+/// contiguous `m x n`. Any sizes and strides work; it is fastest when `m`
+/// and `n` are near 64 and `k` is at most [`KC`]·a few.
+#[allow(clippy::too_many_arguments)]
+pub fn tile_gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    beta: f32,
+    c: &mut [f32],
+) {
+    assert!(
+        a.extent(m, k) <= a.data.len() && b.extent(k, n) <= b.data.len(),
+        "tile_gemm: operands of {m}x{k} and {k}x{n} run past their storage"
+    );
+    assert!(
+        c.len() >= m * n,
+        "tile_gemm: output holds {} < {m}x{n}",
+        c.len()
+    );
+    let c = &mut c[..m * n];
+    if m == 0 || n == 0 {
+        return;
+    }
+    if beta == 0.0 {
+        c.fill(0.0);
+    } else if beta != 1.0 {
+        c.iter_mut().for_each(|x| *x *= beta);
+    }
+    if k == 0 {
+        return;
+    }
+    accumulate(m, k, n, alpha, a, b, c);
+}
+
+/// A register tile of outputs: `MR` rows of `NV` lane groups.
+type Tile = [[[f32; LANES]; NV]; MR];
+
+multiversion! {
+/// `c += alpha · a @ b`, at the widest vectors the CPU has.
+fn accumulate(m: usize, k: usize, n: usize, alpha: f32, a: MatRef, b: MatRef, c: &mut [f32]) {
+    // Operands are read where they lie: a at any strides (its elements are
+    // broadcast one by one), b where its rows are contiguous. Packing costs
+    // a copy per element, as much as the products of a 64-wide tile.
+    // (Rows closer than NR apart would overlap: those are copied.)
+    let b_in_place = b.col_stride == 1 && (b.row_stride >= NR || k == 1);
+    let mut packed_b = [0.0f32; KC * NC];
+    let mut packed_a = [0.0f32; KC * MR];
+    for j0 in (0..n).step_by(NC) {
+        let nc = NC.min(n - j0);
+        for p0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - p0);
+            pack_b(b, p0, kc, j0, nc, b_in_place, &mut packed_b);
+            for i0 in (0..m).step_by(MR) {
+                let mr = MR.min(m - i0);
+                // Element (r, p) of the tile's a rows is
+                // a_src[a_at + r * a_row + p * a_col].
+                let (a_src, a_at, a_row, a_col) = if mr == MR {
+                    let at = a.offset + i0 * a.row_stride + p0 * a.col_stride;
+                    (a.data, at, a.row_stride, a.col_stride)
+                } else {
+                    pack_a(a, i0, mr, p0, kc, &mut packed_a);
+                    (&packed_a[..], 0, 1, MR)
+                };
+                assert!(a_at + (MR - 1) * a_row + (kc - 1) * a_col < a_src.len());
+                for jr in (0..nc).step_by(NR) {
+                    let nr = NR.min(nc - jr);
+                    // Row p of the tile's b columns is b_src[b_at + p * b_row..][..NR].
+                    let (b_src, b_at, b_row) = if b_in_place && nr == NR {
+                        let at = b.offset + p0 * b.row_stride + j0 + jr;
+                        (b.data, at, b.row_stride)
+                    } else {
+                        (&packed_b[..], jr * KC, NR)
+                    };
+                    assert!(b_at + (kc - 1) * b_row + NR <= b_src.len());
+                    // SAFETY: the two asserts above bound the last element
+                    // the kernel reads of each operand; every other index is
+                    // smaller.
+                    let tile = unsafe {
+                        register_tile(
+                            kc,
+                            a_src.as_ptr().add(a_at),
+                            a_row,
+                            a_col,
+                            b_src.as_ptr().add(b_at),
+                            b_row,
+                        )
+                    };
+                    for (r, acc) in tile.iter().enumerate().take(mr) {
+                        let start = (i0 + r) * n + j0 + jr;
+                        let row = &mut c[start..start + nr];
+                        for (x, &t) in row.iter_mut().zip(acc.as_flattened()) {
+                            *x += alpha * t;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+}
+
+/// The `MR x NR` products summed over depth `0..kc` of a tile whose `a`
+/// element (r, p) is at `a + r * a_row + p * a_col` and whose `b` row p is
+/// the `NR` elements from `b + p * b_row`.
+///
+/// # Safety
+/// Every element named above, for `r < MR` and `p < kc`, must be readable.
+#[inline(always)]
+unsafe fn register_tile(
+    kc: usize,
+    a: *const f32,
+    a_row: usize,
+    a_col: usize,
+    b: *const f32,
+    b_row: usize,
+) -> Tile {
+    let mut acc: Tile = [[[0.0; LANES]; NV]; MR];
+    for p in 0..kc {
+        // SAFETY: row p of b is readable (the caller's contract).
+        let b_p = unsafe {
+            b.add(p * b_row)
+                .cast::<[[f32; LANES]; NV]>()
+                .read_unaligned()
+        };
+        for (r, acc_row) in acc.iter_mut().enumerate() {
+            // SAFETY: element (r, p) of a is readable (the caller's contract).
+            let a_rp = unsafe { *a.add(r * a_row + p * a_col) };
+            for (acc_v, b_v) in acc_row.iter_mut().zip(&b_p) {
+                for (x, &b) in acc_v.iter_mut().zip(b_v) {
+                    // An explicit FMA: one instruction at AVX2 and wider,
+                    // and the same bits at every width.
+                    *x = a_rp.mul_add(b, *x);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// Copies `b[p0..p0 + kc, j0..j0 + nc]` into column blocks of `NR`
+/// (`packed[block][p][j]`), zero beyond column `nc` so that the register
+/// tile may read whole blocks. With `in_place_full_blocks`, full blocks are
+/// read from `b` itself and only a partial last block is copied.
+#[inline(always)]
+fn pack_b(
+    b: MatRef,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    nc: usize,
+    in_place_full_blocks: bool,
+    packed: &mut [f32; KC * NC],
+) {
+    for (jb, block) in packed.chunks_exact_mut(KC * NR).enumerate() {
+        let jr = jb * NR;
+        if jr >= nc {
+            break;
+        }
+        let nr = NR.min(nc - jr);
+        if in_place_full_blocks && nr == NR {
+            continue;
+        }
+        for (p, dst) in block.chunks_exact_mut(NR).take(kc).enumerate() {
+            let start = b.offset + (p0 + p) * b.row_stride + (j0 + jr) * b.col_stride;
+            if b.col_stride == 1 {
+                dst[..nr].copy_from_slice(&b.data[start..start + nr]);
+            } else {
+                for (j, x) in dst[..nr].iter_mut().enumerate() {
+                    *x = b.data[start + j * b.col_stride];
+                }
+            }
+            dst[nr..].fill(0.0);
+        }
+    }
+}
+
+/// Copies `a[i0..i0 + mr, p0..p0 + kc]` as `[p][r]`, repeating the last row
+/// when `mr < MR` (those products are computed and not stored).
+#[inline(always)]
+fn pack_a(a: MatRef, i0: usize, mr: usize, p0: usize, kc: usize, packed: &mut [f32; KC * MR]) {
+    for r in 0..MR {
+        let row = a.offset + (i0 + r.min(mr - 1)) * a.row_stride + p0 * a.col_stride;
+        for (p, dst) in packed.chunks_exact_mut(MR).take(kc).enumerate() {
+            dst[r] = a.data[row + p * a.col_stride];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Element `(i, j)` of a strided operand.
+    fn at(x: MatRef, i: usize, j: usize) -> f32 {
+        x.data[x.offset + i * x.row_stride + j * x.col_stride]
+    }
+
+    /// Deterministic values in [-1, 1) that no two positions share.
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len as u32)
+            .map(|i| {
+                let h = (i.wrapping_mul(2_654_435_761) ^ seed.wrapping_mul(40_503)) >> 8;
+                (h % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Every size class (under, at and over the register tile, the packed
+    /// depth and the packed width), both layouts of both operands, and the
+    /// three kinds of beta, against a sum in f64.
+    #[test]
+    fn matches_a_reference_sum_for_every_size_layout_and_beta() {
+        let sizes = [1, 3, 4, 5, 17, 32, 33, 64, 65, 130];
+        for (case, (&m, &k, &n)) in sizes
+            .iter()
+            .flat_map(|m| {
+                sizes
+                    .iter()
+                    .flat_map(move |k| [1usize, 31, 32, 64, 97].iter().map(move |n| (m, k, n)))
+            })
+            .step_by(3)
+            .enumerate()
+        {
+            let a_data = values(m * k + 7, case as u32);
+            let b_data = values(k * n + 5, case as u32 + 1);
+            let a_t = case % 2 == 0;
+            let b_t = case % 4 < 2;
+            let a = MatRef {
+                data: &a_data,
+                offset: 7,
+                row_stride: if a_t { 1 } else { k },
+                col_stride: if a_t { m } else { 1 },
+            };
+            let b = MatRef {
+                data: &b_data,
+                offset: 5,
+                row_stride: if b_t { 1 } else { n },
+                col_stride: if b_t { k } else { 1 },
+            };
+            let (alpha, beta) = [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.25)][case % 3];
+            let c0 = values(m * n, case as u32 + 2);
+            let mut c = c0.clone();
+            tile_gemm(m, k, n, alpha, a, b, beta, &mut c);
+            for i in 0..m {
+                for j in 0..n {
+                    let dot: f64 = (0..k)
+                        .map(|p| at(a, i, p) as f64 * at(b, p, j) as f64)
+                        .sum();
+                    let want = alpha as f64 * dot + beta as f64 * c0[i * n + j] as f64;
+                    let got = c[i * n + j] as f64;
+                    assert!(
+                        (got - want).abs() <= 1e-5 * (1.0 + k as f64),
+                        "{m}x{k}x{n} (a_t {a_t}, b_t {b_t}) at ({i}, {j}): {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn leaves_elements_past_the_output_alone() {
+        let (a, b) = (vec![1.0f32; 6], vec![2.0f32; 6]);
+        let rows = |data, row_stride| MatRef {
+            data,
+            offset: 0,
+            row_stride,
+            col_stride: 1,
+        };
+        let mut c = vec![9.0f32; 5];
+        tile_gemm(2, 3, 2, 1.0, rows(&a, 3), rows(&b, 2), 0.0, &mut c);
+        assert_eq!(c, [6.0, 6.0, 6.0, 6.0, 9.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "tile_gemm: operands")]
+    fn rejects_operands_past_their_storage() {
+        let data = vec![0.0f32; 8];
+        let rows = MatRef {
+            data: &data,
+            offset: 0,
+            row_stride: 3,
+            col_stride: 1,
+        };
+        tile_gemm(3, 3, 3, 1.0, rows, rows, 0.0, &mut [0.0; 9]);
+    }
+}
