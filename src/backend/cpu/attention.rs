@@ -79,14 +79,50 @@ fn cols(data: &[f32], offset: usize, d: usize) -> MatRef<'_> {
     }
 }
 
+/// Each head's `[t, d]` matrix transposed, one key tile at a time: key `j`'s
+/// element `p` goes to `[j / BLOCK_K][p][j % BLOCK_K]` (a last partial tile
+/// keeps the full stride). The tile products against Kᵀ and Vᵀ then read
+/// contiguous rows 256 bytes apart; rows a whole `[d, t]` transpose apart
+/// (a power of two of kilobytes) thrash the cache, and a transposed operand
+/// would be copied once per tile pair instead of once per call.
+fn transpose_tiles(x: &[f32], t: usize, d: usize) -> Vec<f32> {
+    let per_head = transposed_len(t, d);
+    let mut out = pool::take(x.len() / (t * d).max(1) * per_head);
+    out.par_chunks_mut(per_head.max(1))
+        .zip(x.par_chunks((t * d).max(1)))
+        .with_min_len(min_items(t * d))
+        .for_each(|(out, x)| {
+            for (tile, keys) in out.chunks_mut(BLOCK_K * d).zip(x.chunks(BLOCK_K * d)) {
+                for (j, key) in keys.chunks_exact(d).enumerate() {
+                    for (p, &v) in key.iter().enumerate() {
+                        tile[p * BLOCK_K + j] = v;
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// The length of one head's [`transpose_tiles`] layout.
+fn transposed_len(t: usize, d: usize) -> usize {
+    t.div_ceil(BLOCK_K) * BLOCK_K * d
+}
+
+/// The `d x bk` operand Kᵀ (or Vᵀ) of the key tile starting at `ks` (a
+/// multiple of `BLOCK_K`) in a head's [`transpose_tiles`] layout.
+fn transposed_tile(xt: &[f32], ks: usize, d: usize) -> MatRef<'_> {
+    rows(xt, ks * d, BLOCK_K)
+}
+
 /// `scores[i, j] = scale · q_i · k_j` for a `bq x bk` tile, then hidden
-/// entries set to -inf.
+/// entries set to -inf. `kt` is the head's keys in [`transpose_tiles`]'s
+/// layout.
 #[allow(clippy::too_many_arguments)]
 fn score_tile(
     s: &AttentionShape,
     padding: Option<&[bool]>,
     q: &[f32],
-    k: &[f32],
+    kt: &[f32],
     qs: usize,
     bq: usize,
     ks: usize,
@@ -100,7 +136,7 @@ fn score_tile(
         bk,
         s.scale,
         rows(q, qs * d, d),
-        cols(k, ks * d, d),
+        transposed_tile(kt, ks, d),
         0.0,
         scores,
     );
@@ -193,12 +229,13 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>
     if tq == 0 || d == 0 {
         return (out, lse);
     }
+    let kt = transpose_tiles(k, tk, d);
     // One query tile of one head: its output rows and their logsumexp.
     let query_tile =
         |scratch: &mut Scratch, b: usize, qs: usize, acc: &mut [f32], lse: &mut [f32]| {
-            let (q, k, v) = (
+            let (q, kt, v) = (
                 &q[b * tq * d..(b + 1) * tq * d],
-                &k[b * tk * d..(b + 1) * tk * d],
+                &kt[b * transposed_len(tk, d)..(b + 1) * transposed_len(tk, d)],
                 &v[b * tk * d..(b + 1) * tk * d],
             );
             let padding = s.padding_of(b);
@@ -211,7 +248,7 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>
             for ks in (0..end).step_by(BLOCK_K) {
                 let bk = BLOCK_K.min(end - ks);
                 let tile = &mut scratch.scores[..bq * bk];
-                score_tile(s, padding, q, k, qs, bq, ks, bk, tile);
+                score_tile(s, padding, q, kt, qs, bq, ks, bk, tile);
                 online_softmax_tile(tile, bk, max, sum, acc, d);
                 tile_gemm(
                     bq,
@@ -250,6 +287,7 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>
                     query_tile(scratch, b, t * BLOCK_Q, acc, lse)
                 })
         });
+    pool::give(kt);
     (out, lse)
 }
 
@@ -275,7 +313,9 @@ impl Scratch {
 struct Head<'a> {
     q: &'a [f32],
     k: &'a [f32],
-    v: &'a [f32],
+    /// Keys and values in [`transpose_tiles`]'s layout.
+    kt: &'a [f32],
+    vt: &'a [f32],
     dout: &'a [f32],
     lse: &'a [f32],
     delta: &'a [f32],
@@ -289,7 +329,8 @@ impl<'a> Head<'a> {
         b: usize,
         q: &'a [f32],
         k: &'a [f32],
-        v: &'a [f32],
+        kt: &'a [f32],
+        vt: &'a [f32],
         dout: &'a [f32],
         lse: &'a [f32],
         delta: &'a [f32],
@@ -298,7 +339,8 @@ impl<'a> Head<'a> {
         Head {
             q: &q[b * tq * d..(b + 1) * tq * d],
             k: &k[b * tk * d..(b + 1) * tk * d],
-            v: &v[b * tk * d..(b + 1) * tk * d],
+            kt: &kt[b * transposed_len(tk, d)..(b + 1) * transposed_len(tk, d)],
+            vt: &vt[b * transposed_len(tk, d)..(b + 1) * transposed_len(tk, d)],
             dout: &dout[b * tq * d..(b + 1) * tq * d],
             lse: &lse[b * tq..(b + 1) * tq],
             delta: &delta[b * tq..(b + 1) * tq],
@@ -320,10 +362,10 @@ impl<'a> Head<'a> {
         ds: &mut [f32],
     ) {
         let d = s.d;
-        score_tile(s, self.padding, self.q, self.k, qs, bq, ks, bk, p);
+        score_tile(s, self.padding, self.q, self.kt, qs, bq, ks, bk, p);
         probabilities_tile(p, bk, &self.lse[qs..qs + bq]);
-        let (dout, v) = (rows(self.dout, qs * d, d), cols(self.v, ks * d, d));
-        tile_gemm(bq, d, bk, 1.0, dout, v, 0.0, ds);
+        let (dout, vt) = (rows(self.dout, qs * d, d), transposed_tile(self.vt, ks, d));
+        tile_gemm(bq, d, bk, 1.0, dout, vt, 0.0, ds);
         score_gradient_tile(p, ds, bk, &self.delta[qs..qs + bq]);
     }
 
@@ -395,7 +437,8 @@ pub fn backward(
                 *x = dot as f32;
             }
         });
-    let head = |b: usize| Head::of(s, b, q, k, v, dout, lse, &delta);
+    let (kt, vt) = (transpose_tiles(k, tk, d), transpose_tiles(v, tk, d));
+    let head = |b: usize| Head::of(s, b, q, k, &kt, &vt, dout, lse, &delta);
     // The fewest heads one task takes (every branch below splits by head).
     let per_head = min_items(tq * tk * d);
     let tile_buffers = || {
@@ -438,6 +481,8 @@ pub fn backward(
                     }
                 },
             );
+        pool::give(kt);
+        pool::give(vt);
         return (dq, dk, dv);
     }
     // Fewer heads than threads: key tiles for dK, dV; query tiles for dQ.
@@ -480,5 +525,7 @@ pub fn backward(
                     }
                 });
         });
+    pool::give(kt);
+    pool::give(vt);
     (dq, dk, dv)
 }
