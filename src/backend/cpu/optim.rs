@@ -36,7 +36,7 @@ pub fn adam_update(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: Ad
         v.len()
     );
     let chunk = |w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
-        simd::widest(|| {
+        simd::widest!({
             let decay = 1.0 - c.lr * c.decay;
             for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
                 let g = if c.l2 != 0.0 { g + c.l2 * *w } else { g };

@@ -34,36 +34,47 @@ pub fn level() -> Level {
     Level::Baseline
 }
 
-/// Runs `f` compiled for the widest vector instructions the CPU has
-/// (AVX-512F, else AVX2+FMA, else baseline), chosen at run time.
+/// Evaluates the block `$body` compiled for the widest vector instructions
+/// the CPU has (AVX-512F, else AVX2+FMA, else baseline), chosen at run time.
+/// The block may use the variables around it, as a closure would.
 ///
-/// This works only where LLVM inlines `f` into each version, which it does
-/// for small closures and may decline for large ones (the closure has three
-/// call sites): a large kernel belongs in [`multiversion!`], whose versions
-/// call an `#[inline(always)]` body. `f` must not hand its work to other
-/// threads (they would run the baseline code).
-#[inline(always)]
-pub fn widest<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
+/// Each version wraps the block in a closure of its own, called from one
+/// place, which LLVM inlines into that version's `#[target_feature]`
+/// function. (A function taking one closure and calling it from all three
+/// versions left large loops uninlined and at baseline width: the AdamW
+/// update and `map3` ran SSE2 code on an AVX-512 CPU.) The block must not
+/// hand its work to other threads: they would run the baseline code.
+macro_rules! widest {
+    ($body:block) => {{
+        #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
         fn avx512<R>(f: impl FnOnce() -> R) -> R {
             f()
         }
+        #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
         fn avx2<R>(f: impl FnOnce() -> R) -> R {
             f()
         }
-        match level() {
-            // SAFETY: the CPU has the features `avx512` is compiled for.
-            Level::Avx512 => return unsafe { avx512(f) },
-            // SAFETY: the CPU has the features `avx2` is compiled for.
-            Level::Avx2 => return unsafe { avx2(f) },
-            Level::Baseline => {}
+        match $crate::backend::cpu::simd::level() {
+            #[cfg(target_arch = "x86_64")]
+            $crate::backend::cpu::simd::Level::Avx512 => {
+                let f = || $body;
+                // SAFETY: the CPU has the features `avx512` is compiled for.
+                unsafe { avx512(f) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            $crate::backend::cpu::simd::Level::Avx2 => {
+                let f = || $body;
+                // SAFETY: the CPU has the features `avx2` is compiled for.
+                unsafe { avx2(f) }
+            }
+            _ => $body,
         }
-    }
-    f()
+    }};
 }
+
+pub(crate) use widest;
 
 /// Defines `fn $name(args) -> ret` whose body is compiled three times
 /// (baseline, AVX2+FMA, AVX-512F) and dispatched on the running CPU. Each
@@ -189,7 +200,7 @@ mod tests {
         let x: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) / 37.0).collect();
         let f = |v: f32| 0.5 * v * (1.0 + fast_tanh(0.8 * v)) + fast_exp(-v * v) / (1.0 + v * v);
         let mut vector = vec![0.0f32; x.len()];
-        widest(|| {
+        widest!({
             for (o, &v) in vector.iter_mut().zip(&x) {
                 *o = f(v);
             }

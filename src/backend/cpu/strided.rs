@@ -127,7 +127,7 @@ pub fn map<T: Copy + Send + Sync, U: Element>(
     if let Some(range) = layout.contiguous_range() {
         let src = &data[range];
         fill_chunks(&mut out, |start, chunk| {
-            simd::widest(|| {
+            simd::widest!({
                 for (o, &x) in chunk.iter_mut().zip(&src[start..]) {
                     *o = f(x);
                 }
@@ -158,7 +158,7 @@ pub fn zip_map<A: Copy + Sync, B: Copy + Sync, U: Element>(
             let (a, b) = (&a[ra], &b[rb]);
             fill_chunks(&mut out, |start, chunk| {
                 let n = chunk.len();
-                simd::widest(|| {
+                simd::widest!({
                     for ((o, &x), &y) in chunk.iter_mut().zip(&a[start..start + n]).zip(&b[start..])
                     {
                         *o = f(x, y);
@@ -193,7 +193,7 @@ pub fn map3(
                 // Zipped slices, not indices built per element: the form
                 // that vectorises at every width.
                 let parts = chunk.iter_mut().zip(&a[start..end]).zip(&b[start..end]);
-                simd::widest(|| {
+                simd::widest!({
                     for (((o, &x), &y), &z) in parts.zip(&c[start..end]) {
                         *o = f(x, y, z);
                     }

@@ -48,23 +48,36 @@ pub fn tile_gemm(
     if m == 0 || n == 0 {
         return;
     }
-    if beta == 0.0 {
+    if k == 0 && beta == 0.0 {
         c.fill(0.0);
-    } else if beta != 1.0 {
+    }
+    if beta != 0.0 && beta != 1.0 {
         c.iter_mut().for_each(|x| *x *= beta);
     }
-    if k == 0 {
-        return;
+    if k > 0 {
+        // With beta = 0 the first depth panel writes c instead of adding to
+        // it (c may hold anything, NaN included).
+        accumulate(m, k, n, alpha, a, b, beta == 0.0, c);
     }
-    accumulate(m, k, n, alpha, a, b, c);
 }
 
 /// A register tile of outputs: `MR` rows of `NV` lane groups.
 type Tile = [[[f32; LANES]; NV]; MR];
 
 multiversion! {
-/// `c += alpha · a @ b`, at the widest vectors the CPU has.
-fn accumulate(m: usize, k: usize, n: usize, alpha: f32, a: MatRef, b: MatRef, c: &mut [f32]) {
+/// `c += alpha · a @ b` (with `overwrite`, `c = alpha · a @ b`), at the
+/// widest vectors the CPU has.
+#[allow(clippy::too_many_arguments)]
+fn accumulate(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    overwrite: bool,
+    c: &mut [f32],
+) {
     // Operands are read where they lie: a at any strides (its elements are
     // broadcast one by one), b where its rows are contiguous. Packing costs
     // a copy per element, as much as the products of a 64-wide tile.
@@ -115,8 +128,14 @@ fn accumulate(m: usize, k: usize, n: usize, alpha: f32, a: MatRef, b: MatRef, c:
                     for (r, acc) in tile.iter().enumerate().take(mr) {
                         let start = (i0 + r) * n + j0 + jr;
                         let row = &mut c[start..start + nr];
-                        for (x, &t) in row.iter_mut().zip(acc.as_flattened()) {
-                            *x += alpha * t;
+                        if overwrite && p0 == 0 {
+                            for (x, &t) in row.iter_mut().zip(acc.as_flattened()) {
+                                *x = alpha * t;
+                            }
+                        } else {
+                            for (x, &t) in row.iter_mut().zip(acc.as_flattened()) {
+                                *x += alpha * t;
+                            }
                         }
                     }
                 }
@@ -266,14 +285,24 @@ mod tests {
             };
             let (alpha, beta) = [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.25)][case % 3];
             let c0 = values(m * n, case as u32 + 2);
-            let mut c = c0.clone();
+            // With beta = 0, c is not read: NaN there must not show.
+            let mut c = if beta == 0.0 {
+                vec![f32::NAN; m * n]
+            } else {
+                c0.clone()
+            };
             tile_gemm(m, k, n, alpha, a, b, beta, &mut c);
             for i in 0..m {
                 for j in 0..n {
                     let dot: f64 = (0..k)
                         .map(|p| at(a, i, p) as f64 * at(b, p, j) as f64)
                         .sum();
-                    let want = alpha as f64 * dot + beta as f64 * c0[i * n + j] as f64;
+                    let before = if beta == 0.0 {
+                        0.0
+                    } else {
+                        c0[i * n + j] as f64
+                    };
+                    let want = alpha as f64 * dot + beta as f64 * before;
                     let got = c[i * n + j] as f64;
                     assert!(
                         (got - want).abs() <= 1e-5 * (1.0 + k as f64),
