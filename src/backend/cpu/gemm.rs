@@ -99,7 +99,7 @@ impl<'a> MatRef<'a> {
 }
 
 /// `c = alpha · a @ b + beta · c` for one `m x k` by `k x n` product, `c`
-/// contiguous `m x n`, on the calling thread (the tiles of fused kernels).
+/// contiguous `m x n`, on the calling thread.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_scaled(
     m: usize,
