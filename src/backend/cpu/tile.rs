@@ -8,6 +8,8 @@
 //! operands into fixed buffers on the stack and accumulates a register tile
 //! of `MR x NR` outputs at the widest vectors the CPU has.
 
+use std::cell::RefCell;
+
 use super::gemm::MatRef;
 use super::simd::{LANES, multiversion};
 
@@ -57,12 +59,26 @@ pub fn tile_gemm(
     if k > 0 {
         // With beta = 0 the first depth panel writes c instead of adding to
         // it (c may hold anything, NaN included).
-        accumulate(m, k, n, alpha, a, b, beta == 0.0, c);
+        PACKS.with_borrow_mut(|packs| accumulate(m, k, n, alpha, a, b, beta == 0.0, c, packs));
     }
 }
 
-/// A register tile of outputs: `MR` rows of `NV` lane groups.
-type Tile = [[[f32; LANES]; NV]; MR];
+/// Packing buffers, one pair per thread: 18 KB that a local array would
+/// zero on every call (that memset cost more than the products of a tile
+/// of the 10-token attention in examples/seq2seq).
+struct Packs {
+    a: [f32; KC * MR],
+    b: [f32; KC * NC],
+}
+
+thread_local! {
+    static PACKS: RefCell<Packs> = const {
+        RefCell::new(Packs {
+            a: [0.0; KC * MR],
+            b: [0.0; KC * NC],
+        })
+    };
+}
 
 multiversion! {
 /// `c += alpha · a @ b` (with `overwrite`, `c = alpha · a @ b`), at the
@@ -77,19 +93,22 @@ fn accumulate(
     b: MatRef,
     overwrite: bool,
     c: &mut [f32],
+    packs: &mut Packs,
 ) {
     // Operands are read where they lie: a at any strides (its elements are
     // broadcast one by one), b where its rows are contiguous. Packing costs
     // a copy per element, as much as the products of a 64-wide tile.
     // (Rows closer than NR apart would overlap: those are copied.)
     let b_in_place = b.col_stride == 1 && (b.row_stride >= NR || k == 1);
-    let mut packed_b = [0.0f32; KC * NC];
-    let mut packed_a = [0.0f32; KC * MR];
+    let Packs {
+        a: packed_a,
+        b: packed_b,
+    } = packs;
     for j0 in (0..n).step_by(NC) {
         let nc = NC.min(n - j0);
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
-            pack_b(b, p0, kc, j0, nc, b_in_place, &mut packed_b);
+            pack_b(b, p0, kc, j0, nc, b_in_place, packed_b);
             for i0 in (0..m).step_by(MR) {
                 let mr = MR.min(m - i0);
                 // Element (r, p) of the tile's a rows is
@@ -98,7 +117,7 @@ fn accumulate(
                     let at = a.offset + i0 * a.row_stride + p0 * a.col_stride;
                     (a.data, at, a.row_stride, a.col_stride)
                 } else {
-                    pack_a(a, i0, mr, p0, kc, &mut packed_a);
+                    pack_a(a, i0, mr, p0, kc, packed_a);
                     (&packed_a[..], 0, 1, MR)
                 };
                 assert!(a_at + (MR - 1) * a_row + (kc - 1) * a_col < a_src.len());
@@ -112,31 +131,24 @@ fn accumulate(
                         (&packed_b[..], jr * KC, NR)
                     };
                     assert!(b_at + (kc - 1) * b_row + NR <= b_src.len());
-                    // SAFETY: the two asserts above bound the last element
-                    // the kernel reads of each operand; every other index is
-                    // smaller.
-                    let tile = unsafe {
-                        register_tile(
-                            kc,
-                            a_src.as_ptr().add(a_at),
-                            a_row,
-                            a_col,
-                            b_src.as_ptr().add(b_at),
-                            b_row,
-                        )
-                    };
-                    for (r, acc) in tile.iter().enumerate().take(mr) {
-                        let start = (i0 + r) * n + j0 + jr;
-                        let row = &mut c[start..start + nr];
-                        if overwrite && p0 == 0 {
-                            for (x, &t) in row.iter_mut().zip(acc.as_flattened()) {
-                                *x = alpha * t;
-                            }
-                        } else {
-                            for (x, &t) in row.iter_mut().zip(acc.as_flattened()) {
-                                *x += alpha * t;
-                            }
-                        }
+                    let a_ptr = a_src.as_ptr().wrapping_add(a_at);
+                    let b_ptr = b_src.as_ptr().wrapping_add(b_at);
+                    let start = i0 * n + j0 + jr;
+                    let write = overwrite && p0 == 0;
+                    // A block of at most one vector's columns (heads of 16,
+                    // tiles of 10 tokens) takes half the work in a narrow tile.
+                    if nr <= LANES {
+                        // SAFETY: the two asserts above bound the last
+                        // element the kernel reads of each operand; every
+                        // other index is smaller.
+                        let tile =
+                            unsafe { register_tile::<1>(kc, a_ptr, a_row, a_col, b_ptr, b_row) };
+                        store(&tile, mr, nr, alpha, write, &mut c[start..], n);
+                    } else {
+                        // SAFETY: as above.
+                        let tile =
+                            unsafe { register_tile::<NV>(kc, a_ptr, a_row, a_col, b_ptr, b_row) };
+                        store(&tile, mr, nr, alpha, write, &mut c[start..], n);
                     }
                 }
             }
@@ -145,27 +157,53 @@ fn accumulate(
 }
 }
 
-/// The `MR x NR` products summed over depth `0..kc` of a tile whose `a`
-/// element (r, p) is at `a + r * a_row + p * a_col` and whose `b` row p is
-/// the `NR` elements from `b + p * b_row`.
+/// Writes (`write`) or adds `alpha` times the first `mr x nr` products of a
+/// register tile into `c`, whose rows are `n` apart.
+#[inline(always)]
+fn store<const V: usize>(
+    tile: &[[[f32; LANES]; V]; MR],
+    mr: usize,
+    nr: usize,
+    alpha: f32,
+    write: bool,
+    c: &mut [f32],
+    n: usize,
+) {
+    for (acc, row) in tile.iter().take(mr).zip(c.chunks_mut(n)) {
+        let (acc, row) = (&acc.as_flattened()[..nr], &mut row[..nr]);
+        if write {
+            for (x, &t) in row.iter_mut().zip(acc) {
+                *x = alpha * t;
+            }
+        } else {
+            for (x, &t) in row.iter_mut().zip(acc) {
+                *x += alpha * t;
+            }
+        }
+    }
+}
+
+/// The `MR x V·LANES` products summed over depth `0..kc` of a tile whose
+/// `a` element (r, p) is at `a + r * a_row + p * a_col` and whose `b` row p
+/// is the `V·LANES` elements from `b + p * b_row`.
 ///
 /// # Safety
 /// Every element named above, for `r < MR` and `p < kc`, must be readable.
 #[inline(always)]
-unsafe fn register_tile(
+unsafe fn register_tile<const V: usize>(
     kc: usize,
     a: *const f32,
     a_row: usize,
     a_col: usize,
     b: *const f32,
     b_row: usize,
-) -> Tile {
-    let mut acc: Tile = [[[0.0; LANES]; NV]; MR];
+) -> [[[f32; LANES]; V]; MR] {
+    let mut acc = [[[0.0f32; LANES]; V]; MR];
     for p in 0..kc {
         // SAFETY: row p of b is readable (the caller's contract).
         let b_p = unsafe {
             b.add(p * b_row)
-                .cast::<[[f32; LANES]; NV]>()
+                .cast::<[[f32; LANES]; V]>()
                 .read_unaligned()
         };
         for (r, acc_row) in acc.iter_mut().enumerate() {
@@ -260,9 +298,11 @@ mod tests {
         for (case, (&m, &k, &n)) in sizes
             .iter()
             .flat_map(|m| {
-                sizes
-                    .iter()
-                    .flat_map(move |k| [1usize, 31, 32, 64, 97].iter().map(move |n| (m, k, n)))
+                sizes.iter().flat_map(move |k| {
+                    [1usize, 16, 17, 31, 32, 64, 97]
+                        .iter()
+                        .map(move |n| (m, k, n))
+                })
             })
             .step_by(3)
             .enumerate()
