@@ -6,13 +6,14 @@
 //! vector always, packing buffers often), which put about a hundred thousand
 //! allocations into each gpt-mini training step. This kernel reads its
 //! operands in place where their layout allows, packs the rest into
-//! per-thread buffers, and accumulates a register tile of 8 x 32 outputs
-//! (6 x 64 for outputs wider than 32) at the widest vectors the CPU has.
+//! per-thread buffers, and accumulates a register tile of outputs sized for
+//! the CPU's vector registers (8 x 32 or 6 x 64 with AVX-512, 6 x 16 with
+//! AVX2) at the widest vectors it has.
 
 use std::cell::RefCell;
 
 use super::gemm::MatRef;
-use super::simd::{LANES, multiversion};
+use super::simd::{self, LANES, Level, multiversion};
 
 /// Output rows of the register tile (the most; wide outputs take 6).
 const MR: usize = 8;
@@ -26,6 +27,53 @@ const NC: usize = 64;
 /// and `n` are near 64 and `k` is at most [`KC`]·a few.
 #[allow(clippy::too_many_arguments)]
 pub fn tile_gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    beta: f32,
+    c: &mut [f32],
+) {
+    let tile = RegisterTile::for_cpu(n);
+    tile_gemm_with(tile, m, k, n, alpha, a, b, beta, c);
+}
+
+/// The shape of the block of outputs kept in vector registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RegisterTile {
+    /// 8 x 32: AVX-512, outputs at most 32 wide.
+    Rows8Cols32,
+    /// 6 x 64: AVX-512, wider outputs. It loads 10 operands per 24 FMAs
+    /// where 8 x 32 loads 10 per 16 (d = 64 attention 9% faster on an
+    /// Intel Xeon), but on a 32-wide output it would compute half its
+    /// columns for nothing.
+    Rows6Cols64,
+    /// 6 x 16: below AVX-512. The two tiles above need 32 vector
+    /// registers; AVX2 has 16, and there they spilled accumulators on every
+    /// step (20-40 GFLOP/s a core on a Zen 2 EPYC, against the gemm crate's
+    /// 56-76). 12 accumulators, two operand vectors and a broadcast: the
+    /// classic AVX2 sgemm kernel.
+    Rows6Cols16,
+}
+
+impl RegisterTile {
+    /// The tile for an output `n` wide on the running CPU.
+    fn for_cpu(n: usize) -> Self {
+        match simd::level() {
+            Level::Avx512 if n > 2 * LANES => Self::Rows6Cols64,
+            Level::Avx512 => Self::Rows8Cols32,
+            Level::Avx2 | Level::Baseline => Self::Rows6Cols16,
+        }
+    }
+}
+
+/// [`tile_gemm`] on a given register tile (every tile gives the same bits:
+/// each output is one sum over the depth, in order).
+#[allow(clippy::too_many_arguments)]
+fn tile_gemm_with(
+    tile: RegisterTile,
     m: usize,
     k: usize,
     n: usize,
@@ -57,7 +105,8 @@ pub fn tile_gemm(
     if k > 0 {
         // With beta = 0 the first depth panel writes c instead of adding to
         // it (c may hold anything, NaN included).
-        PACKS.with_borrow_mut(|packs| accumulate(m, k, n, alpha, a, b, beta == 0.0, c, packs));
+        PACKS
+            .with_borrow_mut(|packs| accumulate(tile, m, k, n, alpha, a, b, beta == 0.0, c, packs));
     }
 }
 
@@ -83,6 +132,7 @@ multiversion! {
 /// widest vectors the CPU has.
 #[allow(clippy::too_many_arguments)]
 fn accumulate(
+    tile: RegisterTile,
     m: usize,
     k: usize,
     n: usize,
@@ -93,14 +143,10 @@ fn accumulate(
     c: &mut [f32],
     packs: &mut Packs,
 ) {
-    // The register tile follows the output's width. A 6 x 64 tile loads 10
-    // operands per 24 FMAs where an 8 x 32 one loads 10 per 16 (d = 64
-    // attention 9% faster on an Intel Xeon), but on a 32-wide output it
-    // would compute half its columns for nothing.
-    if n > 2 * LANES {
-        products::<6, 4>(m, k, n, alpha, a, b, overwrite, c, packs);
-    } else {
-        products::<MR, 2>(m, k, n, alpha, a, b, overwrite, c, packs);
+    match tile {
+        RegisterTile::Rows8Cols32 => products::<MR, 2>(m, k, n, alpha, a, b, overwrite, c, packs),
+        RegisterTile::Rows6Cols64 => products::<6, 4>(m, k, n, alpha, a, b, overwrite, c, packs),
+        RegisterTile::Rows6Cols16 => products::<6, 1>(m, k, n, alpha, a, b, overwrite, c, packs),
     }
 }
 }
@@ -327,11 +373,24 @@ mod tests {
             .collect()
     }
 
+    const EVERY_TILE: [RegisterTile; 3] = [
+        RegisterTile::Rows8Cols32,
+        RegisterTile::Rows6Cols64,
+        RegisterTile::Rows6Cols16,
+    ];
+
     /// Every size class (under, at and over the register tile, the packed
     /// depth and the packed width), both layouts of both operands, and the
-    /// three kinds of beta, against a sum in f64.
+    /// three kinds of beta, against a sum in f64; on every register tile,
+    /// whichever one this CPU would pick.
     #[test]
     fn matches_a_reference_sum_for_every_size_layout_and_beta() {
+        for tile in EVERY_TILE {
+            matches_a_reference_sum_on(tile);
+        }
+    }
+
+    fn matches_a_reference_sum_on(tile: RegisterTile) {
         let sizes = [1, 3, 4, 5, 17, 32, 33, 64, 65, 130];
         for (case, (&m, &k, &n)) in sizes
             .iter()
@@ -369,7 +428,7 @@ mod tests {
             } else {
                 c0.clone()
             };
-            tile_gemm(m, k, n, alpha, a, b, beta, &mut c);
+            tile_gemm_with(tile, m, k, n, alpha, a, b, beta, &mut c);
             for i in 0..m {
                 for j in 0..n {
                     let dot: f64 = (0..k)
@@ -384,10 +443,43 @@ mod tests {
                     let got = c[i * n + j] as f64;
                     assert!(
                         (got - want).abs() <= 1e-5 * (1.0 + k as f64),
-                        "{m}x{k}x{n} (a_t {a_t}, b_t {b_t}) at ({i}, {j}): {got} vs {want}"
+                        "{tile:?} {m}x{k}x{n} (a_t {a_t}, b_t {b_t}) at ({i}, {j}): {got} vs {want}"
                     );
                 }
             }
+        }
+    }
+
+    /// Each output is one in-order sum over the depth whatever the tile, so
+    /// a CPU's choice of tile never changes a result's bits.
+    #[test]
+    fn every_register_tile_gives_the_same_bits() {
+        let (m, k, n) = (70, 130, 97);
+        let a_data = values(m * k, 1);
+        let b_data = values(k * n, 2);
+        let rows = |data, row_stride| MatRef {
+            data,
+            offset: 0,
+            row_stride,
+            col_stride: 1,
+        };
+        let results: Vec<Vec<f32>> = EVERY_TILE
+            .iter()
+            .map(|&tile| {
+                let mut c = values(m * n, 3);
+                let (a, b) = (rows(&a_data, k), rows(&b_data, n));
+                tile_gemm_with(tile, m, k, n, 0.5, a, b, 1.0, &mut c);
+                c
+            })
+            .collect();
+        for (tile, c) in EVERY_TILE.iter().zip(&results) {
+            assert!(
+                c.iter()
+                    .zip(&results[0])
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{tile:?} differs from {:?}",
+                EVERY_TILE[0]
+            );
         }
     }
 
