@@ -109,6 +109,39 @@ pub fn gather<T: Element>(data: &[T], layout: &Layout) -> Vec<T> {
         out.copy_from_slice(&data[range]);
         return out;
     }
+    let (shape, strides) = (layout.shape(), layout.strides());
+    let rank = shape.len();
+    let row = shape[rank - 1];
+    if strides[rank - 1] == 1 && row >= 4 {
+        // Rows contiguous in storage (heads split off or merged back by a
+        // permute): one copy per row instead of an index walk per element,
+        // which took 7% of a cpu-mini training step.
+        let outer = Layout::new(
+            shape[..rank - 1].to_vec(),
+            strides[..rank - 1].to_vec(),
+            layout.offset(),
+        );
+        let copy_rows = |first: usize, chunk: &mut [T]| {
+            for_each_offsets(
+                outer.shape(),
+                [&outer],
+                first,
+                chunk.len() / row,
+                |r, [o]| {
+                    chunk[r * row..(r + 1) * row].copy_from_slice(&data[o..o + row]);
+                },
+            )
+        };
+        if out.len() < PARALLEL_THRESHOLD {
+            copy_rows(0, &mut out);
+        } else {
+            let rows_per_chunk = PARALLEL_CHUNK.div_ceil(row);
+            out.par_chunks_mut(rows_per_chunk * row)
+                .enumerate()
+                .for_each(|(i, chunk)| copy_rows(i * rows_per_chunk, chunk));
+        }
+        return out;
+    }
     fill_chunks(&mut out, |start, chunk| {
         for_each_offsets(layout.shape(), [layout], start, chunk.len(), |k, [o]| {
             chunk[k] = data[o];
@@ -248,6 +281,29 @@ mod tests {
         let mut part = Vec::new();
         for_each_offsets(l.shape(), [&l], 5, 13, |_, [o]| part.push(data[o]));
         assert_eq!(part, full[5..18]);
+    }
+
+    /// Heads split off a [batch, time, heads, width] tensor: rows of
+    /// `width` contiguous in storage, copied whole. Checked element by
+    /// element against the index walk, at a serial and a parallel size
+    /// (rows straddling the parallel chunks), from a nonzero offset.
+    #[test]
+    fn gathers_contiguous_rows_like_the_index_walk() {
+        for (b, t, h, w) in [(2, 3, 4, 5), (3, 257, 6, 31)] {
+            let data: Vec<i64> = (0..(b * t * h * w + 9) as i64).collect();
+            let layout = Layout::new(
+                vec![b, t, h, w],
+                crate::tensor::layout::contiguous_strides(&[b, t, h, w]),
+                9,
+            )
+            .permute(&[0, 2, 1, 3]);
+            let mut walked = Vec::new();
+            for_each_offsets(layout.shape(), [&layout], 0, layout.numel(), |_, [o]| {
+                walked.push(data[o])
+            });
+            assert!(layout.numel() < PARALLEL_THRESHOLD || b * t * h * w > 2 * PARALLEL_CHUNK);
+            assert_eq!(gather(&data, &layout), walked, "{b}x{t}x{h}x{w}");
+        }
     }
 
     #[test]
