@@ -186,14 +186,17 @@ fn products<const R: usize, const V: usize>(
                 let mr = R.min(m - i0);
                 // Element (r, p) of the tile's a rows is
                 // a_src[a_at + r * a_row + p * a_col].
-                let (a_src, a_at, a_row, a_col) = if mr == R {
+                // The rows the register tile reads: a partial tile of 4
+                // rows reads them in place, other partial tiles are packed
+                // into R rows.
+                let (a_src, a_at, a_row, a_col, rows_read) = if mr == R || (mr == 4 && R > 4) {
                     let at = a.offset + i0 * a.row_stride + p0 * a.col_stride;
-                    (a.data, at, a.row_stride, a.col_stride)
+                    (a.data, at, a.row_stride, a.col_stride, mr)
                 } else {
                     pack_a::<R>(a, i0, mr, p0, kc, packed_a);
-                    (&packed_a[..], 0, 1, R)
+                    (&packed_a[..], 0, 1, R, R)
                 };
-                assert!(a_at + (R - 1) * a_row + (kc - 1) * a_col < a_src.len());
+                assert!(a_at + (rows_read - 1) * a_row + (kc - 1) * a_col < a_src.len());
                 for jr in (0..nc).step_by(w) {
                     let nr = w.min(nc - jr);
                     // Row p of the tile's b columns is b_src[b_at + p * b_row..][..w].
@@ -212,7 +215,19 @@ fn products<const R: usize, const V: usize>(
                     // last element the kernel reads of each operand (a
                     // narrower tile reads less of b); every other index is
                     // smaller.
-                    if nr <= LANES {
+                    if rows_read == 4 && R > 4 {
+                        // The last rows of 64 = 10 x 6 + 4, in place: packing
+                        // them into a full tile cost more than a full tile.
+                        let t = unsafe {
+                            if nr <= LANES {
+                                register_tile::<4, 1>(kc, a_ptr, a_row, a_col, b_ptr, b_row)
+                                    .map(|row| [row[0]; V])
+                            } else {
+                                register_tile::<4, V>(kc, a_ptr, a_row, a_col, b_ptr, b_row)
+                            }
+                        };
+                        store(&t, mr, nr, alpha, write, c, n);
+                    } else if nr <= LANES {
                         // Heads of 16, tiles of 10 tokens: one lane group.
                         let t =
                             unsafe { register_tile::<R, 1>(kc, a_ptr, a_row, a_col, b_ptr, b_row) };
@@ -244,6 +259,19 @@ fn store<const R: usize, const V: usize>(
     c: &mut [f32],
     n: usize,
 ) {
+    if mr == R && nr == V * LANES && c.len() >= (R - 1) * n + nr {
+        // A whole tile: loops of constant length, unrolled, so the
+        // accumulators go from registers to c (a loop over `nr` spilled
+        // them to the stack and back, which cost a tenth of a 64 x 32 x 64
+        // product).
+        for (r, acc) in tile.iter().enumerate() {
+            let row: &mut [f32] = &mut c[r * n..r * n + V * LANES];
+            for (x, &t) in row.iter_mut().zip(acc.as_flattened()) {
+                *x = if write { alpha * t } else { *x + alpha * t };
+            }
+        }
+        return;
+    }
     for (acc, row) in tile.iter().take(mr).zip(c.chunks_mut(n)) {
         let (acc, row) = (&acc.as_flattened()[..nr], &mut row[..nr]);
         if write {
