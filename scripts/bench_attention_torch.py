@@ -5,6 +5,13 @@ matmul-softmax-matmul, forward and forward + backward, median ms.
 
     python3 scripts/bench_attention_torch.py [--threads 2] [--naive] [--reps 5]
     python3 scripts/bench_attention_torch.py --memory [--naive]
+    python3 scripts/bench_attention_torch.py --paired target/release/examples/attention_memory
+
+--paired BIN alternates, round by round, SDPA forward + backward here and
+zeroformer's fused op in BIN (examples/attention_memory, median of --reps
+calls each), and prints each round's ratio and the median ratio: on a
+shared host whose speed drifts by 2x within minutes, only timings taken
+side by side compare.
 
 --memory runs each case forward + backward in a fresh process and prints its
 peak resident set (ru_maxrss, the whole Python process's, as in the issue's
@@ -58,6 +65,25 @@ def one_case(name, d, t, threads):
     print(f"{name} d={d} T={t} peak_rss_mb={peak_mb():.0f} before_call_mb={before:.0f}")
 
 
+def paired(binary, lengths, threads, reps, rounds):
+    torch.set_num_threads(threads)
+    print(f"torch {torch.__version__}, {threads} threads, B=8 H=6 causal, "
+          f"fwd+bwd median of {reps}, {rounds} alternating rounds")
+    for d in (32, 64):
+        for t in lengths:
+            q, k, v = (torch.randn(8, 6, t, d, requires_grad=True) for _ in range(3))
+            g = torch.randn(8, 6, t, d)
+            ratios = []
+            for _ in range(rounds):
+                ref = median_ms(lambda: sdpa(q, k, v).backward(g), reps)
+                cmd = [binary, "--d", str(d), "--t", str(t), "--reps", str(reps), "--threads", str(threads)]
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                ours = float(out.rsplit("ms=", 1)[1].split()[0])
+                ratios.append(ref / ours)
+                print(f"d={d} T={t}: sdpa {ref:.1f} ms, zeroformer {ours:.1f} ms, {ref / ours:.2f}x")
+            print(f"d={d} T={t}: median ratio {statistics.median(ratios):.2f}x")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=2)
@@ -65,10 +91,15 @@ def main():
     p.add_argument("--naive", action="store_true")
     p.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 2048])
     p.add_argument("--memory", action="store_true")
+    p.add_argument("--paired", metavar="BIN", help="alternate with zeroformer's attention_memory binary")
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--case", nargs=3, metavar=("IMPL", "D", "T"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.case:
         one_case(args.case[0], int(args.case[1]), int(args.case[2]), args.threads)
+        return
+    if args.paired:
+        paired(args.paired, args.lengths, args.threads, args.reps, args.rounds)
         return
     if args.memory:
         for d in (32, 64):

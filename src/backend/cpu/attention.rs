@@ -216,7 +216,7 @@ multiversion! {
             if l == f32::NEG_INFINITY {
                 row.fill(0.0);
             } else {
-                simd::exp_shifted_sum(row, l);
+                simd::exp_shifted(row, l);
             }
         }
     }

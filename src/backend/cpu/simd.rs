@@ -137,6 +137,14 @@ pub fn max(x: &[f32]) -> f32 {
     m
 }
 
+/// `x[i] = exp(x[i] - shift)` for every element.
+#[inline(always)]
+pub fn exp_shifted(x: &mut [f32], shift: f32) {
+    for v in x {
+        *v = super::math::fast_exp(*v - shift);
+    }
+}
+
 /// `x[i] = exp(x[i] - shift)` for every element; returns their sum, added in
 /// a fixed order.
 #[inline(always)]
