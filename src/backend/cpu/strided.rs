@@ -251,6 +251,33 @@ pub fn copy_into<T: Copy>(dst: &mut [T], dst_layout: &Layout, src: &[T], src_lay
         dst[rd].copy_from_slice(&src[rs]);
         return;
     }
+    let (shape, rank) = (dst_layout.shape(), dst_layout.rank());
+    let contiguous_rows = |l: &Layout| l.strides()[rank - 1] == 1;
+    if rank >= 2
+        && shape[rank - 1] >= 4
+        && contiguous_rows(dst_layout)
+        && contiguous_rows(src_layout)
+    {
+        // Rows contiguous on both sides (a narrow's window, a head merge):
+        // one copy per row.
+        let row = shape[rank - 1];
+        let outer = |l: &Layout| {
+            Layout::new(
+                shape[..rank - 1].to_vec(),
+                l.strides()[..rank - 1].to_vec(),
+                l.offset(),
+            )
+        };
+        let (dst_rows, src_rows) = (outer(dst_layout), outer(src_layout));
+        for_each_offsets(
+            dst_rows.shape(),
+            [&dst_rows, &src_rows],
+            0,
+            n / row,
+            |_, [od, os]| dst[od..od + row].copy_from_slice(&src[os..os + row]),
+        );
+        return;
+    }
     for_each_offsets(
         dst_layout.shape(),
         [dst_layout, src_layout],
@@ -304,6 +331,22 @@ mod tests {
             assert!(layout.numel() < PARALLEL_THRESHOLD || b * t * h * w > 2 * PARALLEL_CHUNK);
             assert_eq!(gather(&data, &layout), walked, "{b}x{t}x{h}x{w}");
         }
+    }
+
+    /// A window of a wider tensor (narrow's backward) filled from a
+    /// permuted view: rows copied whole, against the element walk.
+    #[test]
+    fn copies_contiguous_rows_like_the_element_walk() {
+        let src_data: Vec<i64> = (0..2 * 3 * 5 * 7).collect();
+        let src = Layout::contiguous(&[2, 5, 3, 7]).permute(&[0, 2, 1, 3]);
+        let dst = Layout::contiguous(&[2, 3, 5, 10]).narrow(3, 2, 7);
+        let mut rows = vec![-1i64; 2 * 3 * 5 * 10];
+        copy_into(&mut rows, &dst, &src_data, &src);
+        let mut walked = vec![-1i64; rows.len()];
+        for_each_offsets(dst.shape(), [&dst, &src], 0, dst.numel(), |_, [od, os]| {
+            walked[od] = src_data[os]
+        });
+        assert_eq!(rows, walked);
     }
 
     #[test]
