@@ -28,6 +28,18 @@ pub trait Backward: Send + Sync {
     /// Gradients for `inputs`, in order (`None` where an input gets none).
     /// Each gradient has its input's shape. Called with gradients disabled.
     fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>>;
+
+    /// For a one-input op: adds the input's gradient into `acc`, the
+    /// gradient already summed for that input, in place, and returns true;
+    /// or returns false (the default) to have [`backward`](Self::backward)
+    /// make the gradient for an out-of-place add. A narrow's gradient is
+    /// zeros but for a window: adding the window alone saves making and
+    /// adding a full-size tensor of zeros (three of them, and two full adds,
+    /// per attention layer, where q, k and v are narrowed out of one
+    /// projection).
+    fn add_into(&self, _grad: &Tensor, _acc: &mut Tensor) -> bool {
+        false
+    }
 }
 
 /// How an op result was made: its inputs and its backward rule.
@@ -174,6 +186,13 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor) {
             }
             continue;
         };
+        if let [input] = node.inputs.as_slice() {
+            if let Some(acc) = grads.get_mut(&input.id()) {
+                if node.backward.add_into(&grad, acc) {
+                    continue;
+                }
+            }
+        }
         let input_grads = node.backward.backward(&grad, &node.inputs);
         assert_eq!(
             input_grads.len(),

@@ -102,3 +102,75 @@ fn shape_errors_name_the_op_and_both_shapes() {
 fn broadcast_errors_name_the_op_and_both_shapes() {
     let _ = Tensor::zeros(&[2, 3]) + Tensor::zeros(&[4]);
 }
+
+/// Windows of one tensor (q, k and v narrowed out of one projection, two of
+/// them overlapping here) behind a tracked op: the engine adds each window's
+/// gradient into the sum in place. Checked against the closed form, for
+/// both orders in which the windows' gradients can arrive.
+#[test]
+fn narrowed_windows_accumulate_their_gradients() {
+    let w: Vec<f32> = (0..24).map(|i| i as f32 * 0.25 - 3.0).collect();
+    let upstream = Tensor::from_vec(w.clone(), &[2, 3, 4]);
+    for reversed in [false, true] {
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+        let x = Tensor::randn(&[2, 3, 10], &mut rng).requires_grad();
+        // A tracked op in between, so the windows' input is not a leaf.
+        let h = x.mul_scalar(2.0);
+        let windows = [(0, 4), (4, 4), (6, 4)];
+        let mut terms: Vec<Tensor> = windows
+            .iter()
+            .enumerate()
+            .map(|(i, &(start, len))| {
+                h.narrow(2, start, len)
+                    .mul(&upstream.mul_scalar(i as f32 + 1.0))
+                    .sum()
+            })
+            .collect();
+        if reversed {
+            terms.reverse();
+        }
+        let loss = terms[1..].iter().fold(terms[0].clone(), |s, t| s.add(t));
+        loss.backward();
+        // d loss / d x[.., .., c] = 2 · Σ over windows holding c of
+        // (window number + 1) · w[.., .., c - start].
+        let mut want = vec![0.0f32; 60];
+        for (i, &(start, len)) in windows.iter().enumerate() {
+            for row in 0..6 {
+                for j in 0..len {
+                    want[row * 10 + start + j] += 2.0 * (i as f32 + 1.0) * w[row * 4 + j];
+                }
+            }
+        }
+        assert_eq!(x.grad().unwrap().to_vec(), want, "reversed: {reversed}");
+    }
+}
+
+/// The gradient summed so far for a tensor may be shared with another
+/// input's (an add hands both inputs the same gradient): a window must not
+/// be added into it in place, or the other input's gradient changes too.
+#[test]
+fn a_shared_gradient_is_not_added_into_in_place() {
+    for reversed in [false, true] {
+        let x = Tensor::from_vec(vec![1.0; 8], &[2, 4]).requires_grad();
+        let y = Tensor::from_vec(vec![2.0; 8], &[2, 4]).requires_grad();
+        let (hx, hy) = (x.mul_scalar(1.0), y.mul_scalar(1.0));
+        let both = hx.add(&hy).sum();
+        let window = hx.narrow(1, 1, 2).mul_scalar(5.0).sum();
+        let loss = if reversed {
+            window.add(&both)
+        } else {
+            both.add(&window)
+        };
+        loss.backward();
+        assert_eq!(
+            y.grad().unwrap().to_vec(),
+            vec![1.0; 8],
+            "reversed: {reversed}"
+        );
+        assert_eq!(
+            x.grad().unwrap().to_vec(),
+            vec![1.0, 6.0, 6.0, 1.0, 1.0, 6.0, 6.0, 1.0],
+            "reversed: {reversed}"
+        );
+    }
+}

@@ -62,6 +62,22 @@ impl Backward for ViewBackward {
         };
         vec![Some(gx)]
     }
+
+    fn add_into(&self, g: &Tensor, acc: &mut Tensor) -> bool {
+        let ViewOp::Narrow { dim, start } = self.op else {
+            return false;
+        };
+        let full = Layout::contiguous(&self.input_shape);
+        if acc.layout() != &full {
+            return false;
+        }
+        let window = full.narrow(dim, start, g.shape()[dim]);
+        let g_storage = g.storage();
+        match acc.storage_mut_if_unique() {
+            Some(storage) => storage.add_from(&window, &g_storage, g.layout()),
+            None => false,
+        }
+    }
 }
 
 fn view_op(x: &Tensor, layout: Layout, op: ViewOp) -> Tensor {

@@ -123,6 +123,17 @@ impl Tensor {
             .clone()
     }
 
+    /// The storage for writing in place, when nothing else can see it: no
+    /// other handle to this tensor, no view of its storage, and no graph.
+    pub(crate) fn storage_mut_if_unique(&mut self) -> Option<&mut Storage> {
+        let inner = Arc::get_mut(&mut self.0)?;
+        if inner.tracked {
+            return None;
+        }
+        let storage = inner.storage.get_mut().unwrap_or_else(|e| e.into_inner());
+        Arc::get_mut(storage)
+    }
+
     /// A process-unique id, stable for the tensor's life.
     pub fn id(&self) -> usize {
         self.0.id

@@ -109,6 +109,23 @@ impl Storage {
         }
     }
 
+    /// Adds f32 `src` (under `src_layout`) into this f32 storage at
+    /// `dst_layout`; returns false, changing nothing, for other dtypes.
+    pub(crate) fn add_from(
+        &mut self,
+        dst_layout: &Layout,
+        src: &Storage,
+        src_layout: &Layout,
+    ) -> bool {
+        match (self, src) {
+            (Storage::Cpu(CpuStorage::F32(d)), Storage::Cpu(CpuStorage::F32(s))) => {
+                strided::add_into(d, dst_layout, s, src_layout);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Copies `src` (under `src_layout`) into this storage at `dst_layout`.
     /// Panics naming `op` when the dtypes differ.
     pub fn copy_from(&mut self, dst_layout: &Layout, src: &Storage, src_layout: &Layout, op: &str) {

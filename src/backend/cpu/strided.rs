@@ -242,13 +242,52 @@ pub fn map3(
     out
 }
 
+/// Adds the elements of `src` (under `src_layout`) to those at the
+/// positions of `dst_layout` in `dst`; both layouts have the same shape.
+pub fn add_into(dst: &mut [f32], dst_layout: &Layout, src: &[f32], src_layout: &Layout) {
+    rows_or_elements(
+        dst,
+        dst_layout,
+        src,
+        src_layout,
+        |d, s| {
+            for (x, &y) in d.iter_mut().zip(s) {
+                *x += y;
+            }
+        },
+        |x, y| *x += y,
+    );
+}
+
 /// Copies the elements of `src` (under `src_layout`) to the positions of
 /// `dst_layout` in `dst`; both layouts have the same shape.
 pub fn copy_into<T: Copy>(dst: &mut [T], dst_layout: &Layout, src: &[T], src_layout: &Layout) {
+    rows_or_elements(
+        dst,
+        dst_layout,
+        src,
+        src_layout,
+        |d, s| d.copy_from_slice(s),
+        |x, y| *x = y,
+    );
+}
+
+/// Applies `run(dst_run, src_run)` to runs of corresponding elements of
+/// the two layouts (same shape): the whole of both when contiguous, rows
+/// when both have contiguous rows (a narrow's window, a head merge); else
+/// `element` to each pair of elements.
+fn rows_or_elements<T: Copy>(
+    dst: &mut [T],
+    dst_layout: &Layout,
+    src: &[T],
+    src_layout: &Layout,
+    run: impl Fn(&mut [T], &[T]),
+    element: impl Fn(&mut T, T),
+) {
     debug_assert_eq!(dst_layout.shape(), src_layout.shape());
     let n = dst_layout.numel();
     if let (Some(rd), Some(rs)) = (dst_layout.contiguous_range(), src_layout.contiguous_range()) {
-        dst[rd].copy_from_slice(&src[rs]);
+        run(&mut dst[rd], &src[rs]);
         return;
     }
     let (shape, rank) = (dst_layout.shape(), dst_layout.rank());
@@ -258,8 +297,7 @@ pub fn copy_into<T: Copy>(dst: &mut [T], dst_layout: &Layout, src: &[T], src_lay
         && contiguous_rows(dst_layout)
         && contiguous_rows(src_layout)
     {
-        // Rows contiguous on both sides (a narrow's window, a head merge):
-        // one copy per row.
+        // Rows contiguous on both sides: one call per row.
         let row = shape[rank - 1];
         let outer = |l: &Layout| {
             Layout::new(
@@ -274,7 +312,7 @@ pub fn copy_into<T: Copy>(dst: &mut [T], dst_layout: &Layout, src: &[T], src_lay
             [&dst_rows, &src_rows],
             0,
             n / row,
-            |_, [od, os]| dst[od..od + row].copy_from_slice(&src[os..os + row]),
+            |_, [od, os]| run(&mut dst[od..od + row], &src[os..os + row]),
         );
         return;
     }
@@ -283,9 +321,7 @@ pub fn copy_into<T: Copy>(dst: &mut [T], dst_layout: &Layout, src: &[T], src_lay
         [dst_layout, src_layout],
         0,
         n,
-        |_, [od, os]| {
-            dst[od] = src[os];
-        },
+        |_, [od, os]| element(&mut dst[od], src[os]),
     );
 }
 
