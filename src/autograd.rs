@@ -214,11 +214,26 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor) {
                 input.shape()
             );
             match grads.remove(&input.id()) {
-                Some(sum) => grads.insert(input.id(), sum.add(&g)),
+                Some(sum) => grads.insert(input.id(), add_in_place_if_unique(sum, &g)),
                 None => grads.insert(input.id(), g),
             };
         }
     }
+}
+
+/// `sum + g`, written into `sum`'s storage when nothing else holds it (no
+/// new buffer to allocate and fill; the same bits as `sum.add(g)`).
+fn add_in_place_if_unique(mut sum: Tensor, g: &Tensor) -> Tensor {
+    if sum.layout() == &crate::tensor::Layout::contiguous(sum.shape()) {
+        let g_storage = g.storage();
+        let full = sum.layout().clone();
+        if let Some(storage) = sum.storage_mut_if_unique() {
+            if storage.add_from(&full, &g_storage, g.layout()) {
+                return sum;
+            }
+        }
+    }
+    sum.add(g)
 }
 
 /// Tensors reachable from `root` through graph nodes, each after every
