@@ -337,6 +337,8 @@ struct Head<'a> {
 }
 
 impl<'a> Head<'a> {
+    /// Head `b` of the batched inputs; `kt` and `vt` are this head's own
+    /// keys and values in [`transpose_tiles`]'s layout.
     #[allow(clippy::too_many_arguments)]
     fn of(
         s: &'a AttentionShape,
@@ -353,8 +355,8 @@ impl<'a> Head<'a> {
         Head {
             q: &q[b * tq * d..(b + 1) * tq * d],
             k: &k[b * tk * d..(b + 1) * tk * d],
-            kt: &kt[b * transposed_len(tk, d)..(b + 1) * transposed_len(tk, d)],
-            vt: &vt[b * transposed_len(tk, d)..(b + 1) * transposed_len(tk, d)],
+            kt,
+            vt,
             dout: &dout[b * tq * d..(b + 1) * tq * d],
             lse: &lse[b * tq..(b + 1) * tq],
             delta: &delta[b * tq..(b + 1) * tq],
@@ -451,8 +453,6 @@ pub fn backward(
                 *x = dot as f32;
             }
         });
-    let (kt, vt) = (transpose_tiles(k, tk, d), transpose_tiles(v, tk, d));
-    let head = |b: usize| Head::of(s, b, q, k, &kt, &vt, dout, lse, &delta);
     // The fewest heads one task takes (every branch below splits by head).
     let per_head = min_items(tq * tk * d);
     let tile_buffers = || {
@@ -477,7 +477,13 @@ pub fn backward(
             .for_each_init(
                 tile_buffers,
                 |(p, ds), (b, ((dq, dk), dv)): (usize, Grads)| {
-                    let h = head(b);
+                    // Each task transposes its own head's keys and values:
+                    // transposing every head up front held half the
+                    // outputs' size more at the call's peak.
+                    let head_rows = b * tk * d..(b + 1) * tk * d;
+                    let kt = transpose_tiles(&k[head_rows.clone()], tk, d);
+                    let vt = transpose_tiles(&v[head_rows], tk, d);
+                    let h = Head::of(s, b, q, k, &kt, &vt, dout, lse, &delta);
                     for qs in (0..tq).step_by(BLOCK_Q) {
                         let bq = BLOCK_Q.min(tq - qs);
                         let end = s.key_end(qs, bq);
@@ -493,12 +499,20 @@ pub fn backward(
                             h.query_gradient(s, ks, bk, ds, &mut dq[qs * d..(qs + bq) * d]);
                         }
                     }
+                    pool::give(kt);
+                    pool::give(vt);
                 },
             );
-        pool::give(kt);
-        pool::give(vt);
         return (dq, dk, dv);
     }
+    // Several tasks share a head here, so every head is transposed once,
+    // up front (few heads: little memory).
+    let (kt, vt) = (transpose_tiles(k, tk, d), transpose_tiles(v, tk, d));
+    let per_head_len = transposed_len(tk, d);
+    let head = |b: usize| {
+        let this = b * per_head_len..(b + 1) * per_head_len;
+        Head::of(s, b, q, k, &kt[this.clone()], &vt[this], dout, lse, &delta)
+    };
     // Fewer heads than threads: key tiles for dK, dV; query tiles for dQ.
     dk.par_chunks_mut(tk * d)
         .zip(dv.par_chunks_mut(tk * d))
