@@ -224,16 +224,12 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor) {
 /// `sum + g`, written into `sum`'s storage when nothing else holds it (no
 /// new buffer to allocate and fill; the same bits as `sum.add(g)`).
 fn add_in_place_if_unique(mut sum: Tensor, g: &Tensor) -> Tensor {
-    if sum.layout() == &crate::tensor::Layout::contiguous(sum.shape()) {
-        let g_storage = g.storage();
-        let full = sum.layout().clone();
-        if let Some(storage) = sum.storage_mut_if_unique() {
-            if storage.add_from(&full, &g_storage, g.layout()) {
-                return sum;
-            }
-        }
+    let whole = crate::tensor::Layout::contiguous(sum.shape());
+    if sum.add_in_place_if_unique(&whole, g) {
+        sum
+    } else {
+        sum.add(g)
     }
-    sum.add(g)
 }
 
 /// Tensors reachable from `root` through graph nodes, each after every

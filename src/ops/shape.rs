@@ -67,16 +67,8 @@ impl Backward for ViewBackward {
         let ViewOp::Narrow { dim, start } = self.op else {
             return false;
         };
-        let full = Layout::contiguous(&self.input_shape);
-        if acc.layout() != &full {
-            return false;
-        }
-        let window = full.narrow(dim, start, g.shape()[dim]);
-        let g_storage = g.storage();
-        match acc.storage_mut_if_unique() {
-            Some(storage) => storage.add_from(&window, &g_storage, g.layout()),
-            None => false,
-        }
+        let window = Layout::contiguous(&self.input_shape).narrow(dim, start, g.shape()[dim]);
+        acc.add_in_place_if_unique(&window, g)
     }
 }
 

@@ -123,15 +123,26 @@ impl Tensor {
             .clone()
     }
 
-    /// The storage for writing in place, when nothing else can see it: no
-    /// other handle to this tensor, no view of its storage, and no graph.
-    pub(crate) fn storage_mut_if_unique(&mut self) -> Option<&mut Storage> {
-        let inner = Arc::get_mut(&mut self.0)?;
+    /// Adds `g` into the elements of this contiguous f32 tensor that
+    /// `window` (a layout over its storage, of `g`'s shape) names, in place,
+    /// when nothing else can see this tensor's storage: no other handle, no
+    /// view, no graph. Returns false, changing nothing, otherwise.
+    pub(crate) fn add_in_place_if_unique(&mut self, window: &Layout, g: &Tensor) -> bool {
+        if self.layout() != &Layout::contiguous(self.shape()) {
+            return false;
+        }
+        let g_storage = g.storage();
+        let Some(inner) = Arc::get_mut(&mut self.0) else {
+            return false;
+        };
         if inner.tracked {
-            return None;
+            return false;
         }
         let storage = inner.storage.get_mut().unwrap_or_else(|e| e.into_inner());
-        Arc::get_mut(storage)
+        match Arc::get_mut(storage) {
+            Some(storage) => storage.add_from(window, &g_storage, g.layout()),
+            None => false,
+        }
     }
 
     /// A process-unique id, stable for the tensor's life.
