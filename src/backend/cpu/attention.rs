@@ -7,6 +7,8 @@
 //! contiguous, where `bh` runs over batch x heads. Work is split across
 //! rayon threads by (batch, head).
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 use super::gemm::MatRef;
@@ -91,16 +93,19 @@ fn transpose_tiles(x: &[f32], t: usize, d: usize) -> Vec<f32> {
     out.par_chunks_mut(per_head.max(1))
         .zip(x.par_chunks((t * d).max(1)))
         .with_min_len(min_items(t * d))
-        .for_each(|(out, x)| {
-            for (tile, keys) in out.chunks_mut(BLOCK_K * d).zip(x.chunks(BLOCK_K * d)) {
-                for (j, key) in keys.chunks_exact(d).enumerate() {
-                    for (p, &v) in key.iter().enumerate() {
-                        tile[p * BLOCK_K + j] = v;
-                    }
-                }
-            }
-        });
+        .for_each(|(out, x)| transpose_head(x, d, out));
     out
+}
+
+/// One head's `[t, d]` rows into [`transpose_tiles`]'s layout in `out`.
+fn transpose_head(x: &[f32], d: usize, out: &mut [f32]) {
+    for (tile, keys) in out.chunks_mut(BLOCK_K * d).zip(x.chunks(BLOCK_K * d)) {
+        for (j, key) in keys.chunks_exact(d).enumerate() {
+            for (p, &v) in key.iter().enumerate() {
+                tile[p * BLOCK_K + j] = v;
+            }
+        }
+    }
 }
 
 /// The length of one head's [`transpose_tiles`] layout.
@@ -239,7 +244,7 @@ multiversion! {
 pub fn forward(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let (bh, tq, tk, d) = (s.batch * s.heads, s.tq, s.tk, s.d);
     let mut out = pool::take(bh * tq * d);
-    let mut lse = vec![0.0f32; bh * tq];
+    let mut lse = pool::take_zeroed(bh * tq);
     if tq == 0 || d == 0 {
         return (out, lse);
     }
@@ -254,14 +259,18 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>
             );
             let padding = s.padding_of(b);
             let bq = lse.len();
-            let (max, sum) = (&mut scratch.max[..bq], &mut scratch.sum[..bq]);
+            let Scratch {
+                scores, max, sum, ..
+            } = scratch;
+            let (max, sum) = (at_least(max, bq), at_least(sum, bq));
+            let scores = at_least(scores, BLOCK_Q * BLOCK_K);
             acc.fill(0.0);
             max.fill(f32::NEG_INFINITY);
             sum.fill(0.0);
             let end = s.key_end(qs, bq);
             for ks in (0..end).step_by(BLOCK_K) {
                 let bk = BLOCK_K.min(end - ks);
-                let tile = &mut scratch.scores[..bq * bk];
+                let tile = &mut scores[..bq * bk];
                 score_tile(s, padding, q, kt, qs, bq, ks, bk, tile);
                 online_softmax_tile(tile, bk, max, sum, acc, d);
                 tile_gemm(
@@ -297,30 +306,56 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>
                 .zip(lse.par_chunks_mut(BLOCK_Q))
                 .enumerate()
                 .with_min_len(min_items(BLOCK_Q * tk * d))
-                .for_each_init(Scratch::new, |scratch, (t, (acc, lse))| {
-                    query_tile(scratch, b, t * BLOCK_Q, acc, lse)
+                .for_each(|(t, (acc, lse))| {
+                    with_scratch(|scratch| query_tile(scratch, b, t * BLOCK_Q, acc, lse))
                 })
         });
     pool::give(kt);
     (out, lse)
 }
 
-/// Per-task buffers of the forward: one score tile and the running row
-/// maxima and sums.
+/// Per-thread buffers of the attention tasks, grown to the largest size
+/// asked for and kept: a score (or probability) tile and its gradient, the
+/// forward's running row maxima and sums, and the backward's transposed
+/// keys and values of one head. Allocating them per task had made 16,000
+/// of the 29,000 allocations of a gpt-mini training step (156 MB, zeroed).
+#[derive(Default)]
 struct Scratch {
     scores: Vec<f32>,
+    grads: Vec<f32>,
     max: Vec<f32>,
     sum: Vec<f32>,
+    kt: Vec<f32>,
+    vt: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// Runs `f` on this thread's [`Scratch`]. `f` must not run rayon work: a
+/// task stolen meanwhile on this thread would find the buffers borrowed.
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with_borrow_mut(f)
 }
 
 impl Scratch {
-    fn new() -> Scratch {
-        Scratch {
-            scores: vec![0.0; BLOCK_Q * BLOCK_K],
-            max: vec![0.0; BLOCK_Q],
-            sum: vec![0.0; BLOCK_Q],
-        }
+    /// A probability tile and its score gradient.
+    fn tiles(&mut self) -> (&mut [f32], &mut [f32]) {
+        (
+            at_least(&mut self.scores, BLOCK_Q * BLOCK_K),
+            at_least(&mut self.grads, BLOCK_Q * BLOCK_K),
+        )
     }
+}
+
+/// The first `len` elements of `buffer`, grown (zero-filled) if shorter;
+/// their contents are whatever an earlier task left.
+fn at_least(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    &mut buffer[..len]
 }
 
 /// One head's inputs and the forward's results, as the backward reads them.
@@ -438,7 +473,7 @@ pub fn backward(
     }
     // delta_i = Σ_d dO_i · O_i, the softmax backward's row correction,
     // accumulated in f64 (in f32 it cost dQ its 1e-5 agreement at T = 130).
-    let mut delta = vec![0.0f32; bh * tq];
+    let mut delta = pool::take(bh * tq);
     delta
         .par_chunks_mut(tq)
         .zip(o.par_chunks(tq * d).zip(dout.par_chunks(tq * d)))
@@ -455,12 +490,6 @@ pub fn backward(
         });
     // The fewest heads one task takes (every branch below splits by head).
     let per_head = min_items(tq * tk * d);
-    let tile_buffers = || {
-        (
-            vec![0.0f32; BLOCK_Q * BLOCK_K],
-            vec![0.0f32; BLOCK_Q * BLOCK_K],
-        )
-    };
     let query_tiles = |ks: usize| {
         (0..tq)
             .step_by(BLOCK_Q)
@@ -474,16 +503,26 @@ pub fn backward(
             .zip(dv.par_chunks_mut(tk * d))
             .enumerate()
             .with_min_len(per_head)
-            .for_each_init(
-                tile_buffers,
-                |(p, ds), (b, ((dq, dk), dv)): (usize, Grads)| {
+            .for_each(|(b, ((dq, dk), dv)): (usize, Grads)| {
+                with_scratch(|scratch| {
                     // Each task transposes its own head's keys and values:
                     // transposing every head up front held half the
                     // outputs' size more at the call's peak.
                     let head_rows = b * tk * d..(b + 1) * tk * d;
-                    let kt = transpose_tiles(&k[head_rows.clone()], tk, d);
-                    let vt = transpose_tiles(&v[head_rows], tk, d);
-                    let h = Head::of(s, b, q, k, &kt, &vt, dout, lse, &delta);
+                    let Scratch {
+                        scores,
+                        grads,
+                        kt,
+                        vt,
+                        ..
+                    } = scratch;
+                    let kt = at_least(kt, transposed_len(tk, d));
+                    transpose_head(&k[head_rows.clone()], d, kt);
+                    let vt = at_least(vt, transposed_len(tk, d));
+                    transpose_head(&v[head_rows], d, vt);
+                    let h = Head::of(s, b, q, k, kt, vt, dout, lse, &delta);
+                    let p = at_least(scores, BLOCK_Q * BLOCK_K);
+                    let ds = at_least(grads, BLOCK_Q * BLOCK_K);
                     for qs in (0..tq).step_by(BLOCK_Q) {
                         let bq = BLOCK_Q.min(tq - qs);
                         let end = s.key_end(qs, bq);
@@ -499,10 +538,9 @@ pub fn backward(
                             h.query_gradient(s, ks, bk, ds, &mut dq[qs * d..(qs + bq) * d]);
                         }
                     }
-                    pool::give(kt);
-                    pool::give(vt);
-                },
-            );
+                });
+            });
+        pool::give(delta);
         return (dq, dk, dv);
     }
     // Several tasks share a head here, so every head is transposed once,
@@ -524,14 +562,26 @@ pub fn backward(
                 .zip(dv.par_chunks_mut(BLOCK_K * d))
                 .enumerate()
                 .with_min_len(min_items(tq * BLOCK_K * d))
-                .for_each_init(tile_buffers, |(p, ds), (j, (dk, dv))| {
-                    let (ks, bk) = (j * BLOCK_K, dk.len() / d);
-                    for (qs, bq) in query_tiles(ks) {
-                        let bk = bk.min(s.key_end(qs, bq) - ks);
-                        let (p, ds) = (&mut p[..bq * bk], &mut ds[..bq * bk]);
-                        h.tile(s, qs, bq, ks, bk, p, ds);
-                        h.key_gradients(s, qs, bq, bk, p, ds, &mut dk[..bk * d], &mut dv[..bk * d]);
-                    }
+                .for_each(|(j, (dk, dv))| {
+                    with_scratch(|scratch| {
+                        let (p, ds) = scratch.tiles();
+                        let (ks, bk) = (j * BLOCK_K, dk.len() / d);
+                        for (qs, bq) in query_tiles(ks) {
+                            let bk = bk.min(s.key_end(qs, bq) - ks);
+                            let (p, ds) = (&mut p[..bq * bk], &mut ds[..bq * bk]);
+                            h.tile(s, qs, bq, ks, bk, p, ds);
+                            h.key_gradients(
+                                s,
+                                qs,
+                                bq,
+                                bk,
+                                p,
+                                ds,
+                                &mut dk[..bk * d],
+                                &mut dv[..bk * d],
+                            );
+                        }
+                    })
                 });
         });
     dq.par_chunks_mut(tq * d)
@@ -542,18 +592,22 @@ pub fn backward(
             dq.par_chunks_mut(BLOCK_Q * d)
                 .enumerate()
                 .with_min_len(min_items(BLOCK_Q * tk * d))
-                .for_each_init(tile_buffers, |(p, ds), (i, dq)| {
-                    let (qs, bq) = (i * BLOCK_Q, dq.len() / d);
-                    let end = s.key_end(qs, bq);
-                    for ks in (0..end).step_by(BLOCK_K) {
-                        let bk = BLOCK_K.min(end - ks);
-                        let (p, ds) = (&mut p[..bq * bk], &mut ds[..bq * bk]);
-                        h.tile(s, qs, bq, ks, bk, p, ds);
-                        h.query_gradient(s, ks, bk, ds, dq);
-                    }
+                .for_each(|(i, dq)| {
+                    with_scratch(|scratch| {
+                        let (p, ds) = scratch.tiles();
+                        let (qs, bq) = (i * BLOCK_Q, dq.len() / d);
+                        let end = s.key_end(qs, bq);
+                        for ks in (0..end).step_by(BLOCK_K) {
+                            let bk = BLOCK_K.min(end - ks);
+                            let (p, ds) = (&mut p[..bq * bk], &mut ds[..bq * bk]);
+                            h.tile(s, qs, bq, ks, bk, p, ds);
+                            h.query_gradient(s, ks, bk, ds, dq);
+                        }
+                    })
                 });
         });
     pool::give(kt);
     pool::give(vt);
+    pool::give(delta);
     (dq, dk, dv)
 }

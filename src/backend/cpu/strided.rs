@@ -45,14 +45,23 @@ pub fn for_each_offsets<const N: usize>(
         f(0, layouts.map(|l| l.offset()));
         return;
     }
-    // Multi-index of `start`, and the offsets there.
-    let mut index = vec![0usize; rank];
+    // Multi-index of `start`, and the offsets there: on the stack up to
+    // rank 8 (this runs once per parallel chunk of every elementwise op;
+    // a heap index had made a third of a training step's allocations).
+    let mut on_stack = [0usize; 8];
+    let mut on_heap = Vec::new();
+    let index: &mut [usize] = if rank <= on_stack.len() {
+        &mut on_stack[..rank]
+    } else {
+        on_heap.resize(rank, 0);
+        &mut on_heap
+    };
     let mut rem = start;
     for d in (0..rank).rev() {
         index[d] = rem % shape[d];
         rem /= shape[d];
     }
-    let mut offsets = layouts.map(|l| l.offset_of(&index));
+    let mut offsets = layouts.map(|l| l.offset_of(index));
     let inner = rank - 1;
     let inner_len = shape[inner];
     let inner_strides = layouts.map(|l| l.strides()[inner]);
