@@ -56,6 +56,13 @@ struct AttentionBackward {
     lse: Vec<f32>,
 }
 
+impl Drop for AttentionBackward {
+    /// The logsumexp buffer goes back to the pool, as tensors' storage does.
+    fn drop(&mut self) {
+        crate::backend::cpu::pool::give(std::mem::take(&mut self.lse));
+    }
+}
+
 impl Backward for AttentionBackward {
     fn name(&self) -> &'static str {
         "scaled_dot_product_attention"

@@ -18,6 +18,13 @@ struct CrossEntropyBackward {
     count: usize,
 }
 
+impl Drop for CrossEntropyBackward {
+    /// The log-probabilities go back to the pool, as tensors' storage does.
+    fn drop(&mut self) {
+        crate::backend::cpu::pool::give(std::mem::take(&mut self.log_probs));
+    }
+}
+
 impl Backward for CrossEntropyBackward {
     fn name(&self) -> &'static str {
         "cross_entropy"

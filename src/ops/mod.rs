@@ -78,7 +78,14 @@ pub(crate) fn with_contiguous_f32<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]
     let data = storage.f32(op);
     match t.layout().contiguous_range() {
         Some(range) => f(&data[range]),
-        None => f(&crate::backend::cpu::strided::gather(data, t.layout())),
+        None => {
+            // The copy goes back to the pool: dropped, it would be a fresh
+            // allocation (and page faults) every training step.
+            let copy = crate::backend::cpu::strided::gather(data, t.layout());
+            let result = f(&copy);
+            crate::backend::cpu::pool::give(copy);
+            result
+        }
     }
 }
 

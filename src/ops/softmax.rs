@@ -45,7 +45,12 @@ fn softmax_impl(x: &Tensor, dim: usize, log: bool) -> Tensor {
     let n = x.shape()[dim];
     let data = match moved.contiguous_range() {
         Some(r) => kernels::softmax_rows(&storage.f32(op)[r], n, log),
-        None => kernels::softmax_rows(&strided::gather(storage.f32(op), &moved), n, log),
+        None => {
+            let rows = strided::gather(storage.f32(op), &moved);
+            let probabilities = kernels::softmax_rows(&rows, n, log);
+            crate::backend::cpu::pool::give(rows);
+            probabilities
+        }
     };
     let layout = Layout::contiguous(moved.shape()).permute(&perm);
     let out = Tensor::from_storage(Arc::new(Storage::Cpu(CpuStorage::F32(data))), layout, None);
