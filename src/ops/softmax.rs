@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use crate::Tensor;
 use crate::autograd::{self, Backward};
-use crate::backend::cpu::{reduce as kernels, strided};
-use crate::ops::{Dim, with_contiguous_f32};
+use crate::backend::cpu::reduce as kernels;
+use crate::ops::{Dim, with_contiguous_f32, with_elements_f32};
 use crate::tensor::{CpuStorage, Layout, Storage};
 
 struct SoftmaxBackward {
@@ -43,15 +43,9 @@ fn softmax_impl(x: &Tensor, dim: usize, log: bool) -> Tensor {
     let moved = x.layout().permute(&perm);
     let storage = x.storage();
     let n = x.shape()[dim];
-    let data = match moved.contiguous_range() {
-        Some(r) => kernels::softmax_rows(&storage.f32(op)[r], n, log),
-        None => {
-            let rows = strided::gather(storage.f32(op), &moved);
-            let probabilities = kernels::softmax_rows(&rows, n, log);
-            crate::backend::cpu::pool::give(rows);
-            probabilities
-        }
-    };
+    let data = with_elements_f32(storage.f32(op), &moved, |rows| {
+        kernels::softmax_rows(rows, n, log)
+    });
     let layout = Layout::contiguous(moved.shape()).permute(&perm);
     let out = Tensor::from_storage(Arc::new(Storage::Cpu(CpuStorage::F32(data))), layout, None);
     autograd::with_saved_output(out, &[x], |out| SoftmaxBackward { dim, log, out })
