@@ -342,11 +342,20 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 impl Scratch {
     /// A probability tile and its score gradient.
     fn tiles(&mut self) -> (&mut [f32], &mut [f32]) {
-        (
-            at_least(&mut self.scores, BLOCK_Q * BLOCK_K),
-            at_least(&mut self.grads, BLOCK_Q * BLOCK_K),
-        )
+        tile_pair(&mut self.scores, &mut self.grads)
     }
+}
+
+/// [`Scratch::tiles`] from the two buffers, for a caller that also borrows
+/// the scratch's other fields.
+fn tile_pair<'a>(
+    scores: &'a mut Vec<f32>,
+    grads: &'a mut Vec<f32>,
+) -> (&'a mut [f32], &'a mut [f32]) {
+    (
+        at_least(scores, BLOCK_Q * BLOCK_K),
+        at_least(grads, BLOCK_Q * BLOCK_K),
+    )
 }
 
 /// The first `len` elements of `buffer`, grown (zero-filled) if shorter;
@@ -521,8 +530,7 @@ pub fn backward(
                     let vt = at_least(vt, transposed_len(tk, d));
                     transpose_head(&v[head_rows], d, vt);
                     let h = Head::of(s, b, q, k, kt, vt, dout, lse, &delta);
-                    let p = at_least(scores, BLOCK_Q * BLOCK_K);
-                    let ds = at_least(grads, BLOCK_Q * BLOCK_K);
+                    let (p, ds) = tile_pair(scores, grads);
                     for qs in (0..tq).step_by(BLOCK_Q) {
                         let bq = BLOCK_Q.min(tq - qs);
                         let end = s.key_end(qs, bq);
