@@ -16,10 +16,19 @@ the loss over the whole validation split in non-overlapping windows, the
 figure examples/shakespeare prints as final val_loss:
 
     python3 scripts/train_gpt_torch.py --data ../shared/data/tinyshakespeare.txt --steps 2000
+
+With --paired BIN it alternates, round by round, PyTorch's step here and
+zeroformer's in BIN (examples/step_time, the same preset, batch, steps and
+threads), and prints each round's ratio of tokens/s and the median ratio: on
+a shared host whose speed drifts within minutes, only timings taken side by
+side compare:
+
+    python3 scripts/train_gpt_torch.py --paired target/release/examples/step_time --rounds 5
 """
 import argparse
 import math
 import statistics
+import subprocess
 import time
 
 import torch
@@ -87,9 +96,18 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--data", help="train on this corpus and report the whole-split val loss")
     ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--paired", metavar="BIN", help="alternate with zeroformer's step_time binary")
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     if args.data:
         return train_on_corpus(args)
+    if args.paired:
+        return paired(args)
+    print(time_steps(args))
+
+
+def time_steps(args):
+    """PyTorch's median step on random tokens, as the line main() prints."""
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     n_layer, n_head, c, block_size = PRESETS[args.preset]
@@ -112,8 +130,25 @@ def main():
             times.append(time.perf_counter() - t0)
     step = statistics.median(times)
     tokens = args.batch_size * block_size
-    print(f"torch {torch.__version__} threads={args.threads} preset={args.preset} batch={args.batch_size} "
-          f"params={sum(p.numel() for p in model.parameters())} median_step_ms={step * 1e3:.1f} tokens_per_s={tokens / step:.0f}")
+    return (f"torch {torch.__version__} threads={args.threads} preset={args.preset} batch={args.batch_size} "
+            f"params={sum(p.numel() for p in model.parameters())} median_step_ms={step * 1e3:.1f} "
+            f"tokens_per_s={tokens / step:.0f}")
+
+
+def paired(args):
+    tokens_per_s = lambda line: float(line.rsplit("tokens_per_s=", 1)[1].split()[0])
+    ratios = []
+    for _ in range(args.rounds):
+        ref = time_steps(args)
+        cmd = [args.paired, "--preset", args.preset, "--batch-size", str(args.batch_size),
+               "--vocab", str(args.vocab), "--steps", str(args.steps), "--warmup", str(args.warmup),
+               "--threads", str(args.threads)]
+        ours = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+        ratios.append(tokens_per_s(ours) / tokens_per_s(ref))
+        print(ref)
+        print(f"{ours}  ratio={ratios[-1]:.2f}x", flush=True)
+    print(f"preset={args.preset} batch={args.batch_size}: ratios "
+          f"{' / '.join(f'{r:.2f}' for r in ratios)}, median {statistics.median(ratios):.2f}x")
 
 
 def train_on_corpus(args):

@@ -1,0 +1,100 @@
+//! Time GPT training steps as the Shakespeare recipe takes them
+//! ([`Trainer::train_step`]: forward, backward, gradient clip, AdamW) on
+//! random tokens, and print the median, in the same format as
+//! `scripts/train_gpt_torch.py` prints PyTorch's:
+//!
+//!     cargo run --release --example step_time -- --preset cpu-mini --batch-size 12
+//!     cargo run --release --example step_time -- --preset gpt-mini --batch-size 32 --steps 6
+//!
+//! `python3 scripts/train_gpt_torch.py --paired target/release/examples/step_time`
+//! alternates this binary with PyTorch's step, round by round: on a shared
+//! host only timings taken side by side compare. (`cargo bench --bench
+//! train_step` times the step without the clip, and counts its allocations.)
+
+use std::time::Instant;
+
+use clap::Parser;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use zeroformer::models::GptConfig;
+use zeroformer::nn::{AttentionKernel, Module};
+use zeroformer::train::{TrainConfig, Trainer};
+use zeroformer::{Error, Result};
+
+/// Median time of a GPT training step.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Model preset (cpu-mini, gpt-mini, shakespeare-char).
+    #[arg(long, default_value = "cpu-mini")]
+    preset: String,
+    #[arg(long, default_value_t = 12)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 65)]
+    vocab: usize,
+    /// Steps timed.
+    #[arg(long, default_value_t = 30)]
+    steps: usize,
+    /// Steps run before timing (the buffer pool and optimizer state warm up).
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Attention as matmul, softmax, matmul instead of the fused op.
+    #[arg(long)]
+    composed: bool,
+}
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    if args.steps == 0 || args.vocab == 0 {
+        return Err(Error::InvalidConfig(
+            "--steps and --vocab must be at least 1".into(),
+        ));
+    }
+    zeroformer::backend::cpu::set_threads(args.threads)?;
+    let model_config = GptConfig::preset(&args.preset, args.vocab)?;
+    let context = model_config.block_size;
+    let config = TrainConfig {
+        batch_size: args.batch_size,
+        ..TrainConfig::nanogpt_cpu(args.warmup + args.steps)
+    };
+    let mut trainer = Trainer::new(model_config, config)?;
+    if args.composed {
+        for block in &mut trainer.model.blocks {
+            block.attn.kernel = AttentionKernel::Composed;
+        }
+    }
+    // Random tokens: a step's speed does not depend on the data.
+    let mut rng = StdRng::seed_from_u64(0);
+    let tokens: Vec<i64> = (0..(64 * args.batch_size * (context + 1)).max(100_000))
+        .map(|_| rng.gen_range(0..args.vocab as i64))
+        .collect();
+    let mut times = Vec::with_capacity(args.steps);
+    for i in 0..args.warmup + args.steps {
+        let start = Instant::now();
+        trainer.train_step(&tokens);
+        if i >= args.warmup {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let step = times[times.len() / 2];
+    let params: usize = trainer.model.parameters().iter().map(|p| p.numel()).sum();
+    println!(
+        "zeroformer threads={} preset={} batch={} params={params} median_step_ms={:.1} tokens_per_s={:.0}",
+        rayon::current_num_threads(),
+        args.preset,
+        args.batch_size,
+        step * 1e3,
+        (args.batch_size * context) as f64 / step
+    );
+    Ok(())
+}
