@@ -95,19 +95,32 @@ pub fn is_grad_enabled() -> bool {
 /// assert!(!y.is_tracked());
 /// ```
 pub struct NoGradGuard {
-    previous: bool,
+    _mode: GradModeGuard,
 }
 
 impl NoGradGuard {
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         NoGradGuard {
-            previous: GRAD_ENABLED.with(|g| g.replace(false)),
+            _mode: GradModeGuard::set(false),
         }
     }
 }
 
-impl Drop for NoGradGuard {
+/// Sets this thread's grad mode until dropped, then restores the previous one.
+pub(crate) struct GradModeGuard {
+    previous: bool,
+}
+
+impl GradModeGuard {
+    pub(crate) fn set(enabled: bool) -> Self {
+        GradModeGuard {
+            previous: GRAD_ENABLED.with(|g| g.replace(enabled)),
+        }
+    }
+}
+
+impl Drop for GradModeGuard {
     fn drop(&mut self) {
         GRAD_ENABLED.with(|g| g.set(self.previous));
     }
@@ -159,6 +172,12 @@ pub(crate) fn with_saved_output<B: Backward + 'static>(
 /// Back-propagates `grad` (the gradient of some scalar with respect to
 /// `root`) to every leaf that requires gradients.
 pub(crate) fn backward(root: &Tensor, grad: Tensor) {
+    // On a pool worker: the graph's kernels then run without a thread
+    // hand-off each (see `in_pool`).
+    crate::backend::cpu::in_pool(|| backward_in_place(root, grad))
+}
+
+fn backward_in_place(root: &Tensor, grad: Tensor) {
     assert_eq!(
         root.shape(),
         grad.shape(),

@@ -114,6 +114,12 @@ impl Trainer {
     /// backward over `grad_accum` micro-batches, clip, AdamW at the
     /// scheduled learning rate.
     pub fn train_step(&mut self, tokens: &[i64]) -> StepStats {
+        // The whole step on a pool worker, loss and clip included (see
+        // `in_pool`; the forward, backward and AdamW would each go there anyway).
+        crate::backend::cpu::in_pool(|| self.train_step_in_place(tokens))
+    }
+
+    fn train_step_in_place(&mut self, tokens: &[i64]) -> StepStats {
         let context = self.model.config.block_size;
         let lr = self.config.schedule().lr_at(self.step);
         self.optimizer.set_lr(lr);

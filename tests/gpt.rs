@@ -75,6 +75,16 @@ fn gpt2_initialisation_scales_residual_projections() {
 }
 
 #[test]
+fn forward_under_no_grad_records_no_graph() {
+    // The forward runs on a pool worker (`in_pool`): the caller's grad mode
+    // must go with it, or evaluation would build and hold a graph.
+    let model = Gpt::new(tiny(0.0), 2).unwrap();
+    let x = ids(&[1, 5, 2, 7], 1);
+    assert!(model.forward(&x).is_tracked());
+    assert!(!no_grad(|| model.forward(&x)).is_tracked());
+}
+
+#[test]
 fn changing_a_future_token_never_changes_earlier_logits() {
     let model = Gpt::new(tiny(0.0), 2).unwrap();
     let a = [1, 5, 2, 7, 3, 9, 4, 0];

@@ -167,14 +167,17 @@ impl Encoder {
     /// from every other position.
     pub fn forward(&self, ids: &Tensor, padding: Option<&Tensor>) -> Tensor {
         check_ids("Encoder", ids);
-        let mut x = self.embed.forward(ids, 0);
-        for layer in &self.layers {
-            x = layer.forward(&x, padding, self.embed.rope());
-        }
-        match &self.final_norm {
-            Some(norm) => norm.forward(&x),
-            None => x,
-        }
+        // On a pool worker: see `in_pool`.
+        crate::backend::cpu::in_pool(|| {
+            let mut x = self.embed.forward(ids, 0);
+            for layer in &self.layers {
+                x = layer.forward(&x, padding, self.embed.rope());
+            }
+            match &self.final_norm {
+                Some(norm) => norm.forward(&x),
+                None => x,
+            }
+        })
     }
 
     /// One vector `[batch, d_model]` per sequence from `hidden` `[batch,

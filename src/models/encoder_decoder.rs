@@ -246,8 +246,11 @@ impl EncoderDecoder {
         src_padding: Option<&Tensor>,
         tgt_padding: Option<&Tensor>,
     ) -> Tensor {
-        let memory = self.encode(src, src_padding);
-        self.decode(tgt, &memory, src_padding, tgt_padding, None)
+        // On a pool worker: see `in_pool`.
+        crate::backend::cpu::in_pool(|| {
+            let memory = self.encode(src, src_padding);
+            self.decode(tgt, &memory, src_padding, tgt_padding, None)
+        })
     }
 
     /// Greedy decoding of up to `max_len` tokens `[batch, max_len]` after

@@ -184,6 +184,17 @@ impl Gpt {
     fn forward_impl(
         &self,
         ids: &Tensor,
+        cache: Option<&mut KvCache>,
+        weights: bool,
+    ) -> (Tensor, Vec<Tensor>) {
+        // On a pool worker: the layers' kernels then run without a thread
+        // hand-off each (see `in_pool`).
+        crate::backend::cpu::in_pool(|| self.forward_in_place(ids, cache, weights))
+    }
+
+    fn forward_in_place(
+        &self,
+        ids: &Tensor,
         mut cache: Option<&mut KvCache>,
         weights: bool,
     ) -> (Tensor, Vec<Tensor>) {

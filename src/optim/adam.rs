@@ -112,8 +112,9 @@ impl Adam {
     }
 }
 
-impl Optimizer for Adam {
-    fn step(&mut self) {
+impl Adam {
+    /// One update of every parameter that has a gradient, on this thread.
+    fn step_in_place(&mut self) {
         self.step += 1;
         let c = self.config;
         let t = self.step as i32;
@@ -139,6 +140,13 @@ impl Optimizer for Adam {
                 });
             }
         }
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self) {
+        // On a pool worker: see `in_pool`.
+        crate::backend::cpu::in_pool(|| self.step_in_place())
     }
 
     fn lr(&self) -> f32 {
