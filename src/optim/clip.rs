@@ -1,5 +1,6 @@
 //! Gradient clipping by global norm.
 
+use crate::backend::cpu::reduce::sum_of_squares;
 use crate::ops::with_contiguous_f32;
 use crate::{Tensor, no_grad};
 
@@ -13,11 +14,7 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f32) -> f32 {
         .collect();
     let total: f64 = grads
         .iter()
-        .map(|(_, g)| {
-            with_contiguous_f32(g, "clip_grad_norm", |g| {
-                g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()
-            })
-        })
+        .map(|(_, g)| with_contiguous_f32(g, "clip_grad_norm", sum_of_squares))
         .sum();
     let norm = total.sqrt() as f32;
     let coef = max_norm / (norm + 1e-6);
