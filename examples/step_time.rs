@@ -1,6 +1,6 @@
 //! Time GPT training steps as the Shakespeare recipe takes them
 //! ([`Trainer::train_step`]: forward, backward, gradient clip, AdamW) on
-//! random tokens, and print the median, in the same format as
+//! random tokens, and print their mean and median in the format in which
 //! `scripts/train_gpt_torch.py` prints PyTorch's:
 //!
 //!     cargo run --release --example step_time -- --preset cpu-mini --batch-size 12
@@ -85,14 +85,16 @@ fn run(args: Args) -> Result<()> {
             times.push(start.elapsed().as_secs_f64());
         }
     }
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
     times.sort_by(f64::total_cmp);
     let step = times[times.len() / 2];
     let params: usize = trainer.model.parameters().iter().map(|p| p.numel()).sum();
     println!(
-        "zeroformer threads={} preset={} batch={} params={params} median_step_ms={:.1} tokens_per_s={:.0}",
+        "zeroformer threads={} preset={} batch={} params={params} mean_step_ms={:.1} median_step_ms={:.1} tokens_per_s={:.0}",
         rayon::current_num_threads(),
         args.preset,
         args.batch_size,
+        mean * 1e3,
         step * 1e3,
         (args.batch_size * context) as f64 / step
     );
