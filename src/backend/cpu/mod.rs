@@ -12,6 +12,8 @@ pub mod simd;
 pub mod strided;
 pub mod tile;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 /// Element count from which elementwise kernels split work across rayon
 /// threads. Measured with `cargo bench --bench elementwise` on the 2-core
 /// reference machine: below about 32K f32 elements a rayon split costs more
@@ -36,6 +38,11 @@ pub(crate) const PARALLEL_CHUNK: usize = 16 * 1024;
 /// a training loop gains without calling it; call it around a loop of your
 /// own ops to gain the same.
 ///
+/// While `f` runs, the other workers stand by: they spin, taking the
+/// kernels' work as it comes, instead of going to sleep between kernels and
+/// being woken for the next (OpenMP's busy-wait, which PyTorch's threads
+/// do too). A worker with no work for 20 ms goes back to sleeping.
+///
 /// ```
 /// use zeroformer::Tensor;
 /// use zeroformer::backend::cpu::in_pool;
@@ -50,7 +57,13 @@ pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         return f();
     }
     let grad_enabled = crate::autograd::is_grad_enabled();
-    rayon::scope(move |_| {
+    let done = AtomicBool::new(false);
+    rayon::scope(|scope| {
+        let (owner, done) = (rayon::current_thread_index(), &done);
+        for _ in 1..rayon::current_num_threads() {
+            scope.spawn(move |_| stand_by(owner, done));
+        }
+        let _done = SetOnDrop(done);
         // Set, not only disable: while one of its kernels waits, a worker
         // runs other queued jobs, such as another thread's `in_pool`, on top
         // of its own, and its thread-local mode is still that job's.
@@ -58,6 +71,36 @@ pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         f()
     })
 }
+
+/// Sets the flag when dropped, also when unwinding from a panic.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Keeps a worker awake and taking the kernels' work until `done`.
+fn stand_by(owner: Option<usize>, done: &AtomicBool) {
+    // On the owner's own thread the owner is suspended beneath us: waiting
+    // for it would never end.
+    if rayon::current_thread_index() == owner {
+        return;
+    }
+    let mut idle_since = std::time::Instant::now();
+    while !done.load(Ordering::Acquire) {
+        match rayon::yield_now() {
+            Some(rayon::Yield::Executed) => idle_since = std::time::Instant::now(),
+            _ if idle_since.elapsed() > STAND_BY_LIMIT => return,
+            _ => std::hint::spin_loop(),
+        }
+    }
+}
+
+/// How long a worker stands by with no work before it goes back to rayon's
+/// own idling (sleep).
+const STAND_BY_LIMIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Sizes the global rayon pool that every CPU kernel runs on: `Some(n)`
 /// threads, or rayon's default (one per core) for `None`. Call it once,
@@ -125,6 +168,28 @@ mod tests {
             done.store(true, Ordering::SeqCst);
             assert!(tracked);
         });
+    }
+
+    #[test]
+    fn in_pool_from_several_threads_at_once_gives_each_its_own_result() {
+        // More callers than workers, each with parallel kernels inside: the
+        // stand-by jobs and nested jobs must neither deadlock nor mix results.
+        let input = |i: usize| {
+            Tensor::from_vec(
+                (0..300_000).map(|j| ((i + j) % 7) as f32).collect(),
+                &[300_000],
+            )
+        };
+        let expected: Vec<f32> = (0..6)
+            .map(|i| input(i).mul(&input(i)).sum().item())
+            .collect();
+        let got: Vec<f32> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6)
+                .map(|i| s.spawn(move || in_pool(|| input(i).mul(&input(i)).sum().item())))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(got, expected);
     }
 
     #[test]
