@@ -55,8 +55,10 @@ fn parse_shape(shape: &str) -> Result<[usize; 3]> {
 
 fn run(args: Args) -> Result<()> {
     let [m, k, n] = parse_shape(&args.shape)?;
-    if !(args.seconds > 0.0) {
-        return Err(Error::InvalidConfig("--seconds must be positive".into()));
+    if !args.seconds.is_finite() || args.seconds <= 0.0 {
+        return Err(Error::InvalidConfig(
+            "--seconds must be a positive number".into(),
+        ));
     }
     set_threads(args.threads)?;
     let a: Vec<f32> = (0..m * k).map(|i| ((i % 13) as f32 - 6.0) / 7.0).collect();
