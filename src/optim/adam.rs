@@ -110,9 +110,7 @@ impl Adam {
         self.step = step;
         problems
     }
-}
 
-impl Adam {
     /// One update of every parameter that has a gradient, on this thread.
     fn step_in_place(&mut self) {
         self.step += 1;

@@ -61,6 +61,12 @@ impl AttentionShape<'_> {
         }
     }
 
+    /// Whether the causal mask hides part of the tile of queries from `qs`
+    /// and keys `ks..ks + bk`.
+    fn crosses_diagonal(&self, qs: usize, ks: usize, bk: usize) -> bool {
+        self.causal.is_some_and(|past| ks + bk > past + qs + 1)
+    }
+
     /// The parts of the `bq x bk` tile at (qs, ks) worth computing, as
     /// (first row within the tile, rows, keys): the whole tile, or, where it
     /// crosses the causal diagonal, blocks of [`DIAGONAL_ROWS`] rows, each
@@ -73,12 +79,30 @@ impl AttentionShape<'_> {
         ks: usize,
         bk: usize,
     ) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
-        let crosses = self.causal.is_some_and(|past| ks + bk > past + qs + 1);
-        let step = if crosses { DIAGONAL_ROWS } else { bq.max(1) };
+        let step = if self.crosses_diagonal(qs, ks, bk) {
+            DIAGONAL_ROWS
+        } else {
+            bq.max(1)
+        };
         (0..bq).step_by(step).filter_map(move |r| {
             let rows = step.min(bq - r);
             let keys = self.key_end(qs + r, rows).saturating_sub(ks).min(bk);
             (keys > 0).then_some((r, rows, keys))
+        })
+    }
+
+    /// Every [`tile_parts`](Self::tile_parts) part the query block `qs..qs
+    /// + bq` meets, in key order, as (first key, first row, rows, keys).
+    fn tiles(
+        &self,
+        qs: usize,
+        bq: usize,
+    ) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
+        let end = self.key_end(qs, bq);
+        (0..end).step_by(BLOCK_K).flat_map(move |ks| {
+            let bk = BLOCK_K.min(end - ks);
+            self.tile_parts(qs, bq, ks, bk)
+                .map(move |(r, rows, keys)| (ks, r, rows, keys))
         })
     }
 
@@ -172,7 +196,7 @@ fn score_tile(
         scores,
     );
     // Only tiles that cross the causal diagonal or hold padding need a mask.
-    let crosses_diagonal = s.causal.is_some_and(|past| ks + bk > past + qs + 1);
+    let crosses_diagonal = s.crosses_diagonal(qs, ks, bk);
     let padded = padding.is_some_and(|p| p[ks..ks + bk].contains(&true));
     if !crosses_diagonal && !padded {
         return;
@@ -293,18 +317,14 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>
             acc.fill(0.0);
             max.fill(f32::NEG_INFINITY);
             sum.fill(0.0);
-            let end = s.key_end(qs, bq);
-            for ks in (0..end).step_by(BLOCK_K) {
-                let bk = BLOCK_K.min(end - ks);
-                for (r, n, keys) in s.tile_parts(qs, bq, ks, bk) {
-                    let tile = &mut scores[..n * keys];
-                    let acc = &mut acc[r * d..(r + n) * d];
-                    score_tile(s, padding, q, kt, qs + r, n, ks, keys, tile);
-                    let (max, sum) = (&mut max[r..r + n], &mut sum[r..r + n]);
-                    online_softmax_tile(tile, keys, max, sum, acc, d);
-                    let v = rows(v, ks * d, d);
-                    tile_gemm(n, keys, d, 1.0, rows(tile, 0, keys), v, 1.0, acc);
-                }
+            for (ks, r, n, keys) in s.tiles(qs, bq) {
+                let tile = &mut scores[..n * keys];
+                let acc = &mut acc[r * d..(r + n) * d];
+                score_tile(s, padding, q, kt, qs + r, n, ks, keys, tile);
+                let (max, sum) = (&mut max[r..r + n], &mut sum[r..r + n]);
+                online_softmax_tile(tile, keys, max, sum, acc, d);
+                let v = rows(v, ks * d, d);
+                tile_gemm(n, keys, d, 1.0, rows(tile, 0, keys), v, 1.0, acc);
             }
             for (i, (row, lse)) in acc.chunks_exact_mut(d).zip(lse).enumerate() {
                 if sum[i] == 0.0 {
@@ -555,20 +575,16 @@ pub fn backward(
                     let (p, ds) = tile_pair(scores, grads);
                     for qs in (0..tq).step_by(BLOCK_Q) {
                         let bq = BLOCK_Q.min(tq - qs);
-                        let end = s.key_end(qs, bq);
-                        for ks in (0..end).step_by(BLOCK_K) {
-                            let bk = BLOCK_K.min(end - ks);
-                            for (r, n, keys) in s.tile_parts(qs, bq, ks, bk) {
-                                let (p, ds) = (&mut p[..n * keys], &mut ds[..n * keys]);
-                                h.tile(s, qs + r, n, ks, keys, p, ds);
-                                let (dk, dv) = (
-                                    &mut dk[ks * d..(ks + keys) * d],
-                                    &mut dv[ks * d..(ks + keys) * d],
-                                );
-                                h.key_gradients(s, qs + r, n, keys, p, ds, dk, dv);
-                                let dq = &mut dq[(qs + r) * d..(qs + r + n) * d];
-                                h.query_gradient(s, ks, keys, ds, dq);
-                            }
+                        for (ks, r, n, keys) in s.tiles(qs, bq) {
+                            let (p, ds) = (&mut p[..n * keys], &mut ds[..n * keys]);
+                            h.tile(s, qs + r, n, ks, keys, p, ds);
+                            let (dk, dv) = (
+                                &mut dk[ks * d..(ks + keys) * d],
+                                &mut dv[ks * d..(ks + keys) * d],
+                            );
+                            h.key_gradients(s, qs + r, n, keys, p, ds, dk, dv);
+                            let dq = &mut dq[(qs + r) * d..(qs + r + n) * d];
+                            h.query_gradient(s, ks, keys, ds, dq);
                         }
                     }
                 });
@@ -623,14 +639,10 @@ pub fn backward(
                     with_scratch(|scratch| {
                         let (p, ds) = scratch.tiles();
                         let (qs, bq) = (i * BLOCK_Q, dq.len() / d);
-                        let end = s.key_end(qs, bq);
-                        for ks in (0..end).step_by(BLOCK_K) {
-                            let bk = BLOCK_K.min(end - ks);
-                            for (r, n, keys) in s.tile_parts(qs, bq, ks, bk) {
-                                let (p, ds) = (&mut p[..n * keys], &mut ds[..n * keys]);
-                                h.tile(s, qs + r, n, ks, keys, p, ds);
-                                h.query_gradient(s, ks, keys, ds, &mut dq[r * d..(r + n) * d]);
-                            }
+                        for (ks, r, n, keys) in s.tiles(qs, bq) {
+                            let (p, ds) = (&mut p[..n * keys], &mut ds[..n * keys]);
+                            h.tile(s, qs + r, n, ks, keys, p, ds);
+                            h.query_gradient(s, ks, keys, ds, &mut dq[r * d..(r + n) * d]);
                         }
                     })
                 });
