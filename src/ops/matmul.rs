@@ -27,7 +27,7 @@ impl Backward for MatmulBackward {
             .then(|| sum_to_shape(&g.matmul(&b.transpose(-1, -2)), a.shape()));
         let gb = b
             .is_tracked()
-            .then(|| sum_to_shape(&a.transpose(-1, -2).matmul(g), b.shape()));
+            .then(|| sum_to_shape(&right_operand_grad(a, b, g), b.shape()));
         vec![ga, gb]
     }
 }
@@ -43,8 +43,25 @@ impl Backward for AddmmBackward {
         let (bias, a, b) = (&inputs[0], &inputs[1], &inputs[2]);
         let gbias = bias.is_tracked().then(|| g.sum_dim(0, false));
         let ga = a.is_tracked().then(|| g.matmul(&b.transpose(0, 1)));
-        let gb = b.is_tracked().then(|| a.transpose(0, 1).matmul(g));
+        let gb = b.is_tracked().then(|| right_operand_grad(a, b, g));
         vec![gbias, ga, gb]
+    }
+}
+
+/// `aᵀ @ g`, the gradient of a product's right operand `b`, laid out as `b`
+/// is. When `b` is a transposed matrix (a `Linear` weight, `W.t()`), it is
+/// computed as `(gᵀ @ a)ᵀ`: the gradient then flows back through the
+/// transpose into a contiguous `[out, in]` buffer, instead of arriving as a
+/// transposed view that the weight's gradient must copy to lay out.
+fn right_operand_grad(a: &Tensor, b: &Tensor, g: &Tensor) -> Tensor {
+    let transposed = b.rank() == 2 && {
+        let strides = b.layout().strides();
+        strides[0] == 1 && strides[1] != 1
+    };
+    if transposed && a.rank() == 2 {
+        g.transpose(0, 1).matmul(a).transpose(0, 1)
+    } else {
+        a.transpose(-1, -2).matmul(g)
     }
 }
 
@@ -195,5 +212,28 @@ impl Tensor {
         );
         let node = autograd::node(&[bias, a, b], || AddmmBackward);
         Tensor::from_f32(out, &[m, n], node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Tensor;
+
+    #[test]
+    fn a_weight_used_transposed_receives_a_contiguous_gradient() {
+        // A Linear's weight enters its product as `W.t()`. The product's
+        // backward lays the right operand's gradient out as that operand
+        // is, so the gradient reaches W contiguous, with no copy to store.
+        let x = Tensor::from_vec((0..6).map(|i| i as f32).collect(), &[3, 2]);
+        let w = Tensor::from_vec((1..=8).map(|i| i as f32).collect(), &[4, 2]).requires_grad();
+        let b = Tensor::zeros(&[4]).requires_grad();
+        for y in [b.addmm(&x, &w.t()), x.matmul(&w.t())] {
+            let loss = y.sum();
+            let grads = crate::autograd::leaf_gradients(&loss, Tensor::ones(loss.shape()));
+            let (_, grad) = grads.iter().find(|(leaf, _)| leaf.id() == w.id()).unwrap();
+            assert!(grad.is_contiguous());
+            // d(sum)/dW[o, i] is the sum of x's column i.
+            assert_eq!(grad.to_vec(), [6.0, 9.0].repeat(4));
+        }
     }
 }
