@@ -174,10 +174,22 @@ pub(crate) fn with_saved_output<B: Backward + 'static>(
 pub(crate) fn backward(root: &Tensor, grad: Tensor) {
     // On a pool worker: the graph's kernels then run without a thread
     // hand-off each (see `in_pool`).
-    crate::backend::cpu::in_pool(|| backward_in_place(root, grad))
+    crate::backend::cpu::in_pool(|| {
+        backward_in_place(root, grad, &mut |leaf, g| leaf.accumulate_grad(g))
+    })
 }
 
-fn backward_in_place(root: &Tensor, grad: Tensor) {
+/// Back-propagates like [`backward`], on this thread, but returns each
+/// leaf's gradient with the leaf instead of adding it to the leaf's `grad`:
+/// for data-parallel shards, whose gradients are then summed in a fixed
+/// order whichever shard finishes first.
+pub(crate) fn leaf_gradients(root: &Tensor, grad: Tensor) -> Vec<(Tensor, Tensor)> {
+    let mut out = Vec::new();
+    backward_in_place(root, grad, &mut |leaf, g| out.push((leaf.clone(), g)));
+    out
+}
+
+fn backward_in_place(root: &Tensor, grad: Tensor, leaf_grad: &mut dyn FnMut(&Tensor, Tensor)) {
     assert_eq!(
         root.shape(),
         grad.shape(),
@@ -201,7 +213,7 @@ fn backward_in_place(root: &Tensor, grad: Tensor) {
         let node = tensor.take_node();
         let Some(node) = node else {
             if tensor.is_leaf_requiring_grad() {
-                tensor.accumulate_grad(grad);
+                leaf_grad(&tensor, grad);
             }
             continue;
         };

@@ -48,7 +48,7 @@ pub fn batched_matmul(
     if m == 0 || n == 0 {
         return;
     }
-    let threads = rayon::current_num_threads();
+    let threads = super::kernel_threads();
     let macs = batch * m * k * n;
     if threads == 1 || macs < MIN_PARALLEL_MACS {
         for ((c, &ao), &bo) in out

@@ -12,6 +12,7 @@ pub mod simd;
 pub mod strided;
 pub mod tile;
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Element count from which elementwise kernels split work across rayon
@@ -102,6 +103,35 @@ fn stand_by(owner: Option<usize>, done: &AtomicBool) {
 /// own idling (sleep).
 const STAND_BY_LIMIT: std::time::Duration = std::time::Duration::from_millis(20);
 
+thread_local! {
+    static ONE_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// How many threads a kernel called on this thread should split its work
+/// over: the pool's size, or 1 inside [`on_one_thread`].
+pub fn kernel_threads() -> usize {
+    if ONE_THREAD.with(Cell::get) {
+        1
+    } else {
+        rayon::current_num_threads()
+    }
+}
+
+/// Runs `f` with this thread's kernels asking for one thread (see
+/// [`kernel_threads`]): for work that is itself one of several running side
+/// by side, such as a data-parallel shard of a training step, where
+/// splitting each matrix product again would only duplicate its packing.
+pub fn on_one_thread<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ONE_THREAD.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(ONE_THREAD.with(|c| c.replace(true)));
+    f()
+}
+
 /// Sizes the global rayon pool that every CPU kernel runs on: `Some(n)`
 /// threads, or rayon's default (one per core) for `None`. Call it once,
 /// before the first tensor op; a second call is an error, as with rayon.
@@ -190,6 +220,21 @@ mod tests {
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn on_one_thread_asks_kernels_for_one_thread_until_it_returns() {
+        let pool = rayon::current_num_threads();
+        assert_eq!(super::kernel_threads(), pool);
+        super::on_one_thread(|| {
+            assert_eq!(super::kernel_threads(), 1);
+            super::on_one_thread(|| assert_eq!(super::kernel_threads(), 1));
+            // Still one thread after the nested call returns.
+            assert_eq!(super::kernel_threads(), 1);
+        });
+        assert_eq!(super::kernel_threads(), pool);
+        let _ = std::panic::catch_unwind(|| super::on_one_thread(|| panic!("inside")));
+        assert_eq!(super::kernel_threads(), pool);
     }
 
     #[test]
