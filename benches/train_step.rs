@@ -1,8 +1,11 @@
 //! One GPT training step (forward, backward, AdamW) on the presets of the
 //! Shakespeare targets: cpu-mini at batch 12 and gpt-mini at batch 32, with
-//! nanoGPT's bias-free model. Throughput is in tokens. Each preset runs with
-//! the fused attention op (the default) and again with the composed
-//! matmul-softmax-matmul kernel ("-composed") for comparison.
+//! nanoGPT's bias-free model. Throughput is in tokens. Each preset runs as
+//! `Trainer::train_step` runs it (data parallel: the batch cut into one
+//! shard per thread, `train::forward_backward`, fused attention), then with
+//! the batch whole and its kernels split across the threads ("-whole"), then
+//! data parallel with the composed matmul-softmax-matmul attention
+//! ("-composed").
 //!
 //! Before timing, each case prints what one step asks of the heap, counted
 //! by this binary's global allocator (allocations, and bytes allocated).
@@ -18,6 +21,7 @@ use rand::{Rng, SeedableRng};
 use zeroformer::nn::AttentionKernel;
 use zeroformer::optim::{Adam, AdamConfig, Optimizer, decay_groups};
 use zeroformer::prelude::*;
+use zeroformer::train::forward_backward;
 
 /// The system allocator, counting calls and bytes.
 struct Counting;
@@ -59,19 +63,23 @@ fn train_step(c: &mut Criterion) {
     group.warm_up_time(std::time::Duration::from_secs(1));
     group.measurement_time(std::time::Duration::from_secs(5));
     let cases = [("cpu-mini", 12usize), ("gpt-mini", 32)];
-    for ((preset, batch), kernel) in cases
-        .into_iter()
-        .flat_map(|c| [(c, AttentionKernel::Fused), (c, AttentionKernel::Composed)])
-    {
+    for ((preset, batch), kernel, shards) in cases.into_iter().flat_map(|c| {
+        [
+            (c, AttentionKernel::Fused, None),
+            (c, AttentionKernel::Fused, Some(1)),
+            (c, AttentionKernel::Composed, None),
+        ]
+    }) {
         let config = GptConfig::preset(preset, 65).unwrap();
         let t = config.block_size;
         let mut model = Gpt::new(config, 0).unwrap();
         for block in &mut model.blocks {
             block.attn.kernel = kernel;
         }
-        let name = match kernel {
-            AttentionKernel::Fused => preset.to_string(),
-            AttentionKernel::Composed => format!("{preset}-composed"),
+        let name = match (kernel, shards) {
+            (AttentionKernel::Composed, _) => format!("{preset}-composed"),
+            (_, Some(1)) => format!("{preset}-whole"),
+            _ => preset.to_string(),
         };
         let mut opt = Adam::new(
             decay_groups(model.named_parameters(), 0.1),
@@ -85,11 +93,10 @@ fn train_step(c: &mut Criterion) {
             seq.narrow(1, 1, t).contiguous(),
         );
         let mut step = || {
-            let loss = Gpt::loss(&model.forward(&x), &y);
-            loss.backward();
+            let loss = forward_backward(&model, &x, &y, 1.0, shards);
             opt.step();
             opt.zero_grad();
-            loss.item()
+            loss
         };
         // Steady state: the buffer pool and the optimiser state are warm.
         for _ in 0..3 {

@@ -44,6 +44,10 @@ struct Args {
     /// Attention as matmul, softmax, matmul instead of the fused op.
     #[arg(long)]
     composed: bool,
+    /// Data-parallel shards per batch (default: one per thread; 1 runs
+    /// the batch whole, its kernels split across the threads).
+    #[arg(long)]
+    shards: Option<usize>,
 }
 
 fn main() {
@@ -67,6 +71,7 @@ fn run(args: Args) -> Result<()> {
         ..TrainConfig::nanogpt_cpu(args.warmup + args.steps)
     };
     let mut trainer = Trainer::new(model_config, config)?;
+    trainer.shards = args.shards;
     if args.composed {
         for block in &mut trainer.model.blocks {
             block.attn.kernel = AttentionKernel::Composed;

@@ -254,7 +254,7 @@ fn backward_in_place(root: &Tensor, grad: Tensor, leaf_grad: &mut dyn FnMut(&Ten
 
 /// `sum + g`, written into `sum`'s storage when nothing else holds it (no
 /// new buffer to allocate and fill; the same bits as `sum.add(g)`).
-fn add_in_place_if_unique(mut sum: Tensor, g: &Tensor) -> Tensor {
+pub(crate) fn add_in_place_if_unique(mut sum: Tensor, g: &Tensor) -> Tensor {
     let whole = crate::tensor::Layout::contiguous(sum.shape());
     if sum.add_in_place_if_unique(&whole, g) {
         sum

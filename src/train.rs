@@ -82,10 +82,10 @@ pub struct Trainer {
     pub step: usize,
     /// Into how many shards each micro-batch is cut, run side by side on
     /// the pool's threads, one thread each (data parallel; see
-    /// [`train_step`](Self::train_step)). Starts at the pool's thread count,
-    /// capped by the batch size; 1 runs the batch whole, its kernels split
-    /// across the threads instead.
-    pub shards: usize,
+    /// [`train_step`](Self::train_step)). `None` (the default): one per
+    /// pool thread, at most one per sequence. `Some(1)` runs the batch
+    /// whole, its kernels split across the threads instead.
+    pub shards: Option<usize>,
     data_rng: ChaCha8Rng,
 }
 
@@ -108,13 +108,12 @@ impl Trainer {
             adam,
         );
         let data_rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(1));
-        let shards = crate::backend::cpu::kernel_threads().min(config.batch_size);
         Ok(Trainer {
             model,
             optimizer,
             config,
             step: 0,
-            shards,
+            shards: None,
             data_rng,
         })
     }
@@ -169,65 +168,19 @@ impl Trainer {
     /// The mean loss of one micro-batch, after adding `weight` times its
     /// gradient to the parameters' gradients.
     fn forward_backward(&self, x: &Tensor, y: &Tensor, weight: f32) -> f32 {
-        let batch = x.shape()[0];
-        let shards = if self.model.config.dropout > 0.0 {
-            1
-        } else {
-            self.shards.clamp(1, batch)
-        };
-        if shards == 1 {
-            let loss = Gpt::loss(&self.model.forward(x), y);
-            let value = loss.item();
-            if weight == 1.0 {
-                loss
-            } else {
-                loss.mul_scalar(weight)
-            }
-            .backward();
-            return value;
-        }
-        let grad_enabled = crate::autograd::is_grad_enabled();
-        let model = &self.model;
-        let per_shard: Vec<(f32, Vec<(Tensor, Tensor)>)> = (0..shards)
-            .into_par_iter()
-            .map(|shard| {
-                let (start, end) = (shard * batch / shards, (shard + 1) * batch / shards);
-                // The shard's share of the batch mean.
-                let share = (end - start) as f32 / batch as f32;
-                let _mode = crate::autograd::GradModeGuard::set(grad_enabled);
-                crate::backend::cpu::on_one_thread(|| {
-                    let rows = |t: &Tensor| t.narrow(0, start, end - start);
-                    let loss = Gpt::loss(&model.forward(&rows(x)), &rows(y));
-                    let seed = Tensor::full(loss.shape(), weight * share);
-                    (
-                        loss.item() * share,
-                        crate::autograd::leaf_gradients(&loss, seed),
-                    )
-                })
-            })
-            .collect();
-        let mut mean = 0.0;
-        for (loss, grads) in per_shard {
-            mean += loss;
-            for (param, grad) in grads {
-                param.accumulate_grad(grad);
-            }
-        }
-        mean
+        forward_backward(&self.model, x, y, weight, self.shards)
     }
 
-    /// Mean loss over `batches` random batches of `tokens` (nanoGPT's estimate_loss).
+    /// Mean loss over `batches` random batches of `tokens` (nanoGPT's
+    /// estimate_loss). The batches are drawn first, in order, then
+    /// evaluated side by side on the pool's threads (see [`batch_losses`]).
     pub fn estimate_loss(&mut self, tokens: &[i64], batches: usize, rng: &mut ChaCha8Rng) -> f32 {
         self.model.set_training(false);
         let context = self.model.config.block_size;
-        let total: f32 = no_grad(|| {
-            (0..batches)
-                .map(|_| {
-                    let (x, y) = data::random_batch(tokens, self.config.batch_size, context, rng);
-                    Gpt::loss(&self.model.forward(&x), &y).item()
-                })
-                .sum()
-        });
+        let drawn: Vec<_> = (0..batches)
+            .map(|_| data::random_batch(tokens, self.config.batch_size, context, rng))
+            .collect();
+        let total: f32 = batch_losses(&self.model, &drawn).iter().sum();
         total / batches as f32
     }
 
@@ -281,21 +234,140 @@ impl Trainer {
     }
 }
 
+/// Forward and backward of `model` on one batch of `inputs` and `targets`
+/// (`[batch, time]` ids): adds `weight` times the gradient of the batch's
+/// mean loss to every parameter's gradient, and returns that mean loss.
+///
+/// The batch is cut into `shards` runs of whole sequences (`None`: one per
+/// pool thread, at most one per sequence), forwarded and back-propagated
+/// side by side, one pool thread each with one-thread kernels (see
+/// [`on_one_thread`](crate::backend::cpu::on_one_thread)). Each shard's
+/// loss is weighted by its share of the batch, and the shards' gradients
+/// are summed in shard order, so a run is reproducible for a given shard
+/// count. Why: a small model's matrix products are too small to split well
+/// across threads (each thread packs the same operand again, and waits for
+/// the others at every kernel), while whole sequences per thread keep every
+/// thread busy until the gradients are summed. A model with dropout runs
+/// its batch whole: its masks come from one stream, drawn in order.
+///
+/// ```
+/// use zeroformer::{Gpt, GptConfig, Tensor};
+/// use zeroformer::nn::Module;
+/// use zeroformer::train::forward_backward;
+///
+/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false };
+/// let model = Gpt::new(config, 0).unwrap();
+/// let x = Tensor::from_ids(vec![1, 2, 3, 4, 5, 6, 7, 8], &[2, 4]);
+/// let y = Tensor::from_ids(vec![2, 3, 4, 5, 6, 7, 8, 9], &[2, 4]);
+/// let loss = forward_backward(&model, &x, &y, 1.0, Some(2));
+/// assert!(loss > 0.0);
+/// assert!(model.parameters().iter().all(|p| p.grad().is_some()));
+/// ```
+pub fn forward_backward(
+    model: &Gpt,
+    inputs: &Tensor,
+    targets: &Tensor,
+    weight: f32,
+    shards: Option<usize>,
+) -> f32 {
+    let batch = inputs.shape()[0];
+    let shards = if model.config.dropout > 0.0 {
+        1
+    } else {
+        let threads = crate::backend::cpu::kernel_threads;
+        shards.unwrap_or_else(threads).clamp(1, batch)
+    };
+    if shards == 1 {
+        let loss = Gpt::loss(&model.forward(inputs), targets);
+        let value = loss.item();
+        if weight == 1.0 {
+            loss
+        } else {
+            loss.mul_scalar(weight)
+        }
+        .backward();
+        return value;
+    }
+    let grad_enabled = crate::autograd::is_grad_enabled();
+    let per_shard: Vec<(f32, Vec<(Tensor, Tensor)>)> = crate::backend::cpu::in_pool(|| {
+        (0..shards)
+            .into_par_iter()
+            .map(|shard| {
+                let (start, end) = (shard * batch / shards, (shard + 1) * batch / shards);
+                // The shard's share of the batch mean.
+                let share = (end - start) as f32 / batch as f32;
+                let _mode = crate::autograd::GradModeGuard::set(grad_enabled);
+                crate::backend::cpu::on_one_thread(|| {
+                    let rows = |t: &Tensor| t.narrow(0, start, end - start);
+                    let loss = Gpt::loss(&model.forward(&rows(inputs)), &rows(targets));
+                    let seed = Tensor::full(loss.shape(), weight * share);
+                    (
+                        loss.item() * share,
+                        crate::autograd::leaf_gradients(&loss, seed),
+                    )
+                })
+            })
+            .collect()
+    });
+    let mut mean = 0.0;
+    // Each parameter's gradient summed over the shards, in shard order,
+    // into the first shard's buffer.
+    let mut sums: Vec<(Tensor, Option<Tensor>)> = Vec::new();
+    let mut index: std::collections::HashMap<usize, usize> = Default::default();
+    for (loss, grads) in per_shard {
+        mean += loss;
+        for (param, grad) in grads {
+            match index.get(&param.id()) {
+                Some(&i) => {
+                    let sum = &mut sums[i].1;
+                    let earlier = sum.take().expect("set when first seen");
+                    *sum = Some(crate::autograd::add_in_place_if_unique(earlier, &grad));
+                }
+                None => {
+                    index.insert(param.id(), sums.len());
+                    sums.push((param, Some(grad)));
+                }
+            }
+        }
+    }
+    for (param, sum) in sums {
+        param.accumulate_grad(sum.expect("always set"));
+    }
+    mean
+}
+
 /// The mean loss of `model` over all of `tokens`, in non-overlapping windows
 /// of its context (every target counted once, whatever the sampling): the
 /// figure the Shakespeare target is stated in.
 pub fn evaluate(model: &mut Gpt, tokens: &[i64], batch: usize) -> f32 {
     model.set_training(false);
     let context = model.config.block_size;
+    let windows: Vec<_> = data::sliding_windows(tokens, context, context, batch).collect();
     let (mut total, mut count) = (0.0f64, 0usize);
-    no_grad(|| {
-        for (x, y) in data::sliding_windows(tokens, context, context, batch) {
-            let n = y.numel();
-            total += Gpt::loss(&model.forward(&x), &y).item() as f64 * n as f64;
-            count += n;
-        }
-    });
+    for ((_, y), loss) in windows.iter().zip(batch_losses(model, &windows)) {
+        total += loss as f64 * y.numel() as f64;
+        count += y.numel();
+    }
     (total / count.max(1) as f64) as f32
+}
+
+/// The mean loss of each `(inputs, targets)` batch, without gradients. The
+/// batches run side by side, one pool thread each with one-thread kernels,
+/// as a training step's shards do: a forward of a small model splits
+/// poorly across threads, a list of them splits perfectly. Each loss is
+/// computed whole on one thread, whichever thread that is.
+pub fn batch_losses(model: &Gpt, batches: &[(Tensor, Tensor)]) -> Vec<f32> {
+    crate::backend::cpu::in_pool(|| {
+        batches
+            .par_iter()
+            .with_max_len(1)
+            .map(|(x, y)| {
+                crate::backend::cpu::on_one_thread(|| {
+                    no_grad(|| Gpt::loss(&model.forward(x), y).item())
+                })
+            })
+            .collect()
+    })
 }
 
 /// Logits to the next token: greedy when `temperature` is 0, otherwise a
@@ -403,7 +475,7 @@ mod tests {
             bias: true,
         };
         let mut t = Trainer::new(model, TrainConfig::nanogpt_cpu(10)).unwrap();
-        t.shards = shards;
+        t.shards = Some(shards);
         t
     }
 
@@ -451,6 +523,25 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(gradients(&trainer(0.0, 2), 1.0), first);
         }
+    }
+
+    #[test]
+    fn batch_losses_are_each_batchs_loss_in_order() {
+        let t = trainer(0.0, 2);
+        let tokens: Vec<i64> = (0..300).map(|i| (i * i % 11) as i64).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let batches: Vec<_> = (0..7)
+            .map(|_| data::random_batch(&tokens, 3, 8, &mut rng))
+            .collect();
+        let expected: Vec<f32> = batches
+            .iter()
+            .map(|(x, y)| no_grad(|| Gpt::loss(&t.model.forward(x), y).item()))
+            .collect();
+        let got = batch_losses(&t.model, &batches);
+        assert_eq!(got.len(), expected.len());
+        assert_close(&got, &expected);
+        // Distinct batches, distinct losses: a reordering would show.
+        assert!(expected.windows(2).all(|w| w[0] != w[1]));
     }
 
     #[test]
