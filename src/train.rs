@@ -7,7 +7,6 @@ use std::path::Path;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpoint;
@@ -288,51 +287,45 @@ pub fn forward_backward(
         .backward();
         return value;
     }
-    let grad_enabled = crate::autograd::is_grad_enabled();
-    let per_shard: Vec<(f32, Vec<(Tensor, Tensor)>)> = crate::backend::cpu::in_pool(|| {
-        (0..shards)
-            .into_par_iter()
-            .map(|shard| {
-                let (start, end) = (shard * batch / shards, (shard + 1) * batch / shards);
-                // The shard's share of the batch mean.
-                let share = (end - start) as f32 / batch as f32;
-                let _mode = crate::autograd::GradModeGuard::set(grad_enabled);
-                crate::backend::cpu::on_one_thread(|| {
-                    let rows = |t: &Tensor| t.narrow(0, start, end - start);
-                    let loss = Gpt::loss(&model.forward(&rows(inputs)), &rows(targets));
-                    let seed = Tensor::full(loss.shape(), weight * share);
-                    (
-                        loss.item() * share,
-                        crate::autograd::leaf_gradients(&loss, seed),
-                    )
-                })
-            })
-            .collect()
+    let parts: Vec<usize> = (0..shards).collect();
+    let per_shard = crate::backend::cpu::side_by_side(parts, |shard| {
+        let (start, end) = (shard * batch / shards, (shard + 1) * batch / shards);
+        // The shard's share of the batch mean.
+        let share = (end - start) as f32 / batch as f32;
+        let rows = |t: &Tensor| t.narrow(0, start, end - start);
+        let loss = Gpt::loss(&model.forward(&rows(inputs)), &rows(targets));
+        let seed = Tensor::full(loss.shape(), weight * share);
+        (
+            loss.item() * share,
+            crate::autograd::leaf_gradients(&loss, seed),
+        )
     });
     let mut mean = 0.0;
-    // Each parameter's gradient summed over the shards, in shard order,
-    // into the first shard's buffer.
-    let mut sums: Vec<(Tensor, Option<Tensor>)> = Vec::new();
+    // Each parameter's gradients from every shard, in shard order.
+    let mut per_param: Vec<(Tensor, Vec<Tensor>)> = Vec::new();
     let mut index: std::collections::HashMap<usize, usize> = Default::default();
     for (loss, grads) in per_shard {
         mean += loss;
         for (param, grad) in grads {
             match index.get(&param.id()) {
-                Some(&i) => {
-                    let sum = &mut sums[i].1;
-                    let earlier = sum.take().expect("set when first seen");
-                    *sum = Some(crate::autograd::add_in_place_if_unique(earlier, &grad));
-                }
+                Some(&i) => per_param[i].1.push(grad),
                 None => {
-                    index.insert(param.id(), sums.len());
-                    sums.push((param, Some(grad)));
+                    index.insert(param.id(), per_param.len());
+                    per_param.push((param, vec![grad]));
                 }
             }
         }
     }
-    for (param, sum) in sums {
-        param.accumulate_grad(sum.expect("always set"));
-    }
+    // Summed in that order, into the first shard's buffer: one parameter
+    // per task, the parameters side by side.
+    crate::backend::cpu::side_by_side(per_param, |(param, grads)| {
+        let mut grads = grads.into_iter();
+        let first = grads.next().expect("one gradient per shard");
+        let sum = grads.fold(first, |sum, g| {
+            crate::autograd::add_in_place_if_unique(sum, &g)
+        });
+        param.accumulate_grad(sum);
+    });
     mean
 }
 
@@ -357,16 +350,8 @@ pub fn evaluate(model: &mut Gpt, tokens: &[i64], batch: usize) -> f32 {
 /// poorly across threads, a list of them splits perfectly. Each loss is
 /// computed whole on one thread, whichever thread that is.
 pub fn batch_losses(model: &Gpt, batches: &[(Tensor, Tensor)]) -> Vec<f32> {
-    crate::backend::cpu::in_pool(|| {
-        batches
-            .par_iter()
-            .with_max_len(1)
-            .map(|(x, y)| {
-                crate::backend::cpu::on_one_thread(|| {
-                    no_grad(|| Gpt::loss(&model.forward(x), y).item())
-                })
-            })
-            .collect()
+    crate::backend::cpu::side_by_side(batches.iter().collect(), |(x, y)| {
+        no_grad(|| Gpt::loss(&model.forward(x), y).item())
     })
 }
 

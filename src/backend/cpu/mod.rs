@@ -12,8 +12,9 @@ pub mod simd;
 pub mod strided;
 pub mod tile;
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Element count from which elementwise kernels split work across rayon
 /// threads. Measured with `cargo bench --bench elementwise` on the 2-core
@@ -104,17 +105,63 @@ fn stand_by(owner: Option<usize>, done: &AtomicBool) {
 const STAND_BY_LIMIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 thread_local! {
-    static ONE_THREAD: Cell<bool> = const { Cell::new(false) };
+    /// Set inside [`on_one_thread`]: the count of pool threads idle to
+    /// lend to this thread's kernels (see [`side_by_side`]).
+    static ONE_THREAD: RefCell<Option<Arc<AtomicUsize>>> = const { RefCell::new(None) };
 }
 
 /// How many threads a kernel called on this thread should split its work
-/// over: the pool's size, or 1 inside [`on_one_thread`].
+/// over: the pool's size; inside [`on_one_thread`], 1, plus any threads
+/// that the other parts of a [`side_by_side`] call left idle by finishing
+/// first.
 pub fn kernel_threads() -> usize {
-    if ONE_THREAD.with(Cell::get) {
-        1
-    } else {
-        rayon::current_num_threads()
-    }
+    let pool = rayon::current_num_threads();
+    ONE_THREAD.with(|c| match &*c.borrow() {
+        Some(idle) => 1 + idle.load(Ordering::Relaxed).min(pool - 1),
+        None => pool,
+    })
+}
+
+/// `f` of every item, side by side on the pool's threads, one item per
+/// task, each with one-thread kernels ([`on_one_thread`]) and the caller's
+/// grad mode; the results in the items' order. For independent parts of
+/// one piece of work, such as the data-parallel shards of a training step.
+///
+/// Parts finish unevenly (a shared host slows one core more than the
+/// other), so a thread left without a part counts itself idle, and the
+/// matrix products of the parts still running split their rows across it
+/// ([`kernel_threads`]) until the call returns. Each row of a product is
+/// computed the same way however the rows are split, so results do not
+/// depend on that timing.
+///
+/// ```
+/// use zeroformer::backend::cpu::side_by_side;
+/// assert_eq!(side_by_side(vec![1, 2, 3], |x| x * 10), vec![10, 20, 30]);
+/// ```
+pub fn side_by_side<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    use rayon::prelude::*;
+    let grad_enabled = crate::autograd::is_grad_enabled();
+    let unfinished = AtomicUsize::new(items.len());
+    let idle = Arc::new(AtomicUsize::new(0));
+    in_pool(|| {
+        let threads = rayon::current_num_threads();
+        items
+            .into_par_iter()
+            .with_max_len(1)
+            .map(|item| {
+                let result = {
+                    let _mode = crate::autograd::GradModeGuard::set(grad_enabled);
+                    one_thread_lent(Some(idle.clone()), || f(item))
+                };
+                // Fewer parts left than threads: none is waiting for this
+                // thread, which has nothing more to do.
+                if unfinished.fetch_sub(1, Ordering::Relaxed) - 1 < threads {
+                    idle.fetch_add(1, Ordering::Relaxed);
+                }
+                result
+            })
+            .collect()
+    })
 }
 
 /// Runs `f` with this thread's kernels asking for one thread (see
@@ -122,13 +169,19 @@ pub fn kernel_threads() -> usize {
 /// by side, such as a data-parallel shard of a training step, where
 /// splitting each matrix product again would only duplicate its packing.
 pub fn on_one_thread<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
+    one_thread_lent(None, f)
+}
+
+/// [`on_one_thread`], with the count of threads idle to lend (none when `None`).
+fn one_thread_lent<R>(idle: Option<Arc<AtomicUsize>>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Arc<AtomicUsize>>);
     impl Drop for Restore {
         fn drop(&mut self) {
-            ONE_THREAD.with(|c| c.set(self.0));
+            ONE_THREAD.with(|c| *c.borrow_mut() = self.0.take());
         }
     }
-    let _restore = Restore(ONE_THREAD.with(|c| c.replace(true)));
+    let idle = idle.unwrap_or_default();
+    let _restore = Restore(ONE_THREAD.with(|c| c.replace(Some(idle))));
     f()
 }
 
@@ -235,6 +288,57 @@ mod tests {
         assert_eq!(super::kernel_threads(), pool);
         let _ = std::panic::catch_unwind(|| super::on_one_thread(|| panic!("inside")));
         assert_eq!(super::kernel_threads(), pool);
+    }
+
+    #[test]
+    fn side_by_side_keeps_order_and_the_callers_grad_mode() {
+        use crate::autograd::is_grad_enabled;
+        let items: Vec<usize> = (0..20).collect();
+        let got = super::side_by_side(items.clone(), |i| (i, is_grad_enabled()));
+        assert_eq!(got, items.iter().map(|&i| (i, true)).collect::<Vec<_>>());
+        let got = no_grad(|| super::side_by_side(vec![1, 2, 3], |_| is_grad_enabled()));
+        assert_eq!(got, vec![false; 3]);
+    }
+
+    #[test]
+    fn a_part_left_running_alone_gets_the_idle_threads() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::{Duration, Instant};
+        if rayon::current_num_threads() < 2 {
+            return;
+        }
+        let first_done = AtomicBool::new(false);
+        let seen = super::side_by_side(vec![0, 1], |part| {
+            if part == 0 {
+                first_done.store(true, Ordering::SeqCst);
+                return super::kernel_threads();
+            }
+            // Part 1 waits (taking queued work, so that part 0 runs even if
+            // both landed on this thread) until part 0 has finished and
+            // lent its thread.
+            let start = Instant::now();
+            while super::kernel_threads() < 2 && start.elapsed() < Duration::from_secs(10) {
+                rayon::yield_now();
+            }
+            super::kernel_threads()
+        });
+        assert!(first_done.load(Ordering::SeqCst));
+        assert_eq!(
+            seen[1], 2,
+            "the part still running was not lent the idle thread"
+        );
+        // Outside one-thread work, kernels use the whole pool as before.
+        assert_eq!(super::kernel_threads(), rayon::current_num_threads());
+    }
+
+    #[test]
+    #[should_panic(expected = "in a part")]
+    fn side_by_side_passes_a_part_panic_on() {
+        super::side_by_side(vec![0, 1, 2], |i| {
+            if i == 1 {
+                panic!("in a part");
+            }
+        });
     }
 
     #[test]
