@@ -81,8 +81,9 @@ fn view_op(x: &Tensor, layout: Layout, op: ViewOp) -> Tensor {
 }
 
 impl Tensor {
-    /// The same elements in `shape` (same count). A view when the tensor is
-    /// contiguous, a copy otherwise.
+    /// The same elements in `shape` (same count). A view when the strides
+    /// allow one (always when the tensor is contiguous; see
+    /// [`Layout::reshape`](crate::tensor::Layout::reshape)), a copy otherwise.
     ///
     /// ```
     /// use zeroformer::Tensor;
@@ -100,6 +101,10 @@ impl Tensor {
             shape,
             numel
         );
+        // A view when the strides allow one, as in PyTorch; a copy otherwise.
+        if let Some(layout) = self.layout().reshape(shape) {
+            return view_op(self, layout, ViewOp::Reshape);
+        }
         let source = self.contiguous();
         let layout = source.layout().reshape(shape).expect("contiguous");
         view_op(&source, layout, ViewOp::Reshape)

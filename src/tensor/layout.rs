@@ -127,13 +127,56 @@ impl Layout {
         })
     }
 
-    /// A view with a new shape over the same elements; only for contiguous layouts.
+    /// A view with a new shape over the same elements, `None` when the
+    /// strides allow none (PyTorch's rule for `view`): every group of
+    /// dimensions that the new shape merges or splits must be laid out
+    /// contiguously among itself. Splitting `[b, t, c]` rows that are
+    /// `3c` apart (a third of a qkv projection) into `[b, t, h, c / h]`
+    /// works; merging a transposed pair of dimensions does not.
     pub fn reshape(&self, shape: &[usize]) -> Option<Layout> {
-        self.is_contiguous().then(|| Layout {
+        let numel: usize = shape.iter().product();
+        if numel != self.numel() {
+            return None;
+        }
+        let view = |strides| Layout {
             shape: shape.to_vec(),
-            strides: contiguous_strides(shape),
+            strides,
             offset: self.offset,
-        })
+        };
+        if numel == 0 || self.is_contiguous() {
+            return Some(view(contiguous_strides(shape)));
+        }
+        // Walk the old dimensions from the last, in runs laid out
+        // contiguously among themselves; each run's elements must be
+        // exactly the product of a run of new dimensions, which then get
+        // strides from the run's innermost stride.
+        let (old_shape, old_strides) = (&self.shape, &self.strides);
+        let mut strides = vec![0; shape.len()];
+        let mut next_new = shape.len();
+        let mut base = *old_strides.last().expect("rank >= 1: not contiguous");
+        let (mut run_numel, mut new_numel) = (1, 1);
+        for d in (0..old_shape.len()).rev() {
+            run_numel *= old_shape[d];
+            let run_ends =
+                d == 0 || (old_shape[d - 1] != 1 && old_strides[d - 1] != run_numel * base);
+            if !run_ends {
+                continue;
+            }
+            while next_new > 0 && (new_numel < run_numel || shape[next_new - 1] == 1) {
+                strides[next_new - 1] = new_numel * base;
+                new_numel *= shape[next_new - 1];
+                next_new -= 1;
+            }
+            if new_numel != run_numel {
+                return None;
+            }
+            if d > 0 {
+                base = old_strides[d - 1];
+                run_numel = 1;
+                new_numel = 1;
+            }
+        }
+        (next_new == 0).then(|| view(strides))
     }
 
     /// Inserts a dimension of size 1 at `dim`.
@@ -234,6 +277,81 @@ mod tests {
             .unwrap();
         assert_eq!(l.strides(), &[0, 1, 0]);
         assert!(Layout::contiguous(&[3]).broadcast_to(&[4]).is_none());
+    }
+
+    /// Storage offsets of every element, in row-major order.
+    fn offsets(l: &Layout) -> Vec<usize> {
+        let mut index = vec![0; l.rank()];
+        (0..l.numel())
+            .map(|_| {
+                let o = l.offset_of(&index);
+                for d in (0..l.rank()).rev() {
+                    index[d] += 1;
+                    if index[d] < l.shape()[d] {
+                        break;
+                    }
+                    index[d] = 0;
+                }
+                o
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reshape_is_a_view_where_the_strides_allow() {
+        // A third of a [2, 3, 12] qkv row: rows 12 apart, split into heads.
+        let third = Layout::contiguous(&[2, 3, 12]).narrow(2, 4, 4);
+        let heads = third.reshape(&[2, 3, 2, 2]).unwrap();
+        assert_eq!((heads.strides(), heads.offset()), (&[36, 12, 2, 1][..], 4));
+        // Batch and time merge (36 = 3 · 12); a transpose's dimensions do not.
+        assert_eq!(third.reshape(&[6, 4]).unwrap().strides(), &[12, 1]);
+        assert!(third.reshape(&[2, 12]).is_none());
+        let t = Layout::contiguous(&[2, 3]).permute(&[1, 0]);
+        assert!(t.reshape(&[6]).is_none());
+        // A size-1 dimension fits anywhere (its stride does not matter).
+        let s = t.reshape(&[3, 1, 2]).unwrap();
+        assert_eq!((s.strides()[0], s.strides()[2]), (1, 3));
+        assert!(third.reshape(&[5, 5]).is_none());
+    }
+
+    #[test]
+    fn a_reshaped_view_reads_the_elements_in_the_same_order() {
+        // Every view reshape must visit storage as the original layout does.
+        let bases = [
+            Layout::contiguous(&[2, 3, 12]).narrow(2, 4, 4),
+            Layout::contiguous(&[4, 6]).permute(&[1, 0]),
+            Layout::contiguous(&[2, 1, 6]).narrow(2, 1, 4),
+            Layout::contiguous(&[3, 4])
+                .broadcast_to(&[2, 3, 4])
+                .unwrap(),
+            Layout::contiguous(&[2, 3, 4]).permute(&[0, 2, 1]),
+        ];
+        let shapes: &[&[usize]] = &[
+            &[24],
+            &[2, 12],
+            &[6, 4],
+            &[4, 6],
+            &[2, 3, 4],
+            &[2, 3, 2, 2],
+            &[1, 24, 1],
+            &[2, 2, 6],
+            &[3, 8],
+            &[12, 2],
+            &[6, 2, 2],
+        ];
+        let mut views = 0;
+        for base in &bases {
+            for &shape in shapes {
+                if shape.iter().product::<usize>() != base.numel() {
+                    continue;
+                }
+                if let Some(view) = base.reshape(shape) {
+                    assert_eq!(offsets(&view), offsets(base), "{base:?} as {shape:?}");
+                    views += 1;
+                }
+            }
+        }
+        assert!(views >= 10, "only {views} views");
     }
 
     #[test]
