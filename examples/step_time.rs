@@ -6,6 +6,9 @@
 //!     cargo run --release --example step_time -- --preset cpu-mini --batch-size 12
 //!     cargo run --release --example step_time -- --preset gpt-mini --batch-size 32 --steps 6
 //!
+//! `--compare-whole` alternates the data-parallel step with the whole batch
+//! in one process.
+//!
 //! `python3 scripts/train_gpt_torch.py --paired target/release/examples/step_time`
 //! alternates this binary with PyTorch's step, round by round: on a shared
 //! host only timings taken side by side compare. (`cargo bench --bench
@@ -48,6 +51,12 @@ struct Args {
     /// the batch whole, its kernels split across the threads).
     #[arg(long)]
     shards: Option<usize>,
+    /// Alternate, step by step in this one process, the data-parallel step
+    /// (`--shards`) with the whole batch (`--shards 1`), and print both
+    /// medians and how many adjacent pairs each won: steps side by side
+    /// share the host's speed of the moment.
+    #[arg(long)]
+    compare_whole: bool,
 }
 
 fn main() {
@@ -82,6 +91,9 @@ fn run(args: Args) -> Result<()> {
     let tokens: Vec<i64> = (0..(64 * args.batch_size * (context + 1)).max(100_000))
         .map(|_| rng.gen_range(0..args.vocab as i64))
         .collect();
+    if args.compare_whole {
+        return compare_whole(&mut trainer, &tokens, &args);
+    }
     let mut times = Vec::with_capacity(args.steps);
     for i in 0..args.warmup + args.steps {
         let start = Instant::now();
@@ -102,6 +114,41 @@ fn run(args: Args) -> Result<()> {
         mean * 1e3,
         step * 1e3,
         (args.batch_size * context) as f64 / step
+    );
+    Ok(())
+}
+
+/// `--compare-whole`: data-parallel and whole-batch steps alternated.
+fn compare_whole(trainer: &mut Trainer, tokens: &[i64], args: &Args) -> Result<()> {
+    for _ in 0..args.warmup {
+        trainer.train_step(tokens);
+    }
+    let (mut sharded, mut whole) = (Vec::new(), Vec::new());
+    for i in 0..2 * args.steps {
+        let data_parallel = i % 2 == 0;
+        trainer.shards = if data_parallel { args.shards } else { Some(1) };
+        let start = Instant::now();
+        trainer.train_step(tokens);
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        if data_parallel {
+            sharded.push(ms)
+        } else {
+            whole.push(ms)
+        }
+    }
+    let wins = sharded.iter().zip(&whole).filter(|(s, w)| s < w).count();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (s, w) = (median(sharded), median(whole));
+    println!(
+        "threads={} preset={} batch={} data_parallel_median_ms={s:.2} whole_median_ms={w:.2} ratio={:.3} data_parallel_faster_in={wins}/{}",
+        rayon::current_num_threads(),
+        args.preset,
+        args.batch_size,
+        s / w,
+        args.steps
     );
     Ok(())
 }
