@@ -547,7 +547,7 @@ pub fn backward(
             .map(|qs| (qs, BLOCK_Q.min(tq - qs)))
             .filter(move |&(qs, bq)| s.key_end(qs, bq) > ks)
     };
-    if bh >= super::kernel_threads() {
+    if bh >= rayon::current_num_threads() {
         type Grads<'a> = ((&'a mut [f32], &'a mut [f32]), &'a mut [f32]);
         dq.par_chunks_mut(tq * d)
             .zip(dk.par_chunks_mut(tk * d))

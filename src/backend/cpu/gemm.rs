@@ -20,6 +20,11 @@ pub struct MatRef<'a> {
 /// on one thread: splitting smaller work costs more than it saves.
 const MIN_PARALLEL_MACS: usize = 1 << 18;
 
+/// The longest inner dimension for which a product's rows come out the
+/// same bits however they are split into blocks (the gemm crate takes k up
+/// to 512 in one block; above, its k blocks depend on the block's rows).
+const STABLE_SPLIT_MAX_K: usize = 512;
+
 /// Rows of a row block are rounded to this, a multiple of the kernels'
 /// register tile, so that no block ends in a partial tile but the last.
 const ROW_ALIGN: usize = 16;
@@ -48,7 +53,16 @@ pub fn batched_matmul(
     if m == 0 || n == 0 {
         return;
     }
-    let threads = super::kernel_threads();
+    // Rows split into blocks come out the same bits as whole only while
+    // the gemm crate takes k in one block (up to 512); its blocking of a
+    // longer k depends on the block's size. Threads lent by timing (see
+    // `side_by_side`) must not change results, so they help short-k
+    // products only.
+    let threads = if k <= STABLE_SPLIT_MAX_K {
+        super::kernel_threads_with_lent()
+    } else {
+        super::kernel_threads()
+    };
     let macs = batch * m * k * n;
     if threads == 1 || macs < MIN_PARALLEL_MACS {
         for ((c, &ao), &bo) in out
@@ -151,5 +165,55 @@ pub fn gemm_scaled(
             false,
             gemm::Parallelism::None,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MatRef, gemm_scaled};
+
+    fn matrix(data: &[f32], cols: usize) -> MatRef<'_> {
+        MatRef {
+            data,
+            offset: 0,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    #[test]
+    fn rows_come_out_the_same_however_the_rows_are_split() {
+        // A data-parallel shard lends idle threads to its products by
+        // timing; the results must not depend on it: up to
+        // STABLE_SPLIT_MAX_K, each row comes out the same bits in a block
+        // as in the whole product.
+        let max_k = super::STABLE_SPLIT_MAX_K;
+        for (m, k, n) in [(100, 100, 70), (75, max_k, 33), (130, 384, 90), (40, 7, 20)] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5)
+                .collect();
+            let mut whole = vec![0.0; m * n];
+            gemm_scaled(m, k, n, 1.0, matrix(&a, k), matrix(&b, n), 0.0, &mut whole);
+            for rows in [16, 32, 48] {
+                let mut split = vec![0.0; m * n];
+                for (i, c) in split.chunks_mut(rows * n).enumerate() {
+                    let block = MatRef {
+                        offset: i * rows * k,
+                        ..matrix(&a, k)
+                    };
+                    gemm_scaled(c.len() / n, k, n, 1.0, block, matrix(&b, n), 0.0, c);
+                }
+                assert!(
+                    whole
+                        .iter()
+                        .zip(&split)
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{m}x{k}x{n} in blocks of {rows} rows differs"
+                );
+            }
+        }
     }
 }

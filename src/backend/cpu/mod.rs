@@ -111,10 +111,19 @@ thread_local! {
 }
 
 /// How many threads a kernel called on this thread should split its work
-/// over: the pool's size; inside [`on_one_thread`], 1, plus any threads
-/// that the other parts of a [`side_by_side`] call left idle by finishing
-/// first.
+/// over: the pool's size, or 1 inside [`on_one_thread`].
 pub fn kernel_threads() -> usize {
+    ONE_THREAD.with(|c| match &*c.borrow() {
+        Some(_) => 1,
+        None => rayon::current_num_threads(),
+    })
+}
+
+/// [`kernel_threads`], plus, inside a part of [`side_by_side`], the
+/// threads that the call's other parts left idle by finishing first. How
+/// many that is depends on timing, so only a kernel whose results do not
+/// depend on how it splits its work may ask for it.
+pub(crate) fn kernel_threads_with_lent() -> usize {
     let pool = rayon::current_num_threads();
     ONE_THREAD.with(|c| match &*c.borrow() {
         Some(idle) => 1 + idle.load(Ordering::Relaxed).min(pool - 1),
@@ -130,9 +139,9 @@ pub fn kernel_threads() -> usize {
 /// Parts finish unevenly (a shared host slows one core more than the
 /// other), so a thread left without a part counts itself idle, and the
 /// matrix products of the parts still running split their rows across it
-/// ([`kernel_threads`]) until the call returns. Each row of a product is
-/// computed the same way however the rows are split, so results do not
-/// depend on that timing.
+/// until the call returns (those whose rows come out the same bits however
+/// they are split: see `gemm::batched_matmul`), so results do not depend
+/// on that timing.
 ///
 /// ```
 /// use zeroformer::backend::cpu::side_by_side;
@@ -311,20 +320,23 @@ mod tests {
         let seen = super::side_by_side(vec![0, 1], |part| {
             if part == 0 {
                 first_done.store(true, Ordering::SeqCst);
-                return super::kernel_threads();
+                return (super::kernel_threads(), super::kernel_threads_with_lent());
             }
             // Part 1 waits (taking queued work, so that part 0 runs even if
             // both landed on this thread) until part 0 has finished and
             // lent its thread.
             let start = Instant::now();
-            while super::kernel_threads() < 2 && start.elapsed() < Duration::from_secs(10) {
+            while super::kernel_threads_with_lent() < 2 && start.elapsed() < Duration::from_secs(10)
+            {
                 rayon::yield_now();
             }
-            super::kernel_threads()
+            (super::kernel_threads(), super::kernel_threads_with_lent())
         });
         assert!(first_done.load(Ordering::SeqCst));
+        // Lent to the kernels that may take it; the others stay on one thread.
         assert_eq!(
-            seen[1], 2,
+            seen[1],
+            (1, 2),
             "the part still running was not lent the idle thread"
         );
         // Outside one-thread work, kernels use the whole pool as before.
