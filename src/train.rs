@@ -120,16 +120,8 @@ impl Trainer {
     /// One optimisation step on random windows of `tokens`: forward and
     /// backward over `grad_accum` micro-batches, clip, AdamW at the
     /// scheduled learning rate.
-    ///
-    /// Each micro-batch is cut into [`shards`](Self::shards) runs of
-    /// sequences, forwarded and back-propagated side by side, one pool
-    /// thread each, and their gradients summed in shard order (so a run is
-    /// reproducible for a given shard count). Why: a small model's matrix
-    /// products are too small to split well across threads (each thread
-    /// packs the same operand again, and waits for the others at every
-    /// kernel); whole sequences per thread keep both threads busy with no
-    /// waiting until the gradients are summed. A model with dropout runs
-    /// whole: its dropout masks come from one stream, drawn in order.
+    /// Each micro-batch runs data parallel, in [`shards`](Self::shards)
+    /// (see [`forward_backward`]).
     pub fn train_step(&mut self, tokens: &[i64]) -> StepStats {
         // The whole step on a pool worker, loss and clip included (see
         // `in_pool`; the forward, backward and AdamW would each go there anyway).
@@ -147,7 +139,8 @@ impl Trainer {
             let (x, y) =
                 data::random_batch(tokens, self.config.batch_size, context, &mut self.data_rng);
             // Each micro-batch contributes 1/accum of the mean gradient.
-            loss_sum += self.forward_backward(&x, &y, 1.0 / accum as f32);
+            let weight = 1.0 / accum as f32;
+            loss_sum += forward_backward(&self.model, &x, &y, weight, self.shards);
         }
         let grad_norm = if self.config.grad_clip > 0.0 {
             clip_grad_norm(&self.model.parameters(), self.config.grad_clip)
@@ -162,12 +155,6 @@ impl Trainer {
             lr,
             grad_norm,
         }
-    }
-
-    /// The mean loss of one micro-batch, after adding `weight` times its
-    /// gradient to the parameters' gradients.
-    fn forward_backward(&self, x: &Tensor, y: &Tensor, weight: f32) -> f32 {
-        forward_backward(&self.model, x, y, weight, self.shards)
     }
 
     /// Mean loss over `batches` random batches of `tokens` (nanoGPT's
@@ -278,14 +265,8 @@ pub fn forward_backward(
     };
     if shards == 1 {
         let loss = Gpt::loss(&model.forward(inputs), targets);
-        let value = loss.item();
-        if weight == 1.0 {
-            loss
-        } else {
-            loss.mul_scalar(weight)
-        }
-        .backward();
-        return value;
+        loss.backward_with(&Tensor::full(loss.shape(), weight));
+        return loss.item();
     }
     let parts: Vec<usize> = (0..shards).collect();
     let per_shard = crate::backend::cpu::side_by_side(parts, |shard| {
@@ -470,7 +451,7 @@ mod tests {
         let tokens: Vec<i64> = (0..200).map(|i| (i * 7 % 11) as i64).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let (x, y) = data::random_batch(&tokens, 5, 8, &mut rng);
-        let loss = t.forward_backward(&x, &y, weight);
+        let loss = forward_backward(&t.model, &x, &y, weight, t.shards);
         let grads = t
             .model
             .parameters()
