@@ -9,11 +9,18 @@ in PyTorch eager, to compare speed on the same machine. Run by hand:
 Prints the median step time and tokens/s over --steps steps (after
 --warmup), with random token batches (speed does not depend on the data).
 
-With --data PATH it instead trains on that corpus with nanoGPT's CPU recipe
-(char vocabulary, 90/10 split, warmup 100 + cosine 1e-3 -> 1e-4 over --steps,
-AdamW betas (0.9, 0.99), weight decay 0.1 on matrices, clip 1.0) and prints
-the loss over the whole validation split in non-overlapping windows, the
-figure examples/shakespeare prints as final val_loss:
+With --data PATH it instead runs examples/shakespeare's recipe on that corpus,
+nanoGPT's CPU recipe (char vocabulary, 90/10 split, warmup 100 + cosine
+1e-3 -> 1e-4 over --steps, AdamW betas (0.9, 0.99), weight decay 0.1 on
+matrices, clip 1.0), doing the same work around the steps as the example:
+every --eval-every steps (and at the last) the loss on --eval-iters random
+batches of each split and a checkpoint (model and optimizer) saved as
+"last", and as "best" when the val loss improved; at the end the loss over
+the whole validation split in non-overlapping windows (the figure the
+example prints as final val_loss), a train-loss estimate, and a
+--sample-tokens sample as nanoGPT's sample.py draws it. --eval-every 0
+leaves out the periodic evaluations and the sample (this script's recipe
+before 2026-12-01):
 
     python3 scripts/train_gpt_torch.py --data ../shared/data/tinyshakespeare.txt --steps 2000
 
@@ -27,8 +34,10 @@ side compare:
 """
 import argparse
 import math
+import os
 import statistics
 import subprocess
+import tempfile
 import time
 
 import torch
@@ -77,12 +86,14 @@ class Gpt(nn.Module):
                 std = 0.02 / math.sqrt(2 * n_layer) if name.endswith("proj.weight") else 0.02
                 nn.init.normal_(p, 0.0, std)
 
-    def forward(self, idx, targets):
+    def forward(self, idx, targets=None):
         t = idx.shape[1]
         x = self.wte(idx) + self.wpe(torch.arange(t))
         for blk in self.blocks:
             x = blk(x)
         logits = self.ln_f(x) @ self.wte.weight.t()
+        if targets is None:
+            return logits
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
 
 
@@ -96,6 +107,10 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--data", help="train on this corpus and report the whole-split val loss")
     ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--eval-every", type=int, default=250, help="with --data; 0: no periodic evaluation")
+    ap.add_argument("--eval-iters", type=int, default=20, help="with --data: random batches per estimate")
+    ap.add_argument("--sample-tokens", type=int, default=500, help="with --data")
+    ap.add_argument("--out", help="with --data: checkpoint folder (default: a temporary one)")
     ap.add_argument("--paired", metavar="BIN", help="alternate with zeroformer's step_time binary")
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
@@ -152,12 +167,21 @@ def paired(args):
 
 
 def train_on_corpus(args):
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        return run_recipe(args, args.out)
+    with tempfile.TemporaryDirectory() as out:
+        return run_recipe(args, out)
+
+
+def run_recipe(args, out):
+    started = time.perf_counter()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     text = open(args.data, encoding="utf-8").read()
     chars = sorted(set(text))
-    ids = torch.tensor([chars.index(c) for c in text]) if len(text) < 1000 else torch.tensor(
-        [{c: i for i, c in enumerate(chars)}[c] for c in text])
+    index = {c: i for i, c in enumerate(chars)}
+    ids = torch.tensor([index[c] for c in text])
     n = int(len(ids) * 0.9)
     train, val = ids[:n], ids[n:]
     n_layer, n_head, c, block_size = PRESETS[args.preset]
@@ -167,20 +191,49 @@ def train_on_corpus(args):
         [{"params": [p for n, p in model.named_parameters() if is_decay(n, p)], "weight_decay": 0.1},
          {"params": [p for n, p in model.named_parameters() if not is_decay(n, p)], "weight_decay": 0.0}],
         lr=1e-3, betas=(0.9, 0.99))
-    start = time.perf_counter()
+
+    # Evaluation draws its batches from its own stream, as the example does, so
+    # that the training batches do not depend on how often it evaluates.
+    eval_gen = torch.Generator().manual_seed(args.seed ^ 0xE7A1)
+
+    def batch(split, gen=None):
+        starts = torch.randint(len(split) - block_size, (args.batch_size,), generator=gen)
+        x = torch.stack([split[i:i + block_size] for i in starts])
+        y = torch.stack([split[i + 1:i + 1 + block_size] for i in starts])
+        return x, y
+
+    @torch.no_grad()
+    def estimate_loss(split):
+        model.eval()
+        loss = statistics.fmean(model(*batch(split, eval_gen)).item() for _ in range(args.eval_iters))
+        model.train()
+        return loss
+
+    def save(name, it):
+        path = os.path.join(out, name)
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "iter": it}, path + ".tmp")
+        os.replace(path + ".tmp", path)
+
+    train_seconds, best_val = 0.0, float("inf")
     for it in range(args.steps):
+        t0 = time.perf_counter()
         lr = 1e-3 * (it + 1) / 101 if it < 100 else 1e-4 + 0.5 * (1 + math.cos(math.pi * (it - 100) / (args.steps - 100))) * 9e-4
         for g in opt.param_groups:
             g["lr"] = lr
-        starts = torch.randint(len(train) - block_size, (args.batch_size,))
-        x = torch.stack([train[i:i + block_size] for i in starts])
-        y = torch.stack([train[i + 1:i + 1 + block_size] for i in starts])
-        loss = model(x, y)
+        loss = model(*batch(train))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-    seconds = time.perf_counter() - start
+        train_seconds += time.perf_counter() - t0
+        step = it + 1
+        if args.eval_every > 0 and (step % args.eval_every == 0 or step == args.steps):
+            train_loss, val_loss = estimate_loss(train), estimate_loss(val)
+            print(f"step {step}: train loss {train_loss:.4f}, val loss {val_loss:.4f}", flush=True)
+            if val_loss < best_val:
+                best_val = val_loss
+                save("best.pt", step)
+            save("last.pt", step)
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
@@ -190,8 +243,16 @@ def train_on_corpus(args):
             y = torch.stack([val[i + 1:i + 1 + block_size] for i in starts])
             total += model(x, y).item() * y.numel()
             count += y.numel()
+        if args.eval_every > 0:
+            estimate_loss(train)
+            idx = torch.tensor([[chars.index("\n")]])
+            for _ in range(args.sample_tokens):
+                logits = model(idx[:, -block_size:])[:, -1, :] / 0.8
+                idx = torch.cat([idx, torch.multinomial(F.softmax(logits, dim=-1), 1)], dim=1)
+            print("---\n" + "".join(chars[i] for i in idx[0].tolist()) + "\n---")
     print(f"torch {torch.__version__} preset={args.preset} steps={args.steps} seed={args.seed} "
-          f"final val_loss={total / count:.4f} seconds={seconds:.1f}")
+          f"final val_loss={total / count:.4f} train_seconds={train_seconds:.1f} "
+          f"seconds={time.perf_counter() - started:.1f}")
 
 
 if __name__ == "__main__":
