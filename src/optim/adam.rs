@@ -111,7 +111,7 @@ impl Adam {
         problems
     }
 
-    /// One update of every parameter that has a gradient, on this thread.
+    /// One update of every parameter that has a gradient.
     fn step_in_place(&mut self) {
         self.step += 1;
         let c = self.config;
@@ -119,6 +119,7 @@ impl Adam {
         let bias1 = 1.0 - c.beta1.powi(t);
         let bias2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
         let step_size = c.lr / bias1;
+        let mut updates = Vec::new();
         for (group, moments) in self.groups.iter().zip(&mut self.moments) {
             let wd = group.weight_decay;
             let step = AdamStep {
@@ -132,19 +133,25 @@ impl Adam {
                 decay: if c.decoupled_weight_decay { wd } else { 0.0 },
             };
             for ((_, p), (m, v)) in group.params.iter().zip(moments.iter_mut()) {
-                let Some(grad) = p.grad() else { continue };
-                with_contiguous_f32(&grad, "Adam", |g| {
-                    p.update_data(|w| adam_update(w, g, m, v, step))
-                });
+                if let Some(grad) = p.grad() {
+                    updates.push((p, grad, m, v, step));
+                }
             }
         }
+        // The parameters side by side, each on one thread: one hand-off for
+        // the whole update instead of one per parameter (elements are
+        // independent, so the bits do not depend on the split).
+        crate::backend::cpu::side_by_side(updates, |(p, grad, m, v, step)| {
+            with_contiguous_f32(&grad, "Adam", |g| {
+                p.update_data(|w| adam_update(w, g, m, v, step))
+            })
+        });
     }
 }
 
 impl Optimizer for Adam {
     fn step(&mut self) {
-        // On a pool worker: see `in_pool`.
-        crate::backend::cpu::in_pool(|| self.step_in_place())
+        self.step_in_place()
     }
 
     fn lr(&self) -> f32 {

@@ -6,13 +6,14 @@ use rayon::prelude::*;
 use super::simd::multiversion;
 use super::{PARALLEL_THRESHOLD, pool};
 
-/// f64 accumulator lanes: one AVX-512 register of doubles.
+/// Accumulator lanes: one AVX2 register of f32 (half an AVX-512 one), so
+/// that a row's sums vectorise at every width the kernels are built for.
 const LANES: usize = 8;
 
-/// Σ f(x) over `x`, accumulated in f64 in a fixed lane order.
+/// Σ f(x) over `x`, accumulated in f32 in a fixed lane order.
 #[inline(always)]
-fn sum_f64(x: &[f32], f: impl Fn(f32) -> f64) -> f64 {
-    let mut lanes = [0.0f64; LANES];
+fn sum_lanes(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0.0f32; LANES];
     let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
     for c in chunks {
@@ -20,17 +21,19 @@ fn sum_f64(x: &[f32], f: impl Fn(f32) -> f64) -> f64 {
             *l += f(v);
         }
     }
-    rest.iter().fold(0.0, |s, &v| s + f(v)) + lanes.iter().sum::<f64>()
+    rest.iter().fold(0.0, |s, &v| s + f(v)) + lanes.iter().sum::<f32>()
 }
 
 multiversion! {
     /// One row's `(x - mean) · rstd · weight + bias` into `dst`; returns its
-    /// (mean, rstd). Statistics accumulate in f64.
+    /// (mean, rstd). Statistics accumulate in f32, in eight lanes (as
+    /// PyTorch's CPU kernel accumulates in f32), the variance in a second
+    /// pass around the mean.
     pub fn normalise_row(src: &[f32], dst: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) -> (f32, f32) {
-        let n = src.len() as f64;
-        let mu = sum_f64(src, |v| v as f64) / n;
-        let var = sum_f64(src, |v| (v as f64 - mu) * (v as f64 - mu)) / n;
-        let (mu, rs) = (mu as f32, (1.0 / (var + eps as f64).sqrt()) as f32);
+        let n = src.len() as f32;
+        let mu = sum_lanes(src, |v| v) / n;
+        let var = sum_lanes(src, |v| (v - mu) * (v - mu)) / n;
+        let rs = 1.0 / (var + eps).sqrt();
         for (((o, &v), &w), &b) in dst.iter_mut().zip(src).zip(weight).zip(bias) {
             *o = (v - mu) * rs * w + b;
         }
@@ -53,8 +56,8 @@ multiversion! {
         db: &mut [f32],
     ) {
         let n = src.len();
-        let (mut s1, mut s2) = ([0.0f64; LANES], [0.0f64; LANES]);
-        let (mut r1, mut r2) = (0.0f64, 0.0f64);
+        let (mut s1, mut s2) = ([0.0f32; LANES], [0.0f32; LANES]);
+        let (mut r1, mut r2) = (0.0f32, 0.0f32);
         // Whole lane groups as fixed-size arrays (no bounds checks, so the
         // loop vectorises), then the tail.
         let full = n - n % LANES;
@@ -67,8 +70,8 @@ multiversion! {
             for l in 0..LANES {
                 let xhat = (xs[l] - mu) * rs;
                 let dxhat = gs[l] * ws[l];
-                s1[l] += dxhat as f64;
-                s2[l] += (dxhat * xhat) as f64;
+                s1[l] += dxhat;
+                s2[l] += dxhat * xhat;
                 dws[l] += gs[l] * xhat;
                 dbs[l] += gs[l];
             }
@@ -76,15 +79,15 @@ multiversion! {
         for j in full..n {
             let xhat = (src[j] - mu) * rs;
             let dxhat = g[j] * weight[j];
-            r1 += dxhat as f64;
-            r2 += (dxhat * xhat) as f64;
+            r1 += dxhat;
+            r2 += dxhat * xhat;
             dw[j] += g[j] * xhat;
             db[j] += g[j];
         }
         s1[0] += r1;
         s2[0] += r2;
-        let m1 = (s1.iter().sum::<f64>() / n as f64) as f32;
-        let m2 = (s2.iter().sum::<f64>() / n as f64) as f32;
+        let m1 = s1.iter().sum::<f32>() / n as f32;
+        let m2 = s2.iter().sum::<f32>() / n as f32;
         for (((o, &x), &g), &w) in dst.iter_mut().zip(src).zip(g).zip(weight) {
             let xhat = (x - mu) * rs;
             *o = rs * (g * w - m1 - xhat * m2);
