@@ -110,9 +110,11 @@ impl Adam {
         self.step = step;
         problems
     }
+}
 
+impl Optimizer for Adam {
     /// One update of every parameter that has a gradient.
-    fn step_in_place(&mut self) {
+    fn step(&mut self) {
         self.step += 1;
         let c = self.config;
         let t = self.step as i32;
@@ -146,12 +148,6 @@ impl Adam {
                 p.update_data(|w| adam_update(w, g, m, v, step))
             })
         });
-    }
-}
-
-impl Optimizer for Adam {
-    fn step(&mut self) {
-        self.step_in_place()
     }
 
     fn lr(&self) -> f32 {
