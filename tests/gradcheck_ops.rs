@@ -105,6 +105,40 @@ fn unary_ops() {
 }
 
 #[test]
+fn saturating_activations_far_from_zero() {
+    // Where tanh, erf and the logistic function have saturated, each
+    // derivative must be exactly flat (0 or 1), not a rounding error that a
+    // polynomial term multiplies.
+    let x = Tensor::from_vec(
+        vec![
+            -50.0, -30.0, -20.0, -10.0, -8.0, -6.0, -5.0, -4.0, 4.0, 5.0, 6.0, 8.0, 10.0, 20.0,
+            30.0, 50.0,
+        ],
+        &[16],
+    );
+    // Outputs up to 50 carry up to 3e-6 of rounding, 1.5e-4 once divided by
+    // 2ε: a tighter tolerance than the default's 1e-3 + 1%, which a
+    // derivative off by 1.6e-3 at x = ±50 would pass.
+    let tight = GradCheck {
+        atol: 5e-4,
+        rtol: 1e-3,
+        ..GradCheck::default()
+    };
+    let ops: [(&str, fn(&Tensor) -> Tensor); 5] = [
+        ("gelu(tanh)", |x| x.gelu(GeluApproximation::Tanh)),
+        ("gelu", |x| x.gelu(GeluApproximation::None)),
+        ("sigmoid", Tensor::sigmoid),
+        ("silu", Tensor::silu),
+        ("tanh", Tensor::tanh),
+    ];
+    for (name, op) in ops {
+        if let Err(e) = tight.check(|x| op(&x[0]), std::slice::from_ref(&x)) {
+            panic!("{name}: {e}");
+        }
+    }
+}
+
+#[test]
 fn matmul_2d_batched_and_broadcast() {
     check(
         |x| x[0].matmul(&x[1]),

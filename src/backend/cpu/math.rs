@@ -5,10 +5,13 @@
 /// numerator over even degree-6 denominator, inputs clamped to ±7.9053).
 /// Against f64 tanh its largest error is 4.3e-7 absolute on a 1e-4 grid of
 /// [-12, 12] (the unit test below measures it; about 6 ulp, near
-/// saturation). std's `tanh` is a libm call that blocks vectorisation and
-/// costs several times more; `Tensor::tanh` keeps it, this serves GELU.
+/// saturation). From |x| = 9, where f32 tanh rounds to ±1, it is exactly
+/// ±1, so that `0.5·x·(1 + tanh)` is exactly 0 or x far out. std's `tanh`
+/// is a libm call that blocks vectorisation and costs several times more;
+/// `Tensor::tanh` keeps it, this serves GELU.
 #[inline(always)]
 pub fn fast_tanh(x: f32) -> f32 {
+    const SATURATED: f32 = 9.0;
     const CLAMP: f32 = 7.905_311;
     const A: [f32; 7] = [
         4.893_524_6e-3,
@@ -35,7 +38,25 @@ pub fn fast_tanh(x: f32) -> f32 {
     q = q.mul_add(x2, B[2]);
     q = q.mul_add(x2, B[1]);
     q = q.mul_add(x2, B[0]);
-    if x.abs() < 4e-4 { x } else { p / q }
+    if x.abs() < 4e-4 {
+        x
+    } else if x.abs() >= SATURATED {
+        1.0f32.copysign(x)
+    } else {
+        p / q
+    }
+}
+
+/// tanh's derivative 1 - tanh²(x) = sech²(x) = 4e/(1 + e)² with e = e^(-2|x|).
+/// Accurate relative to its value everywhere, where 1 - t² of a rounded t
+/// is not: near saturation t rounds to within an ulp of 1 and 1 - t²
+/// keeps only that rounding error, which GELU's backward multiplies by a
+/// term growing as x³. Exactly 0 from |x| = 43.7, as f32 sech² underflows.
+#[inline(always)]
+pub fn fast_sech2(x: f32) -> f32 {
+    let e = fast_exp(-2.0 * x.abs());
+    let d = 1.0 + e;
+    4.0 * e / (d * d)
 }
 
 /// exp(x) as Cephes' `expf` computes it, written branch-free so that loops
@@ -105,7 +126,25 @@ mod tests {
             worst = worst.max(err);
         }
         assert!(worst < 5e-7, "worst error {worst}");
-        assert_eq!(super::fast_tanh(100.0), super::fast_tanh(7.905_311));
         assert_eq!(super::fast_tanh(-0.0), -0.0);
+        for x in [9.0, 20.0, 1e30, f32::INFINITY] {
+            assert_eq!(super::fast_tanh(x), 1.0);
+            assert_eq!(super::fast_tanh(-x), -1.0);
+        }
+    }
+
+    #[test]
+    fn fast_sech2_is_within_4_ulp_of_sech2_and_saturates() {
+        let mut worst = 0.0f64;
+        for i in -430_000..=430_000 {
+            let x = i as f32 * 1e-4;
+            let exact = 1.0 / (x as f64).cosh().powi(2);
+            let ulp = f32::EPSILON as f64 * (exact as f32).abs() as f64;
+            worst = worst.max((super::fast_sech2(x) as f64 - exact).abs() / ulp);
+        }
+        assert!(worst < 4.0, "worst error {worst} ulp");
+        assert_eq!(super::fast_sech2(0.0), 1.0);
+        assert_eq!(super::fast_sech2(44.0), 0.0);
+        assert_eq!(super::fast_sech2(f32::NEG_INFINITY), 0.0);
     }
 }
