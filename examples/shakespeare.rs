@@ -15,63 +15,78 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use zeroformer::checkpoint::Checkpoint;
+use zeroformer::checkpoint::{Checkpoint, remove_stale_temp_files};
 use zeroformer::data::{check_long_enough, locate_shakespeare, read_text, train_val_split};
+use zeroformer::generation::{Sampling, generate};
 use zeroformer::models::{Gpt, GptConfig};
 use zeroformer::tokenizer::CharTokenizer;
-use zeroformer::train::{TrainConfig, Trainer, evaluate, generate};
+use zeroformer::train::{TrainConfig, Trainer, evaluate};
 use zeroformer::{Error, Result};
 
 const BEST: &str = "ckpt.safetensors";
 const LAST: &str = "last.safetensors";
 
 /// Train a character-level GPT on tiny Shakespeare and sample from it.
+///
+/// With --resume DIR the run continues from DIR/last.safetensors: the model
+/// (--preset, --dropout) and --seed are the checkpoint's and cannot change;
+/// each training flag given on the command line (--iters, --batch-size,
+/// --grad-accum, --lr, --min-lr, --warmup, --weight-decay, --grad-clip)
+/// replaces the saved value from the next step on, with a printed notice (a
+/// new --iters re-plans the cosine decay from the current step); flags not
+/// given continue as saved. The best validation loss and the evaluation
+/// batches' random stream are restored too, so a resumed run keeps the
+/// best checkpoint an uninterrupted run would.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, long_about, allow_negative_numbers = true)]
 struct Args {
     /// The corpus (default: data/tinyshakespeare.txt, else ../shared/data/tinyshakespeare.txt).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Model size: cpu-mini, gpt-mini, shakespeare-char.
-    #[arg(long, default_value = "cpu-mini")]
-    preset: String,
-    /// Optimisation steps (in total, counting those of a resumed run).
-    #[arg(long, default_value_t = 2000)]
-    iters: usize,
-    #[arg(long, default_value_t = 12)]
-    batch_size: usize,
-    /// Micro-batches per step (gradient accumulation).
-    #[arg(long, default_value_t = 1)]
-    grad_accum: usize,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
-    /// Final learning rate of the cosine decay.
-    #[arg(long, default_value_t = 1e-4)]
-    min_lr: f32,
-    /// Linear warmup steps.
-    #[arg(long, default_value_t = 100)]
-    warmup: usize,
-    /// AdamW weight decay, on matrices only.
-    #[arg(long, default_value_t = 0.1)]
-    weight_decay: f32,
-    /// Global gradient-norm clip (0 disables).
-    #[arg(long, default_value_t = 1.0)]
-    grad_clip: f32,
-    #[arg(long, default_value_t = 0.0)]
-    dropout: f32,
-    /// Steps between evaluations.
+    /// Model size: cpu-mini, gpt-mini, shakespeare-char [default: cpu-mini].
+    #[arg(long)]
+    preset: Option<String>,
+    /// Optimisation steps in total, counting those of a resumed run; the
+    /// cosine decay ends there [default: 2000, or the resumed run's].
+    #[arg(long)]
+    iters: Option<usize>,
+    /// Sequences per micro-batch [default: 12].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Micro-batches per step (gradient accumulation) [default: 1].
+    #[arg(long)]
+    grad_accum: Option<usize>,
+    /// Peak learning rate, > 0 [default: 1e-3].
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Final learning rate of the cosine decay, in [0, --lr] [default: 1e-4].
+    #[arg(long)]
+    min_lr: Option<f32>,
+    /// Linear warmup steps [default: 100].
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// AdamW weight decay, on matrices only, >= 0 [default: 0.1].
+    #[arg(long)]
+    weight_decay: Option<f32>,
+    /// Global gradient-norm clip, >= 0 (0 disables) [default: 1.0].
+    #[arg(long)]
+    grad_clip: Option<f32>,
+    /// Dropout probability in [0, 1) [default: 0].
+    #[arg(long)]
+    dropout: Option<f32>,
+    /// Steps between evaluations, >= 1.
     #[arg(long, default_value_t = 250)]
     eval_every: usize,
-    /// Random batches per evaluation estimate.
+    /// Random batches per evaluation estimate, >= 1.
     #[arg(long, default_value_t = 20)]
     eval_iters: usize,
-    #[arg(long, default_value_t = 1337)]
-    seed: u64,
+    /// Seeds the model's initialisation and every random stream [default: 1337].
+    #[arg(long)]
+    seed: Option<u64>,
     /// Checkpoint folder.
     #[arg(long, default_value = "out-shakespeare")]
     out: PathBuf,
-    /// Continue from the checkpoints in this folder.
+    /// Continue from the checkpoints in this folder (see above).
     #[arg(long)]
     resume: Option<PathBuf>,
     /// Only generate, from the best checkpoint in --resume.
@@ -79,23 +94,29 @@ struct Args {
     sample_only: bool,
     #[arg(long, default_value_t = 500)]
     sample_tokens: usize,
-    /// Sampling temperature (0: greedy).
+    /// Sampling temperature, finite and >= 0 (0: greedy).
     #[arg(long, default_value_t = 0.8)]
     temperature: f32,
+    /// Sample among the k most likely tokens only, k >= 1.
     #[arg(long)]
     top_k: Option<usize>,
+    /// Sample from the smallest set of tokens whose probability reaches p, in (0, 1].
     #[arg(long)]
     top_p: Option<f32>,
-    /// The text the sample continues.
+    /// The text the sample continues (non-empty, in the corpus's characters).
     #[arg(long, default_value = "\n")]
     prompt: String,
-    /// Worker threads (default: one per core).
+    /// Worker threads, >= 1 (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
     /// Append metrics as JSON lines to this file.
     #[arg(long)]
     metrics: Option<PathBuf>,
 }
+
+const DEFAULT_PRESET: &str = "cpu-mini";
+const DEFAULT_ITERS: usize = 2000;
+const DEFAULT_SEED: u64 = 1337;
 
 fn main() {
     let args = Args::parse();
@@ -105,14 +126,39 @@ fn main() {
     }
 }
 
-fn run(args: Args) -> Result<()> {
+type RunResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn run(args: Args) -> RunResult<()> {
+    // Every flag is checked before any work, the prompt once the corpus
+    // gives the vocabulary: a bad one never costs a training run.
     zeroformer::backend::cpu::set_threads(args.threads)?;
+    let sampling = Sampling::new(args.temperature, args.top_k, args.top_p)?;
+    for (name, value) in [
+        ("--eval-every", args.eval_every),
+        ("--eval-iters", args.eval_iters),
+    ] {
+        if value == 0 {
+            return Err(Error::InvalidConfig(format!("{name} must be at least 1")).into());
+        }
+    }
+    if let Some(dir) = args.resume.as_deref().filter(|d| !d.is_dir()) {
+        let what = if dir.exists() {
+            "is not a folder"
+        } else {
+            "does not exist"
+        };
+        return Err(Error::InvalidConfig(format!(
+            "--resume {}: {what}; give the folder a run wrote (its --out)",
+            dir.display()
+        ))
+        .into());
+    }
     if args.sample_only {
         let dir = args
             .resume
             .as_deref()
             .ok_or_else(|| Error::InvalidConfig("--sample-only needs --resume DIR".into()))?;
-        return sample_only(&args, dir);
+        return sample_only(&args, dir, &sampling);
     }
     let path = locate_shakespeare(args.data.as_deref())?;
     let text = read_text(&path)?;
@@ -121,31 +167,34 @@ fn run(args: Args) -> Result<()> {
     let (train, val) = train_val_split(&ids, 0.9);
 
     let mut trainer = match &args.resume {
-        Some(dir) => resume(dir, &tokenizer)?,
+        Some(dir) => resume(dir, &tokenizer, &args)?,
         None => {
-            let mut model = GptConfig::preset(&args.preset, tokenizer.vocab_size())?;
-            if args.preset == "gpt2" {
-                return Err(Error::InvalidConfig("the gpt2 preset needs the GPT-2 tokenizer; use cpu-mini, gpt-mini or shakespeare-char".into()));
+            let preset = args.preset.as_deref().unwrap_or(DEFAULT_PRESET);
+            let mut model = GptConfig::preset(preset, tokenizer.vocab_size())?;
+            if preset == "gpt2" {
+                return Err(Error::InvalidConfig("the gpt2 preset needs the GPT-2 tokenizer; use cpu-mini, gpt-mini or shakespeare-char".into()).into());
             }
-            model.dropout = args.dropout;
-            let config = TrainConfig {
-                batch_size: args.batch_size,
-                grad_accum: args.grad_accum,
-                max_lr: args.lr,
-                min_lr: args.min_lr,
-                warmup: args.warmup,
-                decay_steps: args.iters,
-                weight_decay: args.weight_decay,
-                grad_clip: args.grad_clip,
-                seed: args.seed,
-                ..TrainConfig::nanogpt_cpu(args.iters)
+            model.dropout = args.dropout.unwrap_or(0.0);
+            let seed = args.seed.unwrap_or(DEFAULT_SEED);
+            let base = TrainConfig {
+                seed,
+                ..TrainConfig::nanogpt_cpu(DEFAULT_ITERS)
             };
-            Trainer::new(model, config)?
+            Trainer::new(model, recipe(&args, base))?
         }
     };
+    let iters = trainer.config.decay_steps;
+    if trainer.step >= iters {
+        return Err(Error::InvalidConfig(format!(
+            "the run is already at step {} of {iters}: nothing to train; pass --iters above {} to continue it (or --sample-only to sample)",
+            trainer.step, trainer.step
+        ))
+        .into());
+    }
     let context = trainer.model.config.block_size;
     check_long_enough(train, context, "training")?;
     check_long_enough(val, context, "validation")?;
+    let prompt = encode_prompt(&tokenizer, &args.prompt)?;
     prepare_out_dir(&args.out)?;
     let mut metrics = match &args.metrics {
         Some(p) => Some(
@@ -173,19 +222,33 @@ fn run(args: Args) -> Result<()> {
     );
 
     let tokens_per_step = trainer.config.batch_size * trainer.config.grad_accum * context;
-    let bar = ProgressBar::new(args.iters as u64).with_position(trainer.step as u64);
+    let bar = ProgressBar::new(iters as u64).with_position(trainer.step as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}")
             .expect("valid template"),
     );
-    let mut eval_rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0xe7a1);
-    let mut best_val = f32::INFINITY;
     let mut train_time = Duration::ZERO;
     let (mut steps_timed, mut last_loss) = (0usize, f32::NAN);
+    // The newest checkpoint written, named if training diverges.
+    let mut last_written: Option<(PathBuf, usize)> = None;
     let started = Instant::now();
-    while trainer.step < args.iters {
+    while trainer.step < iters {
         let t = Instant::now();
-        let stats = trainer.train_step(train);
+        let stats = match trainer.train_step(train) {
+            Ok(stats) => stats,
+            Err(e) => {
+                bar.finish_and_clear();
+                let saved = match &last_written {
+                    Some((p, step)) => format!(
+                        "the last checkpoint is {} (step {step}), the best {}",
+                        p.display(),
+                        args.out.join(BEST).display()
+                    ),
+                    None => "no checkpoint was written by this run".into(),
+                };
+                return Err(format!("{e}; {saved}").into());
+            }
+        };
         train_time += t.elapsed();
         steps_timed += 1;
         last_loss = stats.loss;
@@ -196,9 +259,9 @@ fn run(args: Args) -> Result<()> {
             stats.loss, stats.lr, tok_s
         ));
         let step = trainer.step;
-        if step % args.eval_every.max(1) == 0 || step == args.iters {
-            let train_loss = trainer.estimate_loss(train, args.eval_iters.max(1), &mut eval_rng);
-            let val_loss = trainer.estimate_loss(val, args.eval_iters.max(1), &mut eval_rng);
+        if step % args.eval_every == 0 || step == iters {
+            let train_loss = trainer.estimate_loss(train, args.eval_iters);
+            let val_loss = trainer.estimate_loss(val, args.eval_iters);
             let line = format!("step {step}: train loss {train_loss:.4}, val loss {val_loss:.4}");
             // A hidden bar (output not a terminal) would swallow println.
             if bar.is_hidden() {
@@ -212,22 +275,25 @@ fn run(args: Args) -> Result<()> {
                     Error::io("writing metrics", args.metrics.as_deref().unwrap(), e)
                 })?;
             }
-            if val_loss < best_val {
-                best_val = val_loss;
+            // The best loss is part of the state, so both files record it.
+            let improved = val_loss < trainer.best_val_loss;
+            if improved {
+                trainer.best_val_loss = val_loss;
                 trainer.save(&args.out.join(BEST), &extra)?;
             }
             trainer.save(&args.out.join(LAST), &extra)?;
+            last_written = Some((args.out.join(LAST), step));
         }
     }
     bar.finish_and_clear();
 
     let val_loss = evaluate(&mut trainer.model, val, 32);
-    let train_loss = trainer.estimate_loss(train, args.eval_iters.max(1), &mut eval_rng);
+    let train_loss = trainer.estimate_loss(train, args.eval_iters);
     let tokens_per_s = (steps_timed * tokens_per_step) as f64 / train_time.as_secs_f64().max(1e-9);
     println!(
         "final loss on the whole validation split: {val_loss:.4} (last training batch {last_loss:.4})"
     );
-    let sample = sample(&mut trainer.model, &tokenizer, &args)?;
+    let sample = sample(&mut trainer.model, &tokenizer, &prompt, &args, &sampling)?;
     println!("---\n{sample}\n---");
     println!(
         "final val_loss={val_loss:.4} train_loss={train_loss:.4} tokens_per_s={tokens_per_s:.0} iters={} seconds={:.1}",
@@ -237,16 +303,53 @@ fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Creates the output folder and proves it writable before training starts.
+/// The training recipe: `base` with every training flag given on the
+/// command line in its place.
+fn recipe(args: &Args, base: TrainConfig) -> TrainConfig {
+    TrainConfig {
+        batch_size: args.batch_size.unwrap_or(base.batch_size),
+        grad_accum: args.grad_accum.unwrap_or(base.grad_accum),
+        max_lr: args.lr.unwrap_or(base.max_lr),
+        min_lr: args.min_lr.unwrap_or(base.min_lr),
+        warmup: args.warmup.unwrap_or(base.warmup),
+        decay_steps: args.iters.unwrap_or(base.decay_steps),
+        weight_decay: args.weight_decay.unwrap_or(base.weight_decay),
+        grad_clip: args.grad_clip.unwrap_or(base.grad_clip),
+        ..base
+    }
+}
+
+/// The prompt's ids, refused before training if it is empty or holds a
+/// character the corpus does not.
+fn encode_prompt(tokenizer: &CharTokenizer, prompt: &str) -> Result<Vec<i64>> {
+    if prompt.is_empty() {
+        return Err(Error::InvalidConfig("--prompt must not be empty".into()));
+    }
+    tokenizer
+        .encode(prompt)
+        .map_err(|e| Error::InvalidConfig(format!("--prompt: {e}")))
+}
+
+/// Creates the output folder, proves it writable and clears the temporary
+/// files of runs killed mid-save, before training starts.
 fn prepare_out_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the output folder", dir, e))?;
     let probe = dir.join(".write-test");
     std::fs::write(&probe, b"").map_err(|e| Error::io("writing to the output folder", dir, e))?;
-    std::fs::remove_file(&probe).map_err(|e| Error::io("cleaning the output folder", dir, e))
+    std::fs::remove_file(&probe).map_err(|e| Error::io("cleaning the output folder", dir, e))?;
+    for stale in remove_stale_temp_files(dir)? {
+        println!(
+            "removed {}, left by a run that was killed while saving",
+            stale.display()
+        );
+    }
+    Ok(())
 }
 
-/// The last checkpoint in `dir` (else the best), checked against the corpus's vocabulary.
-fn resume(dir: &Path, tokenizer: &CharTokenizer) -> Result<Trainer> {
+/// The last checkpoint in `dir` (else the best), checked against the
+/// corpus's vocabulary and the model flags, with the training flags given
+/// applied (each change printed).
+fn resume(dir: &Path, tokenizer: &CharTokenizer, args: &Args) -> RunResult<Trainer> {
     let path = [dir.join(LAST), dir.join(BEST)]
         .into_iter()
         .find(|p| p.exists())
@@ -256,7 +359,7 @@ fn resume(dir: &Path, tokenizer: &CharTokenizer) -> Result<Trainer> {
                 dir.display()
             ))
         })?;
-    let (trainer, ckpt) = Trainer::resume(&path)?;
+    let (mut trainer, ckpt) = Trainer::resume(&path)?;
     let saved = CharTokenizer::from_json(ckpt.require_meta("tokenizer")?)?;
     if &saved != tokenizer {
         return Err(Error::Checkpoint {
@@ -266,40 +369,108 @@ fn resume(dir: &Path, tokenizer: &CharTokenizer) -> Result<Trainer> {
                 saved.vocab_size(),
                 tokenizer.vocab_size()
             ),
-        });
+        }
+        .into());
     }
+    let model = &trainer.model.config;
+    let fixed = [
+        (
+            "--preset",
+            args.preset.as_ref().map(|p| {
+                let preset = GptConfig::preset(p, model.vocab_size);
+                preset.is_ok_and(|c| {
+                    (c.n_layer, c.n_head, c.n_embd, c.block_size)
+                        == (model.n_layer, model.n_head, model.n_embd, model.block_size)
+                })
+            }),
+        ),
+        ("--dropout", args.dropout.map(|d| d == model.dropout)),
+        ("--seed", args.seed.map(|s| s == trainer.config.seed)),
+    ];
+    for (flag, same) in fixed {
+        if same == Some(false) {
+            return Err(Error::InvalidConfig(format!(
+                "{flag} cannot change when a run continues: it is fixed by {}",
+                path.display()
+            ))
+            .into());
+        }
+    }
+    let old = trainer.config.clone();
+    let new = recipe(args, old.clone());
+    let changes: Vec<String> = [
+        (
+            "--iters",
+            old.decay_steps.to_string(),
+            new.decay_steps.to_string(),
+        ),
+        (
+            "--batch-size",
+            old.batch_size.to_string(),
+            new.batch_size.to_string(),
+        ),
+        (
+            "--grad-accum",
+            old.grad_accum.to_string(),
+            new.grad_accum.to_string(),
+        ),
+        ("--lr", old.max_lr.to_string(), new.max_lr.to_string()),
+        ("--min-lr", old.min_lr.to_string(), new.min_lr.to_string()),
+        ("--warmup", old.warmup.to_string(), new.warmup.to_string()),
+        (
+            "--weight-decay",
+            old.weight_decay.to_string(),
+            new.weight_decay.to_string(),
+        ),
+        (
+            "--grad-clip",
+            old.grad_clip.to_string(),
+            new.grad_clip.to_string(),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, a, b)| a != b)
+    .map(|(flag, a, b)| format!("{flag} {a} -> {b}"))
+    .collect();
+    trainer.set_config(new)?;
     println!("resumed from {} at step {}", path.display(), trainer.step);
+    if !changes.is_empty() {
+        let replanned = if old.decay_steps != trainer.config.decay_steps {
+            " (the cosine decay is re-planned to end at the new --iters)"
+        } else {
+            ""
+        };
+        println!(
+            "changed from the next step on: {}{replanned}",
+            changes.join(", ")
+        );
+    }
     Ok(trainer)
 }
 
-fn sample(model: &mut Gpt, tokenizer: &CharTokenizer, args: &Args) -> Result<String> {
-    let prompt = tokenizer.encode(&args.prompt)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-    let ids = generate(
-        model,
-        &prompt,
-        args.sample_tokens,
-        args.temperature,
-        args.top_k,
-        args.top_p,
-        &mut rng,
-    );
+fn sample(
+    model: &mut Gpt,
+    tokenizer: &CharTokenizer,
+    prompt: &[i64],
+    args: &Args,
+    sampling: &Sampling,
+) -> Result<String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed.unwrap_or(DEFAULT_SEED));
+    let ids = generate(model, prompt, args.sample_tokens, sampling, &mut rng)?;
     tokenizer.decode(&ids)
 }
 
-fn sample_only(args: &Args, dir: &Path) -> Result<()> {
+fn sample_only(args: &Args, dir: &Path, sampling: &Sampling) -> RunResult<()> {
     let path = dir.join(BEST);
     let ckpt = Checkpoint::load(&path)?;
     let tokenizer = CharTokenizer::from_json(ckpt.require_meta("tokenizer")?)?;
-    let config: GptConfig =
-        serde_json::from_str(ckpt.require_meta("model_config")?).map_err(|e| {
-            Error::Checkpoint {
-                path: path.clone(),
-                message: format!("model_config: {e}"),
-            }
-        })?;
+    let prompt = encode_prompt(&tokenizer, &args.prompt)?;
+    let config = GptConfig::from_checkpoint(&ckpt, "model.")?;
     let mut model = Gpt::new(config, 0)?;
     ckpt.load_module("model.", &model)?;
-    println!("{}", sample(&mut model, &tokenizer, args)?);
+    println!(
+        "{}",
+        sample(&mut model, &tokenizer, &prompt, args, sampling)?
+    );
     Ok(())
 }

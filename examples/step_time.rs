@@ -97,7 +97,9 @@ fn run(args: Args) -> Result<()> {
     let mut times = Vec::with_capacity(args.steps);
     for i in 0..args.warmup + args.steps {
         let start = Instant::now();
-        trainer.train_step(&tokens);
+        trainer
+            .train_step(&tokens)
+            .expect("a step of the recipe is finite");
         if i >= args.warmup {
             times.push(start.elapsed().as_secs_f64());
         }
@@ -121,14 +123,18 @@ fn run(args: Args) -> Result<()> {
 /// `--compare-whole`: data-parallel and whole-batch steps alternated.
 fn compare_whole(trainer: &mut Trainer, tokens: &[i64], args: &Args) -> Result<()> {
     for _ in 0..args.warmup {
-        trainer.train_step(tokens);
+        trainer
+            .train_step(tokens)
+            .expect("a step of the recipe is finite");
     }
     let (mut sharded, mut whole) = (Vec::new(), Vec::new());
     for i in 0..2 * args.steps {
         let data_parallel = i % 2 == 0;
         trainer.shards = if data_parallel { args.shards } else { Some(1) };
         let start = Instant::now();
-        trainer.train_step(tokens);
+        trainer
+            .train_step(tokens)
+            .expect("a step of the recipe is finite");
         let ms = start.elapsed().as_secs_f64() * 1e3;
         if data_parallel {
             sharded.push(ms)

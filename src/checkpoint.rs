@@ -3,13 +3,13 @@
 //! tokenizer), so Python's `safetensors` opens them too. Files are written
 //! atomically: a temporary file beside the target, fsync, rename.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 
 use crate::nn::{Module, SharedRng};
 use crate::optim::Adam;
@@ -84,7 +84,8 @@ impl Checkpoint {
             .ok_or_else(|| self.error(format!("metadata '{key}' is missing")))
     }
 
-    fn error(&self, message: String) -> Error {
+    /// An error about this checkpoint, naming the file it came from.
+    pub(crate) fn error(&self, message: String) -> Error {
         Error::Checkpoint {
             path: self.source.clone().unwrap_or_default(),
             message,
@@ -103,38 +104,58 @@ impl Checkpoint {
     /// on error no parameter is changed.
     pub fn load_module(&self, prefix: &str, module: &impl Module) -> Result<()> {
         let params = module.named_parameters();
-        let mut problems = Vec::new();
-        for (name, t) in &params {
-            match self.tensors.get(&format!("{prefix}{name}")) {
-                None => problems.push(format!("{prefix}{name}: missing")),
-                Some((shape, _)) if shape != t.shape() => problems.push(format!(
-                    "{prefix}{name}: shape {shape:?} in the file, {:?} in the model",
-                    t.shape()
-                )),
-                Some(_) => {}
-            }
-        }
-        let expected: std::collections::HashSet<String> =
-            params.iter().map(|(n, _)| format!("{prefix}{n}")).collect();
-        for name in self
-            .tensors
-            .keys()
-            .filter(|n| n.starts_with(prefix) && !expected.contains(*n))
-        {
-            problems.push(format!("{name}: in the file but not in the model"));
-        }
-        if !problems.is_empty() {
-            return Err(self.error(format!(
-                "does not fit the model ({} problems): {}",
-                problems.len(),
-                problems.join("; ")
-            )));
-        }
+        let expected = params.iter().map(|(n, t)| (n.clone(), t.shape().to_vec()));
+        self.check_tensors(prefix, params.len(), expected)
+            .map_err(|e| self.error(format!("does not fit the model: {e}")))?;
         for (name, t) in &params {
             let (_, data) = &self.tensors[&format!("{prefix}{name}")];
             t.update_data(|d| d.copy_from_slice(data));
         }
         Ok(())
+    }
+
+    /// Whether the tensors under `prefix` are exactly `expected` (names
+    /// without the prefix, and shapes), as one message listing every
+    /// problem. `count` is how many `expected` yields: a
+    /// count the file cannot match is reported without walking more of
+    /// `expected` than the file has tensors, however large it claims to be.
+    pub fn check_tensors(
+        &self,
+        prefix: &str,
+        count: usize,
+        expected: impl Iterator<Item = (String, Vec<usize>)>,
+    ) -> std::result::Result<(), String> {
+        let in_file = self
+            .tensors
+            .keys()
+            .filter(|n| n.starts_with(prefix))
+            .count();
+        let mut problems = Vec::new();
+        if in_file != count {
+            problems.push(format!(
+                "the file holds {in_file} tensors under '{prefix}', {count} expected"
+            ));
+        }
+        // Past the file's count, at least one more is missing: enough to name.
+        for (name, shape) in expected.take(in_file.saturating_add(1)) {
+            let full = format!("{prefix}{name}");
+            match self.tensors.get(&full) {
+                None => problems.push(format!("{full}: missing")),
+                Some((s, _)) if *s != shape => problems.push(format!(
+                    "{full}: shape {s:?} in the file, {shape:?} expected"
+                )),
+                Some(_) => {}
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} problems: {}",
+                problems.len(),
+                problems.join("; ")
+            ))
+        }
     }
 
     /// Adds an Adam/AdamW optimizer's moments (`<prefix><param>.exp_avg`, ...) and step.
@@ -152,10 +173,14 @@ impl Checkpoint {
             .require_meta(&format!("{prefix}step"))?
             .parse()
             .map_err(|e| self.error(format!("{prefix}step: {e}")))?;
-        let problems = opt.load_state(step, |name| {
-            self.tensor(&format!("{prefix}{name}"))
-                .map(|(_, d)| d.to_vec())
-        });
+        let problems: Vec<String> = opt
+            .load_state(step, |name| {
+                self.tensor(&format!("{prefix}{name}"))
+                    .map(|(_, d)| d.to_vec())
+            })
+            .into_iter()
+            .map(|problem| format!("{prefix}{problem}"))
+            .collect();
         if problems.is_empty() {
             Ok(())
         } else {
@@ -195,41 +220,70 @@ impl Checkpoint {
     }
 
     /// Writes the checkpoint to `path` atomically (temporary file, fsync,
-    /// rename), creating the parent folder if needed.
+    /// rename), creating the parent folder if needed. The bytes depend only
+    /// on the contents (metadata and tensors in name order), so identical
+    /// runs write identical files. A tensor holding NaN or infinity is
+    /// refused, naming it: such a checkpoint would only fail later.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut metadata: HashMap<String, String> = self.metadata.clone().into_iter().collect();
-        metadata.insert(FORMAT_KEY.into(), FORMAT.into());
-        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
-            .tensors
-            .iter()
-            .map(|(name, (shape, data))| {
-                (
-                    name.clone(),
-                    data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                    shape.clone(),
-                )
-            })
-            .collect();
-        let views: Vec<(String, TensorView)> = bytes
-            .iter()
-            .map(|(name, b, shape)| {
-                (
-                    name.clone(),
-                    TensorView::new(Dtype::F32, shape.clone(), b).expect("sizes match"),
-                )
-            })
-            .collect();
-        let encoded =
-            safetensors::serialize(views, &Some(metadata)).map_err(|e| Error::Checkpoint {
+        if let Some((name, i, v)) = self.first_non_finite() {
+            return Err(Error::Checkpoint {
                 path: path.to_path_buf(),
-                message: format!("encoding failed: {e}"),
-            })?;
-        write_atomically(path, &encoded)
+                message: format!("not written: tensor {name} holds {v} at element {i}"),
+            });
+        }
+        write_atomically(path, &self.to_safetensors())
     }
 
-    /// Reads a checkpoint written by [`save`](Self::save) (or any safetensors
-    /// file of f32 tensors).
+    /// The first non-finite value: its tensor, index and value.
+    fn first_non_finite(&self) -> Option<(&str, usize, f32)> {
+        self.tensors.iter().find_map(|(name, (_, data))| {
+            let i = data.iter().position(|v| !v.is_finite())?;
+            Some((name.as_str(), i, data[i]))
+        })
+    }
+
+    /// The safetensors encoding: an 8-byte little-endian header length, the
+    /// JSON header (`__metadata__`, then each tensor's dtype, shape and
+    /// byte range, in name order) padded with spaces to 8 bytes, the data.
+    fn to_safetensors(&self) -> Vec<u8> {
+        let mut metadata = self.metadata.clone();
+        metadata.insert(FORMAT_KEY.into(), FORMAT.into());
+        let mut header = serde_json::Map::new();
+        header.insert("__metadata__".into(), serde_json::json!(metadata));
+        let mut offset = 0usize;
+        for (name, (shape, data)) in &self.tensors {
+            let end = offset + 4 * data.len();
+            header.insert(
+                name.clone(),
+                serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}),
+            );
+            offset = end;
+        }
+        let mut header = serde_json::to_vec(&header).expect("a JSON map serialises");
+        header.resize(header.len().div_ceil(8) * 8, b' ');
+        let mut bytes = Vec::with_capacity(8 + header.len() + offset);
+        bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&header);
+        for (_, data) in self.tensors.values() {
+            bytes.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+        }
+        bytes
+    }
+
+    /// Reads a checkpoint written by [`save`](Self::save), or any
+    /// safetensors file of f32 tensors. Refused, with a message naming the
+    /// file: a file that is truncated or not safetensors, a tensor of
+    /// another dtype, a tensor holding NaN or infinity (named), and a
+    /// `format` entry other than this crate's. Nothing is allocated beyond
+    /// what the file holds: the header's byte ranges are checked against
+    /// the file's length before any tensor is read.
     pub fn load(path: &Path) -> Result<Checkpoint> {
+        if path.is_dir() {
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: "is a folder; give the checkpoint file in it".into(),
+            });
+        }
         let bytes =
             std::fs::read(path).map_err(|e| Error::io("reading the checkpoint", path, e))?;
         let bad = |message: String| Error::Checkpoint {
@@ -237,13 +291,25 @@ impl Checkpoint {
             message,
         };
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+            .map_err(|e| bad(describe_safetensors_error(&e, bytes.len())))?;
         let st = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+            .map_err(|e| bad(describe_safetensors_error(&e, bytes.len())))?;
         let mut ckpt = Checkpoint {
             source: Some(path.to_path_buf()),
             ..Default::default()
         };
+        if let Some(meta) = header.metadata() {
+            if let Some(format) = meta.get(FORMAT_KEY).filter(|f| *f != FORMAT) {
+                return Err(bad(format!(
+                    "format '{format}' is not '{FORMAT}', the one this version reads"
+                )));
+            }
+            ckpt.metadata = meta
+                .iter()
+                .filter(|(k, _)| *k != FORMAT_KEY)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+        }
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {
                 return Err(bad(format!(
@@ -258,15 +324,35 @@ impl Checkpoint {
                 .collect();
             ckpt.tensors.insert(name, (view.shape().to_vec(), data));
         }
-        if let Some(meta) = header.metadata() {
-            ckpt.metadata = meta
-                .clone()
-                .into_iter()
-                .filter(|(k, _)| k != FORMAT_KEY)
-                .collect();
+        if let Some((name, i, v)) = ckpt.first_non_finite() {
+            return Err(bad(format!("tensor {name} holds {v} at element {i}")));
         }
         Ok(ckpt)
     }
+}
+
+/// What went wrong in a file the safetensors reader refused, in words.
+fn describe_safetensors_error(e: &safetensors::SafeTensorError, len: usize) -> String {
+    use safetensors::SafeTensorError as E;
+    let what = match e {
+        E::HeaderTooSmall => format!("{len} bytes, shorter than the 8-byte header length"),
+        E::InvalidHeaderLength | E::HeaderTooLarge => {
+            "its header length runs past the end of the file".into()
+        }
+        E::MetadataIncompleteBuffer => {
+            "the tensors its header lists do not end where the file does".into()
+        }
+        E::InvalidHeader | E::InvalidHeaderStart | E::InvalidHeaderDeserialization => {
+            "its header is not the JSON of a safetensors file".into()
+        }
+        E::InvalidOffset(name) => format!("tensor {name} has byte offsets out of order"),
+        E::TensorInvalidInfo | E::InvalidTensorView(..) => {
+            "a tensor's byte range does not match its shape".into()
+        }
+        E::ValidationOverflow => "a tensor's shape overflows".into(),
+        other => format!("{other:?}"),
+    };
+    format!("truncated or not a safetensors file ({what})")
 }
 
 fn encode_rng(seed: [u8; 32], word_pos: u128) -> String {
@@ -316,4 +402,35 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Removes the temporary files that [`write_atomically`] leaves in `dir`
+/// when its process is killed mid-write (`.NAME.tmp-PID` whose process is
+/// gone), and returns what it removed. Where processes cannot be listed
+/// (no /proc) nothing is removed.
+pub fn remove_stale_temp_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    if !Path::new("/proc/self").exists() {
+        return Ok(removed);
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(Error::io("listing", dir, e)),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix('.')
+            .and_then(|n| n.rsplit_once(".tmp-"))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = entry.path();
+        std::fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
+        removed.push(path);
+    }
+    Ok(removed)
 }

@@ -27,6 +27,16 @@ pub enum Error {
     /// Input data that does not have the form the crate expects.
     #[error("invalid data: {0}")]
     InvalidData(String),
+    /// Training produced a loss or gradient norm that is NaN or infinite
+    /// (or a norm too large to square in f32); the step was not applied.
+    #[error(
+        "training diverged at step {step}: loss {loss:e}, gradient norm {grad_norm:e}; the step was not applied (lower the learning rate)"
+    )]
+    Diverged {
+        step: usize,
+        loss: f32,
+        grad_norm: f32,
+    },
 }
 
 impl Error {

@@ -28,6 +28,7 @@ pub mod checkpoint;
 pub mod data;
 mod device;
 mod error;
+pub mod generation;
 pub mod gradcheck;
 pub mod models;
 pub mod nn;

@@ -13,7 +13,9 @@ use crate::checkpoint::Checkpoint;
 use crate::data;
 use crate::models::{Gpt, GptConfig};
 use crate::nn::Module;
-use crate::optim::{Adam, AdamConfig, LrSchedule, Optimizer, clip_grad_norm, decay_groups};
+use crate::optim::{
+    Adam, AdamConfig, LrSchedule, Optimizer, clip_grad_norm, decay_groups, grad_norm,
+};
 use crate::{Error, Result, Tensor, no_grad};
 
 /// The optimisation recipe.
@@ -54,6 +56,53 @@ impl TrainConfig {
         }
     }
 
+    /// An error naming the first setting out of range: positive batch
+    /// size and accumulation; a finite, positive `max_lr`; `min_lr` finite
+    /// in [0, `max_lr`]; finite, non-negative weight decay and clip; betas
+    /// in [0, 1); at least one decay step.
+    ///
+    /// ```
+    /// use zeroformer::train::TrainConfig;
+    /// assert!(TrainConfig::nanogpt_cpu(100).validate().is_ok());
+    /// let bad = TrainConfig { max_lr: -1.0, ..TrainConfig::nanogpt_cpu(100) };
+    /// assert!(bad.validate().unwrap_err().to_string().contains("max_lr"));
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        let bad = |why: String| Err(Error::InvalidConfig(why));
+        if self.batch_size == 0 || self.grad_accum == 0 {
+            return bad("batch_size and grad_accum must be positive".into());
+        }
+        if !(self.max_lr.is_finite() && self.max_lr > 0.0) {
+            return bad(format!(
+                "max_lr must be finite and > 0, got {}",
+                self.max_lr
+            ));
+        }
+        if !(self.min_lr.is_finite() && (0.0..=self.max_lr).contains(&self.min_lr)) {
+            return bad(format!(
+                "min_lr must be in [0, max_lr = {}], got {}",
+                self.max_lr, self.min_lr
+            ));
+        }
+        for (name, v) in [
+            ("weight_decay", self.weight_decay),
+            ("grad_clip", self.grad_clip),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(format!("{name} must be finite and >= 0, got {v}"));
+            }
+        }
+        for (name, v) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                return bad(format!("{name} must be in [0, 1), got {v}"));
+            }
+        }
+        if self.decay_steps == 0 {
+            return bad("decay_steps must be at least 1".into());
+        }
+        Ok(())
+    }
+
     pub fn schedule(&self) -> LrSchedule {
         LrSchedule::WarmupCosine {
             max_lr: self.max_lr,
@@ -64,11 +113,40 @@ impl TrainConfig {
     }
 }
 
+/// About how many bytes training `model` with `config` holds at the peak
+/// of a step (`None` if that overflows): parameters, gradients and both
+/// AdamW moments, a gradient buffer per data-parallel shard, and one
+/// micro-batch's activations kept for backward (per token, about 18 widths
+/// per layer, a few at the ends, and three vocabulary-wide rows for the
+/// logits, their log-probabilities and gradient). The fused attention
+/// keeps no `time x time` matrix.
+pub fn step_memory(model: &GptConfig, config: &TrainConfig) -> Option<u64> {
+    let params = model.parameter_count()?;
+    let shards = crate::backend::cpu::kernel_threads().min(config.batch_size) as u64;
+    let state = params.checked_mul(4 + shards)?;
+    let (c, l, v) = (
+        model.n_embd as u64,
+        model.n_layer as u64,
+        model.vocab_size as u64,
+    );
+    let per_token = l
+        .checked_mul(18)?
+        .checked_mul(c)?
+        .checked_add(c.checked_mul(4)?)?
+        .checked_add(v.checked_mul(3)?)?;
+    let tokens = (config.batch_size as u64).checked_mul(model.block_size as u64)?;
+    tokens
+        .checked_mul(per_token)?
+        .checked_add(state)?
+        .checked_mul(4)
+}
+
 /// What one step did, for logging.
 #[derive(Clone, Copy, Debug)]
 pub struct StepStats {
     pub loss: f32,
     pub lr: f32,
+    /// The gradients' joint norm before clipping.
     pub grad_norm: f32,
 }
 
@@ -85,17 +163,29 @@ pub struct Trainer {
     /// pool thread, at most one per sequence. `Some(1)` runs the batch
     /// whole, its kernels split across the threads instead.
     pub shards: Option<usize>,
+    /// The lowest validation loss seen so far (infinity before the first
+    /// evaluation): which checkpoint is the best, kept across resumes.
+    pub best_val_loss: f32,
     data_rng: ChaCha8Rng,
+    /// The stream [`estimate_loss`](Self::estimate_loss) draws its batches
+    /// from, saved with the rest, so that estimates after a resume are the
+    /// ones an uninterrupted run makes.
+    eval_rng: ChaCha8Rng,
 }
 
+/// The seeds of a trainer's streams, from its config's seed.
+const DATA_STREAM: u64 = 1;
+const EVAL_STREAM: u64 = 0xe7a1;
+
 impl Trainer {
-    /// A fresh model (initialised from `config.seed`) and optimizer.
+    /// A fresh model (initialised from `config.seed`) and optimizer. Both
+    /// configs are validated, and the step's memory
+    /// ([`step_memory`]) is checked against what the machine has before
+    /// anything is allocated.
     pub fn new(model_config: GptConfig, config: TrainConfig) -> Result<Trainer> {
-        if config.batch_size == 0 || config.grad_accum == 0 {
-            return Err(Error::InvalidConfig(
-                "batch_size and grad_accum must be positive".into(),
-            ));
-        }
+        config.validate()?;
+        model_config.validate()?;
+        check_step_fits(&model_config, &config)?;
         let model = Gpt::new(model_config, config.seed)?;
         let adam = AdamConfig {
             beta1: config.beta1,
@@ -106,15 +196,42 @@ impl Trainer {
             decay_groups(model.named_parameters(), config.weight_decay),
             adam,
         );
-        let data_rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(1));
+        let data_rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(DATA_STREAM));
+        let eval_rng = ChaCha8Rng::seed_from_u64(config.seed ^ EVAL_STREAM);
         Ok(Trainer {
             model,
             optimizer,
             config,
             step: 0,
             shards: None,
+            best_val_loss: f32::INFINITY,
             data_rng,
+            eval_rng,
         })
+    }
+
+    /// Changes the recipe of a trainer (a resumed run given new settings).
+    /// The new config is validated and its step's memory checked; the
+    /// learning rates, warmup, decay length, clip, batch size and
+    /// accumulation take effect from the next step (a new `decay_steps`
+    /// re-plans the cosine decay from where the run stands); betas and
+    /// weight decay go to the optimizer. The seed cannot change: the
+    /// random streams it started are part of the state.
+    pub fn set_config(&mut self, config: TrainConfig) -> Result<()> {
+        config.validate()?;
+        if config.seed != self.config.seed {
+            return Err(Error::InvalidConfig(format!(
+                "the seed cannot change when a run continues ({} -> {}): its random streams are restored from the checkpoint",
+                self.config.seed, config.seed
+            )));
+        }
+        check_step_fits(&self.model.config, &config)?;
+        self.optimizer.config.beta1 = config.beta1;
+        self.optimizer.config.beta2 = config.beta2;
+        // Group 0 is the one `decay_groups` decays.
+        self.optimizer.set_weight_decay(0, config.weight_decay);
+        self.config = config;
+        Ok(())
     }
 
     /// One optimisation step on random windows of `tokens`: forward and
@@ -122,13 +239,19 @@ impl Trainer {
     /// scheduled learning rate.
     /// Each micro-batch runs data parallel, in [`shards`](Self::shards)
     /// (see [`forward_backward`]).
-    pub fn train_step(&mut self, tokens: &[i64]) -> StepStats {
+    ///
+    /// A loss that is NaN or infinite, or a gradient norm that is or whose
+    /// square is (from 1.8e19), is [`Error::Diverged`]: the update is not
+    /// applied (the model and
+    /// optimizer stay as the previous step left them, the gradients are
+    /// cleared) and [`step`](Self::step) does not advance.
+    pub fn train_step(&mut self, tokens: &[i64]) -> Result<StepStats> {
         // The whole step on a pool worker, loss and clip included (see
         // `in_pool`; the forward, backward and AdamW would each go there anyway).
         crate::backend::cpu::in_pool(|| self.train_step_in_place(tokens))
     }
 
-    fn train_step_in_place(&mut self, tokens: &[i64]) -> StepStats {
+    fn train_step_in_place(&mut self, tokens: &[i64]) -> Result<StepStats> {
         let context = self.model.config.block_size;
         let lr = self.config.schedule().lr_at(self.step);
         self.optimizer.set_lr(lr);
@@ -142,29 +265,44 @@ impl Trainer {
             let weight = 1.0 / accum as f32;
             loss_sum += forward_backward(&self.model, &x, &y, weight, self.shards);
         }
+        let loss = loss_sum / accum as f32;
+        let params = self.model.parameters();
         let grad_norm = if self.config.grad_clip > 0.0 {
-            clip_grad_norm(&self.model.parameters(), self.config.grad_clip)
+            clip_grad_norm(&params, self.config.grad_clip)
         } else {
-            f32::NAN
+            grad_norm(&params)
         };
+        // A norm whose square overflows f32 would leave Adam's second
+        // moment infinite, and no checkpoint could be written again.
+        if !(loss.is_finite() && grad_norm < f32::MAX.sqrt()) {
+            self.optimizer.zero_grad();
+            return Err(Error::Diverged {
+                step: self.step + 1,
+                loss,
+                grad_norm,
+            });
+        }
         self.optimizer.step();
         self.optimizer.zero_grad();
         self.step += 1;
-        StepStats {
-            loss: loss_sum / accum as f32,
+        Ok(StepStats {
+            loss,
             lr,
             grad_norm,
-        }
+        })
     }
 
     /// Mean loss over `batches` random batches of `tokens` (nanoGPT's
-    /// estimate_loss). The batches are drawn first, in order, then
-    /// evaluated side by side on the pool's threads (see [`batch_losses`]).
-    pub fn estimate_loss(&mut self, tokens: &[i64], batches: usize, rng: &mut ChaCha8Rng) -> f32 {
+    /// estimate_loss), drawn from the trainer's evaluation stream (seeded
+    /// from the config's seed, saved in checkpoints). The batches are drawn
+    /// first, in order, then evaluated side by side on the pool's threads
+    /// (see [`batch_losses`]).
+    pub fn estimate_loss(&mut self, tokens: &[i64], batches: usize) -> f32 {
         self.model.set_training(false);
         let context = self.model.config.block_size;
+        let (batch_size, rng) = (self.config.batch_size, &mut self.eval_rng);
         let drawn: Vec<_> = (0..batches)
-            .map(|_| data::random_batch(tokens, self.config.batch_size, context, rng))
+            .map(|_| data::random_batch(tokens, batch_size, context, rng))
             .collect();
         let total: f32 = batch_losses(&self.model, &drawn).iter().sum();
         total / batches as f32
@@ -178,6 +316,8 @@ impl Trainer {
         ckpt.add_optimizer("optim.", &self.optimizer);
         ckpt.set_meta("step", self.step.to_string());
         ckpt.set_rng("rng.data", &self.data_rng);
+        ckpt.set_rng("rng.eval", &self.eval_rng);
+        ckpt.set_meta("best_val_loss", self.best_val_loss.to_string());
         ckpt.set_shared_rng("rng.dropout", self.model.dropout_rng());
         ckpt.set_meta(
             "model_config",
@@ -195,29 +335,65 @@ impl Trainer {
 
     /// Rebuilds a trainer from a checkpoint written by [`save`](Self::save).
     /// Returns it with the checkpoint, whose other metadata (the tokenizer)
-    /// the caller may need.
+    /// the caller may need. Before anything is allocated, the model config
+    /// is checked against the tensors the file holds
+    /// ([`GptConfig::from_checkpoint`]) and the training config is
+    /// validated, its step's memory checked; the step must agree with the
+    /// optimizer's. A checkpoint without an
+    /// evaluation stream or best loss (from an earlier version) starts
+    /// them afresh.
     pub fn resume(path: &Path) -> Result<(Trainer, Checkpoint)> {
         let ckpt = Checkpoint::load(path)?;
-        let parse = |key: &str| -> Result<String> { Ok(ckpt.require_meta(key)?.to_string()) };
-        let bad = |what: &str, e: serde_json::Error| Error::Checkpoint {
+        let bad = |message: String| Error::Checkpoint {
             path: path.to_path_buf(),
-            message: format!("{what}: {e}"),
+            message,
         };
-        let model_config: GptConfig =
-            serde_json::from_str(&parse("model_config")?).map_err(|e| bad("model_config", e))?;
-        let config: TrainConfig =
-            serde_json::from_str(&parse("train_config")?).map_err(|e| bad("train_config", e))?;
+        let model_config = GptConfig::from_checkpoint(&ckpt, "model.")?;
+        let config: TrainConfig = serde_json::from_str(ckpt.require_meta("train_config")?)
+            .map_err(|e| bad(format!("train_config: {e}")))?;
+        config
+            .validate()
+            .map_err(|e| bad(format!("train_config: {e}")))?;
+        let step: usize = ckpt
+            .require_meta("step")?
+            .parse()
+            .map_err(|e| bad(format!("step: {e}")))?;
+        let optimizer_steps = ckpt.require_meta("optim.step")?;
+        if optimizer_steps != step.to_string() {
+            return Err(bad(format!(
+                "optim.step {optimizer_steps} differs from step {step}"
+            )));
+        }
         let mut trainer = Trainer::new(model_config, config)?;
         ckpt.load_module("model.", &trainer.model)?;
         ckpt.load_optimizer("optim.", &mut trainer.optimizer)?;
         ckpt.load_shared_rng("rng.dropout", trainer.model.dropout_rng())?;
         trainer.data_rng = ckpt.rng("rng.data")?;
-        trainer.step = parse("step")?.parse().map_err(|e| Error::Checkpoint {
-            path: path.to_path_buf(),
-            message: format!("step: {e}"),
-        })?;
+        if ckpt.meta("rng.eval").is_some() {
+            trainer.eval_rng = ckpt.rng("rng.eval")?;
+        }
+        if let Some(best) = ckpt.meta("best_val_loss") {
+            trainer.best_val_loss = best
+                .parse()
+                .ok()
+                .filter(|b: &f32| !b.is_nan())
+                .ok_or_else(|| bad(format!("best_val_loss '{best}' is not a number")))?;
+        }
+        trainer.step = step;
         Ok((trainer, ckpt))
     }
+}
+
+/// [`step_memory`] against what the machine has, as an error a user can act on.
+fn check_step_fits(model: &GptConfig, config: &TrainConfig) -> Result<()> {
+    let what = format!(
+        "a training step of batch {} x context {} on a model of {} parameters (lower the batch size; gradient accumulation keeps the effective batch)",
+        config.batch_size,
+        model.block_size,
+        model.parameter_count().unwrap_or(u64::MAX)
+    );
+    let bytes = step_memory(model, config).unwrap_or(u64::MAX);
+    crate::Device::Cpu.check_fits(bytes, &what)
 }
 
 /// Forward and backward of `model` on one batch of `inputs` and `targets`
@@ -334,96 +510,6 @@ pub fn batch_losses(model: &Gpt, batches: &[(Tensor, Tensor)]) -> Vec<f32> {
     crate::backend::cpu::side_by_side(batches.iter().collect(), |(x, y)| {
         no_grad(|| Gpt::loss(&model.forward(x), y).item())
     })
-}
-
-/// Logits to the next token: greedy when `temperature` is 0, otherwise a
-/// sample after temperature scaling and optional top-k / top-p filtering.
-pub fn sample_next(
-    logits: &[f32],
-    temperature: f32,
-    top_k: Option<usize>,
-    top_p: Option<f32>,
-    rng: &mut impl rand::Rng,
-) -> usize {
-    if temperature <= 0.0 {
-        return logits
-            .iter()
-            .enumerate()
-            .fold(0, |best, (i, &v)| if v > logits[best] { i } else { best });
-    }
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-    if let Some(k) = top_k {
-        order.truncate(k.max(1));
-    }
-    let max = logits[order[0]];
-    let mut probs: Vec<f64> = order
-        .iter()
-        .map(|&i| (((logits[i] - max) / temperature) as f64).exp())
-        .collect();
-    let total: f64 = probs.iter().sum();
-    probs.iter_mut().for_each(|p| *p /= total);
-    if let Some(p) = top_p {
-        let mut cumulative = 0.0;
-        let keep = probs.iter().take_while(|&&q| {
-            let inside = cumulative < p as f64;
-            cumulative += q;
-            inside
-        });
-        let n = keep.count().max(1);
-        order.truncate(n);
-        probs.truncate(n);
-    }
-    let total: f64 = probs.iter().sum();
-    let mut r = rng.gen_range(0.0..total);
-    for (&i, &p) in order.iter().zip(&probs) {
-        if r < p {
-            return i;
-        }
-        r -= p;
-    }
-    order[order.len() - 1]
-}
-
-/// Continues `prompt` (token ids) by `new_tokens` tokens with a KV cache,
-/// sliding the window when the context is full.
-pub fn generate(
-    model: &mut Gpt,
-    prompt: &[i64],
-    new_tokens: usize,
-    temperature: f32,
-    top_k: Option<usize>,
-    top_p: Option<f32>,
-    rng: &mut impl rand::Rng,
-) -> Vec<i64> {
-    model.set_training(false);
-    let context = model.config.block_size;
-    let mut out = prompt.to_vec();
-    if out.is_empty() {
-        out.push(0);
-    }
-    no_grad(|| {
-        let mut cache = crate::nn::KvCache::default();
-        let mut pending: Vec<i64> = out[out.len().saturating_sub(context)..].to_vec();
-        for _ in 0..new_tokens {
-            if cache.len() + pending.len() > context {
-                // The window is full: start again from the last context - 1 tokens.
-                cache = crate::nn::KvCache::default();
-                pending = out[out.len() - (context - 1)..].to_vec();
-            }
-            let ids = Tensor::from_ids(pending.clone(), &[1, pending.len()]);
-            let logits = model.forward_cached(&ids, &mut cache);
-            let v = logits.shape()[2];
-            let last = logits
-                .narrow(1, pending.len() - 1, 1)
-                .reshape(&[v])
-                .to_vec();
-            let next = sample_next(&last, temperature, top_k, top_p, rng) as i64;
-            out.push(next);
-            pending = vec![next];
-        }
-    });
-    out
 }
 
 #[cfg(test)]

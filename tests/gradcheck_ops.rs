@@ -124,7 +124,8 @@ fn saturating_activations_far_from_zero() {
         rtol: 1e-3,
         ..GradCheck::default()
     };
-    let ops: [(&str, fn(&Tensor) -> Tensor); 5] = [
+    type Op = fn(&Tensor) -> Tensor;
+    let ops: [(&str, Op); 5] = [
         ("gelu(tanh)", |x| x.gelu(GeluApproximation::Tanh)),
         ("gelu", |x| x.gelu(GeluApproximation::None)),
         ("sigmoid", Tensor::sigmoid),

@@ -4,6 +4,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::Checkpoint;
 use crate::nn::{
     Activation, Block, Dropout, Embedding, FeedForward, KvCache, LayerNorm, Module,
     MultiHeadAttention, SharedRng,
@@ -71,9 +72,14 @@ impl GptConfig {
     /// Checks that the numbers make a model.
     pub fn validate(&self) -> Result<()> {
         let bad = |why: String| Err(Error::InvalidConfig(why));
-        if self.vocab_size == 0 || self.block_size == 0 || self.n_layer == 0 || self.n_head == 0 {
+        if self.vocab_size == 0
+            || self.block_size == 0
+            || self.n_layer == 0
+            || self.n_head == 0
+            || self.n_embd == 0
+        {
             return bad(format!(
-                "vocab_size, block_size, n_layer and n_head must be positive: {self:?}"
+                "vocab_size, block_size, n_layer, n_head and n_embd must be positive: {self:?}"
             ));
         }
         if self.n_embd % self.n_head != 0 {
@@ -85,7 +91,97 @@ impl GptConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
         }
+        if self.parameter_count().is_none() {
+            return bad(format!("the parameter count overflows: {self:?}"));
+        }
         Ok(())
+    }
+
+    /// How many numbers a model of this shape holds, `None` when that
+    /// overflows: `V·C + T·C + L·(12C² + 2C) + C`, plus `11C` of biases per
+    /// layer and `C` at the end when `bias` is set.
+    pub fn parameter_count(&self) -> Option<u64> {
+        let [v, t, c, l] =
+            [self.vocab_size, self.block_size, self.n_embd, self.n_layer].map(|d| d as u64);
+        let (layer_bias, end_bias) = if self.bias { (11, 1) } else { (0, 0) };
+        let per_layer = c
+            .checked_mul(c)?
+            .checked_mul(12)?
+            .checked_add(c.checked_mul(2 + layer_bias)?)?;
+        v.checked_add(t)?
+            .checked_mul(c)?
+            .checked_add(l.checked_mul(per_layer)?)?
+            .checked_add(c.checked_mul(1 + end_bias)?)
+    }
+
+    /// How many parameter tensors a model of this shape has (`None` on overflow).
+    pub fn parameter_tensors(&self) -> Option<usize> {
+        let per_layer = if self.bias { 12 } else { 6 };
+        let end = if self.bias { 2 } else { 1 };
+        self.n_layer.checked_mul(per_layer)?.checked_add(2 + end)
+    }
+
+    /// Every parameter's name and shape, in the order of
+    /// [`Module::named_parameters`], computed from the numbers alone (a
+    /// lazy iterator: nothing is allocated per layer up front). Loaders
+    /// compare a checkpoint against it before building a model.
+    ///
+    /// ```
+    /// use zeroformer::{Gpt, GptConfig};
+    /// use zeroformer::nn::Module;
+    /// let config = GptConfig::preset("cpu-mini", 65).unwrap();
+    /// let model = Gpt::new(config.clone(), 0).unwrap();
+    /// let from_numbers: Vec<_> = config.parameter_shapes().collect();
+    /// let built: Vec<_> = model.named_parameters().into_iter().map(|(n, t)| (n, t.shape().to_vec())).collect();
+    /// assert_eq!(from_numbers, built);
+    /// ```
+    pub fn parameter_shapes(&self) -> impl Iterator<Item = (String, Vec<usize>)> + '_ {
+        let (v, t, c, bias) = (self.vocab_size, self.block_size, self.n_embd, self.bias);
+        let linear = move |name: String, out: usize, inp: usize| {
+            let b = bias.then(|| (format!("{name}.bias"), vec![out]));
+            std::iter::once((format!("{name}.weight"), vec![out, inp])).chain(b)
+        };
+        let norm = move |name: String| {
+            let b = bias.then(|| (format!("{name}.bias"), vec![c]));
+            std::iter::once((format!("{name}.weight"), vec![c])).chain(b)
+        };
+        let blocks = (0..self.n_layer).flat_map(move |i| {
+            let p = format!("blocks.{i}.");
+            norm(format!("{p}ln_1"))
+                .chain(linear(format!("{p}attn.qkv"), 3 * c, c))
+                .chain(linear(format!("{p}attn.proj"), c, c))
+                .chain(norm(format!("{p}ln_2")))
+                .chain(linear(format!("{p}mlp.fc"), 4 * c, c))
+                .chain(linear(format!("{p}mlp.proj"), c, 4 * c))
+        });
+        [
+            ("wte.weight".to_string(), vec![v, c]),
+            ("wpe.weight".to_string(), vec![t, c]),
+        ]
+        .into_iter()
+        .chain(blocks)
+        .chain(norm("ln_f".into()))
+    }
+
+    /// The config stored under `model_config` in `ckpt`, checked before
+    /// anything is allocated: it must make a model, and the model's
+    /// parameters (their count, names and shapes) must be exactly the
+    /// tensors under `prefix` in the file. So a model built from it
+    /// allocates what the file already holds, whatever the metadata claims.
+    pub fn from_checkpoint(ckpt: &Checkpoint, prefix: &str) -> Result<GptConfig> {
+        let config: GptConfig = serde_json::from_str(ckpt.require_meta("model_config")?)
+            .map_err(|e| ckpt.error(format!("model_config: {e}")))?;
+        config
+            .validate()
+            .map_err(|e| ckpt.error(format!("model_config: {e}")))?;
+        let expected = config.parameter_tensors().expect("validated");
+        ckpt.check_tensors(prefix, expected, config.parameter_shapes())
+            .map_err(|e| {
+                ckpt.error(format!(
+                    "model_config {config:?} does not fit the tensors: {e}"
+                ))
+            })?;
+        Ok(config)
     }
 }
 
@@ -116,6 +212,11 @@ impl Gpt {
     /// zero, LayerNorm weights one. Dropout draws from a stream seeded by `seed` too.
     pub fn new(config: GptConfig, seed: u64) -> Result<Gpt> {
         config.validate()?;
+        let count = config.parameter_count().expect("validated");
+        crate::Device::Cpu.check_fits(
+            count.saturating_mul(4),
+            &format!("a model of {count} parameters"),
+        )?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let dropout_rng = SharedRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
         let (c, std) = (config.n_embd, 0.02);

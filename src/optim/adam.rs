@@ -65,6 +65,12 @@ impl Adam {
         }
     }
 
+    /// Sets the weight decay of parameter group `group` (for a run that
+    /// continues with a new setting).
+    pub fn set_weight_decay(&mut self, group: usize, weight_decay: f32) {
+        self.groups[group].weight_decay = weight_decay;
+    }
+
     /// Steps taken so far.
     pub fn steps(&self) -> u64 {
         self.step
@@ -117,9 +123,11 @@ impl Optimizer for Adam {
     fn step(&mut self) {
         self.step += 1;
         let c = self.config;
-        let t = self.step as i32;
-        let bias1 = 1.0 - c.beta1.powi(t);
-        let bias2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
+        // In f64 from the whole u64 count (as PyTorch's Python floats), so
+        // that no step count is truncated.
+        let t = self.step as f64;
+        let bias1 = (1.0 - (c.beta1 as f64).powf(t)) as f32;
+        let bias2_sqrt = (1.0 - (c.beta2 as f64).powf(t)).sqrt() as f32;
         let step_size = c.lr / bias1;
         let mut updates = Vec::new();
         for (group, moments) in self.groups.iter().zip(&mut self.moments) {

@@ -196,11 +196,17 @@ fn one_thread_lent<R>(idle: Option<Arc<AtomicUsize>>, f: impl FnOnce() -> R) -> 
 
 /// Sizes the global rayon pool that every CPU kernel runs on: `Some(n)`
 /// threads, or rayon's default (one per core) for `None`. Call it once,
-/// before the first tensor op; a second call is an error, as with rayon.
+/// before the first tensor op; a second call is an error, as with rayon,
+/// and so is `Some(0)` (rayon would read it as its default).
 pub fn set_threads(threads: Option<usize>) -> crate::Result<()> {
     let Some(n) = threads else {
         return Ok(());
     };
+    if n == 0 {
+        return Err(crate::Error::InvalidConfig(
+            "the thread count must be at least 1 (leave it unset for one per core)".into(),
+        ));
+    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build_global()
