@@ -83,10 +83,19 @@ impl CharTokenizer {
         serde_json::to_string(&self.chars.iter().collect::<String>()).expect("a string serialises")
     }
 
-    /// A tokenizer from [`to_json`](Self::to_json)'s output.
+    /// A tokenizer from [`to_json`](Self::to_json)'s output. A character
+    /// listed twice is an error: it would decode and encode differently.
     pub fn from_json(json: &str) -> Result<CharTokenizer> {
         let chars: String = serde_json::from_str(json)
             .map_err(|e| Error::InvalidData(format!("tokenizer JSON: {e}")))?;
-        Ok(CharTokenizer::from_chars(chars.chars().collect()))
+        let tokenizer = CharTokenizer::from_chars(chars.chars().collect());
+        if tokenizer.index.len() != tokenizer.chars.len() {
+            let mut seen = std::collections::HashSet::new();
+            let repeated = chars.chars().find(|c| !seen.insert(*c)).expect("a repeat");
+            return Err(Error::InvalidData(format!(
+                "tokenizer JSON: character {repeated:?} is listed twice"
+            )));
+        }
+        Ok(tokenizer)
     }
 }
