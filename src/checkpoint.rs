@@ -284,12 +284,19 @@ impl Checkpoint {
                 message: "is a folder; give the checkpoint file in it".into(),
             });
         }
-        let bytes =
-            std::fs::read(path).map_err(|e| Error::io("reading the checkpoint", path, e))?;
         let bad = |message: String| Error::Checkpoint {
             path: path.to_path_buf(),
             message,
         };
+        // The file's bytes, then its tensors: twice its size at the peak.
+        let len = std::fs::metadata(path)
+            .map_err(|e| Error::io("reading the checkpoint", path, e))?
+            .len();
+        crate::Device::Cpu
+            .check_fits(len.saturating_mul(2), "reading it")
+            .map_err(|e| bad(e.to_string()))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::io("reading the checkpoint", path, e))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| bad(describe_safetensors_error(&e, bytes.len())))?;
         let st = safetensors::SafeTensors::deserialize(&bytes)

@@ -6,7 +6,7 @@ use std::f32::consts::{FRAC_1_SQRT_2, PI};
 
 use crate::Tensor;
 use crate::autograd::{self, Backward};
-use crate::backend::cpu::math::{fast_sech2, fast_tanh};
+use crate::backend::cpu::math::{fast_tanh, fast_tanh_sech2};
 use crate::backend::cpu::strided;
 
 /// Which GELU: PyTorch's `approximate='none'` or `'tanh'`.
@@ -119,10 +119,10 @@ elementwise! {
     GeluTanhOp: |x| 0.5 * x * (1.0 + fast_tanh(sqrt_2_over_pi() * (x + GELU_TANH_COEF * x * x * x))),
         |x, y| {
             let k = sqrt_2_over_pi();
-            let u = k * (x + GELU_TANH_COEF * x * x * x);
             // sech² from its own formula, not 1 - t²: far out, both terms
             // then saturate exactly (to 0 or 1), as PyTorch's do.
-            0.5 * (1.0 + fast_tanh(u)) + 0.5 * x * fast_sech2(u) * k * (1.0 + 3.0 * GELU_TANH_COEF * x * x)
+            let (t, sech2) = fast_tanh_sech2(k * (x + GELU_TANH_COEF * x * x * x));
+            0.5 * (1.0 + t) + 0.5 * x * sech2 * k * (1.0 + 3.0 * GELU_TANH_COEF * x * x)
         };
     // σ(x) + x σ(x)(1 - σ(x)) = σ(x)(1 + x(1 - σ(x)))
     SiluOp: |x| x * sigmoid(x), |x, y| {
