@@ -398,40 +398,23 @@ fn resume(dir: &Path, tokenizer: &CharTokenizer, args: &Args) -> RunResult<Train
     }
     let old = trainer.config.clone();
     let new = recipe(args, old.clone());
-    let changes: Vec<String> = [
-        (
-            "--iters",
-            old.decay_steps.to_string(),
-            new.decay_steps.to_string(),
-        ),
-        (
-            "--batch-size",
-            old.batch_size.to_string(),
-            new.batch_size.to_string(),
-        ),
-        (
-            "--grad-accum",
-            old.grad_accum.to_string(),
-            new.grad_accum.to_string(),
-        ),
-        ("--lr", old.max_lr.to_string(), new.max_lr.to_string()),
-        ("--min-lr", old.min_lr.to_string(), new.min_lr.to_string()),
-        ("--warmup", old.warmup.to_string(), new.warmup.to_string()),
-        (
-            "--weight-decay",
-            old.weight_decay.to_string(),
-            new.weight_decay.to_string(),
-        ),
-        (
-            "--grad-clip",
-            old.grad_clip.to_string(),
-            new.grad_clip.to_string(),
-        ),
-    ]
-    .into_iter()
-    .filter(|(_, a, b)| a != b)
-    .map(|(flag, a, b)| format!("{flag} {a} -> {b}"))
-    .collect();
+    type Field = fn(&TrainConfig) -> String;
+    let fields: [(&str, Field); 8] = [
+        ("--iters", |c| c.decay_steps.to_string()),
+        ("--batch-size", |c| c.batch_size.to_string()),
+        ("--grad-accum", |c| c.grad_accum.to_string()),
+        ("--lr", |c| c.max_lr.to_string()),
+        ("--min-lr", |c| c.min_lr.to_string()),
+        ("--warmup", |c| c.warmup.to_string()),
+        ("--weight-decay", |c| c.weight_decay.to_string()),
+        ("--grad-clip", |c| c.grad_clip.to_string()),
+    ];
+    let changes: Vec<String> = fields
+        .into_iter()
+        .map(|(flag, get)| (flag, get(&old), get(&new)))
+        .filter(|(_, a, b)| a != b)
+        .map(|(flag, a, b)| format!("{flag} {a} -> {b}"))
+        .collect();
     trainer.set_config(new)?;
     println!("resumed from {} at step {}", path.display(), trainer.step);
     if !changes.is_empty() {
