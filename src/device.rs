@@ -34,6 +34,69 @@ impl Device {
         Err(Error::CudaUnavailable(why.to_string()))
     }
 
+    /// Runs `f` where this device's work is best issued from, with the
+    /// caller's grad mode, and returns its result. On the CPU: on a worker
+    /// of the kernels' thread pool, whose other workers stand by meanwhile,
+    /// so that each parallel kernel inside starts without a thread
+    /// hand-off (see [`backend::cpu::in_pool`](crate::backend::cpu::in_pool));
+    /// a training step is thousands of kernels. The models' forwards,
+    /// `backward`, the optimizers and the trainer run inside it; wrap a loop
+    /// of your own ops to gain the same.
+    ///
+    /// ```
+    /// use zeroformer::{Device, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3]).requires_grad();
+    /// let loss = x.device().scope(|| x.mul(&x).sum());
+    /// x.device().scope(|| loss.backward());
+    /// assert_eq!(x.grad().unwrap().to_vec(), vec![2.0, 4.0, 6.0]);
+    /// ```
+    pub fn scope<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        // Set, not only carried: a pool worker runs other queued jobs on top
+        // of its own while a kernel waits, and its thread-local mode is
+        // still that job's.
+        let grad_enabled = crate::autograd::is_grad_enabled();
+        match self {
+            Device::Cpu => crate::backend::cpu::in_pool(|| {
+                let _mode = crate::autograd::GradModeGuard::set(grad_enabled);
+                f()
+            }),
+            Device::Cuda(_) => f(),
+        }
+    }
+
+    /// `f` of every item, the results in the items' order: independent
+    /// parts of one piece of work (the data-parallel shards of a training
+    /// step, the parameters of an optimizer step), each with the caller's
+    /// grad mode. On the CPU they run side by side on the pool's threads,
+    /// each with one-thread kernels (see
+    /// [`backend::cpu::side_by_side`](crate::backend::cpu::side_by_side));
+    /// results do not depend on how they were spread.
+    ///
+    /// ```
+    /// use zeroformer::Device;
+    /// assert_eq!(Device::Cpu.map_parts(vec![1, 2, 3], |x| x * 10), vec![10, 20, 30]);
+    /// ```
+    pub fn map_parts<T: Send, R: Send>(&self, items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+        let grad_enabled = crate::autograd::is_grad_enabled();
+        let with_mode = |item: T| {
+            let _mode = crate::autograd::GradModeGuard::set(grad_enabled);
+            f(item)
+        };
+        match self {
+            Device::Cpu => crate::backend::cpu::side_by_side(items, with_mode),
+            Device::Cuda(_) => items.into_iter().map(with_mode).collect(),
+        }
+    }
+
+    /// How many parts [`map_parts`](Self::map_parts) runs at once
+    /// here: on the CPU, the threads a kernel called now would use.
+    pub fn parallelism(&self) -> usize {
+        match self {
+            Device::Cpu => crate::backend::cpu::kernel_threads(),
+            Device::Cuda(_) => 1,
+        }
+    }
+
     /// Bytes this device can still give out, when the platform says
     /// (`MemAvailable` of /proc/meminfo for the CPU on Linux), else `None`.
     /// What-fits checks (a model's parameters, a training step's
@@ -84,6 +147,80 @@ pub(crate) fn human_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Tensor, no_grad};
+
+    #[test]
+    fn in_pool_carries_the_callers_grad_mode() {
+        let x = Tensor::from_vec(vec![1.0, 2.0], &[2]).requires_grad();
+        assert!(Device::Cpu.scope(|| x.mul(&x)).is_tracked());
+        assert!(!no_grad(|| Device::Cpu.scope(|| x.mul(&x))).is_tracked());
+        // The worker's own mode is left as it was.
+        assert!(Device::Cpu.scope(|| x.mul(&x)).is_tracked());
+    }
+
+    #[test]
+    fn in_pool_sets_the_grad_mode_on_a_worker_busy_in_no_grad_work() {
+        // Every worker sits in a no-grad job, yielding: the next job queued
+        // runs on top of one of them, and must still record a graph.
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let (started, done) = (AtomicUsize::new(0), AtomicBool::new(false));
+        let workers = rayon::current_num_threads();
+        let x = Tensor::from_vec(vec![1.0, 2.0], &[2]).requires_grad();
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    no_grad(|| {
+                        Device::Cpu.scope(|| {
+                            started.fetch_add(1, Ordering::SeqCst);
+                            while !done.load(Ordering::SeqCst) {
+                                rayon::yield_now();
+                            }
+                        })
+                    })
+                });
+            }
+            while started.load(Ordering::SeqCst) < workers {
+                std::thread::yield_now();
+            }
+            let tracked = Device::Cpu.scope(|| x.mul(&x).is_tracked());
+            done.store(true, Ordering::SeqCst);
+            assert!(tracked);
+        });
+    }
+
+    #[test]
+    fn in_pool_from_several_threads_at_once_gives_each_its_own_result() {
+        // More callers than workers, each with parallel kernels inside: the
+        // stand-by jobs and nested jobs must neither deadlock nor mix results.
+        let input = |i: usize| {
+            Tensor::from_vec(
+                (0..300_000).map(|j| ((i + j) % 7) as f32).collect(),
+                &[300_000],
+            )
+        };
+        let expected: Vec<f32> = (0..6)
+            .map(|i| input(i).mul(&input(i)).sum().item())
+            .collect();
+        let got: Vec<f32> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6)
+                .map(|i| {
+                    s.spawn(move || Device::Cpu.scope(|| input(i).mul(&input(i)).sum().item()))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn map_parts_keeps_order_and_the_callers_grad_mode() {
+        use crate::autograd::is_grad_enabled;
+        let items: Vec<usize> = (0..20).collect();
+        let got = Device::Cpu.map_parts(items.clone(), |i| (i, is_grad_enabled()));
+        assert_eq!(got, items.iter().map(|&i| (i, true)).collect::<Vec<_>>());
+        let got = no_grad(|| Device::Cpu.map_parts(vec![1, 2, 3], |_| is_grad_enabled()));
+        assert_eq!(got, vec![false; 3]);
+    }
 
     #[test]
     fn what_does_not_fit_is_an_error_with_both_figures() {

@@ -30,6 +30,7 @@ mod device;
 mod error;
 pub mod generation;
 pub mod gradcheck;
+pub mod layout;
 pub mod models;
 pub mod nn;
 pub mod ops;

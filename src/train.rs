@@ -122,7 +122,9 @@ impl TrainConfig {
 /// keeps no `time x time` matrix.
 pub fn step_memory(model: &GptConfig, config: &TrainConfig) -> Option<u64> {
     let params = model.parameter_count()?;
-    let shards = crate::backend::cpu::kernel_threads().min(config.batch_size) as u64;
+    let shards = crate::Device::default()
+        .parallelism()
+        .min(config.batch_size) as u64;
     let state = params.checked_mul(4 + shards)?;
     let (c, l, v) = (
         model.n_embd as u64,
@@ -246,9 +248,11 @@ impl Trainer {
     /// optimizer stay as the previous step left them, the gradients are
     /// cleared) and [`step`](Self::step) does not advance.
     pub fn train_step(&mut self, tokens: &[i64]) -> Result<StepStats> {
-        // The whole step on a pool worker, loss and clip included (see
-        // `in_pool`; the forward, backward and AdamW would each go there anyway).
-        crate::backend::cpu::in_pool(|| self.train_step_in_place(tokens))
+        // The whole step in the device's scope, loss and clip included (the
+        // forward, backward and AdamW would each enter it anyway).
+        self.model
+            .device()
+            .scope(|| self.train_step_in_place(tokens))
     }
 
     fn train_step_in_place(&mut self, tokens: &[i64]) -> Result<StepStats> {
@@ -393,7 +397,7 @@ fn check_step_fits(model: &GptConfig, config: &TrainConfig) -> Result<()> {
         model.parameter_count().unwrap_or(u64::MAX)
     );
     let bytes = step_memory(model, config).unwrap_or(u64::MAX);
-    crate::Device::Cpu.check_fits(bytes, &what)
+    crate::Device::default().check_fits(bytes, &what)
 }
 
 /// Forward and backward of `model` on one batch of `inputs` and `targets`
@@ -402,8 +406,8 @@ fn check_step_fits(model: &GptConfig, config: &TrainConfig) -> Result<()> {
 ///
 /// The batch is cut into `shards` runs of whole sequences (`None`: one per
 /// pool thread, at most one per sequence), forwarded and back-propagated
-/// side by side, one pool thread each with one-thread kernels (see
-/// [`on_one_thread`](crate::backend::cpu::on_one_thread)). Each shard's
+/// side by side ([`Device::map_parts`](crate::Device::map_parts): on the
+/// CPU, one pool thread each with one-thread kernels). Each shard's
 /// loss is weighted by its share of the batch, and the shards' gradients
 /// are summed in shard order, so a run is reproducible for a given shard
 /// count. Why: a small model's matrix products are too small to split well
@@ -433,11 +437,13 @@ pub fn forward_backward(
     shards: Option<usize>,
 ) -> f32 {
     let batch = inputs.shape()[0];
+    let device = model.device();
     let shards = if model.config.dropout > 0.0 {
         1
     } else {
-        let threads = crate::backend::cpu::kernel_threads;
-        shards.unwrap_or_else(threads).clamp(1, batch)
+        shards
+            .unwrap_or_else(|| device.parallelism())
+            .clamp(1, batch)
     };
     if shards == 1 {
         let loss = Gpt::loss(&model.forward(inputs), targets);
@@ -445,7 +451,7 @@ pub fn forward_backward(
         return loss.item();
     }
     let parts: Vec<usize> = (0..shards).collect();
-    let per_shard = crate::backend::cpu::side_by_side(parts, |shard| {
+    let per_shard = device.map_parts(parts, |shard| {
         let (start, end) = (shard * batch / shards, (shard + 1) * batch / shards);
         // The shard's share of the batch mean.
         let share = (end - start) as f32 / batch as f32;
@@ -457,33 +463,9 @@ pub fn forward_backward(
             crate::autograd::leaf_gradients(&loss, seed),
         )
     });
-    let mut mean = 0.0;
-    // Each parameter's gradients from every shard, in shard order.
-    let mut per_param: Vec<(Tensor, Vec<Tensor>)> = Vec::new();
-    let mut index: std::collections::HashMap<usize, usize> = Default::default();
-    for (loss, grads) in per_shard {
-        mean += loss;
-        for (param, grad) in grads {
-            match index.get(&param.id()) {
-                Some(&i) => per_param[i].1.push(grad),
-                None => {
-                    index.insert(param.id(), per_param.len());
-                    per_param.push((param, vec![grad]));
-                }
-            }
-        }
-    }
-    // Summed in that order, into the first shard's buffer: one parameter
-    // per task, the parameters side by side.
-    crate::backend::cpu::side_by_side(per_param, |(param, grads)| {
-        let mut grads = grads.into_iter();
-        let first = grads.next().expect("one gradient per shard");
-        let sum = grads.fold(first, |sum, g| {
-            crate::autograd::add_in_place_if_unique(sum, &g)
-        });
-        param.accumulate_grad(sum);
-    });
-    mean
+    let (losses, grads): (Vec<f32>, Vec<_>) = per_shard.into_iter().unzip();
+    crate::autograd::accumulate_shard_gradients(&device, grads);
+    losses.iter().sum()
 }
 
 /// The mean loss of `model` over all of `tokens`, in non-overlapping windows
@@ -507,9 +489,11 @@ pub fn evaluate(model: &mut Gpt, tokens: &[i64], batch: usize) -> f32 {
 /// poorly across threads, a list of them splits perfectly. Each loss is
 /// computed whole on one thread, whichever thread that is.
 pub fn batch_losses(model: &Gpt, batches: &[(Tensor, Tensor)]) -> Vec<f32> {
-    crate::backend::cpu::side_by_side(batches.iter().collect(), |(x, y)| {
-        no_grad(|| Gpt::loss(&model.forward(x), y).item())
-    })
+    model
+        .device()
+        .map_parts(batches.iter().collect(), |(x, y)| {
+            no_grad(|| Gpt::loss(&model.forward(x), y).item())
+        })
 }
 
 #[cfg(test)]

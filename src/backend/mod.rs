@@ -1,4 +1,4 @@
-//! Kernels. `cpu` works on plain slices plus [`Layout`](crate::tensor::Layout)s
+//! Kernels. `cpu` works on plain slices plus [`Layout`](crate::layout::Layout)s
 //! and knows nothing of autograd; `cuda` is the device backend behind the
 //! `cuda` feature (a stub until the CUDA issue lands).
 

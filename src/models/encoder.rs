@@ -167,8 +167,8 @@ impl Encoder {
     /// from every other position.
     pub fn forward(&self, ids: &Tensor, padding: Option<&Tensor>) -> Tensor {
         check_ids("Encoder", ids);
-        // On a pool worker: see `in_pool`.
-        crate::backend::cpu::in_pool(|| {
+        // In the device's scope (see `Device::scope`).
+        ids.device().scope(|| {
             let mut x = self.embed.forward(ids, 0);
             for layer in &self.layers {
                 x = layer.forward(&x, padding, self.embed.rope());

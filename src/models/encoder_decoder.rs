@@ -246,8 +246,8 @@ impl EncoderDecoder {
         src_padding: Option<&Tensor>,
         tgt_padding: Option<&Tensor>,
     ) -> Tensor {
-        // On a pool worker: see `in_pool`.
-        crate::backend::cpu::in_pool(|| {
+        // In the device's scope (see `Device::scope`).
+        src.device().scope(|| {
             let memory = self.encode(src, src_padding);
             self.decode(tgt, &memory, src_padding, tgt_padding, None)
         })

@@ -213,7 +213,7 @@ impl Gpt {
     pub fn new(config: GptConfig, seed: u64) -> Result<Gpt> {
         config.validate()?;
         let count = config.parameter_count().expect("validated");
-        crate::Device::Cpu.check_fits(
+        crate::Device::default().check_fits(
             count.saturating_mul(4),
             &format!("a model of {count} parameters"),
         )?;
@@ -288,9 +288,10 @@ impl Gpt {
         cache: Option<&mut KvCache>,
         weights: bool,
     ) -> (Tensor, Vec<Tensor>) {
-        // On a pool worker: the layers' kernels then run without a thread
-        // hand-off each (see `in_pool`).
-        crate::backend::cpu::in_pool(|| self.forward_in_place(ids, cache, weights))
+        // In the device's scope: on the CPU, the layers' kernels then run
+        // without a thread hand-off each.
+        ids.device()
+            .scope(|| self.forward_in_place(ids, cache, weights))
     }
 
     fn forward_in_place(
@@ -361,6 +362,10 @@ impl Module for Gpt {
             block.visit_parameters(&format!("{prefix}blocks.{i}."), f);
         }
         self.ln_f.visit_parameters(&format!("{prefix}ln_f."), f);
+    }
+
+    fn device(&self) -> crate::Device {
+        self.wte.weight.device()
     }
 
     fn set_training(&mut self, training: bool) {

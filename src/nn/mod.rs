@@ -66,6 +66,17 @@ pub trait Module {
         self.parameters().iter().map(Tensor::numel).sum()
     }
 
+    /// The device of the parameters (the default device when there are
+    /// none): where the module's work is issued from
+    /// ([`Device::scope`](crate::Device::scope)).
+    fn device(&self) -> crate::Device {
+        let mut device = None;
+        self.visit_parameters("", &mut |_, t| {
+            device.get_or_insert(t.device());
+        });
+        device.unwrap_or_default()
+    }
+
     /// Forgets every parameter's gradient.
     fn zero_grad(&self) {
         self.parameters().iter().for_each(Tensor::zero_grad);

@@ -4,8 +4,8 @@
 use crate::Tensor;
 use crate::autograd::{self, Backward};
 use crate::backend::cpu::strided;
+use crate::layout::broadcast_shape;
 use crate::ops::sum_to_shape;
-use crate::tensor::layout::broadcast_shape;
 
 #[derive(Clone, Copy, Debug)]
 enum BinaryOp {

@@ -8,9 +8,9 @@ use rayon::prelude::*;
 use crate::backend::cpu::PARALLEL_THRESHOLD;
 use crate::backend::cpu::gemm::{self, MatRef};
 use crate::backend::cpu::strided;
+use crate::layout::broadcast_shape;
 use crate::ops::{sum_to_shape, with_contiguous_f32};
 use crate::tensor::Layout;
-use crate::tensor::layout::broadcast_shape;
 
 struct MatmulBackward;
 

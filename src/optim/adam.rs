@@ -151,7 +151,8 @@ impl Optimizer for Adam {
         // The parameters side by side, each on one thread: one hand-off for
         // the whole update instead of one per parameter (elements are
         // independent, so the bits do not depend on the split).
-        crate::backend::cpu::side_by_side(updates, |(p, grad, m, v, step)| {
+        let device = updates.first().map(|u| u.0.device()).unwrap_or_default();
+        device.map_parts(updates, |(p, grad, m, v, step)| {
             with_contiguous_f32(&grad, "Adam", |g| {
                 p.update_data(|w| adam_update(w, g, m, v, step))
             })

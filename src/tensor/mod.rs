@@ -4,7 +4,6 @@
 mod convert;
 mod creation;
 mod display;
-pub mod layout;
 pub mod storage;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,8 +11,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::autograd::{self, Node};
 use crate::backend::cpu::strided;
+pub use crate::layout::Layout;
 use crate::{DType, Device};
-pub use layout::Layout;
 pub use storage::{CpuStorage, Storage};
 
 /// An n-dimensional array with reverse-mode autograd.

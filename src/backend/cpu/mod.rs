@@ -26,8 +26,10 @@ pub const PARALLEL_THRESHOLD: usize = 32 * 1024;
 pub(crate) const PARALLEL_CHUNK: usize = 16 * 1024;
 
 /// Runs `f` on a worker thread of the global rayon pool (at once, on this
-/// thread, when it already is one), with this thread's grad mode, and
-/// returns its result.
+/// thread, when it already is one), and returns its result. Thread-local
+/// state of the caller (autograd's grad mode) does not travel with it:
+/// [`Device::scope`](crate::Device::scope) carries it, and is what code
+/// above the backend calls.
 ///
 /// Why: a training step is thousands of kernels. A parallel kernel called
 /// from outside the pool hands all its work to the workers and puts the
@@ -35,10 +37,7 @@ pub(crate) const PARALLEL_CHUNK: usize = 16 * 1024;
 /// (about 650 context switches in a cpu-mini step), and a third thread
 /// contending for the cores. Called from a worker, a kernel runs its first
 /// half on that worker while the other workers take the rest, and serial
-/// work between kernels runs where the data is warm. The models' forwards,
-/// `backward`, the optimizers and `Trainer::train_step` run inside it, so
-/// a training loop gains without calling it; call it around a loop of your
-/// own ops to gain the same.
+/// work between kernels runs where the data is warm.
 ///
 /// While `f` runs, the other workers stand by: they spin, taking the
 /// kernels' work as it comes, instead of going to sleep between kernels and
@@ -46,19 +45,13 @@ pub(crate) const PARALLEL_CHUNK: usize = 16 * 1024;
 /// do too). A worker with no work for 20 ms goes back to sleeping.
 ///
 /// ```
-/// use zeroformer::Tensor;
 /// use zeroformer::backend::cpu::in_pool;
-///
-/// let x = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3]).requires_grad();
-/// let loss = in_pool(|| x.mul(&x).sum());
-/// in_pool(|| loss.backward());
-/// assert_eq!(x.grad().unwrap().to_vec(), vec![2.0, 4.0, 6.0]);
+/// assert!(in_pool(|| rayon::current_thread_index()).is_some());
 /// ```
 pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         return f();
     }
-    let grad_enabled = crate::autograd::is_grad_enabled();
     let done = AtomicBool::new(false);
     rayon::scope(|scope| {
         let (owner, done) = (rayon::current_thread_index(), &done);
@@ -66,10 +59,6 @@ pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
             scope.spawn(move |_| stand_by(owner, done));
         }
         let _done = SetOnDrop(done);
-        // Set, not only disable: while one of its kernels waits, a worker
-        // runs other queued jobs, such as another thread's `in_pool`, on top
-        // of its own, and its thread-local mode is still that job's.
-        let _mode = crate::autograd::GradModeGuard::set(grad_enabled);
         f()
     })
 }
@@ -132,8 +121,10 @@ pub(crate) fn kernel_threads_with_lent() -> usize {
 }
 
 /// `f` of every item, side by side on the pool's threads, one item per
-/// task, each with one-thread kernels ([`on_one_thread`]) and the caller's
-/// grad mode; the results in the items' order. For independent parts of
+/// task, each with one-thread kernels ([`on_one_thread`]); the results in
+/// the items' order. (As with [`in_pool`], the caller's thread-local state
+/// does not travel: [`Device::map_parts`](crate::Device::map_parts)
+/// carries the grad mode.) For independent parts of
 /// one piece of work, such as the data-parallel shards of a training step.
 ///
 /// Parts finish unevenly (a shared host slows one core more than the
@@ -149,7 +140,6 @@ pub(crate) fn kernel_threads_with_lent() -> usize {
 /// ```
 pub fn side_by_side<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     use rayon::prelude::*;
-    let grad_enabled = crate::autograd::is_grad_enabled();
     let unfinished = AtomicUsize::new(items.len());
     let idle = Arc::new(AtomicUsize::new(0));
     in_pool(|| {
@@ -158,10 +148,7 @@ pub fn side_by_side<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) 
             .into_par_iter()
             .with_max_len(1)
             .map(|item| {
-                let result = {
-                    let _mode = crate::autograd::GradModeGuard::set(grad_enabled);
-                    one_thread_lent(Some(idle.clone()), || f(item))
-                };
+                let result = one_thread_lent(Some(idle.clone()), || f(item));
                 // Fewer parts left than threads: none is waiting for this
                 // thread, which has nothing more to do.
                 if unfinished.fetch_sub(1, Ordering::Relaxed) - 1 < threads {
@@ -216,7 +203,6 @@ pub fn set_threads(threads: Option<usize>) -> crate::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::in_pool;
-    use crate::{Tensor, no_grad};
 
     #[test]
     fn in_pool_runs_on_a_worker_and_nests_in_place() {
@@ -227,67 +213,6 @@ mod tests {
         });
         assert!(outer.is_some());
         assert_eq!(inner, outer);
-    }
-
-    #[test]
-    fn in_pool_carries_the_callers_grad_mode() {
-        let x = Tensor::from_vec(vec![1.0, 2.0], &[2]).requires_grad();
-        assert!(in_pool(|| x.mul(&x)).is_tracked());
-        assert!(!no_grad(|| in_pool(|| x.mul(&x))).is_tracked());
-        // The worker's own mode is left as it was.
-        assert!(in_pool(|| x.mul(&x)).is_tracked());
-    }
-
-    #[test]
-    fn in_pool_sets_the_grad_mode_on_a_worker_busy_in_no_grad_work() {
-        // Every worker sits in a no-grad job, yielding: the next job queued
-        // runs on top of one of them, and must still record a graph.
-        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        let (started, done) = (AtomicUsize::new(0), AtomicBool::new(false));
-        let workers = rayon::current_num_threads();
-        let x = Tensor::from_vec(vec![1.0, 2.0], &[2]).requires_grad();
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| {
-                    no_grad(|| {
-                        in_pool(|| {
-                            started.fetch_add(1, Ordering::SeqCst);
-                            while !done.load(Ordering::SeqCst) {
-                                rayon::yield_now();
-                            }
-                        })
-                    })
-                });
-            }
-            while started.load(Ordering::SeqCst) < workers {
-                std::thread::yield_now();
-            }
-            let tracked = in_pool(|| x.mul(&x).is_tracked());
-            done.store(true, Ordering::SeqCst);
-            assert!(tracked);
-        });
-    }
-
-    #[test]
-    fn in_pool_from_several_threads_at_once_gives_each_its_own_result() {
-        // More callers than workers, each with parallel kernels inside: the
-        // stand-by jobs and nested jobs must neither deadlock nor mix results.
-        let input = |i: usize| {
-            Tensor::from_vec(
-                (0..300_000).map(|j| ((i + j) % 7) as f32).collect(),
-                &[300_000],
-            )
-        };
-        let expected: Vec<f32> = (0..6)
-            .map(|i| input(i).mul(&input(i)).sum().item())
-            .collect();
-        let got: Vec<f32> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..6)
-                .map(|i| s.spawn(move || in_pool(|| input(i).mul(&input(i)).sum().item())))
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        assert_eq!(got, expected);
     }
 
     #[test]
@@ -306,13 +231,10 @@ mod tests {
     }
 
     #[test]
-    fn side_by_side_keeps_order_and_the_callers_grad_mode() {
-        use crate::autograd::is_grad_enabled;
+    fn side_by_side_keeps_order() {
         let items: Vec<usize> = (0..20).collect();
-        let got = super::side_by_side(items.clone(), |i| (i, is_grad_enabled()));
-        assert_eq!(got, items.iter().map(|&i| (i, true)).collect::<Vec<_>>());
-        let got = no_grad(|| super::side_by_side(vec![1, 2, 3], |_| is_grad_enabled()));
-        assert_eq!(got, vec![false; 3]);
+        let got = super::side_by_side(items.clone(), |i| i * 3);
+        assert_eq!(got, items.iter().map(|&i| i * 3).collect::<Vec<_>>());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use super::{PARALLEL_CHUNK, PARALLEL_THRESHOLD, pool, simd};
-use crate::tensor::Layout;
+use crate::layout::Layout;
 
 /// An element type of a kernel's output buffer. f32 outputs come from the
 /// buffer pool (their old contents are overwritten); others are allocated.
@@ -365,7 +365,7 @@ mod tests {
             let data: Vec<i64> = (0..(b * t * h * w + 9) as i64).collect();
             let layout = Layout::new(
                 vec![b, t, h, w],
-                crate::tensor::layout::contiguous_strides(&[b, t, h, w]),
+                crate::layout::contiguous_strides(&[b, t, h, w]),
                 9,
             )
             .permute(&[0, 2, 1, 3]);
