@@ -161,8 +161,8 @@ impl Checkpoint {
     /// Adds an Adam/AdamW optimizer's moments (`<prefix><param>.exp_avg`, ...) and step.
     pub fn add_optimizer(&mut self, prefix: &str, opt: &Adam) {
         let (step, state) = opt.state();
-        for (name, data) in state {
-            self.add_tensor(format!("{prefix}{name}"), &[data.len()], data.to_vec());
+        for (name, t) in state {
+            self.add_tensor(format!("{prefix}{name}"), &[t.numel()], t.to_vec());
         }
         self.set_meta(format!("{prefix}step"), step.to_string());
     }

@@ -90,9 +90,10 @@ fn resume_is_bit_exact_across_processes() {
     assert_eq!(sa.0, sb.0);
     for ((name, x), (_, y)) in sa.1.iter().zip(&sb.1) {
         assert!(
-            x.iter()
+            x.to_vec()
+                .iter()
                 .map(|v| v.to_bits())
-                .eq(y.iter().map(|v| v.to_bits())),
+                .eq(y.to_vec().iter().map(|v| v.to_bits())),
             "{name} differs"
         );
     }

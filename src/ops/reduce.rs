@@ -53,6 +53,18 @@ impl Backward for MaxBackward {
 }
 
 impl Tensor {
+    /// Σ x² over every element of an f32 tensor, accumulated in f64 and
+    /// returned as a number (no graph): gradient norms and clipping.
+    ///
+    /// ```
+    /// use zeroformer::Tensor;
+    /// let x = Tensor::from_vec(vec![3.0, 4.0], &[2]);
+    /// assert_eq!(x.squared_norm(), 25.0);
+    /// ```
+    pub fn squared_norm(&self) -> f64 {
+        self.storage().sum_of_squares(self.layout(), "squared_norm")
+    }
+
     /// The sum of all elements, as a zero-dimensional tensor.
     pub fn sum(&self) -> Tensor {
         let total = with_contiguous_f32(self, "sum", |x| kernels::sum_axis(x, 1, x.len(), 1));

@@ -1,8 +1,8 @@
 //! Adam and AdamW (PyTorch's `torch.optim.Adam` / `AdamW`).
 
 use super::{Optimizer, ParamGroup};
-use crate::backend::cpu::optim::{AdamStep, adam_update};
-use crate::ops::with_contiguous_f32;
+use crate::Tensor;
+use crate::backend::AdamStep;
 
 /// Hyper-parameters of Adam and AdamW.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -42,8 +42,9 @@ pub struct Adam {
     groups: Vec<ParamGroup>,
     pub config: AdamConfig,
     step: u64,
-    /// First and second moments, per group, per parameter.
-    moments: Vec<Vec<(Vec<f32>, Vec<f32>)>>,
+    /// First and second moments, per group, per parameter: tensors of the
+    /// parameter's shape on its device.
+    moments: Vec<Vec<(Tensor, Tensor)>>,
 }
 
 impl Adam {
@@ -53,7 +54,7 @@ impl Adam {
             .map(|g| {
                 g.params
                     .iter()
-                    .map(|(_, p)| (vec![0.0; p.numel()], vec![0.0; p.numel()]))
+                    .map(|(_, p)| (Tensor::zeros(p.shape()), Tensor::zeros(p.shape())))
                     .collect()
             })
             .collect();
@@ -76,21 +77,22 @@ impl Adam {
         self.step
     }
 
-    /// The state as named vectors (`<param>.exp_avg`, `<param>.exp_avg_sq`)
-    /// and the step count, for checkpoints.
-    pub fn state(&self) -> (u64, Vec<(String, &[f32])>) {
+    /// The state as named tensors (`<param>.exp_avg`, `<param>.exp_avg_sq`,
+    /// each of its parameter's shape) and the step count, for checkpoints.
+    pub fn state(&self) -> (u64, Vec<(String, Tensor)>) {
         let mut out = Vec::new();
         for (group, moments) in self.groups.iter().zip(&self.moments) {
             for ((name, _), (m, v)) in group.params.iter().zip(moments) {
-                out.push((format!("{name}.exp_avg"), m.as_slice()));
-                out.push((format!("{name}.exp_avg_sq"), v.as_slice()));
+                out.push((format!("{name}.exp_avg"), m.clone()));
+                out.push((format!("{name}.exp_avg_sq"), v.clone()));
             }
         }
         (self.step, out)
     }
 
     /// Restores state saved by [`state`](Self::state); `get` returns the
-    /// vector saved under a name. Returns the names missing or mis-sized.
+    /// values saved under a name, row-major. Returns the names missing or
+    /// mis-sized.
     pub fn load_state(
         &mut self,
         step: u64,
@@ -102,7 +104,9 @@ impl Adam {
                 for (suffix, slot) in [("exp_avg", m), ("exp_avg_sq", v)] {
                     let key = format!("{name}.{suffix}");
                     match get(&key) {
-                        Some(data) if data.len() == p.numel() => *slot = data,
+                        Some(data) if data.len() == p.numel() => {
+                            *slot = Tensor::from_vec(data, p.shape())
+                        }
                         Some(data) => problems.push(format!(
                             "{key}: {} values, expected {}",
                             data.len(),
@@ -153,9 +157,7 @@ impl Optimizer for Adam {
         // independent, so the bits do not depend on the split).
         let device = updates.first().map(|u| u.0.device()).unwrap_or_default();
         device.map_parts(updates, |(p, grad, m, v, step)| {
-            with_contiguous_f32(&grad, "Adam", |g| {
-                p.update_data(|w| adam_update(w, g, m, v, step))
-            })
+            p.adam_update(&grad, m, v, step)
         });
     }
 

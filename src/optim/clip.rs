@@ -1,7 +1,5 @@
 //! Gradient clipping by global norm.
 
-use crate::backend::cpu::reduce::sum_of_squares;
-use crate::ops::with_contiguous_f32;
 use crate::{Tensor, no_grad};
 
 /// The joint L2 norm of every gradient of `params` (those without one
@@ -11,7 +9,7 @@ pub fn grad_norm(params: &[Tensor]) -> f32 {
     let total: f64 = params
         .iter()
         .filter_map(Tensor::grad)
-        .map(|g| with_contiguous_f32(&g, "grad_norm", sum_of_squares))
+        .map(|g| g.squared_norm())
         .sum();
     total.sqrt() as f32
 }

@@ -1,14 +1,16 @@
 //! Stochastic gradient descent with momentum (PyTorch's `torch.optim.SGD`).
 
 use super::{Optimizer, ParamGroup};
+use crate::{Tensor, no_grad};
 
 /// `buf = momentum·buf + g` (the first step `buf = g`), `p -= lr·buf`, with
-/// L2 weight decay added to the gradient.
+/// L2 weight decay added to the gradient. The momentum buffers are tensors
+/// on their parameters' device.
 pub struct Sgd {
     groups: Vec<ParamGroup>,
     lr: f32,
     momentum: f32,
-    buffers: Vec<Vec<Option<Vec<f32>>>>,
+    buffers: Vec<Vec<Option<Tensor>>>,
 }
 
 impl Sgd {
@@ -25,30 +27,24 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step(&mut self) {
-        for (group, buffers) in self.groups.iter().zip(&mut self.buffers) {
-            for ((_, p), buf) in group.params.iter().zip(buffers.iter_mut()) {
-                let Some(grad) = p.grad() else { continue };
-                let mut g = grad.to_vec();
-                if group.weight_decay != 0.0 {
-                    let w = p.to_vec();
-                    g.iter_mut()
-                        .zip(&w)
-                        .for_each(|(g, w)| *g += group.weight_decay * w);
-                }
-                if self.momentum != 0.0 {
-                    match buf {
-                        Some(b) => b
-                            .iter_mut()
-                            .zip(&g)
-                            .for_each(|(b, g)| *b = self.momentum * *b + g),
-                        None => *buf = Some(g.clone()),
+        no_grad(|| {
+            for (group, buffers) in self.groups.iter().zip(&mut self.buffers) {
+                for ((_, p), buf) in group.params.iter().zip(buffers.iter_mut()) {
+                    let Some(mut g) = p.grad() else { continue };
+                    if group.weight_decay != 0.0 {
+                        g = g.add(&p.mul_scalar(group.weight_decay));
                     }
-                    g.clone_from(buf.as_ref().expect("set above"));
+                    if self.momentum != 0.0 {
+                        let next = match buf.take() {
+                            Some(b) => b.mul_scalar(self.momentum).add(&g),
+                            None => g.contiguous(),
+                        };
+                        g = buf.insert(next).clone();
+                    }
+                    p.assign(&p.sub(&g.mul_scalar(self.lr)));
                 }
-                let lr = self.lr;
-                p.update_data(|w| w.iter_mut().zip(&g).for_each(|(w, g)| *w -= lr * g));
             }
-        }
+        })
     }
 
     fn lr(&self) -> f32 {

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::autograd::{self, Node};
+use crate::backend::AdamStep;
 use crate::backend::cpu::strided;
 pub use crate::layout::Layout;
 use crate::{DType, Device};
@@ -311,6 +312,68 @@ impl Tensor {
         );
         let s = self.storage();
         s.f32("item")[self.layout().offset()]
+    }
+
+    /// This tensor's storage, locked for writing in place, unshared (a
+    /// copy when another handle holds it). Panics naming `op` unless the
+    /// tensor covers all its storage contiguously. Records no graph.
+    fn storage_for_update(&self, op: &str) -> std::sync::RwLockWriteGuard<'_, Arc<Storage>> {
+        let mut slot = self.0.storage.write().unwrap_or_else(|e| e.into_inner());
+        assert!(
+            self.0.layout.offset() == 0 && self.is_contiguous() && slot.elements() == self.numel(),
+            "{op}: needs a tensor that owns all its storage contiguously (shape {:?})",
+            self.shape()
+        );
+        Arc::make_mut(&mut slot);
+        slot
+    }
+
+    /// Overwrites the elements with `src`'s (same shape and dtype), in
+    /// place: what an optimizer does to a parameter. Views taken earlier
+    /// keep the old values. Records no graph.
+    pub(crate) fn assign(&self, src: &Tensor) {
+        assert_eq!(
+            self.shape(),
+            src.shape(),
+            "assign: shapes differ, {:?} and {:?}",
+            self.shape(),
+            src.shape()
+        );
+        let src_storage = src.storage();
+        let mut slot = self.storage_for_update("assign");
+        Arc::get_mut(&mut slot).expect("unshared").copy_from(
+            &self.0.layout,
+            &src_storage,
+            src.layout(),
+            "assign",
+        );
+    }
+
+    /// One Adam/AdamW update of this parameter and its moments `m` and `v`
+    /// (tensors of its shape that the optimizer owns) from `grad`, in place.
+    pub(crate) fn adam_update(&self, grad: &Tensor, m: &Tensor, v: &Tensor, step: AdamStep) {
+        assert!(
+            grad.shape() == self.shape() && m.shape() == self.shape() && v.shape() == self.shape(),
+            "adam_update: parameter {:?}, gradient {:?}, moments {:?} and {:?} differ in shape",
+            self.shape(),
+            grad.shape(),
+            m.shape(),
+            v.shape()
+        );
+        let g = grad.storage();
+        let (mut w, mut m, mut v) = (
+            self.storage_for_update("adam_update"),
+            m.storage_for_update("adam_update"),
+            v.storage_for_update("adam_update"),
+        );
+        let unshared = "unshared";
+        Arc::get_mut(&mut w).expect(unshared).adam_update(
+            &g,
+            grad.layout(),
+            Arc::get_mut(&mut m).expect(unshared),
+            Arc::get_mut(&mut v).expect(unshared),
+            step,
+        );
     }
 
     /// Updates the elements in place (for optimizers): `f` gets the

@@ -1,7 +1,8 @@
 //! The memory behind tensors: an enum over devices (the pattern candle uses),
 //! so that a device backend adds a variant and kernels, not call sites.
 
-use crate::backend::cpu::{pool, strided};
+use crate::backend::AdamStep;
+use crate::backend::cpu::{optim, pool, reduce, strided};
 use crate::backend::cuda::CudaStorage;
 use crate::tensor::Layout;
 use crate::{DType, Device};
@@ -31,6 +32,16 @@ pub enum Storage {
 }
 
 impl Storage {
+    /// How many elements the storage holds (every view over it included).
+    pub fn elements(&self) -> usize {
+        match self {
+            Storage::Cpu(CpuStorage::F32(v)) => v.len(),
+            Storage::Cpu(CpuStorage::I64(v)) => v.len(),
+            Storage::Cpu(CpuStorage::Bool(v)) => v.len(),
+            Storage::Cuda(s) => match *s {},
+        }
+    }
+
     pub fn dtype(&self) -> DType {
         match self {
             Storage::Cpu(CpuStorage::F32(_)) => DType::F32,
@@ -123,6 +134,62 @@ impl Storage {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Σ x² of the f32 elements under `layout`, accumulated in f64.
+    pub(crate) fn sum_of_squares(&self, layout: &Layout, op: &str) -> f64 {
+        match self {
+            Storage::Cpu(CpuStorage::F32(v)) => {
+                let n = layout.numel();
+                if layout.is_contiguous() {
+                    reduce::sum_of_squares(&v[layout.offset()..layout.offset() + n])
+                } else {
+                    reduce::sum_of_squares(&strided::gather(v, layout))
+                }
+            }
+            Storage::Cuda(s) => match *s {},
+            other => panic!("{op}: expected an f32 tensor, got {:?}", other.dtype()),
+        }
+    }
+
+    /// One Adam/AdamW update of these weights and the moments `m` and `v`
+    /// (whole f32 storages of one length) from the gradient `grad` under
+    /// `grad_layout`, all on one device.
+    pub(crate) fn adam_update(
+        &mut self,
+        grad: &Storage,
+        grad_layout: &Layout,
+        m: &mut Storage,
+        v: &mut Storage,
+        step: AdamStep,
+    ) {
+        match (self, grad, m, v) {
+            (
+                Storage::Cpu(CpuStorage::F32(w)),
+                Storage::Cpu(CpuStorage::F32(g)),
+                Storage::Cpu(CpuStorage::F32(m)),
+                Storage::Cpu(CpuStorage::F32(v)),
+            ) => {
+                let (offset, n) = (grad_layout.offset(), grad_layout.numel());
+                if grad_layout.is_contiguous() {
+                    optim::adam_update(w, &g[offset..offset + n], m, v, step)
+                } else {
+                    optim::adam_update(w, &strided::gather(g, grad_layout), m, v, step)
+                }
+            }
+            (Storage::Cuda(s), ..) => match *s {},
+            (w, g, m, v) => panic!(
+                "adam_update: expected f32 weights, gradient and moments on one device, got {:?} {:?}, {:?} {:?}, {:?} {:?} and {:?} {:?}",
+                w.dtype(),
+                w.device(),
+                g.dtype(),
+                g.device(),
+                m.dtype(),
+                m.device(),
+                v.dtype(),
+                v.device()
+            ),
         }
     }
 

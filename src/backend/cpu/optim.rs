@@ -3,23 +3,7 @@
 use rayon::prelude::*;
 
 use super::{PARALLEL_CHUNK, PARALLEL_THRESHOLD, simd};
-
-/// One Adam/AdamW step's constants, shared by every element.
-#[derive(Clone, Copy, Debug)]
-pub struct AdamStep {
-    pub lr: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    /// `lr / (1 - beta1^t)`.
-    pub step_size: f32,
-    /// `sqrt(1 - beta2^t)`.
-    pub bias2_sqrt: f32,
-    /// Adam's L2 term, added to the gradient (0 for none).
-    pub l2: f32,
-    /// AdamW's decoupled decay, `w *= 1 - lr·decay` (0 for none).
-    pub decay: f32,
-}
+use crate::backend::AdamStep;
 
 /// Updates weights `w` and moments `m`, `v` in place from gradient `g`:
 /// PyTorch's Adam/AdamW formulas, element by element, in the same order of
