@@ -77,6 +77,30 @@ pub trait Module {
         device.unwrap_or_default()
     }
 
+    /// Moves every parameter (and its gradient) to `device`, in place: the
+    /// optimizer and the model keep holding the same parameters. On error
+    /// (CUDA, until its backend exists) no parameter has moved.
+    ///
+    /// ```
+    /// use zeroformer::nn::{Linear, Module};
+    /// use zeroformer::prelude::*;
+    /// let layer = Linear::new(3, 2, true, 0.02, &mut StdRng::seed_from_u64(0));
+    /// layer.to_device(&Device::Cpu)?;
+    /// assert!(layer.to_device(&Device::Cuda(0)).is_err());
+    /// assert_eq!(layer.device(), Device::Cpu);
+    /// # Ok::<(), zeroformer::Error>(())
+    /// ```
+    fn to_device(&self, device: &crate::Device) -> crate::Result<()> {
+        let params = self.parameters();
+        // Every copy first, then the swaps: an error leaves all in place.
+        let copies = params
+            .iter()
+            .map(|p| p.copy_to(device))
+            .collect::<crate::Result<Vec<_>>>()?;
+        params.iter().zip(copies).for_each(|(p, c)| p.install(c));
+        Ok(())
+    }
+
     /// Forgets every parameter's gradient.
     fn zero_grad(&self) {
         self.parameters().iter().for_each(Tensor::zero_grad);

@@ -135,6 +135,7 @@ impl Tensor {
         past: usize,
     ) -> Tensor {
         let op = "scaled_dot_product_attention";
+        super::same_device(op, &[q, k, v]);
         assert!(
             q.rank() == 4 && k.rank() == 4 && v.rank() == 4,
             "{op}: q, k and v must be [batch, heads, time, head_dim], got {:?}, {:?} and {:?}",

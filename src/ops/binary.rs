@@ -34,6 +34,7 @@ pub(crate) fn broadcast_or_panic(op: &str, a: &[usize], b: &[usize]) -> Vec<usiz
 
 fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Tensor {
     let name = op.name();
+    super::same_device(name, &[a, b]);
     let shape = broadcast_or_panic(name, a.shape(), b.shape());
     let la = a.layout().broadcast_to(&shape).expect("broadcast checked");
     let lb = b.layout().broadcast_to(&shape).expect("broadcast checked");

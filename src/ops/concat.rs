@@ -42,6 +42,7 @@ impl Tensor {
     pub fn cat(tensors: &[&Tensor], dim: impl Dim) -> Tensor {
         assert!(!tensors.is_empty(), "cat: needs at least one tensor");
         let first = tensors[0];
+        super::same_device("cat", tensors);
         let d = dim.index(first.rank(), "cat");
         for t in tensors {
             let same = t.rank() == first.rank()

@@ -39,6 +39,7 @@ impl Tensor {
     /// assert_eq!(Tensor::embedding(&ids, &table).to_vec(), vec![2.0, 2.0, 0.0, 0.0]);
     /// ```
     pub fn embedding(ids: &Tensor, table: &Tensor) -> Tensor {
+        super::same_device("embedding", &[ids, table]);
         assert_eq!(
             ids.dtype(),
             DType::I64,

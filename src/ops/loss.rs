@@ -70,6 +70,7 @@ impl Tensor {
     /// counts). The mean is over the targets that are not ignored; when all
     /// are ignored the result is NaN, as in PyTorch.
     pub fn cross_entropy_with_ignore(&self, targets: &Tensor, ignore_index: Option<i64>) -> Tensor {
+        super::same_device("cross_entropy", &[self, targets]);
         assert!(
             self.rank() >= 1,
             "cross_entropy: logits need a class dimension, got shape {:?}",

@@ -55,6 +55,21 @@ signed_dim!(i32, i64, isize);
 
 /// Sums a broadcast gradient back to the `shape` its input had: over the
 /// leading dimensions broadcasting added, and over dimensions stretched from 1.
+/// Panics naming `op` and the devices unless `tensors` all live on one
+/// device: an op never moves data between devices behind the caller's back.
+pub(crate) fn same_device(op: &str, tensors: &[&Tensor]) {
+    assert_one_device(op, tensors.iter().map(|t| t.device()));
+}
+
+fn assert_one_device(op: &str, mut devices: impl Iterator<Item = crate::Device>) {
+    let Some(first) = devices.next() else { return };
+    if let Some(other) = devices.find(|d| *d != first) {
+        panic!(
+            "{op}: tensors on different devices, {first:?} and {other:?} (move one with to_device)"
+        );
+    }
+}
+
 pub(crate) fn sum_to_shape(grad: &Tensor, shape: &[usize]) -> Tensor {
     if grad.shape() == shape {
         return grad.clone();
@@ -116,4 +131,24 @@ pub(crate) fn reduced_shape(shape: &[usize], d: usize, keepdim: bool) -> Vec<usi
         out.remove(d);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Device;
+
+    #[test]
+    #[should_panic(expected = "matmul: tensors on different devices, Cpu and Cuda(0)")]
+    fn mixing_devices_panics_naming_the_op_and_both_devices() {
+        super::assert_one_device(
+            "matmul",
+            [Device::Cpu, Device::Cpu, Device::Cuda(0)].into_iter(),
+        );
+    }
+
+    #[test]
+    fn one_device_passes() {
+        super::assert_one_device("add", [Device::Cpu, Device::Cpu].into_iter());
+        super::assert_one_device("add", [Device::Cuda(1), Device::Cuda(1)].into_iter());
+    }
 }

@@ -52,6 +52,9 @@ impl Tensor {
     /// ```
     pub fn layer_norm(&self, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f32) -> Tensor {
         assert!(self.rank() >= 1, "layer_norm: needs at least one dimension");
+        for p in [weight, bias].into_iter().flatten() {
+            super::same_device("layer_norm", &[self, p]);
+        }
         let d = self.shape()[self.rank() - 1];
         for (name, p) in [("weight", weight), ("bias", bias)] {
             if let Some(p) = p {

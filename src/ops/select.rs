@@ -48,6 +48,7 @@ impl Tensor {
     /// assert_eq!(out.to_vec(), vec![1.0, 0.0]);
     /// ```
     pub fn where_cond(cond: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Tensor {
+        super::same_device("where_cond", &[cond, on_true, on_false]);
         assert_eq!(
             cond.dtype(),
             DType::Bool,

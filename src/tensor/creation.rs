@@ -6,6 +6,7 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal, Uniform};
 
 use super::{CpuStorage, Layout, Storage, Tensor};
+use crate::{Device, Result};
 
 fn check_len(op: &str, len: usize, shape: &[usize]) {
     let numel: usize = shape.iter().product();
@@ -65,6 +66,41 @@ impl Tensor {
             shape,
             None,
         )
+    }
+
+    /// [`zeros`](Self::zeros) on `device` (candle's `Tensor::zeros(.., &device)`).
+    /// Errors only where the device cannot be used (CUDA, until its
+    /// backend exists).
+    ///
+    /// ```
+    /// use zeroformer::{Device, Tensor};
+    /// let device = Device::Cpu;
+    /// let x = Tensor::zeros_on(&[2, 2], &device)?;
+    /// assert_eq!(x.device(), device);
+    /// # Ok::<(), zeroformer::Error>(())
+    /// ```
+    pub fn zeros_on(shape: &[usize], device: &Device) -> Result<Tensor> {
+        Tensor::zeros(shape).to_device(device)
+    }
+
+    /// [`ones`](Self::ones) on `device`.
+    pub fn ones_on(shape: &[usize], device: &Device) -> Result<Tensor> {
+        Tensor::ones(shape).to_device(device)
+    }
+
+    /// [`full`](Self::full) on `device`.
+    pub fn full_on(shape: &[usize], value: f32, device: &Device) -> Result<Tensor> {
+        Tensor::full(shape, value).to_device(device)
+    }
+
+    /// [`from_vec`](Self::from_vec) on `device`.
+    pub fn from_vec_on(data: Vec<f32>, shape: &[usize], device: &Device) -> Result<Tensor> {
+        Tensor::from_vec(data, shape).to_device(device)
+    }
+
+    /// [`from_ids`](Self::from_ids) on `device`.
+    pub fn from_ids_on(ids: Vec<i64>, shape: &[usize], device: &Device) -> Result<Tensor> {
+        Tensor::from_ids(ids, shape).to_device(device)
     }
 
     pub fn zeros(shape: &[usize]) -> Tensor {

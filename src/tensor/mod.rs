@@ -5,6 +5,7 @@ mod convert;
 mod creation;
 mod display;
 pub mod storage;
+mod transfer;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -173,7 +174,11 @@ impl Tensor {
     }
 
     pub fn device(&self) -> Device {
-        self.storage().device()
+        self.0
+            .storage
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .device()
     }
 
     /// True when the elements are row-major without gaps in storage.

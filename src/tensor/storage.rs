@@ -137,6 +137,27 @@ impl Storage {
         }
     }
 
+    /// A copy of this storage on `device` (a clone when it is there
+    /// already). Moving to a CUDA device fails with
+    /// [`Error::CudaUnavailable`](crate::Error::CudaUnavailable) until the
+    /// CUDA backend exists.
+    pub(crate) fn to_device(&self, device: &Device) -> crate::Result<Storage> {
+        use crate::backend::cuda;
+        match (self, device) {
+            (Storage::Cpu(s), Device::Cpu) => Ok(Storage::Cpu(s.clone())),
+            (Storage::Cpu(CpuStorage::F32(v)), Device::Cuda(i)) => {
+                cuda::upload(v, *i).map(Storage::Cuda)
+            }
+            (Storage::Cpu(CpuStorage::I64(v)), Device::Cuda(i)) => {
+                cuda::upload(v, *i).map(Storage::Cuda)
+            }
+            (Storage::Cpu(CpuStorage::Bool(v)), Device::Cuda(i)) => {
+                cuda::upload(v, *i).map(Storage::Cuda)
+            }
+            (Storage::Cuda(s), _) => match *s {},
+        }
+    }
+
     /// Σ x² of the f32 elements under `layout`, accumulated in f64.
     pub(crate) fn sum_of_squares(&self, layout: &Layout, op: &str) -> f64 {
         match self {

@@ -1,0 +1,98 @@
+//! Moving tensors between devices.
+
+use std::sync::Arc;
+
+use super::{Layout, Tensor};
+use crate::{Device, Result};
+
+impl Tensor {
+    /// This tensor on `device`: itself (graph included) when it is there
+    /// already, else a contiguous copy there, with no graph. Moving to a
+    /// CUDA device is an [`Error::CudaUnavailable`](crate::Error::CudaUnavailable)
+    /// until the CUDA backend exists.
+    ///
+    /// ```
+    /// use zeroformer::{Device, Tensor};
+    /// let x = Tensor::ones(&[2, 3]);
+    /// assert_eq!(x.to_device(&Device::Cpu).unwrap().to_vec(), x.to_vec());
+    /// assert!(x.to_device(&Device::Cuda(0)).is_err());
+    /// ```
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        if self.device() == *device {
+            return Ok(self.clone());
+        }
+        let whole = self.contiguous();
+        let moved = whole.storage().to_device(device)?;
+        Ok(Tensor::from_storage(
+            Arc::new(moved),
+            Layout::contiguous(self.shape()),
+            None,
+        ))
+    }
+
+    /// Moving a tensor's storage (and its gradient) to `device` in place,
+    /// keeping its identity (a parameter stays the one the optimizer and
+    /// the model hold), in two halves so that a module can copy all its
+    /// parameters before it changes any. This half: the copies, nothing
+    /// changed yet (`None` when the tensor is on `device` already).
+    pub(crate) fn copy_to(&self, device: &Device) -> Result<Option<Moved>> {
+        if self.device() == *device {
+            return Ok(None);
+        }
+        let grad = self.grad().map(|g| g.to_device(device)).transpose()?;
+        let storage = Arc::new(self.storage().to_device(device)?);
+        Ok(Some(Moved { storage, grad }))
+    }
+
+    /// The second half of [`copy_to`](Self::copy_to): the swap.
+    pub(crate) fn install(&self, moved: Option<Moved>) {
+        if let Some(Moved { storage, grad }) = moved {
+            *self.0.storage.write().unwrap_or_else(|e| e.into_inner()) = storage;
+            self.set_grad(grad);
+        }
+    }
+}
+
+/// A tensor's storage and gradient copied to another device, not yet installed.
+pub(crate) struct Moved {
+    storage: Arc<super::Storage>,
+    grad: Option<Tensor>,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Device, Error, Tensor};
+
+    #[test]
+    fn moving_within_a_device_keeps_the_tensor_and_its_graph() {
+        let x = Tensor::from_vec(vec![1.0, 2.0], &[2]).requires_grad();
+        let y = x.mul(&x);
+        let same = y.to_device(&Device::Cpu).unwrap();
+        assert_eq!(same.id(), y.id());
+        same.sum().backward();
+        assert_eq!(x.grad().unwrap().to_vec(), vec![2.0, 4.0]);
+        let moved = x.copy_to(&Device::Cpu).unwrap();
+        assert!(moved.is_none());
+        x.install(moved);
+        assert_eq!(x.to_vec(), vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn cuda_is_an_error_at_the_boundary_and_changes_nothing() {
+        let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]).t();
+        for t in [
+            x.clone(),
+            Tensor::from_ids(vec![1, 2], &[2]),
+            Tensor::from_bools(vec![true], &[1]),
+        ] {
+            match t.to_device(&Device::Cuda(0)) {
+                Err(Error::CudaUnavailable(why)) => assert!(why.contains("CUDA device 0"), "{why}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let p = Tensor::ones(&[3]).requires_grad();
+        assert!(p.copy_to(&Device::Cuda(1)).is_err());
+        assert_eq!(p.device(), Device::Cpu);
+        assert_eq!(p.to_vec(), vec![1.0; 3]);
+    }
+}
