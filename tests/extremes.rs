@@ -5,6 +5,7 @@
 //! of GELU, the polynomial exp of softmax and attention) must saturate
 //! where the exact functions do.
 
+#[macro_use]
 mod common;
 
 use common::Fixture;
@@ -20,9 +21,8 @@ fn check_elementwise(f: &Fixture, input: &str, name: &str, op: impl Fn(&Tensor) 
     f.assert_matches(&format!("{name}_dx"), &x.grad().unwrap());
 }
 
-#[test]
-fn activations_saturate_exactly() {
-    let f = Fixture::load("extremes");
+fn activations_saturate_exactly(device: &Device) {
+    let f = Fixture::load_on("extremes", device);
     check_elementwise(&f, "x", "gelu_tanh", |x| x.gelu(GeluApproximation::Tanh));
     check_elementwise(&f, "x", "gelu", |x| x.gelu(GeluApproximation::None));
     check_elementwise(&f, "x", "sigmoid", Tensor::sigmoid);
@@ -30,20 +30,30 @@ fn activations_saturate_exactly() {
     check_elementwise(&f, "x", "tanh", Tensor::tanh);
     check_elementwise(&f, "exp_x", "exp", Tensor::exp);
 }
+test_device!(
+    activations_saturate_exactly,
+    activations_saturate_exactly_cpu,
+    activations_saturate_exactly_cuda
+);
 
-#[test]
-fn tanh_gelu_gradient_is_exactly_zero_and_one_far_out() {
-    let x = Tensor::from_vec(vec![-50.0, -30.0, -20.0, 20.0, 30.0, 50.0], &[6]).requires_grad();
+fn tanh_gelu_gradient_is_exactly_zero_and_one_far_out(device: &Device) {
+    let x = Tensor::from_vec_on(vec![-50.0, -30.0, -20.0, 20.0, 30.0, 50.0], &[6], device)
+        .unwrap()
+        .requires_grad();
     x.gelu(GeluApproximation::Tanh).sum().backward();
     assert_eq!(
         x.grad().unwrap().to_vec(),
         vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
     );
 }
+test_device!(
+    tanh_gelu_gradient_is_exactly_zero_and_one_far_out,
+    tanh_gelu_gradient_is_exactly_zero_and_one_far_out_cpu,
+    tanh_gelu_gradient_is_exactly_zero_and_one_far_out_cuda
+);
 
-#[test]
-fn softmax_log_softmax_and_cross_entropy_far_apart_logits() {
-    let f = Fixture::load("extremes");
+fn softmax_log_softmax_and_cross_entropy_far_apart_logits(device: &Device) {
+    let f = Fixture::load_on("extremes", device);
     let g = f.get("sm_g");
     let softmax = |t: &Tensor| t.softmax(-1);
     let log_softmax = |t: &Tensor| t.log_softmax(-1);
@@ -63,10 +73,14 @@ fn softmax_log_softmax_and_cross_entropy_far_apart_logits() {
     f.assert_matches("ce_loss", &loss);
     f.assert_matches("ce_dlogits", &logits.grad().unwrap());
 }
+test_device!(
+    softmax_log_softmax_and_cross_entropy_far_apart_logits,
+    softmax_log_softmax_and_cross_entropy_far_apart_logits_cpu,
+    softmax_log_softmax_and_cross_entropy_far_apart_logits_cuda
+);
 
-#[test]
-fn layer_norm_of_constant_huge_and_tiny_rows() {
-    let f = Fixture::load("extremes");
+fn layer_norm_of_constant_huge_and_tiny_rows(device: &Device) {
+    let f = Fixture::load_on("extremes", device);
     let (x, w, b) = (f.leaf("ln_x"), f.leaf("ln_w"), f.leaf("ln_b"));
     let y = x.layer_norm(Some(&w), Some(&b), 1e-5);
     y.backward_with(&f.get("ln_g"));
@@ -75,10 +89,14 @@ fn layer_norm_of_constant_huge_and_tiny_rows() {
     f.assert_matches("ln_dw", &w.grad().unwrap());
     f.assert_matches("ln_db", &b.grad().unwrap());
 }
+test_device!(
+    layer_norm_of_constant_huge_and_tiny_rows,
+    layer_norm_of_constant_huge_and_tiny_rows_cpu,
+    layer_norm_of_constant_huge_and_tiny_rows_cuda
+);
 
-#[test]
-fn attention_with_scores_in_the_hundreds() {
-    let f = Fixture::load("extremes");
+fn attention_with_scores_in_the_hundreds(device: &Device) {
+    let f = Fixture::load_on("extremes", device);
     let (q, k, v) = (f.leaf("att_q"), f.leaf("att_k"), f.leaf("att_v"));
     let y = Tensor::scaled_dot_product_attention(&q, &k, &v, AttentionMask::CAUSAL, 0);
     y.backward_with(&f.get("att_g"));
@@ -105,3 +123,8 @@ fn attention_with_scores_in_the_hundreds() {
         }
     }
 }
+test_device!(
+    attention_with_scores_in_the_hundreds,
+    attention_with_scores_in_the_hundreds_cpu,
+    attention_with_scores_in_the_hundreds_cuda
+);

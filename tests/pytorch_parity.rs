@@ -2,14 +2,14 @@
 //! `scripts/make_fixtures.py` (run by hand; it needs torch). Every value
 //! must match to 1e-5 relative (plus 1e-6 absolute, for values near zero).
 
+#[macro_use]
 mod common;
 
 use common::Fixture;
 use zeroformer::prelude::*;
 
-#[test]
-fn two_layer_mlp_forward_and_every_gradient() {
-    let f = Fixture::load("mlp");
+fn two_layer_mlp_forward_and_every_gradient(device: &Device) {
+    let f = Fixture::load_on("mlp", device);
     let (x, w1, b1, w2, b2) = (
         f.leaf("x"),
         f.leaf("w1"),
@@ -33,10 +33,14 @@ fn two_layer_mlp_forward_and_every_gradient() {
         f.assert_matches(name, &t.grad().unwrap());
     }
 }
+test_device!(
+    two_layer_mlp_forward_and_every_gradient,
+    two_layer_mlp_forward_and_every_gradient_cpu,
+    two_layer_mlp_forward_and_every_gradient_cuda
+);
 
-#[test]
-fn layer_norm_forward_and_backward() {
-    let f = Fixture::load("layer_norm");
+fn layer_norm_forward_and_backward(device: &Device) {
+    let f = Fixture::load_on("layer_norm", device);
     let (x, w, b) = (f.leaf("x"), f.leaf("w"), f.leaf("b"));
     let y = x.layer_norm(Some(&w), Some(&b), 1e-5);
     y.backward_with(&f.get("g"));
@@ -45,10 +49,14 @@ fn layer_norm_forward_and_backward() {
     f.assert_matches("dw", &w.grad().unwrap());
     f.assert_matches("db", &b.grad().unwrap());
 }
+test_device!(
+    layer_norm_forward_and_backward,
+    layer_norm_forward_and_backward_cpu,
+    layer_norm_forward_and_backward_cuda
+);
 
-#[test]
-fn softmax_log_softmax_and_cross_entropy() {
-    let f = Fixture::load("softmax_cross_entropy");
+fn softmax_log_softmax_and_cross_entropy(device: &Device) {
+    let f = Fixture::load_on("softmax_cross_entropy", device);
     let logits = f.leaf("logits");
     let g = f.get("g");
     let p = logits.softmax(-1);
@@ -64,10 +72,14 @@ fn softmax_log_softmax_and_cross_entropy() {
     f.assert_matches("loss", &loss);
     f.assert_matches("dlogits", &logits.grad().unwrap());
 }
+test_device!(
+    softmax_log_softmax_and_cross_entropy,
+    softmax_log_softmax_and_cross_entropy_cpu,
+    softmax_log_softmax_and_cross_entropy_cuda
+);
 
-#[test]
-fn batched_matmul_with_broadcast_batch_dims() {
-    let f = Fixture::load("batched_matmul");
+fn batched_matmul_with_broadcast_batch_dims(device: &Device) {
+    let f = Fixture::load_on("batched_matmul", device);
     let (a, b) = (f.leaf("a"), f.leaf("b"));
     let c = a.matmul(&b);
     c.backward_with(&f.get("g"));
@@ -75,13 +87,22 @@ fn batched_matmul_with_broadcast_batch_dims() {
     f.assert_matches("da", &a.grad().unwrap());
     f.assert_matches("db", &b.grad().unwrap());
 }
+test_device!(
+    batched_matmul_with_broadcast_batch_dims,
+    batched_matmul_with_broadcast_batch_dims_cpu,
+    batched_matmul_with_broadcast_batch_dims_cuda
+);
 
-#[test]
-fn exact_gelu_values_and_gradient() {
-    let f = Fixture::load("gelu_exact");
+fn exact_gelu_values_and_gradient(device: &Device) {
+    let f = Fixture::load_on("gelu_exact", device);
     let x = f.leaf("x");
     let y = x.gelu(GeluApproximation::None);
     y.sum().backward();
     f.assert_matches("y", &y);
     f.assert_matches("dx", &x.grad().unwrap());
 }
+test_device!(
+    exact_gelu_values_and_gradient,
+    exact_gelu_values_and_gradient_cpu,
+    exact_gelu_values_and_gradient_cuda
+);

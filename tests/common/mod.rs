@@ -4,13 +4,57 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use zeroformer::Tensor;
+use zeroformer::{Device, Tensor};
 
-/// Tensors written by `scripts/make_fixtures.py` (PyTorch reference values).
-pub struct Fixture(HashMap<String, Tensor>);
+/// Defines one `#[test]` per device this build has, each calling
+/// `$test(&device)`: `$cpu` on the CPU and, with the `cuda` feature,
+/// `$cuda` on CUDA device 0 (candle's `test_device!`). A test written once
+/// runs on every device; a new backend adds its line here.
+#[macro_export]
+macro_rules! test_device {
+    ($test:ident, $cpu:ident, $cuda:ident) => {
+        #[test]
+        fn $cpu() {
+            $test(&zeroformer::Device::Cpu)
+        }
+
+        #[cfg(feature = "cuda")]
+        #[test]
+        fn $cuda() {
+            if let Some(device) = common::cuda_device() {
+                $test(&device)
+            }
+        }
+    };
+}
+
+/// CUDA device 0, or `None` with a printed reason when it cannot be used;
+/// with `ZEROFORMER_REQUIRE_CUDA=1` that is a failure instead.
+pub fn cuda_device() -> Option<Device> {
+    match Device::cuda(0) {
+        Ok(device) => Some(device),
+        Err(e) if std::env::var("ZEROFORMER_REQUIRE_CUDA").is_ok_and(|v| v == "1") => {
+            panic!("{e} and ZEROFORMER_REQUIRE_CUDA=1")
+        }
+        Err(e) => {
+            eprintln!("skipping on CUDA: {e}");
+            None
+        }
+    }
+}
+
+/// Tensors written by `scripts/make_fixtures.py` (PyTorch reference values),
+/// handed out on one device.
+pub struct Fixture(HashMap<String, Tensor>, Device);
 
 impl Fixture {
+    /// The fixture's tensors, on the CPU.
     pub fn load(name: &str) -> Fixture {
+        Fixture::load_on(name, &Device::Cpu)
+    }
+
+    /// The fixture's tensors, handed out on `device`.
+    pub fn load_on(name: &str, device: &Device) -> Fixture {
         let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -34,11 +78,13 @@ impl Fixture {
                 (k.clone(), Tensor::from_vec(data, &shape))
             })
             .collect();
-        Fixture(tensors)
+        Fixture(tensors, *device)
     }
 
     pub fn get(&self, name: &str) -> Tensor {
-        self.0[name].clone()
+        self.0[name]
+            .to_device(&self.1)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
     pub fn leaf(&self, name: &str) -> Tensor {
@@ -47,7 +93,12 @@ impl Fixture {
 
     pub fn ids(&self, name: &str) -> Tensor {
         let t = self.get(name);
-        Tensor::from_ids(t.to_vec().iter().map(|&v| v as i64).collect(), t.shape())
+        Tensor::from_ids_on(
+            t.to_vec().iter().map(|&v| v as i64).collect(),
+            t.shape(),
+            &self.1,
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
     /// Asserts `actual` matches the fixture's `name` elementwise.
