@@ -318,7 +318,11 @@ mod tests {
         assert!(sample_next(&[1.0, f32::INFINITY], &s, &mut rng).is_err());
         assert!(sample_next(&[f32::NEG_INFINITY; 3], &s, &mut rng).is_err());
         // A model whose weights went NaN: an error naming the token.
-        m.wte.weight.update_data(|w| w[0] = f32::NAN);
+        let mut poisoned = m.wte.weight.to_vec();
+        poisoned[0] = f32::NAN;
+        m.wte
+            .weight
+            .assign(&Tensor::from_vec(poisoned, m.wte.weight.shape()));
         let e = generate(&mut m, &[0], 3, &s, &mut rng).unwrap_err();
         assert!(e.to_string().contains("new token 0"), "{e}");
     }

@@ -129,7 +129,11 @@ pub fn xavier_uniform(module: &dyn Module, rng: &mut impl Rng) {
         let (fan_out, fan_in) = (t.shape()[0] * receptive, t.shape()[1] * receptive);
         let a = (6.0 / (fan_in + fan_out) as f32).sqrt();
         let dist = Uniform::new_inclusive(-a, a);
-        t.update_data(|d| d.iter_mut().for_each(|x| *x = dist.sample(rng)));
+        let values = (0..t.numel()).map(|_| dist.sample(rng)).collect();
+        let fresh = Tensor::from_vec(values, t.shape())
+            .to_device(&t.device())
+            .expect("the parameter's own device is usable");
+        t.assign(&fresh);
     });
 }
 
