@@ -4,6 +4,7 @@
 //! placements) loaded with the same weights. Fixtures come from
 //! `scripts/make_fixtures.py`; values must match to 1e-5 relative + 1e-6.
 
+#[macro_use]
 mod common;
 
 use common::Fixture;
@@ -20,8 +21,11 @@ fn load(f: &Fixture, name: &str, param: &Tensor) {
     param.update_data(|d| d.copy_from_slice(&value.to_vec()));
 }
 
+/// A bool mask from a fixture's 0/1 values, on their device.
 fn bools(t: &Tensor) -> Tensor {
     Tensor::from_bools(t.to_vec().iter().map(|&v| v != 0.0).collect(), t.shape())
+        .to_device(&t.device())
+        .unwrap()
 }
 
 fn load_linear(f: &Fixture, prefix: &str, l: &Linear) {
@@ -60,9 +64,8 @@ fn layer_config(activation: Activation, placement: NormPlacement) -> LayerConfig
     }
 }
 
-#[test]
-fn rms_norm_forward_and_backward() {
-    let f = Fixture::load("rms_norm");
+fn rms_norm_forward_and_backward(device: &Device) {
+    let f = Fixture::load_on("rms_norm", device);
     let norm = RmsNorm {
         weight: f.leaf("w"),
         eps: 1e-6,
@@ -74,10 +77,14 @@ fn rms_norm_forward_and_backward() {
     f.assert_matches("dx", &x.grad().unwrap());
     f.assert_matches("dw", &norm.weight.grad().unwrap());
 }
+test_device!(
+    rms_norm_forward_and_backward,
+    rms_norm_forward_and_backward_cpu,
+    rms_norm_forward_and_backward_cuda
+);
 
-#[test]
-fn swiglu_feed_forward_puts_the_gate_rows_first() {
-    let f = Fixture::load("swiglu");
+fn swiglu_feed_forward_puts_the_gate_rows_first(device: &Device) {
+    let f = Fixture::load_on("swiglu", device);
     let mut rng = StdRng::seed_from_u64(0);
     let ff = FeedForward::new(
         6,
@@ -93,6 +100,7 @@ fn swiglu_feed_forward_puts_the_gate_rows_first() {
     let fused: Vec<f32> = [f.get("w_gate").to_vec(), f.get("w_up").to_vec()].concat();
     ff.fc.weight.update_data(|d| d.copy_from_slice(&fused));
     load(&f, "w_down", &ff.proj.weight);
+    ff.to_device(device).unwrap();
     let x = f.leaf("x");
     let y = ff.forward(&x);
     y.backward_with(&f.get("g"));
@@ -103,10 +111,14 @@ fn swiglu_feed_forward_puts_the_gate_rows_first() {
     f.assert_matches("dw_up", &dfc.narrow(0, 5, 5));
     f.assert_matches("dw_down", &ff.proj.weight.grad().unwrap());
 }
+test_device!(
+    swiglu_feed_forward_puts_the_gate_rows_first,
+    swiglu_feed_forward_puts_the_gate_rows_first_cpu,
+    swiglu_feed_forward_puts_the_gate_rows_first_cuda
+);
 
-#[test]
-fn masked_attention_matches_scaled_dot_product_attention() {
-    let f = Fixture::load("masked_attention");
+fn masked_attention_matches_scaled_dot_product_attention(device: &Device) {
+    let f = Fixture::load_on("masked_attention", device);
     let mut rng = StdRng::seed_from_u64(0);
     let attn = MultiHeadAttention::new(
         8,
@@ -118,6 +130,7 @@ fn masked_attention_matches_scaled_dot_product_attention() {
         &mut rng,
         &SharedRng::seed_from_u64(0),
     );
+    attn.to_device(device).unwrap();
     let pad = bools(&f.get("pad"));
     // Cross-attention shapes: 3 queries over 5 keys, two of them padding.
     let (q, k, v) = (f.leaf("q"), f.leaf("k"), f.leaf("v"));
@@ -144,10 +157,14 @@ fn masked_attention_matches_scaled_dot_product_attention() {
         f.assert_matches(name, &t.grad().unwrap());
     }
 }
+test_device!(
+    masked_attention_matches_scaled_dot_product_attention,
+    masked_attention_matches_scaled_dot_product_attention_cpu,
+    masked_attention_matches_scaled_dot_product_attention_cuda
+);
 
-#[test]
-fn post_norm_encoder_layer_with_padding_matches_pytorch() {
-    let f = Fixture::load("transformer_layers");
+fn post_norm_encoder_layer_with_padding_matches_pytorch(device: &Device) {
+    let f = Fixture::load_on("transformer_layers", device);
     let mut rng = StdRng::seed_from_u64(0);
     let config = layer_config(Activation::Relu, NormPlacement::Post);
     let layer = EncoderLayer::new(&config, 0.02, &mut rng, &SharedRng::seed_from_u64(0));
@@ -156,6 +173,7 @@ fn post_norm_encoder_layer_with_padding_matches_pytorch() {
     load_linear(&f, "enc.linear2", &layer.ff.proj);
     load_norm(&f, "enc.norm1", &layer.norm_1);
     load_norm(&f, "enc.norm2", &layer.norm_2);
+    layer.to_device(device).unwrap();
     let x = f.leaf("x");
     let y = layer.forward(&x, Some(&bools(&f.get("pad"))), None);
     y.backward_with(&f.get("g"));
@@ -163,10 +181,14 @@ fn post_norm_encoder_layer_with_padding_matches_pytorch() {
     f.assert_matches("enc_dx", &x.grad().unwrap());
     f.assert_matches("enc_d_in_proj", &layer.self_attn.qkv.weight.grad().unwrap());
 }
+test_device!(
+    post_norm_encoder_layer_with_padding_matches_pytorch,
+    post_norm_encoder_layer_with_padding_matches_pytorch_cpu,
+    post_norm_encoder_layer_with_padding_matches_pytorch_cuda
+);
 
-#[test]
-fn pre_norm_decoder_layer_with_cross_attention_matches_pytorch() {
-    let f = Fixture::load("transformer_layers");
+fn pre_norm_decoder_layer_with_cross_attention_matches_pytorch(device: &Device) {
+    let f = Fixture::load_on("transformer_layers", device);
     let mut rng = StdRng::seed_from_u64(0);
     let config = layer_config(
         Activation::Gelu(GeluApproximation::None),
@@ -180,6 +202,7 @@ fn pre_norm_decoder_layer_with_cross_attention_matches_pytorch() {
     load_norm(&f, "dec.norm1", &layer.norm_1);
     load_norm(&f, "dec.norm2", &layer.norm_2);
     load_norm(&f, "dec.norm3", &layer.norm_3);
+    layer.to_device(device).unwrap();
     let (tgt, memory) = (f.leaf("tgt"), f.leaf("memory"));
     let y = layer.forward(&tgt, &memory, None, Some(&bools(&f.get("pad"))), None, None);
     y.backward_with(&f.get("dg"));
@@ -191,3 +214,8 @@ fn pre_norm_decoder_layer_with_cross_attention_matches_pytorch() {
         &layer.cross_attn.qkv.weight.grad().unwrap(),
     );
 }
+test_device!(
+    pre_norm_decoder_layer_with_cross_attention_matches_pytorch,
+    pre_norm_decoder_layer_with_cross_attention_matches_pytorch_cpu,
+    pre_norm_decoder_layer_with_cross_attention_matches_pytorch_cuda
+);
