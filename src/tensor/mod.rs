@@ -392,14 +392,9 @@ impl Tensor {
     /// assert_eq!(w.to_vec(), vec![0.5; 3]);
     /// ```
     pub fn update_data(&self, f: impl FnOnce(&mut [f32])) {
-        let mut slot = self.0.storage.write().unwrap_or_else(|e| e.into_inner());
-        let storage = Arc::make_mut(&mut slot);
-        let data = storage.f32_mut("update_data");
-        assert!(
-            self.0.layout.offset() == 0 && self.is_contiguous() && data.len() == self.numel(),
-            "update_data: needs a tensor that owns all its storage contiguously (shape {:?})",
-            self.shape()
-        );
-        f(data);
+        let mut slot = self.storage_for_update("update_data");
+        f(Arc::get_mut(&mut slot)
+            .expect("unshared")
+            .f32_mut("update_data"));
     }
 }
