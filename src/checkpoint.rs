@@ -13,7 +13,7 @@ use safetensors::tensor::Dtype;
 
 use crate::nn::{Module, SharedRng};
 use crate::optim::Adam;
-use crate::{Error, Result};
+use crate::{Error, Result, Tensor};
 
 /// Metadata key naming the format, checked on load.
 const FORMAT_KEY: &str = "format";
@@ -109,7 +109,7 @@ impl Checkpoint {
             .map_err(|e| self.error(format!("does not fit the model: {e}")))?;
         for (name, t) in &params {
             let (_, data) = &self.tensors[&format!("{prefix}{name}")];
-            t.update_data(|d| d.copy_from_slice(data));
+            t.assign(&Tensor::from_vec_on(data.clone(), t.shape(), &t.device())?);
         }
         Ok(())
     }

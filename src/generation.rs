@@ -190,6 +190,7 @@ pub fn generate(
     // which the next token takes (the one last token for a context of 1).
     let kept = context.saturating_sub(1).max(1);
     let mut out = prompt.to_vec();
+    let device = model.device();
     no_grad(|| {
         let mut cache = KvCache::default();
         let mut pending: Vec<i64> = out[out.len().saturating_sub(context)..].to_vec();
@@ -198,7 +199,7 @@ pub fn generate(
                 cache = KvCache::default();
                 pending = out[out.len() - kept.min(out.len())..].to_vec();
             }
-            let ids = Tensor::from_ids(pending.clone(), &[1, pending.len()]);
+            let ids = Tensor::from_ids_on(pending.clone(), &[1, pending.len()], &device)?;
             let logits = model.forward_cached(&ids, &mut cache);
             let last = logits
                 .narrow(1, pending.len() - 1, 1)

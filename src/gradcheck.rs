@@ -75,7 +75,8 @@ impl std::fmt::Display for GradCheckError {
 impl std::error::Error for GradCheckError {}
 
 impl GradCheck {
-    /// Checks the gradients of `f` at `inputs` (f32 tensors; copies are made).
+    /// Checks the gradients of `f` at `inputs` (f32 tensors; copies are
+    /// made, each on its input's device).
     ///
     /// ```
     /// use zeroformer::gradcheck::GradCheck;
@@ -90,23 +91,27 @@ impl GradCheck {
     ) -> Result<(), GradCheckError> {
         let values: Vec<Vec<f32>> = inputs.iter().map(|x| x.to_vec()).collect();
         let shapes: Vec<Vec<usize>> = inputs.iter().map(|x| x.shape().to_vec()).collect();
-        let leaves: Vec<Tensor> = values
-            .iter()
-            .zip(&shapes)
-            .map(|(v, s)| Tensor::from_vec(v.clone(), s).requires_grad())
+        // Fresh leaves on each input's own device.
+        let on_device = |values: &[Vec<f32>]| -> Vec<Tensor> {
+            inputs
+                .iter()
+                .zip(values)
+                .zip(&shapes)
+                .map(|((x, v), s)| x.new_tensor(v.clone(), s))
+                .collect()
+        };
+        let leaves: Vec<Tensor> = on_device(&values)
+            .into_iter()
+            .map(Tensor::requires_grad)
             .collect();
         let out = f(&leaves);
         let mut rng = StdRng::seed_from_u64(0x5eed);
-        let projection = Tensor::uniform(out.shape(), -1.0, 1.0, &mut rng);
-        let r = projection.to_vec();
+        let r = Tensor::uniform(out.shape(), -1.0, 1.0, &mut rng).to_vec();
+        let projection = out.new_tensor(r.clone(), out.shape());
         out.mul(&projection).sum().backward();
 
         let loss_at = |values: &[Vec<f32>]| -> f64 {
-            let xs: Vec<Tensor> = values
-                .iter()
-                .zip(&shapes)
-                .map(|(v, s)| Tensor::from_vec(v.clone(), s))
-                .collect();
+            let xs = on_device(values);
             let y = no_grad(|| f(&xs)).to_vec();
             y.iter().zip(&r).map(|(&a, &b)| a as f64 * b as f64).sum()
         };
@@ -174,8 +179,8 @@ mod tests {
     }
 
     fn wrong_double(x: &Tensor) -> Tensor {
-        let data = x.to_vec().iter().map(|v| 2.0 * v).collect();
-        Tensor::from_f32(data, x.shape(), autograd::node(&[x], || WrongRule))
+        let data = x.mul_scalar(2.0).storage().gather(x.layout());
+        Tensor::from_output(data, x.shape(), autograd::node(&[x], || WrongRule))
     }
 
     #[test]

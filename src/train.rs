@@ -447,7 +447,7 @@ pub fn forward_backward(
     };
     if shards == 1 {
         let loss = Gpt::loss(&model.forward(inputs), targets);
-        loss.backward_with(&Tensor::full(loss.shape(), weight));
+        loss.backward_with(&loss.full_like(weight));
         return loss.item();
     }
     let parts: Vec<usize> = (0..shards).collect();
@@ -457,7 +457,7 @@ pub fn forward_backward(
         let share = (end - start) as f32 / batch as f32;
         let rows = |t: &Tensor| t.narrow(0, start, end - start);
         let loss = Gpt::loss(&model.forward(&rows(inputs)), &rows(targets));
-        let seed = Tensor::full(loss.shape(), weight * share);
+        let seed = loss.full_like(weight * share);
         (
             loss.item() * share,
             crate::autograd::leaf_gradients(&loss, seed),

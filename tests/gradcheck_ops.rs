@@ -2,6 +2,9 @@
 //! that broadcast and on non-contiguous views. See `zeroformer::gradcheck`
 //! for the step and tolerances.
 
+#[macro_use]
+mod common;
+
 use zeroformer::gradcheck::GradCheck;
 use zeroformer::prelude::*;
 
@@ -26,19 +29,25 @@ fn spaced(shape: &[usize], seed: u64) -> Tensor {
     Tensor::from_vec(v, shape)
 }
 
-fn check(f: impl Fn(&[Tensor]) -> Tensor, inputs: &[Tensor]) {
-    if let Err(e) = GradCheck::default().check(f, inputs) {
+/// `t` on `device`.
+fn on(device: &Device, t: Tensor) -> Tensor {
+    t.to_device(device).expect("the test's device is usable")
+}
+
+/// The gradient check of `f` at `inputs`, moved to `device`.
+fn check(device: &Device, f: impl Fn(&[Tensor]) -> Tensor, inputs: &[Tensor]) {
+    let inputs: Vec<Tensor> = inputs.iter().map(|t| on(device, t.clone())).collect();
+    if let Err(e) = GradCheck::default().check(f, &inputs) {
         panic!("{e}");
     }
 }
 
 /// `check` for one input.
-fn check1(f: impl Fn(&[Tensor]) -> Tensor, input: &Tensor) {
-    check(f, std::slice::from_ref(input));
+fn check1(device: &Device, f: impl Fn(&[Tensor]) -> Tensor, input: &Tensor) {
+    check(device, f, std::slice::from_ref(input));
 }
 
-#[test]
-fn binary_ops_with_broadcasting() {
+fn binary_ops_with_broadcasting(device: &Device) {
     let a = randn(&[2, 3, 4], 1);
     for b in [
         randn(&[3, 1], 2),
@@ -46,26 +55,31 @@ fn binary_ops_with_broadcasting() {
         randn(&[1], 4),
         randn(&[2, 3, 4], 5),
     ] {
-        check(|x| x[0].add(&x[1]), &[a.clone(), b.clone()]);
-        check(|x| x[0].sub(&x[1]), &[a.clone(), b.clone()]);
-        check(|x| x[0].mul(&x[1]), &[a.clone(), b.clone()]);
+        check(device, |x| x[0].add(&x[1]), &[a.clone(), b.clone()]);
+        check(device, |x| x[0].sub(&x[1]), &[a.clone(), b.clone()]);
+        check(device, |x| x[0].mul(&x[1]), &[a.clone(), b.clone()]);
         // Broadcast on the left operand too.
-        check(|x| x[1].sub(&x[0]), &[a.clone(), b.clone()]);
+        check(device, |x| x[1].sub(&x[0]), &[a.clone(), b.clone()]);
     }
-    check(|x| x[0].div(&x[1]), &[a.clone(), positive(&[3, 1], 6)]);
-    check(|x| x[1].div(&x[0]), &[positive(&[4], 7), a.clone()]);
+    check(
+        device,
+        |x| x[0].div(&x[1]),
+        &[a.clone(), positive(&[3, 1], 6)],
+    );
+    check(device, |x| x[1].div(&x[0]), &[positive(&[4], 7), a.clone()]);
 }
 
-#[test]
-fn binary_ops_on_non_contiguous_views() {
+fn binary_ops_on_non_contiguous_views(device: &Device) {
     // Both operands transposed, one also narrowed: strided kernels throughout.
     let a = randn(&[4, 3], 8);
     let b = randn(&[5, 4], 9);
     check(
+        device,
         |x| x[0].t().mul(&x[1].narrow(0, 1, 3)),
         &[a.clone(), b.clone()],
     );
     check(
+        device,
         |x| {
             x[0].t()
                 .add(&x[1].t().narrow(1, 0, 4).narrow(0, 0, 3).contiguous())
@@ -74,38 +88,39 @@ fn binary_ops_on_non_contiguous_views() {
     );
 }
 
-#[test]
-fn same_tensor_used_twice_accumulates() {
-    check(|x| x[0].mul(&x[0]).add(&x[0]), &[randn(&[3, 2], 11)]);
+fn same_tensor_used_twice_accumulates(device: &Device) {
+    check(
+        device,
+        |x| x[0].mul(&x[0]).add(&x[0]),
+        &[randn(&[3, 2], 11)],
+    );
 }
 
-#[test]
-fn unary_ops() {
+fn unary_ops(device: &Device) {
     let x = randn(&[3, 5], 12);
-    check1(|x| x[0].neg(), &x);
-    check1(|x| x[0].exp(), &x);
-    check1(|x| x[0].tanh(), &x);
-    check1(|x| x[0].sigmoid(), &x);
-    check1(|x| x[0].add_scalar(1.5), &x);
-    check1(|x| x[0].mul_scalar(-2.5), &x);
-    check1(|x| x[0].square(), &x);
-    check1(|x| x[0].gelu(GeluApproximation::None), &x);
-    check1(|x| x[0].gelu(GeluApproximation::Tanh), &x);
-    check1(|x| x[0].silu(), &x);
-    check(|x| x[0].relu(), &[spaced(&[3, 5], 13)]);
+    check1(device, |x| x[0].neg(), &x);
+    check1(device, |x| x[0].exp(), &x);
+    check1(device, |x| x[0].tanh(), &x);
+    check1(device, |x| x[0].sigmoid(), &x);
+    check1(device, |x| x[0].add_scalar(1.5), &x);
+    check1(device, |x| x[0].mul_scalar(-2.5), &x);
+    check1(device, |x| x[0].square(), &x);
+    check1(device, |x| x[0].gelu(GeluApproximation::None), &x);
+    check1(device, |x| x[0].gelu(GeluApproximation::Tanh), &x);
+    check1(device, |x| x[0].silu(), &x);
+    check(device, |x| x[0].relu(), &[spaced(&[3, 5], 13)]);
     let p = positive(&[3, 5], 14);
-    check1(|x| x[0].log(), &p);
-    check1(|x| x[0].sqrt(), &p);
-    check1(|x| x[0].powf(1.7), &p);
-    check(|x| x[0].powf(-0.5), &[p]);
+    check1(device, |x| x[0].log(), &p);
+    check1(device, |x| x[0].sqrt(), &p);
+    check1(device, |x| x[0].powf(1.7), &p);
+    check(device, |x| x[0].powf(-0.5), &[p]);
     // Operators.
-    check1(|x| (&x[0] * 2.0 - 1.0) / 4.0 + &x[0], &x);
+    check1(device, |x| (&x[0] * 2.0 - 1.0) / 4.0 + &x[0], &x);
     // A non-contiguous input.
-    check(|x| x[0].t().exp(), &[x]);
+    check(device, |x| x[0].t().exp(), &[x]);
 }
 
-#[test]
-fn saturating_activations_far_from_zero() {
+fn saturating_activations_far_from_zero(device: &Device) {
     // Where tanh, erf and the logistic function have saturated, each
     // derivative must be exactly flat (0 or 1), not a rounding error that a
     // polynomial term multiplies.
@@ -133,129 +148,143 @@ fn saturating_activations_far_from_zero() {
         ("tanh", Tensor::tanh),
     ];
     for (name, op) in ops {
-        if let Err(e) = tight.check(|x| op(&x[0]), std::slice::from_ref(&x)) {
+        if let Err(e) = tight.check(|x| op(&x[0]), &[on(device, x.clone())]) {
             panic!("{name}: {e}");
         }
     }
 }
 
-#[test]
-fn matmul_2d_batched_and_broadcast() {
+fn matmul_2d_batched_and_broadcast(device: &Device) {
     check(
+        device,
         |x| x[0].matmul(&x[1]),
         &[randn(&[3, 4], 15), randn(&[4, 5], 16)],
     );
     check(
+        device,
         |x| x[0].matmul(&x[1]),
         &[randn(&[2, 3, 4], 17), randn(&[2, 4, 5], 18)],
     );
     // Batch dimensions broadcast: [2,1,3,4] @ [3,4,2] -> [2,3,3,2].
     check(
+        device,
         |x| x[0].matmul(&x[1]),
         &[randn(&[2, 1, 3, 4], 19), randn(&[3, 4, 2], 20)],
     );
     // A shared matrix across a batch.
     check(
+        device,
         |x| x[0].matmul(&x[1]),
         &[randn(&[2, 3, 4], 21), randn(&[4, 2], 22)],
     );
     // Transposed (non-contiguous) operands.
     check(
+        device,
         |x| x[0].t().matmul(&x[1].t()),
         &[randn(&[4, 3], 23), randn(&[5, 4], 24)],
     );
     check(
+        device,
         |x| x[0].transpose(-1, -2).matmul(&x[1]),
         &[randn(&[2, 4, 3], 25), randn(&[2, 4, 2], 26)],
     );
 }
 
-#[test]
-fn reductions() {
+fn reductions(device: &Device) {
     let x = randn(&[2, 3, 4], 27);
-    check1(|x| x[0].sum(), &x);
-    check1(|x| x[0].mean(), &x);
+    check1(device, |x| x[0].sum(), &x);
+    check1(device, |x| x[0].mean(), &x);
     for d in 0..3 {
-        check1(|x| x[0].sum_dim(d, false), &x);
-        check1(|x| x[0].sum_dim(d, true), &x);
-        check1(|x| x[0].mean_dim(d, true), &x);
-        check1(|x| x[0].var_dim(d, false, true), &x);
-        check1(|x| x[0].var_dim(d, true, false), &x);
+        check1(device, |x| x[0].sum_dim(d, false), &x);
+        check1(device, |x| x[0].sum_dim(d, true), &x);
+        check1(device, |x| x[0].mean_dim(d, true), &x);
+        check1(device, |x| x[0].var_dim(d, false, true), &x);
+        check1(device, |x| x[0].var_dim(d, true, false), &x);
     }
     let s = spaced(&[2, 3, 4], 28);
-    check1(|x| x[0].max(), &s);
+    check1(device, |x| x[0].max(), &s);
     for d in [0i32, 1, -1] {
-        check1(|x| x[0].max_dim(d, false), &s);
-        check1(|x| x[0].max_dim(d, true), &s);
+        check1(device, |x| x[0].max_dim(d, false), &s);
+        check1(device, |x| x[0].max_dim(d, true), &s);
     }
     // Reductions of a non-contiguous view.
-    check1(|x| x[0].permute(&[2, 0, 1]).sum_dim(1, false), &x);
-    check(|x| x[0].transpose(0, 2).max_dim(0, false), &[s]);
+    check1(device, |x| x[0].permute(&[2, 0, 1]).sum_dim(1, false), &x);
+    check(device, |x| x[0].transpose(0, 2).max_dim(0, false), &[s]);
 }
 
-#[test]
-fn softmax_and_log_softmax_over_every_dim() {
+fn softmax_and_log_softmax_over_every_dim(device: &Device) {
     let x = randn(&[2, 3, 4], 29);
     for d in 0..3 {
-        check1(|x| x[0].softmax(d), &x);
-        check1(|x| x[0].log_softmax(d), &x);
+        check1(device, |x| x[0].softmax(d), &x);
+        check1(device, |x| x[0].log_softmax(d), &x);
     }
-    check(|x| x[0].t().softmax(-1), &[randn(&[5, 3], 30)]);
+    check(device, |x| x[0].t().softmax(-1), &[randn(&[5, 3], 30)]);
 }
 
-#[test]
-fn cross_entropy_with_and_without_ignored_targets() {
+fn cross_entropy_with_and_without_ignored_targets(device: &Device) {
     let logits = randn(&[5, 4], 31);
-    let targets = Tensor::from_ids(vec![0, 3, 1, 1, 2], &[5]);
-    check1(|x| x[0].cross_entropy(&targets), &logits);
-    let with_ignored = Tensor::from_ids(vec![0, -100, 1, -100, 2], &[5]);
-    check1(|x| x[0].cross_entropy(&with_ignored), &logits);
+    let targets = on(device, Tensor::from_ids(vec![0, 3, 1, 1, 2], &[5]));
+    check1(device, |x| x[0].cross_entropy(&targets), &logits);
+    let with_ignored = on(device, Tensor::from_ids(vec![0, -100, 1, -100, 2], &[5]));
+    check1(device, |x| x[0].cross_entropy(&with_ignored), &logits);
     // [batch, time, classes] logits from a non-contiguous view.
-    let t3 = Tensor::from_ids(vec![0, 1, 2, 3, 0, 1], &[2, 3]);
+    let t3 = on(device, Tensor::from_ids(vec![0, 1, 2, 3, 0, 1], &[2, 3]));
     check(
+        device,
         |x| x[0].permute(&[1, 0, 2]).cross_entropy(&t3),
         &[randn(&[3, 2, 4], 32)],
     );
 }
 
-#[test]
-fn masked_fill_and_where() {
+fn masked_fill_and_where(device: &Device) {
     let x = randn(&[2, 3, 3], 33);
-    let causal = Tensor::causal_mask(3);
+    let causal = on(device, Tensor::causal_mask(3));
     check(
+        device,
         |x| x[0].masked_fill(&causal, -1e9).softmax(-1),
         std::slice::from_ref(&x),
     );
-    let cond = Tensor::from_bools(vec![true, false, true], &[3]);
+    let cond = on(device, Tensor::from_bools(vec![true, false, true], &[3]));
     check(
+        device,
         |x| Tensor::where_cond(&cond, &x[0], &x[1]),
         &[x.clone(), randn(&[3, 1], 34)],
     );
 }
 
-#[test]
-fn embedding_scatter_adds_repeated_ids() {
-    let ids = Tensor::from_ids(vec![1, 3, 1, 0, 1, 3], &[2, 3]);
-    check(|x| Tensor::embedding(&ids, &x[0]), &[randn(&[4, 5], 35)]);
+fn embedding_scatter_adds_repeated_ids(device: &Device) {
+    let ids = on(device, Tensor::from_ids(vec![1, 3, 1, 0, 1, 3], &[2, 3]));
+    check(
+        device,
+        |x| Tensor::embedding(&ids, &x[0]),
+        &[randn(&[4, 5], 35)],
+    );
 }
 
-#[test]
-fn cat_stack_split_chunk() {
+fn cat_stack_split_chunk(device: &Device) {
     let (a, b) = (randn(&[2, 3], 36), randn(&[2, 2], 37));
-    check(|x| Tensor::cat(&[&x[0], &x[1]], 1), &[a.clone(), b.clone()]);
     check(
+        device,
+        |x| Tensor::cat(&[&x[0], &x[1]], 1),
+        &[a.clone(), b.clone()],
+    );
+    check(
+        device,
         |x| Tensor::cat(&[&x[0].t(), &x[1]], 0),
         &[randn(&[2, 2], 38), b.clone()],
     );
     check(
+        device,
         |x| Tensor::stack(&[&x[0], &x[1], &x[0]], 1),
         &[a.clone(), randn(&[2, 3], 39)],
     );
     check(
+        device,
         |x| x[0].split(2, 1)[1].mul_scalar(3.0),
         &[randn(&[2, 5], 40)],
     );
     check(
+        device,
         |x| {
             let parts = x[0].chunk(3, 0);
             parts[0].mul(&parts[2]).add(&parts[1])
@@ -264,85 +293,94 @@ fn cat_stack_split_chunk() {
     );
 }
 
-#[test]
-fn views() {
+fn views(device: &Device) {
     let x = randn(&[2, 3, 4], 42);
     check(
+        device,
         |x| x[0].reshape(&[4, 6]).mul(&x[0].reshape(&[4, 6])),
         std::slice::from_ref(&x),
     );
-    check1(|x| x[0].permute(&[2, 0, 1]).reshape(&[4, 6]), &x);
-    check1(|x| x[0].transpose(0, 2).narrow(1, 1, 2), &x);
-    check1(|x| x[0].unsqueeze(1).squeeze(1).unsqueeze(-1), &x);
-    check1(|x| x[0].narrow(2, 1, 1).squeeze(2), &x);
-    check(|x| x[0].broadcast_to(&[5, 3, 4]), &[randn(&[3, 1], 43)]);
-    check(|x| x[0].t().contiguous(), &[randn(&[3, 4], 44)]);
-    check1(|x| x[0].flatten(0, 1), &x);
+    check1(device, |x| x[0].permute(&[2, 0, 1]).reshape(&[4, 6]), &x);
+    check1(device, |x| x[0].transpose(0, 2).narrow(1, 1, 2), &x);
+    check1(device, |x| x[0].unsqueeze(1).squeeze(1).unsqueeze(-1), &x);
+    check1(device, |x| x[0].narrow(2, 1, 1).squeeze(2), &x);
+    check(
+        device,
+        |x| x[0].broadcast_to(&[5, 3, 4]),
+        &[randn(&[3, 1], 43)],
+    );
+    check(device, |x| x[0].t().contiguous(), &[randn(&[3, 4], 44)]);
+    check1(device, |x| x[0].flatten(0, 1), &x);
 }
 
-#[test]
-fn layer_norm_with_and_without_affine() {
+fn layer_norm_with_and_without_affine(device: &Device) {
     let x = randn(&[4, 6], 45);
     let (w, b) = (randn(&[6], 46), randn(&[6], 47));
     check(
+        device,
         |x| x[0].layer_norm(Some(&x[1]), Some(&x[2]), 1e-5),
         &[x.clone(), w.clone(), b.clone()],
     );
-    check1(|x| x[0].layer_norm(None, None, 1e-5), &x);
+    check1(device, |x| x[0].layer_norm(None, None, 1e-5), &x);
     check(
+        device,
         |x| x[0].layer_norm(Some(&x[1]), None, 1e-5),
         &[x.clone(), w],
     );
     // A 3-D, non-contiguous input.
     check(
+        device,
         |x| x[0].transpose(0, 1).layer_norm(None, Some(&x[1]), 1e-5),
         &[randn(&[3, 2, 6], 48), b],
     );
 }
 
-#[test]
-fn dropout_gradient_is_the_mask() {
+fn dropout_gradient_is_the_mask(device: &Device) {
     let x = randn(&[4, 5], 49);
     check(
+        device,
         |x| x[0].dropout(0.3, true, &mut StdRng::seed_from_u64(7)),
         &[x],
     );
 }
 
-#[test]
-fn fused_causal_softmax() {
+fn fused_causal_softmax(device: &Device) {
     let x = randn(&[2, 3, 4, 4], 50);
-    check1(|x| x[0].causal_softmax(0.5, 0), &x);
+    check1(device, |x| x[0].causal_softmax(0.5, 0), &x);
     // Queries at positions 2..5 over 6 keys (as with a KV cache), from a
     // non-contiguous view.
     check1(
+        device,
         |x| x[0].transpose(-1, -2).causal_softmax(1.3, 2),
         &randn(&[2, 6, 3], 51),
     );
 }
 
-#[test]
-fn softmax_of_a_fully_masked_row_is_zero_with_zero_gradient() {
+fn softmax_of_a_fully_masked_row_is_zero_with_zero_gradient(device: &Device) {
     // A padded query that may see no key: its row is all -inf.
-    let mask = Tensor::from_bools(vec![false, true, false, true, true, true], &[2, 3]);
-    let x = randn(&[2, 3], 52).requires_grad();
+    let mask = on(
+        device,
+        Tensor::from_bools(vec![false, true, false, true, true, true], &[2, 3]),
+    );
+    let x = on(device, randn(&[2, 3], 52)).requires_grad();
     let p = x.masked_fill(&mask, f32::NEG_INFINITY).softmax(-1);
     assert_eq!(&p.to_vec()[3..], &[0.0, 0.0, 0.0]);
     assert!((p.to_vec()[0] + p.to_vec()[2] - 1.0).abs() < 1e-6);
-    p.backward_with(&randn(&[2, 3], 53));
+    p.backward_with(&on(device, randn(&[2, 3], 53)));
     let g = x.grad().unwrap().to_vec();
     assert!(g.iter().all(|v| v.is_finite()));
     assert_eq!(&g[3..], &[0.0, 0.0, 0.0]);
     check1(
+        device,
         |x| x[0].masked_fill(&mask, f32::NEG_INFINITY).softmax(-1),
         &randn(&[2, 3], 54),
     );
 }
 
-#[test]
-fn rms_norm_and_rotary_embeddings() {
+fn rms_norm_and_rotary_embeddings(device: &Device) {
     use zeroformer::nn::{RmsNorm, Rope};
     check(
+        device,
         |x| {
             RmsNorm {
                 weight: x[1].clone(),
@@ -353,11 +391,11 @@ fn rms_norm_and_rotary_embeddings() {
         &[randn(&[3, 6], 55), randn(&[6], 56)],
     );
     let rope = Rope::new(4, 10);
-    check1(|x| rope.apply(&x[0], 3), &randn(&[2, 5, 4], 57));
+    rope.to_device(device).unwrap();
+    check1(device, |x| rope.apply(&x[0], 3), &randn(&[2, 5, 4], 57));
 }
 
-#[test]
-fn attention_with_padding_and_cross_lengths() {
+fn attention_with_padding_and_cross_lengths(device: &Device) {
     use zeroformer::nn::{AttentionMask, MultiHeadAttention, SharedRng};
     let attn = MultiHeadAttention::new(
         4,
@@ -369,16 +407,21 @@ fn attention_with_padding_and_cross_lengths() {
         &mut StdRng::seed_from_u64(0),
         &SharedRng::seed_from_u64(0),
     );
+    attn.to_device(device).unwrap();
     // 3 queries over 5 keys; the second sequence's last two keys are padding.
-    let pad = Tensor::from_bools(
-        [[false; 5], [false, false, false, true, true]].concat(),
-        &[2, 5],
+    let pad = on(
+        device,
+        Tensor::from_bools(
+            [[false; 5], [false, false, false, true, true]].concat(),
+            &[2, 5],
+        ),
     );
     let mask = AttentionMask {
         causal: true,
         key_padding: Some(&pad),
     };
     check(
+        device,
         |x| attn.attend(&x[0], &x[1], &x[2], mask, 2).0,
         &[
             randn(&[2, 1, 3, 4], 58),
@@ -388,10 +431,10 @@ fn attention_with_padding_and_cross_lengths() {
     );
 }
 
-#[test]
-fn fused_scaled_dot_product_attention() {
+fn fused_scaled_dot_product_attention(device: &Device) {
     use zeroformer::nn::AttentionMask;
     check(
+        device,
         |x| Tensor::scaled_dot_product_attention(&x[0], &x[1], &x[2], AttentionMask::CAUSAL, 0),
         &[
             randn(&[1, 2, 5, 4], 61),
@@ -400,15 +443,19 @@ fn fused_scaled_dot_product_attention() {
         ],
     );
     // Cross lengths with padding, from non-contiguous (transposed) views.
-    let pad = Tensor::from_bools(
-        [[false; 6], [false, false, false, false, true, true]].concat(),
-        &[2, 6],
+    let pad = on(
+        device,
+        Tensor::from_bools(
+            [[false; 6], [false, false, false, false, true, true]].concat(),
+            &[2, 6],
+        ),
     );
     let mask = AttentionMask {
         causal: false,
         key_padding: Some(&pad),
     };
     check(
+        device,
         |x| {
             Tensor::scaled_dot_product_attention(
                 &x[0].transpose(1, 2),
@@ -426,11 +473,11 @@ fn fused_scaled_dot_product_attention() {
     );
 }
 
-#[test]
-fn addmm_with_strided_operands() {
+fn addmm_with_strided_operands(device: &Device) {
     // The bias [n] added to [m, k] @ [k, n]; b as a transposed view, as
     // Linear passes its weight.
     check(
+        device,
         |x| x[0].addmm(&x[1], &x[2].t()),
         &[randn(&[4], 1), randn(&[3, 5], 2), randn(&[4, 5], 3)],
     );
@@ -442,3 +489,97 @@ fn addmm_with_strided_operands() {
         assert!((f - u).abs() <= 1e-6 * u.abs().max(1.0), "{f} vs {u}");
     }
 }
+
+test_device!(
+    binary_ops_with_broadcasting,
+    binary_ops_with_broadcasting_cpu,
+    binary_ops_with_broadcasting_cuda
+);
+test_device!(
+    binary_ops_on_non_contiguous_views,
+    binary_ops_on_non_contiguous_views_cpu,
+    binary_ops_on_non_contiguous_views_cuda
+);
+test_device!(
+    same_tensor_used_twice_accumulates,
+    same_tensor_used_twice_accumulates_cpu,
+    same_tensor_used_twice_accumulates_cuda
+);
+test_device!(unary_ops, unary_ops_cpu, unary_ops_cuda);
+test_device!(
+    saturating_activations_far_from_zero,
+    saturating_activations_far_from_zero_cpu,
+    saturating_activations_far_from_zero_cuda
+);
+test_device!(
+    matmul_2d_batched_and_broadcast,
+    matmul_2d_batched_and_broadcast_cpu,
+    matmul_2d_batched_and_broadcast_cuda
+);
+test_device!(reductions, reductions_cpu, reductions_cuda);
+test_device!(
+    softmax_and_log_softmax_over_every_dim,
+    softmax_and_log_softmax_over_every_dim_cpu,
+    softmax_and_log_softmax_over_every_dim_cuda
+);
+test_device!(
+    cross_entropy_with_and_without_ignored_targets,
+    cross_entropy_with_and_without_ignored_targets_cpu,
+    cross_entropy_with_and_without_ignored_targets_cuda
+);
+test_device!(
+    masked_fill_and_where,
+    masked_fill_and_where_cpu,
+    masked_fill_and_where_cuda
+);
+test_device!(
+    embedding_scatter_adds_repeated_ids,
+    embedding_scatter_adds_repeated_ids_cpu,
+    embedding_scatter_adds_repeated_ids_cuda
+);
+test_device!(
+    cat_stack_split_chunk,
+    cat_stack_split_chunk_cpu,
+    cat_stack_split_chunk_cuda
+);
+test_device!(views, views_cpu, views_cuda);
+test_device!(
+    layer_norm_with_and_without_affine,
+    layer_norm_with_and_without_affine_cpu,
+    layer_norm_with_and_without_affine_cuda
+);
+test_device!(
+    dropout_gradient_is_the_mask,
+    dropout_gradient_is_the_mask_cpu,
+    dropout_gradient_is_the_mask_cuda
+);
+test_device!(
+    fused_causal_softmax,
+    fused_causal_softmax_cpu,
+    fused_causal_softmax_cuda
+);
+test_device!(
+    softmax_of_a_fully_masked_row_is_zero_with_zero_gradient,
+    softmax_of_a_fully_masked_row_is_zero_with_zero_gradient_cpu,
+    softmax_of_a_fully_masked_row_is_zero_with_zero_gradient_cuda
+);
+test_device!(
+    rms_norm_and_rotary_embeddings,
+    rms_norm_and_rotary_embeddings_cpu,
+    rms_norm_and_rotary_embeddings_cuda
+);
+test_device!(
+    attention_with_padding_and_cross_lengths,
+    attention_with_padding_and_cross_lengths_cpu,
+    attention_with_padding_and_cross_lengths_cuda
+);
+test_device!(
+    fused_scaled_dot_product_attention,
+    fused_scaled_dot_product_attention_cpu,
+    fused_scaled_dot_product_attention_cuda
+);
+test_device!(
+    addmm_with_strided_operands,
+    addmm_with_strided_operands_cpu,
+    addmm_with_strided_operands_cuda
+);

@@ -190,13 +190,13 @@ impl Encoder {
             (Pooling::Mean, Some(padding)) => {
                 let keep = Tensor::where_cond(
                     &padding.unsqueeze(-1),
-                    &Tensor::scalar(0.0),
-                    &Tensor::scalar(1.0),
+                    &hidden.scalar_like(0.0),
+                    &hidden.scalar_like(1.0),
                 );
                 // Each sequence has at least one real token; max(·, 1) keeps
                 // an all-padding row at zero rather than 0/0.
                 let count = keep.sum_dim(1, false).to_vec();
-                let count = Tensor::from_vec(
+                let count = hidden.new_tensor(
                     count.iter().map(|c| c.max(1.0)).collect(),
                     &[hidden.shape()[0], 1],
                 );
@@ -226,6 +226,10 @@ pub(crate) fn check_ids(model: &str, ids: &Tensor) {
 }
 
 impl Module for Encoder {
+    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.embed.visit_buffers(&format!("{prefix}embed."), f);
+    }
+
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         self.embed.visit_parameters(&format!("{prefix}embed."), f);
         for (i, layer) in self.layers.iter().enumerate() {

@@ -302,7 +302,7 @@ impl EncoderDecoder {
             let logits = if cached {
                 let last = seqs.iter().map(|s| *s.last().expect("non-empty")).collect();
                 self.decode(
-                    &Tensor::from_ids(last, &[b, 1]),
+                    &src.new_ids(last, &[b, 1]),
                     &memory,
                     src_padding,
                     None,
@@ -311,13 +311,7 @@ impl EncoderDecoder {
             } else {
                 let t = seqs[0].len();
                 let all = seqs.iter().flatten().copied().collect();
-                self.decode(
-                    &Tensor::from_ids(all, &[b, t]),
-                    &memory,
-                    src_padding,
-                    None,
-                    None,
-                )
+                self.decode(&src.new_ids(all, &[b, t]), &memory, src_padding, None, None)
             };
             let t = logits.shape()[1];
             let next = logits
@@ -339,11 +333,18 @@ impl EncoderDecoder {
         }
         let steps = seqs[0].len() - 1;
         let out = seqs.iter().flat_map(|s| s[1..].iter().copied()).collect();
-        Tensor::from_ids(out, &[b, steps])
+        src.new_ids(out, &[b, steps])
     }
 }
 
 impl Module for EncoderDecoder {
+    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.src_embed
+            .visit_buffers(&format!("{prefix}src_embed."), f);
+        self.tgt_embed
+            .visit_buffers(&format!("{prefix}tgt_embed."), f);
+    }
+
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         self.src_embed
             .visit_parameters(&format!("{prefix}src_embed."), f);

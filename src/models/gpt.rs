@@ -323,7 +323,7 @@ impl Gpt {
         if let Some(c) = cache.as_mut().filter(|c| c.layers.is_empty()) {
             **c = KvCache::new(self.config.n_layer);
         }
-        let positions = Tensor::from_ids((past as i64..(past + t) as i64).collect(), &[t]);
+        let positions = ids.new_ids((past as i64..(past + t) as i64).collect(), &[t]);
         let mut x = self
             .drop
             .forward(&self.wte.forward(ids).add(&self.wpe.forward(&positions)));

@@ -90,12 +90,14 @@ pub fn padding_mask(ids: &Tensor, pad_id: i64) -> Tensor {
         ids.dtype()
     );
     let flags = ids.to_vec_i64().iter().map(|&id| id == pad_id).collect();
-    Tensor::from_bools(flags, ids.shape())
+    ids.new_bools(flags, ids.shape())
 }
 
 /// The `[batch or 1, 1, queries, keys]` boolean mask (`true` = hidden) that
-/// `mask` describes, or `None` when nothing is hidden.
+/// `mask` describes, on the device of `like`, or `None` when nothing is
+/// hidden.
 fn mask_tensor(
+    like: &Tensor,
     mask: AttentionMask,
     batch: usize,
     queries: usize,
@@ -125,7 +127,7 @@ fn mask_tensor(
             }
         }
     }
-    Some(Tensor::from_bools(hidden, &[rows, 1, queries, keys]))
+    Some(like.new_bools(hidden, &[rows, 1, queries, keys]))
 }
 
 /// Which implementation computes scaled dot-product attention.
@@ -320,7 +322,7 @@ impl MultiHeadAttention {
             (true, None) => scores.causal_softmax(scale, past),
             (false, None) => scores.mul_scalar(scale).softmax(-1),
             _ => {
-                let hidden = mask_tensor(mask, batch, tq, tk, past).expect("a mask");
+                let hidden = mask_tensor(&scores, mask, batch, tq, tk, past).expect("a mask");
                 scores
                     .mul_scalar(scale)
                     .masked_fill(&hidden, f32::NEG_INFINITY)

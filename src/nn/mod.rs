@@ -43,6 +43,12 @@ pub trait Module {
     /// checkpoints and optimizer state.
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor));
 
+    /// Calls `f(name, buffer)` for every buffer: a fixed tensor the module
+    /// computes with but does not train (PyTorch's `register_buffer`), such
+    /// as a sinusoid table. [`to_device`](Self::to_device) moves buffers
+    /// with the parameters. None by default.
+    fn visit_buffers(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Tensor)) {}
+
     /// Switches dropout (and anything else mode-dependent) on or off.
     fn set_training(&mut self, _training: bool) {}
 
@@ -91,7 +97,8 @@ pub trait Module {
     /// # Ok::<(), zeroformer::Error>(())
     /// ```
     fn to_device(&self, device: &crate::Device) -> crate::Result<()> {
-        let params = self.parameters();
+        let mut params = self.parameters();
+        self.visit_buffers("", &mut |_, t| params.push(t.clone()));
         // Every copy first, then the swaps: an error leaves all in place.
         let copies = params
             .iter()
@@ -130,10 +137,7 @@ pub fn xavier_uniform(module: &dyn Module, rng: &mut impl Rng) {
         let a = (6.0 / (fan_in + fan_out) as f32).sqrt();
         let dist = Uniform::new_inclusive(-a, a);
         let values = (0..t.numel()).map(|_| dist.sample(rng)).collect();
-        let fresh = Tensor::from_vec(values, t.shape())
-            .to_device(&t.device())
-            .expect("the parameter's own device is usable");
-        t.assign(&fresh);
+        t.assign(&t.new_tensor(values, t.shape()));
     });
 }
 

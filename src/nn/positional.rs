@@ -58,6 +58,21 @@ pub struct Rope {
 }
 
 impl Rope {
+    /// The cosine and sine tables, `[max_len, head_dim]` each.
+    pub(crate) fn tables(&self) -> [&Tensor; 2] {
+        [&self.cos, &self.sin]
+    }
+
+    /// Moves the tables to `device` in place (a model that owns a `Rope`
+    /// moves it with [`Module::to_device`](crate::nn::Module::to_device)).
+    /// On error nothing has moved.
+    pub fn to_device(&self, device: &crate::Device) -> crate::Result<()> {
+        let (cos, sin) = (self.cos.copy_to(device)?, self.sin.copy_to(device)?);
+        self.cos.install(cos);
+        self.sin.install(sin);
+        Ok(())
+    }
+
     /// Tables for positions `0..max_len` with the usual `base` 10000.
     pub fn new(head_dim: usize, max_len: usize) -> Rope {
         Rope::with_base(head_dim, max_len, 10_000.0)

@@ -88,7 +88,7 @@ impl TokenEmbedding {
             x = x.mul_scalar(self.scale);
         }
         if let Some(p) = &self.positions {
-            let idx = Tensor::from_ids((offset as i64..(offset + t) as i64).collect(), &[t]);
+            let idx = ids.new_ids((offset as i64..(offset + t) as i64).collect(), &[t]);
             x = x.add(&p.forward(&idx));
         }
         if let Some(s) = &self.sinusoids {
@@ -103,6 +103,17 @@ impl Module for TokenEmbedding {
         self.tokens.visit_parameters(&join(prefix, "tokens."), f);
         if let Some(p) = &self.positions {
             p.visit_parameters(&join(prefix, "positions."), f);
+        }
+    }
+
+    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        if let Some(s) = &self.sinusoids {
+            f(&join(prefix, "sinusoids"), s);
+        }
+        if let Some(r) = &self.rope {
+            let [cos, sin] = r.tables();
+            f(&join(prefix, "rope.cos"), cos);
+            f(&join(prefix, "rope.sin"), sin);
         }
     }
 

@@ -3,12 +3,8 @@
 //! and whose backward recomputes the probabilities tile by tile
 //! (flash-attention style). Memory grows linearly with sequence length.
 
-use std::ops::Range;
-use std::sync::Arc;
-
 use crate::autograd::{self, Backward};
-use crate::backend::cpu::attention::{self as kernels, AttentionShape};
-use crate::ops::with_contiguous_f32;
+use crate::backend::AttentionParams;
 use crate::tensor::Storage;
 use crate::{DType, Tensor};
 
@@ -39,28 +35,16 @@ impl AttentionMask<'_> {
 }
 
 struct AttentionBackward {
-    batch: usize,
-    heads: usize,
-    tq: usize,
-    tk: usize,
-    d: usize,
-    scale: f32,
-    causal: Option<usize>,
-    key_padding: Option<Vec<bool>>,
+    params: AttentionParams,
+    /// `[batch, keys]` bool, detached.
+    key_padding: Option<Tensor>,
     /// The inputs made contiguous (detached; no copy when they already
-    /// were), the output and the per-row logsumexp.
+    /// were), the output, and the per-row logsumexp on the op's device.
     q: Tensor,
     k: Tensor,
     v: Tensor,
     out: Tensor,
-    lse: Vec<f32>,
-}
-
-impl Drop for AttentionBackward {
-    /// The logsumexp buffer goes back to the pool, as tensors' storage does.
-    fn drop(&mut self) {
-        crate::backend::cpu::pool::give(std::mem::take(&mut self.lse));
-    }
+    lse: Storage,
 }
 
 impl Backward for AttentionBackward {
@@ -69,42 +53,23 @@ impl Backward for AttentionBackward {
     }
 
     fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
-        let shape = AttentionShape {
-            batch: self.batch,
-            heads: self.heads,
-            tq: self.tq,
-            tk: self.tk,
-            d: self.d,
-            scale: self.scale,
-            causal: self.causal,
-            key_padding: self.key_padding.as_deref(),
-        };
-        let [q, k, v, o] = [&self.q, &self.k, &self.v, &self.out].map(Contiguous::of);
-        let (dq, dk, dv) = with_contiguous_f32(g, "attention backward", |g| {
-            kernels::backward(&shape, q.data(), k.data(), v.data(), o.data(), &self.lse, g)
-        });
+        let [q, k, v, o, gs] = [&self.q, &self.k, &self.v, &self.out, g].map(Tensor::storage);
+        let padding = self.key_padding.as_ref().map(|p| (p.storage(), p.layout()));
+        let (dq, dk, dv) = q.attention_backward(
+            self.q.layout(),
+            (&k, self.k.layout()),
+            (&v, self.v.layout()),
+            (&o, self.out.layout()),
+            &self.lse,
+            (&gs, g.layout()),
+            padding.as_ref().map(|(s, l)| (&**s, *l)),
+            &self.params,
+        );
         vec![
-            Some(Tensor::from_f32(dq, inputs[0].shape(), None)),
-            Some(Tensor::from_f32(dk, inputs[1].shape(), None)),
-            Some(Tensor::from_f32(dv, inputs[2].shape(), None)),
+            Some(Tensor::from_output(dq, inputs[0].shape(), None)),
+            Some(Tensor::from_output(dk, inputs[1].shape(), None)),
+            Some(Tensor::from_output(dv, inputs[2].shape(), None)),
         ]
-    }
-}
-
-/// The f32 data of a contiguous tensor, borrowed from its storage.
-struct Contiguous(Arc<Storage>, Range<usize>);
-
-impl Contiguous {
-    fn of(t: &Tensor) -> Contiguous {
-        let range = t
-            .layout()
-            .contiguous_range()
-            .expect("attention: inputs were made contiguous");
-        Contiguous(t.storage(), range)
-    }
-
-    fn data(&self) -> &[f32] {
-        &self.0.f32("scaled_dot_product_attention")[self.1.clone()]
     }
 }
 
@@ -152,15 +117,16 @@ impl Tensor {
             v.shape()
         );
         let key_padding = mask.key_padding.map(|p| {
+            super::same_device(op, &[q, p]);
             assert!(
                 p.dtype() == DType::Bool && p.shape() == [batch, tk],
                 "{op}: key padding mask must be bool [{batch}, {tk}], got {:?} {:?}",
                 p.dtype(),
                 p.shape()
             );
-            p.to_vec_bool()
+            p.detach()
         });
-        let shape = AttentionShape {
+        let params = AttentionParams {
             batch,
             heads,
             tq,
@@ -168,23 +134,19 @@ impl Tensor {
             d,
             scale: 1.0 / (d as f32).sqrt(),
             causal: mask.causal.then_some(past),
-            key_padding: key_padding.as_deref(),
         };
         let [qc, kc, vc] = [q, k, v].map(|t| t.detach().contiguous());
-        let (out, lse) = {
-            let [qd, kd, vd] = [&qc, &kc, &vc].map(Contiguous::of);
-            kernels::forward(&shape, qd.data(), kd.data(), vd.data())
-        };
-        let out = Tensor::from_f32(out, &[batch, heads, tq, d], None);
-        let scale = shape.scale;
+        let padding = key_padding.as_ref().map(|p| (p.storage(), p.layout()));
+        let (out, lse) = qc.storage().attention(
+            qc.layout(),
+            (&kc.storage(), kc.layout()),
+            (&vc.storage(), vc.layout()),
+            padding.as_ref().map(|(s, l)| (&**s, *l)),
+            &params,
+        );
+        let out = Tensor::from_output(out, &[batch, heads, tq, d], None);
         autograd::with_saved_output(out, &[q, k, v], |out| AttentionBackward {
-            batch,
-            heads,
-            tq,
-            tk,
-            d,
-            scale,
-            causal: mask.causal.then_some(past),
+            params,
             key_padding,
             q: qc,
             k: kc,

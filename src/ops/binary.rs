@@ -3,28 +3,9 @@
 
 use crate::Tensor;
 use crate::autograd::{self, Backward};
-use crate::backend::cpu::strided;
+use crate::backend::BinaryOp;
 use crate::layout::broadcast_shape;
 use crate::ops::sum_to_shape;
-
-#[derive(Clone, Copy, Debug)]
-enum BinaryOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-}
-
-impl BinaryOp {
-    fn name(self) -> &'static str {
-        match self {
-            BinaryOp::Add => "add",
-            BinaryOp::Sub => "sub",
-            BinaryOp::Mul => "mul",
-            BinaryOp::Div => "div",
-        }
-    }
-}
 
 /// The shape `a` and `b` broadcast to, panicking with the op and both shapes otherwise.
 pub(crate) fn broadcast_or_panic(op: &str, a: &[usize], b: &[usize]) -> Vec<usize> {
@@ -38,16 +19,9 @@ fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Tensor {
     let shape = broadcast_or_panic(name, a.shape(), b.shape());
     let la = a.layout().broadcast_to(&shape).expect("broadcast checked");
     let lb = b.layout().broadcast_to(&shape).expect("broadcast checked");
-    let (sa, sb) = (a.storage(), b.storage());
-    let (da, db) = (sa.f32(name), sb.f32(name));
-    let data = match op {
-        BinaryOp::Add => strided::zip_map(da, &la, db, &lb, |x, y| x + y),
-        BinaryOp::Sub => strided::zip_map(da, &la, db, &lb, |x, y| x - y),
-        BinaryOp::Mul => strided::zip_map(da, &la, db, &lb, |x, y| x * y),
-        BinaryOp::Div => strided::zip_map(da, &la, db, &lb, |x, y| x / y),
-    };
+    let data = a.storage().binary(&la, (&b.storage(), &lb), op);
     let node = autograd::node(&[a, b], || BinaryBackward { op });
-    Tensor::from_f32(data, &shape, node)
+    Tensor::from_output(data, &shape, node)
 }
 
 struct BinaryBackward {

@@ -30,6 +30,6 @@ impl Tensor {
             .map(|_| if rng.r#gen::<f32>() < p { 0.0 } else { scale })
             .collect();
         // The mask is a constant, so `mul`'s backward rule gives `g * mask`.
-        self.mul(&Tensor::from_vec(mask, self.shape()))
+        self.mul(&self.new_tensor(mask, self.shape()))
     }
 }

@@ -2,11 +2,11 @@
 //! scatter-adds the gradient rows back into the table's shape.
 
 use crate::autograd::{self, Backward};
-use crate::ops::with_contiguous_f32;
 use crate::{DType, Tensor};
 
 struct EmbeddingBackward {
-    ids: Vec<i64>,
+    /// The ids, detached.
+    ids: Tensor,
 }
 
 impl Backward for EmbeddingBackward {
@@ -16,15 +16,12 @@ impl Backward for EmbeddingBackward {
 
     fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
         let table = &inputs[0];
-        let d = table.shape()[1];
-        let mut dw = crate::backend::cpu::pool::take_zeroed(table.numel());
-        with_contiguous_f32(g, "embedding backward", |g| {
-            for (&id, row) in self.ids.iter().zip(g.chunks_exact(d)) {
-                let dst = &mut dw[id as usize * d..(id as usize + 1) * d];
-                dst.iter_mut().zip(row).for_each(|(a, &b)| *a += b);
-            }
-        });
-        vec![Some(Tensor::from_f32(dw, table.shape(), None))]
+        let dw = g.storage().embedding_backward(
+            g.layout(),
+            (&self.ids.storage(), self.ids.layout()),
+            table.shape()[0],
+        );
+        vec![Some(Tensor::from_output(dw, table.shape(), None))]
     }
 }
 
@@ -52,21 +49,12 @@ impl Tensor {
             "embedding: the table must be [vocab, dim], got shape {:?}",
             table.shape()
         );
-        let (vocab, d) = (table.shape()[0], table.shape()[1]);
-        let ids_vec = ids.to_vec_i64();
-        let mut out = crate::backend::cpu::pool::take(ids_vec.len() * d);
-        with_contiguous_f32(table, "embedding", |w| {
-            for (&id, dst) in ids_vec.iter().zip(out.chunks_exact_mut(d)) {
-                assert!(
-                    (0..vocab as i64).contains(&id),
-                    "embedding: id {id} is out of range for a table of {vocab} rows"
-                );
-                dst.copy_from_slice(&w[id as usize * d..(id as usize + 1) * d]);
-            }
-        });
+        let out = table
+            .storage()
+            .embedding(table.layout(), (&ids.storage(), ids.layout()));
         let mut shape = ids.shape().to_vec();
-        shape.push(d);
-        let node = autograd::node(&[table], || EmbeddingBackward { ids: ids_vec });
-        Tensor::from_f32(out, &shape, node)
+        shape.push(table.shape()[1]);
+        let node = autograd::node(&[table], || EmbeddingBackward { ids: ids.detach() });
+        Tensor::from_output(out, &shape, node)
     }
 }

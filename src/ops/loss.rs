@@ -3,26 +3,20 @@
 //! `(softmax - one_hot) / count` without building either tensor.
 
 use crate::autograd::{self, Backward};
-use crate::backend::cpu::reduce as kernels;
-use crate::ops::with_contiguous_f32;
+use crate::tensor::Storage;
 use crate::{DType, Tensor};
 
 /// PyTorch's default `ignore_index`.
 pub const DEFAULT_IGNORE_INDEX: i64 = -100;
 
 struct CrossEntropyBackward {
-    log_probs: Vec<f32>,
-    targets: Vec<i64>,
+    /// `[rows, classes]`, on the op's device.
+    log_probs: Storage,
+    /// The targets, detached.
+    targets: Tensor,
     classes: usize,
     ignore_index: Option<i64>,
     count: usize,
-}
-
-impl Drop for CrossEntropyBackward {
-    /// The log-probabilities go back to the pool, as tensors' storage does.
-    fn drop(&mut self) {
-        crate::backend::cpu::pool::give(std::mem::take(&mut self.log_probs));
-    }
 }
 
 impl Backward for CrossEntropyBackward {
@@ -31,22 +25,14 @@ impl Backward for CrossEntropyBackward {
     }
 
     fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
-        let scale = g.item() / self.count as f32;
-        let mut dx = crate::backend::cpu::pool::take_zeroed(self.log_probs.len());
-        for ((row, lp), &t) in dx
-            .chunks_exact_mut(self.classes)
-            .zip(self.log_probs.chunks_exact(self.classes))
-            .zip(&self.targets)
-        {
-            if Some(t) == self.ignore_index {
-                continue;
-            }
-            for (d, &l) in row.iter_mut().zip(lp) {
-                *d = l.exp() * scale;
-            }
-            row[t as usize] -= scale;
-        }
-        vec![Some(Tensor::from_f32(dx, inputs[0].shape(), None))]
+        let dx = self.log_probs.cross_entropy_backward(
+            (&self.targets.storage(), self.targets.layout()),
+            (&g.storage(), g.layout()),
+            self.classes,
+            self.ignore_index,
+            self.count,
+        );
+        vec![Some(Tensor::from_output(dx, inputs[0].shape(), None))]
     }
 }
 
@@ -91,31 +77,19 @@ impl Tensor {
             &self.shape()[..self.rank() - 1],
             targets.shape()
         );
-        let targets = targets.to_vec_i64();
-        let log_probs = with_contiguous_f32(self, "cross_entropy", |x| {
-            kernels::softmax_rows(x, classes, true)
-        });
-        let mut total = 0.0f64;
-        let mut count = 0usize;
-        for (lp, &t) in log_probs.chunks_exact(classes).zip(&targets) {
-            if Some(t) == ignore_index {
-                continue;
-            }
-            assert!(
-                (0..classes as i64).contains(&t),
-                "cross_entropy: target {t} is out of range for {classes} classes"
-            );
-            total -= lp[t as usize] as f64;
-            count += 1;
-        }
-        let loss = (total / count as f64) as f32;
-        let node = autograd::node(&[self], || CrossEntropyBackward {
-            log_probs,
-            targets,
+        let forward = self.storage().cross_entropy(
+            self.layout(),
+            (&targets.storage(), targets.layout()),
             classes,
             ignore_index,
-            count,
+        );
+        let node = autograd::node(&[self], || CrossEntropyBackward {
+            log_probs: forward.log_probs,
+            targets: targets.detach(),
+            classes,
+            ignore_index,
+            count: forward.count,
         });
-        Tensor::from_f32(vec![loss], &[], node)
+        Tensor::from_output(forward.loss, &[], node)
     }
 }

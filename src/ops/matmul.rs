@@ -3,14 +3,8 @@
 
 use crate::Tensor;
 use crate::autograd::{self, Backward};
-use rayon::prelude::*;
-
-use crate::backend::cpu::PARALLEL_THRESHOLD;
-use crate::backend::cpu::gemm::{self, MatRef};
-use crate::backend::cpu::strided;
 use crate::layout::broadcast_shape;
-use crate::ops::{sum_to_shape, with_contiguous_f32};
-use crate::tensor::Layout;
+use crate::ops::sum_to_shape;
 
 struct MatmulBackward;
 
@@ -65,35 +59,6 @@ fn right_operand_grad(a: &Tensor, b: &Tensor, g: &Tensor) -> Tensor {
     }
 }
 
-/// The matrix over a layout's last two dimensions, at storage offset 0
-/// (callers add each batch's offset).
-fn matrix<'a>(data: &'a [f32], layout: &Layout) -> MatRef<'a> {
-    let r = layout.rank();
-    MatRef {
-        data,
-        offset: 0,
-        row_stride: layout.strides()[r - 2],
-        col_stride: layout.strides()[r - 1],
-    }
-}
-
-/// Storage offsets of each matrix of a batch, the batch broadcast to `batch_shape`.
-fn batch_offsets(layout: &Layout, batch_shape: &[usize]) -> Vec<usize> {
-    let r = layout.rank();
-    let batch = Layout::new(
-        layout.shape()[..r - 2].to_vec(),
-        layout.strides()[..r - 2].to_vec(),
-        0,
-    )
-    .broadcast_to(batch_shape)
-    .expect("batch shapes checked");
-    let mut offsets = vec![0; batch.numel()];
-    strided::for_each_offsets(batch.shape(), [&batch], 0, batch.numel(), |k, [o]| {
-        offsets[k] = o
-    });
-    offsets
-}
-
 impl Tensor {
     /// The matrix product over the last two dimensions; leading (batch)
     /// dimensions broadcast. `[.., m, k] @ [.., k, n] -> [.., m, n]`.
@@ -138,23 +103,13 @@ impl Tensor {
                     b.shape()
                 )
             });
-        let (sa, sb) = (a.storage(), b.storage());
-        let (la, lb) = (a.layout(), b.layout());
-        let a_ref = matrix(sa.f32("matmul"), la);
-        let b_ref = matrix(sb.f32("matmul"), lb);
-        let a_offsets = batch_offsets(la, &batch_shape);
-        let b_offsets = batch_offsets(lb, &batch_shape);
-        // sgemm with beta = 0 writes every element without reading it.
-        let mut out = crate::backend::cpu::pool::take(a_offsets.len() * m * n);
-        let a_offsets: Vec<usize> = a_offsets.iter().map(|o| o + la.offset()).collect();
-        let b_offsets: Vec<usize> = b_offsets.iter().map(|o| o + lb.offset()).collect();
-        gemm::batched_matmul(
-            m, k, n, a_ref, &a_offsets, b_ref, &b_offsets, &mut out, false,
-        );
+        let out = a
+            .storage()
+            .matmul(a.layout(), (&b.storage(), b.layout()), &batch_shape);
         let mut shape = batch_shape;
         shape.extend([m, n]);
         let node = autograd::node(&[a, b], || MatmulBackward);
-        Tensor::from_f32(out, &shape, node)
+        Tensor::from_output(out, &shape, node)
     }
 
     /// `self + a @ b` for a bias `self` of shape `[n]`, `a` `[m, k]` and `b`
@@ -188,32 +143,13 @@ impl Tensor {
             a.shape(),
             b.shape()
         );
-        let mut out = crate::backend::cpu::pool::take(m * n);
-        with_contiguous_f32(bias, "addmm", |bias| {
-            let fill = |row: &mut [f32]| row.copy_from_slice(bias);
-            if out.len() < PARALLEL_THRESHOLD {
-                out.chunks_exact_mut(n.max(1)).for_each(fill);
-            } else {
-                out.par_chunks_exact_mut(n.max(1)).for_each(fill);
-            }
-        });
-        let (sa, sb) = (a.storage(), b.storage());
-        let (la, lb) = (a.layout(), b.layout());
-        let a_ref = matrix(sa.f32("addmm"), la);
-        let b_ref = matrix(sb.f32("addmm"), lb);
-        gemm::batched_matmul(
-            m,
-            k,
-            n,
-            a_ref,
-            &[la.offset()],
-            b_ref,
-            &[lb.offset()],
-            &mut out,
-            true,
+        let out = bias.storage().addmm(
+            bias.layout(),
+            (&a.storage(), a.layout()),
+            (&b.storage(), b.layout()),
         );
         let node = autograd::node(&[bias, a, b], || AddmmBackward);
-        Tensor::from_f32(out, &[m, n], node)
+        Tensor::from_output(out, &[m, n], node)
     }
 }
 

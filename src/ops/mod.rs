@@ -17,7 +17,6 @@ pub mod softmax;
 pub mod unary;
 
 use crate::Tensor;
-use crate::tensor::Layout;
 
 /// A dimension argument: a `usize`, or a signed integer where negative
 /// values count from the end (`-1` is the last dimension), as in PyTorch.
@@ -85,32 +84,6 @@ pub(crate) fn sum_to_shape(grad: &Tensor, shape: &[usize]) -> Tensor {
         }
     }
     g
-}
-
-/// Calls `f` with the f32 elements of `t` in row-major order: borrowed from
-/// storage when contiguous, gathered into a temporary otherwise.
-pub(crate) fn with_contiguous_f32<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> R) -> R {
-    with_elements_f32(t.storage().f32(op), t.layout(), f)
-}
-
-/// Calls `f` with the elements `layout` picks out of `data`, in row-major
-/// order: a slice of `data` when they are contiguous there, otherwise a
-/// copy, which goes back to the pool afterwards (dropped, it would be a
-/// fresh allocation, and fresh pages, every training step).
-pub(crate) fn with_elements_f32<R>(
-    data: &[f32],
-    layout: &Layout,
-    f: impl FnOnce(&[f32]) -> R,
-) -> R {
-    match layout.contiguous_range() {
-        Some(range) => f(&data[range]),
-        None => {
-            let copy = crate::backend::cpu::strided::gather(data, layout);
-            let result = f(&copy);
-            crate::backend::cpu::pool::give(copy);
-            result
-        }
-    }
 }
 
 /// `(outer, n, inner)`: the sizes before, at and after dimension `d`.

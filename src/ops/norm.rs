@@ -1,15 +1,14 @@
 //! Layer normalisation over the last dimension, with optional weight and
-//! bias, as one fused op (forward and backward in `backend::cpu::norm`).
-
-use std::sync::Arc;
+//! bias, as one fused op whose backward reuses the forward's per-row
+//! statistics.
 
 use crate::Tensor;
 use crate::autograd::{self, Backward};
-use crate::backend::cpu::norm::{self as kernels, LayerNormStats};
-use crate::ops::with_contiguous_f32;
+use crate::tensor::Storage;
 
 struct LayerNormBackward {
-    stats: Arc<LayerNormStats>,
+    /// Per-row mean and reciprocal standard deviation, on the op's device.
+    stats: Storage,
     has_weight: bool,
     has_bias: bool,
 }
@@ -22,18 +21,22 @@ impl Backward for LayerNormBackward {
     fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
         let x = &inputs[0];
         let d = x.shape()[x.rank() - 1];
-        let weight = self.has_weight.then(|| inputs[1].contiguous().to_vec());
-        let (dx, dw, db) = with_contiguous_f32(g, "layer_norm backward", |g| {
-            with_contiguous_f32(x, "layer_norm backward", |xs| {
-                kernels::layer_norm_backward(xs, g, d, weight.as_deref(), &self.stats)
-            })
-        });
-        let mut grads = vec![Some(Tensor::from_f32(dx, x.shape(), None))];
+        let weight = self
+            .has_weight
+            .then(|| (inputs[1].storage(), inputs[1].layout()));
+        let (dx, dw, db) = x.storage().layer_norm_backward(
+            x.layout(),
+            (&g.storage(), g.layout()),
+            d,
+            weight.as_ref().map(|(s, l)| (&**s, *l)),
+            &self.stats,
+        );
+        let mut grads = vec![Some(Tensor::from_output(dx, x.shape(), None))];
         if self.has_weight {
-            grads.push(Some(Tensor::from_f32(dw, &[d], None)));
+            grads.push(Some(Tensor::from_output(dw, &[d], None)));
         }
         if self.has_bias {
-            grads.push(Some(Tensor::from_f32(db, &[d], None)));
+            grads.push(Some(Tensor::from_output(db, &[d], None)));
         }
         grads
     }
@@ -67,19 +70,22 @@ impl Tensor {
                 );
             }
         }
-        let w = weight.map(|w| w.contiguous().to_vec());
-        let b = bias.map(|b| b.contiguous().to_vec());
-        let (y, stats) = with_contiguous_f32(self, "layer_norm", |x| {
-            kernels::layer_norm_forward(x, d, w.as_deref(), b.as_deref(), eps)
-        });
+        let (w, b) = (weight.map(Tensor::storage), bias.map(Tensor::storage));
+        let (y, stats) = self.storage().layer_norm(
+            self.layout(),
+            d,
+            w.as_ref().zip(weight).map(|(s, t)| (&**s, t.layout())),
+            b.as_ref().zip(bias).map(|(s, t)| (&**s, t.layout())),
+            eps,
+        );
         let mut inputs = vec![self];
         inputs.extend(weight);
         inputs.extend(bias);
         let node = autograd::node(&inputs, || LayerNormBackward {
-            stats: Arc::new(stats),
+            stats,
             has_weight: weight.is_some(),
             has_bias: bias.is_some(),
         });
-        Tensor::from_f32(y, self.shape(), node)
+        Tensor::from_output(y, self.shape(), node)
     }
 }

@@ -2,8 +2,9 @@
 
 use crate::Tensor;
 use crate::autograd::{self, Backward};
-use crate::backend::cpu::reduce as kernels;
-use crate::ops::{Dim, reduced_shape, split_at_dim, with_contiguous_f32};
+use crate::backend::Axis;
+use crate::ops::{Dim, reduced_shape, split_at_dim};
+use crate::tensor::Storage;
 
 /// Sum over `dim` (or everything when `None`): the gradient is broadcast back.
 struct SumBackward {
@@ -28,8 +29,9 @@ impl Backward for SumBackward {
 
 /// Max over `dim`: the gradient goes to the first maximum only.
 struct MaxBackward {
-    dim: usize,
-    argmax: Vec<usize>,
+    axis: Axis,
+    /// i64 `[outer, inner]`, on the op's device.
+    argmax: Tensor,
 }
 
 impl Backward for MaxBackward {
@@ -38,17 +40,10 @@ impl Backward for MaxBackward {
     }
 
     fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
-        let shape = inputs[0].shape();
-        let (outer, n, inner) = split_at_dim(shape, self.dim);
-        let g = g.contiguous().to_vec();
-        let mut dx = crate::backend::cpu::pool::take_zeroed(outer * n * inner);
-        for o in 0..outer {
-            for i in 0..inner {
-                let at = o * inner + i;
-                dx[(o * n + self.argmax[at]) * inner + i] = g[at];
-            }
-        }
-        vec![Some(Tensor::from_f32(dx, shape, None))]
+        let dx = g
+            .storage()
+            .max_axis_backward(g.layout(), &self.argmax.storage(), self.axis);
+        vec![Some(Tensor::from_output(dx, inputs[0].shape(), None))]
     }
 }
 
@@ -62,14 +57,19 @@ impl Tensor {
     /// assert_eq!(x.squared_norm(), 25.0);
     /// ```
     pub fn squared_norm(&self) -> f64 {
-        self.storage().sum_of_squares(self.layout(), "squared_norm")
+        self.storage().sum_of_squares(self.layout())
     }
 
     /// The sum of all elements, as a zero-dimensional tensor.
     pub fn sum(&self) -> Tensor {
-        let total = with_contiguous_f32(self, "sum", |x| kernels::sum_axis(x, 1, x.len(), 1));
+        let axis = Axis {
+            outer: 1,
+            n: self.numel(),
+            inner: 1,
+        };
+        let total = self.storage().sum_axis(self.layout(), axis);
         let node = autograd::node(&[self], || SumBackward { dim: None });
-        Tensor::from_f32(total, &[], node)
+        Tensor::from_output(total, &[], node)
     }
 
     /// Sums over `dim`, keeping it with size 1 when `keepdim`.
@@ -82,12 +82,13 @@ impl Tensor {
     /// ```
     pub fn sum_dim(&self, dim: impl Dim, keepdim: bool) -> Tensor {
         let d = dim.index(self.rank(), "sum_dim");
-        let (outer, n, inner) = split_at_dim(self.shape(), d);
-        let data = with_contiguous_f32(self, "sum_dim", |x| kernels::sum_axis(x, outer, n, inner));
+        let data = self
+            .storage()
+            .sum_axis(self.layout(), axis_of(self.shape(), d));
         let node = autograd::node(&[self], || SumBackward {
             dim: Some((d, keepdim)),
         });
-        Tensor::from_f32(data, &reduced_shape(self.shape(), d, keepdim), node)
+        Tensor::from_output(data, &reduced_shape(self.shape(), d, keepdim), node)
     }
 
     /// The mean of all elements.
@@ -123,28 +124,36 @@ impl Tensor {
     /// The maxima over `dim`; the gradient flows to the first maximum.
     pub fn max_dim(&self, dim: impl Dim, keepdim: bool) -> Tensor {
         let (d, values, argmax) = self.max_along(dim, "max_dim");
-        let node = autograd::node(&[self], || MaxBackward { dim: d, argmax });
-        Tensor::from_f32(values, &reduced_shape(self.shape(), d, keepdim), node)
+        let axis = axis_of(self.shape(), d);
+        let node = autograd::node(&[self], || MaxBackward {
+            axis,
+            argmax: Tensor::from_output(argmax, &[axis.outer, axis.inner], None),
+        });
+        Tensor::from_output(values, &reduced_shape(self.shape(), d, keepdim), node)
     }
 
     /// The index of the first maximum over `dim`, as an i64 tensor.
     pub fn argmax_dim(&self, dim: impl Dim, keepdim: bool) -> Tensor {
         let (d, _, argmax) = self.max_along(dim, "argmax_dim");
-        let ids = argmax.into_iter().map(|i| i as i64).collect();
-        Tensor::from_ids(ids, &reduced_shape(self.shape(), d, keepdim))
+        Tensor::from_output(argmax, &reduced_shape(self.shape(), d, keepdim), None)
     }
 
     /// `(dim index, maxima, first argmax)` over `dim`, for `op`.
-    fn max_along(&self, dim: impl Dim, op: &str) -> (usize, Vec<f32>, Vec<usize>) {
+    fn max_along(&self, dim: impl Dim, op: &str) -> (usize, Storage, Storage) {
         let d = dim.index(self.rank(), op);
-        let (outer, n, inner) = split_at_dim(self.shape(), d);
+        let axis = axis_of(self.shape(), d);
         assert!(
-            n > 0,
+            axis.n > 0,
             "{op}: dimension {d} of shape {:?} is empty",
             self.shape()
         );
-        let (values, argmax) =
-            with_contiguous_f32(self, op, |x| kernels::max_axis(x, outer, n, inner));
+        let (values, argmax) = self.storage().max_axis(self.layout(), axis);
         (d, values, argmax)
     }
+}
+
+/// The reduction over dimension `d` of `shape`.
+fn axis_of(shape: &[usize], d: usize) -> Axis {
+    let (outer, n, inner) = split_at_dim(shape, d);
+    Axis { outer, n, inner }
 }

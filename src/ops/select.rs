@@ -2,7 +2,7 @@
 //! comparisons that make masks.
 
 use crate::autograd::{self, Backward};
-use crate::backend::cpu::strided;
+use crate::backend::CmpOp;
 use crate::ops::binary::broadcast_or_panic;
 use crate::ops::sum_to_shape;
 use crate::{DType, Tensor};
@@ -18,7 +18,7 @@ impl Backward for WhereBackward {
     }
 
     fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
-        let zeros = Tensor::zeros(&[]);
+        let zeros = g.scalar_like(0.0);
         inputs
             .iter()
             .enumerate()
@@ -60,34 +60,19 @@ impl Tensor {
         let lc = cond.layout().broadcast_to(&shape).expect("checked");
         let la = on_true.layout().broadcast_to(&shape).expect("checked");
         let lb = on_false.layout().broadcast_to(&shape).expect("checked");
-        let (sc, sa, sb) = (cond.storage(), on_true.storage(), on_false.storage());
-        let (c, a, b) = (
-            sc.bool("where_cond"),
-            sa.f32("where_cond"),
-            sb.f32("where_cond"),
-        );
-        let mut out = crate::backend::cpu::pool::take(shape.iter().product());
-        strided::fill_chunks(&mut out, |start, chunk| {
-            strided::for_each_offsets(
-                &shape,
-                [&lc, &la, &lb],
-                start,
-                chunk.len(),
-                |k, [oc, oa, ob]| {
-                    chunk[k] = if c[oc] { a[oa] } else { b[ob] };
-                },
-            )
-        });
+        let data =
+            cond.storage()
+                .where_cond(&lc, (&on_true.storage(), &la), (&on_false.storage(), &lb));
         let node = autograd::node(&[on_true, on_false], || WhereBackward {
             cond: cond.detach().broadcast_to(&shape),
         });
-        Tensor::from_f32(out, &shape, node)
+        Tensor::from_output(data, &shape, node)
     }
 
     /// `value` where `mask` is true, `self` elsewhere; `mask` broadcasts to
     /// `self`'s shape. The usual way to apply a causal attention mask.
     pub fn masked_fill(&self, mask: &Tensor, value: f32) -> Tensor {
-        let out = Tensor::where_cond(mask, &Tensor::scalar(value), self);
+        let out = Tensor::where_cond(mask, &self.scalar_like(value), self);
         assert_eq!(
             out.shape(),
             self.shape(),
@@ -99,19 +84,23 @@ impl Tensor {
     }
 }
 
+/// `a op b` elementwise as a bool tensor, broadcasting.
+fn compare(a: &Tensor, b: &Tensor, op: CmpOp) -> Tensor {
+    super::same_device(op.name(), &[a, b]);
+    let shape = broadcast_or_panic(op.name(), a.shape(), b.shape());
+    let la = a.layout().broadcast_to(&shape).expect("checked");
+    let lb = b.layout().broadcast_to(&shape).expect("checked");
+    let data = a.storage().compare(&la, (&b.storage(), &lb), op);
+    Tensor::from_output(data, &shape, None)
+}
+
 macro_rules! comparison {
-    ($($name:ident, $op:tt, $doc:literal;)*) => {
+    ($($name:ident, $op:ident, $doc:literal;)*) => {
         impl Tensor {
             $(
                 #[doc = $doc]
                 pub fn $name(&self, other: &Tensor) -> Tensor {
-                    let op = stringify!($name);
-                    let shape = broadcast_or_panic(op, self.shape(), other.shape());
-                    let la = self.layout().broadcast_to(&shape).expect("checked");
-                    let lb = other.layout().broadcast_to(&shape).expect("checked");
-                    let (sa, sb) = (self.storage(), other.storage());
-                    let data = strided::zip_map(sa.f32(op), &la, sb.f32(op), &lb, |x, y| x $op y);
-                    Tensor::from_bools(data, &shape)
+                    compare(self, other, CmpOp::$op)
                 }
             )*
         }
@@ -119,12 +108,12 @@ macro_rules! comparison {
 }
 
 comparison! {
-    lt, <, "Elementwise `self < other` as a bool tensor, broadcasting.";
-    le, <=, "Elementwise `self <= other` as a bool tensor, broadcasting.";
-    gt, >, "Elementwise `self > other` as a bool tensor, broadcasting.";
-    ge, >=, "Elementwise `self >= other` as a bool tensor, broadcasting.";
-    eq, ==, "Elementwise `self == other` as a bool tensor, broadcasting.";
-    ne, !=, "Elementwise `self != other` as a bool tensor, broadcasting.";
+    lt, Lt, "Elementwise `self < other` as a bool tensor, broadcasting.";
+    le, Le, "Elementwise `self <= other` as a bool tensor, broadcasting.";
+    gt, Gt, "Elementwise `self > other` as a bool tensor, broadcasting.";
+    ge, Ge, "Elementwise `self >= other` as a bool tensor, broadcasting.";
+    eq, Eq, "Elementwise `self == other` as a bool tensor, broadcasting.";
+    ne, Ne, "Elementwise `self != other` as a bool tensor, broadcasting.";
 }
 
 impl Tensor {

@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use crate::Tensor;
 use crate::autograd::{self, Backward};
-use crate::backend::cpu::reduce as kernels;
-use crate::ops::{Dim, with_contiguous_f32, with_elements_f32};
-use crate::tensor::{CpuStorage, Layout, Storage};
+use crate::ops::Dim;
+use crate::tensor::Layout;
 
 struct SoftmaxBackward {
     dim: usize,
@@ -35,19 +34,14 @@ impl Backward for SoftmaxBackward {
 }
 
 fn softmax_impl(x: &Tensor, dim: usize, log: bool) -> Tensor {
-    let op = if log { "log_softmax" } else { "softmax" };
     let last = x.rank() - 1;
     // Work on rows: bring `dim` last (a layout change), then put it back.
     let mut perm: Vec<usize> = (0..x.rank()).collect();
     perm.swap(dim, last);
     let moved = x.layout().permute(&perm);
-    let storage = x.storage();
-    let n = x.shape()[dim];
-    let data = with_elements_f32(storage.f32(op), &moved, |rows| {
-        kernels::softmax_rows(rows, n, log)
-    });
+    let data = x.storage().softmax(&moved, x.shape()[dim], log);
     let layout = Layout::contiguous(moved.shape()).permute(&perm);
-    let out = Tensor::from_storage(Arc::new(Storage::Cpu(CpuStorage::F32(data))), layout, None);
+    let out = Tensor::from_storage(Arc::new(data), layout, None);
     autograd::with_saved_output(out, &[x], |out| SoftmaxBackward { dim, log, out })
 }
 
@@ -64,13 +58,12 @@ impl Backward for CausalSoftmaxBackward {
     }
 
     fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
-        let n = self.out.shape()[self.out.rank() - 1];
-        let ys = self.out.storage();
-        let y = ys.f32("causal_softmax backward");
-        let dx = with_contiguous_f32(g, "causal_softmax backward", |g| {
-            kernels::softmax_rows_backward(y, g, n, self.scale)
-        });
-        vec![Some(Tensor::from_f32(dx, inputs[0].shape(), None))]
+        let dx = self.out.storage().softmax_backward(
+            self.out.layout(),
+            (&g.storage(), g.layout()),
+            self.scale,
+        );
+        vec![Some(Tensor::from_output(dx, inputs[0].shape(), None))]
     }
 }
 
@@ -93,11 +86,11 @@ impl Tensor {
             "causal_softmax: needs [.., queries, keys] scores, got {:?}",
             self.shape()
         );
-        let (queries, keys) = (self.shape()[self.rank() - 2], self.shape()[self.rank() - 1]);
-        let data = with_contiguous_f32(self, "causal_softmax", |x| {
-            kernels::causal_softmax_rows(x, queries, keys, offset, scale)
-        });
-        let out = Tensor::from_f32(data, self.shape(), None);
+        let queries = self.shape()[self.rank() - 2];
+        let data = self
+            .storage()
+            .causal_softmax(self.layout(), queries, offset, scale);
+        let out = Tensor::from_output(data, self.shape(), None);
         autograd::with_saved_output(out, &[self], |out| CausalSoftmaxBackward { scale, out })
     }
 

@@ -54,7 +54,7 @@ impl Adam {
             .map(|g| {
                 g.params
                     .iter()
-                    .map(|(_, p)| (Tensor::zeros(p.shape()), Tensor::zeros(p.shape())))
+                    .map(|(_, p)| (p.zeros_like(), p.zeros_like()))
                     .collect()
             })
             .collect();
@@ -105,7 +105,7 @@ impl Adam {
                     let key = format!("{name}.{suffix}");
                     match get(&key) {
                         Some(data) if data.len() == p.numel() => {
-                            *slot = Tensor::from_vec(data, p.shape())
+                            *slot = p.new_tensor(data, p.shape())
                         }
                         Some(data) => problems.push(format!(
                             "{key}: {} values, expected {}",

@@ -26,7 +26,7 @@ impl Tensor {
     /// ```
     pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Tensor {
         check_len("from_vec", data.len(), shape);
-        Tensor::from_f32(data, shape, None)
+        Tensor::from_f32(data, shape)
     }
 
     /// An f32 tensor copied from a slice.
@@ -56,16 +56,13 @@ impl Tensor {
 
     /// A zero-dimensional tensor holding `value`.
     pub fn scalar(value: f32) -> Tensor {
-        Tensor::from_f32(vec![value], &[], None)
+        Tensor::from_f32(vec![value], &[])
     }
 
     /// Every element `value`.
     pub fn full(shape: &[usize], value: f32) -> Tensor {
-        Tensor::from_f32(
-            crate::backend::cpu::pool::take_filled(shape.iter().product(), value),
-            shape,
-            None,
-        )
+        let storage = Storage::Cpu(CpuStorage::filled(shape.iter().product(), value));
+        Tensor::from_output(storage, shape, None)
     }
 
     /// [`zeros`](Self::zeros) on `device` (candle's `Tensor::zeros(.., &device)`).
@@ -80,17 +77,18 @@ impl Tensor {
     /// # Ok::<(), zeroformer::Error>(())
     /// ```
     pub fn zeros_on(shape: &[usize], device: &Device) -> Result<Tensor> {
-        Tensor::zeros(shape).to_device(device)
+        Tensor::full_on(shape, 0.0, device)
     }
 
     /// [`ones`](Self::ones) on `device`.
     pub fn ones_on(shape: &[usize], device: &Device) -> Result<Tensor> {
-        Tensor::ones(shape).to_device(device)
+        Tensor::full_on(shape, 1.0, device)
     }
 
-    /// [`full`](Self::full) on `device`.
+    /// [`full`](Self::full) on `device`, filled there.
     pub fn full_on(shape: &[usize], value: f32, device: &Device) -> Result<Tensor> {
-        Tensor::full(shape, value).to_device(device)
+        let storage = Storage::full(shape.iter().product(), value, device)?;
+        Ok(Tensor::from_output(storage, shape, None))
     }
 
     /// [`from_vec`](Self::from_vec) on `device`.
@@ -111,14 +109,60 @@ impl Tensor {
         Tensor::full(shape, 1.0)
     }
 
-    /// Zeros of this tensor's shape.
+    /// Zeros of this tensor's shape, on its device.
     pub fn zeros_like(&self) -> Tensor {
-        Tensor::zeros(self.shape())
+        self.full_like(0.0)
     }
 
-    /// Ones of this tensor's shape.
+    /// Ones of this tensor's shape, on its device.
     pub fn ones_like(&self) -> Tensor {
-        Tensor::ones(self.shape())
+        self.full_like(1.0)
+    }
+
+    /// An f32 tensor of `shape` holding `data`, on this tensor's device
+    /// (PyTorch's `x.new_tensor`): for values made on the host, such as a
+    /// dropout mask, that meet this tensor in an op. Panics, as an op
+    /// does, if the device cannot take them.
+    ///
+    /// ```
+    /// use zeroformer::Tensor;
+    /// let x = Tensor::ones(&[2]);
+    /// let y = x.new_tensor(vec![1.0, 2.0], &[2]);
+    /// assert_eq!((y.device(), x.add(&y).to_vec()), (x.device(), vec![2.0, 3.0]));
+    /// ```
+    pub fn new_tensor(&self, data: Vec<f32>, shape: &[usize]) -> Tensor {
+        check_len("new_tensor", data.len(), shape);
+        self.new_from_host(CpuStorage::F32(data), shape, "new_tensor")
+    }
+
+    /// An i64 tensor of `shape` holding `ids`, on this tensor's device.
+    pub fn new_ids(&self, ids: Vec<i64>, shape: &[usize]) -> Tensor {
+        check_len("new_ids", ids.len(), shape);
+        self.new_from_host(CpuStorage::I64(ids), shape, "new_ids")
+    }
+
+    /// A bool tensor of `shape` holding `values`, on this tensor's device.
+    pub fn new_bools(&self, values: Vec<bool>, shape: &[usize]) -> Tensor {
+        check_len("new_bools", values.len(), shape);
+        self.new_from_host(CpuStorage::Bool(values), shape, "new_bools")
+    }
+
+    fn new_from_host(&self, data: CpuStorage, shape: &[usize], op: &str) -> Tensor {
+        let storage =
+            Storage::from_host(data, &self.device()).unwrap_or_else(|e| panic!("{op}: {e}"));
+        Tensor::from_output(storage, shape, None)
+    }
+
+    /// A zero-dimensional f32 tensor holding `value`, on this tensor's device.
+    pub fn scalar_like(&self, value: f32) -> Tensor {
+        Tensor::from_output(self.storage().full_like(1, value), &[], None)
+    }
+
+    /// `value` in every element of an f32 tensor of this tensor's shape, on
+    /// its device.
+    pub fn full_like(&self, value: f32) -> Tensor {
+        let storage = self.storage().full_like(self.numel(), value);
+        Tensor::from_output(storage, self.shape(), None)
     }
 
     /// `start, start + step, ...` up to but excluding `end`, as a 1-D f32 tensor.
@@ -131,14 +175,14 @@ impl Tensor {
         assert!(step != 0.0, "arange: step must not be zero");
         let n = ((end - start) / step).ceil().max(0.0) as usize;
         let data: Vec<f32> = (0..n).map(|i| start + i as f32 * step).collect();
-        Tensor::from_f32(data, &[n], None)
+        Tensor::from_f32(data, &[n])
     }
 
     /// Standard normal samples drawn from `rng` (seed it for reproducible runs).
     pub fn randn(shape: &[usize], rng: &mut impl Rng) -> Tensor {
         let n = shape.iter().product();
         let data = (0..n).map(|_| StandardNormal.sample(rng)).collect();
-        Tensor::from_f32(data, shape, None)
+        Tensor::from_f32(data, shape)
     }
 
     /// Samples uniform in `[low, high)` drawn from `rng`.
@@ -150,6 +194,6 @@ impl Tensor {
         let dist = Uniform::new(low, high);
         let n = shape.iter().product();
         let data = (0..n).map(|_| dist.sample(rng)).collect();
-        Tensor::from_f32(data, shape, None)
+        Tensor::from_f32(data, shape)
     }
 }

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::autograd::{self, Node};
 use crate::backend::AdamStep;
-use crate::backend::cpu::strided;
 pub use crate::layout::Layout;
 use crate::{DType, Device};
 pub use storage::{CpuStorage, Storage};
@@ -100,14 +99,16 @@ impl Tensor {
         }))
     }
 
-    /// A new contiguous f32 tensor from `data`, with an optional graph node.
-    pub(crate) fn from_f32(data: Vec<f32>, shape: &[usize], node: Option<Node>) -> Tensor {
-        debug_assert_eq!(data.len(), shape.iter().product::<usize>());
-        Tensor::from_storage(
-            Arc::new(Storage::Cpu(CpuStorage::F32(data))),
-            Layout::contiguous(shape),
-            node,
-        )
+    /// A new contiguous tensor of `shape` over the whole of `storage` (an
+    /// op's result), with an optional graph node.
+    pub(crate) fn from_output(storage: Storage, shape: &[usize], node: Option<Node>) -> Tensor {
+        debug_assert_eq!(storage.elements(), shape.iter().product::<usize>());
+        Tensor::from_storage(Arc::new(storage), Layout::contiguous(shape), node)
+    }
+
+    /// A new contiguous f32 tensor in host memory from `data`.
+    pub(crate) fn from_f32(data: Vec<f32>, shape: &[usize]) -> Tensor {
+        Tensor::from_output(Storage::Cpu(CpuStorage::F32(data)), shape, None)
     }
 
     /// A view of this tensor's storage with another layout.
@@ -284,7 +285,7 @@ impl Tensor {
             "backward: needs a one-element tensor, got shape {:?}; use backward_with(grad) for others",
             self.shape()
         );
-        autograd::backward(self, Tensor::ones(self.shape()));
+        autograd::backward(self, self.ones_like());
     }
 
     /// Back-propagates an explicit upstream gradient of this tensor's shape.
@@ -292,19 +293,21 @@ impl Tensor {
         autograd::backward(self, grad.detach());
     }
 
-    /// The elements in row-major order (f32 tensors).
+    /// The elements in row-major order (f32 tensors), copied to the host.
     pub fn to_vec(&self) -> Vec<f32> {
-        strided::gather(self.storage().f32("to_vec"), self.layout())
+        self.storage().to_host(self.layout()).into_f32("to_vec")
     }
 
-    /// The elements in row-major order (i64 tensors).
+    /// The elements in row-major order (i64 tensors), copied to the host.
     pub fn to_vec_i64(&self) -> Vec<i64> {
-        strided::gather(self.storage().i64("to_vec_i64"), self.layout())
+        self.storage().to_host(self.layout()).into_i64("to_vec_i64")
     }
 
-    /// The elements in row-major order (bool tensors).
+    /// The elements in row-major order (bool tensors), copied to the host.
     pub fn to_vec_bool(&self) -> Vec<bool> {
-        strided::gather(self.storage().bool("to_vec_bool"), self.layout())
+        self.storage()
+            .to_host(self.layout())
+            .into_bool("to_vec_bool")
     }
 
     /// The value of a one-element f32 tensor.
@@ -315,8 +318,7 @@ impl Tensor {
             "item: needs a one-element tensor, got shape {:?}",
             self.shape()
         );
-        let s = self.storage();
-        s.f32("item")[self.layout().offset()]
+        self.to_vec()[0]
     }
 
     /// This tensor's storage, locked for writing in place, unshared (a
@@ -381,9 +383,11 @@ impl Tensor {
         );
     }
 
-    /// Updates the elements in place (for optimizers): `f` gets the
-    /// row-major data. Views taken earlier keep the old values. Records no
-    /// graph. Panics unless the tensor is contiguous over all its storage.
+    /// Updates the elements in place (for optimizers written by hand): `f`
+    /// gets a host copy of the row-major data, which then replaces the
+    /// tensor's, on its device. Views taken earlier keep the old values.
+    /// Records no graph. Panics unless the tensor is contiguous over all
+    /// its storage.
     ///
     /// ```
     /// use zeroformer::prelude::*;
@@ -392,9 +396,10 @@ impl Tensor {
     /// assert_eq!(w.to_vec(), vec![0.5; 3]);
     /// ```
     pub fn update_data(&self, f: impl FnOnce(&mut [f32])) {
-        let mut slot = self.storage_for_update("update_data");
-        f(Arc::get_mut(&mut slot)
-            .expect("unshared")
-            .f32_mut("update_data"));
+        let mut data = self.to_vec();
+        f(&mut data);
+        let storage = Storage::from_host(CpuStorage::F32(data), &self.device())
+            .unwrap_or_else(|e| panic!("update_data: {e}"));
+        self.assign(&Tensor::from_output(storage, self.shape(), None));
     }
 }

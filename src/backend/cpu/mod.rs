@@ -1,16 +1,26 @@
-//! CPU kernels on slices. Parallel with rayon above a size threshold, serial
-//! below it, so that small ops pay no thread-pool overhead.
+//! The CPU device: [`CpuStorage`] implements the primitives with kernels on
+//! slices, parallel with rayon above a size threshold and serial below it,
+//! so that small ops pay no thread-pool overhead. The thread-pool policy
+//! ([`in_pool`], [`side_by_side`]) is reached through `Device::scope` and
+//! `Device::map_parts`.
 
 pub mod attention;
 pub mod gemm;
+mod index;
+mod loss;
 pub mod math;
+mod matmul;
 pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
 pub mod simd;
+mod storage;
 pub mod strided;
 pub mod tile;
+mod unary;
+
+pub use storage::CpuStorage;
 
 use std::cell::RefCell;
 use std::sync::Arc;

@@ -95,20 +95,16 @@ multiversion! {
     }
 }
 
-/// Per-row statistics the backward pass reuses.
-pub struct LayerNormStats {
-    pub mean: Vec<f32>,
-    pub rstd: Vec<f32>,
-}
-
-/// `y = (x - mean) / sqrt(var + eps) * weight + bias` for every row of length `d`.
+/// `y = (x - mean) / sqrt(var + eps) * weight + bias` for every row of
+/// length `d`, and the per-row statistics the backward reuses: every row's
+/// mean, then every row's reciprocal standard deviation.
 pub fn layer_norm_forward(
     x: &[f32],
     d: usize,
     weight: Option<&[f32]>,
     bias: Option<&[f32]>,
     eps: f32,
-) -> (Vec<f32>, LayerNormStats) {
+) -> (Vec<f32>, Vec<f32>) {
     let mut y = pool::take(x.len());
     // Absent weight and bias become ones and zeros, so that the row loop
     // has no branch in it and vectorises.
@@ -139,18 +135,25 @@ pub fn layer_norm_forward(
             .map(row)
             .collect()
     };
-    let (mean, rstd) = stats.into_iter().unzip();
-    (y, LayerNormStats { mean, rstd })
+    // From the pool, as the storage it becomes goes back there when dropped.
+    let mut mean_rstd = pool::take(2 * stats.len());
+    let (mean, rstd) = mean_rstd.split_at_mut(stats.len());
+    for ((m, r), &(mu, rs)) in mean.iter_mut().zip(rstd.iter_mut()).zip(&stats) {
+        (*m, *r) = (mu, rs);
+    }
+    (y, mean_rstd)
 }
 
-/// Gradients of layer norm: `(dx, dweight, dbias)`, the last two summed over rows.
+/// Gradients of layer norm: `(dx, dweight, dbias)`, the last two summed
+/// over rows, from the forward's `stats`.
 pub fn layer_norm_backward(
     x: &[f32],
     dy: &[f32],
     d: usize,
     weight: Option<&[f32]>,
-    stats: &LayerNormStats,
+    stats: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (mean, rstd) = stats.split_at(stats.len() / 2);
     let mut dx = pool::take(x.len());
     let ones;
     let weight = match weight {
@@ -163,7 +166,7 @@ pub fn layer_norm_backward(
     // Each row writes its dx and adds into row-chunk partials of dw and db.
     let row =
         |i: usize, src: &[f32], g: &[f32], dst: &mut [f32], dw: &mut [f32], db: &mut [f32]| {
-            let (mu, rs) = (stats.mean[i], stats.rstd[i]);
+            let (mu, rs) = (mean[i], rstd[i]);
             backward_row(src, g, dst, weight, mu, rs, dw, db);
         };
     let rows_per_task = (PARALLEL_THRESHOLD / d).max(1);

@@ -14,11 +14,20 @@ pub trait Element: Copy + Default + Send + Sync + 'static {
     fn output(len: usize) -> Vec<Self> {
         vec![Self::default(); len]
     }
+
+    /// Done with a temporary buffer: f32 ones go back to the pool.
+    fn recycle(buffer: Vec<Self>) {
+        drop(buffer);
+    }
 }
 
 impl Element for f32 {
     fn output(len: usize) -> Vec<f32> {
         pool::take(len)
+    }
+
+    fn recycle(buffer: Vec<f32>) {
+        pool::give(buffer);
     }
 }
 impl Element for f64 {}
@@ -157,6 +166,22 @@ pub fn gather<T: Element>(data: &[T], layout: &Layout) -> Vec<T> {
         })
     });
     out
+}
+
+/// Calls `f` with the elements `layout` picks out of `data`, in row-major
+/// order: a slice of `data` when they are contiguous there, otherwise a
+/// copy, which is recycled afterwards (dropped, an f32 copy would be a
+/// fresh allocation, and fresh pages, every training step).
+pub fn with_elements<T: Element, R>(data: &[T], layout: &Layout, f: impl FnOnce(&[T]) -> R) -> R {
+    match layout.contiguous_range() {
+        Some(range) => f(&data[range]),
+        None => {
+            let copy = gather(data, layout);
+            let result = f(&copy);
+            T::recycle(copy);
+            result
+        }
+    }
 }
 
 /// `f` applied to every element of `layout`, in row-major order.

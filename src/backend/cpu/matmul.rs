@@ -1,0 +1,88 @@
+//! Matrix products of strided views: the batch offsets of each operand
+//! (batch dimensions broadcast) handed to [`gemm::batched_matmul`].
+
+use rayon::prelude::*;
+
+use super::PARALLEL_THRESHOLD;
+use super::gemm::{self, MatRef};
+use super::{pool, strided};
+use crate::layout::Layout;
+
+/// The matrix over a layout's last two dimensions, at storage offset 0
+/// (callers add each batch's offset).
+fn matrix<'a>(data: &'a [f32], layout: &Layout) -> MatRef<'a> {
+    let r = layout.rank();
+    MatRef {
+        data,
+        offset: 0,
+        row_stride: layout.strides()[r - 2],
+        col_stride: layout.strides()[r - 1],
+    }
+}
+
+/// Storage offsets of each matrix of a batch, the batch broadcast to
+/// `batch_shape`, the layout's own offset included.
+fn batch_offsets(layout: &Layout, batch_shape: &[usize]) -> Vec<usize> {
+    let r = layout.rank();
+    let batch = Layout::new(
+        layout.shape()[..r - 2].to_vec(),
+        layout.strides()[..r - 2].to_vec(),
+        layout.offset(),
+    )
+    .broadcast_to(batch_shape)
+    .expect("batch shapes checked");
+    let mut offsets = vec![0; batch.numel()];
+    strided::for_each_offsets(batch.shape(), [&batch], 0, batch.numel(), |k, [o]| {
+        offsets[k] = o
+    });
+    offsets
+}
+
+/// `a @ b` over the last two dimensions of each view, their leading
+/// dimensions broadcast to `batch_shape`: `[batch.., m, n]`, row-major.
+pub fn matmul(a: &[f32], la: &Layout, b: &[f32], lb: &Layout, batch_shape: &[usize]) -> Vec<f32> {
+    let (ra, rb) = (la.rank(), lb.rank());
+    let (m, k, n) = (la.shape()[ra - 2], la.shape()[ra - 1], lb.shape()[rb - 1]);
+    let a_offsets = batch_offsets(la, batch_shape);
+    let b_offsets = batch_offsets(lb, batch_shape);
+    // sgemm with beta = 0 writes every element without reading it.
+    let mut out = pool::take(a_offsets.len() * m * n);
+    gemm::batched_matmul(
+        m,
+        k,
+        n,
+        matrix(a, la),
+        &a_offsets,
+        matrix(b, lb),
+        &b_offsets,
+        &mut out,
+        false,
+    );
+    out
+}
+
+/// `bias + a @ b` for a row-major bias `[n]` and matrices `a` `[m, k]`,
+/// `b` `[k, n]`: the bias written into every row first and the product
+/// accumulated onto it.
+pub fn addmm(bias: &[f32], a: &[f32], la: &Layout, b: &[f32], lb: &Layout) -> Vec<f32> {
+    let (m, k, n) = (la.shape()[0], la.shape()[1], lb.shape()[1]);
+    let mut out = pool::take(m * n);
+    let fill = |row: &mut [f32]| row.copy_from_slice(bias);
+    if out.len() < PARALLEL_THRESHOLD {
+        out.chunks_exact_mut(n.max(1)).for_each(fill);
+    } else {
+        out.par_chunks_exact_mut(n.max(1)).for_each(fill);
+    }
+    gemm::batched_matmul(
+        m,
+        k,
+        n,
+        matrix(a, la),
+        &[la.offset()],
+        matrix(b, lb),
+        &[lb.offset()],
+        &mut out,
+        true,
+    );
+    out
+}

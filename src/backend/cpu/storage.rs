@@ -1,0 +1,475 @@
+//! Host memory as a device: [`CpuStorage`] and its implementation of the
+//! primitives, each a call into this backend's kernels.
+
+use super::strided::with_elements;
+use super::{attention, index, loss, matmul, norm, optim, pool, reduce, strided, unary};
+use crate::DType;
+use crate::backend::{
+    AdamStep, AttentionParams, Axis, BackendStorage, BinaryOp, CmpOp, CrossEntropyForward, UnaryOp,
+    View,
+};
+use crate::layout::Layout;
+
+/// Elements in main memory.
+#[derive(Clone, Debug)]
+pub enum CpuStorage {
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+    Bool(Vec<bool>),
+}
+
+impl Drop for CpuStorage {
+    /// Large f32 buffers go back to the pool for the next op to reuse.
+    fn drop(&mut self) {
+        if let CpuStorage::F32(v) = self {
+            pool::give(std::mem::take(v));
+        }
+    }
+}
+
+impl CpuStorage {
+    /// `len` f32 elements equal to `value` (from the buffer pool).
+    pub fn filled(len: usize, value: f32) -> CpuStorage {
+        CpuStorage::F32(pool::take_filled(len, value))
+    }
+
+    /// The f32 elements; panics naming `op` for any other dtype.
+    pub fn f32(&self, op: &str) -> &[f32] {
+        match self {
+            CpuStorage::F32(v) => v,
+            other => panic!("{op}: expected an f32 tensor, got {:?}", other.dtype()),
+        }
+    }
+
+    /// The i64 elements; panics naming `op` for any other dtype.
+    pub fn i64(&self, op: &str) -> &[i64] {
+        match self {
+            CpuStorage::I64(v) => v,
+            other => panic!("{op}: expected an i64 tensor, got {:?}", other.dtype()),
+        }
+    }
+
+    /// The boolean elements; panics naming `op` for any other dtype.
+    pub fn bool(&self, op: &str) -> &[bool] {
+        match self {
+            CpuStorage::Bool(v) => v,
+            other => panic!("{op}: expected a bool tensor, got {:?}", other.dtype()),
+        }
+    }
+
+    fn f32_mut(&mut self, op: &str) -> &mut [f32] {
+        match self {
+            CpuStorage::F32(v) => v,
+            other => panic!("{op}: expected an f32 tensor, got {:?}", other.dtype()),
+        }
+    }
+
+    /// The f32 elements, moved out; panics naming `op` for any other dtype.
+    pub fn into_f32(mut self, op: &str) -> Vec<f32> {
+        std::mem::take(match &mut self {
+            CpuStorage::F32(v) => v,
+            other => panic!("{op}: expected an f32 tensor, got {:?}", other.dtype()),
+        })
+    }
+
+    /// The i64 elements, moved out; panics naming `op` for any other dtype.
+    pub fn into_i64(mut self, op: &str) -> Vec<i64> {
+        std::mem::take(match &mut self {
+            CpuStorage::I64(v) => v,
+            other => panic!("{op}: expected an i64 tensor, got {:?}", other.dtype()),
+        })
+    }
+
+    /// The boolean elements, moved out; panics naming `op` for any other dtype.
+    pub fn into_bool(mut self, op: &str) -> Vec<bool> {
+        std::mem::take(match &mut self {
+            CpuStorage::Bool(v) => v,
+            other => panic!("{op}: expected a bool tensor, got {:?}", other.dtype()),
+        })
+    }
+}
+
+/// The f32 elements of `view`, row-major, for `f` (see [`with_elements`]).
+fn with_f32<R>((s, l): View<CpuStorage>, op: &str, f: impl FnOnce(&[f32]) -> R) -> R {
+    with_elements(s.f32(op), l, f)
+}
+
+fn with_i64<R>((s, l): View<CpuStorage>, op: &str, f: impl FnOnce(&[i64]) -> R) -> R {
+    with_elements(s.i64(op), l, f)
+}
+
+fn with_bool<R>((s, l): View<CpuStorage>, op: &str, f: impl FnOnce(&[bool]) -> R) -> R {
+    with_elements(s.bool(op), l, f)
+}
+
+/// Key padding flags, row-major, for `f`.
+fn with_padding<R>(padding: Option<View<CpuStorage>>, f: impl FnOnce(Option<&[bool]>) -> R) -> R {
+    match padding {
+        Some(view) => with_bool(view, "scaled_dot_product_attention", |p| f(Some(p))),
+        None => f(None),
+    }
+}
+
+fn attention_shape<'a>(
+    p: &AttentionParams,
+    key_padding: Option<&'a [bool]>,
+) -> attention::AttentionShape<'a> {
+    attention::AttentionShape {
+        batch: p.batch,
+        heads: p.heads,
+        tq: p.tq,
+        tk: p.tk,
+        d: p.d,
+        scale: p.scale,
+        causal: p.causal,
+        key_padding,
+    }
+}
+
+fn last_dim(layout: &Layout) -> usize {
+    layout.shape().last().copied().unwrap_or(1)
+}
+
+impl BackendStorage for CpuStorage {
+    fn dtype(&self) -> DType {
+        match self {
+            CpuStorage::F32(_) => DType::F32,
+            CpuStorage::I64(_) => DType::I64,
+            CpuStorage::Bool(_) => DType::Bool,
+        }
+    }
+
+    fn elements(&self) -> usize {
+        match self {
+            CpuStorage::F32(v) => v.len(),
+            CpuStorage::I64(v) => v.len(),
+            CpuStorage::Bool(v) => v.len(),
+        }
+    }
+
+    fn gather(&self, layout: &Layout) -> Self {
+        match self {
+            CpuStorage::F32(v) => CpuStorage::F32(strided::gather(v, layout)),
+            CpuStorage::I64(v) => CpuStorage::I64(strided::gather(v, layout)),
+            CpuStorage::Bool(v) => CpuStorage::Bool(strided::gather(v, layout)),
+        }
+    }
+
+    fn copy_from(&mut self, dst_layout: &Layout, (src, src_layout): View<Self>, op: &str) {
+        match (self, src) {
+            (CpuStorage::F32(d), CpuStorage::F32(s)) => {
+                strided::copy_into(d, dst_layout, s, src_layout)
+            }
+            (CpuStorage::I64(d), CpuStorage::I64(s)) => {
+                strided::copy_into(d, dst_layout, s, src_layout)
+            }
+            (CpuStorage::Bool(d), CpuStorage::Bool(s)) => {
+                strided::copy_into(d, dst_layout, s, src_layout)
+            }
+            (d, s) => panic!("{op}: dtype mismatch, {:?} and {:?}", d.dtype(), s.dtype()),
+        }
+    }
+
+    fn add_from(&mut self, dst_layout: &Layout, (src, src_layout): View<Self>) -> bool {
+        match (self, src) {
+            (CpuStorage::F32(d), CpuStorage::F32(s)) => {
+                strided::add_into(d, dst_layout, s, src_layout);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn zeros_like(&self, len: usize) -> Self {
+        match self {
+            CpuStorage::F32(_) => CpuStorage::F32(pool::take_zeroed(len)),
+            CpuStorage::I64(_) => CpuStorage::I64(vec![0; len]),
+            CpuStorage::Bool(_) => CpuStorage::Bool(vec![false; len]),
+        }
+    }
+
+    fn full_like(&self, len: usize, value: f32) -> Self {
+        CpuStorage::filled(len, value)
+    }
+
+    fn to_host(&self, layout: &Layout) -> CpuStorage {
+        self.gather(layout)
+    }
+
+    fn unary(&self, layout: &Layout, op: UnaryOp) -> Self {
+        CpuStorage::F32(unary::forward(self.f32(op.name()), layout, op))
+    }
+
+    fn unary_backward(&self, layout: &Layout, x: View<Self>, y: View<Self>, op: UnaryOp) -> Self {
+        let name = op.name();
+        let data = [self.f32(name), x.0.f32(name), y.0.f32(name)];
+        CpuStorage::F32(unary::backward(data, [layout, x.1, y.1], op))
+    }
+
+    fn binary(&self, layout: &Layout, (rhs, rl): View<Self>, op: BinaryOp) -> Self {
+        let (a, b) = (self.f32(op.name()), rhs.f32(op.name()));
+        CpuStorage::F32(match op {
+            BinaryOp::Add => strided::zip_map(a, layout, b, rl, |x, y| x + y),
+            BinaryOp::Sub => strided::zip_map(a, layout, b, rl, |x, y| x - y),
+            BinaryOp::Mul => strided::zip_map(a, layout, b, rl, |x, y| x * y),
+            BinaryOp::Div => strided::zip_map(a, layout, b, rl, |x, y| x / y),
+        })
+    }
+
+    fn compare(&self, layout: &Layout, (rhs, rl): View<Self>, op: CmpOp) -> Self {
+        let (a, b) = (self.f32(op.name()), rhs.f32(op.name()));
+        CpuStorage::Bool(match op {
+            CmpOp::Lt => strided::zip_map(a, layout, b, rl, |x, y| x < y),
+            CmpOp::Le => strided::zip_map(a, layout, b, rl, |x, y| x <= y),
+            CmpOp::Gt => strided::zip_map(a, layout, b, rl, |x, y| x > y),
+            CmpOp::Ge => strided::zip_map(a, layout, b, rl, |x, y| x >= y),
+            CmpOp::Eq => strided::zip_map(a, layout, b, rl, |x, y| x == y),
+            CmpOp::Ne => strided::zip_map(a, layout, b, rl, |x, y| x != y),
+        })
+    }
+
+    fn where_cond(&self, layout: &Layout, on_true: View<Self>, on_false: View<Self>) -> Self {
+        let op = "where_cond";
+        let (c, a, b) = (self.bool(op), on_true.0.f32(op), on_false.0.f32(op));
+        let (la, lb) = (on_true.1, on_false.1);
+        let shape = layout.shape();
+        let mut out = pool::take(layout.numel());
+        strided::fill_chunks(&mut out, |start, chunk| {
+            strided::for_each_offsets(
+                shape,
+                [layout, la, lb],
+                start,
+                chunk.len(),
+                |k, [oc, oa, ob]| {
+                    chunk[k] = if c[oc] { a[oa] } else { b[ob] };
+                },
+            )
+        });
+        CpuStorage::F32(out)
+    }
+
+    fn sum_axis(&self, layout: &Layout, axis: Axis) -> Self {
+        CpuStorage::F32(with_f32((self, layout), "sum", |x| {
+            reduce::sum_axis(x, axis.outer, axis.n, axis.inner)
+        }))
+    }
+
+    fn max_axis(&self, layout: &Layout, axis: Axis) -> (Self, Self) {
+        let (values, argmax) = with_f32((self, layout), "max", |x| {
+            reduce::max_axis(x, axis.outer, axis.n, axis.inner)
+        });
+        let argmax = argmax.into_iter().map(|i| i as i64).collect();
+        (CpuStorage::F32(values), CpuStorage::I64(argmax))
+    }
+
+    fn max_axis_backward(&self, layout: &Layout, argmax: &Self, axis: Axis) -> Self {
+        let argmax = argmax.i64("max backward");
+        CpuStorage::F32(with_f32((self, layout), "max backward", |g| {
+            index::max_backward(g, argmax, axis.outer, axis.n, axis.inner)
+        }))
+    }
+
+    fn sum_of_squares(&self, layout: &Layout) -> f64 {
+        with_f32((self, layout), "squared_norm", reduce::sum_of_squares)
+    }
+
+    fn softmax(&self, layout: &Layout, n: usize, log: bool) -> Self {
+        let op = if log { "log_softmax" } else { "softmax" };
+        CpuStorage::F32(with_f32((self, layout), op, |rows| {
+            reduce::softmax_rows(rows, n, log)
+        }))
+    }
+
+    fn causal_softmax(&self, layout: &Layout, queries: usize, offset: usize, scale: f32) -> Self {
+        let keys = last_dim(layout);
+        CpuStorage::F32(with_f32((self, layout), "causal_softmax", |x| {
+            reduce::causal_softmax_rows(x, queries, keys, offset, scale)
+        }))
+    }
+
+    fn softmax_backward(&self, layout: &Layout, g: View<Self>, scale: f32) -> Self {
+        let op = "causal_softmax backward";
+        let n = last_dim(layout);
+        CpuStorage::F32(with_f32((self, layout), op, |y| {
+            with_f32(g, op, |g| reduce::softmax_rows_backward(y, g, n, scale))
+        }))
+    }
+
+    fn layer_norm(
+        &self,
+        layout: &Layout,
+        d: usize,
+        weight: Option<View<Self>>,
+        bias: Option<View<Self>>,
+        eps: f32,
+    ) -> (Self, Self) {
+        let op = "layer_norm";
+        let (y, stats) = with_optional_f32(weight, op, |w| {
+            with_optional_f32(bias, op, |b| {
+                with_f32((self, layout), op, |x| {
+                    norm::layer_norm_forward(x, d, w, b, eps)
+                })
+            })
+        });
+        (CpuStorage::F32(y), CpuStorage::F32(stats))
+    }
+
+    fn layer_norm_backward(
+        &self,
+        layout: &Layout,
+        g: View<Self>,
+        d: usize,
+        weight: Option<View<Self>>,
+        stats: &Self,
+    ) -> (Self, Self, Self) {
+        let op = "layer_norm backward";
+        let stats = stats.f32(op);
+        let (dx, dw, db) = with_optional_f32(weight, op, |w| {
+            with_f32(g, op, |g| {
+                with_f32((self, layout), op, |x| {
+                    norm::layer_norm_backward(x, g, d, w, stats)
+                })
+            })
+        });
+        (
+            CpuStorage::F32(dx),
+            CpuStorage::F32(dw),
+            CpuStorage::F32(db),
+        )
+    }
+
+    fn cross_entropy(
+        &self,
+        layout: &Layout,
+        targets: View<Self>,
+        classes: usize,
+        ignore_index: Option<i64>,
+    ) -> CrossEntropyForward<Self> {
+        let op = "cross_entropy";
+        let (loss, log_probs, count) = with_i64(targets, op, |t| {
+            with_f32((self, layout), op, |x| {
+                loss::cross_entropy(x, classes, t, ignore_index)
+            })
+        });
+        CrossEntropyForward {
+            loss: CpuStorage::F32(vec![loss]),
+            log_probs: CpuStorage::F32(log_probs),
+            count,
+        }
+    }
+
+    fn cross_entropy_backward(
+        &self,
+        targets: View<Self>,
+        (g, gl): View<Self>,
+        classes: usize,
+        ignore_index: Option<i64>,
+        count: usize,
+    ) -> Self {
+        let op = "cross_entropy backward";
+        let scale = g.f32(op)[gl.offset()] / count as f32;
+        CpuStorage::F32(with_i64(targets, op, |t| {
+            loss::cross_entropy_backward(self.f32(op), classes, t, ignore_index, scale)
+        }))
+    }
+
+    fn embedding(&self, layout: &Layout, ids: View<Self>) -> Self {
+        let d = last_dim(layout);
+        CpuStorage::F32(with_i64(ids, "embedding", |ids| {
+            with_f32((self, layout), "embedding", |w| index::embedding(w, d, ids))
+        }))
+    }
+
+    fn embedding_backward(&self, layout: &Layout, ids: View<Self>, vocab: usize) -> Self {
+        let (op, d) = ("embedding backward", last_dim(layout));
+        CpuStorage::F32(with_i64(ids, op, |ids| {
+            with_f32((self, layout), op, |g| {
+                index::embedding_backward(g, d, ids, vocab)
+            })
+        }))
+    }
+
+    fn matmul(&self, layout: &Layout, (rhs, rl): View<Self>, batch_shape: &[usize]) -> Self {
+        let (a, b) = (self.f32("matmul"), rhs.f32("matmul"));
+        CpuStorage::F32(matmul::matmul(a, layout, b, rl, batch_shape))
+    }
+
+    fn addmm(&self, layout: &Layout, (a, la): View<Self>, (b, lb): View<Self>) -> Self {
+        let op = "addmm";
+        let (a, b) = (a.f32(op), b.f32(op));
+        CpuStorage::F32(with_f32((self, layout), op, |bias| {
+            matmul::addmm(bias, a, la, b, lb)
+        }))
+    }
+
+    fn attention(
+        &self,
+        layout: &Layout,
+        k: View<Self>,
+        v: View<Self>,
+        key_padding: Option<View<Self>>,
+        params: &AttentionParams,
+    ) -> (Self, Self) {
+        let op = "scaled_dot_product_attention";
+        let (out, lse) = with_padding(key_padding, |padding| {
+            let shape = attention_shape(params, padding);
+            with_f32((self, layout), op, |q| {
+                with_f32(k, op, |k| {
+                    with_f32(v, op, |v| attention::forward(&shape, q, k, v))
+                })
+            })
+        });
+        (CpuStorage::F32(out), CpuStorage::F32(lse))
+    }
+
+    fn attention_backward(
+        &self,
+        layout: &Layout,
+        k: View<Self>,
+        v: View<Self>,
+        out: View<Self>,
+        lse: &Self,
+        g: View<Self>,
+        key_padding: Option<View<Self>>,
+        params: &AttentionParams,
+    ) -> (Self, Self, Self) {
+        let op = "scaled_dot_product_attention backward";
+        let lse = lse.f32(op);
+        let (dq, dk, dv) = with_padding(key_padding, |padding| {
+            let shape = attention_shape(params, padding);
+            with_f32((self, layout), op, |q| {
+                with_f32(k, op, |k| {
+                    with_f32(v, op, |v| {
+                        with_f32(out, op, |o| {
+                            with_f32(g, op, |g| attention::backward(&shape, q, k, v, o, lse, g))
+                        })
+                    })
+                })
+            })
+        });
+        (
+            CpuStorage::F32(dq),
+            CpuStorage::F32(dk),
+            CpuStorage::F32(dv),
+        )
+    }
+
+    fn adam_update(&mut self, grad: View<Self>, m: &mut Self, v: &mut Self, step: AdamStep) {
+        let op = "adam_update";
+        let (m, v) = (m.f32_mut(op), v.f32_mut(op));
+        let w = self.f32_mut(op);
+        with_f32(grad, op, |g| optim::adam_update(w, g, m, v, step))
+    }
+}
+
+/// `f` with the row-major f32 elements of an optional view.
+fn with_optional_f32<R>(
+    view: Option<View<CpuStorage>>,
+    op: &str,
+    f: impl FnOnce(Option<&[f32]>) -> R,
+) -> R {
+    match view {
+        Some(view) => with_f32(view, op, |x| f(Some(x))),
+        None => f(None),
+    }
+}

@@ -1,0 +1,322 @@
+//! The seam between ops and devices: the primitives a device implements
+//! ([`BackendStorage`]) and the plain descriptions of work they take.
+//!
+//! Ops in `crate::ops` check shapes and dtypes, build the autograd node, and
+//! call one of these on their inputs' storage; the device's kernels do the
+//! rest. Storage is always paired with a [`Layout`] (shape, strides,
+//! offset), so views (transposes, slices, broadcasts) reach the kernels
+//! without a copy. Results are new contiguous storage unless a primitive
+//! says otherwise.
+//!
+//! A device error inside a primitive (out of memory, a failed launch)
+//! panics naming the op, as a shape mismatch does: ops follow ndarray's
+//! convention. Errors a user can act on are raised at the device boundary
+//! instead (`Device::cuda`, `Tensor::to_device`), where they are `Result`s.
+
+use std::fmt::Debug;
+
+use crate::DType;
+use crate::layout::Layout;
+
+/// An elementwise function of one f32 tensor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    Neg,
+    Exp,
+    Log,
+    Sqrt,
+    Tanh,
+    Sigmoid,
+    Relu,
+    /// `x · Φ(x)` with the exact normal CDF.
+    Gelu,
+    /// GPT-2's tanh approximation of GELU.
+    GeluTanh,
+    Silu,
+    AddScalar(f32),
+    MulScalar(f32),
+    Powf(f32),
+}
+
+impl UnaryOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "neg",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Relu => "relu",
+            UnaryOp::Gelu => "gelu",
+            UnaryOp::GeluTanh => "gelu(tanh)",
+            UnaryOp::Silu => "silu",
+            UnaryOp::AddScalar(_) => "add_scalar",
+            UnaryOp::MulScalar(_) => "mul_scalar",
+            UnaryOp::Powf(_) => "powf",
+        }
+    }
+}
+
+/// Arithmetic between two f32 tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl BinaryOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+        }
+    }
+}
+
+/// A comparison of two f32 tensors, giving a bool tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl CmpOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            CmpOp::Lt => "lt",
+            CmpOp::Le => "le",
+            CmpOp::Gt => "gt",
+            CmpOp::Ge => "ge",
+            CmpOp::Eq => "eq",
+            CmpOp::Ne => "ne",
+        }
+    }
+}
+
+/// The sizes of a reduction over one dimension of a row-major view:
+/// `outer` blocks of `n` reduced elements, each `inner` apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Axis {
+    pub outer: usize,
+    pub n: usize,
+    pub inner: usize,
+}
+
+/// The shape and masking of one fused attention call over contiguous `q`
+/// `[batch, heads, tq, d]` and `k`, `v` `[batch, heads, tk, d]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionParams {
+    pub batch: usize,
+    pub heads: usize,
+    pub tq: usize,
+    pub tk: usize,
+    pub d: usize,
+    pub scale: f32,
+    /// `Some(past)`: query `i` sees keys `0..=past + i` only.
+    pub causal: Option<usize>,
+}
+
+/// One Adam/AdamW step's constants, shared by every element.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamStep {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    /// `lr / (1 - beta1^t)`.
+    pub step_size: f32,
+    /// `sqrt(1 - beta2^t)`.
+    pub bias2_sqrt: f32,
+    /// Adam's L2 term, added to the gradient (0 for none).
+    pub l2: f32,
+    /// AdamW's decoupled decay, `w *= 1 - lr·decay` (0 for none).
+    pub decay: f32,
+}
+
+/// A cross-entropy forward's results, on the device.
+#[derive(Debug)]
+pub struct CrossEntropyForward<S> {
+    /// One f32 element: the mean loss over the counted targets.
+    pub loss: S,
+    /// `[rows, classes]` log-probabilities, kept for the backward.
+    pub log_probs: S,
+    /// How many targets were not ignored.
+    pub count: usize,
+}
+
+/// Storage paired with the layout that reads it.
+pub type View<'a, S> = (&'a S, &'a Layout);
+
+/// The primitives a device implements: every op in `crate::ops` is written
+/// with these alone. Arguments are storages of this device with the
+/// layouts that view them; f32 unless stated. Kernels behind them know
+/// nothing of `Tensor` or autograd.
+pub trait BackendStorage: Sized + Clone + Debug {
+    /// The element type.
+    fn dtype(&self) -> DType;
+    /// How many elements the storage holds (every view over it included).
+    fn elements(&self) -> usize;
+
+    // Moving data.
+
+    /// The elements under `layout` (any dtype), row-major in new storage.
+    fn gather(&self, layout: &Layout) -> Self;
+    /// Copies `src` (under `src_layout`) into `dst_layout` of this storage,
+    /// in place; the dtypes must match (panics naming `op` otherwise).
+    fn copy_from(&mut self, dst_layout: &Layout, src: View<Self>, op: &str);
+    /// Adds f32 `src` into `dst_layout` of this f32 storage, in place;
+    /// false, changing nothing, for other dtypes.
+    fn add_from(&mut self, dst_layout: &Layout, src: View<Self>) -> bool;
+    /// `len` zeros (or `false`s) of this storage's dtype, on its device.
+    fn zeros_like(&self, len: usize) -> Self;
+    /// `len` f32 elements equal to `value`, on this storage's device.
+    fn full_like(&self, len: usize, value: f32) -> Self;
+    /// The elements under `layout`, copied to host memory, row-major.
+    fn to_host(&self, layout: &Layout) -> crate::tensor::CpuStorage;
+
+    // Elementwise, with strides and broadcasting (every layout has the
+    // output's shape; broadcast dimensions have stride 0).
+
+    /// `op(x)`.
+    fn unary(&self, layout: &Layout, op: UnaryOp) -> Self;
+    /// `g · op'(x)` from the upstream gradient `g` (self), the input `x`
+    /// and the forward's output `y`.
+    fn unary_backward(&self, layout: &Layout, x: View<Self>, y: View<Self>, op: UnaryOp) -> Self;
+    /// `self op rhs`.
+    fn binary(&self, layout: &Layout, rhs: View<Self>, op: BinaryOp) -> Self;
+    /// `self op rhs` as bool.
+    fn compare(&self, layout: &Layout, rhs: View<Self>, op: CmpOp) -> Self;
+    /// `if self { on_true } else { on_false }` for a bool condition (self).
+    fn where_cond(&self, layout: &Layout, on_true: View<Self>, on_false: View<Self>) -> Self;
+
+    // Reductions over the row-major view `layout` gives.
+
+    /// Sums over `axis`: `[outer, inner]` results.
+    fn sum_axis(&self, layout: &Layout, axis: Axis) -> Self;
+    /// Maxima over `axis` and the index of each one's first occurrence
+    /// (i64), both `[outer, inner]`.
+    fn max_axis(&self, layout: &Layout, axis: Axis) -> (Self, Self);
+    /// The gradient of [`max_axis`](Self::max_axis): `g` (self, `[outer,
+    /// inner]`) placed at each `argmax` in `outer · n · inner` zeros.
+    fn max_axis_backward(&self, layout: &Layout, argmax: &Self, axis: Axis) -> Self;
+    /// Σ x² over the elements, accumulated in f64 and read back to the host.
+    fn sum_of_squares(&self, layout: &Layout) -> f64;
+
+    // Softmax over the last dimension of the view, of size `n`.
+
+    /// `softmax` (or `log_softmax` when `log`) of each row.
+    fn softmax(&self, layout: &Layout, n: usize, log: bool) -> Self;
+    /// `softmax(scale · x)` of `[.., queries, keys]` scores where query `i`
+    /// sees keys `0..=offset + i` only.
+    fn causal_softmax(&self, layout: &Layout, queries: usize, offset: usize, scale: f32) -> Self;
+    /// The gradient of a (causal) softmax of `scale · x` from its output
+    /// `y` (self) and the upstream gradient `g`.
+    fn softmax_backward(&self, layout: &Layout, g: View<Self>, scale: f32) -> Self;
+
+    // Layer norm over the last dimension, of size `d`.
+
+    /// `(y, stats)`: the normalised rows, scaled and shifted, and per-row
+    /// statistics (mean and reciprocal standard deviation) for the backward.
+    fn layer_norm(
+        &self,
+        layout: &Layout,
+        d: usize,
+        weight: Option<View<Self>>,
+        bias: Option<View<Self>>,
+        eps: f32,
+    ) -> (Self, Self);
+    /// `(dx, dweight, dbias)` from the input `x` (self), the upstream
+    /// gradient `g` and the forward's `stats`.
+    fn layer_norm_backward(
+        &self,
+        layout: &Layout,
+        g: View<Self>,
+        d: usize,
+        weight: Option<View<Self>>,
+        stats: &Self,
+    ) -> (Self, Self, Self);
+
+    // Cross-entropy of `[rows, classes]` logits against i64 targets.
+
+    /// The mean loss over targets other than `ignore_index`, and what the
+    /// backward needs. Panics for a target out of range.
+    fn cross_entropy(
+        &self,
+        layout: &Layout,
+        targets: View<Self>,
+        classes: usize,
+        ignore_index: Option<i64>,
+    ) -> CrossEntropyForward<Self>;
+    /// `(softmax - one_hot) · g / count` from the forward's log-probabilities
+    /// (self) and the one-element upstream gradient `g`.
+    fn cross_entropy_backward(
+        &self,
+        targets: View<Self>,
+        g: View<Self>,
+        classes: usize,
+        ignore_index: Option<i64>,
+        count: usize,
+    ) -> Self;
+
+    // Embeddings: rows of a `[vocab, d]` table by i64 id.
+
+    /// The rows of the table (self) that `ids` name, `[ids.., d]`. Panics
+    /// for an id out of range.
+    fn embedding(&self, layout: &Layout, ids: View<Self>) -> Self;
+    /// The gradient of [`embedding`](Self::embedding): the rows of `g`
+    /// (self, `[ids.., d]`) scatter-added into `vocab x d` zeros.
+    fn embedding_backward(&self, layout: &Layout, ids: View<Self>, vocab: usize) -> Self;
+
+    // Matrix products over the last two dimensions of each view; either
+    // operand may be transposed (strides swapped).
+
+    /// `self @ rhs` with the leading (batch) dimensions of both broadcast
+    /// to `batch_shape`.
+    fn matmul(&self, layout: &Layout, rhs: View<Self>, batch_shape: &[usize]) -> Self;
+    /// `bias (self, [n]) + a @ b` for `[m, k]` `a` and `[k, n]` `b`.
+    fn addmm(&self, layout: &Layout, a: View<Self>, b: View<Self>) -> Self;
+
+    // Fused attention (self is q; the views are usually contiguous, which
+    // saves the kernels a copy).
+
+    /// `(out, logsumexp)`: the attention output `[batch, heads, tq, d]`
+    /// and each query row's logsumexp of its scaled, masked scores.
+    /// `key_padding` is bool `[batch, tk]`, true where a key is hidden.
+    fn attention(
+        &self,
+        layout: &Layout,
+        k: View<Self>,
+        v: View<Self>,
+        key_padding: Option<View<Self>>,
+        params: &AttentionParams,
+    ) -> (Self, Self);
+    /// `(dq, dk, dv)` from the inputs, the forward's output and logsumexp,
+    /// and the upstream gradient `g`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_backward(
+        &self,
+        layout: &Layout,
+        k: View<Self>,
+        v: View<Self>,
+        out: View<Self>,
+        lse: &Self,
+        g: View<Self>,
+        key_padding: Option<View<Self>>,
+        params: &AttentionParams,
+    ) -> (Self, Self, Self);
+
+    // Optimizers.
+
+    /// One Adam/AdamW update of these weights (self) and the moments `m`
+    /// and `v` (whole storages of one length) from `grad`, in place.
+    fn adam_update(&mut self, grad: View<Self>, m: &mut Self, v: &mut Self, step: AdamStep);
+}
