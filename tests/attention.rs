@@ -3,11 +3,18 @@
 //! causal and bidirectional attention, key padding, cross-attention
 //! lengths, cached offsets and lengths that are not a multiple of the tile.
 
+#[macro_use]
+mod common;
+
 use zeroformer::nn::AttentionMask;
 use zeroformer::prelude::*;
 
-fn randn(shape: &[usize], seed: u64) -> Tensor {
-    Tensor::randn(shape, &mut StdRng::seed_from_u64(seed)).requires_grad()
+/// Normal samples on `device`, requiring grad.
+fn randn(shape: &[usize], seed: u64, device: &Device) -> Tensor {
+    Tensor::randn(shape, &mut StdRng::seed_from_u64(seed))
+        .to_device(device)
+        .unwrap()
+        .requires_grad()
 }
 
 /// The composed attention every fused result must equal.
@@ -24,7 +31,7 @@ fn reference(q: &Tensor, k: &Tensor, v: &Tensor, mask: AttentionMask, past: usiz
             }
         }
     }
-    let hidden = Tensor::from_bools(hidden, &[batch, 1, tq, tk]);
+    let hidden = q.new_bools(hidden, &[batch, 1, tq, tk]);
     q.matmul(&k.transpose(-1, -2))
         .mul_scalar(1.0 / (d as f32).sqrt())
         .masked_fill(&hidden, f32::NEG_INFINITY)
@@ -47,14 +54,21 @@ fn assert_close(what: &str, fused: &Tensor, composed: &Tensor) {
 }
 
 /// Runs both versions on the same inputs and output gradient and compares.
-fn check(shape_q: [usize; 4], tk: usize, mask: AttentionMask, past: usize, seed: u64) {
+fn check(
+    device: &Device,
+    shape_q: [usize; 4],
+    tk: usize,
+    mask: AttentionMask,
+    past: usize,
+    seed: u64,
+) {
     let [b, h, tq, d] = shape_q;
     let (q, k, v) = (
-        randn(&[b, h, tq, d], seed),
-        randn(&[b, h, tk, d], seed + 1),
-        randn(&[b, h, tk, d], seed + 2),
+        randn(&[b, h, tq, d], seed, device),
+        randn(&[b, h, tk, d], seed + 1, device),
+        randn(&[b, h, tk, d], seed + 2, device),
     );
-    let g = Tensor::randn(&[b, h, tq, d], &mut StdRng::seed_from_u64(seed + 3));
+    let g = randn(&[b, h, tq, d], seed + 3, device).detach();
     let fused = Tensor::scaled_dot_product_attention(&q, &k, &v, mask, past);
     fused.backward_with(&g);
     let grads: Vec<Tensor> = [&q, &k, &v].iter().map(|t| t.grad().unwrap()).collect();
@@ -71,73 +85,98 @@ fn check(shape_q: [usize; 4], tk: usize, mask: AttentionMask, past: usize, seed:
     }
 }
 
-#[test]
-fn causal_self_attention_across_tile_boundaries() {
+fn causal_self_attention_across_tile_boundaries(device: &Device) {
     for (t, d) in [(1, 8), (5, 8), (64, 16), (70, 32), (130, 64)] {
-        check([2, 3, t, d], t, AttentionMask::CAUSAL, 0, t as u64);
+        check(device, [2, 3, t, d], t, AttentionMask::CAUSAL, 0, t as u64);
     }
 }
 
-#[test]
-fn bidirectional_and_cross_attention() {
-    check([2, 2, 37, 16], 37, AttentionMask::NONE, 0, 10);
+test_device!(
+    causal_self_attention_across_tile_boundaries,
+    causal_self_attention_across_tile_boundaries_cpu,
+    causal_self_attention_across_tile_boundaries_cuda
+);
+
+fn bidirectional_and_cross_attention(device: &Device) {
+    check(device, [2, 2, 37, 16], 37, AttentionMask::NONE, 0, 10);
     // Queries and keys of different lengths, either way round.
-    check([2, 2, 7, 16], 150, AttentionMask::NONE, 0, 20);
-    check([1, 2, 150, 8], 9, AttentionMask::NONE, 0, 30);
+    check(device, [2, 2, 7, 16], 150, AttentionMask::NONE, 0, 20);
+    check(device, [1, 2, 150, 8], 9, AttentionMask::NONE, 0, 30);
 }
 
-#[test]
-fn key_padding_alone_and_with_the_causal_mask() {
+test_device!(
+    bidirectional_and_cross_attention,
+    bidirectional_and_cross_attention_cpu,
+    bidirectional_and_cross_attention_cuda
+);
+
+fn key_padding_alone_and_with_the_causal_mask(device: &Device) {
     let tk = 100;
     // Sequence 0 unpadded; sequence 1 has 30 padded keys at the end.
     let pad: Vec<bool> = (0..2 * tk).map(|i| i >= tk && i % tk >= 70).collect();
-    let pad = Tensor::from_bools(pad, &[2, tk]);
+    let pad = Tensor::from_bools(pad, &[2, tk]).to_device(device).unwrap();
     let padded = AttentionMask {
         causal: false,
         key_padding: Some(&pad),
     };
-    check([2, 2, 80, 16], tk, padded, 0, 40);
+    check(device, [2, 2, 80, 16], tk, padded, 0, 40);
     let both = AttentionMask {
         causal: true,
         key_padding: Some(&pad),
     };
-    check([2, 2, tk, 16], tk, both, 0, 50);
+    check(device, [2, 2, tk, 16], tk, both, 0, 50);
 }
 
-#[test]
-fn queries_behind_a_cache_and_rows_that_see_nothing() {
+test_device!(
+    key_padding_alone_and_with_the_causal_mask,
+    key_padding_alone_and_with_the_causal_mask_cpu,
+    key_padding_alone_and_with_the_causal_mask_cuda
+);
+
+fn queries_behind_a_cache_and_rows_that_see_nothing(device: &Device) {
     // Three new queries at positions 67..70 over 70 cached-and-new keys.
-    check([1, 2, 3, 16], 70, AttentionMask::CAUSAL, 67, 60);
+    check(device, [1, 2, 3, 16], 70, AttentionMask::CAUSAL, 67, 60);
     // Left padding under a causal mask: the first query sees only padding,
     // so its output (and gradient) is zero in both versions.
-    let pad = Tensor::from_bools(vec![true, true, false, false, false], &[1, 5]);
+    let pad = Tensor::from_bools(vec![true, true, false, false, false], &[1, 5])
+        .to_device(device)
+        .unwrap();
     let both = AttentionMask {
         causal: true,
         key_padding: Some(&pad),
     };
-    check([1, 1, 5, 8], 5, both, 0, 70);
-    let (q, k) = (randn(&[1, 1, 5, 8], 1), randn(&[1, 1, 5, 8], 2));
+    check(device, [1, 1, 5, 8], 5, both, 0, 70);
+    let (q, k) = (
+        randn(&[1, 1, 5, 8], 1, device),
+        randn(&[1, 1, 5, 8], 2, device),
+    );
     let y = Tensor::scaled_dot_product_attention(&q, &k, &k, both, 0).to_vec();
     assert!(y[..16].iter().all(|&x| x == 0.0), "rows 0 and 1 see no key");
 }
 
+test_device!(
+    queries_behind_a_cache_and_rows_that_see_nothing,
+    queries_behind_a_cache_and_rows_that_see_nothing_cpu,
+    queries_behind_a_cache_and_rows_that_see_nothing_cuda
+);
+
 /// MultiHeadAttention takes the fused op by default; its outputs and
 /// parameter gradients equal those of the composed kernel.
-#[test]
-fn multi_head_attention_fused_by_default_equals_composed() {
+fn multi_head_attention_fused_by_default_equals_composed(device: &Device) {
     use zeroformer::nn::{AttentionKernel, Module, MultiHeadAttention, Rope, SharedRng};
     let (b, t, s, c, heads) = (2, 70, 9, 32, 4);
-    let x = randn(&[b, t, c], 20);
-    let memory = randn(&[b, s, c], 21);
-    let pad_ids = Tensor::from_ids(
+    let x = randn(&[b, t, c], 20, device);
+    let memory = randn(&[b, s, c], 21, device);
+    let pad_ids = x.new_ids(
         (0..b * t)
             .map(|i| if i % t >= 60 && i >= t { 0 } else { 1 })
             .collect(),
         &[b, t],
     );
     let padding = zeroformer::nn::padding_mask(&pad_ids, 0);
-    let memory_padding = Tensor::from_bools((0..b * s).map(|i| i == s + 3).collect(), &[b, s]);
+    let memory_padding = x.new_bools((0..b * s).map(|i| i == s + 3).collect(), &[b, s]);
     let rope = Rope::new(c / heads, 128);
+    rope.to_device(device).unwrap();
     let run = |kernel: AttentionKernel| {
         let mut rng = StdRng::seed_from_u64(7);
         let mut attn = MultiHeadAttention::new(
@@ -151,6 +190,7 @@ fn multi_head_attention_fused_by_default_equals_composed() {
             &SharedRng::seed_from_u64(0),
         );
         attn.kernel = kernel;
+        attn.to_device(device).unwrap();
         let mask = AttentionMask {
             causal: true,
             key_padding: Some(&padding),
@@ -182,19 +222,26 @@ fn multi_head_attention_fused_by_default_equals_composed() {
     }
 }
 
+test_device!(
+    multi_head_attention_fused_by_default_equals_composed,
+    multi_head_attention_fused_by_default_equals_composed_cpu,
+    multi_head_attention_fused_by_default_equals_composed_cuda
+);
+
 /// The backward splits work by head when there are at least as many heads
 /// as threads, and by key and query tiles otherwise. The two visit the
 /// same tiles in the same order, so their gradients agree bit for bit; and
 /// the tile split equals the composed reference too.
-#[test]
-fn backward_split_by_tiles_equals_split_by_heads() {
+fn backward_split_by_tiles_equals_split_by_heads(device: &Device) {
     let pool = |threads| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap()
     };
-    let pad = Tensor::from_bools((0..130).map(|j| j >= 120).collect(), &[1, 130]);
+    let pad = Tensor::from_bools((0..130).map(|j| j >= 120).collect(), &[1, 130])
+        .to_device(device)
+        .unwrap();
     let padded_causal = AttentionMask {
         causal: true,
         key_padding: Some(&pad),
@@ -208,11 +255,11 @@ fn backward_split_by_tiles_equals_split_by_heads() {
     for (n, &(mask, tq, tk, past)) in cases.iter().enumerate() {
         let seed = 100 + 10 * n as u64;
         let (q, k, v) = (
-            randn(&[1, 2, tq, 16], seed),
-            randn(&[1, 2, tk, 16], seed + 1),
-            randn(&[1, 2, tk, 16], seed + 2),
+            randn(&[1, 2, tq, 16], seed, device),
+            randn(&[1, 2, tk, 16], seed + 1, device),
+            randn(&[1, 2, tk, 16], seed + 2, device),
         );
-        let g = Tensor::randn(&[1, 2, tq, 16], &mut StdRng::seed_from_u64(seed + 3));
+        let g = randn(&[1, 2, tq, 16], seed + 3, device).detach();
         let grads = |threads: usize| {
             pool(threads).install(|| {
                 Tensor::scaled_dot_product_attention(&q, &k, &v, mask, past).backward_with(&g);
@@ -225,6 +272,12 @@ fn backward_split_by_tiles_equals_split_by_heads() {
             out
         };
         assert_eq!(grads(1), grads(8), "case {n}: by heads vs by tiles");
-        pool(8).install(|| check([1, 2, tq, 16], tk, mask, past, seed));
+        pool(8).install(|| check(device, [1, 2, tq, 16], tk, mask, past, seed));
     }
 }
+
+test_device!(
+    backward_split_by_tiles_equals_split_by_heads,
+    backward_split_by_tiles_equals_split_by_heads_cpu,
+    backward_split_by_tiles_equals_split_by_heads_cuda
+);

@@ -3,14 +3,22 @@
 //! uncached, both norm placements train, and the position encodings obey
 //! their formulas.
 
+#[macro_use]
+mod common;
+
 use zeroformer::data::digits::{self, DigitTask};
 use zeroformer::models::{Encoder, EncoderConfig, EncoderDecoder, EncoderDecoderConfig};
 use zeroformer::nn::{NormKind, NormPlacement, Positional, Rope, padding_mask, sinusoidal_table};
 use zeroformer::optim::{Adam, AdamConfig, LrSchedule, Optimizer, ParamGroup};
 use zeroformer::prelude::*;
 
-fn ids(values: &[i64], shape: &[usize]) -> Tensor {
-    Tensor::from_ids(values.to_vec(), shape)
+fn ids(values: &[i64], shape: &[usize], device: &Device) -> Tensor {
+    Tensor::from_ids_on(values.to_vec(), shape, device).unwrap()
+}
+
+/// `t` on `device`.
+fn on(device: &Device, t: Tensor) -> Tensor {
+    t.to_device(device).unwrap()
 }
 
 fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
@@ -20,12 +28,18 @@ fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
     }
 }
 
-fn encoder_decoder(placement: NormPlacement, positional: Positional) -> EncoderDecoder {
+fn encoder_decoder(
+    placement: NormPlacement,
+    positional: Positional,
+    device: &Device,
+) -> EncoderDecoder {
     let mut config = EncoderDecoderConfig::preset("transformer-tiny", 12, 12, 16).unwrap();
     config.layer.dropout = 0.0;
     config.layer.placement = placement;
     config.positional = positional;
-    EncoderDecoder::new(config, 3).unwrap()
+    let model = EncoderDecoder::new(config, 3).unwrap();
+    model.to_device(device).unwrap();
+    model
 }
 
 #[test]
@@ -42,13 +56,13 @@ fn sinusoidal_encodings_match_the_formula() {
     }
 }
 
-#[test]
-fn rope_preserves_norms_and_scores_depend_only_on_relative_position() {
+fn rope_preserves_norms_and_scores_depend_only_on_relative_position(device: &Device) {
     let rope = Rope::new(8, 64);
+    rope.to_device(device).unwrap();
     let mut rng = StdRng::seed_from_u64(5);
     let (q, k) = (
-        Tensor::randn(&[1, 8], &mut rng),
-        Tensor::randn(&[1, 8], &mut rng),
+        on(device, Tensor::randn(&[1, 8], &mut rng)),
+        on(device, Tensor::randn(&[1, 8], &mut rng)),
     );
     let norm = |t: &Tensor| t.square().sum().item().sqrt();
     for pos in [0, 1, 7, 40] {
@@ -69,26 +83,32 @@ fn rope_preserves_norms_and_scores_depend_only_on_relative_position() {
     assert!((score(4, 0) - reference).abs() > 1e-3);
 }
 
-#[test]
-fn encoder_outputs_ignore_padding() {
+test_device!(
+    rope_preserves_norms_and_scores_depend_only_on_relative_position,
+    rope_preserves_norms_and_scores_depend_only_on_relative_position_cpu,
+    rope_preserves_norms_and_scores_depend_only_on_relative_position_cuda
+);
+
+fn encoder_outputs_ignore_padding(device: &Device) {
     for positional in [Positional::Learned, Positional::Rotary] {
         let mut config = EncoderConfig::preset("encoder-tiny", 20, 3, 16).unwrap();
         config.layer.dropout = 0.0;
         config.positional = positional;
         let model = Encoder::new(config, 4).unwrap();
+        model.to_device(device).unwrap();
         // Sequence B alone, then batched beside a longer A with padding
         // (token 0) and garbage after it (token 9, still marked padding).
-        let alone = model.forward(&ids(&[3, 4, 5, 6], &[1, 4]), None);
-        let batch = ids(&[7, 8, 9, 10, 11, 12, 3, 4, 5, 6, 0, 9], &[2, 6]);
+        let alone = model.forward(&ids(&[3, 4, 5, 6], &[1, 4], device), None);
+        let batch = ids(&[7, 8, 9, 10, 11, 12, 3, 4, 5, 6, 0, 9], &[2, 6], device);
         let mut pad = padding_mask(&batch, 0).to_vec_bool();
         pad[11] = true;
-        let pad = Tensor::from_bools(pad, &[2, 6]);
+        let pad = batch.new_bools(pad, &[2, 6]);
         let batched = model.forward(&batch, Some(&pad));
         let b_rows = batched.narrow(0, 1, 1).narrow(1, 0, 4);
         assert_close(&b_rows.to_vec(), &alone.to_vec(), 1e-5, "encoder output");
         // Pooled and classified, too.
         let logits = model.classify(&batch, Some(&pad));
-        let alone_logits = model.classify(&ids(&[3, 4, 5, 6], &[1, 4]), None);
+        let alone_logits = model.classify(&ids(&[3, 4, 5, 6], &[1, 4], device), None);
         assert_close(
             &logits.narrow(0, 1, 1).to_vec(),
             &alone_logits.to_vec(),
@@ -98,23 +118,33 @@ fn encoder_outputs_ignore_padding() {
     }
 }
 
-#[test]
-fn cross_attention_ignores_source_padding() {
-    let model = encoder_decoder(NormPlacement::Post, Positional::Sinusoidal);
-    let tgt = ids(&[1, 5, 6], &[1, 3]);
-    let alone = model.forward(&ids(&[4, 5, 6, 7], &[1, 4]), &tgt, None, None);
-    let padded_src = ids(&[4, 5, 6, 7, 0, 0, 11], &[1, 7]);
-    let pad = Tensor::from_bools(vec![false, false, false, false, true, true, true], &[1, 7]);
+test_device!(
+    encoder_outputs_ignore_padding,
+    encoder_outputs_ignore_padding_cpu,
+    encoder_outputs_ignore_padding_cuda
+);
+
+fn cross_attention_ignores_source_padding(device: &Device) {
+    let model = encoder_decoder(NormPlacement::Post, Positional::Sinusoidal, device);
+    let tgt = ids(&[1, 5, 6], &[1, 3], device);
+    let alone = model.forward(&ids(&[4, 5, 6, 7], &[1, 4], device), &tgt, None, None);
+    let padded_src = ids(&[4, 5, 6, 7, 0, 0, 11], &[1, 7], device);
+    let pad = padded_src.new_bools(vec![false, false, false, false, true, true, true], &[1, 7]);
     let padded = model.forward(&padded_src, &tgt, Some(&pad), None);
     assert_close(&padded.to_vec(), &alone.to_vec(), 1e-5, "decoder logits");
 }
 
-#[test]
-fn decoder_is_causal() {
-    let model = encoder_decoder(NormPlacement::Pre, Positional::Sinusoidal);
-    let src = ids(&[4, 5, 6, 7], &[1, 4]);
-    let a = model.forward(&src, &ids(&[1, 5, 6, 7, 8], &[1, 5]), None, None);
-    let b = model.forward(&src, &ids(&[1, 5, 6, 2, 3], &[1, 5]), None, None);
+test_device!(
+    cross_attention_ignores_source_padding,
+    cross_attention_ignores_source_padding_cpu,
+    cross_attention_ignores_source_padding_cuda
+);
+
+fn decoder_is_causal(device: &Device) {
+    let model = encoder_decoder(NormPlacement::Pre, Positional::Sinusoidal, device);
+    let src = ids(&[4, 5, 6, 7], &[1, 4], device);
+    let a = model.forward(&src, &ids(&[1, 5, 6, 7, 8], &[1, 5], device), None, None);
+    let b = model.forward(&src, &ids(&[1, 5, 6, 2, 3], &[1, 5], device), None, None);
     let v = 12;
     let (a, b) = (a.to_vec(), b.to_vec());
     assert_close(&a[..3 * v], &b[..3 * v], 0.0, "logits before the change");
@@ -127,18 +157,23 @@ fn decoder_is_causal() {
     );
 }
 
-#[test]
-fn cached_decoding_equals_uncached() {
+test_device!(
+    decoder_is_causal,
+    decoder_is_causal_cpu,
+    decoder_is_causal_cuda
+);
+
+fn cached_decoding_equals_uncached(device: &Device) {
     for (placement, positional) in [
         (NormPlacement::Post, Positional::Sinusoidal),
         (NormPlacement::Pre, Positional::Rotary),
         (NormPlacement::Pre, Positional::Learned),
     ] {
-        let model = encoder_decoder(placement, positional);
-        let src = ids(&[4, 5, 6, 7, 8, 9, 0, 0], &[2, 4]);
+        let model = encoder_decoder(placement, positional, device);
+        let src = ids(&[4, 5, 6, 7, 8, 9, 0, 0], &[2, 4], device);
         let pad = padding_mask(&src, 0);
         // Logits of a teacher-forced target, whole and one token at a time.
-        let tgt = ids(&[1, 5, 6, 7, 1, 9, 8, 2], &[2, 4]);
+        let tgt = ids(&[1, 5, 6, 7, 1, 9, 8, 2], &[2, 4], device);
         let memory = model.encode(&src, Some(&pad));
         let whole = model.decode(&tgt, &memory, Some(&pad), None, None);
         let mut cache = Default::default();
@@ -164,11 +199,17 @@ fn cached_decoding_equals_uncached() {
     }
 }
 
+test_device!(
+    cached_decoding_equals_uncached,
+    cached_decoding_equals_uncached_cpu,
+    cached_decoding_equals_uncached_cuda
+);
+
 /// Trains on the copy task of `len` digits with Adam under the Noam
 /// schedule, cooled linearly to zero over the last 20% of the steps as
 /// examples/seq2seq does; returns the mean loss of the first and last five
 /// steps.
-fn train_copy(model: &EncoderDecoder, steps: usize, len: usize) -> (f32, f32) {
+fn train_copy(model: &EncoderDecoder, steps: usize, len: usize, device: &Device) -> (f32, f32) {
     let d_model = model.config.layer.d_model;
     let schedule = LrSchedule::Noam {
         d_model,
@@ -196,11 +237,13 @@ fn train_copy(model: &EncoderDecoder, steps: usize, len: usize) -> (f32, f32) {
         let remaining = (steps - step) as f32;
         opt.set_lr(schedule.lr_at(step) * (remaining / cooldown).min(1.0));
         let b = digits::batch(DigitTask::Copy, 16, len, &mut rng);
-        let logits = model.forward(&b.source, &b.target_in, None, None);
+        let [source, target_in, target_out] =
+            [b.source, b.target_in, b.target_out].map(|t| on(device, t));
+        let logits = model.forward(&source, &target_in, None, None);
         let n = 16 * len;
         let loss = logits
             .reshape(&[n, digits::VOCAB_SIZE])
-            .cross_entropy(&b.target_out.reshape(&[n]));
+            .cross_entropy(&target_out.reshape(&[n]));
         losses.push(loss.item());
         opt.zero_grad();
         loss.backward();
@@ -211,13 +254,12 @@ fn train_copy(model: &EncoderDecoder, steps: usize, len: usize) -> (f32, f32) {
     (first, last)
 }
 
-#[test]
-fn copy_task_is_solved_by_greedy_decoding() {
+fn copy_task_is_solved_by_greedy_decoding(device: &Device) {
     // A small version of examples/seq2seq.
-    let model = encoder_decoder(NormPlacement::Post, Positional::Sinusoidal);
-    let (_, last) = train_copy(&model, 600, 6);
+    let model = encoder_decoder(NormPlacement::Post, Positional::Sinusoidal, device);
+    let (_, last) = train_copy(&model, 600, 6, device);
     let b = digits::batch(DigitTask::Copy, 200, 6, &mut StdRng::seed_from_u64(99));
-    let out = model.greedy_decode(&b.source, None, digits::START, None, 6);
+    let out = model.greedy_decode(&on(device, b.source), None, digits::START, None, 6);
     let (want, got) = (b.target_out.to_vec_i64(), out.to_vec_i64());
     let exact = want
         .chunks(6)
@@ -228,10 +270,15 @@ fn copy_task_is_solved_by_greedy_decoding() {
     assert!(exact >= 190, "exact match {exact}/200 after training");
 }
 
+test_device!(
+    copy_task_is_solved_by_greedy_decoding,
+    copy_task_is_solved_by_greedy_decoding_cpu,
+    copy_task_is_solved_by_greedy_decoding_cuda
+);
+
 // Rotary positions are left out here: they reach only self-attention, so
 // cross-attention has no position to align source and target by.
-#[test]
-fn post_norm_and_pre_norm_both_learn_to_copy() {
+fn post_norm_and_pre_norm_both_learn_to_copy(device: &Device) {
     for (placement, norm, positional) in [
         (
             NormPlacement::Post,
@@ -251,12 +298,19 @@ fn post_norm_and_pre_norm_both_learn_to_copy() {
         config.layer.norm = norm;
         config.positional = positional;
         let model = EncoderDecoder::new(config, 11).unwrap();
-        let (first, last) = train_copy(&model, 400, 6);
+        model.to_device(device).unwrap();
+        let (first, last) = train_copy(&model, 400, 6, device);
         println!("{placement:?} {norm:?} {positional:?}: loss {first:.3} -> {last:.3}");
         assert!(first > 2.0, "starts near ln 10: {first}");
         assert!(last < 0.2, "{placement:?}: copy loss only fell to {last}");
     }
 }
+
+test_device!(
+    post_norm_and_pre_norm_both_learn_to_copy,
+    post_norm_and_pre_norm_both_learn_to_copy_cpu,
+    post_norm_and_pre_norm_both_learn_to_copy_cuda
+);
 
 #[test]
 fn configs_round_trip_through_json_and_presets_validate() {

@@ -1,6 +1,9 @@
 //! The GPT model's behaviour: parameters, causality, cached decoding,
 //! attention weights, train/eval, and learning.
 
+#[macro_use]
+mod common;
+
 use zeroformer::nn::{AttentionMask, KvCache};
 use zeroformer::optim::{Adam, AdamConfig, Optimizer, decay_groups};
 use zeroformer::prelude::*;
@@ -17,8 +20,15 @@ fn tiny(dropout: f32) -> GptConfig {
     }
 }
 
-fn ids(values: &[i64], batch: usize) -> Tensor {
-    Tensor::from_ids(values.to_vec(), &[batch, values.len() / batch])
+fn ids(values: &[i64], batch: usize, device: &Device) -> Tensor {
+    Tensor::from_ids_on(values.to_vec(), &[batch, values.len() / batch], device).unwrap()
+}
+
+/// A GPT of `config` initialised from `seed`, moved to `device`.
+fn gpt(config: GptConfig, seed: u64, device: &Device) -> Gpt {
+    let model = Gpt::new(config, seed).unwrap();
+    model.to_device(device).unwrap();
+    model
 }
 
 #[test]
@@ -74,25 +84,29 @@ fn gpt2_initialisation_scales_residual_projections() {
     assert!((std(&flat("wte.weight")) - 0.02).abs() < 1e-3);
 }
 
-#[test]
-fn forward_under_no_grad_records_no_graph() {
+fn forward_under_no_grad_records_no_graph(device: &Device) {
     // The forward runs on a pool worker (`in_pool`): the caller's grad mode
     // must go with it, or evaluation would build and hold a graph.
-    let model = Gpt::new(tiny(0.0), 2).unwrap();
-    let x = ids(&[1, 5, 2, 7], 1);
+    let model = gpt(tiny(0.0), 2, device);
+    let x = ids(&[1, 5, 2, 7], 1, device);
     assert!(model.forward(&x).is_tracked());
     assert!(!no_grad(|| model.forward(&x)).is_tracked());
 }
 
-#[test]
-fn changing_a_future_token_never_changes_earlier_logits() {
-    let model = Gpt::new(tiny(0.0), 2).unwrap();
+test_device!(
+    forward_under_no_grad_records_no_graph,
+    forward_under_no_grad_records_no_graph_cpu,
+    forward_under_no_grad_records_no_graph_cuda
+);
+
+fn changing_a_future_token_never_changes_earlier_logits(device: &Device) {
+    let model = gpt(tiny(0.0), 2, device);
     let a = [1, 5, 2, 7, 3, 9, 4, 0];
     let mut b = a;
     b[5] = 6;
     let (la, lb) = (
-        model.forward(&ids(&a, 1)).to_vec(),
-        model.forward(&ids(&b, 1)).to_vec(),
+        model.forward(&ids(&a, 1, device)).to_vec(),
+        model.forward(&ids(&b, 1, device)).to_vec(),
     );
     let v = 11;
     for pos in 0..8 {
@@ -110,11 +124,16 @@ fn changing_a_future_token_never_changes_earlier_logits() {
     }
 }
 
-#[test]
-fn cached_decoding_equals_uncached() {
-    let model = Gpt::new(tiny(0.0), 3).unwrap();
+test_device!(
+    changing_a_future_token_never_changes_earlier_logits,
+    changing_a_future_token_never_changes_earlier_logits_cpu,
+    changing_a_future_token_never_changes_earlier_logits_cuda
+);
+
+fn cached_decoding_equals_uncached(device: &Device) {
+    let model = gpt(tiny(0.0), 3, device);
     let seq = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3];
-    let batch = ids(&[seq, [2, 7, 1, 8, 2, 8, 1, 8, 2, 8]].concat(), 2);
+    let batch = ids(&[seq, [2, 7, 1, 8, 2, 8, 1, 8, 2, 8]].concat(), 2, device);
     let full = model.forward(&batch);
     let mut cache = KvCache::default();
     // A 4-token prompt, then one token at a time.
@@ -133,10 +152,15 @@ fn cached_decoding_equals_uncached() {
     assert!(worst < 1e-5, "cached and uncached logits differ by {worst}");
 }
 
-#[test]
-fn attention_weights_are_causal_and_normalised() {
-    let model = Gpt::new(tiny(0.0), 4).unwrap();
-    let (_, weights) = model.forward_with_attention(&ids(&[1, 2, 3, 4, 5], 1));
+test_device!(
+    cached_decoding_equals_uncached,
+    cached_decoding_equals_uncached_cpu,
+    cached_decoding_equals_uncached_cuda
+);
+
+fn attention_weights_are_causal_and_normalised(device: &Device) {
+    let model = gpt(tiny(0.0), 4, device);
+    let (_, weights) = model.forward_with_attention(&ids(&[1, 2, 3, 4, 5], 1, device));
     assert_eq!(weights.len(), 2);
     let w = &weights[0];
     assert_eq!(w.shape(), &[1, 2, 5, 5]);
@@ -149,21 +173,31 @@ fn attention_weights_are_causal_and_normalised() {
     }
 }
 
-#[test]
-fn dropout_only_in_training_mode() {
-    let mut model = Gpt::new(tiny(0.5), 5).unwrap();
-    let x = ids(&[1, 2, 3, 4], 1);
+test_device!(
+    attention_weights_are_causal_and_normalised,
+    attention_weights_are_causal_and_normalised_cpu,
+    attention_weights_are_causal_and_normalised_cuda
+);
+
+fn dropout_only_in_training_mode(device: &Device) {
+    let mut model = gpt(tiny(0.5), 5, device);
+    let x = ids(&[1, 2, 3, 4], 1, device);
     let (a, b) = (model.forward(&x).to_vec(), model.forward(&x).to_vec());
     assert_ne!(a, b, "training mode should drop different units each call");
     model.set_training(false);
     assert_eq!(model.forward(&x).to_vec(), model.forward(&x).to_vec());
 }
 
-#[test]
-fn a_tiny_model_overfits_one_batch() {
-    let model = Gpt::new(tiny(0.0), 6).unwrap();
+test_device!(
+    dropout_only_in_training_mode,
+    dropout_only_in_training_mode_cpu,
+    dropout_only_in_training_mode_cuda
+);
+
+fn a_tiny_model_overfits_one_batch(device: &Device) {
+    let model = gpt(tiny(0.0), 6, device);
     let data: Vec<i64> = (0..2 * 9).map(|i| (i * 7 % 11) as i64).collect();
-    let batch = Tensor::from_ids(data, &[2, 9]);
+    let batch = Tensor::from_ids_on(data, &[2, 9], device).unwrap();
     let (x, y) = (
         batch.narrow(1, 0, 8).contiguous(),
         batch.narrow(1, 1, 8).contiguous(),
@@ -189,6 +223,12 @@ fn a_tiny_model_overfits_one_batch() {
     assert!(loss < 0.05, "did not overfit: final loss {loss}");
 }
 
+test_device!(
+    a_tiny_model_overfits_one_batch,
+    a_tiny_model_overfits_one_batch_cpu,
+    a_tiny_model_overfits_one_batch_cuda
+);
+
 #[test]
 fn bad_configs_are_errors() {
     assert!(matches!(
@@ -202,11 +242,10 @@ fn bad_configs_are_errors() {
     assert!(matches!(Gpt::new(bad, 0), Err(Error::InvalidConfig(_))));
 }
 
-#[test]
-fn accumulating_two_half_batches_equals_one_full_batch() {
-    let model = Gpt::new(tiny(0.0), 7).unwrap();
+fn accumulating_two_half_batches_equals_one_full_batch(device: &Device) {
+    let model = gpt(tiny(0.0), 7, device);
     let data: Vec<i64> = (0..4 * 9).map(|i| ((i * 5 + 3) % 11) as i64).collect();
-    let batch = Tensor::from_ids(data, &[4, 9]);
+    let batch = Tensor::from_ids_on(data, &[4, 9], device).unwrap();
     let (x, y) = (
         batch.narrow(1, 0, 8).contiguous(),
         batch.narrow(1, 1, 8).contiguous(),
@@ -234,19 +273,25 @@ fn accumulating_two_half_batches_equals_one_full_batch() {
     }
 }
 
-#[test]
-fn general_masked_attention_equals_the_fused_causal_path() {
+test_device!(
+    accumulating_two_half_batches_equals_one_full_batch,
+    accumulating_two_half_batches_equals_one_full_batch_cpu,
+    accumulating_two_half_batches_equals_one_full_batch_cuda
+);
+
+fn general_masked_attention_equals_the_fused_causal_path(device: &Device) {
     // The general masked path (a causal mask combined with a padding mask
     // that hides nothing) against the fused causal softmax.
-    let model = Gpt::new(tiny(0.0), 8).unwrap();
+    let model = gpt(tiny(0.0), 8, device);
     let attn = &model.blocks[0].attn;
     let mut rng = StdRng::seed_from_u64(9);
-    let (q, k, v) = (
-        Tensor::randn(&[1, 2, 5, 8], &mut rng),
-        Tensor::randn(&[1, 2, 5, 8], &mut rng),
-        Tensor::randn(&[1, 2, 5, 8], &mut rng),
-    );
-    let no_padding = Tensor::from_bools(vec![false; 5], &[1, 5]);
+    let mut randn = || {
+        Tensor::randn(&[1, 2, 5, 8], &mut rng)
+            .to_device(device)
+            .unwrap()
+    };
+    let (q, k, v) = (randn(), randn(), randn());
+    let no_padding = q.new_bools(vec![false; 5], &[1, 5]);
     let mask = AttentionMask {
         causal: true,
         key_padding: Some(&no_padding),
@@ -262,3 +307,9 @@ fn general_masked_attention_equals_the_fused_causal_path() {
         assert!((a - b).abs() < 1e-5);
     }
 }
+
+test_device!(
+    general_masked_attention_equals_the_fused_causal_path,
+    general_masked_attention_equals_the_fused_causal_path_cpu,
+    general_masked_attention_equals_the_fused_causal_path_cuda
+);

@@ -1,6 +1,7 @@
 //! Optimizers against torch.optim (fixtures from scripts/make_fixtures.py),
 //! schedules against their closed forms, and clipping.
 
+#[macro_use]
 mod common;
 
 use common::Fixture;
@@ -39,17 +40,21 @@ fn run(
     (w, b, norms)
 }
 
-#[test]
-fn sgd_with_momentum_and_weight_decay_matches_pytorch() {
-    let f = Fixture::load("optim");
+fn sgd_with_momentum_and_weight_decay_matches_pytorch(device: &Device) {
+    let f = Fixture::load_on("optim", device);
     let (w, b, _) = run(&f, |g| Box::new(Sgd::new(g, 0.01, 0.9)), (0.01, 0.01), None);
     f.assert_matches("sgd_w", &w);
     f.assert_matches("sgd_b", &b);
 }
 
-#[test]
-fn adam_matches_pytorch() {
-    let f = Fixture::load("optim");
+test_device!(
+    sgd_with_momentum_and_weight_decay_matches_pytorch,
+    sgd_with_momentum_and_weight_decay_matches_pytorch_cpu,
+    sgd_with_momentum_and_weight_decay_matches_pytorch_cuda
+);
+
+fn adam_matches_pytorch(device: &Device) {
+    let f = Fixture::load_on("optim", device);
     let (w, b, _) = run(
         &f,
         |g| Box::new(Adam::new(g, AdamConfig::adam(0.05))),
@@ -60,9 +65,14 @@ fn adam_matches_pytorch() {
     f.assert_matches("adam_b", &b);
 }
 
-#[test]
-fn adamw_with_decay_groups_and_clipping_matches_pytorch() {
-    let f = Fixture::load("optim");
+test_device!(
+    adam_matches_pytorch,
+    adam_matches_pytorch_cpu,
+    adam_matches_pytorch_cuda
+);
+
+fn adamw_with_decay_groups_and_clipping_matches_pytorch(device: &Device) {
+    let f = Fixture::load_on("optim", device);
     let config = AdamConfig {
         beta2: 0.99,
         ..AdamConfig::adamw(0.05)
@@ -77,6 +87,12 @@ fn adamw_with_decay_groups_and_clipping_matches_pytorch() {
     f.assert_matches("adamw_b", &b);
     f.assert_matches("adamw_norms", &Tensor::from_vec(norms, &[5]));
 }
+
+test_device!(
+    adamw_with_decay_groups_and_clipping_matches_pytorch,
+    adamw_with_decay_groups_and_clipping_matches_pytorch_cpu,
+    adamw_with_decay_groups_and_clipping_matches_pytorch_cuda
+);
 
 #[test]
 fn warmup_cosine_follows_nanogpt() {
