@@ -1,11 +1,22 @@
 //! Ops checked against answers known in closed form.
 
+#[macro_use]
+mod common;
+
 use approx::assert_relative_eq;
 use zeroformer::prelude::*;
 
-#[test]
-fn softmax_rows_sum_to_one_over_any_dim() {
-    let x = Tensor::randn(&[3, 4, 5], &mut StdRng::seed_from_u64(0)).mul_scalar(10.0);
+/// `t` on `device`.
+fn on(device: &Device, t: Tensor) -> Tensor {
+    t.to_device(device).expect("the test's device is usable")
+}
+
+fn softmax_rows_sum_to_one_over_any_dim(device: &Device) {
+    let x = on(
+        device,
+        Tensor::randn(&[3, 4, 5], &mut StdRng::seed_from_u64(0)),
+    )
+    .mul_scalar(10.0);
     for d in 0..3 {
         let s = x.softmax(d).sum_dim(d, false);
         for v in s.to_vec() {
@@ -19,11 +30,19 @@ fn softmax_rows_sum_to_one_over_any_dim() {
     }
 }
 
-#[test]
-fn cross_entropy_of_uniform_logits_is_ln_classes() {
+test_device!(
+    softmax_rows_sum_to_one_over_any_dim,
+    softmax_rows_sum_to_one_over_any_dim_cpu,
+    softmax_rows_sum_to_one_over_any_dim_cuda
+);
+
+fn cross_entropy_of_uniform_logits_is_ln_classes(device: &Device) {
     for classes in [2usize, 10, 65, 50257] {
-        let logits = Tensor::full(&[3, classes], 0.7);
-        let targets = Tensor::from_ids(vec![0, (classes - 1) as i64, 1], &[3]);
+        let logits = on(device, Tensor::full(&[3, classes], 0.7));
+        let targets = on(
+            device,
+            Tensor::from_ids(vec![0, (classes - 1) as i64, 1], &[3]),
+        );
         assert_relative_eq!(
             logits.cross_entropy(&targets).item(),
             (classes as f32).ln(),
@@ -32,10 +51,19 @@ fn cross_entropy_of_uniform_logits_is_ln_classes() {
     }
 }
 
-#[test]
-fn cross_entropy_gradient_is_softmax_minus_one_hot_over_count() {
-    let logits = Tensor::randn(&[4, 3], &mut StdRng::seed_from_u64(1)).requires_grad();
-    let targets = Tensor::from_ids(vec![2, -100, 0, 1], &[4]);
+test_device!(
+    cross_entropy_of_uniform_logits_is_ln_classes,
+    cross_entropy_of_uniform_logits_is_ln_classes_cpu,
+    cross_entropy_of_uniform_logits_is_ln_classes_cuda
+);
+
+fn cross_entropy_gradient_is_softmax_minus_one_hot_over_count(device: &Device) {
+    let logits = on(
+        device,
+        Tensor::randn(&[4, 3], &mut StdRng::seed_from_u64(1)),
+    )
+    .requires_grad();
+    let targets = on(device, Tensor::from_ids(vec![2, -100, 0, 1], &[4]));
     logits.cross_entropy(&targets).backward();
     let p = logits.softmax(-1).to_vec();
     let g = logits.grad().unwrap().to_vec();
@@ -52,11 +80,19 @@ fn cross_entropy_gradient_is_softmax_minus_one_hot_over_count() {
     }
 }
 
-#[test]
-fn layer_norm_rows_have_zero_mean_and_unit_variance() {
-    let x = Tensor::randn(&[6, 32], &mut StdRng::seed_from_u64(2))
-        .mul_scalar(3.0)
-        .add_scalar(5.0);
+test_device!(
+    cross_entropy_gradient_is_softmax_minus_one_hot_over_count,
+    cross_entropy_gradient_is_softmax_minus_one_hot_over_count_cpu,
+    cross_entropy_gradient_is_softmax_minus_one_hot_over_count_cuda
+);
+
+fn layer_norm_rows_have_zero_mean_and_unit_variance(device: &Device) {
+    let x = on(
+        device,
+        Tensor::randn(&[6, 32], &mut StdRng::seed_from_u64(2)),
+    )
+    .mul_scalar(3.0)
+    .add_scalar(5.0);
     let y = x.layer_norm(None, None, 1e-5);
     for m in y.mean_dim(1, false).to_vec() {
         assert!(m.abs() < 1e-5, "row mean {m}");
@@ -67,8 +103,8 @@ fn layer_norm_rows_have_zero_mean_and_unit_variance() {
     }
     // The affine part: weight 2, bias -1 maps mean 0 / var 1 to mean -1 / var 4.
     let z = x.layer_norm(
-        Some(&Tensor::full(&[32], 2.0)),
-        Some(&Tensor::full(&[32], -1.0)),
+        Some(&on(device, Tensor::full(&[32], 2.0))),
+        Some(&on(device, Tensor::full(&[32], -1.0))),
         1e-5,
     );
     for m in z.mean_dim(1, false).to_vec() {
@@ -76,9 +112,17 @@ fn layer_norm_rows_have_zero_mean_and_unit_variance() {
     }
 }
 
-#[test]
-fn activations_match_their_formulas() {
-    let x = Tensor::from_vec(vec![-3.0, -0.5, 0.0, 0.5, 3.0], &[5]);
+test_device!(
+    layer_norm_rows_have_zero_mean_and_unit_variance,
+    layer_norm_rows_have_zero_mean_and_unit_variance_cpu,
+    layer_norm_rows_have_zero_mean_and_unit_variance_cuda
+);
+
+fn activations_match_their_formulas(device: &Device) {
+    let x = on(
+        device,
+        Tensor::from_vec(vec![-3.0, -0.5, 0.0, 0.5, 3.0], &[5]),
+    );
     let v = x.to_vec();
     let erf_gelu = x.gelu(GeluApproximation::None).to_vec();
     // Φ(x) = 0.5 (1 + erf(x / √2)), values of erf from tables.
@@ -101,26 +145,36 @@ fn activations_match_their_formulas() {
         assert_relative_eq!(*s, 1.0 / (1.0 + (-xv).exp()), epsilon = 1e-7);
     }
     // No overflow at the extremes.
-    let big = Tensor::from_vec(vec![-1000.0, 1000.0], &[2])
+    let big = on(device, Tensor::from_vec(vec![-1000.0, 1000.0], &[2]))
         .sigmoid()
         .to_vec();
     assert_eq!(big, vec![0.0, 1.0]);
 }
 
-#[test]
-fn var_is_unbiased_by_default_like_pytorch() {
-    let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[4]);
+test_device!(
+    activations_match_their_formulas,
+    activations_match_their_formulas_cpu,
+    activations_match_their_formulas_cuda
+);
+
+fn var_is_unbiased_by_default_like_pytorch(device: &Device) {
+    let x = on(device, Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[4]));
     assert_relative_eq!(x.var_dim(0, false, true).item(), 5.0 / 3.0, epsilon = 1e-6);
     assert_relative_eq!(x.var_dim(0, false, false).item(), 1.25, epsilon = 1e-6);
 }
 
-#[test]
-fn matmul_matches_a_naive_triple_loop_on_large_parallel_shapes() {
+test_device!(
+    var_is_unbiased_by_default_like_pytorch,
+    var_is_unbiased_by_default_like_pytorch_cpu,
+    var_is_unbiased_by_default_like_pytorch_cuda
+);
+
+fn matmul_matches_a_naive_triple_loop_on_large_parallel_shapes(device: &Device) {
     // Big enough for the rayon row-block split, with transposed operands.
     let mut rng = StdRng::seed_from_u64(3);
     let (m, k, n) = (301, 67, 129);
-    let a = Tensor::randn(&[k, m], &mut rng).t();
-    let b = Tensor::randn(&[n, k], &mut rng).t();
+    let a = on(device, Tensor::randn(&[k, m], &mut rng)).t();
+    let b = on(device, Tensor::randn(&[n, k], &mut rng)).t();
     let c = a.matmul(&b).to_vec();
     let (av, bv) = (a.to_vec(), b.to_vec());
     for i in (0..m).step_by(37) {
@@ -133,21 +187,38 @@ fn matmul_matches_a_naive_triple_loop_on_large_parallel_shapes() {
     }
 }
 
-#[test]
-fn fused_causal_softmax_equals_masked_fill_then_softmax() {
-    let x = Tensor::randn(&[2, 3, 5, 5], &mut StdRng::seed_from_u64(4)).mul_scalar(3.0);
+test_device!(
+    matmul_matches_a_naive_triple_loop_on_large_parallel_shapes,
+    matmul_matches_a_naive_triple_loop_on_large_parallel_shapes_cpu,
+    matmul_matches_a_naive_triple_loop_on_large_parallel_shapes_cuda
+);
+
+fn fused_causal_softmax_equals_masked_fill_then_softmax(device: &Device) {
+    let x = on(
+        device,
+        Tensor::randn(&[2, 3, 5, 5], &mut StdRng::seed_from_u64(4)),
+    )
+    .mul_scalar(3.0);
     let fused = x.causal_softmax(0.7, 0).to_vec();
     let unfused = x
         .mul_scalar(0.7)
-        .masked_fill(&Tensor::causal_mask(5), f32::NEG_INFINITY)
+        .masked_fill(&on(device, Tensor::causal_mask(5)), f32::NEG_INFINITY)
         .softmax(-1)
         .to_vec();
     for (a, b) in fused.iter().zip(&unfused) {
         assert_relative_eq!(a, b, epsilon = 1e-6);
     }
     // With an offset of 2, query i (at position i + 2) sees keys 0..=i+2 of 6.
-    let y = Tensor::zeros(&[2, 6]).causal_softmax(1.0, 2).to_vec();
+    let y = on(device, Tensor::zeros(&[2, 6]))
+        .causal_softmax(1.0, 2)
+        .to_vec();
     let third = 1.0 / 3.0;
     assert_eq!(&y[..6], &[third, third, third, 0.0, 0.0, 0.0]);
     assert_eq!(&y[6..], &[0.25, 0.25, 0.25, 0.25, 0.0, 0.0]);
 }
+
+test_device!(
+    fused_causal_softmax_equals_masked_fill_then_softmax,
+    fused_causal_softmax_equals_masked_fill_then_softmax_cpu,
+    fused_causal_softmax_equals_masked_fill_then_softmax_cuda
+);

@@ -181,7 +181,7 @@ pub trait BackendStorage: Sized + Clone + Debug {
     /// `len` f32 elements equal to `value`, on this storage's device.
     fn full_like(&self, len: usize, value: f32) -> Self;
     /// The elements under `layout`, copied to host memory, row-major.
-    fn to_host(&self, layout: &Layout) -> crate::tensor::CpuStorage;
+    fn to_host(&self, layout: &Layout) -> super::cpu::CpuStorage;
 
     // Elementwise, with strides and broadcasting (every layout has the
     // output's shape; broadcast dimensions have stride 0).

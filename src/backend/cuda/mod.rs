@@ -7,12 +7,12 @@
 //! [`Device::cuda`](crate::Device::cuda). The CUDA backend fills this
 //! module in (cudarc, cuBLAS, NVRTC kernels) without touching call sites.
 
+use crate::backend::cpu::CpuStorage;
 use crate::backend::{
     AdamStep, AttentionParams, Axis, BackendStorage, BinaryOp, CmpOp, CrossEntropyForward, UnaryOp,
     View,
 };
 use crate::layout::Layout;
-use crate::tensor::CpuStorage;
 use crate::{DType, Error, Result};
 
 /// Device memory of a CUDA tensor. Uninhabited until the backend exists.
