@@ -16,6 +16,23 @@
 //! println!("{:?}", w.grad().unwrap().shape());
 //! ```
 //!
+//! ## As a dependency
+//! Add `zeroformer` alone: the crates its public API exposes are
+//! re-exported at the versions it was built with ([`rand`] for the RNGs
+//! that initialise layers and sample, [`rand_chacha`] for the
+//! checkpointable dropout stream, [`ndarray`] for array conversion), so use
+//! `zeroformer::rand` rather than adding `rand` yourself (a different
+//! version's `StdRng` does not fit these signatures).
+//!
+//! Debug builds of the kernels are about 25x slower than release builds.
+//! To keep `cargo run` and `cargo test` of your own crate fast, optimise
+//! this one dependency even in debug builds:
+//!
+//! ```toml
+//! [profile.dev.package.zeroformer]
+//! opt-level = 3
+//! ```
+//!
 //! ## Errors
 //! Tensor math follows ndarray's convention: a shape, dtype or device
 //! mismatch is a programmer error and panics with a message naming the op
@@ -46,6 +63,13 @@ pub use models::{Gpt, GptConfig};
 pub use ops::unary::GeluApproximation;
 pub use tensor::Tensor;
 
+/// The `ndarray` of [`Tensor::from_ndarray`] and [`Tensor::to_ndarray`].
+pub use ndarray;
+/// The `rand` this crate is built with: its RNGs fit every signature here.
+pub use rand;
+/// The `rand_chacha` behind [`nn::SharedRng`] and checkpointed RNG streams.
+pub use rand_chacha;
+
 /// Everything a typical program needs, plus the seeded RNG types.
 pub mod prelude {
     pub use crate::autograd::{NoGradGuard, no_grad};
@@ -53,6 +77,6 @@ pub mod prelude {
     pub use crate::nn::Module;
     pub use crate::ops::unary::GeluApproximation;
     pub use crate::{DType, Device, Error, Result, Tensor};
-    pub use rand::SeedableRng;
     pub use rand::rngs::StdRng;
+    pub use rand::{Rng, SeedableRng};
 }

@@ -222,3 +222,111 @@ test_device!(
     fused_causal_softmax_equals_masked_fill_then_softmax_cpu,
     fused_causal_softmax_equals_masked_fill_then_softmax_cuda
 );
+
+fn everyday_ops_match_their_definitions(device: &Device) {
+    let x = on(
+        device,
+        Tensor::from_vec(vec![-2.5, -0.0, 0.5, f32::NAN, 3.0], &[5]),
+    );
+    let (abs, clamped) = (x.abs().to_vec(), x.clamp(-1.0, 1.0).to_vec());
+    assert_eq!(&abs[..3], &[2.5, 0.0, 0.5]);
+    assert!(abs[3].is_nan() && abs[4] == 3.0);
+    assert_eq!(&clamped[..3], &[-1.0, -0.0, 0.5]);
+    assert!(clamped[3].is_nan(), "clamp keeps NaN");
+    assert_eq!(clamped[4], 1.0);
+    let angles = on(device, Tensor::from_vec(vec![0.0, 1.0, -2.0], &[3]));
+    for ((s, c), a) in angles
+        .sin()
+        .to_vec()
+        .iter()
+        .zip(angles.cos().to_vec())
+        .zip([0.0f32, 1.0, -2.0])
+    {
+        assert_relative_eq!(*s, a.sin(), epsilon = 1e-7);
+        assert_relative_eq!(c, a.cos(), epsilon = 1e-7);
+    }
+    // maximum/minimum return NaN where either side is NaN.
+    let y = on(
+        device,
+        Tensor::from_vec(vec![0.0, 1.0, 0.0, 2.0, f32::NAN], &[5]),
+    );
+    let (hi, lo) = (x.maximum(&y).to_vec(), x.minimum(&y).to_vec());
+    assert_eq!(&hi[..3], &[0.0, 1.0, 0.5]);
+    assert_eq!(&lo[..2], &[-2.5, -0.0]);
+    assert!(hi[3].is_nan() && hi[4].is_nan() && lo[3].is_nan() && lo[4].is_nan());
+}
+
+fn casts_between_dtypes(device: &Device) {
+    let x = on(
+        device,
+        Tensor::from_vec(vec![-1.7, -0.0, 0.4, 2.9, 1e20], &[5]),
+    );
+    assert_eq!(
+        x.to_dtype(DType::I64).to_vec_i64(),
+        vec![-1, 0, 0, 2, i64::MAX]
+    );
+    assert_eq!(
+        x.to_dtype(DType::Bool).to_vec_bool(),
+        vec![true, false, true, true, true]
+    );
+    let ids = on(device, Tensor::from_ids(vec![-3, 0, 7], &[3]));
+    assert_eq!(ids.to_dtype(DType::F32).to_vec(), vec![-3.0, 0.0, 7.0]);
+    assert_eq!(
+        ids.to_dtype(DType::Bool).to_vec_bool(),
+        vec![true, false, true]
+    );
+    let mask = on(device, Tensor::from_bools(vec![true, false], &[2]));
+    assert_eq!(mask.to_dtype(DType::I64).to_vec_i64(), vec![1, 0]);
+    assert_eq!(mask.to_dtype(DType::F32).to_vec(), vec![1.0, 0.0]);
+    // A cast from a transposed view follows the view's order.
+    let t = on(device, Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2])).t();
+    assert_eq!(t.to_dtype(DType::I64).to_vec_i64(), vec![1, 3, 2, 4]);
+    // To its own dtype: the same tensor, graph included.
+    let w = on(device, Tensor::ones(&[2])).requires_grad();
+    assert_eq!(w.to_dtype(DType::F32).id(), w.id());
+}
+
+fn cumsum_topk_and_gather_by_hand(device: &Device) {
+    // 1e8 + 1 - 1e8: f64 accumulation keeps the 1 that f32 would lose.
+    let x = on(device, Tensor::from_vec(vec![1e8, 1.0, -1e8, 1.0], &[4]));
+    assert_eq!(x.cumsum(0).to_vec(), vec![1e8, 1e8, 1.0, 2.0]);
+    let v = on(
+        device,
+        Tensor::from_vec(vec![1.0, 3.0, 3.0, f32::NAN, -1.0, 2.0], &[2, 3]),
+    );
+    let (values, indices) = v.topk(2, 1);
+    assert_eq!(indices.to_vec_i64(), vec![1, 2, 0, 2]);
+    let values = values.to_vec();
+    assert_eq!(&values[..2], &[3.0, 3.0]);
+    assert!(values[2].is_nan(), "NaN counts as the largest");
+    assert_eq!(values[3], 2.0);
+    assert_eq!(v.argmin_dim(1, false).to_vec_i64()[0], 0);
+    assert_eq!(v.min_dim(1, false).to_vec()[0], 1.0);
+    // gather along dim 0: out[0][j] = v[index[0][j]][j].
+    let index = on(device, Tensor::from_ids(vec![1, 0, 1], &[1, 3]));
+    let picked = v.gather(0, &index).to_vec();
+    assert!(picked[0].is_nan());
+    assert_eq!(&picked[1..], &[3.0, 2.0]);
+}
+
+#[test]
+#[should_panic(expected = "gather: index 3 is out of range for dimension 1 of size 3")]
+fn gather_out_of_range_panics_naming_the_op() {
+    let x = Tensor::zeros(&[2, 3]);
+    x.gather(1, &Tensor::from_ids(vec![0, 3], &[2, 1]));
+}
+test_device!(
+    everyday_ops_match_their_definitions,
+    everyday_ops_match_their_definitions_cpu,
+    everyday_ops_match_their_definitions_cuda
+);
+test_device!(
+    casts_between_dtypes,
+    casts_between_dtypes_cpu,
+    casts_between_dtypes_cuda
+);
+test_device!(
+    cumsum_topk_and_gather_by_hand,
+    cumsum_topk_and_gather_by_hand_cpu,
+    cumsum_topk_and_gather_by_hand_cuda
+);

@@ -490,6 +490,61 @@ fn addmm_with_strided_operands(device: &Device) {
     }
 }
 
+fn everyday_elementwise_ops(device: &Device) {
+    // `spaced` keeps every element at least 0.05 from 0, the kink of abs.
+    let x = spaced(&[3, 4], 70);
+    check1(device, |x| x[0].abs(), &x);
+    check1(device, |x| x[0].sin(), &randn(&[3, 4], 71));
+    check1(device, |x| x[0].cos(), &randn(&[3, 4], 72));
+    // Bounds between the grid's values, so no element sits on a kink.
+    check1(device, |x| x[0].clamp(-0.32, 0.41), &x);
+    check1(device, |x| x[0].clamp(f32::NEG_INFINITY, 0.13), &x);
+    // maximum and minimum, broadcasting; the two grids never tie.
+    let other = spaced(&[4], 73).add_scalar(0.02);
+    check(device, |x| x[0].maximum(&x[1]), &[x.clone(), other.clone()]);
+    check(device, |x| x[0].minimum(&x[1]), &[x.clone(), other.clone()]);
+}
+
+fn maximum_and_minimum_split_the_gradient_of_a_tie(device: &Device) {
+    let a = on(device, Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3])).requires_grad();
+    let b = on(device, Tensor::from_vec(vec![0.0, 2.0, 4.0], &[3])).requires_grad();
+    a.maximum(&b).sum().backward();
+    assert_eq!(a.grad().unwrap().to_vec(), vec![1.0, 0.5, 0.0]);
+    assert_eq!(b.grad().unwrap().to_vec(), vec![0.0, 0.5, 1.0]);
+    a.zero_grad();
+    b.zero_grad();
+    a.minimum(&b).sum().backward();
+    assert_eq!(a.grad().unwrap().to_vec(), vec![0.0, 0.5, 1.0]);
+    assert_eq!(b.grad().unwrap().to_vec(), vec![1.0, 0.5, 0.0]);
+}
+
+fn min_and_cumsum(device: &Device) {
+    let x = spaced(&[3, 4], 74);
+    check1(device, |x| x[0].min_dim(1, false), &x);
+    check1(device, |x| x[0].min_dim(0, true), &x);
+    check1(device, |x| x[0].min(), &x);
+    check1(device, |x| x[0].cumsum(1), &randn(&[3, 4], 75));
+    check1(device, |x| x[0].cumsum(0), &randn(&[3, 4], 76));
+    // Along a transposed view's dimension.
+    check1(device, |x| x[0].t().cumsum(-1), &randn(&[5, 2], 77));
+}
+
+fn gather_index_select_and_topk(device: &Device) {
+    let index = on(device, Tensor::from_ids(vec![2, 0, 2, 1, 1, 0], &[2, 3]));
+    check1(device, |x| x[0].gather(1, &index), &randn(&[2, 4], 78));
+    // An index smaller than the input along the other dimension, repeated
+    // positions (their gradients add), gathered from a transposed view.
+    let rows = on(device, Tensor::from_ids(vec![0, 2, 2], &[3, 1]));
+    check1(device, |x| x[0].t().gather(0, &rows), &randn(&[2, 3], 79));
+    let ids = on(device, Tensor::from_ids(vec![3, 0, 3], &[3]));
+    check1(device, |x| x[0].index_select(1, &ids), &randn(&[2, 4], 80));
+    let two = ids.narrow(0, 1, 2);
+    check1(device, |x| x[0].index_select(0, &two), &randn(&[4, 3], 81));
+    // Distinct values: no ties for the order to depend on.
+    check1(device, |x| x[0].topk(2, -1).0, &spaced(&[3, 5], 82));
+    check1(device, |x| x[0].topk(3, 0).0, &spaced(&[4, 2], 83));
+}
+
 test_device!(
     binary_ops_with_broadcasting,
     binary_ops_with_broadcasting_cpu,
@@ -582,4 +637,20 @@ test_device!(
     addmm_with_strided_operands,
     addmm_with_strided_operands_cpu,
     addmm_with_strided_operands_cuda
+);
+test_device!(
+    everyday_elementwise_ops,
+    everyday_elementwise_ops_cpu,
+    everyday_elementwise_ops_cuda
+);
+test_device!(
+    maximum_and_minimum_split_the_gradient_of_a_tie,
+    maximum_and_minimum_split_the_gradient_of_a_tie_cpu,
+    maximum_and_minimum_split_the_gradient_of_a_tie_cuda
+);
+test_device!(min_and_cumsum, min_and_cumsum_cpu, min_and_cumsum_cuda);
+test_device!(
+    gather_index_select_and_topk,
+    gather_index_select_and_topk_cpu,
+    gather_index_select_and_topk_cuda
 );

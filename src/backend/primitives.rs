@@ -22,6 +22,11 @@ use crate::layout::Layout;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum UnaryOp {
     Neg,
+    Abs,
+    Sin,
+    Cos,
+    /// Limits to `[lo, hi]`.
+    Clamp(f32, f32),
     Exp,
     Log,
     Sqrt,
@@ -42,6 +47,10 @@ impl UnaryOp {
     pub fn name(self) -> &'static str {
         match self {
             UnaryOp::Neg => "neg",
+            UnaryOp::Abs => "abs",
+            UnaryOp::Sin => "sin",
+            UnaryOp::Cos => "cos",
+            UnaryOp::Clamp(..) => "clamp",
             UnaryOp::Exp => "exp",
             UnaryOp::Log => "log",
             UnaryOp::Sqrt => "sqrt",
@@ -65,6 +74,10 @@ pub enum BinaryOp {
     Sub,
     Mul,
     Div,
+    /// The larger of the two; NaN if either is NaN.
+    Maximum,
+    /// The smaller of the two; NaN if either is NaN.
+    Minimum,
 }
 
 impl BinaryOp {
@@ -74,6 +87,8 @@ impl BinaryOp {
             BinaryOp::Sub => "sub",
             BinaryOp::Mul => "mul",
             BinaryOp::Div => "div",
+            BinaryOp::Maximum => "maximum",
+            BinaryOp::Minimum => "minimum",
         }
     }
 }
@@ -182,6 +197,10 @@ pub trait BackendStorage: Sized + Clone + Debug {
     fn full_like(&self, len: usize, value: f32) -> Self;
     /// The elements under `layout`, copied to host memory, row-major.
     fn to_host(&self, layout: &Layout) -> super::cpu::CpuStorage;
+    /// The elements under `layout` converted to `dtype`, row-major: f32 to
+    /// i64 truncates toward zero, any to bool is `!= 0`, bool to numbers
+    /// is 0 or 1.
+    fn to_dtype(&self, layout: &Layout, dtype: DType) -> Self;
 
     // Elementwise, with strides and broadcasting (every layout has the
     // output's shape; broadcast dimensions have stride 0).
@@ -210,6 +229,13 @@ pub trait BackendStorage: Sized + Clone + Debug {
     fn max_axis_backward(&self, layout: &Layout, argmax: &Self, axis: Axis) -> Self;
     /// Σ x² over the elements, accumulated in f64 and read back to the host.
     fn sum_of_squares(&self, layout: &Layout) -> f64;
+    /// Running sums along `axis` (from its end when `reverse`), accumulated
+    /// in f64: `[outer, n, inner]`.
+    fn cumsum(&self, layout: &Layout, axis: Axis, reverse: bool) -> Self;
+    /// The indices (i64, `[outer, k, inner]`) of the `k` largest elements
+    /// along `axis`, largest first; NaN counts as largest and ties keep
+    /// the lower index first.
+    fn topk_indices(&self, layout: &Layout, axis: Axis, k: usize) -> Self;
 
     // Softmax over the last dimension of the view, of size `n`.
 
@@ -275,6 +301,23 @@ pub trait BackendStorage: Sized + Clone + Debug {
     /// The gradient of [`embedding`](Self::embedding): the rows of `g`
     /// (self, `[ids.., d]`) scatter-added into `vocab x d` zeros.
     fn embedding_backward(&self, layout: &Layout, ids: View<Self>, vocab: usize) -> Self;
+
+    // Gathering along one dimension by i64 index (`torch.gather`).
+
+    /// `out[p] = self[p with p[dim] replaced by index[p]]` for every
+    /// position `p` of the index's shape, row-major. Panics for an index
+    /// out of range.
+    fn gather_dim(&self, layout: &Layout, dim: usize, index: View<Self>) -> Self;
+    /// The gradient of [`gather_dim`](Self::gather_dim): each element of
+    /// `g` (self, the index's shape) added at its index into zeros of
+    /// `shape`.
+    fn scatter_add_dim(
+        &self,
+        layout: &Layout,
+        dim: usize,
+        index: View<Self>,
+        shape: &[usize],
+    ) -> Self;
 
     // Matrix products over the last two dimensions of each view; either
     // operand may be transposed (strides swapped).

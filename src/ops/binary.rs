@@ -35,26 +35,50 @@ impl Backward for BinaryBackward {
 
     fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
         let (a, b) = (&inputs[0], &inputs[1]);
+        if let BinaryOp::Maximum | BinaryOp::Minimum = self.op {
+            return extremum_backward(self.op, g, a, b);
+        }
         let ga = a.is_tracked().then(|| {
             let g = match self.op {
-                BinaryOp::Add | BinaryOp::Sub => g.clone(),
                 BinaryOp::Mul => g.mul(b),
                 BinaryOp::Div => g.div(b),
+                _ => g.clone(),
             };
             sum_to_shape(&g, a.shape())
         });
         let gb = b.is_tracked().then(|| {
             let g = match self.op {
-                BinaryOp::Add => g.clone(),
                 BinaryOp::Sub => g.neg(),
                 BinaryOp::Mul => g.mul(a),
                 // d(a/b)/db = -a / b²
                 BinaryOp::Div => g.mul(a).div(&b.mul(b)).neg(),
+                _ => g.clone(),
             };
             sum_to_shape(&g, b.shape())
         });
         vec![ga, gb]
     }
+}
+
+/// The gradients of `maximum`/`minimum`: all of `g` to the operand that
+/// was chosen, half to each where they tie (as PyTorch).
+fn extremum_backward(op: BinaryOp, g: &Tensor, a: &Tensor, b: &Tensor) -> Vec<Option<Tensor>> {
+    let a_wins = if op == BinaryOp::Maximum {
+        a.gt(b)
+    } else {
+        a.lt(b)
+    };
+    let tie = a.eq(b);
+    let (zero, half) = (g.scalar_like(0.0), g.mul_scalar(0.5));
+    let share = |winner: &Tensor, loser: &Tensor| {
+        Tensor::where_cond(&a_wins, winner, &Tensor::where_cond(&tie, &half, loser))
+    };
+    vec![
+        a.is_tracked()
+            .then(|| sum_to_shape(&share(g, &zero), a.shape())),
+        b.is_tracked()
+            .then(|| sum_to_shape(&share(&zero, g), b.shape())),
+    ]
 }
 
 impl Tensor {
@@ -76,6 +100,25 @@ impl Tensor {
     /// `self / other` elementwise, broadcasting.
     pub fn div(&self, other: &Tensor) -> Tensor {
         binary(self, other, BinaryOp::Div)
+    }
+
+    /// The larger of `self` and `other` elementwise, broadcasting
+    /// (`torch.maximum`): NaN where either is NaN; where they tie, each
+    /// gets half the gradient.
+    ///
+    /// ```
+    /// use zeroformer::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0, 5.0], &[2]);
+    /// assert_eq!(a.maximum(&Tensor::scalar(2.0)).to_vec(), vec![2.0, 5.0]);
+    /// ```
+    pub fn maximum(&self, other: &Tensor) -> Tensor {
+        binary(self, other, BinaryOp::Maximum)
+    }
+
+    /// The smaller of `self` and `other` elementwise, broadcasting
+    /// (`torch.minimum`).
+    pub fn minimum(&self, other: &Tensor) -> Tensor {
+        binary(self, other, BinaryOp::Minimum)
     }
 }
 

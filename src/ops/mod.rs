@@ -4,9 +4,11 @@
 
 pub mod attention;
 pub mod binary;
+pub mod cast;
 pub mod concat;
 pub mod dropout;
 pub mod embedding;
+pub mod gather;
 pub mod loss;
 pub mod matmul;
 pub mod norm;

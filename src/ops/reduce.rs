@@ -47,6 +47,23 @@ impl Backward for MaxBackward {
     }
 }
 
+/// Cumulative sum along an axis: the gradient of element `j` is the sum of
+/// the upstream gradient from `j` to the end.
+struct CumsumBackward {
+    axis: Axis,
+}
+
+impl Backward for CumsumBackward {
+    fn name(&self) -> &'static str {
+        "cumsum"
+    }
+
+    fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+        let dx = g.storage().cumsum(g.layout(), self.axis, true);
+        vec![Some(Tensor::from_output(dx, inputs[0].shape(), None))]
+    }
+}
+
 impl Tensor {
     /// Σ x² over every element of an f32 tensor, accumulated in f64 and
     /// returned as a number (no graph): gradient norms and clipping.
@@ -130,6 +147,47 @@ impl Tensor {
             argmax: Tensor::from_output(argmax, &[axis.outer, axis.inner], None),
         });
         Tensor::from_output(values, &reduced_shape(self.shape(), d, keepdim), node)
+    }
+
+    /// The smallest element.
+    pub fn min(&self) -> Tensor {
+        self.neg().max().neg()
+    }
+
+    /// The minima over `dim`; the gradient flows to the first minimum.
+    ///
+    /// ```
+    /// use zeroformer::Tensor;
+    /// let t = Tensor::from_vec(vec![3.0, 1.0, 2.0, 5.0], &[2, 2]);
+    /// assert_eq!(t.min_dim(1, false).to_vec(), vec![1.0, 2.0]);
+    /// assert_eq!(t.argmin_dim(1, false).to_vec_i64(), vec![1, 0]);
+    /// ```
+    pub fn min_dim(&self, dim: impl Dim, keepdim: bool) -> Tensor {
+        self.neg().max_dim(dim, keepdim).neg()
+    }
+
+    /// The index of the first minimum over `dim`, as an i64 tensor.
+    pub fn argmin_dim(&self, dim: impl Dim, keepdim: bool) -> Tensor {
+        self.neg().argmax_dim(dim, keepdim)
+    }
+
+    /// Running sums along `dim` (`torch.cumsum`), accumulated in f64 as
+    /// PyTorch's CPU kernel does. The gradient is the running sum of the
+    /// upstream gradient taken from the end.
+    ///
+    /// ```
+    /// use zeroformer::Tensor;
+    /// let t = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(t.cumsum(1).to_vec(), vec![1.0, 3.0, 3.0, 7.0]);
+    /// assert_eq!(t.cumsum(0).to_vec(), vec![1.0, 2.0, 4.0, 6.0]);
+    /// ```
+    pub fn cumsum(&self, dim: impl Dim) -> Tensor {
+        assert!(self.rank() > 0, "cumsum: needs at least one dimension");
+        let d = dim.index(self.rank(), "cumsum");
+        let axis = axis_of(self.shape(), d);
+        let data = self.storage().cumsum(self.layout(), axis, false);
+        let node = autograd::node(&[self], || CumsumBackward { axis });
+        Tensor::from_output(data, self.shape(), node)
     }
 
     /// The index of the first maximum over `dim`, as an i64 tensor.

@@ -54,6 +54,40 @@ impl Tensor {
         unary(self, UnaryOp::Neg)
     }
 
+    /// `|x|` elementwise; the gradient is `sign(x)`, 0 at 0 (as PyTorch).
+    pub fn abs(&self) -> Tensor {
+        unary(self, UnaryOp::Abs)
+    }
+
+    /// Sine elementwise.
+    pub fn sin(&self) -> Tensor {
+        unary(self, UnaryOp::Sin)
+    }
+
+    /// Cosine elementwise.
+    pub fn cos(&self) -> Tensor {
+        unary(self, UnaryOp::Cos)
+    }
+
+    /// Each element limited to `[min, max]` (`torch.clamp`); pass
+    /// `f32::NEG_INFINITY` or `f32::INFINITY` to leave a side open. NaN
+    /// stays NaN. The gradient passes where `min <= x <= max`. Panics
+    /// when `min > max` or either is NaN.
+    ///
+    /// ```
+    /// use zeroformer::Tensor;
+    /// let x = Tensor::from_vec(vec![-2.0, 0.5, 3.0], &[3]);
+    /// assert_eq!(x.clamp(-1.0, 1.0).to_vec(), vec![-1.0, 0.5, 1.0]);
+    /// assert_eq!(x.clamp(0.0, f32::INFINITY).to_vec(), vec![0.0, 0.5, 3.0]);
+    /// ```
+    pub fn clamp(&self, min: f32, max: f32) -> Tensor {
+        assert!(
+            min <= max,
+            "clamp: needs min <= max (neither NaN), got {min} and {max}"
+        );
+        unary(self, UnaryOp::Clamp(min, max))
+    }
+
     /// `e^x` elementwise.
     pub fn exp(&self) -> Tensor {
         unary(self, UnaryOp::Exp)

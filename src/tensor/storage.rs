@@ -129,6 +129,56 @@ impl Storage {
         }
     }
 
+    /// The elements under `layout` converted to `dtype`, row-major.
+    pub(crate) fn to_dtype(&self, layout: &Layout, dtype: DType) -> Storage {
+        match self {
+            Storage::Cpu(s) => Storage::Cpu(s.to_dtype(layout, dtype)),
+            Storage::Cuda(s) => Storage::Cuda(s.to_dtype(layout, dtype)),
+        }
+    }
+
+    pub(crate) fn cumsum(&self, layout: &Layout, axis: Axis, reverse: bool) -> Storage {
+        match self {
+            Storage::Cpu(s) => Storage::Cpu(s.cumsum(layout, axis, reverse)),
+            Storage::Cuda(s) => Storage::Cuda(s.cumsum(layout, axis, reverse)),
+        }
+    }
+
+    pub(crate) fn topk_indices(&self, layout: &Layout, axis: Axis, k: usize) -> Storage {
+        match self {
+            Storage::Cpu(s) => Storage::Cpu(s.topk_indices(layout, axis, k)),
+            Storage::Cuda(s) => Storage::Cuda(s.topk_indices(layout, axis, k)),
+        }
+    }
+
+    pub(crate) fn gather_dim(&self, layout: &Layout, dim: usize, (i, il): StorageView) -> Storage {
+        match (self, i) {
+            (Storage::Cpu(x), Storage::Cpu(i)) => Storage::Cpu(x.gather_dim(layout, dim, (i, il))),
+            (Storage::Cuda(x), Storage::Cuda(i)) => {
+                Storage::Cuda(x.gather_dim(layout, dim, (i, il)))
+            }
+            (x, i) => mixed("gather", &[x, i]),
+        }
+    }
+
+    pub(crate) fn scatter_add_dim(
+        &self,
+        layout: &Layout,
+        dim: usize,
+        (i, il): StorageView,
+        shape: &[usize],
+    ) -> Storage {
+        match (self, i) {
+            (Storage::Cpu(g), Storage::Cpu(i)) => {
+                Storage::Cpu(g.scatter_add_dim(layout, dim, (i, il), shape))
+            }
+            (Storage::Cuda(g), Storage::Cuda(i)) => {
+                Storage::Cuda(g.scatter_add_dim(layout, dim, (i, il), shape))
+            }
+            (g, i) => mixed("gather backward", &[g, i]),
+        }
+    }
+
     /// The elements under `layout`, copied into new row-major storage.
     pub fn gather(&self, layout: &Layout) -> Storage {
         match self {

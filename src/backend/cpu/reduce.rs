@@ -60,6 +60,29 @@ pub fn sum_of_squares(x: &[f32]) -> f64 {
     acc.iter().sum::<f64>() + tail
 }
 
+/// Running sums along the middle of row-major `[outer, n, inner]` data
+/// (from its end when `reverse`), accumulated in f64 as PyTorch's CPU
+/// `cumsum` does.
+pub fn cumsum_axis(data: &[f32], outer: usize, n: usize, inner: usize, reverse: bool) -> Vec<f32> {
+    let mut out = pool::take(data.len());
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| (o * n + j) * inner + i;
+            let mut acc = 0.0f64;
+            let mut step = |j: usize| {
+                acc += data[at(j)] as f64;
+                out[at(j)] = acc as f32;
+            };
+            if reverse {
+                (0..n).rev().for_each(&mut step);
+            } else {
+                (0..n).for_each(&mut step);
+            }
+        }
+    }
+    out
+}
+
 /// Maxima over the middle axis of `[outer, n, inner]` and the index of the
 /// first maximum (as `torch.max(dim)` returns). NaN wins, as in PyTorch.
 pub fn max_axis(data: &[f32], outer: usize, n: usize, inner: usize) -> (Vec<f32>, Vec<usize>) {

@@ -196,6 +196,21 @@ impl BackendStorage for CpuStorage {
         self.gather(layout)
     }
 
+    fn to_dtype(&self, layout: &Layout, dtype: DType) -> Self {
+        use strided::map;
+        match (self, dtype) {
+            (CpuStorage::F32(v), DType::I64) => CpuStorage::I64(map(v, layout, |x| x as i64)),
+            (CpuStorage::F32(v), DType::Bool) => CpuStorage::Bool(map(v, layout, |x| x != 0.0)),
+            (CpuStorage::I64(v), DType::F32) => CpuStorage::F32(map(v, layout, |x| x as f32)),
+            (CpuStorage::I64(v), DType::Bool) => CpuStorage::Bool(map(v, layout, |x| x != 0)),
+            (CpuStorage::Bool(v), DType::F32) => {
+                CpuStorage::F32(map(v, layout, |x| if x { 1.0 } else { 0.0 }))
+            }
+            (CpuStorage::Bool(v), DType::I64) => CpuStorage::I64(map(v, layout, i64::from)),
+            (same, _) => same.gather(layout),
+        }
+    }
+
     fn unary(&self, layout: &Layout, op: UnaryOp) -> Self {
         CpuStorage::F32(unary::forward(self.f32(op.name()), layout, op))
     }
@@ -213,6 +228,28 @@ impl BackendStorage for CpuStorage {
             BinaryOp::Sub => strided::zip_map(a, layout, b, rl, |x, y| x - y),
             BinaryOp::Mul => strided::zip_map(a, layout, b, rl, |x, y| x * y),
             BinaryOp::Div => strided::zip_map(a, layout, b, rl, |x, y| x / y),
+            BinaryOp::Maximum => {
+                strided::zip_map(
+                    a,
+                    layout,
+                    b,
+                    rl,
+                    |x, y| {
+                        if x > y || x.is_nan() { x } else { y }
+                    },
+                )
+            }
+            BinaryOp::Minimum => {
+                strided::zip_map(
+                    a,
+                    layout,
+                    b,
+                    rl,
+                    |x, y| {
+                        if x < y || x.is_nan() { x } else { y }
+                    },
+                )
+            }
         })
     }
 
@@ -271,6 +308,35 @@ impl BackendStorage for CpuStorage {
 
     fn sum_of_squares(&self, layout: &Layout) -> f64 {
         with_f32((self, layout), "squared_norm", reduce::sum_of_squares)
+    }
+
+    fn cumsum(&self, layout: &Layout, axis: Axis, reverse: bool) -> Self {
+        CpuStorage::F32(with_f32((self, layout), "cumsum", |x| {
+            reduce::cumsum_axis(x, axis.outer, axis.n, axis.inner, reverse)
+        }))
+    }
+
+    fn topk_indices(&self, layout: &Layout, axis: Axis, k: usize) -> Self {
+        CpuStorage::I64(with_f32((self, layout), "topk", |x| {
+            index::topk_indices(x, axis.outer, axis.n, axis.inner, k)
+        }))
+    }
+
+    fn gather_dim(&self, layout: &Layout, dim: usize, (index, il): View<Self>) -> Self {
+        let (x, index) = (self.f32("gather"), index.i64("gather"));
+        CpuStorage::F32(index::gather_dim(x, layout, dim, index, il))
+    }
+
+    fn scatter_add_dim(
+        &self,
+        layout: &Layout,
+        dim: usize,
+        (index, il): View<Self>,
+        shape: &[usize],
+    ) -> Self {
+        let op = "gather backward";
+        let (g, index) = (self.f32(op), index.i64(op));
+        CpuStorage::F32(index::scatter_add_dim(g, layout, dim, index, il, shape))
     }
 
     fn softmax(&self, layout: &Layout, n: usize, log: bool) -> Self {

@@ -59,6 +59,10 @@ macro_rules! elementwise {
 
 elementwise! {
     NegOp: |x| -x, |x, y| -1.0;
+    // PyTorch's: the gradient of |x| is sign(x), 0 at 0.
+    AbsOp: |x| x.abs(), |x, y| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { 0.0 };
+    SinOp: |x| x.sin(), |x, y| x.cos();
+    CosOp: |x| x.cos(), |x, y| -x.sin();
     ExpOp: |x| x.exp(), |x, y| y;
     LogOp: |x| x.ln(), |x, y| 1.0 / x;
     SqrtOp: |x| x.sqrt(), |x, y| 0.5 / y;
@@ -86,6 +90,29 @@ elementwise! {
     PowfOp(p): |x| x.powf(p), |x, y| p * x.powf(p - 1.0);
 }
 
+/// `x` limited to `[lo, hi]`; NaN stays NaN. The gradient passes where
+/// `lo <= x <= hi` (bounds included, as PyTorch's).
+#[derive(Clone, Copy)]
+struct ClampOp(f32, f32);
+
+impl Elementwise for ClampOp {
+    #[inline(always)]
+    fn forward(self, x: f32) -> f32 {
+        if x < self.0 {
+            self.0
+        } else if x > self.1 {
+            self.1
+        } else {
+            x
+        }
+    }
+
+    #[inline(always)]
+    fn derivative(self, x: f32, _y: f32) -> f32 {
+        if x >= self.0 && x <= self.1 { 1.0 } else { 0.0 }
+    }
+}
+
 /// The logistic function, without overflow for large |x|.
 #[inline]
 fn sigmoid(x: f32) -> f32 {
@@ -104,6 +131,22 @@ macro_rules! specialise {
         match $value {
             UnaryOp::Neg => {
                 let $op = NegOp;
+                $body
+            }
+            UnaryOp::Abs => {
+                let $op = AbsOp;
+                $body
+            }
+            UnaryOp::Sin => {
+                let $op = SinOp;
+                $body
+            }
+            UnaryOp::Cos => {
+                let $op = CosOp;
+                $body
+            }
+            UnaryOp::Clamp(lo, hi) => {
+                let $op = ClampOp(lo, hi);
                 $body
             }
             UnaryOp::Exp => {

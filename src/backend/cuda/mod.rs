@@ -60,6 +60,21 @@ impl BackendStorage for CudaStorage {
     fn to_host(&self, _: &Layout) -> CpuStorage {
         match *self {}
     }
+    fn to_dtype(&self, _: &Layout, _: DType) -> Self {
+        match *self {}
+    }
+    fn cumsum(&self, _: &Layout, _: Axis, _: bool) -> Self {
+        match *self {}
+    }
+    fn topk_indices(&self, _: &Layout, _: Axis, _: usize) -> Self {
+        match *self {}
+    }
+    fn gather_dim(&self, _: &Layout, _: usize, _: View<Self>) -> Self {
+        match *self {}
+    }
+    fn scatter_add_dim(&self, _: &Layout, _: usize, _: View<Self>, _: &[usize]) -> Self {
+        match *self {}
+    }
     fn unary(&self, _: &Layout, _: UnaryOp) -> Self {
         match *self {}
     }
