@@ -168,6 +168,17 @@ pub struct CrossEntropyForward<S> {
     pub count: usize,
 }
 
+impl<S> CrossEntropyForward<S> {
+    /// The same results with each storage passed through `f`.
+    pub fn map<T>(self, f: impl Fn(S) -> T) -> CrossEntropyForward<T> {
+        CrossEntropyForward {
+            loss: f(self.loss),
+            log_probs: f(self.log_probs),
+            count: self.count,
+        }
+    }
+}
+
 /// Storage paired with the layout that reads it.
 pub type View<'a, S> = (&'a S, &'a Layout);
 

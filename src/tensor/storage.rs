@@ -18,51 +18,79 @@ pub enum Storage {
     Cuda(CudaStorage),
 }
 
+/// A device's storage type as `Storage` sees it: how to wrap a result,
+/// and how to find this device's storage in an operand.
+trait DeviceStorage: BackendStorage {
+    fn wrap(self) -> Storage;
+    fn of(storage: &Storage) -> Option<&Self>;
+}
+
+impl DeviceStorage for CpuStorage {
+    fn wrap(self) -> Storage {
+        Storage::Cpu(self)
+    }
+
+    fn of(storage: &Storage) -> Option<&Self> {
+        match storage {
+            Storage::Cpu(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl DeviceStorage for CudaStorage {
+    fn wrap(self) -> Storage {
+        Storage::Cuda(self)
+    }
+
+    fn of(storage: &Storage) -> Option<&Self> {
+        match storage {
+            Storage::Cuda(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Runs `$body` with each storage's device-specific insides bound to the
+/// names given, and `$device` naming that device's storage type, when all
+/// are on one device; panics naming `$op` and the devices otherwise (ops
+/// check devices first, with the tensors' shapes at hand).
+macro_rules! on_device {
+    ($op:expr; $($storage:expr => $inner:ident),+; |$device:ident| $body:expr) => {
+        match ($($storage,)+) {
+            ($(Storage::Cpu($inner),)+) => {
+                #[allow(dead_code)]
+                type $device = CpuStorage;
+                $body
+            }
+            ($(Storage::Cuda($inner),)+) => {
+                #[allow(dead_code)]
+                type $device = CudaStorage;
+                $body
+            }
+            #[allow(unreachable_patterns)]
+            _ => mixed($op, &[$($storage),+]),
+        }
+    };
+}
+
 /// Panics naming `op` and the devices of storages that an op was given
-/// together (ops check this first, with the tensors' shapes at hand).
+/// together.
 fn mixed(op: &str, storages: &[&Storage]) -> ! {
     let devices: Vec<Device> = storages.iter().map(|s| s.device()).collect();
     panic!("{op}: storages on different devices, {devices:?}")
 }
 
-/// The CPU storage of an optional operand that must be on the CPU.
-fn cpu_part<'a>(
-    op: &str,
-    x: Option<(&'a Storage, &'a Layout)>,
-) -> Option<(&'a CpuStorage, &'a Layout)> {
-    x.map(|(s, l)| match s {
-        Storage::Cpu(s) => (s, l),
-        other => panic!(
-            "{op}: storages on different devices, {:?} and Cpu",
-            other.device()
+/// An optional operand's storage on device `D`; panics naming `op` when it
+/// is on another.
+fn part<'a, D: DeviceStorage>(op: &str, x: Option<StorageView<'a>>) -> Option<(&'a D, &'a Layout)> {
+    x.map(|(s, l)| match D::of(s) {
+        Some(s) => (s, l),
+        None => panic!(
+            "{op}: an operand on {:?}, the others on another device",
+            s.device()
         ),
     })
-}
-
-/// The CUDA storage of an optional operand that must be on the same device.
-fn cuda_part<'a>(
-    op: &str,
-    x: Option<(&'a Storage, &'a Layout)>,
-) -> Option<(&'a CudaStorage, &'a Layout)> {
-    x.map(|(s, l)| match s {
-        Storage::Cuda(s) => (s, l),
-        other => panic!(
-            "{op}: storages on different devices, {:?} and CUDA",
-            other.device()
-        ),
-    })
-}
-
-/// A device's cross-entropy results as `Storage`.
-fn wrap_forward<S>(
-    f: CrossEntropyForward<S>,
-    wrap: fn(S) -> Storage,
-) -> CrossEntropyForward<Storage> {
-    CrossEntropyForward {
-        loss: wrap(f.loss),
-        log_probs: wrap(f.log_probs),
-        count: f.count,
-    }
 }
 
 /// Storage paired with the layout that reads it.
@@ -74,17 +102,11 @@ pub(crate) type StorageView<'a> = (&'a Storage, &'a Layout);
 impl Storage {
     /// How many elements the storage holds (every view over it included).
     pub fn elements(&self) -> usize {
-        match self {
-            Storage::Cpu(s) => s.elements(),
-            Storage::Cuda(s) => s.elements(),
-        }
+        on_device!("elements"; self => s; |D| s.elements())
     }
 
     pub fn dtype(&self) -> DType {
-        match self {
-            Storage::Cpu(s) => s.dtype(),
-            Storage::Cuda(s) => s.dtype(),
-        }
+        on_device!("dtype"; self => s; |D| s.dtype())
     }
 
     pub fn device(&self) -> Device {
@@ -123,84 +145,27 @@ impl Storage {
 
     /// The elements under `layout`, copied to host memory, row-major.
     pub(crate) fn to_host(&self, layout: &Layout) -> CpuStorage {
-        match self {
-            Storage::Cpu(s) => s.to_host(layout),
-            Storage::Cuda(s) => s.to_host(layout),
-        }
+        on_device!("to_host"; self => s; |D| s.to_host(layout))
     }
 
     /// The elements under `layout` converted to `dtype`, row-major.
     pub(crate) fn to_dtype(&self, layout: &Layout, dtype: DType) -> Storage {
-        match self {
-            Storage::Cpu(s) => Storage::Cpu(s.to_dtype(layout, dtype)),
-            Storage::Cuda(s) => Storage::Cuda(s.to_dtype(layout, dtype)),
-        }
-    }
-
-    pub(crate) fn cumsum(&self, layout: &Layout, axis: Axis, reverse: bool) -> Storage {
-        match self {
-            Storage::Cpu(s) => Storage::Cpu(s.cumsum(layout, axis, reverse)),
-            Storage::Cuda(s) => Storage::Cuda(s.cumsum(layout, axis, reverse)),
-        }
-    }
-
-    pub(crate) fn topk_indices(&self, layout: &Layout, axis: Axis, k: usize) -> Storage {
-        match self {
-            Storage::Cpu(s) => Storage::Cpu(s.topk_indices(layout, axis, k)),
-            Storage::Cuda(s) => Storage::Cuda(s.topk_indices(layout, axis, k)),
-        }
-    }
-
-    pub(crate) fn gather_dim(&self, layout: &Layout, dim: usize, (i, il): StorageView) -> Storage {
-        match (self, i) {
-            (Storage::Cpu(x), Storage::Cpu(i)) => Storage::Cpu(x.gather_dim(layout, dim, (i, il))),
-            (Storage::Cuda(x), Storage::Cuda(i)) => {
-                Storage::Cuda(x.gather_dim(layout, dim, (i, il)))
-            }
-            (x, i) => mixed("gather", &[x, i]),
-        }
-    }
-
-    pub(crate) fn scatter_add_dim(
-        &self,
-        layout: &Layout,
-        dim: usize,
-        (i, il): StorageView,
-        shape: &[usize],
-    ) -> Storage {
-        match (self, i) {
-            (Storage::Cpu(g), Storage::Cpu(i)) => {
-                Storage::Cpu(g.scatter_add_dim(layout, dim, (i, il), shape))
-            }
-            (Storage::Cuda(g), Storage::Cuda(i)) => {
-                Storage::Cuda(g.scatter_add_dim(layout, dim, (i, il), shape))
-            }
-            (g, i) => mixed("gather backward", &[g, i]),
-        }
+        on_device!("to_dtype"; self => s; |D| s.to_dtype(layout, dtype).wrap())
     }
 
     /// The elements under `layout`, copied into new row-major storage.
     pub fn gather(&self, layout: &Layout) -> Storage {
-        match self {
-            Storage::Cpu(s) => Storage::Cpu(s.gather(layout)),
-            Storage::Cuda(s) => Storage::Cuda(s.gather(layout)),
-        }
+        on_device!("gather"; self => s; |D| s.gather(layout).wrap())
     }
 
     /// Zero-filled storage of this dtype and device.
     pub fn zeros_like(&self, len: usize) -> Storage {
-        match self {
-            Storage::Cpu(s) => Storage::Cpu(s.zeros_like(len)),
-            Storage::Cuda(s) => Storage::Cuda(s.zeros_like(len)),
-        }
+        on_device!("zeros_like"; self => s; |D| s.zeros_like(len).wrap())
     }
 
     /// `len` f32 elements equal to `value` on this storage's device.
     pub(crate) fn full_like(&self, len: usize, value: f32) -> Storage {
-        match self {
-            Storage::Cpu(s) => Storage::Cpu(s.full_like(len, value)),
-            Storage::Cuda(s) => Storage::Cuda(s.full_like(len, value)),
-        }
+        on_device!("full_like"; self => s; |D| s.full_like(len, value).wrap())
     }
 
     /// Copies `src` (under `src_layout`) into this storage at `dst_layout`.
@@ -229,10 +194,7 @@ impl Storage {
     }
 
     pub(crate) fn unary(&self, layout: &Layout, op: UnaryOp) -> Storage {
-        match self {
-            Storage::Cpu(s) => Storage::Cpu(s.unary(layout, op)),
-            Storage::Cuda(s) => Storage::Cuda(s.unary(layout, op)),
-        }
+        on_device!(op.name(); self => x; |D| x.unary(layout, op).wrap())
     }
 
     pub(crate) fn unary_backward(
@@ -242,31 +204,17 @@ impl Storage {
         (y, yl): StorageView,
         op: UnaryOp,
     ) -> Storage {
-        match (self, x, y) {
-            (Storage::Cpu(g), Storage::Cpu(x), Storage::Cpu(y)) => {
-                Storage::Cpu(g.unary_backward(layout, (x, xl), (y, yl), op))
-            }
-            (Storage::Cuda(g), Storage::Cuda(x), Storage::Cuda(y)) => {
-                Storage::Cuda(g.unary_backward(layout, (x, xl), (y, yl), op))
-            }
-            (g, x, y) => mixed(op.name(), &[g, x, y]),
-        }
+        on_device!(op.name(); self => g, x => x, y => y; |D| {
+            g.unary_backward(layout, (x, xl), (y, yl), op).wrap()
+        })
     }
 
     pub(crate) fn binary(&self, layout: &Layout, (rhs, rl): StorageView, op: BinaryOp) -> Storage {
-        match (self, rhs) {
-            (Storage::Cpu(a), Storage::Cpu(b)) => Storage::Cpu(a.binary(layout, (b, rl), op)),
-            (Storage::Cuda(a), Storage::Cuda(b)) => Storage::Cuda(a.binary(layout, (b, rl), op)),
-            (a, b) => mixed(op.name(), &[a, b]),
-        }
+        on_device!(op.name(); self => a, rhs => b; |D| a.binary(layout, (b, rl), op).wrap())
     }
 
     pub(crate) fn compare(&self, layout: &Layout, (rhs, rl): StorageView, op: CmpOp) -> Storage {
-        match (self, rhs) {
-            (Storage::Cpu(a), Storage::Cpu(b)) => Storage::Cpu(a.compare(layout, (b, rl), op)),
-            (Storage::Cuda(a), Storage::Cuda(b)) => Storage::Cuda(a.compare(layout, (b, rl), op)),
-            (a, b) => mixed(op.name(), &[a, b]),
-        }
+        on_device!(op.name(); self => a, rhs => b; |D| a.compare(layout, (b, rl), op).wrap())
     }
 
     pub(crate) fn where_cond(
@@ -275,36 +223,21 @@ impl Storage {
         (a, la): StorageView,
         (b, lb): StorageView,
     ) -> Storage {
-        match (self, a, b) {
-            (Storage::Cpu(c), Storage::Cpu(a), Storage::Cpu(b)) => {
-                Storage::Cpu(c.where_cond(layout, (a, la), (b, lb)))
-            }
-            (Storage::Cuda(c), Storage::Cuda(a), Storage::Cuda(b)) => {
-                Storage::Cuda(c.where_cond(layout, (a, la), (b, lb)))
-            }
-            (c, a, b) => mixed("where_cond", &[c, a, b]),
-        }
+        on_device!("where_cond"; self => c, a => a, b => b; |D| {
+            c.where_cond(layout, (a, la), (b, lb)).wrap()
+        })
     }
 
     pub(crate) fn sum_axis(&self, layout: &Layout, axis: Axis) -> Storage {
-        match self {
-            Storage::Cpu(s) => Storage::Cpu(s.sum_axis(layout, axis)),
-            Storage::Cuda(s) => Storage::Cuda(s.sum_axis(layout, axis)),
-        }
+        on_device!("sum"; self => x; |D| x.sum_axis(layout, axis).wrap())
     }
 
     /// `(maxima, argmax)`.
     pub(crate) fn max_axis(&self, layout: &Layout, axis: Axis) -> (Storage, Storage) {
-        match self {
-            Storage::Cpu(s) => {
-                let (values, argmax) = s.max_axis(layout, axis);
-                (Storage::Cpu(values), Storage::Cpu(argmax))
-            }
-            Storage::Cuda(s) => {
-                let (values, argmax) = s.max_axis(layout, axis);
-                (Storage::Cuda(values), Storage::Cuda(argmax))
-            }
-        }
+        on_device!("max"; self => x; |D| {
+            let (values, argmax) = x.max_axis(layout, axis);
+            (values.wrap(), argmax.wrap())
+        })
     }
 
     pub(crate) fn max_axis_backward(
@@ -313,30 +246,42 @@ impl Storage {
         argmax: &Storage,
         axis: Axis,
     ) -> Storage {
-        match (self, argmax) {
-            (Storage::Cpu(g), Storage::Cpu(i)) => {
-                Storage::Cpu(g.max_axis_backward(layout, i, axis))
-            }
-            (Storage::Cuda(g), Storage::Cuda(i)) => {
-                Storage::Cuda(g.max_axis_backward(layout, i, axis))
-            }
-            (g, i) => mixed("max backward", &[g, i]),
-        }
+        on_device!("max backward"; self => g, argmax => i; |D| {
+            g.max_axis_backward(layout, i, axis).wrap()
+        })
     }
 
     /// Σ x² of the f32 elements under `layout`, accumulated in f64.
     pub(crate) fn sum_of_squares(&self, layout: &Layout) -> f64 {
-        match self {
-            Storage::Cpu(s) => s.sum_of_squares(layout),
-            Storage::Cuda(s) => s.sum_of_squares(layout),
-        }
+        on_device!("squared_norm"; self => x; |D| x.sum_of_squares(layout))
+    }
+
+    pub(crate) fn cumsum(&self, layout: &Layout, axis: Axis, reverse: bool) -> Storage {
+        on_device!("cumsum"; self => x; |D| x.cumsum(layout, axis, reverse).wrap())
+    }
+
+    pub(crate) fn topk_indices(&self, layout: &Layout, axis: Axis, k: usize) -> Storage {
+        on_device!("topk"; self => x; |D| x.topk_indices(layout, axis, k).wrap())
+    }
+
+    pub(crate) fn gather_dim(&self, layout: &Layout, dim: usize, (i, il): StorageView) -> Storage {
+        on_device!("gather"; self => x, i => i; |D| x.gather_dim(layout, dim, (i, il)).wrap())
+    }
+
+    pub(crate) fn scatter_add_dim(
+        &self,
+        layout: &Layout,
+        dim: usize,
+        (i, il): StorageView,
+        shape: &[usize],
+    ) -> Storage {
+        on_device!("gather backward"; self => g, i => i; |D| {
+            g.scatter_add_dim(layout, dim, (i, il), shape).wrap()
+        })
     }
 
     pub(crate) fn softmax(&self, layout: &Layout, n: usize, log: bool) -> Storage {
-        match self {
-            Storage::Cpu(s) => Storage::Cpu(s.softmax(layout, n, log)),
-            Storage::Cuda(s) => Storage::Cuda(s.softmax(layout, n, log)),
-        }
+        on_device!("softmax"; self => x; |D| x.softmax(layout, n, log).wrap())
     }
 
     pub(crate) fn causal_softmax(
@@ -346,10 +291,9 @@ impl Storage {
         offset: usize,
         scale: f32,
     ) -> Storage {
-        match self {
-            Storage::Cpu(s) => Storage::Cpu(s.causal_softmax(layout, queries, offset, scale)),
-            Storage::Cuda(s) => Storage::Cuda(s.causal_softmax(layout, queries, offset, scale)),
-        }
+        on_device!("causal_softmax"; self => x; |D| {
+            x.causal_softmax(layout, queries, offset, scale).wrap()
+        })
     }
 
     pub(crate) fn softmax_backward(
@@ -358,15 +302,9 @@ impl Storage {
         (g, gl): StorageView,
         scale: f32,
     ) -> Storage {
-        match (self, g) {
-            (Storage::Cpu(y), Storage::Cpu(g)) => {
-                Storage::Cpu(y.softmax_backward(layout, (g, gl), scale))
-            }
-            (Storage::Cuda(y), Storage::Cuda(g)) => {
-                Storage::Cuda(y.softmax_backward(layout, (g, gl), scale))
-            }
-            (y, g) => mixed("softmax backward", &[y, g]),
-        }
+        on_device!("softmax backward"; self => y, g => g; |D| {
+            y.softmax_backward(layout, (g, gl), scale).wrap()
+        })
     }
 
     /// `(y, stats)`.
@@ -379,18 +317,11 @@ impl Storage {
         eps: f32,
     ) -> (Storage, Storage) {
         let op = "layer_norm";
-        match self {
-            Storage::Cpu(x) => {
-                let (w, b) = (cpu_part(op, weight), cpu_part(op, bias));
-                let (y, stats) = x.layer_norm(layout, d, w, b, eps);
-                (Storage::Cpu(y), Storage::Cpu(stats))
-            }
-            Storage::Cuda(x) => {
-                let (w, b) = (cuda_part(op, weight), cuda_part(op, bias));
-                let (y, stats) = x.layer_norm(layout, d, w, b, eps);
-                (Storage::Cuda(y), Storage::Cuda(stats))
-            }
-        }
+        on_device!(op; self => x; |D| {
+            let (w, b) = (part::<D>(op, weight), part::<D>(op, bias));
+            let (y, stats) = x.layer_norm(layout, d, w, b, eps);
+            (y.wrap(), stats.wrap())
+        })
     }
 
     /// `(dx, dweight, dbias)`.
@@ -403,19 +334,11 @@ impl Storage {
         stats: &Storage,
     ) -> (Storage, Storage, Storage) {
         let op = "layer_norm backward";
-        match (self, g, stats) {
-            (Storage::Cpu(x), Storage::Cpu(g), Storage::Cpu(stats)) => {
-                let w = cpu_part(op, weight);
-                let (dx, dw, db) = x.layer_norm_backward(layout, (g, gl), d, w, stats);
-                (Storage::Cpu(dx), Storage::Cpu(dw), Storage::Cpu(db))
-            }
-            (Storage::Cuda(x), Storage::Cuda(g), Storage::Cuda(stats)) => {
-                let w = cuda_part(op, weight);
-                let (dx, dw, db) = x.layer_norm_backward(layout, (g, gl), d, w, stats);
-                (Storage::Cuda(dx), Storage::Cuda(dw), Storage::Cuda(db))
-            }
-            (x, g, s) => mixed(op, &[x, g, s]),
-        }
+        on_device!(op; self => x, g => g, stats => stats; |D| {
+            let w = part::<D>(op, weight);
+            let (dx, dw, db) = x.layer_norm_backward(layout, (g, gl), d, w, stats);
+            (dx.wrap(), dw.wrap(), db.wrap())
+        })
     }
 
     pub(crate) fn cross_entropy(
@@ -425,17 +348,10 @@ impl Storage {
         classes: usize,
         ignore_index: Option<i64>,
     ) -> CrossEntropyForward<Storage> {
-        match (self, t) {
-            (Storage::Cpu(x), Storage::Cpu(t)) => wrap_forward(
-                x.cross_entropy(layout, (t, tl), classes, ignore_index),
-                Storage::Cpu,
-            ),
-            (Storage::Cuda(x), Storage::Cuda(t)) => wrap_forward(
-                x.cross_entropy(layout, (t, tl), classes, ignore_index),
-                Storage::Cuda,
-            ),
-            (x, t) => mixed("cross_entropy", &[x, t]),
-        }
+        on_device!("cross_entropy"; self => x, t => t; |D| {
+            x.cross_entropy(layout, (t, tl), classes, ignore_index)
+                .map(DeviceStorage::wrap)
+        })
     }
 
     pub(crate) fn cross_entropy_backward(
@@ -446,23 +362,14 @@ impl Storage {
         ignore_index: Option<i64>,
         count: usize,
     ) -> Storage {
-        match (self, t, g) {
-            (Storage::Cpu(lp), Storage::Cpu(t), Storage::Cpu(g)) => Storage::Cpu(
-                lp.cross_entropy_backward((t, tl), (g, gl), classes, ignore_index, count),
-            ),
-            (Storage::Cuda(lp), Storage::Cuda(t), Storage::Cuda(g)) => Storage::Cuda(
-                lp.cross_entropy_backward((t, tl), (g, gl), classes, ignore_index, count),
-            ),
-            (lp, t, g) => mixed("cross_entropy backward", &[lp, t, g]),
-        }
+        on_device!("cross_entropy backward"; self => lp, t => t, g => g; |D| {
+            lp.cross_entropy_backward((t, tl), (g, gl), classes, ignore_index, count)
+                .wrap()
+        })
     }
 
     pub(crate) fn embedding(&self, layout: &Layout, (ids, il): StorageView) -> Storage {
-        match (self, ids) {
-            (Storage::Cpu(w), Storage::Cpu(i)) => Storage::Cpu(w.embedding(layout, (i, il))),
-            (Storage::Cuda(w), Storage::Cuda(i)) => Storage::Cuda(w.embedding(layout, (i, il))),
-            (w, i) => mixed("embedding", &[w, i]),
-        }
+        on_device!("embedding"; self => w, ids => i; |D| w.embedding(layout, (i, il)).wrap())
     }
 
     pub(crate) fn embedding_backward(
@@ -471,15 +378,9 @@ impl Storage {
         (ids, il): StorageView,
         vocab: usize,
     ) -> Storage {
-        match (self, ids) {
-            (Storage::Cpu(g), Storage::Cpu(i)) => {
-                Storage::Cpu(g.embedding_backward(layout, (i, il), vocab))
-            }
-            (Storage::Cuda(g), Storage::Cuda(i)) => {
-                Storage::Cuda(g.embedding_backward(layout, (i, il), vocab))
-            }
-            (g, i) => mixed("embedding backward", &[g, i]),
-        }
+        on_device!("embedding backward"; self => g, ids => i; |D| {
+            g.embedding_backward(layout, (i, il), vocab).wrap()
+        })
     }
 
     pub(crate) fn matmul(
@@ -488,15 +389,7 @@ impl Storage {
         (b, lb): StorageView,
         batch_shape: &[usize],
     ) -> Storage {
-        match (self, b) {
-            (Storage::Cpu(a), Storage::Cpu(b)) => {
-                Storage::Cpu(a.matmul(layout, (b, lb), batch_shape))
-            }
-            (Storage::Cuda(a), Storage::Cuda(b)) => {
-                Storage::Cuda(a.matmul(layout, (b, lb), batch_shape))
-            }
-            (a, b) => mixed("matmul", &[a, b]),
-        }
+        on_device!("matmul"; self => a, b => b; |D| a.matmul(layout, (b, lb), batch_shape).wrap())
     }
 
     pub(crate) fn addmm(
@@ -505,15 +398,9 @@ impl Storage {
         (a, la): StorageView,
         (b, lb): StorageView,
     ) -> Storage {
-        match (self, a, b) {
-            (Storage::Cpu(bias), Storage::Cpu(a), Storage::Cpu(b)) => {
-                Storage::Cpu(bias.addmm(layout, (a, la), (b, lb)))
-            }
-            (Storage::Cuda(bias), Storage::Cuda(a), Storage::Cuda(b)) => {
-                Storage::Cuda(bias.addmm(layout, (a, la), (b, lb)))
-            }
-            (bias, a, b) => mixed("addmm", &[bias, a, b]),
-        }
+        on_device!("addmm"; self => bias, a => a, b => b; |D| {
+            bias.addmm(layout, (a, la), (b, lb)).wrap()
+        })
     }
 
     /// `(out, logsumexp)`.
@@ -526,19 +413,11 @@ impl Storage {
         params: &AttentionParams,
     ) -> (Storage, Storage) {
         let op = "scaled_dot_product_attention";
-        match (self, k, v) {
-            (Storage::Cpu(q), Storage::Cpu(k), Storage::Cpu(v)) => {
-                let pad = cpu_part(op, key_padding);
-                let (out, lse) = q.attention(layout, (k, kl), (v, vl), pad, params);
-                (Storage::Cpu(out), Storage::Cpu(lse))
-            }
-            (Storage::Cuda(q), Storage::Cuda(k), Storage::Cuda(v)) => {
-                let pad = cuda_part(op, key_padding);
-                let (out, lse) = q.attention(layout, (k, kl), (v, vl), pad, params);
-                (Storage::Cuda(out), Storage::Cuda(lse))
-            }
-            (q, k, v) => mixed(op, &[q, k, v]),
-        }
+        on_device!(op; self => q, k => k, v => v; |D| {
+            let pad = part::<D>(op, key_padding);
+            let (out, lse) = q.attention(layout, (k, kl), (v, vl), pad, params);
+            (out.wrap(), lse.wrap())
+        })
     }
 
     /// `(dq, dk, dv)`.
@@ -555,51 +434,12 @@ impl Storage {
         params: &AttentionParams,
     ) -> (Storage, Storage, Storage) {
         let op = "scaled_dot_product_attention backward";
-        match (self, k, v, o, lse, g) {
-            (
-                Storage::Cpu(q),
-                Storage::Cpu(k),
-                Storage::Cpu(v),
-                Storage::Cpu(o),
-                Storage::Cpu(lse),
-                Storage::Cpu(g),
-            ) => {
-                let pad = cpu_part(op, key_padding);
-                let (dq, dk, dv) = q.attention_backward(
-                    layout,
-                    (k, kl),
-                    (v, vl),
-                    (o, ol),
-                    lse,
-                    (g, gl),
-                    pad,
-                    params,
-                );
-                (Storage::Cpu(dq), Storage::Cpu(dk), Storage::Cpu(dv))
-            }
-            (
-                Storage::Cuda(q),
-                Storage::Cuda(k),
-                Storage::Cuda(v),
-                Storage::Cuda(o),
-                Storage::Cuda(lse),
-                Storage::Cuda(g),
-            ) => {
-                let pad = cuda_part(op, key_padding);
-                let (dq, dk, dv) = q.attention_backward(
-                    layout,
-                    (k, kl),
-                    (v, vl),
-                    (o, ol),
-                    lse,
-                    (g, gl),
-                    pad,
-                    params,
-                );
-                (Storage::Cuda(dq), Storage::Cuda(dk), Storage::Cuda(dv))
-            }
-            (q, k, v, o, lse, g) => mixed(op, &[q, k, v, o, lse, g]),
-        }
+        on_device!(op; self => q, k => k, v => v, o => o, lse => lse, g => g; |D| {
+            let pad = part::<D>(op, key_padding);
+            let (dq, dk, dv) =
+                q.attention_backward(layout, (k, kl), (v, vl), (o, ol), lse, (g, gl), pad, params);
+            (dq.wrap(), dk.wrap(), dv.wrap())
+        })
     }
 
     /// One Adam/AdamW update of these weights and the moments `m` and `v`

@@ -15,6 +15,7 @@ use super::gemm::MatRef;
 use super::pool;
 use super::simd::{self, multiversion};
 use super::tile::tile_gemm;
+use crate::backend::AttentionParams;
 
 /// Query rows per tile.
 const BLOCK_Q: usize = 64;
@@ -36,20 +37,21 @@ fn min_items(macs_each: usize) -> usize {
     MIN_TASK_MACS.div_ceil(macs_each.max(1))
 }
 
-/// The shape and masking of one attention call.
+/// The shape and masking of one attention call: the call's parameters
+/// (read through `Deref`: `s.batch`, `s.causal`) and the key padding.
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionShape<'a> {
-    /// Batch size and heads: `q` holds `batch · heads` matrices.
-    pub batch: usize,
-    pub heads: usize,
-    pub tq: usize,
-    pub tk: usize,
-    pub d: usize,
-    pub scale: f32,
-    /// `Some(past)`: query `i` sees keys `0..=past + i` only.
-    pub causal: Option<usize>,
+    pub params: AttentionParams,
     /// `[batch, tk]`, true where the key is padding.
     pub key_padding: Option<&'a [bool]>,
+}
+
+impl std::ops::Deref for AttentionShape<'_> {
+    type Target = AttentionParams;
+
+    fn deref(&self) -> &AttentionParams {
+        &self.params
+    }
 }
 
 impl AttentionShape<'_> {

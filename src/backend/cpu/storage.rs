@@ -111,17 +111,11 @@ fn with_padding<R>(padding: Option<View<CpuStorage>>, f: impl FnOnce(Option<&[bo
 }
 
 fn attention_shape<'a>(
-    p: &AttentionParams,
+    params: &AttentionParams,
     key_padding: Option<&'a [bool]>,
 ) -> attention::AttentionShape<'a> {
     attention::AttentionShape {
-        batch: p.batch,
-        heads: p.heads,
-        tq: p.tq,
-        tk: p.tk,
-        d: p.d,
-        scale: p.scale,
-        causal: p.causal,
+        params: *params,
         key_padding,
     }
 }
