@@ -91,11 +91,7 @@ fn causal_self_attention_across_tile_boundaries(device: &Device) {
     }
 }
 
-test_device!(
-    causal_self_attention_across_tile_boundaries,
-    causal_self_attention_across_tile_boundaries_cpu,
-    causal_self_attention_across_tile_boundaries_cuda
-);
+test_device!(causal_self_attention_across_tile_boundaries);
 
 fn bidirectional_and_cross_attention(device: &Device) {
     check(device, [2, 2, 37, 16], 37, AttentionMask::NONE, 0, 10);
@@ -104,11 +100,7 @@ fn bidirectional_and_cross_attention(device: &Device) {
     check(device, [1, 2, 150, 8], 9, AttentionMask::NONE, 0, 30);
 }
 
-test_device!(
-    bidirectional_and_cross_attention,
-    bidirectional_and_cross_attention_cpu,
-    bidirectional_and_cross_attention_cuda
-);
+test_device!(bidirectional_and_cross_attention);
 
 fn key_padding_alone_and_with_the_causal_mask(device: &Device) {
     let tk = 100;
@@ -127,11 +119,7 @@ fn key_padding_alone_and_with_the_causal_mask(device: &Device) {
     check(device, [2, 2, tk, 16], tk, both, 0, 50);
 }
 
-test_device!(
-    key_padding_alone_and_with_the_causal_mask,
-    key_padding_alone_and_with_the_causal_mask_cpu,
-    key_padding_alone_and_with_the_causal_mask_cuda
-);
+test_device!(key_padding_alone_and_with_the_causal_mask);
 
 fn queries_behind_a_cache_and_rows_that_see_nothing(device: &Device) {
     // Three new queries at positions 67..70 over 70 cached-and-new keys.
@@ -154,11 +142,7 @@ fn queries_behind_a_cache_and_rows_that_see_nothing(device: &Device) {
     assert!(y[..16].iter().all(|&x| x == 0.0), "rows 0 and 1 see no key");
 }
 
-test_device!(
-    queries_behind_a_cache_and_rows_that_see_nothing,
-    queries_behind_a_cache_and_rows_that_see_nothing_cpu,
-    queries_behind_a_cache_and_rows_that_see_nothing_cuda
-);
+test_device!(queries_behind_a_cache_and_rows_that_see_nothing);
 
 /// MultiHeadAttention takes the fused op by default; its outputs and
 /// parameter gradients equal those of the composed kernel.
@@ -222,11 +206,7 @@ fn multi_head_attention_fused_by_default_equals_composed(device: &Device) {
     }
 }
 
-test_device!(
-    multi_head_attention_fused_by_default_equals_composed,
-    multi_head_attention_fused_by_default_equals_composed_cpu,
-    multi_head_attention_fused_by_default_equals_composed_cuda
-);
+test_device!(multi_head_attention_fused_by_default_equals_composed);
 
 /// The backward splits work by head when there are at least as many heads
 /// as threads, and by key and query tiles otherwise. The two visit the
@@ -276,8 +256,4 @@ fn backward_split_by_tiles_equals_split_by_heads(device: &Device) {
     }
 }
 
-test_device!(
-    backward_split_by_tiles_equals_split_by_heads,
-    backward_split_by_tiles_equals_split_by_heads_cpu,
-    backward_split_by_tiles_equals_split_by_heads_cuda
-);
+test_device!(backward_split_by_tiles_equals_split_by_heads);

@@ -83,11 +83,7 @@ fn rope_preserves_norms_and_scores_depend_only_on_relative_position(device: &Dev
     assert!((score(4, 0) - reference).abs() > 1e-3);
 }
 
-test_device!(
-    rope_preserves_norms_and_scores_depend_only_on_relative_position,
-    rope_preserves_norms_and_scores_depend_only_on_relative_position_cpu,
-    rope_preserves_norms_and_scores_depend_only_on_relative_position_cuda
-);
+test_device!(rope_preserves_norms_and_scores_depend_only_on_relative_position);
 
 fn encoder_outputs_ignore_padding(device: &Device) {
     for positional in [Positional::Learned, Positional::Rotary] {
@@ -118,11 +114,7 @@ fn encoder_outputs_ignore_padding(device: &Device) {
     }
 }
 
-test_device!(
-    encoder_outputs_ignore_padding,
-    encoder_outputs_ignore_padding_cpu,
-    encoder_outputs_ignore_padding_cuda
-);
+test_device!(encoder_outputs_ignore_padding);
 
 fn cross_attention_ignores_source_padding(device: &Device) {
     let model = encoder_decoder(NormPlacement::Post, Positional::Sinusoidal, device);
@@ -134,11 +126,7 @@ fn cross_attention_ignores_source_padding(device: &Device) {
     assert_close(&padded.to_vec(), &alone.to_vec(), 1e-5, "decoder logits");
 }
 
-test_device!(
-    cross_attention_ignores_source_padding,
-    cross_attention_ignores_source_padding_cpu,
-    cross_attention_ignores_source_padding_cuda
-);
+test_device!(cross_attention_ignores_source_padding);
 
 fn decoder_is_causal(device: &Device) {
     let model = encoder_decoder(NormPlacement::Pre, Positional::Sinusoidal, device);
@@ -157,11 +145,7 @@ fn decoder_is_causal(device: &Device) {
     );
 }
 
-test_device!(
-    decoder_is_causal,
-    decoder_is_causal_cpu,
-    decoder_is_causal_cuda
-);
+test_device!(decoder_is_causal);
 
 fn cached_decoding_equals_uncached(device: &Device) {
     for (placement, positional) in [
@@ -199,11 +183,7 @@ fn cached_decoding_equals_uncached(device: &Device) {
     }
 }
 
-test_device!(
-    cached_decoding_equals_uncached,
-    cached_decoding_equals_uncached_cpu,
-    cached_decoding_equals_uncached_cuda
-);
+test_device!(cached_decoding_equals_uncached);
 
 /// Trains on the copy task of `len` digits with Adam under the Noam
 /// schedule, cooled linearly to zero over the last 20% of the steps as
@@ -270,11 +250,7 @@ fn copy_task_is_solved_by_greedy_decoding(device: &Device) {
     assert!(exact >= 190, "exact match {exact}/200 after training");
 }
 
-test_device!(
-    copy_task_is_solved_by_greedy_decoding,
-    copy_task_is_solved_by_greedy_decoding_cpu,
-    copy_task_is_solved_by_greedy_decoding_cuda
-);
+test_device!(copy_task_is_solved_by_greedy_decoding);
 
 // Rotary positions are left out here: they reach only self-attention, so
 // cross-attention has no position to align source and target by.
@@ -306,11 +282,7 @@ fn post_norm_and_pre_norm_both_learn_to_copy(device: &Device) {
     }
 }
 
-test_device!(
-    post_norm_and_pre_norm_both_learn_to_copy,
-    post_norm_and_pre_norm_both_learn_to_copy_cpu,
-    post_norm_and_pre_norm_both_learn_to_copy_cuda
-);
+test_device!(post_norm_and_pre_norm_both_learn_to_copy);
 
 #[test]
 fn configs_round_trip_through_json_and_presets_validate() {

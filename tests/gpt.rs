@@ -93,11 +93,7 @@ fn forward_under_no_grad_records_no_graph(device: &Device) {
     assert!(!no_grad(|| model.forward(&x)).is_tracked());
 }
 
-test_device!(
-    forward_under_no_grad_records_no_graph,
-    forward_under_no_grad_records_no_graph_cpu,
-    forward_under_no_grad_records_no_graph_cuda
-);
+test_device!(forward_under_no_grad_records_no_graph);
 
 fn changing_a_future_token_never_changes_earlier_logits(device: &Device) {
     let model = gpt(tiny(0.0), 2, device);
@@ -124,11 +120,7 @@ fn changing_a_future_token_never_changes_earlier_logits(device: &Device) {
     }
 }
 
-test_device!(
-    changing_a_future_token_never_changes_earlier_logits,
-    changing_a_future_token_never_changes_earlier_logits_cpu,
-    changing_a_future_token_never_changes_earlier_logits_cuda
-);
+test_device!(changing_a_future_token_never_changes_earlier_logits);
 
 fn cached_decoding_equals_uncached(device: &Device) {
     let model = gpt(tiny(0.0), 3, device);
@@ -152,11 +144,7 @@ fn cached_decoding_equals_uncached(device: &Device) {
     assert!(worst < 1e-5, "cached and uncached logits differ by {worst}");
 }
 
-test_device!(
-    cached_decoding_equals_uncached,
-    cached_decoding_equals_uncached_cpu,
-    cached_decoding_equals_uncached_cuda
-);
+test_device!(cached_decoding_equals_uncached);
 
 fn attention_weights_are_causal_and_normalised(device: &Device) {
     let model = gpt(tiny(0.0), 4, device);
@@ -173,11 +161,7 @@ fn attention_weights_are_causal_and_normalised(device: &Device) {
     }
 }
 
-test_device!(
-    attention_weights_are_causal_and_normalised,
-    attention_weights_are_causal_and_normalised_cpu,
-    attention_weights_are_causal_and_normalised_cuda
-);
+test_device!(attention_weights_are_causal_and_normalised);
 
 fn dropout_only_in_training_mode(device: &Device) {
     let mut model = gpt(tiny(0.5), 5, device);
@@ -188,11 +172,7 @@ fn dropout_only_in_training_mode(device: &Device) {
     assert_eq!(model.forward(&x).to_vec(), model.forward(&x).to_vec());
 }
 
-test_device!(
-    dropout_only_in_training_mode,
-    dropout_only_in_training_mode_cpu,
-    dropout_only_in_training_mode_cuda
-);
+test_device!(dropout_only_in_training_mode);
 
 fn a_tiny_model_overfits_one_batch(device: &Device) {
     let model = gpt(tiny(0.0), 6, device);
@@ -223,11 +203,7 @@ fn a_tiny_model_overfits_one_batch(device: &Device) {
     assert!(loss < 0.05, "did not overfit: final loss {loss}");
 }
 
-test_device!(
-    a_tiny_model_overfits_one_batch,
-    a_tiny_model_overfits_one_batch_cpu,
-    a_tiny_model_overfits_one_batch_cuda
-);
+test_device!(a_tiny_model_overfits_one_batch);
 
 #[test]
 fn bad_configs_are_errors() {
@@ -273,11 +249,7 @@ fn accumulating_two_half_batches_equals_one_full_batch(device: &Device) {
     }
 }
 
-test_device!(
-    accumulating_two_half_batches_equals_one_full_batch,
-    accumulating_two_half_batches_equals_one_full_batch_cpu,
-    accumulating_two_half_batches_equals_one_full_batch_cuda
-);
+test_device!(accumulating_two_half_batches_equals_one_full_batch);
 
 fn general_masked_attention_equals_the_fused_causal_path(device: &Device) {
     // The general masked path (a causal mask combined with a padding mask
@@ -308,8 +280,4 @@ fn general_masked_attention_equals_the_fused_causal_path(device: &Device) {
     }
 }
 
-test_device!(
-    general_masked_attention_equals_the_fused_causal_path,
-    general_masked_attention_equals_the_fused_causal_path_cpu,
-    general_masked_attention_equals_the_fused_causal_path_cuda
-);
+test_device!(general_masked_attention_equals_the_fused_causal_path);

@@ -545,112 +545,28 @@ fn gather_index_select_and_topk(device: &Device) {
     check1(device, |x| x[0].topk(3, 0).0, &spaced(&[4, 2], 83));
 }
 
-test_device!(
-    binary_ops_with_broadcasting,
-    binary_ops_with_broadcasting_cpu,
-    binary_ops_with_broadcasting_cuda
-);
-test_device!(
-    binary_ops_on_non_contiguous_views,
-    binary_ops_on_non_contiguous_views_cpu,
-    binary_ops_on_non_contiguous_views_cuda
-);
-test_device!(
-    same_tensor_used_twice_accumulates,
-    same_tensor_used_twice_accumulates_cpu,
-    same_tensor_used_twice_accumulates_cuda
-);
-test_device!(unary_ops, unary_ops_cpu, unary_ops_cuda);
-test_device!(
-    saturating_activations_far_from_zero,
-    saturating_activations_far_from_zero_cpu,
-    saturating_activations_far_from_zero_cuda
-);
-test_device!(
-    matmul_2d_batched_and_broadcast,
-    matmul_2d_batched_and_broadcast_cpu,
-    matmul_2d_batched_and_broadcast_cuda
-);
-test_device!(reductions, reductions_cpu, reductions_cuda);
-test_device!(
-    softmax_and_log_softmax_over_every_dim,
-    softmax_and_log_softmax_over_every_dim_cpu,
-    softmax_and_log_softmax_over_every_dim_cuda
-);
-test_device!(
-    cross_entropy_with_and_without_ignored_targets,
-    cross_entropy_with_and_without_ignored_targets_cpu,
-    cross_entropy_with_and_without_ignored_targets_cuda
-);
-test_device!(
-    masked_fill_and_where,
-    masked_fill_and_where_cpu,
-    masked_fill_and_where_cuda
-);
-test_device!(
-    embedding_scatter_adds_repeated_ids,
-    embedding_scatter_adds_repeated_ids_cpu,
-    embedding_scatter_adds_repeated_ids_cuda
-);
-test_device!(
-    cat_stack_split_chunk,
-    cat_stack_split_chunk_cpu,
-    cat_stack_split_chunk_cuda
-);
-test_device!(views, views_cpu, views_cuda);
-test_device!(
-    layer_norm_with_and_without_affine,
-    layer_norm_with_and_without_affine_cpu,
-    layer_norm_with_and_without_affine_cuda
-);
-test_device!(
-    dropout_gradient_is_the_mask,
-    dropout_gradient_is_the_mask_cpu,
-    dropout_gradient_is_the_mask_cuda
-);
-test_device!(
-    fused_causal_softmax,
-    fused_causal_softmax_cpu,
-    fused_causal_softmax_cuda
-);
-test_device!(
-    softmax_of_a_fully_masked_row_is_zero_with_zero_gradient,
-    softmax_of_a_fully_masked_row_is_zero_with_zero_gradient_cpu,
-    softmax_of_a_fully_masked_row_is_zero_with_zero_gradient_cuda
-);
-test_device!(
-    rms_norm_and_rotary_embeddings,
-    rms_norm_and_rotary_embeddings_cpu,
-    rms_norm_and_rotary_embeddings_cuda
-);
-test_device!(
-    attention_with_padding_and_cross_lengths,
-    attention_with_padding_and_cross_lengths_cpu,
-    attention_with_padding_and_cross_lengths_cuda
-);
-test_device!(
-    fused_scaled_dot_product_attention,
-    fused_scaled_dot_product_attention_cpu,
-    fused_scaled_dot_product_attention_cuda
-);
-test_device!(
-    addmm_with_strided_operands,
-    addmm_with_strided_operands_cpu,
-    addmm_with_strided_operands_cuda
-);
-test_device!(
-    everyday_elementwise_ops,
-    everyday_elementwise_ops_cpu,
-    everyday_elementwise_ops_cuda
-);
-test_device!(
-    maximum_and_minimum_split_the_gradient_of_a_tie,
-    maximum_and_minimum_split_the_gradient_of_a_tie_cpu,
-    maximum_and_minimum_split_the_gradient_of_a_tie_cuda
-);
-test_device!(min_and_cumsum, min_and_cumsum_cpu, min_and_cumsum_cuda);
-test_device!(
-    gather_index_select_and_topk,
-    gather_index_select_and_topk_cpu,
-    gather_index_select_and_topk_cuda
-);
+test_device!(binary_ops_with_broadcasting);
+test_device!(binary_ops_on_non_contiguous_views);
+test_device!(same_tensor_used_twice_accumulates);
+test_device!(unary_ops);
+test_device!(saturating_activations_far_from_zero);
+test_device!(matmul_2d_batched_and_broadcast);
+test_device!(reductions);
+test_device!(softmax_and_log_softmax_over_every_dim);
+test_device!(cross_entropy_with_and_without_ignored_targets);
+test_device!(masked_fill_and_where);
+test_device!(embedding_scatter_adds_repeated_ids);
+test_device!(cat_stack_split_chunk);
+test_device!(views);
+test_device!(layer_norm_with_and_without_affine);
+test_device!(dropout_gradient_is_the_mask);
+test_device!(fused_causal_softmax);
+test_device!(softmax_of_a_fully_masked_row_is_zero_with_zero_gradient);
+test_device!(rms_norm_and_rotary_embeddings);
+test_device!(attention_with_padding_and_cross_lengths);
+test_device!(fused_scaled_dot_product_attention);
+test_device!(addmm_with_strided_operands);
+test_device!(everyday_elementwise_ops);
+test_device!(maximum_and_minimum_split_the_gradient_of_a_tie);
+test_device!(min_and_cumsum);
+test_device!(gather_index_select_and_topk);

@@ -47,11 +47,7 @@ fn sgd_with_momentum_and_weight_decay_matches_pytorch(device: &Device) {
     f.assert_matches("sgd_b", &b);
 }
 
-test_device!(
-    sgd_with_momentum_and_weight_decay_matches_pytorch,
-    sgd_with_momentum_and_weight_decay_matches_pytorch_cpu,
-    sgd_with_momentum_and_weight_decay_matches_pytorch_cuda
-);
+test_device!(sgd_with_momentum_and_weight_decay_matches_pytorch);
 
 fn adam_matches_pytorch(device: &Device) {
     let f = Fixture::load_on("optim", device);
@@ -65,11 +61,7 @@ fn adam_matches_pytorch(device: &Device) {
     f.assert_matches("adam_b", &b);
 }
 
-test_device!(
-    adam_matches_pytorch,
-    adam_matches_pytorch_cpu,
-    adam_matches_pytorch_cuda
-);
+test_device!(adam_matches_pytorch);
 
 fn adamw_with_decay_groups_and_clipping_matches_pytorch(device: &Device) {
     let f = Fixture::load_on("optim", device);
@@ -88,11 +80,7 @@ fn adamw_with_decay_groups_and_clipping_matches_pytorch(device: &Device) {
     f.assert_matches("adamw_norms", &Tensor::from_vec(norms, &[5]));
 }
 
-test_device!(
-    adamw_with_decay_groups_and_clipping_matches_pytorch,
-    adamw_with_decay_groups_and_clipping_matches_pytorch_cpu,
-    adamw_with_decay_groups_and_clipping_matches_pytorch_cuda
-);
+test_device!(adamw_with_decay_groups_and_clipping_matches_pytorch);
 
 #[test]
 fn warmup_cosine_follows_nanogpt() {

@@ -33,11 +33,7 @@ fn two_layer_mlp_forward_and_every_gradient(device: &Device) {
         f.assert_matches(name, &t.grad().unwrap());
     }
 }
-test_device!(
-    two_layer_mlp_forward_and_every_gradient,
-    two_layer_mlp_forward_and_every_gradient_cpu,
-    two_layer_mlp_forward_and_every_gradient_cuda
-);
+test_device!(two_layer_mlp_forward_and_every_gradient);
 
 fn layer_norm_forward_and_backward(device: &Device) {
     let f = Fixture::load_on("layer_norm", device);
@@ -49,11 +45,7 @@ fn layer_norm_forward_and_backward(device: &Device) {
     f.assert_matches("dw", &w.grad().unwrap());
     f.assert_matches("db", &b.grad().unwrap());
 }
-test_device!(
-    layer_norm_forward_and_backward,
-    layer_norm_forward_and_backward_cpu,
-    layer_norm_forward_and_backward_cuda
-);
+test_device!(layer_norm_forward_and_backward);
 
 fn softmax_log_softmax_and_cross_entropy(device: &Device) {
     let f = Fixture::load_on("softmax_cross_entropy", device);
@@ -72,11 +64,7 @@ fn softmax_log_softmax_and_cross_entropy(device: &Device) {
     f.assert_matches("loss", &loss);
     f.assert_matches("dlogits", &logits.grad().unwrap());
 }
-test_device!(
-    softmax_log_softmax_and_cross_entropy,
-    softmax_log_softmax_and_cross_entropy_cpu,
-    softmax_log_softmax_and_cross_entropy_cuda
-);
+test_device!(softmax_log_softmax_and_cross_entropy);
 
 fn batched_matmul_with_broadcast_batch_dims(device: &Device) {
     let f = Fixture::load_on("batched_matmul", device);
@@ -87,11 +75,7 @@ fn batched_matmul_with_broadcast_batch_dims(device: &Device) {
     f.assert_matches("da", &a.grad().unwrap());
     f.assert_matches("db", &b.grad().unwrap());
 }
-test_device!(
-    batched_matmul_with_broadcast_batch_dims,
-    batched_matmul_with_broadcast_batch_dims_cpu,
-    batched_matmul_with_broadcast_batch_dims_cuda
-);
+test_device!(batched_matmul_with_broadcast_batch_dims);
 
 fn exact_gelu_values_and_gradient(device: &Device) {
     let f = Fixture::load_on("gelu_exact", device);
@@ -101,8 +85,4 @@ fn exact_gelu_values_and_gradient(device: &Device) {
     f.assert_matches("y", &y);
     f.assert_matches("dx", &x.grad().unwrap());
 }
-test_device!(
-    exact_gelu_values_and_gradient,
-    exact_gelu_values_and_gradient_cpu,
-    exact_gelu_values_and_gradient_cuda
-);
+test_device!(exact_gelu_values_and_gradient);

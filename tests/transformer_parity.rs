@@ -77,11 +77,7 @@ fn rms_norm_forward_and_backward(device: &Device) {
     f.assert_matches("dx", &x.grad().unwrap());
     f.assert_matches("dw", &norm.weight.grad().unwrap());
 }
-test_device!(
-    rms_norm_forward_and_backward,
-    rms_norm_forward_and_backward_cpu,
-    rms_norm_forward_and_backward_cuda
-);
+test_device!(rms_norm_forward_and_backward);
 
 fn swiglu_feed_forward_puts_the_gate_rows_first(device: &Device) {
     let f = Fixture::load_on("swiglu", device);
@@ -111,11 +107,7 @@ fn swiglu_feed_forward_puts_the_gate_rows_first(device: &Device) {
     f.assert_matches("dw_up", &dfc.narrow(0, 5, 5));
     f.assert_matches("dw_down", &ff.proj.weight.grad().unwrap());
 }
-test_device!(
-    swiglu_feed_forward_puts_the_gate_rows_first,
-    swiglu_feed_forward_puts_the_gate_rows_first_cpu,
-    swiglu_feed_forward_puts_the_gate_rows_first_cuda
-);
+test_device!(swiglu_feed_forward_puts_the_gate_rows_first);
 
 fn masked_attention_matches_scaled_dot_product_attention(device: &Device) {
     let f = Fixture::load_on("masked_attention", device);
@@ -157,11 +149,7 @@ fn masked_attention_matches_scaled_dot_product_attention(device: &Device) {
         f.assert_matches(name, &t.grad().unwrap());
     }
 }
-test_device!(
-    masked_attention_matches_scaled_dot_product_attention,
-    masked_attention_matches_scaled_dot_product_attention_cpu,
-    masked_attention_matches_scaled_dot_product_attention_cuda
-);
+test_device!(masked_attention_matches_scaled_dot_product_attention);
 
 fn post_norm_encoder_layer_with_padding_matches_pytorch(device: &Device) {
     let f = Fixture::load_on("transformer_layers", device);
@@ -181,11 +169,7 @@ fn post_norm_encoder_layer_with_padding_matches_pytorch(device: &Device) {
     f.assert_matches("enc_dx", &x.grad().unwrap());
     f.assert_matches("enc_d_in_proj", &layer.self_attn.qkv.weight.grad().unwrap());
 }
-test_device!(
-    post_norm_encoder_layer_with_padding_matches_pytorch,
-    post_norm_encoder_layer_with_padding_matches_pytorch_cpu,
-    post_norm_encoder_layer_with_padding_matches_pytorch_cuda
-);
+test_device!(post_norm_encoder_layer_with_padding_matches_pytorch);
 
 fn pre_norm_decoder_layer_with_cross_attention_matches_pytorch(device: &Device) {
     let f = Fixture::load_on("transformer_layers", device);
@@ -214,8 +198,4 @@ fn pre_norm_decoder_layer_with_cross_attention_matches_pytorch(device: &Device) 
         &layer.cross_attn.qkv.weight.grad().unwrap(),
     );
 }
-test_device!(
-    pre_norm_decoder_layer_with_cross_attention_matches_pytorch,
-    pre_norm_decoder_layer_with_cross_attention_matches_pytorch_cpu,
-    pre_norm_decoder_layer_with_cross_attention_matches_pytorch_cuda
-);
+test_device!(pre_norm_decoder_layer_with_cross_attention_matches_pytorch);

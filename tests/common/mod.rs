@@ -7,22 +7,25 @@ use std::path::PathBuf;
 use zeroformer::{Device, Tensor};
 
 /// Defines one `#[test]` per device this build has, each calling
-/// `$test(&device)`: `$cpu` on the CPU and, with the `cuda` feature,
-/// `$cuda` on CUDA device 0 (candle's `test_device!`). A test written once
-/// runs on every device; a new backend adds its line here.
+/// `$test(&device)`, in a module named after the test: `$test::cpu` on
+/// the CPU and, with the `cuda` feature, `$test::cuda` on CUDA device 0
+/// (candle's `test_device!`). A test written once runs on every device; a
+/// new backend adds its function here.
 #[macro_export]
 macro_rules! test_device {
-    ($test:ident, $cpu:ident, $cuda:ident) => {
-        #[test]
-        fn $cpu() {
-            $test(&zeroformer::Device::Cpu)
-        }
+    ($test:ident) => {
+        mod $test {
+            #[test]
+            fn cpu() {
+                super::$test(&zeroformer::Device::Cpu)
+            }
 
-        #[cfg(feature = "cuda")]
-        #[test]
-        fn $cuda() {
-            if let Some(device) = common::cuda_device() {
-                $test(&device)
+            #[cfg(feature = "cuda")]
+            #[test]
+            fn cuda() {
+                if let Some(device) = $crate::common::cuda_device() {
+                    super::$test(&device)
+                }
             }
         }
     };
