@@ -279,9 +279,9 @@ fn run(args: Args) -> RunResult<()> {
             let improved = val_loss < trainer.best_val_loss;
             if improved {
                 trainer.best_val_loss = val_loss;
-                trainer.save(&args.out.join(BEST), &extra)?;
+                trainer.save(args.out.join(BEST), &extra)?;
             }
-            trainer.save(&args.out.join(LAST), &extra)?;
+            trainer.save(args.out.join(LAST), &extra)?;
             last_written = Some((args.out.join(LAST), step));
         }
     }

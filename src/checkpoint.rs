@@ -224,7 +224,8 @@ impl Checkpoint {
     /// on the contents (metadata and tensors in name order), so identical
     /// runs write identical files. A tensor holding NaN or infinity is
     /// refused, naming it: such a checkpoint would only fail later.
-    pub fn save(&self, path: &Path) -> Result<()> {
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
         if let Some((name, i, v)) = self.first_non_finite() {
             return Err(Error::Checkpoint {
                 path: path.to_path_buf(),
@@ -277,7 +278,8 @@ impl Checkpoint {
     /// `format` entry other than this crate's. Nothing is allocated beyond
     /// what the file holds: the header's byte ranges are checked against
     /// the file's length before any tensor is read.
-    pub fn load(path: &Path) -> Result<Checkpoint> {
+    pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint> {
+        let path = path.as_ref();
         if path.is_dir() {
             return Err(Error::Checkpoint {
                 path: path.to_path_buf(),

@@ -73,7 +73,7 @@ pub use rand_chacha;
 /// Everything a typical program needs, plus the seeded RNG types.
 pub mod prelude {
     pub use crate::autograd::{NoGradGuard, no_grad};
-    pub use crate::models::{Gpt, GptConfig};
+    pub use crate::models::{Gpt, GptConfig, Persist};
     pub use crate::nn::Module;
     pub use crate::ops::unary::GeluApproximation;
     pub use crate::{DType, Device, Error, Result, Tensor};

@@ -314,7 +314,7 @@ impl Trainer {
 
     /// Saves model, optimizer, step, both RNG streams, the configs and
     /// `extra` metadata (e.g. the tokenizer) to `path`, atomically.
-    pub fn save(&self, path: &Path, extra: &[(&str, String)]) -> Result<()> {
+    pub fn save(&self, path: impl AsRef<Path>, extra: &[(&str, String)]) -> Result<()> {
         let mut ckpt = Checkpoint::default();
         ckpt.add_module("model.", &self.model);
         ckpt.add_optimizer("optim.", &self.optimizer);
@@ -346,7 +346,8 @@ impl Trainer {
     /// optimizer's. A checkpoint without an
     /// evaluation stream or best loss (from an earlier version) starts
     /// them afresh.
-    pub fn resume(path: &Path) -> Result<(Trainer, Checkpoint)> {
+    pub fn resume(path: impl AsRef<Path>) -> Result<(Trainer, Checkpoint)> {
+        let path = path.as_ref();
         let ckpt = Checkpoint::load(path)?;
         let bad = |message: String| Error::Checkpoint {
             path: path.to_path_buf(),

@@ -60,7 +60,7 @@ fn resume_is_bit_exact_across_processes() {
         first.train_step(&data).unwrap();
     }
     first
-        .save(&dir.path().join("step4.safetensors"), &[])
+        .save(dir.path().join("step4.safetensors"), &[])
         .unwrap();
     drop(first);
 
@@ -79,7 +79,7 @@ fn resume_is_bit_exact_across_processes() {
         .unwrap();
     assert!(status.success(), "the child process failed");
 
-    let (resumed, _) = Trainer::resume(&dir.path().join("step10.safetensors")).unwrap();
+    let (resumed, _) = Trainer::resume(dir.path().join("step10.safetensors")).unwrap();
     assert_eq!(resumed.step, 10);
     let (a, b) = (weights(&straight.model), weights(&resumed.model));
     for ((name, x), (_, y)) in a.iter().zip(&b) {
@@ -103,13 +103,13 @@ fn resume_is_bit_exact_across_processes() {
 #[ignore = "run by resume_is_bit_exact_across_processes in a child process"]
 fn resume_child() {
     let dir = PathBuf::from(std::env::var(CHILD_DIR).expect("set by the parent test"));
-    let (mut trainer, _) = Trainer::resume(&dir.join("step4.safetensors")).unwrap();
+    let (mut trainer, _) = Trainer::resume(dir.join("step4.safetensors")).unwrap();
     assert_eq!(trainer.step, 4);
     let data = tokens();
     for _ in 0..6 {
         trainer.train_step(&data).unwrap();
     }
-    trainer.save(&dir.join("step10.safetensors"), &[]).unwrap();
+    trainer.save(dir.join("step10.safetensors"), &[]).unwrap();
 }
 
 #[test]
@@ -178,7 +178,7 @@ fn unreadable_and_unwritable_paths_are_errors() {
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, b"x").unwrap();
     let err = Checkpoint::default()
-        .save(&blocker.join("ckpt.safetensors"))
+        .save(blocker.join("ckpt.safetensors"))
         .unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
     // A failed save leaves no temporary file behind.

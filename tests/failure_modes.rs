@@ -213,7 +213,7 @@ fn divergence_stops_at_its_step_and_leaves_the_model_finite() {
     // state can still be saved.
     let dir = tempfile::tempdir().unwrap();
     trainer
-        .save(&dir.path().join("ok.safetensors"), &[])
+        .save(dir.path().join("ok.safetensors"), &[])
         .unwrap();
     assert!(
         trainer
@@ -326,8 +326,8 @@ fn resume_keeps_the_best_loss_and_the_evaluation_stream() {
     let mut first = Trainer::new(model, train).unwrap();
     let mut log = Vec::new();
     run(&mut first, 4, &mut log);
-    first.save(&dir.path().join("4.safetensors"), &[]).unwrap();
-    let (mut resumed, _) = Trainer::resume(&dir.path().join("4.safetensors")).unwrap();
+    first.save(dir.path().join("4.safetensors"), &[]).unwrap();
+    let (mut resumed, _) = Trainer::resume(dir.path().join("4.safetensors")).unwrap();
     assert_eq!(resumed.best_val_loss, first.best_val_loss);
     run(&mut resumed, 10, &mut log);
     assert_eq!(log, straight_log);

@@ -88,6 +88,28 @@ impl EncoderConfig {
         Ok(config)
     }
 
+    /// How many numbers a model of this shape holds, `None` when that
+    /// overflows: the embeddings, the layers, a pre-norm stack's final
+    /// norm, and the head.
+    pub fn parameter_count(&self) -> Option<u64> {
+        let l = &self.layer;
+        let d = l.d_model as u64;
+        let final_norm = match l.placement {
+            NormPlacement::Pre => l.norm_parameters()?,
+            NormPlacement::Post => 0,
+        };
+        let classes = self.num_classes as u64;
+        let head = d.checked_add(1)?.checked_mul(classes)?;
+        self.positional
+            .embedding_parameters(self.vocab_size, self.max_len, l.d_model)?
+            .checked_add(
+                l.encoder_layer_parameters()?
+                    .checked_mul(self.n_layer as u64)?,
+            )?
+            .checked_add(final_norm)?
+            .checked_add(head)
+    }
+
     /// Checks that the numbers make a model.
     pub fn validate(&self) -> Result<()> {
         if self.vocab_size == 0 || self.max_len == 0 || self.n_layer == 0 {

@@ -78,6 +78,32 @@ impl EncoderDecoderConfig {
         Ok(config)
     }
 
+    /// How many numbers a model of this shape holds, `None` when that
+    /// overflows: both embeddings (the output head is tied to the target
+    /// one), the layers, and a pre-norm stack's two final norms.
+    pub fn parameter_count(&self) -> Option<u64> {
+        let l = &self.layer;
+        let final_norms = match l.placement {
+            NormPlacement::Pre => l.norm_parameters()?.checked_mul(2)?,
+            NormPlacement::Post => 0,
+        };
+        let embed = |vocab| {
+            self.positional
+                .embedding_parameters(vocab, self.max_len, l.d_model)
+        };
+        embed(self.src_vocab_size)?
+            .checked_add(embed(self.tgt_vocab_size)?)?
+            .checked_add(
+                l.encoder_layer_parameters()?
+                    .checked_mul(self.n_encoder_layers as u64)?,
+            )?
+            .checked_add(
+                l.decoder_layer_parameters()?
+                    .checked_mul(self.n_decoder_layers as u64)?,
+            )?
+            .checked_add(final_norms)
+    }
+
     /// Checks that the numbers make a model.
     pub fn validate(&self) -> Result<()> {
         if self.src_vocab_size == 0

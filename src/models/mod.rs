@@ -4,7 +4,9 @@
 mod encoder;
 mod encoder_decoder;
 mod gpt;
+mod persist;
 
 pub use encoder::{Encoder, EncoderConfig, Pooling};
 pub use encoder_decoder::{DecoderCache, EncoderDecoder, EncoderDecoderConfig};
 pub use gpt::{Gpt, GptConfig};
+pub use persist::{MODEL_CONFIG_KEY, Persist};

@@ -20,6 +20,19 @@ pub enum Positional {
     Rotary,
 }
 
+impl Positional {
+    /// How many numbers token embeddings of `vocab x d_model` hold with
+    /// these positions over `max_len` (learned ones are a table; the
+    /// others are computed). `None` on overflow.
+    pub fn embedding_parameters(self, vocab: usize, max_len: usize, d_model: usize) -> Option<u64> {
+        let rows = match self {
+            Positional::Learned => (vocab as u64).checked_add(max_len as u64)?,
+            Positional::Sinusoidal | Positional::Rotary => vocab as u64,
+        };
+        rows.checked_mul(d_model as u64)
+    }
+}
+
 /// The sinusoidal encodings `[max_len, dim]` of Vaswani et al. (2017):
 /// `PE(pos, 2i) = sin(pos / 10000^(2i/dim))` and
 /// `PE(pos, 2i+1) = cos(pos / 10000^(2i/dim))`. Computed in f64.

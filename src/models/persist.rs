@@ -1,0 +1,133 @@
+//! One-call persistence: a model's weights and the config that rebuilds it,
+//! in one safetensors file (`Persist::save` / `Persist::load`).
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::checkpoint::Checkpoint;
+use crate::nn::Module;
+use crate::{Device, Error, Result};
+
+/// Metadata key holding the model's config as JSON (the trainer's
+/// checkpoints use it too).
+pub const MODEL_CONFIG_KEY: &str = "model_config";
+
+/// Metadata key a trainer's checkpoint has and a weights-only file does
+/// not: its model's tensors are under `model.`.
+const TRAIN_CONFIG_KEY: &str = "train_config";
+
+/// A model rebuilt from a serde config: [`save`](Self::save) writes its
+/// weights and that config to one file, [`load`](Self::load) reads them
+/// back, from such a file or from a trainer's checkpoint.
+///
+/// ```
+/// use zeroformer::models::Persist;
+/// use zeroformer::prelude::*;
+/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: true };
+/// let model = Gpt::new(config, 0)?;
+/// let path = std::env::temp_dir().join("zeroformer-persist-doc.safetensors");
+/// model.save(&path)?;
+/// let loaded = Gpt::load(&path)?;
+/// let ids = Tensor::from_ids(vec![1, 2, 3], &[1, 3]);
+/// assert_eq!(loaded.forward(&ids).to_vec(), model.forward(&ids).to_vec());
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), zeroformer::Error>(())
+/// ```
+pub trait Persist: Module + Sized {
+    /// The config that rebuilds the model, stored as JSON.
+    type Config: Serialize + DeserializeOwned + std::fmt::Debug;
+
+    /// The model's config.
+    fn config(&self) -> &Self::Config;
+
+    /// How many numbers a model of `config` holds (`None` on overflow):
+    /// compared with the file before anything is built, so a config that
+    /// claims more than the file holds is refused, not allocated.
+    fn parameter_count(config: &Self::Config) -> Option<u64>;
+
+    /// A model of `config`, its weights about to be replaced.
+    fn build(config: Self::Config) -> Result<Self>;
+
+    /// Writes the weights and the config to `path`, atomically.
+    fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let mut ckpt = Checkpoint::default();
+        ckpt.add_module("", self);
+        ckpt.set_meta(
+            MODEL_CONFIG_KEY,
+            serde_json::to_string(self.config()).expect("a config serialises"),
+        );
+        ckpt.save(path.as_ref())
+    }
+
+    /// The model in `path` (written by [`save`](Self::save), or a
+    /// trainer's checkpoint), on the CPU. Refused with a message naming
+    /// the file: a missing or unreadable config, a config whose parameter
+    /// count differs from the file's, and any tensor whose name or shape
+    /// does not fit.
+    fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let ckpt = Checkpoint::load(path)?;
+        let bad = |message: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message,
+        };
+        let prefix = if ckpt.meta(TRAIN_CONFIG_KEY).is_some() {
+            "model."
+        } else {
+            ""
+        };
+        let config: Self::Config = serde_json::from_str(ckpt.require_meta(MODEL_CONFIG_KEY)?)
+            .map_err(|e| bad(format!("{MODEL_CONFIG_KEY}: {e}")))?;
+        let in_file: u64 = ckpt
+            .tensor_names()
+            .filter(|n| n.starts_with(prefix))
+            .filter_map(|n| ckpt.tensor(n))
+            .map(|(shape, _)| shape.iter().product::<usize>() as u64)
+            .sum();
+        match Self::parameter_count(&config) {
+            Some(count) if count == in_file => {}
+            count => {
+                return Err(bad(format!(
+                    "{MODEL_CONFIG_KEY} {config:?} describes {} parameters, but the file holds {in_file}",
+                    count.map_or("too many".to_string(), |c| c.to_string())
+                )));
+            }
+        }
+        let model = Self::build(config).map_err(|e| bad(format!("{MODEL_CONFIG_KEY}: {e}")))?;
+        ckpt.load_module(prefix, &model)?;
+        Ok(model)
+    }
+
+    /// [`load`](Self::load), then moved to `device`.
+    fn load_on(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let model = Self::load(path)?;
+        model.to_device(device)?;
+        Ok(model)
+    }
+}
+
+macro_rules! persist {
+    ($model:ty, $config:ty) => {
+        impl Persist for $model {
+            type Config = $config;
+
+            fn config(&self) -> &$config {
+                &self.config
+            }
+
+            fn parameter_count(config: &$config) -> Option<u64> {
+                config.parameter_count()
+            }
+
+            fn build(config: $config) -> Result<Self> {
+                <$model>::new(config, 0)
+            }
+        }
+    };
+}
+
+persist!(crate::Gpt, crate::GptConfig);
+persist!(super::Encoder, super::EncoderConfig);
+persist!(super::EncoderDecoder, super::EncoderDecoderConfig);

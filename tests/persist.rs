@@ -1,0 +1,188 @@
+//! One-call persistence (`Persist`): every built-in model saves and loads
+//! its weights and config, from its own file or a trainer's checkpoint;
+//! configs that do not fit the file are refused before anything is built.
+
+use zeroformer::checkpoint::Checkpoint;
+use zeroformer::models::{Encoder, EncoderConfig, EncoderDecoder, EncoderDecoderConfig, Persist};
+use zeroformer::nn::{Activation, NormKind, NormPlacement, Positional};
+use zeroformer::prelude::*;
+use zeroformer::train::{TrainConfig, Trainer};
+
+fn tiny_gpt() -> GptConfig {
+    GptConfig {
+        vocab_size: 11,
+        block_size: 8,
+        n_layer: 2,
+        n_head: 2,
+        n_embd: 8,
+        dropout: 0.0,
+        bias: true,
+    }
+}
+
+/// Every layer variant the configs can ask for.
+fn variants() -> Vec<(Activation, NormKind, NormPlacement, bool, Positional)> {
+    let mut out = Vec::new();
+    for activation in [
+        Activation::Relu,
+        Activation::Gelu(GeluApproximation::Tanh),
+        Activation::SwiGlu,
+    ] {
+        for norm in [NormKind::LayerNorm, NormKind::RmsNorm] {
+            for placement in [NormPlacement::Pre, NormPlacement::Post] {
+                for bias in [true, false] {
+                    for positional in [
+                        Positional::Learned,
+                        Positional::Sinusoidal,
+                        Positional::Rotary,
+                    ] {
+                        out.push((activation, norm, placement, bias, positional));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn parameter_counts_from_configs_equal_the_built_models() {
+    let gpt = Gpt::new(tiny_gpt(), 0).unwrap();
+    assert_eq!(
+        tiny_gpt().parameter_count(),
+        Some(gpt.num_parameters() as u64)
+    );
+    for (activation, norm, placement, bias, positional) in variants() {
+        let mut e = EncoderConfig::preset("encoder-tiny", 13, 3, 9).unwrap();
+        (
+            e.layer.activation,
+            e.layer.norm,
+            e.layer.placement,
+            e.layer.bias,
+        ) = (activation, norm, placement, bias);
+        e.positional = positional;
+        for classes in [0, 3] {
+            e.num_classes = classes;
+            let built = Encoder::new(e.clone(), 0).unwrap().num_parameters() as u64;
+            assert_eq!(e.parameter_count(), Some(built), "{e:?}");
+        }
+        let mut s = EncoderDecoderConfig::preset("transformer-tiny", 7, 9, 10).unwrap();
+        (
+            s.layer.activation,
+            s.layer.norm,
+            s.layer.placement,
+            s.layer.bias,
+        ) = (activation, norm, placement, bias);
+        s.positional = positional;
+        s.n_decoder_layers = 3;
+        let built = EncoderDecoder::new(s.clone(), 0).unwrap().num_parameters() as u64;
+        assert_eq!(s.parameter_count(), Some(built), "{s:?}");
+    }
+    let mut huge = tiny_gpt();
+    huge.n_embd = usize::MAX / 2;
+    assert_eq!(huge.parameter_count(), None);
+}
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    let dir = tempfile::tempdir().unwrap().keep();
+    dir.join(name)
+}
+
+#[test]
+fn every_model_round_trips_through_save_and_load() {
+    let path = temp_path("gpt.safetensors");
+    let gpt = Gpt::new(tiny_gpt(), 3).unwrap();
+    gpt.save(&path).unwrap();
+    let loaded = Gpt::load(&path).unwrap();
+    assert_eq!(loaded.config, gpt.config);
+    let ids = Tensor::from_ids(vec![1, 2, 3, 4], &[1, 4]);
+    assert_eq!(loaded.forward(&ids).to_vec(), gpt.forward(&ids).to_vec());
+
+    let mut e = EncoderConfig::preset("encoder-tiny", 13, 3, 9).unwrap();
+    e.layer.dropout = 0.0;
+    let encoder = Encoder::new(e, 4).unwrap();
+    encoder.save(&path).unwrap();
+    let loaded = Encoder::load_on(&path, &Device::Cpu).unwrap();
+    assert_eq!(
+        loaded.classify(&ids, None).to_vec(),
+        encoder.classify(&ids, None).to_vec()
+    );
+
+    let mut s = EncoderDecoderConfig::preset("transformer-tiny", 7, 9, 10).unwrap();
+    s.layer.dropout = 0.0;
+    let seq2seq = EncoderDecoder::new(s, 5).unwrap();
+    seq2seq.save(&path).unwrap();
+    let loaded = EncoderDecoder::load(&path).unwrap();
+    let (src, tgt) = (
+        Tensor::from_ids(vec![1, 2, 3], &[1, 3]),
+        Tensor::from_ids(vec![4, 5], &[1, 2]),
+    );
+    assert_eq!(
+        loaded.forward(&src, &tgt, None, None).to_vec(),
+        seq2seq.forward(&src, &tgt, None, None).to_vec()
+    );
+    // A file of one model is not another's.
+    let err = Gpt::load(&path)
+        .err()
+        .expect("an encoder-decoder is not a GPT");
+    assert!(err.to_string().contains("model_config"), "{err}");
+}
+
+#[test]
+fn a_trainers_checkpoint_loads_as_its_model() {
+    let path = temp_path("ckpt.safetensors");
+    let mut config = TrainConfig::nanogpt_cpu(2);
+    config.batch_size = 2;
+    let mut trainer = Trainer::new(tiny_gpt(), config).unwrap();
+    let tokens: Vec<i64> = (0..200).map(|i| i % 11).collect();
+    trainer.train_step(&tokens).unwrap();
+    trainer.save(&path, &[]).unwrap();
+    let model = Gpt::load(&path).unwrap();
+    let ids = Tensor::from_ids(vec![3, 1, 4], &[1, 3]);
+    trainer.model.set_training(false);
+    assert_eq!(
+        model.forward(&ids).to_vec(),
+        trainer.model.forward(&ids).to_vec()
+    );
+}
+
+#[test]
+fn configs_that_do_not_fit_the_file_are_refused_before_building() {
+    let path = temp_path("model.safetensors");
+    Gpt::new(tiny_gpt(), 0).unwrap().save(&path).unwrap();
+    let ckpt = Checkpoint::load(&path).unwrap();
+    for (config, expect) in [
+        (
+            GptConfig {
+                n_layer: 1_000_000_000,
+                ..tiny_gpt()
+            },
+            "describes",
+        ),
+        (
+            GptConfig {
+                n_embd: 1 << 40,
+                n_head: 1,
+                ..tiny_gpt()
+            },
+            "describes",
+        ),
+        (
+            GptConfig {
+                n_head: 3,
+                ..tiny_gpt()
+            },
+            "not divisible",
+        ),
+    ] {
+        let mut edited = ckpt.clone();
+        edited.set_meta("model_config", serde_json::to_string(&config).unwrap());
+        edited.save(&path).unwrap();
+        let err = Gpt::load(&path).err().expect("refused");
+        assert!(err.to_string().contains(expect), "{err}");
+    }
+    let mut edited = ckpt.clone();
+    edited.set_meta("model_config", "{not json");
+    edited.save(&path).unwrap();
+    assert!(Gpt::load(&path).is_err());
+}
