@@ -23,10 +23,12 @@ use zeroformer::{Error, Result, Tensor};
 
 /// Measure one attention case's peak memory and time.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
+    /// Sequences in the batch.
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Attention heads per layer.
     #[arg(long, default_value_t = 6)]
     heads: usize,
     /// Sequence length.

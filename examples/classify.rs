@@ -28,7 +28,7 @@ use zeroformer::{Error, GeluApproximation, NoGradGuard, Result, Tensor};
 
 /// Classify who speaks a speech of tiny Shakespeare with an encoder.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// The corpus (default: data/tinyshakespeare.txt, else ../shared/data/tinyshakespeare.txt).
     #[arg(long)]
@@ -45,6 +45,7 @@ struct Args {
     /// Passes over the training speeches.
     #[arg(long, default_value_t = 20)]
     epochs: usize,
+    /// Sequences per training step.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
     /// Peak learning rate (linear warmup over the first epoch, cosine decay after).
@@ -53,18 +54,22 @@ struct Args {
     /// AdamW weight decay on matrices.
     #[arg(long, default_value_t = 0.1)]
     weight_decay: f32,
+    /// Dropout probability in every layer (0 for none).
     #[arg(long, default_value_t = 0.1)]
     dropout: f32,
     /// Model width.
     #[arg(long, default_value_t = 64)]
     d_model: usize,
+    /// Encoder layers.
     #[arg(long, default_value_t = 2)]
     layers: usize,
+    /// Attention heads per layer.
     #[arg(long, default_value_t = 4)]
     heads: usize,
     /// Words must occur this often in the training speeches to get an id.
     #[arg(long, default_value_t = 2)]
     min_count: usize,
+    /// Seed of the initialisation, the batches and dropout.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Worker threads (default: one per core).

@@ -19,7 +19,7 @@ use zeroformer::{Error, Result};
 
 /// Median time of one matrix product.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// `MxKxN`: an m x k matrix times a k x n one.
     #[arg(long, default_value = "4096x192x768")]

@@ -25,7 +25,7 @@ use zeroformer::{Error, Result};
 
 /// Train an encoder-decoder Transformer to copy or reverse digit sequences.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// What the target is: the source digits, or them backwards.
     #[arg(long, default_value = "copy", value_parser = ["copy", "reverse"])]
@@ -33,12 +33,11 @@ struct Args {
     /// Digits per sequence.
     #[arg(long, default_value_t = 10)]
     len: usize,
-    /// Optimisation steps. With `--lr-factor 0.5` and `--cooldown 0.2`, 3000
-    /// steps reached >= 0.99 on 16 of 16 runs (both tasks, seeds 0-7); without
-    /// the cooldown on 15 of 16, and the former 2000 steps at factor 1 on 4 of
-    /// 8 copy runs (docs/performance.md).
+    /// Optimisation steps (the defaults reach >= 99% exact match on both
+    /// tasks; docs/performance.md).
     #[arg(long, default_value_t = 3000)]
     steps: usize,
+    /// Sequences per training step.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
     /// Model width.
@@ -47,11 +46,13 @@ struct Args {
     /// Layers in the encoder and in the decoder.
     #[arg(long, default_value_t = 2)]
     layers: usize,
+    /// Attention heads per layer.
     #[arg(long, default_value_t = 4)]
     heads: usize,
     /// Feed-forward hidden width.
     #[arg(long, default_value_t = 256)]
     d_ff: usize,
+    /// Dropout probability in every layer (0 for none).
     #[arg(long, default_value_t = 0.0)]
     dropout: f32,
     /// Norm placement: post (the paper's) or pre.
@@ -64,14 +65,14 @@ struct Args {
     #[arg(long, default_value_t = 0.5)]
     lr_factor: f32,
     /// The last fraction of the steps over which the learning rate falls
-    /// linearly to zero (0: the plain Noam schedule). Noam alone ends at a
-    /// learning rate that still jolts the weights, so the final exact match
-    /// varied from seed to seed (docs/performance.md).
+    /// linearly to zero (0: the plain Noam schedule, whose final rate still
+    /// jolts the weights).
     #[arg(long, default_value_t = 0.2)]
     cooldown: f32,
     /// Held-out sequences for the exact-match score.
     #[arg(long, default_value_t = 1000)]
     eval_size: usize,
+    /// Seed of the initialisation, the batches and dropout.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Worker threads (default: one per core).

@@ -24,6 +24,18 @@ use zeroformer::train::{TrainConfig, Trainer, evaluate};
 use zeroformer::{Error, Result};
 
 const BEST: &str = "ckpt.safetensors";
+/// How often a plain progress line is printed when output is not a terminal.
+const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// `m:ss` (or `h:mm:ss`).
+fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
 const LAST: &str = "last.safetensors";
 
 /// Train a character-level GPT on tiny Shakespeare and sample from it.
@@ -83,9 +95,13 @@ struct Args {
     /// Seeds the model's initialisation and every random stream [default: 1337].
     #[arg(long)]
     seed: Option<u64>,
-    /// Checkpoint folder.
+    /// Checkpoint folder. A folder that already holds checkpoints is
+    /// refused unless it is the one given to --resume, or --force is given.
     #[arg(long, default_value = "out-shakespeare")]
     out: PathBuf,
+    /// Replace the checkpoints already in --out.
+    #[arg(long)]
+    force: bool,
     /// Continue from the checkpoints in this folder (see above).
     #[arg(long)]
     resume: Option<PathBuf>,
@@ -160,6 +176,7 @@ fn run(args: Args) -> RunResult<()> {
             .ok_or_else(|| Error::InvalidConfig("--sample-only needs --resume DIR".into()))?;
         return sample_only(&args, dir, &sampling);
     }
+    check_out_dir_free(&args)?;
     let path = locate_shakespeare(args.data.as_deref())?;
     let text = read_text(&path)?;
     let tokenizer = CharTokenizer::from_text(&text);
@@ -224,14 +241,20 @@ fn run(args: Args) -> RunResult<()> {
     let tokens_per_step = trainer.config.batch_size * trainer.config.grad_accum * context;
     let bar = ProgressBar::new(iters as u64).with_position(trainer.step as u64);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} ({percent}%) {msg} elapsed {elapsed} ETA {eta}",
+        )
+        .expect("valid template"),
     );
+    // Without a terminal (piped, CI, nohup) the bar is hidden: a plain line
+    // every PLAIN_PROGRESS_EVERY instead.
+    let mut last_plain = Instant::now();
     let mut train_time = Duration::ZERO;
     let (mut steps_timed, mut last_loss) = (0usize, f32::NAN);
     // The newest checkpoint written, named if training diverges.
     let mut last_written: Option<(PathBuf, usize)> = None;
     let started = Instant::now();
+    let first_step = trainer.step;
     while trainer.step < iters {
         let t = Instant::now();
         let stats = match trainer.train_step(train) {
@@ -259,6 +282,19 @@ fn run(args: Args) -> RunResult<()> {
             stats.loss, stats.lr, tok_s
         ));
         let step = trainer.step;
+        if bar.is_hidden() && (last_plain.elapsed() >= PLAIN_PROGRESS_EVERY || step == iters) {
+            last_plain = Instant::now();
+            let elapsed = started.elapsed();
+            let done = (step - first_step) as f64 / (iters - first_step) as f64;
+            let eta = elapsed.mul_f64((1.0 - done) / done.max(1e-9));
+            println!(
+                "step {step}/{iters} ({:.0}%): loss {:.4}, {tok_s:.0} tok/s, elapsed {}, ETA {}",
+                100.0 * step as f64 / iters as f64,
+                stats.loss,
+                clock(elapsed),
+                clock(eta)
+            );
+        }
         if step % args.eval_every == 0 || step == iters {
             let train_loss = trainer.estimate_loss(train, args.eval_iters);
             let val_loss = trainer.estimate_loss(val, args.eval_iters);
@@ -287,12 +323,17 @@ fn run(args: Args) -> RunResult<()> {
     }
     bar.finish_and_clear();
 
+    let windows = val.len().saturating_sub(1) / context;
+    println!("evaluating on the whole validation split ({windows} windows of {context})...");
+    let t = Instant::now();
     let val_loss = evaluate(&mut trainer.model, val, 32);
+    println!("evaluated in {}", clock(t.elapsed()));
     let train_loss = trainer.estimate_loss(train, args.eval_iters);
     let tokens_per_s = (steps_timed * tokens_per_step) as f64 / train_time.as_secs_f64().max(1e-9);
     println!(
         "final loss on the whole validation split: {val_loss:.4} (last training batch {last_loss:.4})"
     );
+    println!("sampling {} characters...", args.sample_tokens);
     let sample = sample(&mut trainer.model, &tokenizer, &prompt, &args, &sampling)?;
     println!("---\n{sample}\n---");
     println!(
@@ -328,6 +369,33 @@ fn encode_prompt(tokenizer: &CharTokenizer, prompt: &str) -> Result<Vec<i64>> {
     tokenizer
         .encode(prompt)
         .map_err(|e| Error::InvalidConfig(format!("--prompt: {e}")))
+}
+
+/// Refuses to train into a folder that holds another run's checkpoints
+/// (a short trial would replace a long run's best model) unless that run
+/// is the one being resumed, or `--force` is given.
+fn check_out_dir_free(args: &Args) -> Result<()> {
+    let existing: Vec<PathBuf> = [LAST, BEST]
+        .iter()
+        .map(|name| args.out.join(name))
+        .filter(|p| p.exists())
+        .collect();
+    let same_dir = |dir: &Path| match (dir.canonicalize(), args.out.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if existing.is_empty() || args.force || args.resume.as_deref().is_some_and(same_dir) {
+        return Ok(());
+    }
+    let out = args.out.display();
+    Err(Error::InvalidConfig(format!(
+        "--out {out} already holds checkpoints ({}); give --resume {out} to continue that run, --force to replace it, or another --out",
+        existing
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
 }
 
 /// Creates the output folder, proves it writable and clears the temporary

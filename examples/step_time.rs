@@ -26,13 +26,15 @@ use zeroformer::{Error, Result};
 
 /// Median time of a GPT training step.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Model preset (cpu-mini, gpt-mini, shakespeare-char).
     #[arg(long, default_value = "cpu-mini")]
     preset: String,
+    /// Sequences per training step.
     #[arg(long, default_value_t = 12)]
     batch_size: usize,
+    /// Vocabulary size of the synthetic data.
     #[arg(long, default_value_t = 65)]
     vocab: usize,
     /// Steps timed.
