@@ -326,7 +326,7 @@ fn run(args: Args) -> RunResult<()> {
     let windows = val.len().saturating_sub(1) / context;
     println!("evaluating on the whole validation split ({windows} windows of {context})...");
     let t = Instant::now();
-    let val_loss = evaluate(&mut trainer.model, val, 32);
+    let val_loss = evaluate(&trainer.model, val, 32);
     println!("evaluated in {}", clock(t.elapsed()));
     let train_loss = trainer.estimate_loss(train, args.eval_iters);
     let tokens_per_s = (steps_timed * tokens_per_step) as f64 / train_time.as_secs_f64().max(1e-9);
@@ -334,7 +334,7 @@ fn run(args: Args) -> RunResult<()> {
         "final loss on the whole validation split: {val_loss:.4} (last training batch {last_loss:.4})"
     );
     println!("sampling {} characters...", args.sample_tokens);
-    let sample = sample(&mut trainer.model, &tokenizer, &prompt, &args, &sampling)?;
+    let sample = sample(&trainer.model, &tokenizer, &prompt, &args, &sampling)?;
     println!("---\n{sample}\n---");
     println!(
         "final val_loss={val_loss:.4} train_loss={train_loss:.4} tokens_per_s={tokens_per_s:.0} iters={} seconds={:.1}",
@@ -500,7 +500,7 @@ fn resume(dir: &Path, tokenizer: &CharTokenizer, args: &Args) -> RunResult<Train
 }
 
 fn sample(
-    model: &mut Gpt,
+    model: &Gpt,
     tokenizer: &CharTokenizer,
     prompt: &[i64],
     args: &Args,
@@ -517,11 +517,8 @@ fn sample_only(args: &Args, dir: &Path, sampling: &Sampling) -> RunResult<()> {
     let tokenizer = CharTokenizer::from_json(ckpt.require_meta("tokenizer")?)?;
     let prompt = encode_prompt(&tokenizer, &args.prompt)?;
     let config = GptConfig::from_checkpoint(&ckpt, "model.")?;
-    let mut model = Gpt::new(config, 0)?;
+    let model = Gpt::new(config, 0)?;
     ckpt.load_module("model.", &model)?;
-    println!(
-        "{}",
-        sample(&mut model, &tokenizer, &prompt, args, sampling)?
-    );
+    println!("{}", sample(&model, &tokenizer, &prompt, args, sampling)?);
     Ok(())
 }

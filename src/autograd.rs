@@ -9,7 +9,6 @@
 //! leaves. Each node is taken out of its tensor as it is used, so the graph is
 //! freed by the backward pass, as in PyTorch.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -74,70 +73,7 @@ pub fn live_nodes() -> usize {
     LIVE_NODES.load(Ordering::Relaxed)
 }
 
-thread_local! {
-    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
-}
-
-/// Whether ops on this thread record graph nodes.
-pub fn is_grad_enabled() -> bool {
-    GRAD_ENABLED.with(|g| g.get())
-}
-
-/// Disables gradient recording on this thread until dropped.
-///
-/// ```
-/// use zeroformer::prelude::*;
-/// let w = Tensor::ones(&[2]).requires_grad();
-/// let y = {
-///     let _guard = NoGradGuard::new();
-///     w.mul_scalar(3.0)
-/// };
-/// assert!(!y.is_tracked());
-/// ```
-pub struct NoGradGuard {
-    _mode: GradModeGuard,
-}
-
-impl NoGradGuard {
-    #[allow(clippy::new_without_default)]
-    pub fn new() -> Self {
-        NoGradGuard {
-            _mode: GradModeGuard::set(false),
-        }
-    }
-}
-
-/// Sets this thread's grad mode until dropped, then restores the previous one.
-pub(crate) struct GradModeGuard {
-    previous: bool,
-}
-
-impl GradModeGuard {
-    pub(crate) fn set(enabled: bool) -> Self {
-        GradModeGuard {
-            previous: GRAD_ENABLED.with(|g| g.replace(enabled)),
-        }
-    }
-}
-
-impl Drop for GradModeGuard {
-    fn drop(&mut self) {
-        GRAD_ENABLED.with(|g| g.set(self.previous));
-    }
-}
-
-/// Runs `f` with gradient recording disabled (PyTorch's `torch.no_grad()`).
-///
-/// ```
-/// use zeroformer::prelude::*;
-/// let w = Tensor::ones(&[3]).requires_grad();
-/// let y = no_grad(|| w.exp());
-/// assert!(!y.is_tracked());
-/// ```
-pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
-    let _guard = NoGradGuard::new();
-    f()
-}
+pub use crate::mode::{NoGradGuard, is_grad_enabled, no_grad};
 
 /// The node for an op's result, or `None` when nothing needs a gradient
 /// (then `make` is never called and the op saves nothing).

@@ -35,7 +35,7 @@ impl Device {
     }
 
     /// Runs `f` where this device's work is best issued from, with the
-    /// caller's grad mode, and returns its result. On the CPU: on a worker
+    /// caller's grad and eval modes, and returns its result. On the CPU: on a worker
     /// of the kernels' thread pool, whose other workers stand by meanwhile,
     /// so that each parallel kernel inside starts without a thread
     /// hand-off (see [`backend::cpu::in_pool`](crate::backend::cpu::in_pool));
@@ -52,12 +52,12 @@ impl Device {
     /// ```
     pub fn scope<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         // Set, not only carried: a pool worker runs other queued jobs on top
-        // of its own while a kernel waits, and its thread-local mode is
+        // of its own while a kernel waits, and its thread-local modes are
         // still that job's.
-        let grad_enabled = crate::autograd::is_grad_enabled();
+        let modes = crate::mode::Modes::current();
         match self {
             Device::Cpu => crate::backend::cpu::in_pool(|| {
-                let _mode = crate::autograd::GradModeGuard::set(grad_enabled);
+                let _modes = modes.set();
                 f()
             }),
             Device::Cuda(_) => f(),
@@ -67,7 +67,7 @@ impl Device {
     /// `f` of every item, the results in the items' order: independent
     /// parts of one piece of work (the data-parallel shards of a training
     /// step, the parameters of an optimizer step), each with the caller's
-    /// grad mode. On the CPU they run side by side on the pool's threads,
+    /// grad and eval modes. On the CPU they run side by side on the pool's threads,
     /// each with one-thread kernels (see
     /// [`backend::cpu::side_by_side`](crate::backend::cpu::side_by_side));
     /// results do not depend on how they were spread.
@@ -77,9 +77,9 @@ impl Device {
     /// assert_eq!(Device::Cpu.map_parts(vec![1, 2, 3], |x| x * 10), vec![10, 20, 30]);
     /// ```
     pub fn map_parts<T: Send, R: Send>(&self, items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-        let grad_enabled = crate::autograd::is_grad_enabled();
+        let modes = crate::mode::Modes::current();
         let with_mode = |item: T| {
-            let _mode = crate::autograd::GradModeGuard::set(grad_enabled);
+            let _modes = modes.set();
             f(item)
         };
         match self {

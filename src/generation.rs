@@ -149,7 +149,8 @@ pub fn sample_next(logits: &[f32], sampling: &Sampling, rng: &mut impl rand::Rng
 /// is no text) by `new_tokens` tokens with a KV cache, sliding the window
 /// when the context is full. Errors: an empty prompt, a token outside the
 /// vocabulary, sampling parameters out of range, or logits that are not
-/// finite (a model whose weights hold NaN).
+/// finite (a model whose weights hold NaN). Runs in
+/// [`eval_mode`](crate::eval_mode): the model's own mode is left as it was.
 ///
 /// ```
 /// use rand::SeedableRng;
@@ -158,12 +159,12 @@ pub fn sample_next(logits: &[f32], sampling: &Sampling, rng: &mut impl rand::Rng
 /// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false };
 /// let mut model = Gpt::new(config, 0).unwrap();
 /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-/// let out = generate(&mut model, &[1, 2], 6, &Sampling::GREEDY, &mut rng).unwrap();
+/// let out = generate(&model, &[1, 2], 6, &Sampling::GREEDY, &mut rng).unwrap();
 /// assert_eq!(out.len(), 8);
-/// assert!(generate(&mut model, &[], 6, &Sampling::GREEDY, &mut rng).is_err());
+/// assert!(generate(&model, &[], 6, &Sampling::GREEDY, &mut rng).is_err());
 /// ```
 pub fn generate(
-    model: &mut Gpt,
+    model: &Gpt,
     prompt: &[i64],
     new_tokens: usize,
     sampling: &Sampling,
@@ -184,7 +185,7 @@ pub fn generate(
             "generate: prompt token {id} is outside the vocabulary of {vocab}"
         )));
     }
-    model.set_training(false);
+    let _eval = crate::EvalModeGuard::new();
     let context = model.config.block_size;
     // What the window keeps when it slides: all but the newest position,
     // which the next token takes (the one last token for a context of 1).
@@ -240,9 +241,9 @@ mod tests {
 
     #[test]
     fn a_context_of_one_generates() {
-        let mut m = model(1);
+        let m = model(1);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let out = generate(&mut m, &[3, 4, 5], 10, &Sampling::GREEDY, &mut rng).unwrap();
+        let out = generate(&m, &[3, 4, 5], 10, &Sampling::GREEDY, &mut rng).unwrap();
         assert_eq!(out.len(), 13);
         assert!(out.iter().all(|&t| (0..7).contains(&t)));
     }
@@ -251,9 +252,9 @@ mod tests {
     fn cached_tokens_equal_recomputed_ones() {
         // Until the window slides, each greedy token is the one a full
         // forward of everything before it picks.
-        let mut m = model(4);
+        let m = model(4);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let out = generate(&mut m, &[1, 2], 9, &Sampling::GREEDY, &mut rng).unwrap();
+        let out = generate(&m, &[1, 2], 9, &Sampling::GREEDY, &mut rng).unwrap();
         assert_eq!(out.len(), 11);
         for i in 2..=4 {
             let ids = Tensor::from_ids(out[..i].to_vec(), &[1, i]);
@@ -266,12 +267,12 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_errors_not_panics() {
-        let mut m = model(4);
+        let m = model(4);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let g = Sampling::GREEDY;
-        assert!(generate(&mut m, &[], 3, &g, &mut rng).is_err());
-        assert!(generate(&mut m, &[7], 3, &g, &mut rng).is_err());
-        assert!(generate(&mut m, &[-1], 3, &g, &mut rng).is_err());
+        assert!(generate(&m, &[], 3, &g, &mut rng).is_err());
+        assert!(generate(&m, &[7], 3, &g, &mut rng).is_err());
+        assert!(generate(&m, &[-1], 3, &g, &mut rng).is_err());
         for bad in [
             Sampling {
                 temperature: f32::NAN,
@@ -307,10 +308,7 @@ mod tests {
             },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
-            assert!(
-                generate(&mut m, &[1], 3, &bad, &mut rng).is_err(),
-                "{bad:?}"
-            );
+            assert!(generate(&m, &[1], 3, &bad, &mut rng).is_err(), "{bad:?}");
             assert!(sample_next(&[0.0, 1.0], &bad, &mut rng).is_err(), "{bad:?}");
         }
         let s = Sampling::new(1.0, None, None).unwrap();
@@ -324,7 +322,7 @@ mod tests {
         m.wte
             .weight
             .assign(&Tensor::from_vec(poisoned, m.wte.weight.shape()));
-        let e = generate(&mut m, &[0], 3, &s, &mut rng).unwrap_err();
+        let e = generate(&m, &[0], 3, &s, &mut rng).unwrap_err();
         assert!(e.to_string().contains("new token 0"), "{e}");
     }
 

@@ -48,6 +48,7 @@ mod error;
 pub mod generation;
 pub mod gradcheck;
 pub mod layout;
+mod mode;
 pub mod models;
 pub mod nn;
 pub mod ops;
@@ -59,6 +60,7 @@ pub mod train;
 pub use autograd::{NoGradGuard, no_grad};
 pub use device::{DType, Device};
 pub use error::{Error, Result};
+pub use mode::{EvalModeGuard, eval_mode, is_eval_mode};
 pub use models::{Gpt, GptConfig};
 pub use ops::unary::GeluApproximation;
 pub use tensor::Tensor;
@@ -73,6 +75,7 @@ pub use rand_chacha;
 /// Everything a typical program needs, plus the seeded RNG types.
 pub mod prelude {
     pub use crate::autograd::{NoGradGuard, no_grad};
+    pub use crate::mode::{EvalModeGuard, eval_mode};
     pub use crate::models::{Gpt, GptConfig, Persist};
     pub use crate::nn::Module;
     pub use crate::ops::unary::GeluApproximation;

@@ -300,15 +300,17 @@ impl Trainer {
     /// estimate_loss), drawn from the trainer's evaluation stream (seeded
     /// from the config's seed, saved in checkpoints). The batches are drawn
     /// first, in order, then evaluated side by side on the pool's threads
-    /// (see [`batch_losses`]).
+    /// (see [`batch_losses`]), in [`eval_mode`](crate::eval_mode): the
+    /// model's training flag is left as it was.
     pub fn estimate_loss(&mut self, tokens: &[i64], batches: usize) -> f32 {
-        self.model.set_training(false);
         let context = self.model.config.block_size;
         let (batch_size, rng) = (self.config.batch_size, &mut self.eval_rng);
         let drawn: Vec<_> = (0..batches)
             .map(|_| data::random_batch(tokens, batch_size, context, rng))
             .collect();
-        let total: f32 = batch_losses(&self.model, &drawn).iter().sum();
+        let total: f32 = crate::eval_mode(|| batch_losses(&self.model, &drawn))
+            .iter()
+            .sum();
         total / batches as f32
     }
 
@@ -471,9 +473,10 @@ pub fn forward_backward(
 
 /// The mean loss of `model` over all of `tokens`, in non-overlapping windows
 /// of its context (every target counted once, whatever the sampling): the
-/// figure the Shakespeare target is stated in.
-pub fn evaluate(model: &mut Gpt, tokens: &[i64], batch: usize) -> f32 {
-    model.set_training(false);
+/// figure the Shakespeare target is stated in. Runs in
+/// [`eval_mode`](crate::eval_mode), leaving the model's mode as it was.
+pub fn evaluate(model: &Gpt, tokens: &[i64], batch: usize) -> f32 {
+    let _eval = crate::EvalModeGuard::new();
     let context = model.config.block_size;
     let windows: Vec<_> = data::sliding_windows(tokens, context, context, batch).collect();
     let (mut total, mut count) = (0.0f64, 0usize);

@@ -281,3 +281,26 @@ fn general_masked_attention_equals_the_fused_causal_path(device: &Device) {
 }
 
 test_device!(general_masked_attention_equals_the_fused_causal_path);
+
+fn evaluation_and_generation_leave_the_training_mode_alone(device: &Device) {
+    use zeroformer::generation::{Sampling, generate};
+    use zeroformer::train::evaluate;
+    let model = gpt(tiny(0.5), 9, device);
+    let x = ids(&[1, 2, 3, 4], 1, device);
+    // In eval mode dropout is off: two forwards agree.
+    let (a, b) = eval_mode(|| (model.forward(&x).to_vec(), model.forward(&x).to_vec()));
+    assert_eq!(a, b);
+    let tokens: Vec<i64> = (0..40).map(|i| i % 11).collect();
+    let first = evaluate(&model, &tokens, 2);
+    assert_eq!(
+        evaluate(&model, &tokens, 2),
+        first,
+        "evaluation is deterministic"
+    );
+    let mut rng = StdRng::seed_from_u64(0);
+    generate(&model, &[1, 2], 3, &Sampling::GREEDY, &mut rng).unwrap();
+    // Still in training mode afterwards: dropout draws anew each call.
+    assert_ne!(model.forward(&x).to_vec(), model.forward(&x).to_vec());
+}
+
+test_device!(evaluation_and_generation_leave_the_training_mode_alone);

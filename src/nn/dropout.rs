@@ -59,13 +59,14 @@ impl Dropout {
         }
     }
 
-    /// Whether `forward` changes anything: training mode with `p > 0`.
+    /// Whether `forward` changes anything: training mode with `p > 0`,
+    /// outside [`eval_mode`](crate::eval_mode).
     pub fn is_active(&self) -> bool {
-        self.training && self.p > 0.0
+        self.training && self.p > 0.0 && !crate::is_eval_mode()
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        if !self.training || self.p == 0.0 {
+        if !self.is_active() {
             return x.clone();
         }
         self.rng.with(|r| x.dropout(self.p, true, r))

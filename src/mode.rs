@@ -1,0 +1,155 @@
+//! What ops on this thread do beyond their math: whether they record
+//! graph nodes (grad mode, `no_grad`) and whether dropout is off whatever
+//! the modules' own training flag says (eval mode, `eval_mode`). Both are
+//! thread-local; `Device::scope` and `Device::map_parts` carry them to the
+//! threads that run the work (`Modes`).
+
+use std::cell::Cell;
+
+thread_local! {
+    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+    static EVAL_MODE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether ops on this thread record graph nodes.
+pub fn is_grad_enabled() -> bool {
+    GRAD_ENABLED.with(|g| g.get())
+}
+
+/// Disables gradient recording on this thread until dropped.
+///
+/// ```
+/// use zeroformer::prelude::*;
+/// let w = Tensor::ones(&[2]).requires_grad();
+/// let y = {
+///     let _guard = NoGradGuard::new();
+///     w.mul_scalar(3.0)
+/// };
+/// assert!(!y.is_tracked());
+/// ```
+pub struct NoGradGuard {
+    _mode: GradModeGuard,
+}
+
+impl NoGradGuard {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        NoGradGuard {
+            _mode: GradModeGuard::set(false),
+        }
+    }
+}
+
+/// Sets this thread's grad mode until dropped, then restores the previous one.
+pub(crate) struct GradModeGuard {
+    previous: bool,
+}
+
+impl GradModeGuard {
+    pub(crate) fn set(enabled: bool) -> Self {
+        GradModeGuard {
+            previous: GRAD_ENABLED.with(|g| g.replace(enabled)),
+        }
+    }
+}
+
+impl Drop for GradModeGuard {
+    fn drop(&mut self) {
+        GRAD_ENABLED.with(|g| g.set(self.previous));
+    }
+}
+
+/// Runs `f` with gradient recording disabled (PyTorch's `torch.no_grad()`).
+///
+/// ```
+/// use zeroformer::prelude::*;
+/// let w = Tensor::ones(&[3]).requires_grad();
+/// let y = no_grad(|| w.exp());
+/// assert!(!y.is_tracked());
+/// ```
+pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    let _guard = NoGradGuard::new();
+    f()
+}
+
+/// Whether eval mode is on for this thread: dropout passes its input
+/// through, whatever the module's training flag.
+pub fn is_eval_mode() -> bool {
+    EVAL_MODE.with(|e| e.get())
+}
+
+/// Turns eval mode on for this thread until dropped, then restores the
+/// previous mode. The modules' own training flags are left as they are.
+pub struct EvalModeGuard {
+    previous: bool,
+}
+
+impl EvalModeGuard {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        EvalModeGuard {
+            previous: EVAL_MODE.with(|e| e.replace(true)),
+        }
+    }
+}
+
+impl Drop for EvalModeGuard {
+    fn drop(&mut self) {
+        EVAL_MODE.with(|e| e.set(self.previous));
+    }
+}
+
+/// Runs `f` in eval mode: dropout is off in every module, and afterwards
+/// each module is in the mode it was (PyTorch's `model.eval()` ...
+/// `model.train()` without the `&mut` and without forgetting to switch
+/// back). Evaluation and generation use it.
+///
+/// ```
+/// use zeroformer::prelude::*;
+/// use zeroformer::nn::{Dropout, SharedRng};
+/// let drop = Dropout::new(0.5, SharedRng::seed_from_u64(0));
+/// let x = Tensor::ones(&[100]);
+/// assert_eq!(eval_mode(|| drop.forward(&x)).to_vec(), x.to_vec());
+/// assert_ne!(drop.forward(&x).to_vec(), x.to_vec());
+/// ```
+pub fn eval_mode<R>(f: impl FnOnce() -> R) -> R {
+    let _guard = EvalModeGuard::new();
+    f()
+}
+
+/// A snapshot of this thread's modes, to set on another thread.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Modes {
+    grad_enabled: bool,
+    eval: bool,
+}
+
+impl Modes {
+    /// This thread's modes now.
+    pub(crate) fn current() -> Modes {
+        Modes {
+            grad_enabled: is_grad_enabled(),
+            eval: is_eval_mode(),
+        }
+    }
+
+    /// Sets these modes on this thread until the guard drops.
+    pub(crate) fn set(self) -> ModesGuard {
+        ModesGuard {
+            _grad: GradModeGuard::set(self.grad_enabled),
+            eval: EVAL_MODE.with(|e| e.replace(self.eval)),
+        }
+    }
+}
+
+/// Restores a thread's modes when dropped.
+pub(crate) struct ModesGuard {
+    _grad: GradModeGuard,
+    eval: bool,
+}
+
+impl Drop for ModesGuard {
+    fn drop(&mut self) {
+        EVAL_MODE.with(|e| e.set(self.eval));
+    }
+}
