@@ -88,12 +88,12 @@ fn train_step(c: &mut Criterion) {
         let mut rng = StdRng::seed_from_u64(0);
         let data: Vec<i64> = (0..batch * (t + 1)).map(|_| rng.gen_range(0..65)).collect();
         let seq = Tensor::from_ids(data, &[batch, t + 1]);
-        let (x, y) = (
+        let inputs_targets = (
             seq.narrow(1, 0, t).contiguous(),
             seq.narrow(1, 1, t).contiguous(),
         );
         let mut step = || {
-            let loss = forward_backward(&model, &x, &y, 1.0, shards);
+            let loss = forward_backward(&model, &inputs_targets, 1.0, shards);
             opt.step();
             opt.zero_grad();
             loss

@@ -427,7 +427,7 @@ fn resume(dir: &Path, tokenizer: &CharTokenizer, args: &Args) -> RunResult<Train
                 dir.display()
             ))
         })?;
-    let (mut trainer, ckpt) = Trainer::resume(&path)?;
+    let (mut trainer, ckpt) = Trainer::<Gpt>::resume(&path)?;
     let saved = CharTokenizer::from_json(ckpt.require_meta("tokenizer")?)?;
     if &saved != tokenizer {
         return Err(Error::Checkpoint {

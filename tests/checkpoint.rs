@@ -79,7 +79,7 @@ fn resume_is_bit_exact_across_processes() {
         .unwrap();
     assert!(status.success(), "the child process failed");
 
-    let (resumed, _) = Trainer::resume(dir.path().join("step10.safetensors")).unwrap();
+    let (resumed, _) = Trainer::<Gpt>::resume(dir.path().join("step10.safetensors")).unwrap();
     assert_eq!(resumed.step, 10);
     let (a, b) = (weights(&straight.model), weights(&resumed.model));
     for ((name, x), (_, y)) in a.iter().zip(&b) {
@@ -103,7 +103,7 @@ fn resume_is_bit_exact_across_processes() {
 #[ignore = "run by resume_is_bit_exact_across_processes in a child process"]
 fn resume_child() {
     let dir = PathBuf::from(std::env::var(CHILD_DIR).expect("set by the parent test"));
-    let (mut trainer, _) = Trainer::resume(dir.join("step4.safetensors")).unwrap();
+    let (mut trainer, _) = Trainer::<Gpt>::resume(dir.join("step4.safetensors")).unwrap();
     assert_eq!(trainer.step, 4);
     let data = tokens();
     for _ in 0..6 {

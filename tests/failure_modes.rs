@@ -54,7 +54,7 @@ fn with_meta(path: &Path, key: &str, value: &str) -> std::path::PathBuf {
 }
 
 fn resume_error(path: &Path) -> String {
-    match Trainer::resume(path) {
+    match Trainer::<Gpt>::resume(path) {
         Ok(_) => panic!("{} resumed", path.display()),
         Err(e) => e.to_string(),
     }
@@ -327,7 +327,7 @@ fn resume_keeps_the_best_loss_and_the_evaluation_stream() {
     let mut log = Vec::new();
     run(&mut first, 4, &mut log);
     first.save(dir.path().join("4.safetensors"), &[]).unwrap();
-    let (mut resumed, _) = Trainer::resume(dir.path().join("4.safetensors")).unwrap();
+    let (mut resumed, _) = Trainer::<Gpt>::resume(dir.path().join("4.safetensors")).unwrap();
     assert_eq!(resumed.best_val_loss, first.best_val_loss);
     run(&mut resumed, 10, &mut log);
     assert_eq!(log, straight_log);
@@ -338,7 +338,7 @@ fn resume_keeps_the_best_loss_and_the_evaluation_stream() {
 fn a_resumed_run_takes_new_settings_but_not_a_new_seed() {
     let dir = tempfile::tempdir().unwrap();
     let path = saved(dir.path());
-    let (mut trainer, _) = Trainer::resume(&path).unwrap();
+    let (mut trainer, _) = Trainer::<Gpt>::resume(&path).unwrap();
     let longer = TrainConfig {
         decay_steps: 40,
         max_lr: 5e-4,

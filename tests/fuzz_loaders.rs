@@ -289,7 +289,7 @@ fn mutated_checkpoints_load_or_fail_cleanly() {
             if let Ok(json) = ckpt.require_meta("tokenizer") {
                 let _ = CharTokenizer::from_json(json);
             }
-            if Trainer::resume(&path).is_ok() {
+            if Trainer::<Gpt>::resume(&path).is_ok() {
                 resumed += 1;
             }
         });

@@ -157,7 +157,7 @@ fn configs_that_do_not_fit_the_file_are_refused_before_building() {
                 n_layer: 1_000_000_000,
                 ..tiny_gpt()
             },
-            "describes",
+            "does not fit the tensors",
         ),
         (
             GptConfig {
@@ -165,7 +165,7 @@ fn configs_that_do_not_fit_the_file_are_refused_before_building() {
                 n_head: 1,
                 ..tiny_gpt()
             },
-            "describes",
+            "overflows",
         ),
         (
             GptConfig {
@@ -185,4 +185,63 @@ fn configs_that_do_not_fit_the_file_are_refused_before_building() {
     edited.set_meta("model_config", "{not json");
     edited.save(&path).unwrap();
     assert!(Gpt::load(&path).is_err());
+    // A model without a parameter list of its own: the count is compared.
+    let encoder = EncoderConfig::preset("encoder-tiny", 13, 3, 9).unwrap();
+    Encoder::new(encoder.clone(), 0)
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    let mut ckpt = Checkpoint::load(&path).unwrap();
+    let huge = EncoderConfig {
+        n_layer: 1_000_000_000,
+        ..encoder
+    };
+    ckpt.set_meta("model_config", serde_json::to_string(&huge).unwrap());
+    ckpt.save(&path).unwrap();
+    let err = Encoder::load(&path).err().expect("refused").to_string();
+    assert!(
+        err.contains("describes") && err.contains("but the file holds"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_encoder_decoder_trains_and_resumes_bit_exactly_with_the_same_trainer() {
+    use zeroformer::data::digits::{self, DigitTask};
+    let config = || {
+        let mut c = EncoderDecoderConfig::preset("transformer-tiny", 12, 12, 8).unwrap();
+        c.layer.dropout = 0.1;
+        c
+    };
+    let mut train = TrainConfig::nanogpt_cpu(6);
+    train.batch_size = 4;
+    train.grad_accum = 2;
+    let draw = |rng: &mut zeroformer::rand_chacha::ChaCha8Rng| {
+        let b = digits::batch(DigitTask::Reverse, 4, 6, rng);
+        (b.source, b.target_in, b.target_out)
+    };
+    let new = || Trainer::from_model(EncoderDecoder::new(config(), 7).unwrap(), train.clone());
+    let mut straight = new().unwrap();
+    for _ in 0..4 {
+        straight.train_step_with(draw).unwrap();
+    }
+    let path = temp_path("seq2seq.safetensors");
+    let mut first = new().unwrap();
+    for _ in 0..2 {
+        first.train_step_with(draw).unwrap();
+    }
+    first.estimate_loss_with(2, draw);
+    first.save(&path, &[]).unwrap();
+    let (mut resumed, _) = Trainer::<EncoderDecoder>::resume(&path).unwrap();
+    assert_eq!(resumed.step, 2);
+    for _ in 0..2 {
+        resumed.train_step_with(draw).unwrap();
+    }
+    let weights = |t: &Trainer<EncoderDecoder>| -> Vec<Vec<f32>> {
+        t.model.parameters().iter().map(Tensor::to_vec).collect()
+    };
+    assert_eq!(weights(&resumed), weights(&straight));
+    // The trained model loads from the trainer's checkpoint as a model.
+    let model = EncoderDecoder::load(&path).unwrap();
+    assert_eq!(model.num_parameters(), straight.model.num_parameters());
 }

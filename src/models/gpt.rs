@@ -171,17 +171,22 @@ impl GptConfig {
     pub fn from_checkpoint(ckpt: &Checkpoint, prefix: &str) -> Result<GptConfig> {
         let config: GptConfig = serde_json::from_str(ckpt.require_meta("model_config")?)
             .map_err(|e| ckpt.error(format!("model_config: {e}")))?;
-        config
-            .validate()
+        config.check_against(ckpt, prefix)?;
+        Ok(config)
+    }
+
+    /// Checks that this config makes a model whose parameters (their count,
+    /// names and shapes) are exactly the tensors under `prefix` in `ckpt`.
+    pub fn check_against(&self, ckpt: &Checkpoint, prefix: &str) -> Result<()> {
+        self.validate()
             .map_err(|e| ckpt.error(format!("model_config: {e}")))?;
-        let expected = config.parameter_tensors().expect("validated");
-        ckpt.check_tensors(prefix, expected, config.parameter_shapes())
+        let expected = self.parameter_tensors().expect("validated");
+        ckpt.check_tensors(prefix, expected, self.parameter_shapes())
             .map_err(|e| {
                 ckpt.error(format!(
-                    "model_config {config:?} does not fit the tensors: {e}"
+                    "model_config {self:?} does not fit the tensors: {e}"
                 ))
-            })?;
-        Ok(config)
+            })
     }
 }
 

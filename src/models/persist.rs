@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::checkpoint::Checkpoint;
 use crate::nn::Module;
-use crate::{Device, Error, Result};
+use crate::{Device, Result};
 
 /// Metadata key holding the model's config as JSON (the trainer's
 /// checkpoints use it too).
@@ -50,6 +50,28 @@ pub trait Persist: Module + Sized {
     /// A model of `config`, its weights about to be replaced.
     fn build(config: Self::Config) -> Result<Self>;
 
+    /// Checks `config` against the tensors under `prefix` in `ckpt` before
+    /// anything is built. By default its [`parameter_count`](Self::parameter_count)
+    /// must equal the numbers the file holds there (every name and shape is
+    /// checked when the weights load); a model that can list its
+    /// parameters from the config alone names the first that differs
+    /// (GPT does).
+    fn check_against(ckpt: &Checkpoint, prefix: &str, config: &Self::Config) -> Result<()> {
+        let in_file: u64 = ckpt
+            .tensor_names()
+            .filter(|n| n.starts_with(prefix))
+            .filter_map(|n| ckpt.tensor(n))
+            .map(|(shape, _)| shape.iter().product::<usize>() as u64)
+            .sum();
+        match Self::parameter_count(config) {
+            Some(count) if count == in_file => Ok(()),
+            count => Err(ckpt.error(format!(
+                "{MODEL_CONFIG_KEY} {config:?} describes {} parameters, but the file holds {in_file}",
+                count.map_or("too many".to_string(), |c| c.to_string())
+            ))),
+        }
+    }
+
     /// Writes the weights and the config to `path`, atomically.
     fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let mut ckpt = Checkpoint::default();
@@ -67,35 +89,31 @@ pub trait Persist: Module + Sized {
     /// count differs from the file's, and any tensor whose name or shape
     /// does not fit.
     fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
         let ckpt = Checkpoint::load(path)?;
-        let bad = |message: String| Error::Checkpoint {
-            path: path.to_path_buf(),
-            message,
-        };
         let prefix = if ckpt.meta(TRAIN_CONFIG_KEY).is_some() {
             "model."
         } else {
             ""
         };
+        Self::from_checkpoint(&ckpt, prefix, |_| Ok(()))
+    }
+
+    /// The model stored under `prefix` in `ckpt`: its config read from the
+    /// metadata and checked against the file's tensors
+    /// ([`check_against`](Self::check_against)),
+    /// `check` run on it (a memory check, say), and only then the model
+    /// built and every weight loaded (names and shapes checked).
+    fn from_checkpoint(
+        ckpt: &Checkpoint,
+        prefix: &str,
+        check: impl FnOnce(&Self::Config) -> Result<()>,
+    ) -> Result<Self> {
         let config: Self::Config = serde_json::from_str(ckpt.require_meta(MODEL_CONFIG_KEY)?)
-            .map_err(|e| bad(format!("{MODEL_CONFIG_KEY}: {e}")))?;
-        let in_file: u64 = ckpt
-            .tensor_names()
-            .filter(|n| n.starts_with(prefix))
-            .filter_map(|n| ckpt.tensor(n))
-            .map(|(shape, _)| shape.iter().product::<usize>() as u64)
-            .sum();
-        match Self::parameter_count(&config) {
-            Some(count) if count == in_file => {}
-            count => {
-                return Err(bad(format!(
-                    "{MODEL_CONFIG_KEY} {config:?} describes {} parameters, but the file holds {in_file}",
-                    count.map_or("too many".to_string(), |c| c.to_string())
-                )));
-            }
-        }
-        let model = Self::build(config).map_err(|e| bad(format!("{MODEL_CONFIG_KEY}: {e}")))?;
+            .map_err(|e| ckpt.error(format!("{MODEL_CONFIG_KEY}: {e}")))?;
+        Self::check_against(ckpt, prefix, &config)?;
+        check(&config)?;
+        let model =
+            Self::build(config).map_err(|e| ckpt.error(format!("{MODEL_CONFIG_KEY}: {e}")))?;
         ckpt.load_module(prefix, &model)?;
         Ok(model)
     }
@@ -109,7 +127,7 @@ pub trait Persist: Module + Sized {
 }
 
 macro_rules! persist {
-    ($model:ty, $config:ty) => {
+    ($model:ty, $config:ty $(, $check:item)?) => {
         impl Persist for $model {
             type Config = $config;
 
@@ -124,10 +142,18 @@ macro_rules! persist {
             fn build(config: $config) -> Result<Self> {
                 <$model>::new(config, 0)
             }
+
+            $($check)?
         }
     };
 }
 
-persist!(crate::Gpt, crate::GptConfig);
+persist!(
+    crate::Gpt,
+    crate::GptConfig,
+    fn check_against(ckpt: &Checkpoint, prefix: &str, config: &crate::GptConfig) -> Result<()> {
+        config.check_against(ckpt, prefix)
+    }
+);
 persist!(super::Encoder, super::EncoderConfig);
 persist!(super::EncoderDecoder, super::EncoderDecoderConfig);

@@ -1,0 +1,144 @@
+//! The optimisation recipe, and what a GPT training step costs in memory.
+
+use serde::{Deserialize, Serialize};
+
+use crate::models::GptConfig;
+use crate::optim::LrSchedule;
+use crate::{Error, Result};
+
+/// The optimisation recipe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub batch_size: usize,
+    /// Micro-batches per step; their gradients are averaged.
+    pub grad_accum: usize,
+    pub max_lr: f32,
+    pub min_lr: f32,
+    pub warmup: usize,
+    /// Steps over which the learning rate decays to `min_lr` (usually the run's length).
+    pub decay_steps: usize,
+    pub weight_decay: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    /// Global gradient-norm limit; 0 disables clipping.
+    pub grad_clip: f32,
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// nanoGPT's CPU recipe for `iters` steps: batch 12, lr 1e-3 → 1e-4 with
+    /// 100 warmup steps, AdamW betas (0.9, 0.99), weight decay 0.1, clip 1.0.
+    pub fn nanogpt_cpu(iters: usize) -> TrainConfig {
+        TrainConfig {
+            batch_size: 12,
+            grad_accum: 1,
+            max_lr: 1e-3,
+            min_lr: 1e-4,
+            warmup: 100,
+            decay_steps: iters,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.99,
+            grad_clip: 1.0,
+            seed: 1337,
+        }
+    }
+
+    /// An error naming the first setting out of range: positive batch
+    /// size and accumulation; a finite, positive `max_lr`; `min_lr` finite
+    /// in [0, `max_lr`]; finite, non-negative weight decay and clip; betas
+    /// in [0, 1); at least one decay step.
+    ///
+    /// ```
+    /// use zeroformer::train::TrainConfig;
+    /// assert!(TrainConfig::nanogpt_cpu(100).validate().is_ok());
+    /// let bad = TrainConfig { max_lr: -1.0, ..TrainConfig::nanogpt_cpu(100) };
+    /// assert!(bad.validate().unwrap_err().to_string().contains("max_lr"));
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        let bad = |why: String| Err(Error::InvalidConfig(why));
+        if self.batch_size == 0 || self.grad_accum == 0 {
+            return bad("batch_size and grad_accum must be positive".into());
+        }
+        if !(self.max_lr.is_finite() && self.max_lr > 0.0) {
+            return bad(format!(
+                "max_lr must be finite and > 0, got {}",
+                self.max_lr
+            ));
+        }
+        if !(self.min_lr.is_finite() && (0.0..=self.max_lr).contains(&self.min_lr)) {
+            return bad(format!(
+                "min_lr must be in [0, max_lr = {}], got {}",
+                self.max_lr, self.min_lr
+            ));
+        }
+        for (name, v) in [
+            ("weight_decay", self.weight_decay),
+            ("grad_clip", self.grad_clip),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(format!("{name} must be finite and >= 0, got {v}"));
+            }
+        }
+        for (name, v) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                return bad(format!("{name} must be in [0, 1), got {v}"));
+            }
+        }
+        if self.decay_steps == 0 {
+            return bad("decay_steps must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn schedule(&self) -> LrSchedule {
+        LrSchedule::WarmupCosine {
+            max_lr: self.max_lr,
+            min_lr: self.min_lr,
+            warmup: self.warmup,
+            decay_steps: self.decay_steps,
+        }
+    }
+}
+
+/// About how many bytes training `model` with `config` holds at the peak
+/// of a step (`None` if that overflows): parameters, gradients and both
+/// AdamW moments, a gradient buffer per data-parallel shard, and one
+/// micro-batch's activations kept for backward (per token, about 18 widths
+/// per layer, a few at the ends, and three vocabulary-wide rows for the
+/// logits, their log-probabilities and gradient). The fused attention
+/// keeps no `time x time` matrix.
+pub fn step_memory(model: &GptConfig, config: &TrainConfig) -> Option<u64> {
+    let params = model.parameter_count()?;
+    let shards = crate::Device::default()
+        .parallelism()
+        .min(config.batch_size) as u64;
+    let state = params.checked_mul(4 + shards)?;
+    let (c, l, v) = (
+        model.n_embd as u64,
+        model.n_layer as u64,
+        model.vocab_size as u64,
+    );
+    let per_token = l
+        .checked_mul(18)?
+        .checked_mul(c)?
+        .checked_add(c.checked_mul(4)?)?
+        .checked_add(v.checked_mul(3)?)?;
+    let tokens = (config.batch_size as u64).checked_mul(model.block_size as u64)?;
+    tokens
+        .checked_mul(per_token)?
+        .checked_add(state)?
+        .checked_mul(4)
+}
+
+/// [`step_memory`] against what the machine has, as an error a user can act on.
+pub(crate) fn check_step_fits(model: &GptConfig, config: &TrainConfig) -> Result<()> {
+    let what = format!(
+        "a training step of batch {} x context {} on a model of {} parameters (lower the batch size; gradient accumulation keeps the effective batch)",
+        config.batch_size,
+        model.block_size,
+        model.parameter_count().unwrap_or(u64::MAX)
+    );
+    let bytes = step_memory(model, config).unwrap_or(u64::MAX);
+    crate::Device::default().check_fits(bytes, &what)
+}

@@ -1,0 +1,14 @@
+//! Training, kept small enough to read in one go (as nanoGPT's train.py): a
+//! [`Trainer`] that owns a model, the AdamW optimizer and the data
+//! sampler's RNG and takes one optimisation step at a time, checkpoints
+//! that resume bit-exactly, and evaluation. Any model that maps a batch to
+//! a loss ([`Trainable`]) trains with it: the built-in GPT (batches of
+//! token windows), encoder and encoder-decoder, and your own.
+
+mod config;
+mod objective;
+mod trainer;
+
+pub use config::{TrainConfig, step_memory};
+pub use objective::{Batch, Trainable, batch_losses, evaluate, forward_backward};
+pub use trainer::{StepStats, Trainer};

@@ -1,0 +1,340 @@
+//! What the trainer needs of a model ([`Trainable`]: a batch type whose
+//! examples can be cut into shards, and the batch's mean loss), the
+//! data-parallel forward and backward built on it, and evaluation.
+
+use crate::data;
+use crate::models::{Encoder, EncoderDecoder, Gpt, Persist};
+use crate::nn::SharedRng;
+use crate::train::TrainConfig;
+use crate::{Result, Tensor, no_grad};
+
+/// A batch of examples, along the first dimension of each of its tensors.
+pub trait Batch: Sync {
+    /// How many examples it holds.
+    fn len(&self) -> usize;
+
+    /// Examples `start..start + len` (views, no copies).
+    fn slice(&self, start: usize, len: usize) -> Self;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Batch for Tensor {
+    fn len(&self) -> usize {
+        self.shape().first().copied().unwrap_or(0)
+    }
+
+    fn slice(&self, start: usize, len: usize) -> Self {
+        self.narrow(0, start, len)
+    }
+}
+
+macro_rules! tuple_batch {
+    ($first:ident $(, $rest:ident)*) => {
+        /// Tensors of one batch side by side (inputs, targets, masks): as
+        /// many examples as the first holds.
+        impl<$first: Batch $(, $rest: Batch)*> Batch for ($first, $($rest,)*) {
+            fn len(&self) -> usize {
+                self.0.len()
+            }
+
+            #[allow(non_snake_case)]
+            fn slice(&self, start: usize, len: usize) -> Self {
+                let ($first, $($rest,)*) = self;
+                ($first.slice(start, len), $($rest.slice(start, len),)*)
+            }
+        }
+    };
+}
+
+tuple_batch!(A, B);
+tuple_batch!(A, B, C);
+tuple_batch!(A, B, C, D);
+
+/// A model the [`Trainer`](crate::train::Trainer) can train: it maps a
+/// batch to its mean loss, and can be saved and rebuilt ([`Persist`]).
+/// Implement it for your own model to get accumulation, clipping, the
+/// schedule, data-parallel steps, evaluation and bit-exact resume.
+pub trait Trainable: Persist + Send + Sync {
+    /// What one loss is computed from.
+    type Batch: Batch;
+
+    /// The batch's mean loss: a one-element tensor with a graph.
+    fn loss(&self, batch: &Self::Batch) -> Tensor;
+
+    /// True when a forward draws from a random stream in order (dropout):
+    /// its batches then run whole instead of in shards.
+    fn draws_randomly(&self) -> bool;
+
+    /// The stream dropout draws from, saved with a checkpoint.
+    fn dropout_rng(&self) -> &SharedRng;
+
+    /// Checks, before anything is allocated, that training a model of
+    /// `config` with `train` fits in memory (an error a user can act on).
+    /// Nothing to check by default.
+    fn check_step(config: &Self::Config, train: &TrainConfig) -> Result<()> {
+        let _ = (config, train);
+        Ok(())
+    }
+}
+
+/// `(inputs, targets)`: `[batch, time]` ids and the next token of each.
+impl Trainable for Gpt {
+    type Batch = (Tensor, Tensor);
+
+    fn loss(&self, (inputs, targets): &Self::Batch) -> Tensor {
+        Gpt::loss(&self.forward(inputs), targets)
+    }
+
+    fn draws_randomly(&self) -> bool {
+        self.config.dropout > 0.0
+    }
+
+    fn dropout_rng(&self) -> &SharedRng {
+        Gpt::dropout_rng(self)
+    }
+
+    fn check_step(config: &Self::Config, train: &TrainConfig) -> Result<()> {
+        super::config::check_step_fits(config, train)
+    }
+}
+
+/// `(ids, padding, labels)`: `[batch, time]` ids, the bool padding mask of
+/// the same shape (all `false` for none) and one class per sequence; the
+/// loss is the classification head's cross-entropy.
+impl Trainable for Encoder {
+    type Batch = (Tensor, Tensor, Tensor);
+
+    fn loss(&self, (ids, padding, labels): &Self::Batch) -> Tensor {
+        self.classify(ids, Some(padding)).cross_entropy(labels)
+    }
+
+    fn draws_randomly(&self) -> bool {
+        self.config.layer.dropout > 0.0
+    }
+
+    fn dropout_rng(&self) -> &SharedRng {
+        Encoder::dropout_rng(self)
+    }
+}
+
+/// `(source, target_in, target_out)`: `[batch, time]` ids (teacher
+/// forcing: `target_out` is `target_in` shifted by one); targets equal to
+/// -100 are ignored.
+impl Trainable for EncoderDecoder {
+    type Batch = (Tensor, Tensor, Tensor);
+
+    fn loss(&self, (source, target_in, target_out): &Self::Batch) -> Tensor {
+        let logits = self.forward(source, target_in, None, None);
+        let (rows, vocab) = (target_out.numel(), logits.shape()[2]);
+        logits
+            .reshape(&[rows, vocab])
+            .cross_entropy(&target_out.reshape(&[rows]))
+    }
+
+    fn draws_randomly(&self) -> bool {
+        self.config.layer.dropout > 0.0
+    }
+
+    fn dropout_rng(&self) -> &SharedRng {
+        EncoderDecoder::dropout_rng(self)
+    }
+}
+
+/// Forward and backward of `model` on one batch (for GPT, `(inputs,
+/// targets)` of `[batch, time]` ids): adds `weight` times the gradient of
+/// the batch's mean loss to every parameter's gradient, and returns that
+/// mean loss.
+///
+/// The batch is cut into `shards` runs of whole examples (`None`: one per
+/// pool thread, at most one per example), forwarded and back-propagated
+/// side by side ([`Device::map_parts`](crate::Device::map_parts): on the
+/// CPU, one pool thread each with one-thread kernels). Each shard's
+/// loss is weighted by its share of the batch, and the shards' gradients
+/// are summed in shard order, so a run is reproducible for a given shard
+/// count. Why: a small model's matrix products are too small to split well
+/// across threads (each thread packs the same operand again, and waits for
+/// the others at every kernel), while whole sequences per thread keep every
+/// thread busy until the gradients are summed. A model with dropout runs
+/// its batch whole ([`Trainable::draws_randomly`]): its masks come from one
+/// stream, drawn in order.
+///
+/// ```
+/// use zeroformer::{Gpt, GptConfig, Tensor};
+/// use zeroformer::nn::Module;
+/// use zeroformer::train::forward_backward;
+///
+/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false };
+/// let model = Gpt::new(config, 0).unwrap();
+/// let x = Tensor::from_ids(vec![1, 2, 3, 4, 5, 6, 7, 8], &[2, 4]);
+/// let y = Tensor::from_ids(vec![2, 3, 4, 5, 6, 7, 8, 9], &[2, 4]);
+/// let loss = forward_backward(&model, &(x, y), 1.0, Some(2));
+/// assert!(loss > 0.0);
+/// assert!(model.parameters().iter().all(|p| p.grad().is_some()));
+/// ```
+pub fn forward_backward<M: Trainable>(
+    model: &M,
+    batch: &M::Batch,
+    weight: f32,
+    shards: Option<usize>,
+) -> f32 {
+    let examples = batch.len();
+    let device = model.device();
+    let shards = if model.draws_randomly() {
+        1
+    } else {
+        shards
+            .unwrap_or_else(|| device.parallelism())
+            .clamp(1, examples.max(1))
+    };
+    if shards == 1 {
+        let loss = model.loss(batch);
+        loss.backward_with(&loss.full_like(weight));
+        return loss.item();
+    }
+    let parts: Vec<usize> = (0..shards).collect();
+    let per_shard = device.map_parts(parts, |shard| {
+        let (start, end) = (shard * examples / shards, (shard + 1) * examples / shards);
+        // The shard's share of the batch mean.
+        let share = (end - start) as f32 / examples as f32;
+        let loss = model.loss(&batch.slice(start, end - start));
+        let seed = loss.full_like(weight * share);
+        (
+            loss.item() * share,
+            crate::autograd::leaf_gradients(&loss, seed),
+        )
+    });
+    let (losses, grads): (Vec<f32>, Vec<_>) = per_shard.into_iter().unzip();
+    crate::autograd::accumulate_shard_gradients(&device, grads);
+    losses.iter().sum()
+}
+
+/// The mean loss of `model` over all of `tokens`, in non-overlapping windows
+/// of its context (every target counted once, whatever the sampling): the
+/// figure the Shakespeare target is stated in. Runs in
+/// [`eval_mode`](crate::eval_mode), leaving the model's mode as it was.
+pub fn evaluate(model: &Gpt, tokens: &[i64], batch: usize) -> f32 {
+    let _eval = crate::EvalModeGuard::new();
+    let context = model.config.block_size;
+    let windows: Vec<_> = data::sliding_windows(tokens, context, context, batch).collect();
+    let (mut total, mut count) = (0.0f64, 0usize);
+    for ((_, y), loss) in windows.iter().zip(batch_losses(model, &windows)) {
+        total += loss as f64 * y.numel() as f64;
+        count += y.numel();
+    }
+    (total / count.max(1) as f64) as f32
+}
+
+/// The mean loss of each `(inputs, targets)` batch, without gradients. The
+/// batches run side by side, one pool thread each with one-thread kernels,
+/// as a training step's shards do: a forward of a small model splits
+/// poorly across threads, a list of them splits perfectly. Each loss is
+/// computed whole on one thread, whichever thread that is.
+pub fn batch_losses<M: Trainable>(model: &M, batches: &[M::Batch]) -> Vec<f32> {
+    model.device().map_parts(batches.iter().collect(), |batch| {
+        no_grad(|| model.loss(batch).item())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GptConfig;
+    use crate::data;
+    use crate::nn::Module;
+    use crate::train::{TrainConfig, Trainer};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn trainer(dropout: f32, shards: usize) -> Trainer {
+        let model = GptConfig {
+            vocab_size: 11,
+            block_size: 8,
+            n_layer: 2,
+            n_head: 2,
+            n_embd: 16,
+            dropout,
+            bias: true,
+        };
+        let mut t = Trainer::new(model, TrainConfig::nanogpt_cpu(10)).unwrap();
+        t.shards = Some(shards);
+        t
+    }
+
+    /// Every parameter's gradient after one `forward_backward` of the same
+    /// batch, and the loss it returned.
+    fn gradients(t: &Trainer, weight: f32) -> (f32, Vec<Vec<f32>>) {
+        let tokens: Vec<i64> = (0..200).map(|i| (i * 7 % 11) as i64).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let (x, y) = data::random_batch(&tokens, 5, 8, &mut rng);
+        let loss = forward_backward(&t.model, &(x, y), weight, t.shards);
+        let grads = t
+            .model
+            .parameters()
+            .iter()
+            .map(|p| p.grad().expect("every parameter gets a gradient").to_vec())
+            .collect();
+        (loss, grads)
+    }
+
+    fn assert_close(a: &[f32], b: &[f32]) {
+        for (x, y) in a.iter().zip(b) {
+            assert!(
+                (x - y).abs() <= 1e-5 * x.abs().max(y.abs()).max(1e-2),
+                "{x} vs {y}"
+            );
+        }
+    }
+
+    #[test]
+    fn shards_give_the_whole_batchs_loss_and_gradients() {
+        // 5 sequences in 3 shards of 1, 2 and 2: unequal shares.
+        let (whole_loss, whole) = gradients(&trainer(0.0, 1), 0.5);
+        let (sharded_loss, sharded) = gradients(&trainer(0.0, 3), 0.5);
+        assert_close(&[whole_loss], &[sharded_loss]);
+        for (w, s) in whole.iter().zip(&sharded) {
+            assert_close(w, s);
+        }
+        // And they are not all zero: the comparison compares something.
+        assert!(whole.iter().flatten().any(|g| g.abs() > 1e-4));
+    }
+
+    #[test]
+    fn sharded_gradients_are_reproducible() {
+        let first = gradients(&trainer(0.0, 2), 1.0);
+        for _ in 0..3 {
+            assert_eq!(gradients(&trainer(0.0, 2), 1.0), first);
+        }
+    }
+
+    #[test]
+    fn batch_losses_are_each_batchs_loss_in_order() {
+        let t = trainer(0.0, 2);
+        let tokens: Vec<i64> = (0..300).map(|i| (i * i % 11) as i64).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let batches: Vec<_> = (0..7)
+            .map(|_| data::random_batch(&tokens, 3, 8, &mut rng))
+            .collect();
+        let expected: Vec<f32> = batches
+            .iter()
+            .map(|(x, y)| no_grad(|| Gpt::loss(&t.model.forward(x), y).item()))
+            .collect();
+        let got = batch_losses(&t.model, &batches);
+        assert_eq!(got.len(), expected.len());
+        assert_close(&got, &expected);
+        // Distinct batches, distinct losses: a reordering would show.
+        assert!(expected.windows(2).all(|w| w[0] != w[1]));
+    }
+
+    #[test]
+    fn a_model_with_dropout_runs_its_batch_whole() {
+        // The dropout stream is drawn in order: sharding would change which
+        // masks each sequence gets.
+        assert_eq!(
+            gradients(&trainer(0.2, 2), 1.0),
+            gradients(&trainer(0.2, 1), 1.0)
+        );
+    }
+}

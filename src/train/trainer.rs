@@ -1,0 +1,319 @@
+//! The trainer: a model, AdamW and the random streams, one optimisation
+//! step at a time, saved and resumed bit-exactly.
+
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::objective::{Trainable, batch_losses, forward_backward};
+use super::{TrainConfig, config::check_step_fits};
+use crate::checkpoint::Checkpoint;
+use crate::data;
+use crate::models::{Gpt, GptConfig, MODEL_CONFIG_KEY};
+use crate::optim::{Adam, AdamConfig, Optimizer, clip_grad_norm, decay_groups, grad_norm};
+use crate::{Error, Result};
+
+/// What one step did, for logging.
+#[derive(Clone, Copy, Debug)]
+pub struct StepStats {
+    pub loss: f32,
+    pub lr: f32,
+    /// The gradients' joint norm before clipping.
+    pub grad_norm: f32,
+}
+
+/// A model being trained, with everything a bit-exact resume needs: any
+/// [`Trainable`] model (GPT by default), AdamW with decoupled weight decay
+/// on matrices, the warmup-cosine schedule, and the random streams that
+/// draw training and evaluation batches.
+///
+/// ```
+/// use zeroformer::prelude::*;
+/// use zeroformer::models::{EncoderDecoder, EncoderDecoderConfig};
+/// use zeroformer::train::{TrainConfig, Trainer};
+/// let config = EncoderDecoderConfig::preset("transformer-tiny", 12, 12, 8)?;
+/// let model = EncoderDecoder::new(config, 0)?;
+/// let mut trainer = Trainer::from_model(model, TrainConfig::nanogpt_cpu(10))?;
+/// // A batch source draws from the trainer's data stream.
+/// let stats = trainer.train_step_with(|rng| {
+///     let ids: Vec<i64> = (0..8).map(|_| rng.gen_range(2..12)).collect();
+///     let t = Tensor::from_ids(ids, &[2, 4]);
+///     (t.clone(), t.clone(), t)
+/// })?;
+/// assert!(stats.loss > 0.0);
+/// # Ok::<(), zeroformer::Error>(())
+/// ```
+pub struct Trainer<M: Trainable = Gpt> {
+    pub model: M,
+    pub optimizer: Adam,
+    pub config: TrainConfig,
+    /// Steps taken.
+    pub step: usize,
+    /// Into how many shards each micro-batch is cut, run side by side on
+    /// the pool's threads, one thread each (data parallel; see
+    /// [`forward_backward`]). `None` (the default): one per pool thread,
+    /// at most one per example. `Some(1)` runs the batch whole, its
+    /// kernels split across the threads instead.
+    pub shards: Option<usize>,
+    /// The lowest validation loss seen so far (infinity before the first
+    /// evaluation): which checkpoint is the best, kept across resumes.
+    pub best_val_loss: f32,
+    data_rng: ChaCha8Rng,
+    /// The stream [`estimate_loss_with`](Self::estimate_loss_with) draws
+    /// its batches from, saved with the rest, so that estimates after a
+    /// resume are the ones an uninterrupted run makes.
+    eval_rng: ChaCha8Rng,
+}
+
+/// The seeds of a trainer's streams, from its config's seed.
+const DATA_STREAM: u64 = 1;
+const EVAL_STREAM: u64 = 0xe7a1;
+
+impl Trainer<Gpt> {
+    /// A fresh GPT (initialised from `config.seed`) and optimizer. Both
+    /// configs are validated, and the step's memory
+    /// ([`step_memory`](super::step_memory)) is checked against what the
+    /// machine has before anything is allocated.
+    pub fn new(model_config: GptConfig, config: TrainConfig) -> Result<Trainer> {
+        config.validate()?;
+        model_config.validate()?;
+        check_step_fits(&model_config, &config)?;
+        let model = Gpt::new(model_config, config.seed)?;
+        Trainer::from_model(model, config)
+    }
+
+    /// One optimisation step on random windows of `tokens` (see
+    /// [`train_step_with`](Self::train_step_with)).
+    pub fn train_step(&mut self, tokens: &[i64]) -> Result<StepStats> {
+        let (batch, context) = (self.config.batch_size, self.model.config.block_size);
+        self.train_step_with(|rng| data::random_batch(tokens, batch, context, rng))
+    }
+
+    /// Mean loss over `batches` random windows of `tokens` (nanoGPT's
+    /// estimate_loss; see [`estimate_loss_with`](Self::estimate_loss_with)).
+    pub fn estimate_loss(&mut self, tokens: &[i64], batches: usize) -> f32 {
+        let (batch, context) = (self.config.batch_size, self.model.config.block_size);
+        self.estimate_loss_with(batches, |rng| {
+            data::random_batch(tokens, batch, context, rng)
+        })
+    }
+}
+
+impl<M: Trainable> Trainer<M> {
+    /// A trainer for `model` as built (its parameters in two AdamW groups:
+    /// matrices decayed, vectors not). The config is validated and the
+    /// model's [`check_step`](Trainable::check_step) run.
+    pub fn from_model(model: M, config: TrainConfig) -> Result<Trainer<M>> {
+        config.validate()?;
+        M::check_step(model.config(), &config)?;
+        let adam = AdamConfig {
+            beta1: config.beta1,
+            beta2: config.beta2,
+            ..AdamConfig::adamw(config.max_lr)
+        };
+        let optimizer = Adam::new(
+            decay_groups(model.named_parameters(), config.weight_decay),
+            adam,
+        );
+        let data_rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(DATA_STREAM));
+        let eval_rng = ChaCha8Rng::seed_from_u64(config.seed ^ EVAL_STREAM);
+        Ok(Trainer {
+            model,
+            optimizer,
+            config,
+            step: 0,
+            shards: None,
+            best_val_loss: f32::INFINITY,
+            data_rng,
+            eval_rng,
+        })
+    }
+
+    /// Changes the recipe of a trainer (a resumed run given new settings).
+    /// The new config is validated and its step's memory checked; the
+    /// learning rates, warmup, decay length, clip, batch size and
+    /// accumulation take effect from the next step (a new `decay_steps`
+    /// re-plans the cosine decay from where the run stands); betas and
+    /// weight decay go to the optimizer. The seed cannot change: the
+    /// random streams it started are part of the state.
+    pub fn set_config(&mut self, config: TrainConfig) -> Result<()> {
+        config.validate()?;
+        if config.seed != self.config.seed {
+            return Err(Error::InvalidConfig(format!(
+                "the seed cannot change when a run continues ({} -> {}): its random streams are restored from the checkpoint",
+                self.config.seed, config.seed
+            )));
+        }
+        M::check_step(self.model.config(), &config)?;
+        self.optimizer.config.beta1 = config.beta1;
+        self.optimizer.config.beta2 = config.beta2;
+        // Group 0 is the one `decay_groups` decays.
+        self.optimizer.set_weight_decay(0, config.weight_decay);
+        self.config = config;
+        Ok(())
+    }
+
+    /// One optimisation step: `grad_accum` micro-batches drawn by
+    /// `next_batch` from the trainer's data stream, each forward and
+    /// backward data parallel in [`shards`](Self::shards) (see
+    /// [`forward_backward`]), then the gradient clip and AdamW at the
+    /// scheduled learning rate.
+    ///
+    /// A loss that is NaN or infinite, or a gradient norm that is or whose
+    /// square is (from 1.8e19), is [`Error::Diverged`]: the update is not
+    /// applied (the model and optimizer stay as the previous step left
+    /// them, the gradients are cleared) and [`step`](Self::step) does not
+    /// advance.
+    pub fn train_step_with(
+        &mut self,
+        next_batch: impl FnMut(&mut ChaCha8Rng) -> M::Batch + Send,
+    ) -> Result<StepStats> {
+        // The whole step in the device's scope, loss and clip included (the
+        // forward, backward and AdamW would each enter it anyway).
+        self.model
+            .device()
+            .scope(|| self.train_step_in_place(next_batch))
+    }
+
+    fn train_step_in_place(
+        &mut self,
+        mut next_batch: impl FnMut(&mut ChaCha8Rng) -> M::Batch,
+    ) -> Result<StepStats> {
+        let lr = self.config.schedule().lr_at(self.step);
+        self.optimizer.set_lr(lr);
+        self.model.set_training(true);
+        let accum = self.config.grad_accum;
+        let mut loss_sum = 0.0;
+        for _ in 0..accum {
+            let batch = next_batch(&mut self.data_rng);
+            // Each micro-batch contributes 1/accum of the mean gradient.
+            let weight = 1.0 / accum as f32;
+            loss_sum += forward_backward(&self.model, &batch, weight, self.shards);
+        }
+        let loss = loss_sum / accum as f32;
+        let params = self.model.parameters();
+        let grad_norm = if self.config.grad_clip > 0.0 {
+            clip_grad_norm(&params, self.config.grad_clip)
+        } else {
+            grad_norm(&params)
+        };
+        // A norm whose square overflows f32 would leave Adam's second
+        // moment infinite, and no checkpoint could be written again.
+        if !(loss.is_finite() && grad_norm < f32::MAX.sqrt()) {
+            self.optimizer.zero_grad();
+            return Err(Error::Diverged {
+                step: self.step + 1,
+                loss,
+                grad_norm,
+            });
+        }
+        self.optimizer.step();
+        self.optimizer.zero_grad();
+        self.step += 1;
+        Ok(StepStats {
+            loss,
+            lr,
+            grad_norm,
+        })
+    }
+
+    /// Mean loss over `batches` batches drawn by `next_batch` from the
+    /// trainer's evaluation stream (seeded from the config's seed, saved in
+    /// checkpoints). The batches are drawn first, in order, then evaluated
+    /// side by side on the pool's threads (see
+    /// [`batch_losses`](super::batch_losses)), in
+    /// [`eval_mode`](crate::eval_mode): the model's training flag is left
+    /// as it was.
+    pub fn estimate_loss_with(
+        &mut self,
+        batches: usize,
+        mut next_batch: impl FnMut(&mut ChaCha8Rng) -> M::Batch,
+    ) -> f32 {
+        let drawn: Vec<_> = (0..batches)
+            .map(|_| next_batch(&mut self.eval_rng))
+            .collect();
+        let total: f32 = crate::eval_mode(|| batch_losses(&self.model, &drawn))
+            .iter()
+            .sum();
+        total / batches as f32
+    }
+
+    /// Saves model, optimizer, step, both RNG streams, the configs and
+    /// `extra` metadata (e.g. the tokenizer) to `path`, atomically. (For
+    /// the weights alone, save the model: `trainer.model.save(path)`.)
+    pub fn save(&self, path: impl AsRef<Path>, extra: &[(&str, String)]) -> Result<()> {
+        let mut ckpt = Checkpoint::default();
+        ckpt.add_module("model.", &self.model);
+        ckpt.add_optimizer("optim.", &self.optimizer);
+        ckpt.set_meta("step", self.step.to_string());
+        ckpt.set_rng("rng.data", &self.data_rng);
+        ckpt.set_rng("rng.eval", &self.eval_rng);
+        ckpt.set_meta("best_val_loss", self.best_val_loss.to_string());
+        ckpt.set_shared_rng("rng.dropout", self.model.dropout_rng());
+        ckpt.set_meta(
+            MODEL_CONFIG_KEY,
+            serde_json::to_string(self.model.config()).expect("config serialises"),
+        );
+        ckpt.set_meta(
+            "train_config",
+            serde_json::to_string(&self.config).expect("config serialises"),
+        );
+        for (k, v) in extra {
+            ckpt.set_meta(*k, v.clone());
+        }
+        ckpt.save(path)
+    }
+
+    /// Rebuilds a trainer from a checkpoint written by [`save`](Self::save)
+    /// (name the model type: `Trainer::<Gpt>::resume(path)`). Returns it
+    /// with the checkpoint, whose other metadata (the tokenizer) the caller
+    /// may need. Before anything is allocated, the model config is checked
+    /// against the tensors the file holds (their count of numbers, then
+    /// every name and shape) and the training config is validated, its
+    /// step's memory checked; the step must agree with the optimizer's. A
+    /// checkpoint without an evaluation stream or best loss (from an
+    /// earlier version) starts them afresh.
+    pub fn resume(path: impl AsRef<Path>) -> Result<(Trainer<M>, Checkpoint)> {
+        let path = path.as_ref();
+        let ckpt = Checkpoint::load(path)?;
+        let bad = |message: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message,
+        };
+        let config: TrainConfig = serde_json::from_str(ckpt.require_meta("train_config")?)
+            .map_err(|e| bad(format!("train_config: {e}")))?;
+        config
+            .validate()
+            .map_err(|e| bad(format!("train_config: {e}")))?;
+        let step: usize = ckpt
+            .require_meta("step")?
+            .parse()
+            .map_err(|e| bad(format!("step: {e}")))?;
+        let optimizer_steps = ckpt.require_meta("optim.step")?;
+        if optimizer_steps != step.to_string() {
+            return Err(bad(format!(
+                "optim.step {optimizer_steps} differs from step {step}"
+            )));
+        }
+        let model = M::from_checkpoint(&ckpt, "model.", |model_config| {
+            M::check_step(model_config, &config)
+        })?;
+        let mut trainer = Trainer::from_model(model, config)?;
+        ckpt.load_optimizer("optim.", &mut trainer.optimizer)?;
+        ckpt.load_shared_rng("rng.dropout", trainer.model.dropout_rng())?;
+        trainer.data_rng = ckpt.rng("rng.data")?;
+        if ckpt.meta("rng.eval").is_some() {
+            trainer.eval_rng = ckpt.rng("rng.eval")?;
+        }
+        if let Some(best) = ckpt.meta("best_val_loss") {
+            trainer.best_val_loss = best
+                .parse()
+                .ok()
+                .filter(|b: &f32| !b.is_nan())
+                .ok_or_else(|| bad(format!("best_val_loss '{best}' is not a number")))?;
+        }
+        trainer.step = step;
+        Ok((trainer, ckpt))
+    }
+}
