@@ -39,6 +39,9 @@
 //! and the shapes. Anything that touches the outside world (files, devices)
 //! returns [`Result`] with an [`Error`] a user can act on.
 
+// Lets `#[derive(Module)]`'s `::zeroformer::` paths resolve inside this crate too.
+extern crate self as zeroformer;
+
 pub mod autograd;
 pub mod backend;
 pub mod checkpoint;

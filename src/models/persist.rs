@@ -95,23 +95,17 @@ pub trait Persist: Module + Sized {
         } else {
             ""
         };
-        Self::from_checkpoint(&ckpt, prefix, |_| Ok(()))
+        Self::from_checkpoint(&ckpt, prefix)
     }
 
     /// The model stored under `prefix` in `ckpt`: its config read from the
     /// metadata and checked against the file's tensors
-    /// ([`check_against`](Self::check_against)),
-    /// `check` run on it (a memory check, say), and only then the model
+    /// ([`check_against`](Self::check_against)), and only then the model
     /// built and every weight loaded (names and shapes checked).
-    fn from_checkpoint(
-        ckpt: &Checkpoint,
-        prefix: &str,
-        check: impl FnOnce(&Self::Config) -> Result<()>,
-    ) -> Result<Self> {
+    fn from_checkpoint(ckpt: &Checkpoint, prefix: &str) -> Result<Self> {
         let config: Self::Config = serde_json::from_str(ckpt.require_meta(MODEL_CONFIG_KEY)?)
             .map_err(|e| ckpt.error(format!("{MODEL_CONFIG_KEY}: {e}")))?;
         Self::check_against(ckpt, prefix, &config)?;
-        check(&config)?;
         let model =
             Self::build(config).map_err(|e| ckpt.error(format!("{MODEL_CONFIG_KEY}: {e}")))?;
         ckpt.load_module(prefix, &model)?;

@@ -15,6 +15,7 @@ mod norm;
 mod positional;
 mod token_embedding;
 mod transformer_layer;
+mod visit;
 
 pub use attention::{
     AttentionKernel, AttentionMask, KvCache, LayerKvCache, MultiHeadAttention, padding_mask,
@@ -30,6 +31,9 @@ pub use token_embedding::TokenEmbedding;
 pub use transformer_layer::{
     DecoderLayer, DecoderLayerCache, EncoderLayer, LayerConfig, NormPlacement,
 };
+pub use visit::Visit;
+/// `#[derive(Module)]`: see [`Visit`] and the `zeroformer_derive` docs.
+pub use zeroformer_derive::Module;
 
 use rand::Rng;
 use rand_distr::{Distribution, Normal, Uniform};

@@ -3,7 +3,8 @@
 //! data-parallel forward and backward built on it, and evaluation.
 
 use crate::data;
-use crate::models::{Encoder, EncoderDecoder, Gpt, Persist};
+use crate::models::{Encoder, EncoderDecoder, Gpt};
+use crate::nn::Module;
 use crate::nn::SharedRng;
 use crate::train::TrainConfig;
 use crate::{Result, Tensor, no_grad};
@@ -54,10 +55,11 @@ tuple_batch!(A, B, C);
 tuple_batch!(A, B, C, D);
 
 /// A model the [`Trainer`](crate::train::Trainer) can train: it maps a
-/// batch to its mean loss, and can be saved and rebuilt ([`Persist`]).
-/// Implement it for your own model to get accumulation, clipping, the
-/// schedule, data-parallel steps, evaluation and bit-exact resume.
-pub trait Trainable: Persist + Send + Sync {
+/// batch to its mean loss. Implement it for your own model to get
+/// accumulation, clipping, the schedule, data-parallel steps and
+/// evaluation; with [`Persist`](crate::models::Persist) too, checkpoints
+/// and bit-exact resume.
+pub trait Trainable: Module + Send + Sync {
     /// What one loss is computed from.
     type Batch: Batch;
 
@@ -68,14 +70,17 @@ pub trait Trainable: Persist + Send + Sync {
     /// its batches then run whole instead of in shards.
     fn draws_randomly(&self) -> bool;
 
-    /// The stream dropout draws from, saved with a checkpoint.
-    fn dropout_rng(&self) -> &SharedRng;
+    /// The stream dropout draws from, saved with a checkpoint (none by
+    /// default: no dropout, or a stream the model does not expose).
+    fn dropout_rng(&self) -> Option<&SharedRng> {
+        None
+    }
 
-    /// Checks, before anything is allocated, that training a model of
-    /// `config` with `train` fits in memory (an error a user can act on).
-    /// Nothing to check by default.
-    fn check_step(config: &Self::Config, train: &TrainConfig) -> Result<()> {
-        let _ = (config, train);
+    /// Checks, before a step allocates anything, that training with
+    /// `train` fits in memory (an error a user can act on). Nothing to
+    /// check by default.
+    fn check_step(&self, train: &TrainConfig) -> Result<()> {
+        let _ = train;
         Ok(())
     }
 }
@@ -92,12 +97,12 @@ impl Trainable for Gpt {
         self.config.dropout > 0.0
     }
 
-    fn dropout_rng(&self) -> &SharedRng {
-        Gpt::dropout_rng(self)
+    fn dropout_rng(&self) -> Option<&SharedRng> {
+        Some(Gpt::dropout_rng(self))
     }
 
-    fn check_step(config: &Self::Config, train: &TrainConfig) -> Result<()> {
-        super::config::check_step_fits(config, train)
+    fn check_step(&self, train: &TrainConfig) -> Result<()> {
+        super::config::check_step_fits(&self.config, train)
     }
 }
 
@@ -115,8 +120,8 @@ impl Trainable for Encoder {
         self.config.layer.dropout > 0.0
     }
 
-    fn dropout_rng(&self) -> &SharedRng {
-        Encoder::dropout_rng(self)
+    fn dropout_rng(&self) -> Option<&SharedRng> {
+        Some(Encoder::dropout_rng(self))
     }
 }
 
@@ -138,8 +143,8 @@ impl Trainable for EncoderDecoder {
         self.config.layer.dropout > 0.0
     }
 
-    fn dropout_rng(&self) -> &SharedRng {
-        EncoderDecoder::dropout_rng(self)
+    fn dropout_rng(&self) -> Option<&SharedRng> {
+        Some(EncoderDecoder::dropout_rng(self))
     }
 }
 

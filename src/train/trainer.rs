@@ -10,7 +10,7 @@ use super::objective::{Trainable, batch_losses, forward_backward};
 use super::{TrainConfig, config::check_step_fits};
 use crate::checkpoint::Checkpoint;
 use crate::data;
-use crate::models::{Gpt, GptConfig, MODEL_CONFIG_KEY};
+use crate::models::{Gpt, GptConfig, MODEL_CONFIG_KEY, Persist};
 use crate::optim::{Adam, AdamConfig, Optimizer, clip_grad_norm, decay_groups, grad_norm};
 use crate::{Error, Result};
 
@@ -106,7 +106,7 @@ impl<M: Trainable> Trainer<M> {
     /// model's [`check_step`](Trainable::check_step) run.
     pub fn from_model(model: M, config: TrainConfig) -> Result<Trainer<M>> {
         config.validate()?;
-        M::check_step(model.config(), &config)?;
+        model.check_step(&config)?;
         let adam = AdamConfig {
             beta1: config.beta1,
             beta2: config.beta2,
@@ -145,7 +145,7 @@ impl<M: Trainable> Trainer<M> {
                 self.config.seed, config.seed
             )));
         }
-        M::check_step(self.model.config(), &config)?;
+        self.model.check_step(&config)?;
         self.optimizer.config.beta1 = config.beta1;
         self.optimizer.config.beta2 = config.beta2;
         // Group 0 is the one `decay_groups` decays.
@@ -238,7 +238,9 @@ impl<M: Trainable> Trainer<M> {
             .sum();
         total / batches as f32
     }
+}
 
+impl<M: Trainable + Persist> Trainer<M> {
     /// Saves model, optimizer, step, both RNG streams, the configs and
     /// `extra` metadata (e.g. the tokenizer) to `path`, atomically. (For
     /// the weights alone, save the model: `trainer.model.save(path)`.)
@@ -250,7 +252,9 @@ impl<M: Trainable> Trainer<M> {
         ckpt.set_rng("rng.data", &self.data_rng);
         ckpt.set_rng("rng.eval", &self.eval_rng);
         ckpt.set_meta("best_val_loss", self.best_val_loss.to_string());
-        ckpt.set_shared_rng("rng.dropout", self.model.dropout_rng());
+        if let Some(rng) = self.model.dropout_rng() {
+            ckpt.set_shared_rng("rng.dropout", rng);
+        }
         ckpt.set_meta(
             MODEL_CONFIG_KEY,
             serde_json::to_string(self.model.config()).expect("config serialises"),
@@ -296,12 +300,12 @@ impl<M: Trainable> Trainer<M> {
                 "optim.step {optimizer_steps} differs from step {step}"
             )));
         }
-        let model = M::from_checkpoint(&ckpt, "model.", |model_config| {
-            M::check_step(model_config, &config)
-        })?;
+        let model = M::from_checkpoint(&ckpt, "model.")?;
         let mut trainer = Trainer::from_model(model, config)?;
         ckpt.load_optimizer("optim.", &mut trainer.optimizer)?;
-        ckpt.load_shared_rng("rng.dropout", trainer.model.dropout_rng())?;
+        if let Some(rng) = trainer.model.dropout_rng() {
+            ckpt.load_shared_rng("rng.dropout", rng)?;
+        }
         trainer.data_rng = ckpt.rng("rng.data")?;
         if ckpt.meta("rng.eval").is_some() {
             trainer.eval_rng = ckpt.rng("rng.eval")?;

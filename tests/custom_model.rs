@@ -1,0 +1,200 @@
+//! A model of one's own, written the way the README shows a dependency
+//! user would: `#[derive(Module)]` for the parameter plumbing, the generic
+//! trainer, and save/load through `Persist`. Public API only.
+
+use serde::{Deserialize, Serialize};
+use zeroformer::Result;
+use zeroformer::models::Persist;
+use zeroformer::nn::{Dropout, Linear, SharedRng, sinusoidal_table};
+use zeroformer::prelude::*;
+use zeroformer::train::{TrainConfig, Trainable, Trainer};
+
+/// An MLP that reads a sinusoid feature table (a buffer) and keeps its
+/// config beside the layers.
+#[derive(zeroformer::nn::Module)]
+struct Mlp {
+    #[module(skip)]
+    config: MlpConfig,
+    layers: Vec<Linear>,
+    /// A learned scale on the output, absent when the config says so.
+    scale: Option<Tensor>,
+    drop: Dropout,
+    #[module(buffer)]
+    features: Tensor,
+    #[module(skip)]
+    rng: SharedRng,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct MlpConfig {
+    width: usize,
+    depth: usize,
+    scale: bool,
+    dropout: f32,
+}
+
+impl Mlp {
+    fn new(config: MlpConfig, seed: u64) -> Mlp {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let layers = (0..config.depth)
+            .map(|_| Linear::new(config.width, config.width, true, 0.3, &mut rng))
+            .collect();
+        let shared = SharedRng::seed_from_u64(seed);
+        Mlp {
+            scale: config
+                .scale
+                .then(|| Tensor::ones(&[config.width]).requires_grad()),
+            drop: Dropout::new(config.dropout, shared.clone()),
+            features: sinusoidal_table(4, config.width),
+            layers,
+            rng: shared,
+            config,
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let mut h = x.add(&self.features.narrow(0, 1, 1));
+        for layer in &self.layers {
+            h = self.drop.forward(&layer.forward(&h).tanh());
+        }
+        match &self.scale {
+            Some(s) => h.mul(s),
+            None => h,
+        }
+    }
+}
+
+impl Trainable for Mlp {
+    type Batch = (Tensor, Tensor);
+
+    fn loss(&self, (x, y): &Self::Batch) -> Tensor {
+        self.forward(x).sub(y).square().mean()
+    }
+
+    fn draws_randomly(&self) -> bool {
+        self.config.dropout > 0.0
+    }
+
+    fn dropout_rng(&self) -> Option<&SharedRng> {
+        Some(&self.rng)
+    }
+}
+
+impl Persist for Mlp {
+    type Config = MlpConfig;
+
+    fn config(&self) -> &MlpConfig {
+        &self.config
+    }
+
+    fn parameter_count(c: &MlpConfig) -> Option<u64> {
+        let w = c.width as u64;
+        let scale = if c.scale { w } else { 0 };
+        Some(c.depth as u64 * (w * w + w) + scale)
+    }
+
+    fn build(config: MlpConfig) -> Result<Mlp> {
+        Ok(Mlp::new(config, 0))
+    }
+}
+
+fn config() -> MlpConfig {
+    MlpConfig {
+        width: 4,
+        depth: 2,
+        scale: true,
+        dropout: 0.0,
+    }
+}
+
+#[test]
+fn derive_names_every_parameter_and_buffer_in_field_order() {
+    let model = Mlp::new(config(), 1);
+    let names: Vec<String> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "layers.0.weight",
+            "layers.0.bias",
+            "layers.1.weight",
+            "layers.1.bias",
+            "scale"
+        ]
+    );
+    assert_eq!(
+        model.num_parameters() as u64,
+        Mlp::parameter_count(&config()).unwrap()
+    );
+    let mut buffers = Vec::new();
+    model.visit_buffers("", &mut |n, t| {
+        buffers.push((n.to_string(), t.shape().to_vec()))
+    });
+    assert_eq!(buffers, [("features".to_string(), vec![4, 4])]);
+    // No scale in the config: no `scale` parameter.
+    let plain = Mlp::new(
+        MlpConfig {
+            scale: false,
+            ..config()
+        },
+        1,
+    );
+    assert_eq!(plain.named_parameters().len(), 4);
+}
+
+#[test]
+fn derive_forwards_the_training_mode() {
+    let mut model = Mlp::new(
+        MlpConfig {
+            dropout: 0.5,
+            ..config()
+        },
+        2,
+    );
+    let x = Tensor::ones(&[3, 4]);
+    assert_ne!(model.forward(&x).to_vec(), model.forward(&x).to_vec());
+    model.set_training(false);
+    assert_eq!(model.forward(&x).to_vec(), model.forward(&x).to_vec());
+}
+
+#[test]
+fn a_custom_model_trains_saves_and_loads() {
+    let mut train = TrainConfig::nanogpt_cpu(60);
+    (
+        train.batch_size,
+        train.max_lr,
+        train.warmup,
+        train.weight_decay,
+    ) = (8, 3e-2, 0, 0.0);
+    let mut trainer = Trainer::from_model(Mlp::new(config(), 3), train).unwrap();
+    // Learn y = sin(x) elementwise from random inputs.
+    let draw = |rng: &mut zeroformer::rand_chacha::ChaCha8Rng| {
+        let x = Tensor::uniform(&[8, 4], -1.5, 1.5, rng);
+        let y = x.sin();
+        (x, y)
+    };
+    let first = trainer.estimate_loss_with(4, draw);
+    for _ in 0..60 {
+        trainer.train_step_with(draw).unwrap();
+    }
+    let last = trainer.estimate_loss_with(4, draw);
+    assert!(last < first / 4.0, "loss {first} -> {last}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mlp.safetensors");
+    trainer.model.save(&path).unwrap();
+    let loaded = Mlp::load(&path).unwrap();
+    let x = Tensor::uniform(&[2, 4], -1.0, 1.0, &mut StdRng::seed_from_u64(9));
+    assert_eq!(
+        loaded.forward(&x).to_vec(),
+        trainer.model.forward(&x).to_vec()
+    );
+    // The whole run resumes, too.
+    let ckpt = dir.path().join("run.safetensors");
+    trainer.save(&ckpt, &[]).unwrap();
+    let (resumed, _) = Trainer::<Mlp>::resume(&ckpt).unwrap();
+    assert_eq!(resumed.step, 60);
+}
