@@ -16,6 +16,71 @@
 //! println!("{:?}", w.grad().unwrap().shape());
 //! ```
 //!
+//! ## Your own model
+//! Derive [`nn::Module`] (parameters found and named from the fields,
+//! training mode forwarded), say what a batch's loss is ([`train::Trainable`]),
+//! and the [`train::Trainer`] brings AdamW, the warmup-cosine schedule,
+//! accumulation, clipping and data-parallel steps:
+//!
+//! ```
+//! use zeroformer::nn::{Linear, Module};
+//! use zeroformer::prelude::*;
+//! use zeroformer::train::{TrainConfig, Trainable, Trainer};
+//!
+//! #[derive(Module)]
+//! struct Mlp {
+//!     hidden: Linear,
+//!     out: Linear,
+//! }
+//!
+//! impl Trainable for Mlp {
+//!     type Batch = (Tensor, Tensor);
+//!     fn loss(&self, (x, y): &(Tensor, Tensor)) -> Tensor {
+//!         let h = self.hidden.forward(x).gelu(GeluApproximation::Tanh);
+//!         self.out.forward(&h).sub(y).square().mean()
+//!     }
+//!     fn draws_randomly(&self) -> bool {
+//!         false
+//!     }
+//! }
+//!
+//! let mut rng = StdRng::seed_from_u64(0);
+//! let model = Mlp {
+//!     hidden: Linear::new(1, 32, true, 0.5, &mut rng),
+//!     out: Linear::new(32, 1, true, 0.1, &mut rng),
+//! };
+//! let config = TrainConfig { batch_size: 16, max_lr: 1e-2, warmup: 0, ..TrainConfig::nanogpt_cpu(200) };
+//! let mut trainer = Trainer::from_model(model, config)?;
+//! let sine = |rng: &mut zeroformer::rand_chacha::ChaCha8Rng| {
+//!     let x = Tensor::uniform(&[16, 1], -3.0, 3.0, rng);
+//!     let y = x.sin();
+//!     (x, y)
+//! };
+//! let before = trainer.estimate_loss_with(4, sine);
+//! for _ in 0..200 {
+//!     trainer.train_step_with(sine)?;
+//! }
+//! assert!(trainer.estimate_loss_with(4, sine) < before / 4.0);
+//! # Ok::<(), zeroformer::Error>(())
+//! ```
+//!
+//! ## Built-in models, saving and generation
+//! - [`Gpt`] (GPT-2's architecture), [`models::Encoder`] (BERT-style, with a
+//!   classification head) and [`models::EncoderDecoder`] (the 2017
+//!   Transformer), each built from a serde config and trainable by the same
+//!   [`train::Trainer`] (`Trainer::new(gpt_config, train_config)` and
+//!   `train_step(tokens)` for a GPT on a token stream).
+//! - [`models::Persist`]: `model.save(path)` writes the weights and the
+//!   config in one safetensors file; `Gpt::load(path)` (also from a
+//!   trainer's checkpoint) rebuilds the model. `Trainer::save` and
+//!   `Trainer::<Gpt>::resume` keep everything for a bit-exact resume.
+//! - [`generation::generate`]: greedy, temperature, top-k and top-p
+//!   sampling with a KV cache.
+//! - The examples: `examples/shakespeare.rs` (train a character-level GPT
+//!   and sample), `seq2seq.rs` (the encoder-decoder on copy and reverse),
+//!   `classify.rs` (an encoder names a speech's speaker),
+//!   `autograd_basics.rs` (tensors and `backward()` alone).
+//!
 //! ## As a dependency
 //! Add `zeroformer` alone: the crates its public API exposes are
 //! re-exported at the versions it was built with ([`rand`] for the RNGs

@@ -4,19 +4,25 @@
 //! ([`in_pool`], [`side_by_side`]) is reached through `Device::scope` and
 //! `Device::map_parts`.
 
-pub mod attention;
+mod attention;
+// The matrix-product kernels and the buffer pool are not API: public (and
+// hidden from the docs) only for the benches and tests that time and count
+// them.
+#[doc(hidden)]
 pub mod gemm;
 mod index;
 mod loss;
-pub mod math;
+mod math;
 mod matmul;
-pub mod norm;
-pub mod optim;
+mod norm;
+mod optim;
+#[doc(hidden)]
 pub mod pool;
-pub mod reduce;
-pub mod simd;
+mod reduce;
+mod simd;
 mod storage;
-pub mod strided;
+mod strided;
+#[doc(hidden)]
 pub mod tile;
 mod unary;
 

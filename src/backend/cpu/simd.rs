@@ -1,7 +1,7 @@
 //! Runtime choice of the widest vector instructions the CPU has.
 //!
 //! The crate builds for baseline x86-64 (SSE2, 4 lanes) so that one binary
-//! runs anywhere; [`multiversion!`] compiles a hot loop again with AVX2+FMA
+//! runs anywhere; `multiversion!` compiles a hot loop again with AVX2+FMA
 //! and with AVX-512 enabled and picks one at run time. Rust never contracts
 //! `a * b + c` into an FMA on its own, so every version computes the same
 //! bits: only the speed depends on the CPU.

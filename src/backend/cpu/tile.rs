@@ -24,7 +24,7 @@ const NC: usize = 64;
 
 /// `c = alpha · a @ b + beta · c` for one `m x k` by `k x n` product, `c`
 /// contiguous `m x n`. Any sizes and strides work; it is fastest when `m`
-/// and `n` are near 64 and `k` is at most [`KC`]·a few.
+/// and `n` are near 64 and `k` is at most `KC`·a few.
 #[allow(clippy::too_many_arguments)]
 pub fn tile_gemm(
     m: usize,

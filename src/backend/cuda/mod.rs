@@ -3,7 +3,7 @@
 //! Today this is the stub the rest of the crate is written against: every
 //! primitive exists, but the storage type has no values, so none of them
 //! can be reached and each costs nothing; the way in, [`upload`], returns
-//! [`Error::CudaUnavailable`](crate::Error::CudaUnavailable), as does
+//! [`Error::CudaUnavailable`], as does
 //! [`Device::cuda`](crate::Device::cuda). The CUDA backend fills this
 //! module in (cudarc, cuBLAS, NVRTC kernels) without touching call sites.
 
