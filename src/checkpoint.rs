@@ -49,6 +49,7 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// Adds (or replaces) the f32 tensor `name` of `shape`; panics unless `data` fills the shape.
     pub fn add_tensor(&mut self, name: impl Into<String>, shape: &[usize], data: Vec<f32>) {
         assert_eq!(
             data.len(),
@@ -70,10 +71,12 @@ impl Checkpoint {
         self.tensors.keys().map(String::as_str)
     }
 
+    /// Sets the metadata entry `key`.
     pub fn set_meta(&mut self, key: impl Into<String>, value: impl Into<String>) {
         self.metadata.insert(key.into(), value.into());
     }
 
+    /// The metadata entry `key`, if present.
     pub fn meta(&self, key: &str) -> Option<&str> {
         self.metadata.get(key).map(String::as_str)
     }

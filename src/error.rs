@@ -10,8 +10,11 @@ pub enum Error {
     /// A file could not be read or written.
     #[error("{action} {path}: {source}")]
     Io {
+        /// What was being done: `"reading the checkpoint"`.
         action: &'static str,
+        /// The file or folder.
         path: PathBuf,
+        /// The system's error.
         #[source]
         source: std::io::Error,
     },
@@ -23,7 +26,12 @@ pub enum Error {
     InvalidConfig(String),
     /// A checkpoint that cannot be read or does not fit the model.
     #[error("checkpoint {path}: {message}")]
-    Checkpoint { path: PathBuf, message: String },
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Input data that does not have the form the crate expects.
     #[error("invalid data: {0}")]
     InvalidData(String),
@@ -33,8 +41,11 @@ pub enum Error {
         "training diverged at step {step}: loss {loss:e}, gradient norm {grad_norm:e}; the step was not applied (lower the learning rate)"
     )]
     Diverged {
+        /// The step that diverged (counting from 1).
         step: usize,
+        /// Its loss.
         loss: f32,
+        /// Its gradients' joint norm before clipping.
         grad_norm: f32,
     },
 }

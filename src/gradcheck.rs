@@ -55,8 +55,11 @@ impl Default for GradCheck {
 pub struct GradCheckError {
     /// Which input, and which element of it (row-major).
     pub input: usize,
+    /// Which element of that input, row-major.
     pub element: usize,
+    /// The central difference's gradient.
     pub numeric: f64,
+    /// The backward rule's gradient.
     pub analytic: f64,
     /// Elements out of tolerance, over all inputs.
     pub failures: usize,

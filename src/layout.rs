@@ -42,22 +42,27 @@ impl Layout {
         }
     }
 
+    /// The size of each dimension.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// The step in storage, in elements, along each dimension (0 where broadcast).
     pub fn strides(&self) -> &[usize] {
         &self.strides
     }
 
+    /// Where the first element sits in storage.
     pub fn offset(&self) -> usize {
         self.offset
     }
 
+    /// The number of dimensions.
     pub fn rank(&self) -> usize {
         self.shape.len()
     }
 
+    /// The number of elements.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }

@@ -104,6 +104,8 @@
 //! and the shapes. Anything that touches the outside world (files, devices)
 //! returns [`Result`] with an [`Error`] a user can act on.
 
+#![warn(missing_docs)]
+
 // Lets `#[derive(Module)]`'s `::zeroformer::` paths resolve inside this crate too.
 extern crate self as zeroformer;
 

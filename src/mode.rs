@@ -32,6 +32,7 @@ pub struct NoGradGuard {
 }
 
 impl NoGradGuard {
+    /// Turns gradient recording off until dropped.
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         NoGradGuard {
@@ -85,6 +86,7 @@ pub struct EvalModeGuard {
 }
 
 impl EvalModeGuard {
+    /// Turns eval mode on until dropped.
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         EvalModeGuard {

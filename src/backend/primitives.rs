@@ -21,29 +21,44 @@ use crate::layout::Layout;
 /// An elementwise function of one f32 tensor.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum UnaryOp {
+    /// `-x`.
     Neg,
+    /// `|x|`.
     Abs,
+    /// `sin x`.
     Sin,
+    /// `cos x`.
     Cos,
     /// Limits to `[lo, hi]`.
     Clamp(f32, f32),
+    /// `e^x`.
     Exp,
+    /// `ln x`.
     Log,
+    /// `√x`.
     Sqrt,
+    /// `tanh x`.
     Tanh,
+    /// `1 / (1 + e^-x)`.
     Sigmoid,
+    /// `max(x, 0)`.
     Relu,
     /// `x · Φ(x)` with the exact normal CDF.
     Gelu,
     /// GPT-2's tanh approximation of GELU.
     GeluTanh,
+    /// `x · σ(x)`.
     Silu,
+    /// `x + c`.
     AddScalar(f32),
+    /// `x · c`.
     MulScalar(f32),
+    /// `x^p`.
     Powf(f32),
 }
 
 impl UnaryOp {
+    /// The op's name, for messages and graph nodes.
     pub fn name(self) -> &'static str {
         match self {
             UnaryOp::Neg => "neg",
@@ -70,9 +85,13 @@ impl UnaryOp {
 /// Arithmetic between two f32 tensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BinaryOp {
+    /// `a + b`.
     Add,
+    /// `a - b`.
     Sub,
+    /// `a · b`.
     Mul,
+    /// `a / b`.
     Div,
     /// The larger of the two; NaN if either is NaN.
     Maximum,
@@ -81,6 +100,7 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
+    /// The op's name, for messages and graph nodes.
     pub fn name(self) -> &'static str {
         match self {
             BinaryOp::Add => "add",
@@ -96,15 +116,22 @@ impl BinaryOp {
 /// A comparison of two f32 tensors, giving a bool tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CmpOp {
+    /// `a < b`.
     Lt,
+    /// `a <= b`.
     Le,
+    /// `a > b`.
     Gt,
+    /// `a >= b`.
     Ge,
+    /// `a == b`.
     Eq,
+    /// `a != b`.
     Ne,
 }
 
 impl CmpOp {
+    /// The op's name, for messages.
     pub fn name(self) -> &'static str {
         match self {
             CmpOp::Lt => "lt",
@@ -121,8 +148,11 @@ impl CmpOp {
 /// `outer` blocks of `n` reduced elements, each `inner` apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Axis {
+    /// The product of the sizes before the axis.
     pub outer: usize,
+    /// The axis's size.
     pub n: usize,
+    /// The product of the sizes after the axis.
     pub inner: usize,
 }
 
@@ -130,11 +160,17 @@ pub struct Axis {
 /// `[batch, heads, tq, d]` and `k`, `v` `[batch, heads, tk, d]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionParams {
+    /// Sequences.
     pub batch: usize,
+    /// Heads per sequence.
     pub heads: usize,
+    /// Queries per head.
     pub tq: usize,
+    /// Keys (and values) per head.
     pub tk: usize,
+    /// The head width.
     pub d: usize,
+    /// The factor on the scores, `1 / √d`.
     pub scale: f32,
     /// `Some(past)`: query `i` sees keys `0..=past + i` only.
     pub causal: Option<usize>,
@@ -143,9 +179,13 @@ pub struct AttentionParams {
 /// One Adam/AdamW step's constants, shared by every element.
 #[derive(Clone, Copy, Debug)]
 pub struct AdamStep {
+    /// The learning rate.
     pub lr: f32,
+    /// The first moment's decay.
     pub beta1: f32,
+    /// The second moment's decay.
     pub beta2: f32,
+    /// Added to the second moment's root.
     pub eps: f32,
     /// `lr / (1 - beta1^t)`.
     pub step_size: f32,

@@ -20,11 +20,14 @@ pub const VOCAB_SIZE: usize = 12;
 /// What the target is, given the source digits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DigitTask {
+    /// The target is the source.
     Copy,
+    /// The target is the source backwards.
     Reverse,
 }
 
 impl DigitTask {
+    /// The task's name on the command line: `copy` or `reverse`.
     pub fn name(self) -> &'static str {
         match self {
             DigitTask::Copy => "copy",
@@ -57,6 +60,7 @@ impl FromStr for DigitTask {
 
 /// A batch of `[batch, len]` id tensors.
 pub struct DigitBatch {
+    /// The digits, `[batch, len]`.
     pub source: Tensor,
     /// The decoder's input: the target shifted right behind [`START`].
     pub target_in: Tensor,

@@ -5,7 +5,9 @@
 /// One speech and who delivers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Speech {
+    /// Who speaks, as the play names them.
     pub speaker: String,
+    /// What they say.
     pub text: String,
 }
 

@@ -25,12 +25,17 @@ pub enum Pooling {
 /// The shape of an [`Encoder`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EncoderConfig {
+    /// Token ids run from 0 to `vocab_size - 1`.
     pub vocab_size: usize,
     /// The most positions in a sequence.
     pub max_len: usize,
+    /// Encoder layers.
     pub n_layer: usize,
+    /// The shape of every layer.
     pub layer: LayerConfig,
+    /// How positions enter: learned, sinusoidal or rotary.
     pub positional: Positional,
+    /// How a sequence becomes one vector for the head.
     pub pooling: Pooling,
     /// Classes of the head; 0 for none.
     pub num_classes: usize,
@@ -134,11 +139,15 @@ impl EncoderConfig {
 /// assert_eq!(model.classify(&ids, Some(&padding)).shape(), &[1, 3]);
 /// ```
 pub struct Encoder {
+    /// The shape of the model.
     pub config: EncoderConfig,
+    /// Token (and position) embeddings.
     pub embed: TokenEmbedding,
+    /// The encoder layers, in order.
     pub layers: Vec<EncoderLayer>,
     /// The last norm of a pre-norm stack (post-norm output is normalised already).
     pub final_norm: Option<Norm>,
+    /// The classification head (when `num_classes > 0`).
     pub head: Option<Linear>,
     dropout_rng: SharedRng,
 }

@@ -16,13 +16,19 @@ use crate::{Error, NoGradGuard, Result, Tensor};
 /// The shape of an [`EncoderDecoder`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EncoderDecoderConfig {
+    /// Source token ids run from 0 to `src_vocab_size - 1`.
     pub src_vocab_size: usize,
+    /// Target token ids run from 0 to `tgt_vocab_size - 1`.
     pub tgt_vocab_size: usize,
     /// The most positions in a source or target sequence.
     pub max_len: usize,
+    /// Encoder layers.
     pub n_encoder_layers: usize,
+    /// Decoder layers.
     pub n_decoder_layers: usize,
+    /// The shape of every layer, encoder and decoder.
     pub layer: LayerConfig,
+    /// How positions enter: learned, sinusoidal or rotary.
     pub positional: Positional,
 }
 
@@ -124,6 +130,7 @@ impl EncoderDecoderConfig {
 /// values (its own, growing; the encoder output's, computed once).
 #[derive(Default, Clone)]
 pub struct DecoderCache {
+    /// One cache per decoder layer.
     pub layers: Vec<DecoderLayerCache>,
 }
 
@@ -133,6 +140,7 @@ impl DecoderCache {
         self.layers.first().map_or(0, |l| l.self_attn.len())
     }
 
+    /// True before the first cached step.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -150,14 +158,19 @@ impl DecoderCache {
 /// assert_eq!(out.shape(), &[1, 4]);
 /// ```
 pub struct EncoderDecoder {
+    /// The shape of the model.
     pub config: EncoderDecoderConfig,
+    /// Source token (and position) embeddings.
     pub src_embed: TokenEmbedding,
     /// Also the output projection (weights tied, as in the paper).
     pub tgt_embed: TokenEmbedding,
+    /// The encoder layers, in order.
     pub encoder: Vec<EncoderLayer>,
+    /// The decoder layers, in order.
     pub decoder: Vec<DecoderLayer>,
     /// Final norms of pre-norm stacks.
     pub encoder_norm: Option<Norm>,
+    /// The decoder stack's final norm (pre-norm only).
     pub decoder_norm: Option<Norm>,
     dropout_rng: SharedRng,
 }

@@ -14,13 +14,17 @@ use crate::{DType, Error, GeluApproximation, Result, Tensor};
 /// The shape of a GPT.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GptConfig {
+    /// Token ids run from 0 to `vocab_size - 1`.
     pub vocab_size: usize,
     /// The context length: the most positions the model attends over.
     pub block_size: usize,
+    /// Transformer blocks.
     pub n_layer: usize,
+    /// Attention heads per block; `n_embd` must divide by it.
     pub n_head: usize,
     /// The model width.
     pub n_embd: usize,
+    /// Dropout probability after embeddings, attention and MLPs (0 for none).
     pub dropout: f32,
     /// Biases in Linear and LayerNorm (GPT-2 has them; nanoGPT's benchmark
     /// model does not).
@@ -202,10 +206,15 @@ impl GptConfig {
 /// assert_eq!(model.forward(&ids).shape(), &[1, 3, 10]);
 /// ```
 pub struct Gpt {
+    /// The shape of the model.
     pub config: GptConfig,
+    /// Token embeddings, `[vocab_size, n_embd]`; also the output head (tied).
     pub wte: Embedding,
+    /// Position embeddings, `[block_size, n_embd]`.
     pub wpe: Embedding,
+    /// The blocks, in order.
     pub blocks: Vec<Block>,
+    /// The final LayerNorm.
     pub ln_f: LayerNorm,
     drop: Dropout,
     dropout_rng: SharedRng,

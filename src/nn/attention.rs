@@ -31,6 +31,7 @@ impl LayerKvCache {
         self.keys.as_ref().map_or(0, |k| k.shape()[2])
     }
 
+    /// True before the first cached step.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -54,10 +55,12 @@ impl LayerKvCache {
 /// A KV cache for every layer of a decoder, for incremental decoding.
 #[derive(Default, Clone)]
 pub struct KvCache {
+    /// One cache per layer.
     pub layers: Vec<LayerKvCache>,
 }
 
 impl KvCache {
+    /// An empty cache for `n_layer` layers.
     pub fn new(n_layer: usize) -> KvCache {
         KvCache {
             layers: vec![LayerKvCache::default(); n_layer],
@@ -69,6 +72,7 @@ impl KvCache {
         self.layers.first().map_or(0, LayerKvCache::len)
     }
 
+    /// True before the first cached step.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -144,8 +148,11 @@ pub enum AttentionKernel {
 /// the query, key and value weights, as PyTorch's `in_proj_weight`), scaled
 /// dot-product attention per head, and an output projection.
 pub struct MultiHeadAttention {
+    /// The fused query, key and value projection, `d_model -> 3 d_model`.
     pub qkv: Linear,
+    /// The output projection.
     pub proj: Linear,
+    /// Heads; `d_model` divides by it.
     pub n_head: usize,
     /// Fused by default; the composed path is always taken when weights are
     /// returned or attention dropout is active.

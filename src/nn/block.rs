@@ -7,13 +7,18 @@ use crate::Tensor;
 
 /// `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
 pub struct Block {
+    /// The norm before attention.
     pub ln_1: LayerNorm,
+    /// Causal self-attention.
     pub attn: MultiHeadAttention,
+    /// The norm before the MLP.
     pub ln_2: LayerNorm,
+    /// The MLP.
     pub mlp: FeedForward,
 }
 
 impl Block {
+    /// `x + attn(ln_1(x))`, then `+ mlp(ln_2(·))`, over `[batch, time, n_embd]`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         self.forward_with(x, None, false).0
     }

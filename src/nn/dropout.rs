@@ -15,6 +15,7 @@ use crate::Tensor;
 pub struct SharedRng(Arc<Mutex<ChaCha8Rng>>);
 
 impl SharedRng {
+    /// A stream seeded by `seed`.
     pub fn seed_from_u64(seed: u64) -> SharedRng {
         SharedRng(Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed))))
     }
@@ -40,6 +41,7 @@ impl SharedRng {
 
 /// Zeroes elements with probability `p` in training mode; identity in eval.
 pub struct Dropout {
+    /// The probability of zeroing an element.
     pub p: f32,
     training: bool,
     rng: SharedRng,
@@ -65,6 +67,7 @@ impl Dropout {
         self.training && self.p > 0.0 && !crate::is_eval_mode()
     }
 
+    /// `x` with elements zeroed with probability `p` and the rest scaled by `1 / (1 - p)` (training mode); `x` itself otherwise.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         if !self.is_active() {
             return x.clone();

@@ -7,6 +7,7 @@ use crate::Tensor;
 
 /// Maps integer ids to rows of a `[num, dim]` weight.
 pub struct Embedding {
+    /// The table, `[num, dim]`.
     pub weight: Tensor,
 }
 

@@ -21,13 +21,17 @@ pub enum Activation {
 
 /// `dropout(proj(act(fc(x))))`, widening to `hidden` in between.
 pub struct FeedForward {
+    /// The projection in, `d_model -> hidden` (twice `hidden` for SwiGLU's gate).
     pub fc: Linear,
+    /// The projection out, `hidden -> d_model`.
     pub proj: Linear,
+    /// The nonlinearity between them.
     pub activation: Activation,
     dropout: Dropout,
 }
 
 impl FeedForward {
+    /// Weights from N(0, std²), the output projection's from N(0, proj_std²).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         d_model: usize,
@@ -53,6 +57,7 @@ impl FeedForward {
         }
     }
 
+    /// `proj(act(fc(x)))`, then dropout.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let h = self.fc.forward(x);
         let h = match self.activation {

@@ -8,7 +8,9 @@ use crate::Tensor;
 /// A fully connected layer. The weight is `[out, in]` as in PyTorch, applied
 /// through a transposed view (no copy: gemm reads it through its strides).
 pub struct Linear {
+    /// `[out_features, in_features]`, applied as `x @ weightᵀ`.
     pub weight: Tensor,
+    /// `[out_features]`, when the layer has one.
     pub bias: Option<Tensor>,
 }
 
@@ -27,10 +29,12 @@ impl Linear {
         }
     }
 
+    /// The input width.
     pub fn in_features(&self) -> usize {
         self.weight.shape()[1]
     }
 
+    /// The output width.
     pub fn out_features(&self) -> usize {
         self.weight.shape()[0]
     }

@@ -7,8 +7,11 @@ use crate::Tensor;
 
 /// Normalises the last dimension (`torch.nn.LayerNorm(dim, bias=...)`).
 pub struct LayerNorm {
+    /// The scale, `[dim]`, ones at first.
     pub weight: Tensor,
+    /// The shift, `[dim]`, zeros at first (when the layer has one).
     pub bias: Option<Tensor>,
+    /// Added to the variance, 1e-5.
     pub eps: f32,
 }
 
@@ -22,6 +25,7 @@ impl LayerNorm {
         }
     }
 
+    /// Normalises over the last dimension, then scales and shifts.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         x.layer_norm(Some(&self.weight), self.bias.as_ref(), self.eps)
     }
@@ -40,7 +44,9 @@ impl Module for LayerNorm {
 /// `torch.nn.RMSNorm`: `x / sqrt(mean(x²) + eps) · weight` over the last
 /// dimension; no centring, no bias.
 pub struct RmsNorm {
+    /// The scale, `[dim]`, ones at first.
     pub weight: Tensor,
+    /// Added to the mean square, 1e-6.
     pub eps: f32,
 }
 
@@ -53,6 +59,7 @@ impl RmsNorm {
         }
     }
 
+    /// `x / √(mean(x²) + eps) · weight` over the last dimension.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let dim = self.weight.numel();
         assert_eq!(
@@ -76,14 +83,18 @@ impl Module for RmsNorm {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NormKind {
+    /// Mean and variance, then scale and shift.
     #[default]
     LayerNorm,
+    /// Root mean square only, then scale.
     RmsNorm,
 }
 
 /// A LayerNorm or an RMSNorm, chosen by a config.
 pub enum Norm {
+    /// A LayerNorm.
     Layer(LayerNorm),
+    /// An RMSNorm.
     Rms(RmsNorm),
 }
 
@@ -96,6 +107,7 @@ impl Norm {
         }
     }
 
+    /// The norm over the last dimension.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         match self {
             Norm::Layer(n) => n.forward(x),

@@ -91,6 +91,7 @@ impl Rope {
         Rope::with_base(head_dim, max_len, 10_000.0)
     }
 
+    /// Rotary tables with another frequency base than 10,000.
     pub fn with_base(head_dim: usize, max_len: usize, base: f64) -> Rope {
         assert!(
             head_dim % 2 == 0 && head_dim > 0,

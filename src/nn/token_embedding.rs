@@ -9,6 +9,7 @@ use crate::Tensor;
 /// Token embeddings with learned or sinusoidal positions added, or rotary
 /// positions handed to the attention layers ([`rope`](Self::rope)).
 pub struct TokenEmbedding {
+    /// The token table.
     pub tokens: Embedding,
     /// The learned position table, for [`Positional::Learned`].
     pub positions: Option<Embedding>,

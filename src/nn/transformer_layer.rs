@@ -26,13 +26,19 @@ pub enum NormPlacement {
 /// The shape of one encoder or decoder layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerConfig {
+    /// The model width.
     pub d_model: usize,
+    /// Attention heads; `d_model` must divide by it.
     pub n_head: usize,
     /// The feed-forward network's hidden width.
     pub d_ff: usize,
+    /// Dropout probability in every sub-layer (0 for none).
     pub dropout: f32,
+    /// The feed-forward network's nonlinearity.
     pub activation: Activation,
+    /// LayerNorm or RMSNorm.
     pub norm: NormKind,
+    /// Pre-norm or post-norm.
     pub placement: NormPlacement,
     /// Biases in the linear layers and LayerNorms.
     pub bias: bool,
@@ -150,10 +156,15 @@ fn residual(
 
 /// Bidirectional self-attention, then a feed-forward network.
 pub struct EncoderLayer {
+    /// Bidirectional self-attention.
     pub self_attn: MultiHeadAttention,
+    /// The norm around self-attention.
     pub norm_1: Norm,
+    /// The feed-forward network.
     pub ff: FeedForward,
+    /// The norm around the feed-forward network.
     pub norm_2: Norm,
+    /// Where the norms sit.
     pub placement: NormPlacement,
 }
 
@@ -207,19 +218,28 @@ impl Module for EncoderLayer {
 /// values so far, and the keys and values of the encoder output.
 #[derive(Default, Clone)]
 pub struct DecoderLayerCache {
+    /// The self-attention's keys and values so far.
     pub self_attn: LayerKvCache,
+    /// The cross-attention's keys and values of the memory, computed once.
     pub cross_attn: LayerKvCache,
 }
 
 /// Masked self-attention, cross-attention over the encoder output, then a
 /// feed-forward network.
 pub struct DecoderLayer {
+    /// Causal self-attention.
     pub self_attn: MultiHeadAttention,
+    /// The norm around self-attention.
     pub norm_1: Norm,
+    /// Attention over the encoder's output.
     pub cross_attn: MultiHeadAttention,
+    /// The norm around cross-attention.
     pub norm_2: Norm,
+    /// The feed-forward network.
     pub ff: FeedForward,
+    /// The norm around the feed-forward network.
     pub norm_3: Norm,
+    /// Where the norms sit.
     pub placement: NormPlacement,
 }
 

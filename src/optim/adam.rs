@@ -7,9 +7,13 @@ use crate::backend::AdamStep;
 /// Hyper-parameters of Adam and AdamW.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamConfig {
+    /// The learning rate (schedules change it with `set_lr`).
     pub lr: f32,
+    /// The first moment's decay.
     pub beta1: f32,
+    /// The second moment's decay.
     pub beta2: f32,
+    /// Added to the second moment's root.
     pub eps: f32,
     /// `true`: AdamW's decoupled decay `p -= lr·wd·p`; `false`: Adam's L2
     /// term `g += wd·p`. The amount is each group's `weight_decay`.
@@ -40,6 +44,7 @@ impl AdamConfig {
 /// Adam / AdamW. State per parameter: the step count and both moments.
 pub struct Adam {
     groups: Vec<ParamGroup>,
+    /// The update's constants.
     pub config: AdamConfig,
     step: u64,
     /// First and second moments, per group, per parameter: tensors of the
@@ -48,6 +53,7 @@ pub struct Adam {
 }
 
 impl Adam {
+    /// An optimizer over `groups`, its moments zeros on each parameter's device.
     pub fn new(groups: Vec<ParamGroup>, config: AdamConfig) -> Adam {
         let moments = groups
             .iter()

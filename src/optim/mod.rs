@@ -18,7 +18,9 @@ use crate::Tensor;
 /// Parameters that share optimizer settings (here: weight decay).
 #[derive(Clone)]
 pub struct ParamGroup {
+    /// The parameters, with their names (checkpoints key the state by them).
     pub params: Vec<(String, Tensor)>,
+    /// The weight decay of this group.
     pub weight_decay: f32,
 }
 

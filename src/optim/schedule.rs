@@ -5,19 +5,27 @@ use std::f32::consts::PI;
 /// A learning rate as a function of the step (counting from 0).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LrSchedule {
+    /// The same rate at every step.
     Constant(f32),
     /// nanoGPT's: linear warmup to `max_lr` over `warmup` steps, cosine decay
     /// to `min_lr` at `decay_steps`, then `min_lr`.
     WarmupCosine {
+        /// The rate after warmup.
         max_lr: f32,
+        /// The rate from `decay_steps` on.
         min_lr: f32,
+        /// Steps of linear warmup from 0.
         warmup: usize,
+        /// The step the cosine decay reaches `min_lr` at.
         decay_steps: usize,
     },
     /// "Attention is all you need": `factor · d_model^-0.5 · min(s^-0.5, s · warmup^-1.5)` with `s = step + 1`.
     Noam {
+        /// The model width in `d_model^-0.5`.
         d_model: usize,
+        /// Steps of linear warmup.
         warmup: usize,
+        /// The factor in front.
         factor: f32,
     },
 }

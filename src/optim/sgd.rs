@@ -14,6 +14,7 @@ pub struct Sgd {
 }
 
 impl Sgd {
+    /// Stochastic gradient descent over `groups` at rate `lr`, with `momentum` (0 for none) and each group's weight decay.
     pub fn new(groups: Vec<ParamGroup>, lr: f32, momentum: f32) -> Sgd {
         let buffers = groups.iter().map(|g| vec![None; g.params.len()]).collect();
         Sgd {

@@ -101,10 +101,12 @@ impl Tensor {
         Tensor::from_ids(ids, shape).to_device(device)
     }
 
+    /// Zeros of `shape` (f32, on the CPU).
     pub fn zeros(shape: &[usize]) -> Tensor {
         Tensor::full(shape, 0.0)
     }
 
+    /// Ones of `shape` (f32, on the CPU).
     pub fn ones(shape: &[usize]) -> Tensor {
         Tensor::full(shape, 1.0)
     }

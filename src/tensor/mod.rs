@@ -152,6 +152,7 @@ impl Tensor {
         self.0.id
     }
 
+    /// The size of each dimension.
     pub fn shape(&self) -> &[usize] {
         self.0.layout.shape()
     }
@@ -166,14 +167,17 @@ impl Tensor {
         self.0.layout.numel()
     }
 
+    /// Shape, strides and offset into the storage.
     pub fn layout(&self) -> &Layout {
         &self.0.layout
     }
 
+    /// The element type.
     pub fn dtype(&self) -> DType {
         self.0.dtype
     }
 
+    /// Where the elements live.
     pub fn device(&self) -> Device {
         self.0
             .storage

@@ -14,7 +14,9 @@ use crate::{DType, Device};
 /// A tensor's memory on its device.
 #[derive(Clone, Debug)]
 pub enum Storage {
+    /// In main memory.
     Cpu(CpuStorage),
+    /// On a CUDA device.
     Cuda(CudaStorage),
 }
 
@@ -105,10 +107,12 @@ impl Storage {
         on_device!("elements"; self => s; |D| s.elements())
     }
 
+    /// The element type.
     pub fn dtype(&self) -> DType {
         on_device!("dtype"; self => s; |D| s.dtype())
     }
 
+    /// Where the elements live.
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,

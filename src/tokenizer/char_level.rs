@@ -38,6 +38,7 @@ impl CharTokenizer {
         CharTokenizer { chars, index }
     }
 
+    /// How many distinct characters (ids run from 0 to this minus 1).
     pub fn vocab_size(&self) -> usize {
         self.chars.len()
     }

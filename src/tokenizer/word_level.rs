@@ -21,7 +21,9 @@ pub struct WordTokenizer {
 }
 
 impl WordTokenizer {
+    /// The id of padding.
     pub const PAD: i64 = 0;
+    /// The id of any word outside the vocabulary.
     pub const UNK: i64 = 1;
 
     /// The words of `text`: maximal runs of letters and apostrophes, lower-cased.

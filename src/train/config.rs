@@ -9,19 +9,27 @@ use crate::{Error, Result};
 /// The optimisation recipe.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
+    /// Sequences per micro-batch.
     pub batch_size: usize,
     /// Micro-batches per step; their gradients are averaged.
     pub grad_accum: usize,
+    /// The learning rate after warmup.
     pub max_lr: f32,
+    /// The learning rate the cosine decay ends at.
     pub min_lr: f32,
+    /// Steps of linear warmup.
     pub warmup: usize,
     /// Steps over which the learning rate decays to `min_lr` (usually the run's length).
     pub decay_steps: usize,
+    /// AdamW's decoupled weight decay on matrices.
     pub weight_decay: f32,
+    /// AdamW's first moment decay.
     pub beta1: f32,
+    /// AdamW's second moment decay.
     pub beta2: f32,
     /// Global gradient-norm limit; 0 disables clipping.
     pub grad_clip: f32,
+    /// Seeds the model's initialisation and every random stream of the run.
     pub seed: u64,
 }
 
@@ -91,6 +99,7 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// The warmup-cosine learning-rate schedule these numbers describe.
     pub fn schedule(&self) -> LrSchedule {
         LrSchedule::WarmupCosine {
             max_lr: self.max_lr,

@@ -17,6 +17,7 @@ pub trait Batch: Sync {
     /// Examples `start..start + len` (views, no copies).
     fn slice(&self, start: usize, len: usize) -> Self;
 
+    /// True for a batch without examples.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }

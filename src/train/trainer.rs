@@ -17,7 +17,9 @@ use crate::{Error, Result};
 /// What one step did, for logging.
 #[derive(Clone, Copy, Debug)]
 pub struct StepStats {
+    /// The step's mean loss over its micro-batches.
     pub loss: f32,
+    /// The learning rate it used.
     pub lr: f32,
     /// The gradients' joint norm before clipping.
     pub grad_norm: f32,
@@ -45,8 +47,11 @@ pub struct StepStats {
 /// # Ok::<(), zeroformer::Error>(())
 /// ```
 pub struct Trainer<M: Trainable = Gpt> {
+    /// The model.
     pub model: M,
+    /// AdamW over the model's parameters.
     pub optimizer: Adam,
+    /// The recipe.
     pub config: TrainConfig,
     /// Steps taken.
     pub step: usize,

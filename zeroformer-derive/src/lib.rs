@@ -14,6 +14,8 @@
 //! `set_training` is forwarded to every visited field, so dropout inside
 //! follows the model's mode.
 
+#![warn(missing_docs)]
+
 use proc_macro::TokenStream;
 use quote::quote;
 use syn::{Data, DeriveInput, Fields, parse_macro_input};

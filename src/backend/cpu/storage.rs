@@ -13,8 +13,11 @@ use crate::layout::Layout;
 /// Elements in main memory.
 #[derive(Clone, Debug)]
 pub enum CpuStorage {
+    /// 32-bit floats: values, weights, gradients.
     F32(Vec<f32>),
+    /// 64-bit integers: token ids, class targets, indices.
     I64(Vec<i64>),
+    /// Booleans: masks.
     Bool(Vec<bool>),
 }
 
