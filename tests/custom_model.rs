@@ -198,3 +198,41 @@ fn a_custom_model_trains_saves_and_loads() {
     let (resumed, _) = Trainer::<Mlp>::resume(&ckpt).unwrap();
     assert_eq!(resumed.step, 60);
 }
+
+#[test]
+fn layer_configs_build_what_the_constructors_build() {
+    use zeroformer::nn::{
+        FeedForwardConfig, LayerNormConfig, LinearConfig, Module, MultiHeadAttentionConfig,
+    };
+    let device = Device::Cpu;
+    let config = LinearConfig::new(3, 2).bias(false).std(0.5);
+    let built = config.init(&device, &mut StdRng::seed_from_u64(4)).unwrap();
+    let by_hand = Linear::new(3, 2, false, 0.5, &mut StdRng::seed_from_u64(4));
+    assert_eq!(built.weight.to_vec(), by_hand.weight.to_vec());
+    assert!(built.bias.is_none());
+    let norm = LayerNormConfig::new(6).bias(false).init(&device).unwrap();
+    assert_eq!(norm.named_parameters().len(), 1);
+    let ff = FeedForwardConfig::new(4, 8)
+        .init(&device, &mut StdRng::seed_from_u64(0))
+        .unwrap();
+    assert_eq!(ff.num_parameters(), 4 * 8 + 8 + 8 * 4 + 4);
+    // Bad numbers are errors, not panics.
+    let mut rng = StdRng::seed_from_u64(0);
+    assert!(
+        MultiHeadAttentionConfig::new(32, 5)
+            .init(&device, &mut rng)
+            .is_err()
+    );
+    assert!(
+        MultiHeadAttentionConfig::new(32, 4)
+            .dropout(1.0)
+            .init(&device, &mut rng)
+            .is_err()
+    );
+    assert!(
+        FeedForwardConfig::new(4, 8)
+            .dropout(-0.1)
+            .init(&device, &mut rng)
+            .is_err()
+    );
+}

@@ -7,6 +7,7 @@
 
 mod attention;
 mod block;
+mod config;
 mod dropout;
 mod embedding;
 mod feed_forward;
@@ -21,6 +22,9 @@ pub use attention::{
     AttentionKernel, AttentionMask, KvCache, LayerKvCache, MultiHeadAttention, padding_mask,
 };
 pub use block::Block;
+pub use config::{
+    EmbeddingConfig, FeedForwardConfig, LayerNormConfig, LinearConfig, MultiHeadAttentionConfig,
+};
 pub use dropout::{Dropout, SharedRng};
 pub use embedding::Embedding;
 pub use feed_forward::{Activation, FeedForward};

@@ -32,12 +32,38 @@ impl AdamConfig {
         }
     }
 
+    /// The same with learning rate `lr`.
+    pub fn lr(self, lr: f32) -> AdamConfig {
+        AdamConfig { lr, ..self }
+    }
+
+    /// The same with moment decays `beta1` and `beta2`.
+    pub fn betas(self, beta1: f32, beta2: f32) -> AdamConfig {
+        AdamConfig {
+            beta1,
+            beta2,
+            ..self
+        }
+    }
+
+    /// The same with `eps`.
+    pub fn eps(self, eps: f32) -> AdamConfig {
+        AdamConfig { eps, ..self }
+    }
+
     /// Adam (L2 weight decay) with PyTorch's defaults except `lr`.
     pub fn adam(lr: f32) -> AdamConfig {
         AdamConfig {
             decoupled_weight_decay: false,
             ..AdamConfig::adamw(lr)
         }
+    }
+}
+
+/// AdamW with PyTorch's defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8.
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig::adamw(1e-3)
     }
 }
 
@@ -53,6 +79,32 @@ pub struct Adam {
 }
 
 impl Adam {
+    /// An optimizer over every parameter of `module`: matrices decayed by
+    /// `weight_decay`, biases, norms and embeddings not
+    /// ([`decay_groups`](super::decay_groups), nanoGPT's split). For groups
+    /// of your own, [`new`](Self::new).
+    ///
+    /// ```
+    /// use zeroformer::nn::{LinearConfig, Module};
+    /// use zeroformer::optim::{Adam, AdamConfig, Optimizer};
+    /// use zeroformer::prelude::*;
+    /// let layer = LinearConfig::new(4, 2).init(&Device::Cpu, &mut StdRng::seed_from_u64(0))?;
+    /// let mut opt = Adam::for_module(&layer, AdamConfig::default().lr(3e-4), 0.1);
+    /// layer.forward(&Tensor::ones(&[1, 4])).sum().backward();
+    /// opt.step();
+    /// # Ok::<(), zeroformer::Error>(())
+    /// ```
+    pub fn for_module(
+        module: &impl crate::nn::Module,
+        config: AdamConfig,
+        weight_decay: f32,
+    ) -> Adam {
+        Adam::new(
+            super::decay_groups(module.named_parameters(), weight_decay),
+            config,
+        )
+    }
+
     /// An optimizer over `groups`, its moments zeros on each parameter's device.
     pub fn new(groups: Vec<ParamGroup>, config: AdamConfig) -> Adam {
         let moments = groups
