@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::Dtype;
 
 use crate::nn::{Module, SharedRng};
-use crate::optim::Adam;
+use crate::optim::OptimizerState;
 use crate::{Error, Result, Tensor};
 
 /// Metadata key naming the format, checked on load.
@@ -161,8 +161,9 @@ impl Checkpoint {
         }
     }
 
-    /// Adds an Adam/AdamW optimizer's moments (`<prefix><param>.exp_avg`, ...) and step.
-    pub fn add_optimizer(&mut self, prefix: &str, opt: &Adam) {
+    /// Adds an optimizer's state (Adam's moments, `<prefix><param>.exp_avg`
+    /// and `.exp_avg_sq`; SGD's momentum buffers) and its step.
+    pub fn add_optimizer(&mut self, prefix: &str, opt: &impl OptimizerState) {
         let (step, state) = opt.state();
         for (name, t) in state {
             self.add_tensor(format!("{prefix}{name}"), &[t.numel()], t.to_vec());
@@ -171,13 +172,13 @@ impl Checkpoint {
     }
 
     /// Restores what [`add_optimizer`](Self::add_optimizer) saved; every problem in one error.
-    pub fn load_optimizer(&self, prefix: &str, opt: &mut Adam) -> Result<()> {
+    pub fn load_optimizer(&self, prefix: &str, opt: &mut impl OptimizerState) -> Result<()> {
         let step: u64 = self
             .require_meta(&format!("{prefix}step"))?
             .parse()
             .map_err(|e| self.error(format!("{prefix}step: {e}")))?;
         let problems: Vec<String> = opt
-            .load_state(step, |name| {
+            .load_state(step, &mut |name| {
                 self.tensor(&format!("{prefix}{name}"))
                     .map(|(_, d)| d.to_vec())
             })

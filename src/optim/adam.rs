@@ -180,6 +180,22 @@ impl Adam {
     }
 }
 
+/// Both moments of every parameter, `<param>.exp_avg` and
+/// `<param>.exp_avg_sq` (PyTorch's names), and the step.
+impl super::OptimizerState for Adam {
+    fn state(&self) -> (u64, Vec<(String, Tensor)>) {
+        Adam::state(self)
+    }
+
+    fn load_state(
+        &mut self,
+        step: u64,
+        get: &mut dyn FnMut(&str) -> Option<Vec<f32>>,
+    ) -> Vec<String> {
+        Adam::load_state(self, step, get)
+    }
+}
+
 impl Optimizer for Adam {
     /// One update of every parameter that has a gradient.
     fn step(&mut self) {

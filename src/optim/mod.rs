@@ -45,6 +45,24 @@ pub fn decay_groups(named: Vec<(String, Tensor)>, weight_decay: f32) -> Vec<Para
     ]
 }
 
+/// An optimizer whose state a checkpoint can hold
+/// ([`Checkpoint::add_optimizer`](crate::checkpoint::Checkpoint::add_optimizer)):
+/// a step count and named tensors.
+pub trait OptimizerState {
+    /// The step count and the state as named tensors, keyed by the
+    /// parameters' names.
+    fn state(&self) -> (u64, Vec<(String, Tensor)>);
+
+    /// Restores what [`state`](Self::state) returned; `get` gives the
+    /// values saved under a name, row-major. Returns the names missing or
+    /// mis-sized (and changes nothing for those).
+    fn load_state(
+        &mut self,
+        step: u64,
+        get: &mut dyn FnMut(&str) -> Option<Vec<f32>>,
+    ) -> Vec<String>;
+}
+
 /// What every optimizer does.
 pub trait Optimizer {
     /// Updates every parameter from its gradient (parameters without one are skipped).

@@ -26,6 +26,47 @@ impl Sgd {
     }
 }
 
+/// The momentum buffers that exist (`<param>.momentum_buffer`, PyTorch's
+/// name; none before the first step or without momentum). No step count.
+impl super::OptimizerState for Sgd {
+    fn state(&self) -> (u64, Vec<(String, Tensor)>) {
+        let mut out = Vec::new();
+        for (group, buffers) in self.groups.iter().zip(&self.buffers) {
+            for ((name, _), buf) in group.params.iter().zip(buffers) {
+                if let Some(b) = buf {
+                    out.push((format!("{name}.momentum_buffer"), b.clone()));
+                }
+            }
+        }
+        (0, out)
+    }
+
+    fn load_state(
+        &mut self,
+        _step: u64,
+        get: &mut dyn FnMut(&str) -> Option<Vec<f32>>,
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (group, buffers) in self.groups.iter().zip(&mut self.buffers) {
+            for ((name, p), buf) in group.params.iter().zip(buffers.iter_mut()) {
+                let key = format!("{name}.momentum_buffer");
+                match get(&key) {
+                    Some(data) if data.len() == p.numel() => {
+                        *buf = Some(p.new_tensor(data, p.shape()))
+                    }
+                    Some(data) => problems.push(format!(
+                        "{key}: {} values, expected {}",
+                        data.len(),
+                        p.numel()
+                    )),
+                    None => *buf = None,
+                }
+            }
+        }
+        problems
+    }
+}
+
 impl Optimizer for Sgd {
     fn step(&mut self) {
         no_grad(|| {
