@@ -236,3 +236,37 @@ fn layer_configs_build_what_the_constructors_build() {
             .is_err()
     );
 }
+
+/// The child side of the next test: set when this test binary runs again
+/// to load a model in a process that never saw it built.
+const LOAD_IN_CHILD: &str = "ZEROFORMER_TEST_LOAD_IN_CHILD";
+
+#[test]
+fn a_saved_model_loads_in_a_fresh_process() {
+    let x = Tensor::from_vec(vec![0.5, -0.25, 1.0, 2.0], &[1, 4]);
+    if let Ok(path) = std::env::var(LOAD_IN_CHILD) {
+        let model = Mlp::load(&path).unwrap();
+        println!("OUTPUT {:?}", model.forward(&x).to_vec());
+        return;
+    }
+    let model = Mlp::new(config(), 11);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fresh.safetensors");
+    model.save(&path).unwrap();
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_saved_model_loads_in_a_fresh_process",
+            "--nocapture",
+        ])
+        .env(LOAD_IN_CHILD, &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    assert!(child.status.success(), "the child failed: {stdout}");
+    let expected = format!("OUTPUT {:?}", model.forward(&x).to_vec());
+    assert!(
+        stdout.lines().any(|l| l == expected),
+        "expected {expected} in the child's output:\n{stdout}"
+    );
+}
