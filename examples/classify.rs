@@ -191,9 +191,13 @@ fn run(args: Args) -> Result<()> {
     );
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} ({percent}%) {msg} elapsed {elapsed} ETA {eta}",
+        )
+        .expect("valid template"),
     );
+    // Without a terminal the bar is hidden: a plain line every 10 s instead.
+    let mut last_plain = Instant::now();
     let started = Instant::now();
     let mut step = 0;
     for epoch in 0..args.epochs {
@@ -213,6 +217,16 @@ fn run(args: Args) -> Result<()> {
             optimizer.step();
             step += 1;
             bar.inc(1);
+            if bar.is_hidden() && (last_plain.elapsed().as_secs() >= 10 || step == total) {
+                last_plain = Instant::now();
+                println!(
+                    "step {step}/{total} ({:.0}%): epoch {}, loss {:.4}, elapsed {:.0} s",
+                    100.0 * step as f64 / total as f64,
+                    epoch + 1,
+                    loss.item(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
         }
         bar.set_message(format!(
             "epoch {} train loss {:.3} acc {:.3}",

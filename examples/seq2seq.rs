@@ -144,9 +144,13 @@ fn run(args: Args) -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed.wrapping_add(1));
     let bar = ProgressBar::new(args.steps as u64);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} ({percent}%) {msg} elapsed {elapsed} ETA {eta}",
+        )
+        .expect("valid template"),
     );
+    // Without a terminal the bar is hidden: a plain line every 10 s instead.
+    let mut last_plain = Instant::now();
     let started = Instant::now();
     model.set_training(true);
     let cooldown_steps = (args.cooldown.clamp(0.0, 1.0) * args.steps as f32).max(1.0);
@@ -166,6 +170,17 @@ fn run(args: Args) -> Result<()> {
         bar.inc(1);
         if step % 10 == 0 {
             bar.set_message(format!("loss {:.4} lr {lr:.2e}", loss.item()));
+        }
+        if bar.is_hidden() && (last_plain.elapsed().as_secs() >= 10 || step + 1 == args.steps) {
+            last_plain = Instant::now();
+            println!(
+                "step {}/{} ({:.0}%): loss {:.4}, elapsed {:.0} s",
+                step + 1,
+                args.steps,
+                100.0 * (step + 1) as f64 / args.steps as f64,
+                loss.item(),
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     bar.finish_and_clear();
