@@ -1,11 +1,10 @@
 //! The pre-norm decoder block of GPT-2.
 
-use super::{
-    AttentionMask, FeedForward, LayerKvCache, LayerNorm, Module, MultiHeadAttention, join,
-};
+use super::{AttentionMask, FeedForward, LayerKvCache, LayerNorm, Module, MultiHeadAttention};
 use crate::Tensor;
 
 /// `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
+#[derive(Module)]
 pub struct Block {
     /// The norm before attention.
     pub ln_1: LayerNorm,
@@ -41,19 +40,5 @@ impl Block {
         let x = x.add(&a);
         let x = x.add(&self.mlp.forward(&self.ln_2.forward(&x)));
         (x, weights)
-    }
-}
-
-impl Module for Block {
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.ln_1.visit_parameters(&join(prefix, "ln_1."), f);
-        self.attn.visit_parameters(&join(prefix, "attn."), f);
-        self.ln_2.visit_parameters(&join(prefix, "ln_2."), f);
-        self.mlp.visit_parameters(&join(prefix, "mlp."), f);
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.attn.set_training(training);
-        self.mlp.set_training(training);
     }
 }

@@ -2,10 +2,11 @@
 
 use rand::Rng;
 
-use super::{Module, join, normal_parameter};
+use super::{Module, normal_parameter};
 use crate::Tensor;
 
 /// Maps integer ids to rows of a `[num, dim]` weight.
+#[derive(Module)]
 pub struct Embedding {
     /// The table, `[num, dim]`.
     pub weight: Tensor,
@@ -22,11 +23,5 @@ impl Embedding {
     /// `ids` (i64, any shape) to vectors of shape `[ids..., dim]`.
     pub fn forward(&self, ids: &Tensor) -> Tensor {
         Tensor::embedding(ids, &self.weight)
-    }
-}
-
-impl Module for Embedding {
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        f(&join(prefix, "weight"), &self.weight);
     }
 }

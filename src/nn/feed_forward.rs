@@ -3,7 +3,7 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Dropout, Linear, Module, SharedRng, join};
+use super::{Dropout, Linear, Module, SharedRng};
 use crate::{GeluApproximation, Tensor};
 
 /// The non-linearity between the two projections.
@@ -20,12 +20,14 @@ pub enum Activation {
 }
 
 /// `dropout(proj(act(fc(x))))`, widening to `hidden` in between.
+#[derive(Module)]
 pub struct FeedForward {
     /// The projection in, `d_model -> hidden` (twice `hidden` for SwiGLU's gate).
     pub fc: Linear,
     /// The projection out, `hidden -> d_model`.
     pub proj: Linear,
     /// The nonlinearity between them.
+    #[module(skip)]
     pub activation: Activation,
     dropout: Dropout,
 }
@@ -71,16 +73,5 @@ impl FeedForward {
             }
         };
         self.dropout.forward(&self.proj.forward(&h))
-    }
-}
-
-impl Module for FeedForward {
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.fc.visit_parameters(&join(prefix, "fc."), f);
-        self.proj.visit_parameters(&join(prefix, "proj."), f);
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.dropout.set_training(training);
     }
 }

@@ -2,11 +2,12 @@
 
 use rand::Rng;
 
-use super::{Module, join, normal_parameter};
+use super::{Module, normal_parameter};
 use crate::Tensor;
 
 /// A fully connected layer. The weight is `[out, in]` as in PyTorch, applied
 /// through a transposed view (no copy: gemm reads it through its strides).
+#[derive(Module)]
 pub struct Linear {
     /// `[out_features, in_features]`, applied as `x @ weightᵀ`.
     pub weight: Tensor,
@@ -74,14 +75,5 @@ impl Linear {
         let mut shape = lead.to_vec();
         shape.push(len);
         y.reshape(&shape)
-    }
-}
-
-impl Module for Linear {
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        f(&join(prefix, "weight"), &self.weight);
-        if let Some(b) = &self.bias {
-            f(&join(prefix, "bias"), b);
-        }
     }
 }
