@@ -161,16 +161,10 @@ impl Adam {
             for ((name, p), (m, v)) in group.params.iter().zip(moments.iter_mut()) {
                 for (suffix, slot) in [("exp_avg", m), ("exp_avg_sq", v)] {
                     let key = format!("{name}.{suffix}");
-                    match get(&key) {
-                        Some(data) if data.len() == p.numel() => {
-                            *slot = p.new_tensor(data, p.shape())
-                        }
-                        Some(data) => problems.push(format!(
-                            "{key}: {} values, expected {}",
-                            data.len(),
-                            p.numel()
-                        )),
-                        None => problems.push(format!("{key}: missing")),
+                    match super::restore(p, &key, &mut get) {
+                        Ok(Some(saved)) => *slot = saved,
+                        Ok(None) => problems.push(format!("{key}: missing")),
+                        Err(problem) => problems.push(problem),
                     }
                 }
             }

@@ -63,6 +63,25 @@ pub trait OptimizerState {
     ) -> Vec<String>;
 }
 
+/// The state saved under `key` for parameter `p`, as a tensor of its shape
+/// on its device: `Ok(None)` when nothing is saved there, `Err` naming the
+/// key when the values do not fill the shape.
+fn restore(
+    p: &Tensor,
+    key: &str,
+    get: &mut dyn FnMut(&str) -> Option<Vec<f32>>,
+) -> Result<Option<Tensor>, String> {
+    match get(key) {
+        Some(data) if data.len() == p.numel() => Ok(Some(p.new_tensor(data, p.shape()))),
+        Some(data) => Err(format!(
+            "{key}: {} values, expected {}",
+            data.len(),
+            p.numel()
+        )),
+        None => Ok(None),
+    }
+}
+
 /// What every optimizer does.
 pub trait Optimizer {
     /// Updates every parameter from its gradient (parameters without one are skipped).

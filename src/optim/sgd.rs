@@ -49,17 +49,9 @@ impl super::OptimizerState for Sgd {
         let mut problems = Vec::new();
         for (group, buffers) in self.groups.iter().zip(&mut self.buffers) {
             for ((name, p), buf) in group.params.iter().zip(buffers.iter_mut()) {
-                let key = format!("{name}.momentum_buffer");
-                match get(&key) {
-                    Some(data) if data.len() == p.numel() => {
-                        *buf = Some(p.new_tensor(data, p.shape()))
-                    }
-                    Some(data) => problems.push(format!(
-                        "{key}: {} values, expected {}",
-                        data.len(),
-                        p.numel()
-                    )),
-                    None => *buf = None,
+                match super::restore(p, &format!("{name}.momentum_buffer"), get) {
+                    Ok(saved) => *buf = saved,
+                    Err(problem) => problems.push(problem),
                 }
             }
         }
