@@ -5,6 +5,7 @@
 //! threads that run the work (`Modes`).
 
 use std::cell::Cell;
+use std::thread::LocalKey;
 
 thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
@@ -28,7 +29,7 @@ pub fn is_grad_enabled() -> bool {
 /// assert!(!y.is_tracked());
 /// ```
 pub struct NoGradGuard {
-    _mode: GradModeGuard,
+    _mode: FlagGuard,
 }
 
 impl NoGradGuard {
@@ -36,27 +37,30 @@ impl NoGradGuard {
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         NoGradGuard {
-            _mode: GradModeGuard::set(false),
+            _mode: FlagGuard::set(&GRAD_ENABLED, false),
         }
     }
 }
 
-/// Sets this thread's grad mode until dropped, then restores the previous one.
-pub(crate) struct GradModeGuard {
+/// Sets one of this thread's mode flags until dropped, then restores the
+/// previous value.
+pub(crate) struct FlagGuard {
+    flag: &'static LocalKey<Cell<bool>>,
     previous: bool,
 }
 
-impl GradModeGuard {
-    pub(crate) fn set(enabled: bool) -> Self {
-        GradModeGuard {
-            previous: GRAD_ENABLED.with(|g| g.replace(enabled)),
+impl FlagGuard {
+    fn set(flag: &'static LocalKey<Cell<bool>>, value: bool) -> Self {
+        FlagGuard {
+            flag,
+            previous: flag.with(|f| f.replace(value)),
         }
     }
 }
 
-impl Drop for GradModeGuard {
+impl Drop for FlagGuard {
     fn drop(&mut self) {
-        GRAD_ENABLED.with(|g| g.set(self.previous));
+        self.flag.with(|f| f.set(self.previous));
     }
 }
 
@@ -82,7 +86,7 @@ pub fn is_eval_mode() -> bool {
 /// Turns eval mode on for this thread until dropped, then restores the
 /// previous mode. The modules' own training flags are left as they are.
 pub struct EvalModeGuard {
-    previous: bool,
+    _mode: FlagGuard,
 }
 
 impl EvalModeGuard {
@@ -90,14 +94,8 @@ impl EvalModeGuard {
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         EvalModeGuard {
-            previous: EVAL_MODE.with(|e| e.replace(true)),
+            _mode: FlagGuard::set(&EVAL_MODE, true),
         }
-    }
-}
-
-impl Drop for EvalModeGuard {
-    fn drop(&mut self) {
-        EVAL_MODE.with(|e| e.set(self.previous));
     }
 }
 
@@ -136,22 +134,10 @@ impl Modes {
     }
 
     /// Sets these modes on this thread until the guard drops.
-    pub(crate) fn set(self) -> ModesGuard {
-        ModesGuard {
-            _grad: GradModeGuard::set(self.grad_enabled),
-            eval: EVAL_MODE.with(|e| e.replace(self.eval)),
-        }
-    }
-}
-
-/// Restores a thread's modes when dropped.
-pub(crate) struct ModesGuard {
-    _grad: GradModeGuard,
-    eval: bool,
-}
-
-impl Drop for ModesGuard {
-    fn drop(&mut self) {
-        EVAL_MODE.with(|e| e.set(self.eval));
+    pub(crate) fn set(self) -> [FlagGuard; 2] {
+        [
+            FlagGuard::set(&GRAD_ENABLED, self.grad_enabled),
+            FlagGuard::set(&EVAL_MODE, self.eval),
+        ]
     }
 }
