@@ -270,3 +270,39 @@ fn a_saved_model_loads_in_a_fresh_process() {
         "expected {expected} in the child's output:\n{stdout}"
     );
 }
+
+#[test]
+fn mean_loss_over_a_split_of_uneven_batches_is_the_mean_over_its_examples() {
+    use zeroformer::train::mean_loss;
+    // Dropout on: the split is evaluated without it, and the model is left
+    // training.
+    let model = Mlp::new(
+        MlpConfig {
+            dropout: 0.5,
+            ..config()
+        },
+        4,
+    );
+    let mut rng = StdRng::seed_from_u64(5);
+    let x = Tensor::uniform(&[7, 4], -1.0, 1.0, &mut rng);
+    let y = Tensor::uniform(&[7, 4], -1.0, 1.0, &mut rng);
+    let split: Vec<_> = [(0, 4), (4, 1), (5, 2)]
+        .iter()
+        .map(|&(start, len)| (x.narrow(0, start, len), y.narrow(0, start, len)))
+        .collect();
+    let whole = eval_mode(|| model.loss(&(x.clone(), y.clone())).item());
+    let split_mean = mean_loss(&model, &split);
+    assert!(
+        (split_mean - whole).abs() <= 1e-6 * whole.abs().max(1.0),
+        "{split_mean} vs {whole}"
+    );
+    // An unweighted mean of the three batch means differs: the weights matter.
+    let unweighted: f32 =
+        eval_mode(|| split.iter().map(|b| model.loss(b).item()).sum::<f32>()) / 3.0;
+    assert!((unweighted - whole).abs() > 1e-4, "{unweighted} vs {whole}");
+    let probe = Tensor::ones(&[3, 4]);
+    assert_ne!(
+        model.forward(&probe).to_vec(),
+        model.forward(&probe).to_vec()
+    );
+}

@@ -138,8 +138,10 @@ impl EncoderConfig {
 /// let padding = zeroformer::nn::padding_mask(&ids, 0);
 /// assert_eq!(model.classify(&ids, Some(&padding)).shape(), &[1, 3]);
 /// ```
+#[derive(Module)]
 pub struct Encoder {
     /// The shape of the model.
+    #[module(skip)]
     pub config: EncoderConfig,
     /// Token (and position) embeddings.
     pub embed: TokenEmbedding,
@@ -254,30 +256,4 @@ pub(crate) fn check_ids(model: &str, ids: &Tensor) {
         ids.dtype(),
         ids.shape()
     );
-}
-
-impl Module for Encoder {
-    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.embed.visit_buffers(&format!("{prefix}embed."), f);
-    }
-
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.embed.visit_parameters(&format!("{prefix}embed."), f);
-        for (i, layer) in self.layers.iter().enumerate() {
-            layer.visit_parameters(&format!("{prefix}layers.{i}."), f);
-        }
-        if let Some(norm) = &self.final_norm {
-            norm.visit_parameters(&format!("{prefix}final_norm."), f);
-        }
-        if let Some(head) = &self.head {
-            head.visit_parameters(&format!("{prefix}head."), f);
-        }
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.embed.set_training(training);
-        self.layers
-            .iter_mut()
-            .for_each(|l| l.set_training(training));
-    }
 }

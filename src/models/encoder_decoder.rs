@@ -157,8 +157,10 @@ impl DecoderCache {
 /// let out = model.greedy_decode(&src, None, 1, None, 4);
 /// assert_eq!(out.shape(), &[1, 4]);
 /// ```
+#[derive(Module)]
 pub struct EncoderDecoder {
     /// The shape of the model.
+    #[module(skip)]
     pub config: EncoderDecoderConfig,
     /// Source token (and position) embeddings.
     pub src_embed: TokenEmbedding,
@@ -166,10 +168,10 @@ pub struct EncoderDecoder {
     pub tgt_embed: TokenEmbedding,
     /// The encoder layers, in order.
     pub encoder: Vec<EncoderLayer>,
+    /// The encoder stack's final norm (pre-norm only).
+    pub encoder_norm: Option<Norm>,
     /// The decoder layers, in order.
     pub decoder: Vec<DecoderLayer>,
-    /// Final norms of pre-norm stacks.
-    pub encoder_norm: Option<Norm>,
     /// The decoder stack's final norm (pre-norm only).
     pub decoder_norm: Option<Norm>,
     dropout_rng: SharedRng,
@@ -373,44 +375,5 @@ impl EncoderDecoder {
         let steps = seqs[0].len() - 1;
         let out = seqs.iter().flat_map(|s| s[1..].iter().copied()).collect();
         src.new_ids(out, &[b, steps])
-    }
-}
-
-impl Module for EncoderDecoder {
-    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.src_embed
-            .visit_buffers(&format!("{prefix}src_embed."), f);
-        self.tgt_embed
-            .visit_buffers(&format!("{prefix}tgt_embed."), f);
-    }
-
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.src_embed
-            .visit_parameters(&format!("{prefix}src_embed."), f);
-        self.tgt_embed
-            .visit_parameters(&format!("{prefix}tgt_embed."), f);
-        for (i, layer) in self.encoder.iter().enumerate() {
-            layer.visit_parameters(&format!("{prefix}encoder.{i}."), f);
-        }
-        if let Some(norm) = &self.encoder_norm {
-            norm.visit_parameters(&format!("{prefix}encoder_norm."), f);
-        }
-        for (i, layer) in self.decoder.iter().enumerate() {
-            layer.visit_parameters(&format!("{prefix}decoder.{i}."), f);
-        }
-        if let Some(norm) = &self.decoder_norm {
-            norm.visit_parameters(&format!("{prefix}decoder_norm."), f);
-        }
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.src_embed.set_training(training);
-        self.tgt_embed.set_training(training);
-        self.encoder
-            .iter_mut()
-            .for_each(|l| l.set_training(training));
-        self.decoder
-            .iter_mut()
-            .for_each(|l| l.set_training(training));
     }
 }

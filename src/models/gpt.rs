@@ -205,8 +205,10 @@ impl GptConfig {
 /// let ids = Tensor::from_ids(vec![1, 2, 3], &[1, 3]);
 /// assert_eq!(model.forward(&ids).shape(), &[1, 3, 10]);
 /// ```
+#[derive(Module)]
 pub struct Gpt {
     /// The shape of the model.
+    #[module(skip)]
     pub config: GptConfig,
     /// Token embeddings, `[vocab_size, n_embd]`; also the output head (tied).
     pub wte: Embedding,
@@ -365,27 +367,5 @@ impl Gpt {
         logits
             .reshape(&[logits.numel() / v, v])
             .cross_entropy(&targets.reshape(&[targets.numel()]))
-    }
-}
-
-impl Module for Gpt {
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.wte.visit_parameters(&format!("{prefix}wte."), f);
-        self.wpe.visit_parameters(&format!("{prefix}wpe."), f);
-        for (i, block) in self.blocks.iter().enumerate() {
-            block.visit_parameters(&format!("{prefix}blocks.{i}."), f);
-        }
-        self.ln_f.visit_parameters(&format!("{prefix}ln_f."), f);
-    }
-
-    fn device(&self) -> crate::Device {
-        self.wte.weight.device()
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.drop.set_training(training);
-        self.blocks
-            .iter_mut()
-            .for_each(|b| b.set_training(training));
     }
 }

@@ -11,7 +11,7 @@
 
 use rand::Rng;
 
-use super::{Dropout, Linear, Module, Rope, SharedRng, join};
+use super::{Dropout, Linear, Module, Rope, SharedRng};
 pub use crate::ops::attention::AttentionMask;
 use crate::{DType, Tensor};
 
@@ -147,6 +147,7 @@ pub enum AttentionKernel {
 /// Multi-head attention: a fused query/key/value projection (its rows are
 /// the query, key and value weights, as PyTorch's `in_proj_weight`), scaled
 /// dot-product attention per head, and an output projection.
+#[derive(Module)]
 pub struct MultiHeadAttention {
     /// The fused query, key and value projection, `d_model -> 3 d_model`.
     pub qkv: Linear,
@@ -156,6 +157,7 @@ pub struct MultiHeadAttention {
     pub n_head: usize,
     /// Fused by default; the composed path is always taken when weights are
     /// returned or attention dropout is active.
+    #[module(skip)]
     pub kernel: AttentionKernel,
     attn_dropout: Dropout,
     resid_dropout: Dropout,
@@ -349,16 +351,4 @@ fn check_input(op: &str, x: &Tensor, width: usize) -> (usize, usize, usize) {
         x.shape()
     );
     (x.shape()[0], x.shape()[1], x.shape()[2])
-}
-
-impl Module for MultiHeadAttention {
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.qkv.visit_parameters(&join(prefix, "qkv."), f);
-        self.proj.visit_parameters(&join(prefix, "proj."), f);
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.attn_dropout.set_training(training);
-        self.resid_dropout.set_training(training);
-    }
 }

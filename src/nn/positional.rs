@@ -63,29 +63,18 @@ pub fn sinusoidal_table(max_len: usize, dim: usize) -> Tensor {
 ///
 /// A rotation keeps each vector's norm, and the dot product of a query at
 /// position `m` with a key at `n` depends on `m - n` only.
-#[derive(Clone)]
+#[derive(Clone, crate::nn::Module)]
 pub struct Rope {
-    /// `[max_len, head_dim]` cosines and sines of every position's angles.
+    /// `[max_len, head_dim]` cosines and sines of every position's angles:
+    /// buffers, so [`Module::to_device`](crate::nn::Module::to_device)
+    /// moves them.
+    #[module(buffer)]
     cos: Tensor,
+    #[module(buffer)]
     sin: Tensor,
 }
 
 impl Rope {
-    /// The cosine and sine tables, `[max_len, head_dim]` each.
-    pub(crate) fn tables(&self) -> [&Tensor; 2] {
-        [&self.cos, &self.sin]
-    }
-
-    /// Moves the tables to `device` in place (a model that owns a `Rope`
-    /// moves it with [`Module::to_device`](crate::nn::Module::to_device)).
-    /// On error nothing has moved.
-    pub fn to_device(&self, device: &crate::Device) -> crate::Result<()> {
-        let (cos, sin) = (self.cos.copy_to(device)?, self.sin.copy_to(device)?);
-        self.cos.install(cos);
-        self.sin.install(sin);
-        Ok(())
-    }
-
     /// Tables for positions `0..max_len` with the usual `base` 10000.
     pub fn new(head_dim: usize, max_len: usize) -> Rope {
         Rope::with_base(head_dim, max_len, 10_000.0)

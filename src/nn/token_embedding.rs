@@ -3,16 +3,18 @@
 
 use rand::Rng;
 
-use super::{Dropout, Embedding, Module, Positional, Rope, SharedRng, join, sinusoidal_table};
+use super::{Dropout, Embedding, Module, Positional, Rope, SharedRng, sinusoidal_table};
 use crate::Tensor;
 
 /// Token embeddings with learned or sinusoidal positions added, or rotary
 /// positions handed to the attention layers ([`rope`](Self::rope)).
+#[derive(Module)]
 pub struct TokenEmbedding {
     /// The token table.
     pub tokens: Embedding,
     /// The learned position table, for [`Positional::Learned`].
     pub positions: Option<Embedding>,
+    #[module(buffer)]
     sinusoids: Option<Tensor>,
     rope: Option<Rope>,
     /// Multiplies the token vectors: √d_model in the 2017 Transformer, else 1.
@@ -96,29 +98,5 @@ impl TokenEmbedding {
             x = x.add(&s.narrow(0, offset, t));
         }
         self.drop.forward(&x)
-    }
-}
-
-impl Module for TokenEmbedding {
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.tokens.visit_parameters(&join(prefix, "tokens."), f);
-        if let Some(p) = &self.positions {
-            p.visit_parameters(&join(prefix, "positions."), f);
-        }
-    }
-
-    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        if let Some(s) = &self.sinusoids {
-            f(&join(prefix, "sinusoids"), s);
-        }
-        if let Some(r) = &self.rope {
-            let [cos, sin] = r.tables();
-            f(&join(prefix, "rope.cos"), cos);
-            f(&join(prefix, "rope.sin"), sin);
-        }
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.drop.set_training(training);
     }
 }

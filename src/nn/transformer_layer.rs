@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Activation, AttentionMask, FeedForward, LayerKvCache, Module, MultiHeadAttention, Norm,
-    NormKind, Rope, SharedRng, join,
+    NormKind, Rope, SharedRng,
 };
 use crate::Tensor;
 
@@ -155,6 +155,7 @@ fn residual(
 }
 
 /// Bidirectional self-attention, then a feed-forward network.
+#[derive(Module)]
 pub struct EncoderLayer {
     /// Bidirectional self-attention.
     pub self_attn: MultiHeadAttention,
@@ -165,6 +166,7 @@ pub struct EncoderLayer {
     /// The norm around the feed-forward network.
     pub norm_2: Norm,
     /// Where the norms sit.
+    #[module(skip)]
     pub placement: NormPlacement,
 }
 
@@ -199,21 +201,6 @@ impl EncoderLayer {
     }
 }
 
-impl Module for EncoderLayer {
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.self_attn
-            .visit_parameters(&join(prefix, "self_attn."), f);
-        self.norm_1.visit_parameters(&join(prefix, "norm_1."), f);
-        self.ff.visit_parameters(&join(prefix, "ff."), f);
-        self.norm_2.visit_parameters(&join(prefix, "norm_2."), f);
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.self_attn.set_training(training);
-        self.ff.set_training(training);
-    }
-}
-
 /// What one decoder layer keeps between decoding steps: its own keys and
 /// values so far, and the keys and values of the encoder output.
 #[derive(Default, Clone)]
@@ -226,6 +213,7 @@ pub struct DecoderLayerCache {
 
 /// Masked self-attention, cross-attention over the encoder output, then a
 /// feed-forward network.
+#[derive(Module)]
 pub struct DecoderLayer {
     /// Causal self-attention.
     pub self_attn: MultiHeadAttention,
@@ -240,6 +228,7 @@ pub struct DecoderLayer {
     /// The norm around the feed-forward network.
     pub norm_3: Norm,
     /// Where the norms sit.
+    #[module(skip)]
     pub placement: NormPlacement,
 }
 
@@ -294,24 +283,5 @@ impl DecoderLayer {
                 .0
         });
         residual(self.placement, &x, &self.norm_3, |h| self.ff.forward(h))
-    }
-}
-
-impl Module for DecoderLayer {
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.self_attn
-            .visit_parameters(&join(prefix, "self_attn."), f);
-        self.norm_1.visit_parameters(&join(prefix, "norm_1."), f);
-        self.cross_attn
-            .visit_parameters(&join(prefix, "cross_attn."), f);
-        self.norm_2.visit_parameters(&join(prefix, "norm_2."), f);
-        self.ff.visit_parameters(&join(prefix, "ff."), f);
-        self.norm_3.visit_parameters(&join(prefix, "norm_3."), f);
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.self_attn.set_training(training);
-        self.cross_attn.set_training(training);
-        self.ff.set_training(training);
     }
 }

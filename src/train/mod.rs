@@ -10,5 +10,5 @@ mod objective;
 mod trainer;
 
 pub use config::{TrainConfig, step_memory};
-pub use objective::{Batch, Trainable, batch_losses, evaluate, forward_backward};
+pub use objective::{Batch, Trainable, batch_losses, evaluate, forward_backward, mean_loss};
 pub use trainer::{StepStats, Trainer};

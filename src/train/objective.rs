@@ -77,6 +77,14 @@ pub trait Trainable: Module + Send + Sync {
         None
     }
 
+    /// How much the batch's mean loss weighs in a mean over many batches
+    /// ([`mean_loss`]): the number of terms it averages. Its examples by
+    /// default; a model whose loss averages over tokens says so (GPT: every
+    /// target).
+    fn loss_weight(&self, batch: &Self::Batch) -> usize {
+        batch.len()
+    }
+
     /// Checks, before a step allocates anything, that training with
     /// `train` fits in memory (an error a user can act on). Nothing to
     /// check by default.
@@ -100,6 +108,10 @@ impl Trainable for Gpt {
 
     fn dropout_rng(&self) -> Option<&SharedRng> {
         Some(Gpt::dropout_rng(self))
+    }
+
+    fn loss_weight(&self, (_, targets): &Self::Batch) -> usize {
+        targets.numel()
     }
 
     fn check_step(&self, train: &TrainConfig) -> Result<()> {
@@ -222,15 +234,41 @@ pub fn forward_backward<M: Trainable>(
 /// figure the Shakespeare target is stated in. Runs in
 /// [`eval_mode`](crate::eval_mode), leaving the model's mode as it was.
 pub fn evaluate(model: &Gpt, tokens: &[i64], batch: usize) -> f32 {
-    let _eval = crate::EvalModeGuard::new();
     let context = model.config.block_size;
     let windows: Vec<_> = data::sliding_windows(tokens, context, context, batch).collect();
-    let (mut total, mut count) = (0.0f64, 0usize);
-    for ((_, y), loss) in windows.iter().zip(batch_losses(model, &windows)) {
-        total += loss as f64 * y.numel() as f64;
-        count += y.numel();
+    mean_loss(model, &windows)
+}
+
+/// The mean loss of `model` over every batch of a split (a whole validation
+/// set, say), each batch weighted by [`Trainable::loss_weight`]: the mean
+/// over examples (or, for GPT, over targets), whatever the batch sizes.
+/// Without gradients, in [`eval_mode`](crate::eval_mode) (the model's mode
+/// is left as it was); the batches run side by side as in
+/// [`batch_losses`]. NaN when there are no batches.
+///
+/// ```
+/// use zeroformer::{Gpt, GptConfig, Tensor};
+/// use zeroformer::train::mean_loss;
+///
+/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false };
+/// let model = Gpt::new(config, 0).unwrap();
+/// let ids = |v: Vec<i64>, rows| Tensor::from_ids(v, &[rows, 2]);
+/// let split = vec![
+///     (ids(vec![1, 2, 3, 4], 2), ids(vec![2, 3, 4, 5], 2)),
+///     (ids(vec![5, 6], 1), ids(vec![6, 7], 1)),
+/// ];
+/// let loss = mean_loss(&model, &split);
+/// assert!(loss > 0.0 && loss.is_finite());
+/// ```
+pub fn mean_loss<M: Trainable>(model: &M, batches: &[M::Batch]) -> f32 {
+    let losses = crate::eval_mode(|| batch_losses(model, batches));
+    let (mut total, mut weight) = (0.0f64, 0usize);
+    for (batch, loss) in batches.iter().zip(losses) {
+        let w = model.loss_weight(batch);
+        total += loss as f64 * w as f64;
+        weight += w;
     }
-    (total / count.max(1) as f64) as f32
+    (total / weight as f64) as f32
 }
 
 /// The mean loss of each `(inputs, targets)` batch, without gradients. The
