@@ -69,7 +69,8 @@
 //!   classification head) and [`models::EncoderDecoder`] (the 2017
 //!   Transformer), each built from a serde config and trainable by the same
 //!   [`train::Trainer`] (`Trainer::new(gpt_config, train_config)` and
-//!   `train_step(tokens)` for a GPT on a token stream).
+//!   `train_step(tokens)` for a GPT on a token stream);
+//!   [`train::mean_loss`] evaluates any of them on a whole split.
 //! - [`models::Persist`]: `model.save(path)` writes the weights and the
 //!   config in one safetensors file; `Gpt::load(path)` (also from a
 //!   trainer's checkpoint) rebuilds the model. `Trainer::save` and
