@@ -23,7 +23,7 @@ use zeroformer::data::{locate_shakespeare, read_text};
 use zeroformer::models::{Encoder, EncoderConfig, Pooling};
 use zeroformer::nn::{Activation, LayerConfig, Module, NormKind, NormPlacement, Positional};
 use zeroformer::optim::{Adam, AdamConfig, LrSchedule, Optimizer, clip_grad_norm, decay_groups};
-use zeroformer::tokenizer::WordTokenizer;
+use zeroformer::tokenizer::{Tokenizer, WordTokenizer};
 use zeroformer::{Error, GeluApproximation, NoGradGuard, Result, Tensor};
 
 /// Classify who speaks a speech of tiny Shakespeare with an encoder.
@@ -134,19 +134,19 @@ fn run(args: Args) -> Result<()> {
 
     // The vocabulary comes from the training speeches only.
     let tokenizer = WordTokenizer::fit(train.iter().map(|(t, _)| *t), args.min_count);
-    let encode = |set: &[(&str, usize)]| -> Vec<Example> {
+    let encode = |set: &[(&str, usize)]| -> zeroformer::Result<Vec<Example>> {
         set.iter()
             .map(|&(text, label)| {
-                let mut ids = tokenizer.encode(text);
+                let mut ids = tokenizer.encode(text)?;
                 ids.truncate(args.context);
                 if ids.is_empty() {
                     ids.push(WordTokenizer::UNK);
                 }
-                Example { ids, label }
+                Ok(Example { ids, label })
             })
             .collect()
     };
-    let (mut train, test) = (encode(train), encode(test));
+    let (mut train, test) = (encode(train)?, encode(test)?);
 
     let config = EncoderConfig {
         vocab_size: tokenizer.vocab_size(),

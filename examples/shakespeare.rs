@@ -19,7 +19,7 @@ use zeroformer::checkpoint::{Checkpoint, remove_stale_temp_files};
 use zeroformer::data::{check_long_enough, locate_shakespeare, read_text, train_val_split};
 use zeroformer::generation::{Sampling, generate};
 use zeroformer::models::{Gpt, GptConfig};
-use zeroformer::tokenizer::CharTokenizer;
+use zeroformer::tokenizer::{CharTokenizer, Tokenizer};
 use zeroformer::train::{TrainConfig, Trainer, evaluate};
 use zeroformer::{Error, Result};
 

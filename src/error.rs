@@ -32,6 +32,15 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// A file (a tokenizer's vocabulary, a model directory's config) whose
+    /// content cannot be used.
+    #[error("{path}: {message}")]
+    InvalidFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it, naming the entry or field.
+        message: String,
+    },
     /// Input data that does not have the form the crate expects.
     #[error("invalid data: {0}")]
     InvalidData(String),
@@ -57,6 +66,16 @@ impl Error {
             action,
             path: path.into(),
             source,
+        }
+    }
+}
+
+impl Error {
+    /// What is wrong with the file at `path`.
+    pub fn invalid_file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::InvalidFile {
+            path: path.into(),
+            message: message.into(),
         }
     }
 }

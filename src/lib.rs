@@ -150,6 +150,7 @@ pub mod prelude {
     pub use crate::models::{Gpt, GptConfig, Persist};
     pub use crate::nn::Module;
     pub use crate::ops::unary::GeluApproximation;
+    pub use crate::tokenizer::Tokenizer;
     pub use crate::{DType, Device, Error, Result, Tensor};
     pub use rand::rngs::StdRng;
     pub use rand::{Rng, SeedableRng};

@@ -7,7 +7,7 @@ use zeroformer::Error;
 use zeroformer::data::{
     check_long_enough, random_batch, read_text, sliding_windows, train_val_split,
 };
-use zeroformer::tokenizer::CharTokenizer;
+use zeroformer::tokenizer::{CharTokenizer, Tokenizer};
 
 #[test]
 fn tiny_shakespeare_tokenizes_and_splits_like_nanogpt() {
@@ -116,12 +116,19 @@ fn tiny_shakespeare_speeches_of_the_eight_main_speakers() {
 
 #[test]
 fn word_tokenizer_counts_and_ranks_words() {
-    use zeroformer::tokenizer::WordTokenizer;
+    use zeroformer::tokenizer::{Tokenizer, WordTokenizer};
     let t = WordTokenizer::fit(["To be, or not to be:", "that is the question", "Be TO"], 2);
     // "be" (3) and "to" (3), ties alphabetical; everything else once.
     assert_eq!(t.vocab_size(), 4);
     assert_eq!((t.word(2), t.word(3)), (Some("be"), Some("to")));
-    assert_eq!(t.encode("To be or"), vec![3, 2, WordTokenizer::UNK]);
+    assert_eq!(t.encode("To be or").unwrap(), [3, 2, WordTokenizer::UNK]);
+    assert_eq!(t.decode(&[3, 2, 1]).unwrap(), "to be <unk>");
+    let again = WordTokenizer::from_json(&t.to_json()).unwrap();
+    assert_eq!(
+        again.encode("be to x").unwrap(),
+        t.encode("be to x").unwrap()
+    );
+    assert!(t.decode(&[3, 99]).is_err());
     assert_eq!(t.word(9), None);
     let words: Vec<String> = WordTokenizer::words("O'er the hills--and far").collect();
     assert_eq!(words, ["o'er", "the", "hills", "and", "far"]);

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use zeroformer::checkpoint::Checkpoint;
 use zeroformer::prelude::*;
-use zeroformer::tokenizer::CharTokenizer;
+use zeroformer::tokenizer::{CharTokenizer, Tokenizer};
 use zeroformer::train::{TrainConfig, Trainer};
 
 /// The system allocator, counting the bytes live now and their peak.
@@ -348,4 +348,41 @@ fn mutated_config_and_tokenizer_json_parse_or_fail_cleanly() {
         }
     }
     assert!(valid > 0, "no mutated model config was still valid");
+}
+
+#[test]
+fn mutated_bpe_and_word_tokenizer_json_load_or_fail_cleanly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/hf_bpe_tokenizer.json"
+    );
+    let bpe = std::fs::read_to_string(path).unwrap();
+    let word =
+        zeroformer::tokenizer::WordTokenizer::fit(["to be or not to be", "be it so"], 1).to_json();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed() ^ 2);
+    let mut loaded = 0;
+    let text = "Tokens: don't  stop \u{1F600}\n<|endoftext|> 123";
+    for case in 0..cases() {
+        for (name, json) in [("bpe", &bpe), ("word", &word)] {
+            let (what, bytes) = mutate(json.as_bytes(), 0..json.len(), &mut rng);
+            let Ok(json) = String::from_utf8(bytes) else {
+                continue;
+            };
+            let bound = 64 * json.len() + (256 << 10);
+            let label = format!("{name} tokenizer case {case} ({what})");
+            must_not_panic_or_overallocate(&label, bound, || {
+                if let Ok(t) = zeroformer::tokenizer::from_json(&json) {
+                    loaded += 1;
+                    if name == "bpe" {
+                        // A byte-level BPE that loads encodes any text and
+                        // decodes it back.
+                        let ids = t.encode(text).unwrap();
+                        assert_eq!(t.decode(&ids).unwrap(), text);
+                    }
+                }
+            });
+        }
+    }
+    assert!(loaded > 0, "no mutated tokenizer loaded");
 }

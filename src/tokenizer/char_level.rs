@@ -2,13 +2,14 @@
 
 use std::collections::HashMap;
 
+use super::{Tokenizer, invalid_id};
 use crate::{Error, Result};
 
 /// Maps each character of a vocabulary (sorted, as nanoGPT's `sorted(set(text))`)
 /// to its index.
 ///
 /// ```
-/// use zeroformer::tokenizer::CharTokenizer;
+/// use zeroformer::tokenizer::{CharTokenizer, Tokenizer};
 /// let tok = CharTokenizer::from_text("hello");
 /// assert_eq!(tok.vocab_size(), 4); // e h l o
 /// let ids = tok.encode("hole").unwrap();
@@ -38,53 +39,12 @@ impl CharTokenizer {
         CharTokenizer { chars, index }
     }
 
-    /// How many distinct characters (ids run from 0 to this minus 1).
-    pub fn vocab_size(&self) -> usize {
-        self.chars.len()
-    }
-
     /// The vocabulary, in id order.
     pub fn chars(&self) -> &[char] {
         &self.chars
     }
 
-    /// Ids of `text`; an error names the first character outside the vocabulary.
-    pub fn encode(&self, text: &str) -> Result<Vec<i64>> {
-        text.chars()
-            .map(|c| {
-                self.index.get(&c).copied().ok_or_else(|| {
-                    Error::InvalidData(format!(
-                        "character {c:?} is not in the tokenizer's vocabulary of {} characters",
-                        self.chars.len()
-                    ))
-                })
-            })
-            .collect()
-    }
-
-    /// The text of `ids`; an error names the first id outside the vocabulary.
-    pub fn decode(&self, ids: &[i64]) -> Result<String> {
-        ids.iter()
-            .map(|&i| {
-                usize::try_from(i)
-                    .ok()
-                    .and_then(|i| self.chars.get(i).copied())
-                    .ok_or_else(|| {
-                        Error::InvalidData(format!(
-                            "token id {i} is outside the vocabulary of {} characters",
-                            self.chars.len()
-                        ))
-                    })
-            })
-            .collect()
-    }
-
-    /// The vocabulary as JSON (for checkpoint metadata).
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(&self.chars.iter().collect::<String>()).expect("a string serialises")
-    }
-
-    /// A tokenizer from [`to_json`](Self::to_json)'s output. A character
+    /// A tokenizer from [`to_json`](Tokenizer::to_json)'s output. A character
     /// listed twice is an error: it would decode and encode differently.
     pub fn from_json(json: &str) -> Result<CharTokenizer> {
         let chars: String = serde_json::from_str(json)
@@ -98,5 +58,43 @@ impl CharTokenizer {
             )));
         }
         Ok(tokenizer)
+    }
+}
+
+impl Tokenizer for CharTokenizer {
+    /// How many distinct characters (ids run from 0 to this minus 1).
+    fn vocab_size(&self) -> usize {
+        self.chars.len()
+    }
+
+    /// Ids of `text`; an error names the first character outside the vocabulary.
+    fn encode(&self, text: &str) -> Result<Vec<i64>> {
+        text.chars()
+            .map(|c| {
+                self.index.get(&c).copied().ok_or_else(|| {
+                    Error::InvalidData(format!(
+                        "character {c:?} is not in the tokenizer's vocabulary of {} characters",
+                        self.chars.len()
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// The text of `ids`; an error names the first id outside the vocabulary.
+    fn decode(&self, ids: &[i64]) -> Result<String> {
+        ids.iter()
+            .map(|&i| {
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| self.chars.get(i).copied())
+                    .ok_or_else(|| invalid_id(i, self.chars.len()))
+            })
+            .collect()
+    }
+
+    /// The vocabulary as JSON (for checkpoint metadata).
+    fn to_json(&self) -> String {
+        serde_json::to_string(&self.chars.iter().collect::<String>()).expect("a string serialises")
     }
 }

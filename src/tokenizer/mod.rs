@@ -1,7 +1,127 @@
-//! Tokenizers: text to integer ids and back.
+//! Tokenizers: text to integer ids and back. One trait, [`Tokenizer`], for
+//! every kind: characters ([`CharTokenizer`]), words ([`WordTokenizer`])
+//! and byte-level BPE ([`BpeTokenizer`]: GPT-2's, Hugging Face's
+//! `tokenizer.json`, or trained here).
 
+mod bpe;
+mod bpe_files;
+mod byte_level;
 mod char_level;
+mod merge;
+mod pretokenize;
+mod unicode_tables;
 mod word_level;
 
+pub use bpe::BpeTokenizer;
+pub use byte_level::byte_to_char;
 pub use char_level::CharTokenizer;
+pub use pretokenize::{CharClass, Gpt2Pieces, char_class, gpt2_pieces};
 pub use word_level::WordTokenizer;
+
+use rayon::prelude::*;
+
+use crate::{Error, Result};
+
+/// Text to ids and back.
+///
+/// ```
+/// use zeroformer::tokenizer::{CharTokenizer, Tokenizer};
+/// let tok = CharTokenizer::from_text("hello world");
+/// let ids = tok.encode("hello")?;
+/// assert_eq!(tok.decode(&ids)?, "hello");
+/// # Ok::<(), zeroformer::Error>(())
+/// ```
+pub trait Tokenizer: Send + Sync {
+    /// The ids of `text`, where the text of a special token is plain text
+    /// (tiktoken's `encode_ordinary`). An error when the text cannot be
+    /// represented (a character outside a character vocabulary).
+    fn encode(&self, text: &str) -> Result<Vec<i64>>;
+
+    /// The text of `ids`; an error names the first id outside the
+    /// vocabulary.
+    fn decode(&self, ids: &[i64]) -> Result<String>;
+
+    /// How many ids there are (they run from 0 to this minus 1).
+    fn vocab_size(&self) -> usize;
+
+    /// The special tokens (`<|endoftext|>`) with their ids; none by default.
+    fn special_tokens(&self) -> Vec<(String, i64)> {
+        Vec::new()
+    }
+
+    /// The tokenizer as JSON; [`from_json`] reads it back.
+    fn to_json(&self) -> String;
+
+    /// The ids of `text`, where each occurrence of a special token's text
+    /// is that token (tiktoken's `encode(text, allowed_special="all")`).
+    ///
+    /// ```no_run
+    /// use zeroformer::tokenizer::{BpeTokenizer, Tokenizer};
+    /// let gpt2 = BpeTokenizer::from_gpt2_files("gpt2/vocab.json", "gpt2/merges.txt")?;
+    /// assert_eq!(gpt2.encode_with_special_tokens("a<|endoftext|>")?, [64, 50256]);
+    /// assert_eq!(gpt2.encode("<|endoftext|>")?.len(), 6);
+    /// # Ok::<(), zeroformer::Error>(())
+    /// ```
+    fn encode_with_special_tokens(&self, text: &str) -> Result<Vec<i64>> {
+        let special = self.special_tokens();
+        let mut out = Vec::new();
+        let mut rest = text;
+        loop {
+            // The earliest special token, the longest where two start together.
+            let found = special
+                .iter()
+                .filter(|(t, _)| !t.is_empty())
+                .filter_map(|(t, id)| {
+                    rest.find(t.as_str())
+                        .map(|at| (at, usize::MAX - t.len(), t, *id))
+                })
+                .min();
+            let Some((at, _, token, id)) = found else {
+                out.extend(self.encode(rest)?);
+                return Ok(out);
+            };
+            out.extend(self.encode(&rest[..at])?);
+            out.push(id);
+            rest = &rest[at + token.len()..];
+        }
+    }
+
+    /// Encodes each text, side by side on the thread pool.
+    fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<i64>>> {
+        texts.par_iter().map(|t| self.encode(t)).collect()
+    }
+}
+
+/// The error for an id outside a vocabulary of `size`.
+pub(crate) fn invalid_id(id: i64, size: usize) -> Error {
+    Error::InvalidData(format!(
+        "token id {id} is outside the vocabulary of {size} tokens"
+    ))
+}
+
+/// A tokenizer from the JSON of [`Tokenizer::to_json`]: a character
+/// tokenizer's, a word tokenizer's, or a byte-level BPE in Hugging Face's
+/// `tokenizer.json` form.
+pub fn from_json(json: &str) -> Result<Box<dyn Tokenizer>> {
+    let value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| Error::InvalidData(format!("tokenizer JSON: {e}")))?;
+    if value.is_string() {
+        return Ok(Box::new(CharTokenizer::from_json(json)?));
+    }
+    match value.get("type").and_then(|t| t.as_str()) {
+        Some("word") => return Ok(Box::new(WordTokenizer::from_json(json)?)),
+        Some(other) => {
+            return Err(Error::InvalidData(format!(
+                "tokenizer JSON: unknown type {other:?}"
+            )));
+        }
+        None => {}
+    }
+    if value.get("model").is_some() {
+        return Ok(Box::new(BpeTokenizer::from_tokenizer_json_str(json)?));
+    }
+    Err(Error::InvalidData(
+        "tokenizer JSON: neither a character list, a word tokenizer nor a tokenizer.json model"
+            .into(),
+    ))
+}
