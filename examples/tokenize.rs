@@ -8,19 +8,25 @@
 //!     echo '[15496, 995]' | cargo run --release --example tokenize -- \
 //!         --tokenizer tokenizer.json --decode
 //!
+//! Or train a byte-level BPE on a corpus and save it as `tokenizer.json`:
+//!
+//!     cargo run --release --example tokenize -- \
+//!         --train ../shared/data/tinyshakespeare.txt --vocab-size 4096 --out bpe.json
+//!
 //! `--repeat N` encodes the input N more times and reports the median
 //! speed (scripts/bench_tokenizer.py runs it beside tiktoken and Hugging
-//! Face tokenizers).
+//! Face tokenizers; scripts/bench_bpe_train.py times training beside Hugging
+//! Face's `BpeTrainer`).
 
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
-use zeroformer::tokenizer::{BpeTokenizer, Tokenizer};
+use zeroformer::tokenizer::{BpeTokenizer, BpeTrainer, Tokenizer};
 use zeroformer::{Error, Result};
 
-/// Encode text to token ids, or decode ids to text, with a byte-level BPE.
+/// Encode text to token ids, decode ids to text, or train a byte-level BPE.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -33,6 +39,18 @@ struct Args {
     /// A Hugging Face `tokenizer.json` (byte-level BPE).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
+    /// Train a byte-level BPE on this corpus (with --vocab-size and --out).
+    #[arg(long, requires_all = ["vocab_size", "out"], conflicts_with_all = ["vocab", "tokenizer"])]
+    train: Option<PathBuf>,
+    /// The trained vocabulary's size: 256 bytes, the merges, the special tokens.
+    #[arg(long)]
+    vocab_size: Option<usize>,
+    /// Where to write the trained tokenizer (Hugging Face's tokenizer.json).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A special token of the trained vocabulary (repeatable), e.g. `<|endoftext|>`.
+    #[arg(long = "special-token")]
+    special_tokens: Vec<String>,
     /// The text to encode, or the JSON array of ids to decode (default: stdin).
     #[arg(long)]
     input: Option<PathBuf>,
@@ -46,7 +64,8 @@ struct Args {
     /// Encode the input this many more times and report the median speed.
     #[arg(long, default_value_t = 0)]
     repeat: usize,
-    /// Encode with this many threads, in chunks of lines (default: one).
+    /// Threads for encoding (the text cut where a piece must start) and
+    /// training.
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Print only the timing line, not the ids.
@@ -61,18 +80,46 @@ fn main() {
     }
 }
 
-fn load(args: &Args) -> Result<BpeTokenizer> {
+fn load(args: &Args, pool: &rayon::ThreadPool) -> Result<BpeTokenizer> {
+    if let (Some(corpus), Some(size), Some(out)) = (&args.train, args.vocab_size, &args.out) {
+        let text = std::fs::read_to_string(corpus).map_err(|e| Error::io("reading", corpus, e))?;
+        let specials: Vec<&str> = args.special_tokens.iter().map(String::as_str).collect();
+        let start = Instant::now();
+        let tokenizer =
+            pool.install(|| BpeTrainer::new(size).special_tokens(&specials).train(&text))?;
+        let seconds = start.elapsed().as_secs_f64();
+        tokenizer.save(out)?;
+        eprintln!(
+            "train bytes={} vocab_size={} merges={} threads={} seconds={seconds:.3}",
+            text.len(),
+            tokenizer.vocab_size(),
+            tokenizer.merges().len(),
+            args.threads
+        );
+        eprintln!("wrote {}", out.display());
+        return Ok(tokenizer);
+    }
     match (&args.vocab, &args.merges, &args.tokenizer) {
         (Some(v), Some(m), None) => BpeTokenizer::from_gpt2_files(v, m),
         (None, None, Some(t)) => BpeTokenizer::load(t),
         _ => Err(Error::InvalidConfig(
-            "give --vocab FILE --merges FILE, or --tokenizer FILE.json".into(),
+            "give --vocab FILE --merges FILE, --tokenizer FILE.json, or --train CORPUS".into(),
         )),
     }
 }
 
 fn run(args: Args) -> Result<()> {
-    let tokenizer = load(&args)?;
+    if args.threads == 0 {
+        return Err(Error::InvalidConfig("--threads must be at least 1".into()));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build()
+        .map_err(|e| Error::InvalidConfig(format!("--threads: {e}")))?;
+    let tokenizer = load(&args, &pool)?;
+    if args.train.is_some() && args.input.is_none() {
+        return Ok(());
+    }
     let input = match &args.input {
         Some(path) => std::fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))?,
         None => {
@@ -89,13 +136,6 @@ fn run(args: Args) -> Result<()> {
         print!("{}", tokenizer.decode(&ids)?);
         return Ok(());
     }
-    if args.threads == 0 {
-        return Err(Error::InvalidConfig("--threads must be at least 1".into()));
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads)
-        .build()
-        .map_err(|e| Error::InvalidConfig(format!("--threads: {e}")))?;
     let encode = || -> Result<Vec<i64>> {
         if args.special {
             tokenizer.encode_with_special_tokens(&input)

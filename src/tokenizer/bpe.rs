@@ -250,7 +250,7 @@ impl Tokenizer for BpeTokenizer {
 /// cut just before a space that follows a non-space: a GPT-2 piece always
 /// starts there (no piece runs from a non-space into a space), so encoding
 /// the parts gives the ids of the whole.
-fn split_for_threads(text: &str, parts: usize, min_len: usize) -> Vec<&str> {
+pub(crate) fn split_for_threads(text: &str, parts: usize, min_len: usize) -> Vec<&str> {
     let target = (text.len() / parts.max(1)).max(min_len);
     let bytes = text.as_bytes();
     let mut out = Vec::new();

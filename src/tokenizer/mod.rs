@@ -1,21 +1,26 @@
 //! Tokenizers: text to integer ids and back. One trait, [`Tokenizer`], for
-//! every kind: characters ([`CharTokenizer`]), words ([`WordTokenizer`])
-//! and byte-level BPE ([`BpeTokenizer`]: GPT-2's, Hugging Face's
-//! `tokenizer.json`, or trained here).
+//! every kind: characters ([`CharTokenizer`]), words ([`WordTokenizer`]),
+//! byte-level BPE ([`BpeTokenizer`]: GPT-2's, Hugging Face's
+//! `tokenizer.json`, or trained here by [`BpeTrainer`]) and the classic
+//! word-level BPE with an end-of-word marker ([`ClassicBpe`]).
 
 mod bpe;
 mod bpe_files;
 mod byte_level;
 mod char_level;
+mod classic_bpe;
 mod merge;
 mod pretokenize;
+mod train;
 mod unicode_tables;
 mod word_level;
 
 pub use bpe::BpeTokenizer;
 pub use byte_level::byte_to_char;
 pub use char_level::CharTokenizer;
+pub use classic_bpe::ClassicBpe;
 pub use pretokenize::{CharClass, Gpt2Pieces, char_class, gpt2_pieces};
+pub use train::BpeTrainer;
 pub use word_level::WordTokenizer;
 
 use rayon::prelude::*;
@@ -110,6 +115,7 @@ pub fn from_json(json: &str) -> Result<Box<dyn Tokenizer>> {
     }
     match value.get("type").and_then(|t| t.as_str()) {
         Some("word") => return Ok(Box::new(WordTokenizer::from_json(json)?)),
+        Some("classic-bpe") => return Ok(Box::new(ClassicBpe::from_json(json)?)),
         Some(other) => {
             return Err(Error::InvalidData(format!(
                 "tokenizer JSON: unknown type {other:?}"
