@@ -172,7 +172,9 @@ impl BpeTokenizer {
 
 fn parse_tokenizer_json(text: &str) -> std::result::Result<BpeTokenizer, String> {
     let root: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let model = root.get("model").ok_or("no \"model\"")?;
+    let model = root
+        .get("model")
+        .ok_or("not a Hugging Face tokenizer.json: no \"model\"")?;
     let kind = model.get("type").and_then(Value::as_str);
     if kind != Some("BPE") {
         return Err(format!("model type {kind:?}; only \"BPE\" is read"));

@@ -95,6 +95,66 @@ pub trait Tokenizer: Send + Sync {
     fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<i64>>> {
         texts.par_iter().map(|t| self.encode(t)).collect()
     }
+
+    /// Encodes each text, cuts it to `max_len` ids (when given), and pads
+    /// the batch with `pad_id` to its longest row: what an encoder model
+    /// takes.
+    ///
+    /// ```
+    /// use zeroformer::tokenizer::{CharTokenizer, Tokenizer};
+    /// let tok = CharTokenizer::from_text("abc ");
+    /// let batch = tok.encode_padded(&["ab", "abc a", ""], Some(4), 9)?;
+    /// assert_eq!(batch.ids.shape(), &[3, 4]);
+    /// assert_eq!(batch.ids.to_vec_i64(), [1, 2, 9, 9, 1, 2, 3, 0, 9, 9, 9, 9]);
+    /// assert_eq!(batch.lengths, [2, 4, 0]);
+    /// assert_eq!(batch.padding.to_vec_bool()[..4], [false, false, true, true]);
+    /// # Ok::<(), zeroformer::Error>(())
+    /// ```
+    fn encode_padded(
+        &self,
+        texts: &[&str],
+        max_len: Option<usize>,
+        pad_id: i64,
+    ) -> Result<PaddedBatch> {
+        let mut rows = self.encode_batch(texts)?;
+        if let Some(max) = max_len {
+            rows.iter_mut().for_each(|r| r.truncate(max));
+        }
+        Ok(PaddedBatch::new(&rows, pad_id))
+    }
+}
+
+/// Token ids of several texts padded to one length.
+#[derive(Clone, Debug)]
+pub struct PaddedBatch {
+    /// `[batch, time]` i64 ids, `pad_id` after each row's end.
+    pub ids: crate::Tensor,
+    /// `[batch, time]` bool, `true` at padding: the key padding mask the
+    /// encoder models take (Hugging Face's `attention_mask` is its
+    /// negation).
+    pub padding: crate::Tensor,
+    /// Each row's length before padding.
+    pub lengths: Vec<usize>,
+}
+
+impl PaddedBatch {
+    /// Pads `rows` with `pad_id` to the longest.
+    pub fn new(rows: &[Vec<i64>], pad_id: i64) -> PaddedBatch {
+        let time = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(rows.len() * time);
+        let mut padding = Vec::with_capacity(rows.len() * time);
+        for row in rows {
+            ids.extend_from_slice(row);
+            ids.resize(ids.len() + time - row.len(), pad_id);
+            padding.extend((0..time).map(|t| t >= row.len()));
+        }
+        let shape = [rows.len(), time];
+        PaddedBatch {
+            ids: crate::Tensor::from_ids(ids, &shape),
+            padding: crate::Tensor::from_bools(padding, &shape),
+            lengths: rows.iter().map(Vec::len).collect(),
+        }
+    }
 }
 
 /// The error for an id outside a vocabulary of `size`.
