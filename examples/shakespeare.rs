@@ -1,6 +1,8 @@
-//! Train a character-level GPT on tiny Shakespeare, then sample from it.
+//! Train a GPT on tiny Shakespeare (characters, a BPE trained on it, or
+//! GPT-2's tokens), then sample from it.
 //!
 //!     cargo run --release --example shakespeare                  # the cpu-mini recipe, a few minutes
+//!     cargo run --release --example shakespeare -- --tokenizer bpe --bpe-vocab-size 1024
 //!     cargo run --release --example shakespeare -- --help
 //!     cargo run --release --example shakespeare -- --sample-only --resume out-shakespeare
 //!
@@ -16,10 +18,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use zeroformer::checkpoint::{Checkpoint, remove_stale_temp_files};
-use zeroformer::data::{check_long_enough, locate_shakespeare, read_text, train_val_split};
+use zeroformer::data::{
+    check_long_enough, locate_gpt2, locate_shakespeare, read_text, train_val_split,
+};
 use zeroformer::generation::{Sampling, generate};
 use zeroformer::models::{Gpt, GptConfig};
-use zeroformer::tokenizer::{CharTokenizer, Tokenizer};
+use zeroformer::tokenizer::{self, BpeTokenizer, BpeTrainer, CharTokenizer, Tokenizer};
 use zeroformer::train::{TrainConfig, Trainer, evaluate};
 use zeroformer::{Error, Result};
 
@@ -38,7 +42,7 @@ fn clock(d: Duration) -> String {
 }
 const LAST: &str = "last.safetensors";
 
-/// Train a character-level GPT on tiny Shakespeare and sample from it.
+/// Train a GPT on tiny Shakespeare and sample from it.
 ///
 /// With --resume DIR the run continues from DIR/last.safetensors: the model
 /// (--preset, --dropout) and --seed are the checkpoint's and cannot change;
@@ -55,9 +59,22 @@ struct Args {
     /// The corpus (default: data/tinyshakespeare.txt, else ../shared/data/tinyshakespeare.txt).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Model size: cpu-mini, gpt-mini, shakespeare-char [default: cpu-mini].
+    /// Model size: cpu-mini, gpt-mini, shakespeare-char, or gpt2 with
+    /// --tokenizer gpt2 [default: cpu-mini].
     #[arg(long)]
     preset: Option<String>,
+    /// Tokens: `char` (the corpus's characters), `bpe` (a byte-level BPE
+    /// trained on the training split, saved in the checkpoint) or `gpt2`
+    /// (GPT-2's tokenizer) [default: char, or the resumed run's].
+    #[arg(long, value_parser = ["char", "bpe", "gpt2"])]
+    tokenizer: Option<String>,
+    /// The vocabulary size of --tokenizer bpe (256 bytes and the merges).
+    #[arg(long, default_value_t = 512)]
+    bpe_vocab_size: usize,
+    /// The folder of GPT-2's vocab.json and merges.txt, for --tokenizer gpt2
+    /// (default: data/gpt2, else ../shared/data/gpt2).
+    #[arg(long)]
+    gpt2_dir: Option<PathBuf>,
     /// Optimisation steps in total, counting those of a resumed run; the
     /// cosine decay ends there [default: 2000, or the resumed run's].
     #[arg(long)]
@@ -179,17 +196,15 @@ fn run(args: Args) -> RunResult<()> {
     check_out_dir_free(&args)?;
     let path = locate_shakespeare(args.data.as_deref())?;
     let text = read_text(&path)?;
-    let tokenizer = CharTokenizer::from_text(&text);
-    let ids = tokenizer.encode(&text)?;
-    let (train, val) = train_val_split(&ids, 0.9);
-
-    let mut trainer = match &args.resume {
-        Some(dir) => resume(dir, &tokenizer, &args)?,
+    let (mut trainer, tokenizer, kind) = match &args.resume {
+        Some(dir) => resume(dir, &text, &args)?,
         None => {
+            let kind = args.tokenizer.clone().unwrap_or_else(|| "char".into());
+            let tokenizer = build_tokenizer(&kind, &text, &args)?;
             let preset = args.preset.as_deref().unwrap_or(DEFAULT_PRESET);
             let mut model = GptConfig::preset(preset, tokenizer.vocab_size())?;
-            if preset == "gpt2" {
-                return Err(Error::InvalidConfig("the gpt2 preset needs the GPT-2 tokenizer; use cpu-mini, gpt-mini or shakespeare-char".into()).into());
+            if preset == "gpt2" && kind != "gpt2" {
+                return Err(Error::InvalidConfig("the gpt2 preset needs --tokenizer gpt2; use cpu-mini, gpt-mini or shakespeare-char".into()).into());
             }
             model.dropout = args.dropout.unwrap_or(0.0);
             let seed = args.seed.unwrap_or(DEFAULT_SEED);
@@ -197,9 +212,11 @@ fn run(args: Args) -> RunResult<()> {
                 seed,
                 ..TrainConfig::nanogpt_cpu(DEFAULT_ITERS)
             };
-            Trainer::new(model, recipe(&args, base))?
+            (Trainer::new(model, recipe(&args, base))?, tokenizer, kind)
         }
     };
+    let ids = tokenizer.encode(&text)?;
+    let (train, val) = train_val_split(&ids, 0.9);
     let iters = trainer.config.decay_steps;
     if trainer.step >= iters {
         return Err(Error::InvalidConfig(format!(
@@ -211,7 +228,7 @@ fn run(args: Args) -> RunResult<()> {
     let context = trainer.model.config.block_size;
     check_long_enough(train, context, "training")?;
     check_long_enough(val, context, "validation")?;
-    let prompt = encode_prompt(&tokenizer, &args.prompt)?;
+    let prompt = encode_prompt(tokenizer.as_ref(), &args.prompt)?;
     prepare_out_dir(&args.out)?;
     let mut metrics = match &args.metrics {
         Some(p) => Some(
@@ -225,10 +242,11 @@ fn run(args: Args) -> RunResult<()> {
     };
     let extra = [
         ("tokenizer", tokenizer.to_json()),
+        ("tokenizer_kind", kind.clone()),
         ("corpus", path.display().to_string()),
     ];
     println!(
-        "{} parameters, {} layers, width {}, context {}; {} train / {} val tokens, vocabulary {}",
+        "{} parameters, {} layers, width {}, context {}; {} train / {} val tokens, vocabulary {} ({kind})",
         zeroformer::nn::Module::num_parameters(&trainer.model),
         trainer.model.config.n_layer,
         trainer.model.config.n_embd,
@@ -330,14 +348,24 @@ fn run(args: Args) -> RunResult<()> {
     println!("evaluated in {}", clock(t.elapsed()));
     let train_loss = trainer.estimate_loss(train, args.eval_iters);
     let tokens_per_s = (steps_timed * tokens_per_step) as f64 / train_time.as_secs_f64().max(1e-9);
+    // Bits per byte compare runs whose tokens differ: the loss per token
+    // (nats) over ln 2, times the validation split's tokens per byte.
+    let val_bytes = tokenizer.decode(val)?.len();
+    let val_bpb = val_loss / std::f32::consts::LN_2 * val.len() as f32 / val_bytes as f32;
     println!(
-        "final loss on the whole validation split: {val_loss:.4} (last training batch {last_loss:.4})"
+        "final loss on the whole validation split: {val_loss:.4} nats per token, {val_bpb:.4} bits per byte (last training batch {last_loss:.4})"
     );
-    println!("sampling {} characters...", args.sample_tokens);
-    let sample = sample(&trainer.model, &tokenizer, &prompt, &args, &sampling)?;
+    println!("sampling {} tokens...", args.sample_tokens);
+    let sample = sample(
+        &trainer.model,
+        tokenizer.as_ref(),
+        &prompt,
+        &args,
+        &sampling,
+    )?;
     println!("---\n{sample}\n---");
     println!(
-        "final val_loss={val_loss:.4} train_loss={train_loss:.4} tokens_per_s={tokens_per_s:.0} iters={} seconds={:.1}",
+        "final val_loss={val_loss:.4} val_bpb={val_bpb:.4} train_loss={train_loss:.4} tokens_per_s={tokens_per_s:.0} iters={} seconds={:.1}",
         trainer.step,
         started.elapsed().as_secs_f64()
     );
@@ -360,9 +388,41 @@ fn recipe(args: &Args, base: TrainConfig) -> TrainConfig {
     }
 }
 
+/// The tokenizer `kind` (char, bpe or gpt2) for `text`: characters of the
+/// whole text, a BPE trained on the first 90% (the training split), or
+/// GPT-2's from its files.
+fn build_tokenizer(kind: &str, text: &str, args: &Args) -> Result<Box<dyn Tokenizer>> {
+    Ok(match kind {
+        "char" => Box::new(CharTokenizer::from_text(text)),
+        "bpe" => {
+            let mut cut = text.len() * 9 / 10;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let t = Instant::now();
+            let bpe = BpeTrainer::new(args.bpe_vocab_size).train(&text[..cut])?;
+            println!(
+                "trained a byte-level BPE of {} tokens on the training split in {:.2} s",
+                bpe.vocab_size(),
+                t.elapsed().as_secs_f64()
+            );
+            Box::new(bpe)
+        }
+        "gpt2" => {
+            let (vocab, merges) = locate_gpt2(args.gpt2_dir.as_deref())?;
+            Box::new(BpeTokenizer::from_gpt2_files(vocab, merges)?)
+        }
+        other => {
+            return Err(Error::InvalidConfig(format!(
+                "--tokenizer {other}: use char, bpe or gpt2"
+            )));
+        }
+    })
+}
+
 /// The prompt's ids, refused before training if it is empty or holds a
 /// character the corpus does not.
-fn encode_prompt(tokenizer: &CharTokenizer, prompt: &str) -> Result<Vec<i64>> {
+fn encode_prompt(tokenizer: &dyn Tokenizer, prompt: &str) -> Result<Vec<i64>> {
     if prompt.is_empty() {
         return Err(Error::InvalidConfig("--prompt must not be empty".into()));
     }
@@ -417,7 +477,7 @@ fn prepare_out_dir(dir: &Path) -> Result<()> {
 /// The last checkpoint in `dir` (else the best), checked against the
 /// corpus's vocabulary and the model flags, with the training flags given
 /// applied (each change printed).
-fn resume(dir: &Path, tokenizer: &CharTokenizer, args: &Args) -> RunResult<Trainer> {
+fn resume(dir: &Path, text: &str, args: &Args) -> RunResult<(Trainer, Box<dyn Tokenizer>, String)> {
     let path = [dir.join(LAST), dir.join(BEST)]
         .into_iter()
         .find(|p| p.exists())
@@ -428,17 +488,27 @@ fn resume(dir: &Path, tokenizer: &CharTokenizer, args: &Args) -> RunResult<Train
             ))
         })?;
     let (mut trainer, ckpt) = Trainer::<Gpt>::resume(&path)?;
-    let saved = CharTokenizer::from_json(ckpt.require_meta("tokenizer")?)?;
-    if &saved != tokenizer {
-        return Err(Error::Checkpoint {
-            path,
-            message: format!(
-                "it was trained on another vocabulary ({} characters; this corpus has {})",
-                saved.vocab_size(),
-                tokenizer.vocab_size()
-            ),
-        }
+    let (saved, kind) = saved_tokenizer(&ckpt)?;
+    if args.tokenizer.as_ref().is_some_and(|k| *k != kind) {
+        return Err(Error::InvalidConfig(format!(
+            "--tokenizer cannot change when a run continues: {} was trained with {kind}",
+            path.display()
+        ))
         .into());
+    }
+    if kind == "char" {
+        let corpus = CharTokenizer::from_text(text);
+        if saved.to_json() != corpus.to_json() {
+            return Err(Error::Checkpoint {
+                path,
+                message: format!(
+                    "it was trained on another vocabulary ({} characters; this corpus has {})",
+                    saved.vocab_size(),
+                    corpus.vocab_size()
+                ),
+            }
+            .into());
+        }
     }
     let model = &trainer.model.config;
     let fixed = [
@@ -496,12 +566,20 @@ fn resume(dir: &Path, tokenizer: &CharTokenizer, args: &Args) -> RunResult<Train
             changes.join(", ")
         );
     }
-    Ok(trainer)
+    Ok((trainer, saved, kind))
+}
+
+/// The tokenizer a checkpoint was trained with, and its kind (`char` for
+/// checkpoints that do not say).
+fn saved_tokenizer(ckpt: &Checkpoint) -> Result<(Box<dyn Tokenizer>, String)> {
+    let tokenizer = tokenizer::from_json(ckpt.require_meta("tokenizer")?)?;
+    let kind = ckpt.meta("tokenizer_kind").unwrap_or("char").to_string();
+    Ok((tokenizer, kind))
 }
 
 fn sample(
     model: &Gpt,
-    tokenizer: &CharTokenizer,
+    tokenizer: &dyn Tokenizer,
     prompt: &[i64],
     args: &Args,
     sampling: &Sampling,
@@ -514,11 +592,14 @@ fn sample(
 fn sample_only(args: &Args, dir: &Path, sampling: &Sampling) -> RunResult<()> {
     let path = dir.join(BEST);
     let ckpt = Checkpoint::load(&path)?;
-    let tokenizer = CharTokenizer::from_json(ckpt.require_meta("tokenizer")?)?;
-    let prompt = encode_prompt(&tokenizer, &args.prompt)?;
+    let (tokenizer, _) = saved_tokenizer(&ckpt)?;
+    let prompt = encode_prompt(tokenizer.as_ref(), &args.prompt)?;
     let config = GptConfig::from_checkpoint(&ckpt, "model.")?;
     let model = Gpt::new(config, 0)?;
     ckpt.load_module("model.", &model)?;
-    println!("{}", sample(&model, &tokenizer, &prompt, args, sampling)?);
+    println!(
+        "{}",
+        sample(&model, tokenizer.as_ref(), &prompt, args, sampling)?
+    );
     Ok(())
 }

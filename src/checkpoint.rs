@@ -390,6 +390,18 @@ fn decode_rng(s: &str) -> Option<([u8; 32], u128)> {
 /// never a half-written one: a temporary file in the same folder, fsync,
 /// rename over the target, fsync of the folder.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically_with(path, |f, tmp| {
+        f.write_all(bytes).map_err(|e| Error::io("writing", tmp, e))
+    })
+}
+
+/// [`write_atomically`] for content written piece by piece: `write` gets
+/// the temporary file (buffered; it may seek) and its path for errors. When
+/// `write` fails, the temporary file is removed and the target untouched.
+pub fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>, &Path) -> Result<()>,
+) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -401,9 +413,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
-        f.write_all(bytes)
-            .map_err(|e| Error::io("writing", &tmp, e))?;
+        let f = std::fs::File::create(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, f);
+        write(&mut buffered, &tmp)?;
+        let f = buffered
+            .into_inner()
+            .map_err(|e| Error::io("writing", &tmp, e.into_error()))?;
         f.sync_all().map_err(|e| Error::io("syncing", &tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io("renaming into place", path, e))?;
         if let Ok(d) = std::fs::File::open(dir) {

@@ -386,3 +386,33 @@ fn mutated_bpe_and_word_tokenizer_json_load_or_fail_cleanly() {
     }
     assert!(loaded > 0, "no mutated tokenizer loaded");
 }
+
+#[test]
+fn mutated_token_files_open_or_fail_cleanly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let tok = CharTokenizer::from_text("abcdefgh");
+    let ids = tok.encode(&"abcdefgh".repeat(40)).unwrap();
+    let good = dir.path().join("good.bin");
+    zeroformer::data::TokenFile::write(&good, tok.vocab_size(), &tok.to_json(), |s| s.push(&ids))
+        .unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed() ^ 3);
+    let (mut opened, path) = (0, dir.path().join("case.bin"));
+    for case in 0..cases() {
+        let (what, mutated) = mutate(&bytes, 8..40, &mut rng);
+        std::fs::write(&path, &mutated).unwrap();
+        let bound = 4 * mutated.len() + (64 << 10);
+        must_not_panic_or_overallocate(&format!("token file case {case} ({what})"), bound, || {
+            if let Ok(file) = zeroformer::data::TokenFile::open(&path) {
+                opened += 1;
+                let all = file.to_vec(0..file.len());
+                assert!(all.iter().all(|&id| (id as usize) < file.vocab_size()));
+                if file.len() > 4 {
+                    let _ = file.random_batch(2, 4, &mut ChaCha8Rng::seed_from_u64(0));
+                }
+            }
+        });
+    }
+    assert!(opened > 0, "no mutated token file opened");
+}

@@ -4,6 +4,9 @@
 
 pub mod digits;
 pub mod speeches;
+mod token_file;
+
+pub use token_file::{TokenFile, TokenSink};
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +32,28 @@ pub fn locate_shakespeare(explicit: Option<&Path>) -> Result<PathBuf> {
         .ok_or_else(|| {
             Error::InvalidData(format!(
                 "no corpus at data/tinyshakespeare.txt; fetch it with\n    {FETCH_SHAKESPEARE}\nor pass --data PATH"
+            ))
+        })
+}
+
+/// Where the examples find GPT-2's tokenizer files (`vocab.json`,
+/// `merges.txt`): in `explicit` (a `--gpt2-dir` flag) when given, else
+/// `data/gpt2/`, else `../shared/data/gpt2/`.
+pub fn locate_gpt2(explicit: Option<&Path>) -> Result<(PathBuf, PathBuf)> {
+    let dirs: Vec<PathBuf> = match explicit {
+        Some(d) => vec![d.to_path_buf()],
+        None => vec!["data/gpt2".into(), "../shared/data/gpt2".into()],
+    };
+    dirs.iter()
+        .map(|d| (d.join("vocab.json"), d.join("merges.txt")))
+        .find(|(v, m)| v.exists() && m.exists())
+        .ok_or_else(|| {
+            Error::InvalidData(format!(
+                "no GPT-2 tokenizer files (vocab.json and merges.txt) in {}; pass --gpt2-dir DIR",
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             ))
         })
 }

@@ -7,7 +7,7 @@
 use rustc_hash::FxHashMap;
 
 use super::merge::{Merge, MergeTable, merge, pair_key};
-use super::pretokenize::{CharClass, char_class, gpt2_pieces};
+use super::pretokenize::gpt2_pieces;
 use super::{Tokenizer, invalid_id};
 use crate::Result;
 
@@ -179,7 +179,8 @@ impl BpeTokenizer {
     /// joined, which gives exactly the ids of encoding it whole.
     pub fn encode_parallel(&self, text: &str) -> Result<Vec<i64>> {
         use rayon::prelude::*;
-        let parts = split_for_threads(text, rayon::current_num_threads() * 4, 1 << 16);
+        let target = (text.len() / (rayon::current_num_threads() * 4)).max(1 << 16);
+        let parts = super::chunks(text, target);
         let encoded: Vec<Vec<u32>> = parts.par_iter().map(|part| self.encode_u32(part)).collect();
         Ok(encoded.into_iter().flatten().map(i64::from).collect())
     }
@@ -244,35 +245,4 @@ impl Tokenizer for BpeTokenizer {
     fn to_json(&self) -> String {
         super::bpe_files::to_tokenizer_json(self)
     }
-}
-
-/// `text` cut into at most `parts` pieces of at least `min_len` bytes, each
-/// cut just before a space that follows a non-space: a GPT-2 piece always
-/// starts there (no piece runs from a non-space into a space), so encoding
-/// the parts gives the ids of the whole.
-pub(crate) fn split_for_threads(text: &str, parts: usize, min_len: usize) -> Vec<&str> {
-    let target = (text.len() / parts.max(1)).max(min_len);
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut start = 0;
-    while text.len() - start > target {
-        let mut cut = start + target;
-        let found = loop {
-            if cut >= bytes.len() {
-                break None;
-            }
-            if bytes[cut] == b' ' {
-                let before = text[..cut].chars().next_back();
-                if before.is_some_and(|c| char_class(c) != CharClass::Space) {
-                    break Some(cut);
-                }
-            }
-            cut += 1;
-        };
-        let Some(cut) = found else { break };
-        out.push(&text[start..cut]);
-        start = cut;
-    }
-    out.push(&text[start..]);
-    out
 }

@@ -157,6 +157,43 @@ impl PaddedBatch {
     }
 }
 
+/// `text` cut into parts of about `target_len` bytes (at least), each cut
+/// just before a space that follows a non-space: there every tokenizer of
+/// this module starts a new token whatever precedes it (no GPT-2 piece, word
+/// or character runs from a non-space into a space), so encoding the parts
+/// one by one gives exactly the ids of the whole.
+///
+/// ```
+/// use zeroformer::tokenizer::chunks;
+/// assert_eq!(chunks("ab  cd ef", 2), ["ab", "  cd", " ef"]);
+/// ```
+pub fn chunks(text: &str, target_len: usize) -> Vec<&str> {
+    let target = target_len.max(1);
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut start = 0;
+    while text.len() - start > target {
+        let mut cut = start + target;
+        let found = loop {
+            if cut >= bytes.len() {
+                break None;
+            }
+            if bytes[cut] == b' ' {
+                let before = text[..cut].chars().next_back();
+                if before.is_some_and(|c| char_class(c) != CharClass::Space) {
+                    break Some(cut);
+                }
+            }
+            cut += 1;
+        };
+        let Some(cut) = found else { break };
+        out.push(&text[start..cut]);
+        start = cut;
+    }
+    out.push(&text[start..]);
+    out
+}
+
 /// The error for an id outside a vocabulary of `size`.
 pub(crate) fn invalid_id(id: i64, size: usize) -> Error {
     Error::InvalidData(format!(

@@ -36,7 +36,8 @@ where
     F: Fn(&'a str) -> I + Sync,
     I: Iterator<Item = &'a str>,
 {
-    let parts = super::bpe::split_for_threads(text, rayon::current_num_threads() * 4, 1 << 16);
+    let target = (text.len() / (rayon::current_num_threads() * 4)).max(1 << 16);
+    let parts = super::chunks(text, target);
     parts
         .par_iter()
         .map(|part| {
