@@ -345,7 +345,7 @@ impl Checkpoint {
 }
 
 /// What went wrong in a file the safetensors reader refused, in words.
-fn describe_safetensors_error(e: &safetensors::SafeTensorError, len: usize) -> String {
+pub(crate) fn describe_safetensors_error(e: &safetensors::SafeTensorError, len: usize) -> String {
     use safetensors::SafeTensorError as E;
     let what = match e {
         E::HeaderTooSmall => format!("{len} bytes, shorter than the 8-byte header length"),

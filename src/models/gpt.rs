@@ -38,13 +38,18 @@ impl GptConfig {
 
     /// A named preset: `cpu-mini` (4 layers, 4 heads, width 128, context 64),
     /// `gpt-mini` (6, 6, 192, 256), `shakespeare-char` (6, 6, 384, 256) or
-    /// `gpt2` (12, 12, 768, 1024, vocabulary 50257). `vocab_size` is used by
-    /// all but `gpt2`. No dropout, no biases (set them afterwards).
+    /// `gpt2` (12, 12, 768, 1024, vocabulary 50257, with biases as GPT-2
+    /// has: 124,439,808 parameters). `vocab_size` is used by all but `gpt2`.
+    /// No dropout; the others have no biases (nanoGPT's choice; set them
+    /// afterwards).
     ///
     /// ```
     /// use zeroformer::GptConfig;
     /// let c = GptConfig::preset("cpu-mini", 65).unwrap();
     /// assert_eq!((c.n_layer, c.n_head, c.n_embd, c.block_size), (4, 4, 128, 64));
+    /// let gpt2 = GptConfig::preset("gpt2", 0).unwrap();
+    /// assert!(gpt2.bias);
+    /// assert_eq!(gpt2.parameter_count(), Some(124_439_808));
     /// assert!(GptConfig::preset("gpt-9", 65).is_err());
     /// ```
     pub fn preset(name: &str, vocab_size: usize) -> Result<GptConfig> {
@@ -67,7 +72,7 @@ impl GptConfig {
             n_head,
             n_embd,
             dropout: 0.0,
-            bias: false,
+            bias: name == "gpt2",
         };
         config.validate()?;
         Ok(config)

@@ -5,6 +5,7 @@ mod encoder;
 mod encoder_decoder;
 mod gpt;
 mod persist;
+mod pretrained;
 
 pub use encoder::{Encoder, EncoderConfig, Pooling};
 pub use encoder_decoder::{DecoderCache, EncoderDecoder, EncoderDecoderConfig};

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Reference values for Gpt::from_pretrained / save_pretrained, run by hand:
+
+    pip install torch transformers safetensors
+    python3 scripts/make_gpt2_fixtures.py
+
+Builds two small random GPT-2s with Hugging Face transformers
+(GPT2LMHeadModel), every parameter drawn from N(0, std^2) with a large std
+(biases and layer-norm weights included), so a wrong GELU form or
+layer-norm epsilon shows in the logits. Saves each with save_pretrained
+into tests/fixtures/hf_gpt2_<name>/ and writes expected.safetensors there:
+the input ids, the logits, the mean next-token cross-entropy loss and the
+gradient of that loss for every parameter (Hugging Face names and layouts).
+
+`python3 scripts/make_gpt2_fixtures.py --check DIR` loads a directory that
+zeroformer's save_pretrained wrote (tests/gpt2_pretrained.rs writes one when
+ZEROFORMER_KEEP_SAVED=DIR is set) and compares its logits with the fixture's.
+"""
+import argparse
+import os
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import GPT2Config, GPT2LMHeadModel
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+
+MODELS = {
+    # name: (vocab, positions, width, layers, heads, std)
+    "tiny": (96, 16, 32, 2, 4, 0.3),
+    "wide": (64, 24, 48, 1, 3, 0.6),
+}
+
+
+def build(name):
+    vocab, positions, width, layers, heads, std = MODELS[name]
+    config = GPT2Config(vocab_size=vocab, n_positions=positions, n_embd=width, n_layer=layers,
+                        n_head=heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    torch.manual_seed(len(name) * 1000 + layers)
+    model = GPT2LMHeadModel(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, std)
+    model.eval()
+    return model
+
+
+def ids_for(name):
+    vocab, positions = MODELS[name][0], MODELS[name][1]
+    g = torch.Generator().manual_seed(7)
+    return torch.randint(0, vocab, (2, positions - 2), generator=g)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--check")
+    args = ap.parse_args()
+    if args.check:
+        name = "tiny"
+        model = GPT2LMHeadModel.from_pretrained(args.check)
+        model.eval()
+        expected = load_file(os.path.join(FIXTURES, f"hf_gpt2_{name}", "expected.safetensors"))
+        with torch.no_grad():
+            logits = model(expected["ids"]).logits
+        diff = (logits - expected["logits"]).abs().max().item()
+        print(f"transformers loads {args.check}: max |logits - fixture| = {diff:.3e}")
+        assert diff < 1e-4
+        return
+    for name in MODELS:
+        model = build(name)
+        out = os.path.join(FIXTURES, f"hf_gpt2_{name}")
+        model.save_pretrained(out, safe_serialization=True)
+        ids = ids_for(name)
+        result = model(ids, labels=ids)
+        result.loss.backward()
+        tensors = {"ids": ids.contiguous(), "logits": result.logits.detach().contiguous(),
+                   "loss": result.loss.detach().reshape(1)}
+        for pname, p in model.named_parameters():
+            tensors["grad." + pname] = p.grad.detach().contiguous()
+        save_file(tensors, os.path.join(out, "expected.safetensors"))
+        print(f"{name}: loss {result.loss.item():.6f}, logits spread {result.logits.std().item():.3f}")
+
+
+if __name__ == "__main__":
+    main()
