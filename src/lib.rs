@@ -75,8 +75,11 @@
 //!   config in one safetensors file; `Gpt::load(path)` (also from a
 //!   trainer's checkpoint) rebuilds the model. `Trainer::save` and
 //!   `Trainer::<Gpt>::resume` keep everything for a bit-exact resume.
-//! - [`generation::generate`]: greedy, temperature, top-k and top-p
-//!   sampling with a KV cache.
+//! - [`generation::generate_with`]: greedy, temperature, top-k, top-p,
+//!   repetition penalty, stop tokens and streaming, with a KV cache, for
+//!   any [`generation::CausalLm`]; [`Gpt::from_pretrained`] and
+//!   [`Gpt::save_pretrained`] read and write Hugging Face GPT-2
+//!   directories; [`tokenizer`] has GPT-2's tokenizer and BPE training.
 //! - The examples: `examples/shakespeare.rs` (train a character-level GPT
 //!   and sample), `seq2seq.rs` (the encoder-decoder on copy and reverse),
 //!   `classify.rs` (an encoder names a speech's speaker),

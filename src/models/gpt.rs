@@ -289,18 +289,25 @@ impl Gpt {
 
     /// Logits `[batch, time, vocab]` for token ids `[batch, time]` (i64).
     pub fn forward(&self, ids: &Tensor) -> Tensor {
-        self.forward_impl(ids, None, false).0
+        self.forward_impl(ids, None, false, false).0
     }
 
     /// Logits for the new tokens `ids` given everything in `cache`, which is
     /// extended with them: incremental decoding.
     pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache) -> Tensor {
-        self.forward_impl(ids, Some(cache), false).0
+        self.forward_impl(ids, Some(cache), false, false).0
+    }
+
+    /// [`forward_cached`](Self::forward_cached)'s logits of the last
+    /// position only, `[batch, vocab]`: what decoding needs, without the
+    /// output head's product for the other positions.
+    pub fn forward_cached_last(&self, ids: &Tensor, cache: &mut KvCache) -> Tensor {
+        self.forward_impl(ids, Some(cache), false, true).0
     }
 
     /// Logits and every layer's attention weights `[batch, heads, time, time]`.
     pub fn forward_with_attention(&self, ids: &Tensor) -> (Tensor, Vec<Tensor>) {
-        self.forward_impl(ids, None, true)
+        self.forward_impl(ids, None, true, false)
     }
 
     fn forward_impl(
@@ -308,11 +315,12 @@ impl Gpt {
         ids: &Tensor,
         cache: Option<&mut KvCache>,
         weights: bool,
+        last_only: bool,
     ) -> (Tensor, Vec<Tensor>) {
         // In the device's scope: on the CPU, the layers' kernels then run
         // without a thread hand-off each.
         ids.device()
-            .scope(|| self.forward_in_place(ids, cache, weights))
+            .scope(|| self.forward_in_place(ids, cache, weights, last_only))
     }
 
     fn forward_in_place(
@@ -320,6 +328,7 @@ impl Gpt {
         ids: &Tensor,
         mut cache: Option<&mut KvCache>,
         weights: bool,
+        last_only: bool,
     ) -> (Tensor, Vec<Tensor>) {
         assert_eq!(
             ids.dtype(),
@@ -355,10 +364,15 @@ impl Gpt {
             x = y;
             all_weights.extend(w);
         }
+        let (b, c, v) = (ids.shape()[0], self.config.n_embd, self.config.vocab_size);
+        if last_only {
+            let x = self.ln_f.forward(&x.narrow(1, t - 1, 1));
+            let logits = x.reshape(&[b, c]).matmul(&self.wte.weight.t());
+            return (logits, all_weights);
+        }
         let x = self.ln_f.forward(&x);
         // The head shares the token embedding: logits = x Wteᵀ, as one
         // [batch·time, width] product.
-        let (b, c, v) = (ids.shape()[0], self.config.n_embd, self.config.vocab_size);
         let logits = x
             .reshape(&[b * t, c])
             .matmul(&self.wte.weight.t())

@@ -18,36 +18,69 @@ use crate::{DType, Tensor};
 /// Cached keys and values of one attention layer, `[batch, heads, time, head_dim]`.
 ///
 /// Self-attention appends each new step's keys and values; cross-attention
-/// fills it once from the encoder output and then only reads it.
+/// fills it once from the encoder output and then only reads it. With a
+/// capacity (`KvCache::with_capacity`), the keys and values live in buffers
+/// of that many positions, allocated at the first step and written in
+/// place; without one, each step concatenates.
 #[derive(Default, Clone)]
 pub struct LayerKvCache {
     keys: Option<Tensor>,
     values: Option<Tensor>,
+    len: usize,
+    capacity: usize,
 }
 
 impl LayerKvCache {
     /// The number of positions cached.
     pub fn len(&self) -> usize {
-        self.keys.as_ref().map_or(0, |k| k.shape()[2])
+        self.len
     }
 
     /// True before the first cached step.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
-    /// Appends new keys and values; returns all of them.
+    /// Forgets the cached positions, keeping any buffers for reuse.
+    pub fn clear(&mut self) {
+        self.len = 0;
+        if self.capacity == 0 {
+            (self.keys, self.values) = (None, None);
+        }
+    }
+
+    /// Appends new keys and values `[batch, heads, time, head_dim]`;
+    /// returns all of them.
     fn extend(&mut self, k: Tensor, v: Tensor) -> (Tensor, Tensor) {
-        let k = match &self.keys {
-            Some(past) => Tensor::cat(&[past, &k.detach()], 2),
-            None => k.detach(),
+        let t = k.shape()[2];
+        if self.capacity == 0 {
+            let join = |past: &Option<Tensor>, new: &Tensor| match past {
+                Some(past) => Tensor::cat(&[past, &new.detach()], 2),
+                None => new.detach(),
+            };
+            let (k, v) = (join(&self.keys, &k), join(&self.values, &v));
+            (self.keys, self.values, self.len) = (Some(k.clone()), Some(v.clone()), self.len + t);
+            return (k, v);
+        }
+        assert!(
+            self.len + t <= self.capacity,
+            "KV cache: {} positions exceed its capacity {}",
+            self.len + t,
+            self.capacity
+        );
+        let buffer = |slot: &mut Option<Tensor>, new: &Tensor| {
+            let mut shape = new.shape().to_vec();
+            shape[2] = self.capacity;
+            let fits = slot.as_ref().is_some_and(|b| b.shape() == shape.as_slice());
+            if !fits {
+                *slot = Some(new.zeros_like_shape(&shape));
+            }
+            let b = slot.as_ref().expect("allocated");
+            b.write_window(2, self.len, &new.detach());
+            b.narrow(2, 0, self.len + t)
         };
-        let v = match &self.values {
-            Some(past) => Tensor::cat(&[past, &v.detach()], 2),
-            None => v.detach(),
-        };
-        self.keys = Some(k.clone());
-        self.values = Some(v.clone());
+        let (k, v) = (buffer(&mut self.keys, &k), buffer(&mut self.values, &v));
+        self.len += t;
         (k, v)
     }
 }
@@ -60,11 +93,29 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// An empty cache for `n_layer` layers.
+    /// An empty cache for `n_layer` layers that concatenates at each step.
     pub fn new(n_layer: usize) -> KvCache {
         KvCache {
             layers: vec![LayerKvCache::default(); n_layer],
         }
+    }
+
+    /// An empty cache for `n_layer` layers whose keys and values go into
+    /// buffers of `capacity` positions, allocated at the first step and
+    /// written in place (generation's cache: no copy of the past per token).
+    pub fn with_capacity(n_layer: usize, capacity: usize) -> KvCache {
+        let layer = LayerKvCache {
+            capacity,
+            ..LayerKvCache::default()
+        };
+        KvCache {
+            layers: vec![layer; n_layer],
+        }
+    }
+
+    /// Forgets every cached position, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.layers.iter_mut().for_each(LayerKvCache::clear);
     }
 
     /// The number of positions cached (the same in every layer).
@@ -259,8 +310,12 @@ impl MultiHeadAttention {
         };
         let (k, v) = match cache {
             Some(cache) if !cache.is_empty() => (
-                cache.keys.clone().expect("filled"),
-                cache.values.clone().expect("filled"),
+                cache.keys.as_ref().expect("filled").narrow(2, 0, cache.len),
+                cache
+                    .values
+                    .as_ref()
+                    .expect("filled")
+                    .narrow(2, 0, cache.len),
             ),
             Some(cache) => {
                 let (k, v) = project();

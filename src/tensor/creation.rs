@@ -155,6 +155,13 @@ impl Tensor {
         Tensor::from_output(storage, shape, None)
     }
 
+    /// Zeros of `shape` in this tensor's dtype, on its device (a buffer
+    /// to be written in place).
+    pub(crate) fn zeros_like_shape(&self, shape: &[usize]) -> Tensor {
+        let numel = shape.iter().product();
+        Tensor::from_output(self.storage().zeros_like(numel), shape, None)
+    }
+
     /// A zero-dimensional f32 tensor holding `value`, on this tensor's device.
     pub fn scalar_like(&self, value: f32) -> Tensor {
         Tensor::from_output(self.storage().full_like(1, value), &[], None)

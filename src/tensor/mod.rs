@@ -360,6 +360,30 @@ impl Tensor {
         );
     }
 
+    /// Overwrites positions `start..start + src.shape()[dim]` of dimension
+    /// `dim` with `src` (this tensor's shape elsewhere, same dtype), in
+    /// place: a KV cache written step by step into a buffer allocated once.
+    /// Views taken earlier keep the old values. Records no graph.
+    pub(crate) fn write_window(&self, dim: usize, start: usize, src: &Tensor) {
+        let mut expected = self.shape().to_vec();
+        expected[dim] = src.shape()[dim];
+        assert!(
+            src.shape() == expected.as_slice() && start + src.shape()[dim] <= self.shape()[dim],
+            "write_window: {:?} does not fit {:?} at {start} along dimension {dim}",
+            src.shape(),
+            self.shape()
+        );
+        let window = self.0.layout.narrow(dim, start, src.shape()[dim]);
+        let src_storage = src.storage();
+        let mut slot = self.storage_for_update("write_window");
+        Arc::get_mut(&mut slot).expect("unshared").copy_from(
+            &window,
+            &src_storage,
+            src.layout(),
+            "write_window",
+        );
+    }
+
     /// One Adam/AdamW update of this parameter and its moments `m` and `v`
     /// (tensors of its shape that the optimizer owns) from `grad`, in place.
     pub(crate) fn adam_update(&self, grad: &Tensor, m: &Tensor, v: &Tensor, step: AdamStep) {
