@@ -60,6 +60,10 @@ struct Args {
     /// Stop at this token id (repeatable); GPT-2's end of text is 50256.
     #[arg(long = "stop-token")]
     stop_tokens: Vec<i64>,
+    /// Decode with int8 copies of the weights (one scale per row; the
+    /// activations stay f32): a quarter of the bytes read per token.
+    #[arg(long)]
+    int8: bool,
     /// Print the generated ids as one JSON array on the last line.
     #[arg(long)]
     print_ids: bool,
@@ -111,7 +115,10 @@ fn run(args: Args) -> Result<()> {
     let sampling = Sampling::new(args.temperature, args.top_k, args.top_p)?;
     let dir = args.model_dir.as_deref().expect("clap requires it");
     let t = Instant::now();
-    let model = Gpt::from_pretrained(dir)?;
+    let mut model = Gpt::from_pretrained(dir)?;
+    if args.int8 {
+        model.quantize_int8();
+    }
     let loaded = t.elapsed().as_secs_f64();
     let tok = match (&args.prompt_ids, args.print_ids) {
         // Ids in and out need no tokenizer, but text out is printed when one exists.
@@ -164,7 +171,14 @@ fn run(args: Args) -> Result<()> {
     let decode_s = (end - first).as_secs_f64();
     let decoded = out.tokens.len().saturating_sub(1);
     let tokens_per_s = decoded as f64 / decode_s.max(1e-9);
-    let weight_bytes = model.num_parameters() as f64 * 4.0;
+    // Bytes of weights read per token: the matrices in int8 (plus a scale
+    // a row) with --int8, the rest (embeddings' rows, norms) negligible.
+    let weight_bytes = if args.int8 {
+        let c = &model.config;
+        (c.n_layer * 12 * c.n_embd * c.n_embd + c.vocab_size * c.n_embd) as f64
+    } else {
+        model.num_parameters() as f64 * 4.0
+    };
     eprintln!(
         "loaded in {loaded:.2} s; prompt {} tokens in {:.1} ms; {} new tokens, {tokens_per_s:.2} tokens/s after the first, {:.1} GB/s of weights read ({:?})",
         prompt.len(),

@@ -25,10 +25,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "examples", "gpt2_generate")
 
 
-def ours(model_dir, prompt, new, threads):
+def ours(model_dir, prompt, new, threads, int8=False):
     r = subprocess.run([BIN, "--model-dir", model_dir, "--prompt-ids", ",".join(map(str, prompt)),
                         "--max-new-tokens", str(new), "--temperature", "0", "--print-ids",
-                        "--threads", str(threads)], capture_output=True, text=True, check=True)
+                        "--threads", str(threads)] + (["--int8"] if int8 else []),
+                       capture_output=True, text=True, check=True)
     line = [l for l in r.stderr.splitlines() if l.startswith("speed ")][-1]
     fields = dict(kv.split("=") for kv in line.split()[1:])
     ids = json.loads(r.stdout.strip().splitlines()[-1])
@@ -74,24 +75,31 @@ def main():
     del big
     print(f"memory read bandwidth (torch sum of 1 GiB, {args.threads} threads): {bandwidth:.1f} GB/s", flush=True)
 
-    o, h, agree = [], [], []
+    o, h, q8, agree = [], [], [], []
     for rnd in range(args.rounds):
         if rnd % 2 == 0:
             a, mine = ours(model_dir, prompt, args.new, args.threads)
+            c, mine8 = ours(model_dir, prompt, args.new, args.threads, int8=True)
             b, theirs = hf_run()
         else:
             b, theirs = hf_run()
+            c, mine8 = ours(model_dir, prompt, args.new, args.threads, int8=True)
             a, mine = ours(model_dir, prompt, args.new, args.threads)
         o.append(a)
         h.append(b)
+        q8.append(c)
         same = next((i for i, (p, q) in enumerate(zip(mine, theirs)) if p != q), len(mine))
+        same8 = next((i for i, (p, q) in enumerate(zip(mine8, mine)) if p != q), len(mine))
         agree.append(same)
-        print(f"round {rnd}: ours {a:.2f} tok/s, HF {b:.2f} tok/s; greedy ids agree for the first {same} of {len(mine)}",
+        print(f"round {rnd}: ours {a:.2f} tok/s, ours int8 {c:.2f} tok/s, HF {b:.2f} tok/s; greedy ids agree with HF "
+              f"for the first {same} of {len(mine)} (int8 with f32: {same8}; random weights, so int8 may drift)",
               flush=True)
     mo, mh = statistics.median(o), statistics.median(h)
     print(f"median: ours {mo:.2f} tok/s ({mo * weight_bytes / 1e9:.1f} GB/s, {mo * weight_bytes / 1e9 / bandwidth:.0%} "
           f"of the measured bandwidth), HF transformers {mh:.2f} tok/s ({mh * weight_bytes / 1e9:.1f} GB/s, "
           f"{mh * weight_bytes / 1e9 / bandwidth:.0%}); ours/HF {statistics.median([a / b for a, b in zip(o, h)]):.2f}x")
+    m8 = statistics.median(q8)
+    print(f"int8: {m8:.2f} tok/s, {statistics.median([c / b for c, b in zip(q8, h)]):.2f}x HF's f32")
     print("both: 128 new tokens over the whole call, the prompt's forward included (HF after a warm-up call)")
 
 

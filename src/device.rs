@@ -247,4 +247,7 @@ pub enum DType {
     I64,
     /// Booleans: masks for `masked_fill` and `where_cond`, results of comparisons.
     Bool,
+    /// 8-bit signed integers: quantized weights, with f32 scales beside them
+    /// ([`Tensor::quantize_rows_int8`](crate::Tensor::quantize_rows_int8)).
+    I8,
 }

@@ -413,4 +413,14 @@ pub trait BackendStorage: Sized + Clone + Debug {
     /// One Adam/AdamW update of these weights (self) and the moments `m`
     /// and `v` (whole storages of one length) from `grad`, in place.
     fn adam_update(&mut self, grad: View<Self>, m: &mut Self, v: &mut Self, step: AdamStep);
+
+    // Weight-only int8 (inference).
+
+    /// Each row of the f32 matrix `[rows, cols]` (self) as int8 and one f32
+    /// scale per row: `q = round(w / s)`, `s = max|w| / 127` (0 for a row
+    /// of zeros).
+    fn quantize_rows_int8(&self, layout: &Layout) -> (Self, Self);
+    /// `x @ (q · s)ᵀ` for f32 `x` `[m, k]` (self), int8 `q` `[n, k]` and f32
+    /// scales `[n]`: the f32 `[m, n]` product.
+    fn matmul_int8(&self, layout: &Layout, q: View<Self>, scales: View<Self>) -> Self;
 }

@@ -225,6 +225,9 @@ pub struct Gpt {
     pub ln_f: LayerNorm,
     drop: Dropout,
     dropout_rng: SharedRng,
+    /// The tied output head as int8 rows, once quantized.
+    #[module(skip)]
+    head_int8: Option<crate::ops::quantized::Int8Rows>,
 }
 
 impl Gpt {
@@ -272,6 +275,7 @@ impl Gpt {
             })
             .collect();
         Ok(Gpt {
+            head_int8: None,
             ln_f: LayerNorm::new(c, config.bias),
             drop: Dropout::new(config.dropout, dropout_rng.clone()),
             config,
@@ -280,6 +284,50 @@ impl Gpt {
             blocks,
             dropout_rng,
         })
+    }
+
+    /// Keeps int8 copies (one scale per row) of every matrix the model
+    /// multiplies by: the blocks' linear layers and the tied output head.
+    /// Without gradients (generation, evaluation) the forward then reads
+    /// those, a quarter of the bytes; training still uses the f32 weights.
+    /// Call again after the weights change; [`drop_int8`](Self::drop_int8)
+    /// goes back to f32.
+    pub fn quantize_int8(&mut self) {
+        for block in &mut self.blocks {
+            block.attn.qkv.quantize_int8();
+            block.attn.proj.quantize_int8();
+            block.mlp.fc.quantize_int8();
+            block.mlp.proj.quantize_int8();
+        }
+        self.head_int8 = Some(self.wte.weight.quantize_rows_int8());
+    }
+
+    /// Forgets the int8 copies.
+    pub fn drop_int8(&mut self) {
+        for block in &mut self.blocks {
+            for linear in [
+                &mut block.attn.qkv,
+                &mut block.attn.proj,
+                &mut block.mlp.fc,
+                &mut block.mlp.proj,
+            ] {
+                linear.drop_int8();
+            }
+        }
+        self.head_int8 = None;
+    }
+
+    /// The output head: `x Wteᵀ` for `x` `[rows, width]`, through the int8
+    /// copy when there is one and gradients are off.
+    fn head(&self, x: &Tensor) -> Tensor {
+        match self
+            .head_int8
+            .as_ref()
+            .filter(|_| !crate::mode::is_grad_enabled())
+        {
+            Some(q) => x.matmul_int8(q),
+            None => x.matmul(&self.wte.weight.t()),
+        }
     }
 
     /// The random stream dropout draws from (its state goes into checkpoints).
@@ -367,16 +415,13 @@ impl Gpt {
         let (b, c, v) = (ids.shape()[0], self.config.n_embd, self.config.vocab_size);
         if last_only {
             let x = self.ln_f.forward(&x.narrow(1, t - 1, 1));
-            let logits = x.reshape(&[b, c]).matmul(&self.wte.weight.t());
+            let logits = self.head(&x.reshape(&[b, c]));
             return (logits, all_weights);
         }
         let x = self.ln_f.forward(&x);
         // The head shares the token embedding: logits = x Wteᵀ, as one
         // [batch·time, width] product.
-        let logits = x
-            .reshape(&[b * t, c])
-            .matmul(&self.wte.weight.t())
-            .reshape(&[b, t, v]);
+        let logits = self.head(&x.reshape(&[b * t, c])).reshape(&[b, t, v]);
         (logits, all_weights)
     }
 

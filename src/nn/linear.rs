@@ -4,6 +4,7 @@ use rand::Rng;
 
 use super::{Module, normal_parameter};
 use crate::Tensor;
+use crate::ops::quantized::Int8Rows;
 
 /// A fully connected layer. The weight is `[out, in]` as in PyTorch, applied
 /// through a transposed view (no copy: gemm reads it through its strides).
@@ -13,6 +14,11 @@ pub struct Linear {
     pub weight: Tensor,
     /// `[out_features]`, when the layer has one.
     pub bias: Option<Tensor>,
+    /// An int8 copy of the weight ([`quantize_int8`](Self::quantize_int8)),
+    /// used instead of it when gradients are off: decoding reads a quarter
+    /// of the bytes. Training always uses `weight`.
+    #[module(skip)]
+    pub int8: Option<Int8Rows>,
 }
 
 impl Linear {
@@ -27,7 +33,21 @@ impl Linear {
         Linear {
             weight: normal_parameter(&[out_features, in_features], std, rng),
             bias: bias.then(|| Tensor::zeros(&[out_features]).requires_grad()),
+            int8: None,
         }
+    }
+
+    /// Keeps an int8 copy of the weight (per-row scales) for inference:
+    /// without gradients, [`forward`](Self::forward) multiplies by it
+    /// instead of the f32 weight. Call again after the weight changes;
+    /// [`drop_int8`](Self::drop_int8) goes back to f32.
+    pub fn quantize_int8(&mut self) {
+        self.int8 = Some(self.weight.quantize_rows_int8());
+    }
+
+    /// Forgets the int8 copy.
+    pub fn drop_int8(&mut self) {
+        self.int8 = None;
     }
 
     /// The input width.
@@ -66,6 +86,20 @@ impl Linear {
             self.weight.narrow(0, start, len)
         };
         let x = x.reshape(&[rows, in_features]);
+        if let Some(q) = self
+            .int8
+            .as_ref()
+            .filter(|_| whole && !crate::mode::is_grad_enabled())
+        {
+            let y = x.matmul_int8(q);
+            let y = match &self.bias {
+                Some(b) => y.add(b),
+                None => y,
+            };
+            let mut shape = lead.to_vec();
+            shape.push(len);
+            return y.reshape(&shape);
+        }
         let y = match &self.bias {
             // The bias goes into the product's output pass (addmm).
             Some(b) if whole => b.addmm(&x, &weight.t()),

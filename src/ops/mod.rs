@@ -12,6 +12,7 @@ pub mod gather;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
+pub mod quantized;
 pub mod reduce;
 pub mod select;
 pub mod shape;

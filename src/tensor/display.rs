@@ -45,6 +45,7 @@ impl fmt::Display for Tensor {
             DType::F32 => write_values(f, &self.to_vec(), self.shape())?,
             DType::I64 => write_values(f, &self.to_vec_i64(), self.shape())?,
             DType::Bool => write_values(f, &self.to_vec_bool(), self.shape())?,
+            DType::I8 => write_values(f, &self.to_dtype(DType::I64).to_vec_i64(), self.shape())?,
         }
         write!(f, "\nTensor[{:?}, {:?}]", self.shape(), self.dtype())
     }
@@ -84,6 +85,14 @@ impl fmt::Debug for Tensor {
             DType::Bool => show(
                 f,
                 self.to_vec_bool().iter().map(|v| v.to_string()).collect(),
+            ),
+            DType::I8 => show(
+                f,
+                self.to_dtype(DType::I64)
+                    .to_vec_i64()
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect(),
             ),
         }
     }

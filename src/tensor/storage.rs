@@ -396,6 +396,25 @@ impl Storage {
         on_device!("matmul"; self => a, b => b; |D| a.matmul(layout, (b, lb), batch_shape).wrap())
     }
 
+    /// `(int8 rows, f32 scales)`.
+    pub(crate) fn quantize_rows_int8(&self, layout: &Layout) -> (Storage, Storage) {
+        on_device!("quantize_rows_int8"; self => w; |D| {
+            let (q, s) = w.quantize_rows_int8(layout);
+            (q.wrap(), s.wrap())
+        })
+    }
+
+    pub(crate) fn matmul_int8(
+        &self,
+        layout: &Layout,
+        (q, lq): StorageView,
+        (s, ls): StorageView,
+    ) -> Storage {
+        on_device!("matmul_int8"; self => x, q => q, s => s; |D| {
+            x.matmul_int8(layout, (q, lq), (s, ls)).wrap()
+        })
+    }
+
     pub(crate) fn addmm(
         &self,
         layout: &Layout,

@@ -18,6 +18,7 @@ mod norm;
 mod optim;
 #[doc(hidden)]
 pub mod pool;
+mod quantized;
 mod reduce;
 mod simd;
 mod storage;

@@ -2,7 +2,7 @@
 //! primitives, each a call into this backend's kernels.
 
 use super::strided::with_elements;
-use super::{attention, index, loss, matmul, norm, optim, pool, reduce, strided, unary};
+use super::{attention, index, loss, matmul, norm, optim, pool, quantized, reduce, strided, unary};
 use crate::DType;
 use crate::backend::{
     AdamStep, AttentionParams, Axis, BackendStorage, BinaryOp, CmpOp, CrossEntropyForward, UnaryOp,
@@ -19,6 +19,8 @@ pub enum CpuStorage {
     I64(Vec<i64>),
     /// Booleans: masks.
     Bool(Vec<bool>),
+    /// 8-bit integers: quantized weights.
+    I8(Vec<i8>),
 }
 
 impl Drop for CpuStorage {
@@ -133,6 +135,7 @@ impl BackendStorage for CpuStorage {
             CpuStorage::F32(_) => DType::F32,
             CpuStorage::I64(_) => DType::I64,
             CpuStorage::Bool(_) => DType::Bool,
+            CpuStorage::I8(_) => DType::I8,
         }
     }
 
@@ -141,6 +144,7 @@ impl BackendStorage for CpuStorage {
             CpuStorage::F32(v) => v.len(),
             CpuStorage::I64(v) => v.len(),
             CpuStorage::Bool(v) => v.len(),
+            CpuStorage::I8(v) => v.len(),
         }
     }
 
@@ -149,6 +153,7 @@ impl BackendStorage for CpuStorage {
             CpuStorage::F32(v) => CpuStorage::F32(strided::gather(v, layout)),
             CpuStorage::I64(v) => CpuStorage::I64(strided::gather(v, layout)),
             CpuStorage::Bool(v) => CpuStorage::Bool(strided::gather(v, layout)),
+            CpuStorage::I8(v) => CpuStorage::I8(strided::gather(v, layout)),
         }
     }
 
@@ -161,6 +166,9 @@ impl BackendStorage for CpuStorage {
                 strided::copy_into(d, dst_layout, s, src_layout)
             }
             (CpuStorage::Bool(d), CpuStorage::Bool(s)) => {
+                strided::copy_into(d, dst_layout, s, src_layout)
+            }
+            (CpuStorage::I8(d), CpuStorage::I8(s)) => {
                 strided::copy_into(d, dst_layout, s, src_layout)
             }
             (d, s) => panic!("{op}: dtype mismatch, {:?} and {:?}", d.dtype(), s.dtype()),
@@ -182,6 +190,7 @@ impl BackendStorage for CpuStorage {
             CpuStorage::F32(_) => CpuStorage::F32(pool::take_zeroed(len)),
             CpuStorage::I64(_) => CpuStorage::I64(vec![0; len]),
             CpuStorage::Bool(_) => CpuStorage::Bool(vec![false; len]),
+            CpuStorage::I8(_) => CpuStorage::I8(vec![0; len]),
         }
     }
 
@@ -204,6 +213,15 @@ impl BackendStorage for CpuStorage {
                 CpuStorage::F32(map(v, layout, |x| if x { 1.0 } else { 0.0 }))
             }
             (CpuStorage::Bool(v), DType::I64) => CpuStorage::I64(map(v, layout, i64::from)),
+            (CpuStorage::I8(v), DType::F32) => CpuStorage::F32(map(v, layout, f32::from)),
+            (CpuStorage::I8(v), DType::I64) => CpuStorage::I64(map(v, layout, i64::from)),
+            (CpuStorage::I8(v), DType::Bool) => CpuStorage::Bool(map(v, layout, |x| x != 0)),
+            // Rounded and saturated to -128..=127 (NaN to 0), as `as` casts.
+            (CpuStorage::F32(v), DType::I8) => CpuStorage::I8(map(v, layout, |x| x.round() as i8)),
+            (CpuStorage::I64(v), DType::I8) => {
+                CpuStorage::I8(map(v, layout, |x| x.clamp(-128, 127) as i8))
+            }
+            (CpuStorage::Bool(v), DType::I8) => CpuStorage::I8(map(v, layout, i8::from)),
             (same, _) => same.gather(layout),
         }
     }
@@ -522,6 +540,27 @@ impl BackendStorage for CpuStorage {
         let (m, v) = (m.f32_mut(op), v.f32_mut(op));
         let w = self.f32_mut(op);
         with_f32(grad, op, |g| optim::adam_update(w, g, m, v, step))
+    }
+
+    fn quantize_rows_int8(&self, layout: &Layout) -> (Self, Self) {
+        let (rows, cols) = (layout.shape()[0], last_dim(layout));
+        let (q, s) = with_f32((self, layout), "quantize_rows_int8", |w| {
+            quantized::quantize_rows(w, rows, cols)
+        });
+        (CpuStorage::I8(q), CpuStorage::F32(s))
+    }
+
+    fn matmul_int8(&self, layout: &Layout, (q, ql): View<Self>, scales: View<Self>) -> Self {
+        let op = "matmul_int8";
+        let (m, k, n) = (layout.shape()[0], last_dim(layout), ql.shape()[0]);
+        let CpuStorage::I8(qv) = q else {
+            panic!("{op}: expected int8 weights, got {:?}", q.dtype())
+        };
+        CpuStorage::F32(with_f32((self, layout), op, |x| {
+            with_elements(qv, ql, |q| {
+                with_f32(scales, op, |s| quantized::matmul_t(x, m, k, q, s, n))
+            })
+        }))
     }
 }
 

@@ -34,6 +34,7 @@ impl Element for f64 {}
 impl Element for i64 {}
 impl Element for i32 {}
 impl Element for bool {}
+impl Element for i8 {}
 
 /// Calls `f(k, offsets)` for the elements `start..start + len` of `shape` in
 /// row-major order, `k` counting from 0 and `offsets[j]` being the storage
