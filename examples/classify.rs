@@ -24,6 +24,7 @@ use zeroformer::models::{Encoder, EncoderConfig, Pooling};
 use zeroformer::nn::{Activation, LayerConfig, Module, NormKind, NormPlacement, Positional};
 use zeroformer::optim::{Adam, AdamConfig, LrSchedule, Optimizer, clip_grad_norm, decay_groups};
 use zeroformer::tokenizer::{Tokenizer, WordTokenizer};
+use zeroformer::train::{MetricsWriter, Record};
 use zeroformer::{Error, GeluApproximation, NoGradGuard, Result, Tensor};
 
 /// Classify who speaks a speech of tiny Shakespeare with an encoder.
@@ -75,6 +76,9 @@ struct Args {
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Append metrics to this file, a JSON object per line, flushed as written.
+    #[arg(long)]
+    metrics: Option<std::path::PathBuf>,
 }
 
 /// A tokenized speech and its speaker's index.
@@ -198,6 +202,11 @@ fn run(args: Args) -> Result<()> {
     );
     // Without a terminal the bar is hidden: a plain line every 10 s instead.
     let mut last_plain = Instant::now();
+    let mut metrics = args
+        .metrics
+        .as_ref()
+        .map(MetricsWriter::append)
+        .transpose()?;
     let started = Instant::now();
     let mut step = 0;
     for epoch in 0..args.epochs {
@@ -228,12 +237,23 @@ fn run(args: Args) -> Result<()> {
                 );
             }
         }
-        bar.set_message(format!(
-            "epoch {} train loss {:.3} acc {:.3}",
-            epoch + 1,
+        let (loss, accuracy) = (
             loss_sum / train.len() as f32,
-            correct as f32 / train.len() as f32
+            correct as f32 / train.len() as f32,
+        );
+        bar.set_message(format!(
+            "epoch {} train loss {loss:.3} acc {accuracy:.3}",
+            epoch + 1
         ));
+        if let Some(m) = metrics.as_mut() {
+            let record = Record::new(step as u64).split("train").loss(loss);
+            m.write(
+                record
+                    .lr(schedule.lr_at(step))
+                    .value("accuracy", accuracy)
+                    .value("epoch", (epoch + 1) as f64),
+            )?;
+        }
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
@@ -262,6 +282,12 @@ fn run(args: Args) -> Result<()> {
         100.0 * baseline,
         speakers[majority]
     );
+    if let Some(m) = metrics.as_mut() {
+        let record = Record::new(step as u64)
+            .split("test")
+            .value("accuracy", accuracy);
+        m.write(record.value("baseline", baseline))?;
+    }
     println!("final accuracy={accuracy:.4} baseline={baseline:.4}");
     Ok(())
 }

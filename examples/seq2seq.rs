@@ -21,6 +21,7 @@ use zeroformer::data::digits::{self, DigitTask, START, VOCAB_SIZE};
 use zeroformer::models::{EncoderDecoder, EncoderDecoderConfig};
 use zeroformer::nn::{LayerConfig, Module, NormPlacement};
 use zeroformer::optim::{Adam, AdamConfig, LrSchedule, Optimizer, ParamGroup};
+use zeroformer::train::{MetricsWriter, Record};
 use zeroformer::{Error, Result};
 
 /// Train an encoder-decoder Transformer to copy or reverse digit sequences.
@@ -78,6 +79,9 @@ struct Args {
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Append metrics to this file, a JSON object per line, flushed as written.
+    #[arg(long)]
+    metrics: Option<std::path::PathBuf>,
 }
 
 fn main() {
@@ -151,6 +155,11 @@ fn run(args: Args) -> Result<()> {
     );
     // Without a terminal the bar is hidden: a plain line every 10 s instead.
     let mut last_plain = Instant::now();
+    let mut metrics = args
+        .metrics
+        .as_ref()
+        .map(MetricsWriter::append)
+        .transpose()?;
     let started = Instant::now();
     model.set_training(true);
     let cooldown_steps = (args.cooldown.clamp(0.0, 1.0) * args.steps as f32).max(1.0);
@@ -170,6 +179,14 @@ fn run(args: Args) -> Result<()> {
         bar.inc(1);
         if step % 10 == 0 {
             bar.set_message(format!("loss {:.4} lr {lr:.2e}", loss.item()));
+            if let Some(m) = metrics.as_mut() {
+                m.write(
+                    Record::new(step as u64 + 1)
+                        .split("train")
+                        .loss(loss.item())
+                        .lr(lr),
+                )?;
+            }
         }
         if bar.is_hidden() && (last_plain.elapsed().as_secs() >= 10 || step + 1 == args.steps) {
             last_plain = Instant::now();
@@ -215,6 +232,13 @@ fn run(args: Args) -> Result<()> {
         }
     }
     let exact = correct as f64 / args.eval_size as f64;
+    if let Some(m) = metrics.as_mut() {
+        m.write(
+            Record::new(args.steps as u64)
+                .split("test")
+                .value("exact_match", exact),
+        )?;
+    }
     println!(
         "exact match on {} held-out sequences: {correct} ({:.1}%), trained in {train_seconds:.1} s",
         args.eval_size,

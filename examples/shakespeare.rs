@@ -9,7 +9,6 @@
 //! The training loop is the whole story: sample a batch, step, evaluate now
 //! and then, keep the best checkpoint. zeroformer::train holds the pieces.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -24,7 +23,7 @@ use zeroformer::data::{
 use zeroformer::generation::{Sampling, generate};
 use zeroformer::models::{Gpt, GptConfig};
 use zeroformer::tokenizer::{self, BpeTokenizer, BpeTrainer, CharTokenizer, Tokenizer};
-use zeroformer::train::{TrainConfig, Trainer, evaluate};
+use zeroformer::train::{MetricsWriter, Record, TrainConfig, Trainer, evaluate};
 use zeroformer::{Error, Result};
 
 const BEST: &str = "ckpt.safetensors";
@@ -142,7 +141,8 @@ struct Args {
     /// Worker threads, >= 1 (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
-    /// Append metrics as JSON lines to this file.
+    /// Append metrics to this file, a JSON object per line (step, split,
+    /// loss, lr, grad_norm, tokens_per_s, elapsed_s), flushed as written.
     #[arg(long)]
     metrics: Option<PathBuf>,
 }
@@ -230,16 +230,11 @@ fn run(args: Args) -> RunResult<()> {
     check_long_enough(val, context, "validation")?;
     let prompt = encode_prompt(tokenizer.as_ref(), &args.prompt)?;
     prepare_out_dir(&args.out)?;
-    let mut metrics = match &args.metrics {
-        Some(p) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| Error::io("opening the metrics file", p, e))?,
-        ),
-        None => None,
-    };
+    let mut metrics = args
+        .metrics
+        .as_ref()
+        .map(MetricsWriter::append)
+        .transpose()?;
     let extra = [
         ("tokenizer", tokenizer.to_json()),
         ("tokenizer_kind", kind.clone()),
@@ -323,11 +318,17 @@ fn run(args: Args) -> RunResult<()> {
             } else {
                 bar.println(line)
             }
-            if let Some(f) = metrics.as_mut() {
-                let line = serde_json::json!({"step": step, "train_loss": train_loss, "val_loss": val_loss, "lr": stats.lr, "grad_norm": stats.grad_norm, "tokens_per_s": tok_s});
-                writeln!(f, "{line}").map_err(|e| {
-                    Error::io("writing metrics", args.metrics.as_deref().unwrap(), e)
-                })?;
+            if let Some(m) = metrics.as_mut() {
+                let step = step as u64;
+                m.write(
+                    Record::new(step)
+                        .split("train")
+                        .loss(train_loss)
+                        .lr(stats.lr)
+                        .grad_norm(stats.grad_norm)
+                        .tokens_per_s(tok_s),
+                )?;
+                m.write(Record::new(step).split("val").loss(val_loss))?;
             }
             // The best loss is part of the state, so both files record it.
             let improved = val_loss < trainer.best_val_loss;
@@ -355,6 +356,10 @@ fn run(args: Args) -> RunResult<()> {
     println!(
         "final loss on the whole validation split: {val_loss:.4} nats per token, {val_bpb:.4} bits per byte (last training batch {last_loss:.4})"
     );
+    if let Some(m) = metrics.as_mut() {
+        let whole = Record::new(trainer.step as u64).split("val_whole");
+        m.write(whole.loss(val_loss).value("bits_per_byte", val_bpb))?;
+    }
     println!("sampling {} tokens...", args.sample_tokens);
     let sample = sample(
         &trainer.model,

@@ -6,9 +6,11 @@
 //! token windows), encoder and encoder-decoder, and your own.
 
 mod config;
+mod metrics;
 mod objective;
 mod trainer;
 
 pub use config::{TrainConfig, step_memory};
+pub use metrics::{MetricsWriter, Record, read_metrics};
 pub use objective::{Batch, Trainable, batch_losses, evaluate, forward_backward, mean_loss};
 pub use trainer::{StepStats, Trainer};
