@@ -127,6 +127,8 @@ pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+#[cfg(feature = "plot")]
+pub mod plot;
 pub mod tensor;
 pub mod tokenizer;
 pub mod train;
