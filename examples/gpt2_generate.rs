@@ -6,6 +6,8 @@
 //!     cargo run --release --example gpt2_generate -- --model-dir gpt2 --prompt "Hello, I'm a language model,"
 //!     cargo run --release --example gpt2_generate -- --init-random /tmp/gpt2-random   # GPT-2 124M's shape, random weights
 //!     cargo run --release --example gpt2_generate -- --model-dir /tmp/gpt2-random --prompt-ids 1,2,3 --print-ids
+//!     cargo run --release --example gpt2_generate -- --model-dir gpt2 --max-new-tokens 0 \
+//!         --prompt "The cat sat on the mat because it was tired." --attention-png attention.png
 //!
 //! The tokenizer comes from the model directory (vocab.json + merges.txt,
 //! or tokenizer.json), else from --gpt2-dir (default data/gpt2, then
@@ -19,6 +21,7 @@ use clap::Parser;
 use zeroformer::data::locate_gpt2;
 use zeroformer::generation::{GenerationConfig, Sampling, generate_with};
 use zeroformer::nn::Module;
+use zeroformer::plot;
 use zeroformer::tokenizer::{BpeTokenizer, Tokenizer};
 use zeroformer::{Error, Gpt, GptConfig, Result};
 
@@ -74,6 +77,13 @@ struct Args {
     /// Worker threads, >= 1 (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Draw the model's attention on the prompt to this PNG before
+    /// generating: every layer x head, with the prompt's tokens as labels.
+    #[arg(long)]
+    attention_png: Option<PathBuf>,
+    /// With --attention-png, draw only this head, as `LAYER.HEAD` (`5.1`).
+    #[arg(long, requires = "attention_png")]
+    attention_head: Option<String>,
 }
 
 fn main() {
@@ -85,19 +95,36 @@ fn main() {
 
 /// The model directory's tokenizer, else GPT-2's files.
 fn tokenizer(dir: &Path, gpt2_dir: Option<&Path>) -> Result<BpeTokenizer> {
-    let (vocab, merges, json) = (
-        dir.join("vocab.json"),
-        dir.join("merges.txt"),
-        dir.join("tokenizer.json"),
-    );
-    if vocab.exists() && merges.exists() {
-        return BpeTokenizer::from_gpt2_files(vocab, merges);
-    }
-    if json.exists() {
-        return BpeTokenizer::load(json);
+    if ["vocab.json", "tokenizer.json"]
+        .iter()
+        .any(|name| dir.join(name).is_file())
+    {
+        return BpeTokenizer::from_pretrained(dir);
     }
     let (vocab, merges) = locate_gpt2(gpt2_dir)?;
     BpeTokenizer::from_gpt2_files(vocab, merges)
+}
+
+/// The attention on `prompt`: every layer x head, or the head `LAYER.HEAD`.
+fn draw_attention(
+    model: &Gpt,
+    tok: Option<&BpeTokenizer>,
+    prompt: &[i64],
+    head: Option<&str>,
+    path: &Path,
+) -> Result<()> {
+    let tok = tok.ok_or_else(|| {
+        Error::InvalidConfig("--attention-png needs the tokenizer for its labels".into())
+    })?;
+    match head {
+        None => plot::gpt_attention(model, tok, prompt, path),
+        Some(text) => {
+            let head = plot::parse_head(text).ok_or_else(|| {
+                Error::InvalidConfig(format!("--attention-head {text}: give LAYER.HEAD, as 5.1"))
+            })?;
+            plot::gpt_attention_head(model, tok, prompt, head, path)
+        }
+    }
 }
 
 fn run(args: Args) -> Result<()> {
@@ -136,6 +163,20 @@ fn run(args: Args) -> Result<()> {
     };
     if prompt.is_empty() {
         return Err(Error::InvalidConfig("the prompt is empty".into()));
+    }
+    if let Some(path) = &args.attention_png {
+        draw_attention(
+            &model,
+            tok.as_ref(),
+            &prompt,
+            args.attention_head.as_deref(),
+            path,
+        )?;
+        println!(
+            "drew the attention on {} prompt tokens to {}",
+            prompt.len(),
+            path.display()
+        );
     }
     let config = GenerationConfig::new(args.max_new_tokens)
         .sampling(sampling)

@@ -5,12 +5,19 @@
 //! ~100%.
 //!
 //!     cargo run --release --example grokking
-//!     cargo run --release --example grokking -- --metrics grok.jsonl --p 113
+//!     cargo run --release --example grokking -- --fourier-png fourier.png --metrics grok.jsonl
 //!
 //! Each example is the three tokens `a b =`; the loss is the cross-entropy
-//! of the answer at the `=` position only. The last line is
+//! of the answer at the `=` position only. It draws train and validation
+//! accuracy and loss against the step (log scale) to --png, and with
+//! --fourier-png the token embedding's energy per Fourier frequency over
+//! the p residues: spread out at initialisation and after memorising, on a
+//! few frequencies once the network has grokked (Nanda et al.'s
+//! explanation: it adds by rotating through a few key frequencies). The
+//! last line is
 //! `final p=.. train_frac=.. memorised_step=.. grokked_step=.. val_acc=..`.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
@@ -19,6 +26,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use zeroformer::nn::Module;
 use zeroformer::optim::{Adam, AdamConfig, Optimizer, ParamGroup};
+use zeroformer::plot::{LineChart, save_panels};
 use zeroformer::train::{MetricsWriter, Record};
 use zeroformer::{Error, Gpt, GptConfig, Result, Tensor, no_grad};
 
@@ -47,12 +55,23 @@ struct Args {
     /// Steps between measurements.
     #[arg(long, default_value_t = 100)]
     eval_every: usize,
+    /// Steps to keep training once validation accuracy reaches 99% (weight
+    /// decay keeps cleaning up the memorised solution meanwhile).
+    #[arg(long, default_value_t = 500)]
+    after_grokking: usize,
     /// Seed of the split and the initialisation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Append metrics to this file, a JSON object per line.
     #[arg(long)]
-    metrics: Option<std::path::PathBuf>,
+    metrics: Option<PathBuf>,
+    /// Draw accuracy and loss against the step to this PNG.
+    #[arg(long, default_value = "out-grokking/grokking.png")]
+    png: PathBuf,
+    /// Draw the token embedding's Fourier spectrum (at initialisation,
+    /// when memorised, when grokked, at the end) to this PNG.
+    #[arg(long)]
+    fourier_png: Option<PathBuf>,
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -100,6 +119,67 @@ fn measure(model: &Gpt, (inputs, answers): &(Tensor, Tensor)) -> (f32, f64) {
     })
 }
 
+/// Each Fourier frequency's share of the residue embeddings' energy: the
+/// rows 0..p of the token embedding `[p + 1, width]` (the `=` row left
+/// out) as p samples of a width-dimensional signal. Frequency k and p - k
+/// carry the same energy, so k runs over 0..=p/2 and k > 0 counts twice;
+/// by Parseval's theorem the shares sum to 1.
+fn fourier_shares(model: &Gpt, p: usize) -> Vec<f64> {
+    let width = model.config.n_embd;
+    let embedding: Vec<f64> = model.wte.weight.to_vec()[..p * width]
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    let energy: f64 = embedding.iter().map(|v| v * v).sum();
+    (0..=p / 2)
+        .map(|k| {
+            let mut power = 0.0;
+            for j in 0..width {
+                let (mut re, mut im) = (0.0, 0.0);
+                for a in 0..p {
+                    let angle = std::f64::consts::TAU * (k * a % p) as f64 / p as f64;
+                    re += embedding[a * width + j] * angle.cos();
+                    im += embedding[a * width + j] * angle.sin();
+                }
+                power += re * re + im * im;
+            }
+            let both_signs = if k == 0 || 2 * k == p { 1.0 } else { 2.0 };
+            both_signs * power / (p as f64 * energy)
+        })
+        .collect()
+}
+
+/// The share of the energy in the `n` strongest frequencies.
+fn top_share(shares: &[f64], n: usize) -> f64 {
+    let mut sorted = shares.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    sorted.iter().take(n).sum()
+}
+
+/// One measurement: the step, then loss and accuracy on train and val.
+type Measured = (usize, f32, f64, f32, f64);
+
+/// Accuracy and loss against the step, log-scale x, side by side.
+fn draw_curves(history: &[Measured], p: usize, path: &std::path::Path) -> Result<()> {
+    let series = |f: fn(&Measured) -> f64| -> Vec<(f64, f64)> {
+        history.iter().map(|m| (m.0 as f64, f(m))).collect()
+    };
+    let accuracy = LineChart::new(&format!("Accuracy, a + b mod {p}"))
+        .x_label("step")
+        .y_label("accuracy")
+        .log_x(true)
+        .series("train", series(|m| m.2))
+        .series("validation", series(|m| m.4));
+    let loss = LineChart::new("Loss")
+        .x_label("step")
+        .y_label("cross-entropy")
+        .log_x(true)
+        .log_y(true)
+        .series("train", series(|m| m.1 as f64))
+        .series("validation", series(|m| m.3 as f64));
+    save_panels(&[accuracy.size(700, 450), loss.size(700, 450)], path)
+}
+
 fn run(args: Args) -> Result<()> {
     zeroformer::backend::cpu::set_threads(args.threads)?;
     if args.p < 2 || !(args.train_frac > 0.0 && args.train_frac < 1.0) || args.eval_every == 0 {
@@ -141,6 +221,8 @@ fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let (mut memorised, mut grokked) = (None, None);
     let mut val_acc = 0.0;
+    let mut history: Vec<Measured> = Vec::new();
+    let mut spectra = vec![("initialisation".to_string(), fourier_shares(&model, p))];
     for step in 1..=args.steps {
         let loss = answer_logits(&model, &train.0).cross_entropy(&train.1);
         optimizer.zero_grad();
@@ -150,12 +232,17 @@ fn run(args: Args) -> Result<()> {
             let (train_loss, train_acc) = measure(&model, &train);
             let (val_loss, acc) = measure(&model, &val);
             val_acc = acc;
-            if train_acc >= 0.99 {
-                memorised.get_or_insert(step);
+            if train_acc >= 0.99 && memorised.is_none() {
+                memorised = Some(step);
+                let name = format!("memorised (step {step})");
+                spectra.push((name, fourier_shares(&model, p)));
             }
-            if acc >= 0.99 {
-                grokked.get_or_insert(step);
+            if acc >= 0.99 && grokked.is_none() {
+                grokked = Some(step);
+                let name = format!("grokked (step {step})");
+                spectra.push((name, fourier_shares(&model, p)));
             }
+            history.push((step, train_loss, train_acc, val_loss, acc));
             println!(
                 "step {step}: train loss {train_loss:.4} acc {train_acc:.3}, val loss {val_loss:.4} acc {acc:.3}, {:.0} s",
                 started.elapsed().as_secs_f64()
@@ -175,11 +262,49 @@ fn run(args: Args) -> Result<()> {
                         .value("accuracy", acc),
                 )?;
             }
-            // A few measurements past the jump show it holds.
-            if grokked.is_some_and(|g| step >= g + 5 * args.eval_every) {
+            if grokked.is_some_and(|g| step >= g + args.after_grokking) {
                 break;
             }
         }
+    }
+    draw_curves(&history, p, &args.png)?;
+    println!("drew {}", args.png.display());
+    let last = history.last().map_or(0, |m| m.0);
+    spectra.push((format!("end (step {last})"), fourier_shares(&model, p)));
+    let tops: Vec<String> = spectra
+        .iter()
+        .map(|(name, shares)| format!("{name}: {:.1}%", 100.0 * top_share(shares, 5)))
+        .collect();
+    println!(
+        "embedding energy in the 5 strongest of {} frequencies: {}",
+        p / 2 + 1,
+        tops.join(", ")
+    );
+    let end = &spectra[spectra.len() - 1].1;
+    let mut strongest: Vec<usize> = (0..end.len()).collect();
+    strongest.sort_by(|&a, &b| end[b].total_cmp(&end[a]));
+    let listed: Vec<String> = strongest[..5.min(end.len())]
+        .iter()
+        .map(|&k| format!("k={k} {:.1}%", 100.0 * end[k]))
+        .collect();
+    let faint = end.iter().filter(|&&s| s < 0.005).count();
+    println!(
+        "at the end: strongest {}; {faint} of {} frequencies below 0.5% of the energy",
+        listed.join(", "),
+        end.len()
+    );
+    if let Some(path) = &args.fourier_png {
+        let chart = spectra.iter().fold(
+            LineChart::new("Token embedding: energy per Fourier frequency")
+                .x_label("frequency k (cycles over the p residues)")
+                .y_label("share of the embedding's energy"),
+            |chart, (name, shares)| {
+                let points = shares.iter().enumerate().map(|(k, &s)| (k as f64, s));
+                chart.series(name, points)
+            },
+        );
+        chart.save(path)?;
+        println!("drew {}", path.display());
     }
     let show = |s: Option<usize>| s.map_or("none".to_string(), |s| s.to_string());
     println!(

@@ -5,9 +5,13 @@
 //!     cargo run --release --example shakespeare -- --tokenizer bpe --bpe-vocab-size 1024
 //!     cargo run --release --example shakespeare -- --help
 //!     cargo run --release --example shakespeare -- --sample-only --resume out-shakespeare
+//!     cargo run --release --example shakespeare -- --sample-only --resume out-shakespeare \
+//!         --prompt "ROMEO: " --attention-png attention.png
 //!
 //! The training loop is the whole story: sample a batch, step, evaluate now
 //! and then, keep the best checkpoint. zeroformer::train holds the pieces.
+//! Each evaluation also redraws `loss.png` beside the checkpoints: this
+//! run's loss against the step, of every batch and of the evaluations.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -22,6 +26,7 @@ use zeroformer::data::{
 };
 use zeroformer::generation::{Sampling, generate};
 use zeroformer::models::{Gpt, GptConfig};
+use zeroformer::plot;
 use zeroformer::tokenizer::{self, BpeTokenizer, BpeTrainer, CharTokenizer, Tokenizer};
 use zeroformer::train::{MetricsWriter, Record, TrainConfig, Trainer, evaluate};
 use zeroformer::{Error, Result};
@@ -40,6 +45,8 @@ fn clock(d: Duration) -> String {
     }
 }
 const LAST: &str = "last.safetensors";
+/// The loss curves, redrawn at each evaluation.
+const LOSS_PNG: &str = "loss.png";
 
 /// Train a GPT on tiny Shakespeare and sample from it.
 ///
@@ -141,10 +148,18 @@ struct Args {
     /// Worker threads, >= 1 (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
-    /// Append metrics to this file, a JSON object per line (step, split,
-    /// loss, lr, grad_norm, tokens_per_s, elapsed_s), flushed as written.
+    /// Append metrics to this file, a JSON object per line, flushed as
+    /// written: every step's batch loss, lr and grad_norm (`train_batch`),
+    /// and at each evaluation the `train` and `val` estimates.
     #[arg(long)]
     metrics: Option<PathBuf>,
+    /// Draw the trained model's attention on --prompt (its last tokens up
+    /// to the context), every layer x head, to this PNG.
+    #[arg(long)]
+    attention_png: Option<PathBuf>,
+    /// With --attention-png, draw only this head, as `LAYER.HEAD` (`2.1`).
+    #[arg(long, requires = "attention_png")]
+    attention_head: Option<String>,
 }
 
 const DEFAULT_PRESET: &str = "cpu-mini";
@@ -173,6 +188,14 @@ fn run(args: Args) -> RunResult<()> {
         if value == 0 {
             return Err(Error::InvalidConfig(format!("{name} must be at least 1")).into());
         }
+    }
+    attention_head(&args, None)?;
+    if let Some(path) = args.attention_png.as_deref().filter(|p| p.is_dir()) {
+        return Err(Error::InvalidConfig(format!(
+            "--attention-png {} is a folder; give the PNG file's path",
+            path.display()
+        ))
+        .into());
     }
     if let Some(dir) = args.resume.as_deref().filter(|d| !d.is_dir()) {
         let what = if dir.exists() {
@@ -226,6 +249,7 @@ fn run(args: Args) -> RunResult<()> {
         .into());
     }
     let context = trainer.model.config.block_size;
+    attention_head(&args, Some(&trainer.model.config))?;
     check_long_enough(train, context, "training")?;
     check_long_enough(val, context, "validation")?;
     let prompt = encode_prompt(tokenizer.as_ref(), &args.prompt)?;
@@ -268,6 +292,8 @@ fn run(args: Args) -> RunResult<()> {
     let mut last_written: Option<(PathBuf, usize)> = None;
     let started = Instant::now();
     let first_step = trainer.step;
+    // This run's evaluations, for loss.png.
+    let mut history: Vec<Record> = Vec::new();
     while trainer.step < iters {
         let t = Instant::now();
         let stats = match trainer.train_step(train) {
@@ -288,6 +314,15 @@ fn run(args: Args) -> RunResult<()> {
         train_time += t.elapsed();
         steps_timed += 1;
         last_loss = stats.loss;
+        let batch = Record::new(trainer.step as u64)
+            .split("train_batch")
+            .loss(stats.loss)
+            .lr(stats.lr)
+            .grad_norm(stats.grad_norm);
+        if let Some(m) = metrics.as_mut() {
+            m.write(batch.clone())?;
+        }
+        history.push(batch);
         let tok_s = (steps_timed * tokens_per_step) as f64 / train_time.as_secs_f64();
         bar.set_position(trainer.step as u64);
         bar.set_message(format!(
@@ -318,18 +353,22 @@ fn run(args: Args) -> RunResult<()> {
             } else {
                 bar.println(line)
             }
+            let records = [
+                Record::new(step as u64)
+                    .split("train")
+                    .loss(train_loss)
+                    .lr(stats.lr)
+                    .grad_norm(stats.grad_norm)
+                    .tokens_per_s(tok_s),
+                Record::new(step as u64).split("val").loss(val_loss),
+            ];
             if let Some(m) = metrics.as_mut() {
-                let step = step as u64;
-                m.write(
-                    Record::new(step)
-                        .split("train")
-                        .loss(train_loss)
-                        .lr(stats.lr)
-                        .grad_norm(stats.grad_norm)
-                        .tokens_per_s(tok_s),
-                )?;
-                m.write(Record::new(step).split("val").loss(val_loss))?;
+                for r in &records {
+                    m.write(r.clone())?;
+                }
             }
+            history.extend(records);
+            plot::loss_curves(&history, args.out.join(LOSS_PNG))?;
             // The best loss is part of the state, so both files record it.
             let improved = val_loss < trainer.best_val_loss;
             if improved {
@@ -356,10 +395,15 @@ fn run(args: Args) -> RunResult<()> {
     println!(
         "final loss on the whole validation split: {val_loss:.4} nats per token, {val_bpb:.4} bits per byte (last training batch {last_loss:.4})"
     );
+    let whole = Record::new(trainer.step as u64)
+        .split("val_whole")
+        .loss(val_loss)
+        .value("bits_per_byte", val_bpb);
     if let Some(m) = metrics.as_mut() {
-        let whole = Record::new(trainer.step as u64).split("val_whole");
-        m.write(whole.loss(val_loss).value("bits_per_byte", val_bpb))?;
+        m.write(whole.clone())?;
     }
+    history.push(whole);
+    plot::loss_curves(&history, args.out.join(LOSS_PNG))?;
     println!("sampling {} tokens...", args.sample_tokens);
     let sample = sample(
         &trainer.model,
@@ -369,6 +413,8 @@ fn run(args: Args) -> RunResult<()> {
         &sampling,
     )?;
     println!("---\n{sample}\n---");
+    println!("drew {}", args.out.join(LOSS_PNG).display());
+    draw_attention(&trainer.model, tokenizer.as_ref(), &prompt, &args)?;
     println!(
         "final val_loss={val_loss:.4} val_bpb={val_bpb:.4} train_loss={train_loss:.4} tokens_per_s={tokens_per_s:.0} iters={} seconds={:.1}",
         trainer.step,
@@ -594,6 +640,48 @@ fn sample(
     tokenizer.decode(&ids)
 }
 
+/// With --attention-png, the model's attention on the prompt's last tokens
+/// (as many as the context holds).
+fn draw_attention(
+    model: &Gpt,
+    tokenizer: &dyn Tokenizer,
+    prompt: &[i64],
+    args: &Args,
+) -> Result<()> {
+    let Some(path) = &args.attention_png else {
+        return Ok(());
+    };
+    let tail = &prompt[prompt.len().saturating_sub(model.config.block_size)..];
+    match attention_head(args, Some(&model.config))? {
+        None => plot::gpt_attention(model, tokenizer, tail, path)?,
+        Some(head) => plot::gpt_attention_head(model, tokenizer, tail, head, path)?,
+    }
+    println!(
+        "drew the attention on {} prompt tokens to {}",
+        tail.len(),
+        path.display()
+    );
+    Ok(())
+}
+
+/// --attention-head as (layer, head), checked against the model's shape
+/// once `config` is known.
+fn attention_head(args: &Args, config: Option<&GptConfig>) -> Result<Option<(usize, usize)>> {
+    let Some(text) = &args.attention_head else {
+        return Ok(None);
+    };
+    let (layer, head) = plot::parse_head(text).ok_or_else(|| {
+        Error::InvalidConfig(format!("--attention-head {text}: give LAYER.HEAD, as 2.1"))
+    })?;
+    if let Some(c) = config.filter(|c| layer >= c.n_layer || head >= c.n_head) {
+        return Err(Error::InvalidConfig(format!(
+            "--attention-head {text}: the model has layers 0..{} and heads 0..{}",
+            c.n_layer, c.n_head
+        )));
+    }
+    Ok(Some((layer, head)))
+}
+
 fn sample_only(args: &Args, dir: &Path, sampling: &Sampling) -> RunResult<()> {
     let path = dir.join(BEST);
     let ckpt = Checkpoint::load(&path)?;
@@ -602,6 +690,7 @@ fn sample_only(args: &Args, dir: &Path, sampling: &Sampling) -> RunResult<()> {
     let config = GptConfig::from_checkpoint(&ckpt, "model.")?;
     let model = Gpt::new(config, 0)?;
     ckpt.load_module("model.", &model)?;
+    draw_attention(&model, tokenizer.as_ref(), &prompt, args)?;
     println!(
         "{}",
         sample(&model, tokenizer.as_ref(), &prompt, args, sampling)?

@@ -4,9 +4,10 @@
 
 use std::path::Path;
 
-use zeroformer::Tensor;
 use zeroformer::plot::{self, LineChart};
+use zeroformer::tokenizer::{CharTokenizer, Tokenizer};
 use zeroformer::train::Record;
+use zeroformer::{Gpt, GptConfig, Tensor};
 
 /// The first series' colour (matplotlib's tab10 blue) and the second's.
 const BLUE: [u8; 3] = [31, 119, 180];
@@ -365,4 +366,58 @@ fn tokens_become_readable_labels() {
         plot::token_label(&"x".repeat(20)),
         format!("{}…", "x".repeat(16))
     );
+}
+
+#[test]
+fn a_models_attention_is_drawn_for_its_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = CharTokenizer::from_text("to be or not\n");
+    let config = GptConfig {
+        vocab_size: tokenizer.vocab_size(),
+        block_size: 8,
+        n_layer: 2,
+        n_head: 3,
+        n_embd: 12,
+        dropout: 0.0,
+        bias: true,
+    };
+    let model = Gpt::new(config, 0).unwrap();
+    let ids = tokenizer.encode("to be\n").unwrap();
+    assert_eq!(
+        plot::token_strings(&tokenizer, &ids),
+        ["t", "o", " ", "b", "e", "\n"]
+    );
+    let path = dir.path().join("model.png");
+    plot::gpt_attention(&model, &tokenizer, &ids, &path).unwrap();
+    // A causal model's maps: the top row of the first map attends only to
+    // the first token, so its first cell is viridis' 1 (yellow).
+    let image = Image::read(&path);
+    assert!(!image.near(YELLOW).is_empty());
+    for bad in [vec![], vec![1; 9], vec![1, 99], vec![-1]] {
+        let err = plot::gpt_attention(&model, &tokenizer, &bad, &path).unwrap_err();
+        assert!(err.to_string().contains("token"), "{err}");
+    }
+    // One head: the same picture as attention_map of that head's weights.
+    let head_path = dir.path().join("head.png");
+    plot::gpt_attention_head(&model, &tokenizer, &ids, (1, 2), &head_path).unwrap();
+    let input = Tensor::from_ids(ids.clone(), &[1, ids.len()]);
+    let (_, weights) = zeroformer::no_grad(|| model.forward_with_attention(&input));
+    let t = ids.len();
+    let head = weights[1].narrow(1, 2, 1).reshape(&[t, t]);
+    let labels = plot::token_strings(&tokenizer, &ids);
+    let manual = dir.path().join("manual.png");
+    plot::attention_map(&head, &labels, &labels, &manual).unwrap();
+    assert_eq!(
+        std::fs::read(&head_path).unwrap(),
+        std::fs::read(&manual).unwrap()
+    );
+    for bad in [(2, 0), (0, 3)] {
+        let err = plot::gpt_attention_head(&model, &tokenizer, &ids, bad, &head_path).unwrap_err();
+        assert!(
+            err.to_string().contains("layers 0..2 and heads 0..3"),
+            "{err}"
+        );
+    }
+    assert_eq!(plot::parse_head("1.2"), Some((1, 2)));
+    assert_eq!(plot::parse_head("1,2"), None);
 }

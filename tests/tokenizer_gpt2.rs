@@ -129,6 +129,26 @@ fn saved_tokenizer_json_loads_back_identically() {
 }
 
 #[test]
+fn a_model_directorys_tokenizer_is_found_in_either_layout() {
+    let Some(tok) = gpt2() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let err = BpeTokenizer::from_pretrained(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("neither vocab.json"), "{err}");
+    tok.save(dir.path().join("tokenizer.json")).unwrap();
+    let text = "A model directory's tokenizer.";
+    let from_json = BpeTokenizer::from_pretrained(dir.path()).unwrap();
+    assert_eq!(from_json.encode(text).unwrap(), tok.encode(text).unwrap());
+    // vocab.json and merges.txt come first when both layouts are there.
+    for name in ["vocab.json", "merges.txt"] {
+        let source = common::shared_data(&format!("gpt2/{name}")).unwrap();
+        std::fs::copy(source, dir.path().join(name)).unwrap();
+    }
+    std::fs::write(dir.path().join("tokenizer.json"), "not json").unwrap();
+    let from_files = BpeTokenizer::from_pretrained(dir.path()).unwrap();
+    assert_eq!(from_files.encode(text).unwrap(), tok.encode(text).unwrap());
+}
+
+#[test]
 fn hugging_face_tokenizer_json_encodes_as_hugging_face_does() {
     let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
     let tok = BpeTokenizer::load(format!("{dir}/hf_bpe_tokenizer.json")).unwrap();

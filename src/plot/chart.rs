@@ -28,6 +28,9 @@ const PALETTE: [RGBColor; 8] = [
 /// sparse series (and single evaluations) stay visible.
 const MARKED_POINTS: usize = 40;
 
+/// Series with more points than this are drawn one pixel wide.
+const DENSE_POINTS: usize = 300;
+
 /// A line chart, built step by step and saved as a PNG.
 ///
 /// Points that cannot be drawn (NaN, infinite, or not positive on a
@@ -237,7 +240,12 @@ impl LineChart {
                     _ => segments.push(Vec::new()),
                 }
             }
-            let style = color.stroke_width(2);
+            // Dense series (every step of a run) are drawn thin and light,
+            // so that sparser ones stay visible over them.
+            let style = match points.len() > DENSE_POINTS {
+                true => color.mix(0.6).stroke_width(1),
+                false => color.stroke_width(2),
+            };
             let mut labelled = false;
             for segment in segments.iter().filter(|s| !s.is_empty()) {
                 let drawn = chart.draw_series(LineSeries::new(segment.iter().copied(), style))?;

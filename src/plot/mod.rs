@@ -1,7 +1,8 @@
 //! PNG plots of what training and a model do: loss curves from a metrics
 //! file ([`loss_curves`]), any line chart ([`LineChart`], [`save_panels`]),
 //! and attention weights as heatmaps ([`attention_map`] for one head,
-//! [`attention_grid`] for every layer and head).
+//! [`attention_grid`] for every layer and head, [`gpt_attention`] to run a
+//! model on a text and draw them all).
 //!
 //! Drawing needs no system library: plotters' bitmap backend draws, text
 //! is rasterised by `ab_glyph` from the DejaVu Sans font compiled into the
@@ -21,9 +22,11 @@
 
 mod chart;
 mod heatmap;
+mod model;
 
 pub use chart::{LineChart, loss_chart, loss_curves, save_panels};
 pub use heatmap::{attention_grid, attention_map, token_label};
+pub use model::{gpt_attention, gpt_attention_head, parse_head, token_strings};
 
 use std::path::Path;
 use std::sync::Once;
@@ -48,19 +51,16 @@ const MAX_SIDE: u32 = 8192;
 /// The font family every text style names: plotters looks fonts up by it.
 const FONT: &str = "sans-serif";
 
-/// Makes DejaVu Sans the `sans-serif` font plotters draws text with.
+/// Makes DejaVu Sans the `sans-serif` font plotters draws text with (every
+/// style falls back to it).
 fn register_fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The bytes are a font compiled into the binary; a failure here is
         // a broken build, not bad input.
-        for (style, bytes) in [
-            (FontStyle::Normal, dejavu::sans::regular()),
-            (FontStyle::Bold, dejavu::sans::bold()),
-        ] {
-            if plotters::style::register_font(FONT, style, bytes).is_err() {
-                panic!("plot: the embedded DejaVu Sans font does not parse");
-            }
+        let regular = dejavu::sans::regular();
+        if plotters::style::register_font(FONT, FontStyle::Normal, regular).is_err() {
+            panic!("plot: the embedded DejaVu Sans font does not parse");
         }
     });
 }

@@ -158,6 +158,24 @@ impl BpeTokenizer {
         parse_tokenizer_json(&text).map_err(|m| Error::invalid_file(path, m))
     }
 
+    /// The tokenizer of a Hugging Face model directory: its `vocab.json`
+    /// and `merges.txt` (GPT-2's layout), else its `tokenizer.json`.
+    pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<BpeTokenizer> {
+        let dir = dir.as_ref();
+        let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+        if vocab.is_file() && merges.is_file() {
+            return BpeTokenizer::from_gpt2_files(vocab, merges);
+        }
+        let json = dir.join("tokenizer.json");
+        if json.is_file() {
+            return BpeTokenizer::load(json);
+        }
+        Err(Error::invalid_file(
+            dir,
+            "holds no tokenizer: neither vocab.json with merges.txt nor tokenizer.json",
+        ))
+    }
+
     /// [`load`](Self::load) from the JSON text itself.
     pub fn from_tokenizer_json_str(json: &str) -> Result<BpeTokenizer> {
         parse_tokenizer_json(json).map_err(|m| Error::InvalidData(format!("tokenizer.json: {m}")))
