@@ -186,6 +186,29 @@ fn charts_survive_nan_infinite_and_non_positive_values() {
     assert!(Image::read(&path).non_white() > 100);
 }
 
+/// Dark (text) pixels left of the plot area, below the title: the y
+/// axis's tick labels.
+fn y_tick_ink(image: &Image) -> usize {
+    (0..60)
+        .flat_map(|x| (45..image.height - 50).map(move |y| (x, y)))
+        .filter(|&(x, y)| image.pixel(x, y).iter().all(|&c| c < 100))
+        .count()
+}
+
+#[test]
+fn log_axes_are_labelled_over_any_range() {
+    // Plotters ticks a logarithmic axis from powers of ten: over 3.9..4.2
+    // it would have none, so the axis is drawn linear, with labels.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, lo, hi) in [("narrow", 3.9, 4.2), ("decades", 0.01, 50.0), ("across 10", 8.0, 30.0)] {
+        let path = dir.path().join(format!("{name}.png"));
+        let points = (0..=20).map(|i| (i as f64, lo + (hi - lo) * i as f64 / 20.0));
+        LineChart::new(name).log_y(true).series("", points).save(&path).unwrap();
+        let ink = y_tick_ink(&Image::read(&path));
+        assert!(ink > 30, "{name}: {ink} dark pixels of tick labels");
+    }
+}
+
 #[test]
 fn panels_sit_side_by_side() {
     let dir = tempfile::tempdir().unwrap();

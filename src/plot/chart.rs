@@ -196,18 +196,24 @@ impl LineChart {
             .map_or(SeriesLabelPosition::UpperRight, |(corner, _, _)| corner)
     }
 
-    /// Draws the chart into `area`.
+    /// Draws the chart into `area`. A logarithmic axis whose range holds
+    /// no power of ten is drawn linear: plotters ticks a log axis from
+    /// powers of ten, so it would have no tick at all, and over less than a
+    /// decade the two scales look alike.
     fn draw(&self, area: &Area<'_>) -> DrawResult {
         let (x, y) = self.ranges();
-        match (self.log_x, self.log_y) {
-            (false, false) => self.draw_on(area, x, y),
-            (true, false) => self.draw_on(area, x.log_scale(), y),
-            (false, true) => self.draw_on(area, x, y.log_scale()),
-            (true, true) => self.draw_on(area, x.log_scale(), y.log_scale()),
+        let holds_power_of_ten = |r: &Range<f64>| r.end >= 10f64.powf(r.start.log10().ceil());
+        let ticks_x = Ticks::of(&x, self.log_x && holds_power_of_ten(&x));
+        let ticks_y = Ticks::of(&y, self.log_y && holds_power_of_ten(&y));
+        match (ticks_x.log, ticks_y.log) {
+            (false, false) => self.draw_on(area, (x, ticks_x), (y, ticks_y)),
+            (true, false) => self.draw_on(area, (x.log_scale(), ticks_x), (y, ticks_y)),
+            (false, true) => self.draw_on(area, (x, ticks_x), (y.log_scale(), ticks_y)),
+            (true, true) => self.draw_on(area, (x.log_scale(), ticks_x), (y.log_scale(), ticks_y)),
         }
     }
 
-    fn draw_on<X, Y>(&self, area: &Area<'_>, x: X, y: Y) -> DrawResult
+    fn draw_on<X, Y>(&self, area: &Area<'_>, (x, tx): (X, Ticks), (y, ty): (Y, Ticks)) -> DrawResult
     where
         X: AsRangedCoord<Value = f64>,
         Y: AsRangedCoord<Value = f64>,
@@ -224,8 +230,8 @@ impl LineChart {
             .configure_mesh()
             .x_desc(&self.x_label)
             .y_desc(&self.y_label)
-            .x_label_formatter(&|v| tick_label(*v, self.log_x))
-            .y_label_formatter(&|v| tick_label(*v, self.log_y))
+            .x_label_formatter(&|v| tx.label(*v))
+            .y_label_formatter(&|v| ty.label(*v))
             .label_style(text(14.0))
             .axis_desc_style(text(16.0))
             .light_line_style(RGBColor(235, 235, 235))
@@ -329,17 +335,34 @@ pub fn loss_curves(records: &[Record], path: impl AsRef<Path>) -> Result<()> {
     loss_chart(records)?.save(path)
 }
 
-/// A tick's label. A logarithmic axis ticks every 1..9 x 10^k; only 1, 2
-/// and 5 are labelled, so that labels do not overlap.
-fn tick_label(v: f64, log: bool) -> String {
-    if log && v > 0.0 {
-        let mantissa = v / 10f64.powf(v.log10().floor());
-        if ![1.0, 2.0, 5.0, 10.0]
-            .iter()
-            .any(|m| (mantissa - m).abs() < 1e-6 * m)
-        {
-            return String::new();
+/// How an axis is ticked and labelled.
+#[derive(Clone, Copy)]
+struct Ticks {
+    /// Logarithmic.
+    log: bool,
+    /// Label only 1, 2 and 5 x 10^k: a logarithmic axis over more than a
+    /// decade ticks every 1..9 x 10^k, too many labels to fit.
+    sparse: bool,
+}
+
+impl Ticks {
+    fn of(range: &Range<f64>, log: bool) -> Ticks {
+        Ticks {
+            log,
+            sparse: log && range.end > 10.0 * range.start,
         }
     }
-    format_number(v)
+
+    fn label(&self, v: f64) -> String {
+        if self.sparse && v > 0.0 {
+            let mantissa = v / 10f64.powf(v.log10().floor());
+            if ![1.0, 2.0, 5.0, 10.0]
+                .iter()
+                .any(|m| (mantissa - m).abs() < 1e-6 * m)
+            {
+                return String::new();
+            }
+        }
+        format_number(v)
+    }
 }
