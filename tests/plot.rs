@@ -200,10 +200,18 @@ fn log_axes_are_labelled_over_any_range() {
     // Plotters ticks a logarithmic axis from powers of ten: over 3.9..4.2
     // it would have none, so the axis is drawn linear, with labels.
     let dir = tempfile::tempdir().unwrap();
-    for (name, lo, hi) in [("narrow", 3.9, 4.2), ("decades", 0.01, 50.0), ("across 10", 8.0, 30.0)] {
+    for (name, lo, hi) in [
+        ("narrow", 3.9, 4.2),
+        ("decades", 0.01, 50.0),
+        ("across 10", 8.0, 30.0),
+    ] {
         let path = dir.path().join(format!("{name}.png"));
         let points = (0..=20).map(|i| (i as f64, lo + (hi - lo) * i as f64 / 20.0));
-        LineChart::new(name).log_y(true).series("", points).save(&path).unwrap();
+        LineChart::new(name)
+            .log_y(true)
+            .series("", points)
+            .save(&path)
+            .unwrap();
         let ink = y_tick_ink(&Image::read(&path));
         assert!(ink > 30, "{name}: {ink} dark pixels of tick labels");
     }
@@ -364,6 +372,28 @@ fn attention_grids_hold_every_layer_and_head() {
         std::fs::read(&path).unwrap(),
         std::fs::read(&path2).unwrap()
     );
+}
+
+#[test]
+fn tiny_and_nan_maps_still_draw() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one.png");
+    // Two heads of one token: the maps are narrower than the title.
+    let weights = Tensor::from_vec(vec![f32::NAN, 1.0], &[1, 2, 1, 1]);
+    plot::attention_grid(&[weights], &["x"], &["x"], &path).unwrap();
+    let image = Image::read(&path);
+    // The whole title fits: ink in the title band, none at its edges.
+    let ink = |x: usize, y: usize| image.pixel(x, y).iter().all(|&c| c < 100);
+    let band = |xs: std::ops::Range<usize>| xs.flat_map(|x| (0..40).map(move |y| (x, y)));
+    assert!(band(0..image.width).filter(|&(x, y)| ink(x, y)).count() > 50);
+    let edges = band(0..4).chain(band(image.width - 4..image.width));
+    assert_eq!(
+        edges.filter(|&(x, y)| ink(x, y)).count(),
+        0,
+        "the title is cut"
+    );
+    // The NaN cell is grey, outside viridis.
+    assert!(!image.near([190, 190, 190]).is_empty());
 }
 
 #[test]

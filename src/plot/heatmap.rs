@@ -27,6 +27,8 @@ const BAR_TICKS: usize = 48;
 const HEADER: usize = 70;
 /// Height of an image's title.
 const TITLE: usize = 40;
+/// The colour of a NaN weight: outside the colour map, so it shows.
+const NAN_GREY: RGBColor = RGBColor(190, 190, 190);
 
 /// A token as a readable axis label: whitespace that would be invisible
 /// becomes a visible mark (`·` for a space, `↵` for a newline, `→` for a
@@ -144,11 +146,20 @@ pub fn attention_grid<Q: AsRef<str>, K: AsRef<str>>(
             .collect(),
         keys: key_tokens.iter().map(|t| token_label(t.as_ref())).collect(),
         title: format!(
-            "Attention weights: {} layers x {heads} heads (rows attend to columns)",
-            layers.len()
+            "Attention weights: {} x {} (rows attend to columns)",
+            count(layers.len(), "layer"),
+            count(heads, "head")
         ),
     };
     grid.save(path.as_ref(), GRID_SIDE)
+}
+
+/// `1 layer`, `4 layers`.
+fn count(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
+    }
 }
 
 /// Attention maps laid out in rows (layers) and columns (heads).
@@ -204,6 +215,10 @@ impl Grid {
         let maps_w = self.cols * map_w + (self.cols - 1) * GAP;
         let maps_h = self.rows * map_h + (self.rows - 1) * GAP;
         let bar_h = maps_h.max(120);
+        let title_w = text(18.0)
+            .font
+            .box_size(&self.title)
+            .map_or(0, |(w, _)| w as usize);
         Layout {
             cell,
             label_size,
@@ -212,7 +227,7 @@ impl Grid {
             map_top,
             map_w,
             map_h,
-            width: map_left + maps_w + 20 + BAR + BAR_TICKS,
+            width: (map_left + maps_w + 20 + BAR + BAR_TICKS).max(title_w + 24),
             height: (map_top + bar_h).max(map_top + maps_h + 8 + widest(&self.keys)) + 12,
         }
     }
@@ -242,7 +257,10 @@ impl Grid {
                     left + (i % k.max(1)) * l.cell,
                     top + (i / k.max(1)) * l.cell,
                 );
-                let color = ViridisRGB::get_color_normalized(w.clamp(0.0, 1.0), 0.0, 1.0);
+                let color = match w.is_nan() {
+                    true => NAN_GREY,
+                    false => ViridisRGB::get_color_normalized(w.clamp(0.0, 1.0), 0.0, 1.0),
+                };
                 area.draw(&Rectangle::new(
                     [
                         (x as i32, y as i32),
