@@ -11,10 +11,11 @@
 //! of the answer at the `=` position only. It draws train and validation
 //! accuracy and loss against the step (log scale) to --png, and with
 //! --fourier-png the token embedding's energy per Fourier frequency over
-//! the p residues: spread out at initialisation and after memorising, on a
-//! few frequencies once the network has grokked (Nanda et al.'s
-//! explanation: it adds by rotating through a few key frequencies). The
-//! last line is
+//! the p residues: flat at initialisation and after memorising, then
+//! concentrating on fewer frequencies as the network groks and weight decay
+//! keeps cleaning up (Nanda et al.'s explanation: it adds by rotating
+//! through a few key frequencies; docs/pictures.md shows a run). The last
+//! line is
 //! `final p=.. train_frac=.. memorised_step=.. grokked_step=.. val_acc=..`.
 
 use std::path::PathBuf;

@@ -292,7 +292,7 @@ fn run(args: Args) -> RunResult<()> {
     let mut last_written: Option<(PathBuf, usize)> = None;
     let started = Instant::now();
     let first_step = trainer.step;
-    // This run's evaluations, for loss.png.
+    // This run's records (every batch and evaluation), for loss.png.
     let mut history: Vec<Record> = Vec::new();
     while trainer.step < iters {
         let t = Instant::now();
