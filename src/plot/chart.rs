@@ -35,7 +35,10 @@ const DENSE_POINTS: usize = 300;
 ///
 /// Points that cannot be drawn (NaN, infinite, or not positive on a
 /// logarithmic axis) break the line rather than failing the plot: a
-/// diverged run's curve stops where the loss stopped being finite.
+/// diverged run's curve stops where the loss stopped being finite. A
+/// logarithmic axis whose range holds no power of ten (3.9 to 4.2) is drawn
+/// linear: plotters ticks log axes at powers of ten, and over so short a
+/// range the two scales look alike.
 ///
 /// ```no_run
 /// use zeroformer::plot::LineChart;
