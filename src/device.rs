@@ -25,13 +25,18 @@ impl Device {
     /// }
     /// ```
     pub fn cuda(ordinal: usize) -> Result<Device> {
-        let why = if cfg!(feature = "cuda") {
-            "the CUDA kernels are not implemented yet in this version of zeroformer"
-        } else {
-            "zeroformer was built without the `cuda` feature; add `features = [\"cuda\"]`"
-        };
-        let _ = ordinal;
-        Err(Error::CudaUnavailable(why.to_string()))
+        #[cfg(feature = "cuda")]
+        {
+            crate::backend::cuda::open(ordinal).map(|_| Device::Cuda(ordinal))
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = ordinal;
+            Err(Error::CudaUnavailable(
+                "zeroformer was built without the `cuda` feature; add `features = [\"cuda\"]`"
+                    .to_string(),
+            ))
+        }
     }
 
     /// Runs `f` where this device's work is best issued from, with the
@@ -109,7 +114,16 @@ impl Device {
                 let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
                 kib.checked_mul(1024)
             }
-            Device::Cuda(_) => None,
+            Device::Cuda(_i) => {
+                #[cfg(feature = "cuda")]
+                {
+                    crate::backend::cuda::open(*_i).ok()?.available_memory()
+                }
+                #[cfg(not(feature = "cuda"))]
+                {
+                    None
+                }
+            }
         }
     }
 

@@ -3,11 +3,11 @@
 mod common;
 
 use rand::SeedableRng;
-use zeroformer::Error;
 use zeroformer::data::{
     check_long_enough, random_batch, read_text, sliding_windows, train_val_split,
 };
 use zeroformer::tokenizer::{CharTokenizer, Tokenizer};
+use zeroformer::{Device, Error};
 
 #[test]
 fn tiny_shakespeare_tokenizes_and_splits_like_nanogpt() {
@@ -31,7 +31,13 @@ fn tiny_shakespeare_tokenizes_and_splits_like_nanogpt() {
 #[test]
 fn random_batches_are_shifted_windows_of_the_data() {
     let tokens: Vec<i64> = (0..100).collect();
-    let (x, y) = random_batch(&tokens, 4, 8, &mut rand::rngs::StdRng::seed_from_u64(0));
+    let (x, y) = random_batch(
+        &tokens,
+        4,
+        8,
+        &mut rand::rngs::StdRng::seed_from_u64(0),
+        &Device::Cpu,
+    );
     assert_eq!(x.shape(), &[4, 8]);
     let (x, y) = (x.to_vec_i64(), y.to_vec_i64());
     for row in 0..4 {
@@ -50,12 +56,12 @@ fn random_batches_are_shifted_windows_of_the_data() {
 #[test]
 fn non_overlapping_windows_cover_every_target_once() {
     let tokens: Vec<i64> = (0..23).collect();
-    let targets: Vec<i64> = sliding_windows(&tokens, 5, 5, 2)
+    let targets: Vec<i64> = sliding_windows(&tokens, 5, 5, 2, &Device::Cpu)
         .flat_map(|(_, y)| y.to_vec_i64())
         .collect();
     // Windows start at 0, 5, 10, 15 (a window at 20 would need token 25).
     assert_eq!(targets, (1..21).collect::<Vec<_>>());
-    let every_offset = sliding_windows(&tokens, 5, 1, 7)
+    let every_offset = sliding_windows(&tokens, 5, 1, 7, &Device::Cpu)
         .map(|(x, _)| x.shape()[0])
         .sum::<usize>();
     assert_eq!(every_offset, 23 - 5);

@@ -409,7 +409,12 @@ fn mutated_token_files_open_or_fail_cleanly() {
                 let all = file.to_vec(0..file.len());
                 assert!(all.iter().all(|&id| (id as usize) < file.vocab_size()));
                 if file.len() > 4 {
-                    let _ = file.random_batch(2, 4, &mut ChaCha8Rng::seed_from_u64(0));
+                    let _ = file.random_batch(
+                        2,
+                        4,
+                        &mut ChaCha8Rng::seed_from_u64(0),
+                        &zeroformer::Device::Cpu,
+                    );
                 }
             }
         });

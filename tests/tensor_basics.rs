@@ -104,6 +104,18 @@ fn display_and_debug_show_shape_and_abridged_values() {
 }
 
 #[test]
-fn cuda_is_an_error_not_a_panic() {
-    assert!(matches!(Device::cuda(0), Err(Error::CudaUnavailable(_))));
+fn a_cuda_device_that_cannot_be_used_is_an_error_not_a_panic() {
+    // No build has a thousand GPUs; without the `cuda` feature none at all.
+    match Device::cuda(1000) {
+        Err(Error::CudaUnavailable(why)) => {
+            // With the feature: no such GPU, or no CUDA libraries at all.
+            let expected: &[&str] = if cfg!(feature = "cuda") {
+                &["no GPU 1000", "was not found"]
+            } else {
+                &["without the `cuda` feature"]
+            };
+            assert!(expected.iter().any(|e| why.contains(e)), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
 }

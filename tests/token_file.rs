@@ -3,6 +3,7 @@
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use zeroformer::Device;
 use zeroformer::data::{TokenFile, random_batch};
 use zeroformer::tokenizer::{CharTokenizer, Tokenizer};
 
@@ -44,8 +45,8 @@ fn windows_are_the_in_memory_samplers() {
     TokenFile::write(&path, tok.vocab_size(), &tok.to_json(), |s| s.push(&ids)).unwrap();
     let file = TokenFile::open(&path).unwrap();
     let (a, b) = (
-        file.random_batch(4, 16, &mut ChaCha8Rng::seed_from_u64(3)),
-        random_batch(&ids, 4, 16, &mut ChaCha8Rng::seed_from_u64(3)),
+        file.random_batch(4, 16, &mut ChaCha8Rng::seed_from_u64(3), &Device::Cpu),
+        random_batch(&ids, 4, 16, &mut ChaCha8Rng::seed_from_u64(3), &Device::Cpu),
     );
     assert_eq!(a.0.to_vec_i64(), b.0.to_vec_i64());
     assert_eq!(a.1.to_vec_i64(), b.1.to_vec_i64());
@@ -188,7 +189,7 @@ fn a_trainer_steps_on_a_token_file_as_on_the_ids_in_memory() {
     for _ in 0..5 {
         let a = from_memory.train_step(&ids).unwrap();
         let b = from_file
-            .train_step_with(|rng| file.random_batch(4, 8, rng))
+            .train_step_with(|rng| file.random_batch(4, 8, rng, &Device::Cpu))
             .unwrap();
         assert_eq!(a.loss, b.loss);
     }

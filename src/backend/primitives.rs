@@ -246,6 +246,11 @@ pub trait BackendStorage: Sized + Clone + Debug {
     fn zeros_like(&self, len: usize) -> Self;
     /// `len` f32 elements equal to `value`, on this storage's device.
     fn full_like(&self, len: usize, value: f32) -> Self;
+    /// `len` f32 inverted-dropout factors on this storage's device: 0 with
+    /// probability `p`, else `1 / (1 - p)`. Element `i` is drawn by
+    /// Philox4x32-10 under `key` (block `i / 4`, word `i % 4`), so every
+    /// device gives the same mask for the same key.
+    fn dropout_mask(&self, len: usize, p: f32, key: u64) -> Self;
     /// The elements under `layout`, copied to host memory, row-major.
     fn to_host(&self, layout: &Layout) -> super::cpu::CpuStorage;
     /// The elements under `layout` converted to `dtype`, row-major: f32 to

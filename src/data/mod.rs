@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rand::Rng;
 
-use crate::{Error, Result, Tensor};
+use crate::{Device, Error, Result, Tensor};
 
 /// The shell command that fetches tiny Shakespeare into `data/`.
 pub const FETCH_SHAKESPEARE: &str = "mkdir -p data && curl -fL -o data/tinyshakespeare.txt https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt";
@@ -75,16 +75,34 @@ pub fn train_val_split(tokens: &[i64], train_fraction: f64) -> (&[i64], &[i64]) 
     tokens.split_at(n.min(tokens.len()))
 }
 
-/// Input and target windows `[batch, context]`: targets are the inputs shifted by one.
-fn batch_from(tokens: &[i64], starts: &[usize], context: usize) -> (Tensor, Tensor) {
+/// Input and target windows `[batch, context]` on `device`: targets are
+/// the inputs shifted by one.
+fn batch_from(
+    tokens: &[i64],
+    starts: &[usize],
+    context: usize,
+    device: &Device,
+) -> (Tensor, Tensor) {
     let mut x = Vec::with_capacity(starts.len() * context);
     let mut y = Vec::with_capacity(starts.len() * context);
     for &s in starts {
         x.extend_from_slice(&tokens[s..s + context]);
         y.extend_from_slice(&tokens[s + 1..s + context + 1]);
     }
-    let shape = [starts.len(), context];
-    (Tensor::from_ids(x, &shape), Tensor::from_ids(y, &shape))
+    ids_pair(x, y, &[starts.len(), context], device)
+}
+
+/// Inputs and targets as i64 tensors on `device`, copied there straight
+/// from the host. Panics, as an op does, if the device cannot take them
+/// (a model's device was opened when the model was built).
+pub(crate) fn ids_pair(
+    x: Vec<i64>,
+    y: Vec<i64>,
+    shape: &[usize],
+    device: &Device,
+) -> (Tensor, Tensor) {
+    let on = |ids| Tensor::from_ids_on(ids, shape, device).unwrap_or_else(|e| panic!("batch: {e}"));
+    (on(x), on(y))
 }
 
 /// Checks that `tokens` holds at least one window of `context` plus a target.
@@ -99,13 +117,15 @@ pub fn check_long_enough(tokens: &[i64], context: usize, what: &str) -> Result<(
     Ok(())
 }
 
-/// A batch of `batch` windows at uniformly random offsets (nanoGPT's `get_batch`).
+/// A batch of `batch` windows at uniformly random offsets (nanoGPT's
+/// `get_batch`), made on `device` (the model's: `model.device()`).
 /// `tokens` must be longer than `context` (see [`check_long_enough`]).
 pub fn random_batch(
     tokens: &[i64],
     batch: usize,
     context: usize,
     rng: &mut impl Rng,
+    device: &Device,
 ) -> (Tensor, Tensor) {
     assert!(
         tokens.len() > context,
@@ -115,20 +135,21 @@ pub fn random_batch(
     let starts: Vec<usize> = (0..batch)
         .map(|_| rng.gen_range(0..tokens.len() - context))
         .collect();
-    batch_from(tokens, &starts, context)
+    batch_from(tokens, &starts, context, device)
 }
 
 /// Windows of `context` tokens every `stride` positions, batched by `batch`:
 /// with `stride == context` every token is predicted exactly once (except
 /// the first and a tail shorter than a window), so a mean over them is the
 /// loss over the whole split, independent of sampling; with `stride == 1`
-/// every offset is visited.
-pub fn sliding_windows(
-    tokens: &[i64],
+/// every offset is visited. The batches are made on `device`.
+pub fn sliding_windows<'a>(
+    tokens: &'a [i64],
     context: usize,
     stride: usize,
     batch: usize,
-) -> impl Iterator<Item = (Tensor, Tensor)> + '_ {
+    device: &'a Device,
+) -> impl Iterator<Item = (Tensor, Tensor)> + 'a {
     assert!(
         stride > 0 && batch > 0,
         "sliding_windows: stride and batch must be positive"
@@ -142,5 +163,5 @@ pub fn sliding_windows(
     let chunks: Vec<Vec<usize>> = starts.chunks(batch).map(<[usize]>::to_vec).collect();
     chunks
         .into_iter()
-        .map(move |s| batch_from(tokens, &s, context))
+        .map(move |s| batch_from(tokens, &s, context, device))
 }

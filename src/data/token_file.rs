@@ -26,7 +26,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::checkpoint::write_atomically_with;
-use crate::{Error, Result, Tensor};
+use crate::{Device, Error, Result, Tensor};
 
 const MAGIC: &[u8; 8] = b"ZFTOKENS";
 const VERSION: u32 = 1;
@@ -305,12 +305,13 @@ impl TokenFile {
     /// `batch` windows at random starts, as
     /// [`random_batch`](super::random_batch) draws them from a slice (the
     /// same `rng` gives the same windows): `[batch, context]` inputs and
-    /// the next token of each as targets.
+    /// the next token of each as targets, made on `device`.
     pub fn random_batch(
         &self,
         batch: usize,
         context: usize,
         rng: &mut impl Rng,
+        device: &Device,
     ) -> (Tensor, Tensor) {
         assert!(
             self.len > context,
@@ -326,9 +327,6 @@ impl TokenFile {
             x.extend((s..s + context).map(|i| i64::from(self.raw(i))));
             y.extend((s + 1..s + context + 1).map(|i| i64::from(self.raw(i))));
         }
-        (
-            Tensor::from_ids(x, &[batch, context]),
-            Tensor::from_ids(y, &[batch, context]),
-        )
+        super::ids_pair(x, y, &[batch, context], device)
     }
 }

@@ -93,14 +93,14 @@ pub trait Module {
 
     /// Moves every parameter (and its gradient) to `device`, in place: the
     /// optimizer and the model keep holding the same parameters. On error
-    /// (CUDA, until its backend exists) no parameter has moved.
+    /// (a CUDA device that cannot be used) no parameter has moved.
     ///
     /// ```
     /// use zeroformer::nn::{Linear, Module};
     /// use zeroformer::prelude::*;
     /// let layer = Linear::new(3, 2, true, 0.02, &mut StdRng::seed_from_u64(0));
     /// layer.to_device(&Device::Cpu)?;
-    /// assert!(layer.to_device(&Device::Cuda(0)).is_err());
+    /// assert!(layer.to_device(&Device::Cuda(1000)).is_err());
     /// assert_eq!(layer.device(), Device::Cpu);
     /// # Ok::<(), zeroformer::Error>(())
     /// ```

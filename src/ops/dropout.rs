@@ -1,13 +1,19 @@
 //! Dropout: zero each element with probability `p` in training, scaling the
-//! survivors by `1 / (1 - p)`; identity in evaluation.
+//! survivors by `1 / (1 - p)`; identity in evaluation. The mask is drawn
+//! where the tensor lives, by a counter-based generator keyed from the
+//! caller's stream: the same mask on every device, one `u64` of the
+//! stream per call.
 
 use rand::Rng;
 
 use crate::Tensor;
 
 impl Tensor {
-    /// Inverted dropout with a mask drawn from `rng` when `train`; `self`
-    /// unchanged otherwise (or when `p == 0`). The gradient is the same mask.
+    /// Inverted dropout when `train`; `self` unchanged otherwise (or when
+    /// `p == 0`). The mask is Philox4x32-10 keyed by one `u64` drawn from
+    /// `rng`, computed on the tensor's device (see
+    /// [`BackendStorage::dropout_mask`](crate::backend::BackendStorage::dropout_mask)).
+    /// The gradient is the same mask.
     ///
     /// ```
     /// use zeroformer::prelude::*;
@@ -25,11 +31,9 @@ impl Tensor {
         if !train || p == 0.0 {
             return self.clone();
         }
-        let scale = 1.0 / (1.0 - p);
-        let mask: Vec<f32> = (0..self.numel())
-            .map(|_| if rng.r#gen::<f32>() < p { 0.0 } else { scale })
-            .collect();
+        let key = rng.next_u64();
+        let mask = self.storage().dropout_mask(self.numel(), p, key);
         // The mask is a constant, so `mul`'s backward rule gives `g * mask`.
-        self.mul(&self.new_tensor(mask, self.shape()))
+        self.mul(&Tensor::from_output(mask, self.shape(), None))
     }
 }

@@ -98,9 +98,9 @@ fn part<'a, D: DeviceStorage>(op: &str, x: Option<StorageView<'a>>) -> Option<(&
 /// Storage paired with the layout that reads it.
 pub(crate) type StorageView<'a> = (&'a Storage, &'a Layout);
 
-// Until the CUDA backend lands its storage type is uninhabited, so the
+// Without the `cuda` feature the CUDA storage type is uninhabited, so the
 // compiler sees every call into it as unreachable.
-#[allow(unreachable_code)]
+#[cfg_attr(not(feature = "cuda"), allow(unreachable_code))]
 impl Storage {
     /// How many elements the storage holds (every view over it included).
     pub fn elements(&self) -> usize {
@@ -116,13 +116,13 @@ impl Storage {
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,
-            Storage::Cuda(s) => match *s {},
+            Storage::Cuda(s) => Device::Cuda(s.ordinal()),
         }
     }
 
     /// `data` on `device`: the host's own buffer for the CPU, a copy for
     /// another device ([`Error::CudaUnavailable`](crate::Error::CudaUnavailable)
-    /// for CUDA until its backend exists).
+    /// when it cannot be used).
     pub(crate) fn from_host(data: CpuStorage, device: &Device) -> crate::Result<Storage> {
         match device {
             Device::Cpu => Ok(Storage::Cpu(data)),
@@ -143,7 +143,13 @@ impl Storage {
         match (self, device) {
             (Storage::Cpu(s), Device::Cpu) => Ok(Storage::Cpu(s.clone())),
             (Storage::Cpu(s), Device::Cuda(i)) => cuda::upload(s, *i).map(Storage::Cuda),
-            (Storage::Cuda(s), _) => match *s {},
+            (Storage::Cuda(s), Device::Cuda(i)) if s.ordinal() == *i => {
+                Ok(Storage::Cuda(s.clone()))
+            }
+            (Storage::Cuda(s), _) => {
+                let host = s.to_host(&Layout::contiguous(&[s.elements()]));
+                Storage::from_host(host, device)
+            }
         }
     }
 
@@ -170,6 +176,12 @@ impl Storage {
     /// `len` f32 elements equal to `value` on this storage's device.
     pub(crate) fn full_like(&self, len: usize, value: f32) -> Storage {
         on_device!("full_like"; self => s; |D| s.full_like(len, value).wrap())
+    }
+
+    /// `len` inverted-dropout factors on this storage's device (see
+    /// [`BackendStorage::dropout_mask`]).
+    pub(crate) fn dropout_mask(&self, len: usize, p: f32, key: u64) -> Storage {
+        on_device!("dropout"; self => s; |D| s.dropout_mask(len, p, key).wrap())
     }
 
     /// Copies `src` (under `src_layout`) into this storage at `dst_layout`.

@@ -7,15 +7,20 @@ use crate::{Device, Result};
 
 impl Tensor {
     /// This tensor on `device`: itself (graph included) when it is there
-    /// already, else a contiguous copy there, with no graph. Moving to a
-    /// CUDA device is an [`Error::CudaUnavailable`](crate::Error::CudaUnavailable)
-    /// until the CUDA backend exists.
+    /// already, else a contiguous copy there, with no graph. A CUDA device
+    /// that cannot be used (no `cuda` feature, no GPU of that ordinal) is an
+    /// [`Error::CudaUnavailable`](crate::Error::CudaUnavailable).
     ///
     /// ```
     /// use zeroformer::{Device, Tensor};
     /// let x = Tensor::ones(&[2, 3]);
     /// assert_eq!(x.to_device(&Device::Cpu).unwrap().to_vec(), x.to_vec());
-    /// assert!(x.to_device(&Device::Cuda(0)).is_err());
+    /// assert!(x.to_device(&Device::Cuda(1000)).is_err());
+    /// if let Ok(gpu) = Device::cuda(0) {
+    ///     let there = x.to_device(&gpu).unwrap();
+    ///     assert_eq!(there.device(), gpu);
+    ///     assert_eq!(there.to_device(&Device::Cpu).unwrap().to_vec(), x.to_vec());
+    /// }
     /// ```
     pub fn to_device(&self, device: &Device) -> Result<Tensor> {
         if self.device() == *device {
@@ -78,20 +83,22 @@ mod tests {
     }
 
     #[test]
-    fn cuda_is_an_error_at_the_boundary_and_changes_nothing() {
+    fn a_missing_cuda_device_is_an_error_at_the_boundary_and_changes_nothing() {
         let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]).t();
         for t in [
             x.clone(),
             Tensor::from_ids(vec![1, 2], &[2]),
             Tensor::from_bools(vec![true], &[1]),
         ] {
-            match t.to_device(&Device::Cuda(0)) {
-                Err(Error::CudaUnavailable(why)) => assert!(why.contains("CUDA device 0"), "{why}"),
+            match t.to_device(&Device::Cuda(1000)) {
+                Err(Error::CudaUnavailable(why)) => {
+                    assert!(why.contains("CUDA device 1000"), "{why}")
+                }
                 other => panic!("{other:?}"),
             }
         }
         let p = Tensor::ones(&[3]).requires_grad();
-        assert!(p.copy_to(&Device::Cuda(1)).is_err());
+        assert!(p.copy_to(&Device::Cuda(1001)).is_err());
         assert_eq!(p.device(), Device::Cpu);
         assert_eq!(p.to_vec(), vec![1.0; 3]);
     }

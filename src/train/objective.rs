@@ -235,7 +235,8 @@ pub fn forward_backward<M: Trainable>(
 /// [`eval_mode`](crate::eval_mode), leaving the model's mode as it was.
 pub fn evaluate(model: &Gpt, tokens: &[i64], batch: usize) -> f32 {
     let context = model.config.block_size;
-    let windows: Vec<_> = data::sliding_windows(tokens, context, context, batch).collect();
+    let windows: Vec<_> =
+        data::sliding_windows(tokens, context, context, batch, &model.device()).collect();
     mean_loss(model, &windows)
 }
 
@@ -312,7 +313,7 @@ mod tests {
     fn gradients(t: &Trainer, weight: f32) -> (f32, Vec<Vec<f32>>) {
         let tokens: Vec<i64> = (0..200).map(|i| (i * 7 % 11) as i64).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let (x, y) = data::random_batch(&tokens, 5, 8, &mut rng);
+        let (x, y) = data::random_batch(&tokens, 5, 8, &mut rng, &t.model.device());
         let loss = forward_backward(&t.model, &(x, y), weight, t.shards);
         let grads = t
             .model
@@ -359,7 +360,7 @@ mod tests {
         let tokens: Vec<i64> = (0..300).map(|i| (i * i % 11) as i64).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let batches: Vec<_> = (0..7)
-            .map(|_| data::random_batch(&tokens, 3, 8, &mut rng))
+            .map(|_| data::random_batch(&tokens, 3, 8, &mut rng, &t.model.device()))
             .collect();
         let expected: Vec<f32> = batches
             .iter()

@@ -11,6 +11,7 @@ use super::{TrainConfig, config::check_step_fits};
 use crate::checkpoint::Checkpoint;
 use crate::data;
 use crate::models::{Gpt, GptConfig, MODEL_CONFIG_KEY, Persist};
+use crate::nn::Module;
 use crate::optim::{Adam, AdamConfig, Optimizer, clip_grad_norm, decay_groups, grad_norm};
 use crate::{Error, Result};
 
@@ -92,15 +93,17 @@ impl Trainer<Gpt> {
     /// [`train_step_with`](Self::train_step_with)).
     pub fn train_step(&mut self, tokens: &[i64]) -> Result<StepStats> {
         let (batch, context) = (self.config.batch_size, self.model.config.block_size);
-        self.train_step_with(|rng| data::random_batch(tokens, batch, context, rng))
+        let device = self.model.device();
+        self.train_step_with(|rng| data::random_batch(tokens, batch, context, rng, &device))
     }
 
     /// Mean loss over `batches` random windows of `tokens` (nanoGPT's
     /// estimate_loss; see [`estimate_loss_with`](Self::estimate_loss_with)).
     pub fn estimate_loss(&mut self, tokens: &[i64], batches: usize) -> f32 {
         let (batch, context) = (self.config.batch_size, self.model.config.block_size);
+        let device = self.model.device();
         self.estimate_loss_with(batches, |rng| {
-            data::random_batch(tokens, batch, context, rng)
+            data::random_batch(tokens, batch, context, rng, &device)
         })
     }
 }

@@ -19,6 +19,7 @@ mod optim;
 #[doc(hidden)]
 pub mod pool;
 mod quantized;
+mod random;
 mod reduce;
 mod simd;
 mod storage;

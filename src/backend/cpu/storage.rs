@@ -2,7 +2,9 @@
 //! primitives, each a call into this backend's kernels.
 
 use super::strided::with_elements;
-use super::{attention, index, loss, matmul, norm, optim, pool, quantized, reduce, strided, unary};
+use super::{
+    attention, index, loss, matmul, norm, optim, pool, quantized, random, reduce, strided, unary,
+};
 use crate::DType;
 use crate::backend::{
     AdamStep, AttentionParams, Axis, BackendStorage, BinaryOp, CmpOp, CrossEntropyForward, UnaryOp,
@@ -196,6 +198,10 @@ impl BackendStorage for CpuStorage {
 
     fn full_like(&self, len: usize, value: f32) -> Self {
         CpuStorage::filled(len, value)
+    }
+
+    fn dropout_mask(&self, len: usize, p: f32, key: u64) -> Self {
+        CpuStorage::F32(random::dropout_mask(len, p, key))
     }
 
     fn to_host(&self, layout: &Layout) -> CpuStorage {

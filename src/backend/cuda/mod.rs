@@ -1,197 +1,126 @@
-//! The CUDA backend.
+//! The CUDA backend: tensors in GPU memory, kernels written once as CUDA
+//! C++ (`kernels/*.cu`, each beside its Rust launcher) and run either on an
+//! NVIDIA GPU or, under the `cuda-sim` feature, on the simulated GPU.
 //!
-//! Today this is the stub the rest of the crate is written against: every
-//! primitive exists, but the storage type has no values, so none of them
-//! can be reached and each costs nothing; the way in, [`upload`], returns
-//! [`Error::CudaUnavailable`], as does
-//! [`Device::cuda`](crate::Device::cuda). The CUDA backend fills this
-//! module in (cudarc, cuBLAS, NVRTC kernels) without touching call sites.
+//! - [`driver`] is the only code that talks to CUDA (or the simulator):
+//!   memory, copies, kernel launches, cuBLAS, in the shape of CUDA's driver
+//!   API.
+//! - `gpu` holds one device: its driver, the caching allocator, loaded
+//!   kernels, and the registry that opens each device once.
+//! - [`CudaStorage`] holds a device buffer and its dtype and implements
+//!   [`BackendStorage`](crate::backend::BackendStorage): each primitive is
+//!   a launcher (`copy`, `elementwise`, `reduce`, `matmul`) or, for the
+//!   primitives without a kernel yet, the one host fallback (`fallback`),
+//!   listed in [`HOST_FALLBACKS`] and counted by [`host_fallbacks`].
+//!
+//! Without the `cuda` feature the storage type is uninhabited (`stub.rs`)
+//! and every way in returns [`Error::CudaUnavailable`](crate::Error::CudaUnavailable).
 
-use crate::backend::cpu::CpuStorage;
-use crate::backend::{
-    AdamStep, AttentionParams, Axis, BackendStorage, BinaryOp, CmpOp, CrossEntropyForward, UnaryOp,
-    View,
-};
-use crate::layout::Layout;
-use crate::{DType, Error, Result};
+#[cfg(not(feature = "cuda"))]
+mod stub;
+#[cfg(not(feature = "cuda"))]
+pub use stub::{CudaStorage, full, upload};
 
-/// Device memory of a CUDA tensor. Uninhabited until the backend exists.
-#[derive(Debug, Clone)]
-pub enum CudaStorage {}
+#[cfg(feature = "cuda")]
+mod copy;
+#[cfg(feature = "cuda")]
+pub mod driver;
+#[cfg(feature = "cuda")]
+mod elementwise;
+#[cfg(feature = "cuda")]
+mod fallback;
+#[cfg(feature = "cuda")]
+mod gpu;
+#[cfg(feature = "cuda")]
+mod kernel_layout;
+#[cfg(feature = "cuda")]
+mod matmul;
+#[cfg(feature = "cuda")]
+mod random;
+#[cfg(feature = "cuda")]
+mod reduce;
+#[cfg(feature = "cuda-sim")]
+mod sim;
+#[cfg(feature = "cuda")]
+mod storage;
 
-/// Copies host elements to CUDA device `ordinal`: the one way into this
-/// backend, so the stub's error surfaces here, where a user asked for it.
-pub fn upload(host: &CpuStorage, ordinal: usize) -> Result<CudaStorage> {
-    let _ = host;
-    Err(Error::CudaUnavailable(format!(
-        "cannot move a tensor to CUDA device {ordinal}: {}",
-        crate::Device::cuda(ordinal).expect_err("no CUDA device exists in this build")
-    )))
+#[cfg(feature = "cuda")]
+pub use fallback::{HOST_FALLBACKS, host_fallbacks};
+#[cfg(feature = "cuda")]
+pub use gpu::MemoryStats;
+#[cfg(feature = "cuda")]
+pub use storage::{CudaStorage, full, upload};
+
+/// Every kernel file of the backend, for compiling them all at once
+/// ([`compile_all`]); each launcher names its own.
+#[cfg(feature = "cuda")]
+pub const MODULES: &[driver::Module] = &[
+    copy::MODULE,
+    elementwise::MODULE,
+    random::MODULE,
+    reduce::MODULE,
+    driver::Module {
+        name: "shim_tests",
+        source: include_str!("sim/shim_tests.cu"),
+    },
+];
+
+/// The CUDA device `ordinal` (opening it the first time), or why it
+/// cannot be used.
+#[cfg(feature = "cuda")]
+pub(crate) fn open(ordinal: usize) -> crate::Result<std::sync::Arc<gpu::Gpu>> {
+    gpu::gpu(ordinal).map_err(crate::Error::CudaUnavailable)
 }
 
-/// `len` f32 elements equal to `value` on CUDA device `ordinal`.
-pub fn full(len: usize, value: f32, ordinal: usize) -> Result<CudaStorage> {
-    let _ = (len, value);
-    upload(&CpuStorage::F32(Vec::new()), ordinal)
+/// The caching allocator's books for CUDA device `ordinal`: bytes in use,
+/// bytes kept for reuse, and how many allocations reached the driver.
+#[cfg(feature = "cuda")]
+pub fn memory_stats(ordinal: usize) -> crate::Result<MemoryStats> {
+    Ok(open(ordinal)?.memory_stats())
 }
 
-impl BackendStorage for CudaStorage {
-    fn dtype(&self) -> DType {
-        match *self {}
-    }
-    fn elements(&self) -> usize {
-        match *self {}
-    }
-    fn gather(&self, _: &Layout) -> Self {
-        match *self {}
-    }
-    fn copy_from(&mut self, _: &Layout, _: View<Self>, _: &str) {
-        match *self {}
-    }
-    fn add_from(&mut self, _: &Layout, _: View<Self>) -> bool {
-        match *self {}
-    }
-    fn zeros_like(&self, _: usize) -> Self {
-        match *self {}
-    }
-    fn full_like(&self, _: usize, _: f32) -> Self {
-        match *self {}
-    }
-    fn to_host(&self, _: &Layout) -> CpuStorage {
-        match *self {}
-    }
-    fn to_dtype(&self, _: &Layout, _: DType) -> Self {
-        match *self {}
-    }
-    fn cumsum(&self, _: &Layout, _: Axis, _: bool) -> Self {
-        match *self {}
-    }
-    fn topk_indices(&self, _: &Layout, _: Axis, _: usize) -> Self {
-        match *self {}
-    }
-    fn gather_dim(&self, _: &Layout, _: usize, _: View<Self>) -> Self {
-        match *self {}
-    }
-    fn scatter_add_dim(&self, _: &Layout, _: usize, _: View<Self>, _: &[usize]) -> Self {
-        match *self {}
-    }
-    fn unary(&self, _: &Layout, _: UnaryOp) -> Self {
-        match *self {}
-    }
-    fn unary_backward(&self, _: &Layout, _: View<Self>, _: View<Self>, _: UnaryOp) -> Self {
-        match *self {}
-    }
-    fn binary(&self, _: &Layout, _: View<Self>, _: BinaryOp) -> Self {
-        match *self {}
-    }
-    fn compare(&self, _: &Layout, _: View<Self>, _: CmpOp) -> Self {
-        match *self {}
-    }
-    fn where_cond(&self, _: &Layout, _: View<Self>, _: View<Self>) -> Self {
-        match *self {}
-    }
-    fn sum_axis(&self, _: &Layout, _: Axis) -> Self {
-        match *self {}
-    }
-    fn max_axis(&self, _: &Layout, _: Axis) -> (Self, Self) {
-        match *self {}
-    }
-    fn max_axis_backward(&self, _: &Layout, _: &Self, _: Axis) -> Self {
-        match *self {}
-    }
-    fn sum_of_squares(&self, _: &Layout) -> f64 {
-        match *self {}
-    }
-    fn softmax(&self, _: &Layout, _: usize, _: bool) -> Self {
-        match *self {}
-    }
-    fn causal_softmax(&self, _: &Layout, _: usize, _: usize, _: f32) -> Self {
-        match *self {}
-    }
-    fn softmax_backward(&self, _: &Layout, _: View<Self>, _: f32) -> Self {
-        match *self {}
-    }
-    fn layer_norm(
-        &self,
-        _: &Layout,
-        _: usize,
-        _: Option<View<Self>>,
-        _: Option<View<Self>>,
-        _: f32,
-    ) -> (Self, Self) {
-        match *self {}
-    }
-    fn layer_norm_backward(
-        &self,
-        _: &Layout,
-        _: View<Self>,
-        _: usize,
-        _: Option<View<Self>>,
-        _: &Self,
-    ) -> (Self, Self, Self) {
-        match *self {}
-    }
-    fn cross_entropy(
-        &self,
-        _: &Layout,
-        _: View<Self>,
-        _: usize,
-        _: Option<i64>,
-    ) -> CrossEntropyForward<Self> {
-        match *self {}
-    }
-    fn cross_entropy_backward(
-        &self,
-        _: View<Self>,
-        _: View<Self>,
-        _: usize,
-        _: Option<i64>,
-        _: usize,
-    ) -> Self {
-        match *self {}
-    }
-    fn embedding(&self, _: &Layout, _: View<Self>) -> Self {
-        match *self {}
-    }
-    fn embedding_backward(&self, _: &Layout, _: View<Self>, _: usize) -> Self {
-        match *self {}
-    }
-    fn matmul(&self, _: &Layout, _: View<Self>, _: &[usize]) -> Self {
-        match *self {}
-    }
-    fn addmm(&self, _: &Layout, _: View<Self>, _: View<Self>) -> Self {
-        match *self {}
-    }
-    fn attention(
-        &self,
-        _: &Layout,
-        _: View<Self>,
-        _: View<Self>,
-        _: Option<View<Self>>,
-        _: &AttentionParams,
-    ) -> (Self, Self) {
-        match *self {}
-    }
-    fn attention_backward(
-        &self,
-        _: &Layout,
-        _: View<Self>,
-        _: View<Self>,
-        _: View<Self>,
-        _: &Self,
-        _: View<Self>,
-        _: Option<View<Self>>,
-        _: &AttentionParams,
-    ) -> (Self, Self, Self) {
-        match *self {}
-    }
-    fn adam_update(&mut self, _: View<Self>, _: &mut Self, _: &mut Self, _: AdamStep) {
-        match *self {}
-    }
-    fn quantize_rows_int8(&self, _: &Layout) -> (Self, Self) {
-        match *self {}
-    }
-    fn matmul_int8(&self, _: &Layout, _: View<Self>, _: View<Self>) -> Self {
-        match *self {}
-    }
+/// Compiles every kernel file with NVRTC for `arch` (`sm_90` gives cubins,
+/// `compute_90` PTX), as the GPU driver does when it loads them: the check
+/// that every kernel builds for the GPU, which needs libnvrtc but no GPU.
+///
+/// ```no_run
+/// # fn main() -> zeroformer::Result<()> {
+/// for (name, ptx) in zeroformer::backend::cuda::compile_all("compute_90")? {
+///     println!("{name}.cu: {} bytes of PTX", ptx.len());
+/// }
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "cuda")]
+pub fn compile_all(arch: &str) -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
+    driver::nvidia::check_nvrtc().map_err(crate::Error::CudaUnavailable)?;
+    MODULES
+        .iter()
+        .map(|m| {
+            driver::nvidia::compile(m, arch)
+                .map(|image| (m.name, image))
+                .map_err(crate::Error::CudaUnavailable)
+        })
+        .collect()
 }
+
+/// Queues kernel `$name` of `$module` on `$gpu` with its arguments packed
+/// as `cuLaunchKernel` takes them: the address of each value. The values
+/// are temporaries of this one expression, alive until the launch returns
+/// (which copies them, as `cuLaunchKernel` does). Unsafe: each argument's
+/// type must be the kernel's parameter's (a `DevicePtr` for a pointer,
+/// `KernelLayout` for a `ZfLayout`, `i64`, `i32`, `f32` as declared).
+#[cfg(feature = "cuda")]
+macro_rules! launch {
+    ($gpu:expr, $module:expr, $name:literal, $grid:expr, $block:expr, $shared:expr; $($arg:expr),* $(,)?) => {
+        $gpu.launch(
+            &$module,
+            $name,
+            $grid,
+            $block,
+            $shared,
+            &mut [$(&$arg as *const _ as *mut ::std::ffi::c_void),*],
+        )
+    };
+}
+#[cfg(feature = "cuda")]
+use launch;

@@ -1,0 +1,172 @@
+//! Launchers for kernels/elementwise.cu: unary functions and their
+//! gradients, arithmetic, comparisons and `where`, with strides and
+//! broadcasting (each operand's layout has the output's shape).
+
+use super::driver::{Dim3, Module};
+use super::kernel_layout::KernelLayout;
+use super::launch;
+use super::storage::CudaStorage;
+use crate::DType;
+use crate::backend::{BinaryOp, CmpOp, UnaryOp, View};
+use crate::layout::Layout;
+
+/// kernels/elementwise.cu.
+pub const MODULE: Module = Module {
+    name: "elementwise",
+    source: include_str!("kernels/elementwise.cu"),
+};
+
+const BLOCK: u32 = 256;
+
+/// The kernel's code for `op` and its two parameters (elementwise.cu's
+/// `zf_unary` switch).
+fn unary_code(op: UnaryOp) -> (i32, f32, f32) {
+    match op {
+        UnaryOp::Neg => (0, 0.0, 0.0),
+        UnaryOp::Abs => (1, 0.0, 0.0),
+        UnaryOp::Sin => (2, 0.0, 0.0),
+        UnaryOp::Cos => (3, 0.0, 0.0),
+        UnaryOp::Clamp(lo, hi) => (4, lo, hi),
+        UnaryOp::Exp => (5, 0.0, 0.0),
+        UnaryOp::Log => (6, 0.0, 0.0),
+        UnaryOp::Sqrt => (7, 0.0, 0.0),
+        UnaryOp::Tanh => (8, 0.0, 0.0),
+        UnaryOp::Sigmoid => (9, 0.0, 0.0),
+        UnaryOp::Relu => (10, 0.0, 0.0),
+        UnaryOp::Gelu => (11, 0.0, 0.0),
+        UnaryOp::GeluTanh => (12, 0.0, 0.0),
+        UnaryOp::Silu => (13, 0.0, 0.0),
+        UnaryOp::AddScalar(c) => (14, c, 0.0),
+        UnaryOp::MulScalar(c) => (15, c, 0.0),
+        UnaryOp::Powf(p) => (16, p, 0.0),
+    }
+}
+
+fn binary_code(op: BinaryOp) -> i32 {
+    match op {
+        BinaryOp::Add => 0,
+        BinaryOp::Sub => 1,
+        BinaryOp::Mul => 2,
+        BinaryOp::Div => 3,
+        BinaryOp::Maximum => 4,
+        BinaryOp::Minimum => 5,
+    }
+}
+
+fn compare_code(op: CmpOp) -> i32 {
+    match op {
+        CmpOp::Lt => 0,
+        CmpOp::Le => 1,
+        CmpOp::Gt => 2,
+        CmpOp::Ge => 3,
+        CmpOp::Eq => 4,
+        CmpOp::Ne => 5,
+    }
+}
+
+/// The output's storage and the kernel's layout of each operand, all of
+/// the output's shape on one device and of the dtypes the op takes.
+fn prepare<const N: usize>(
+    op: &str,
+    operands: [(View<CudaStorage>, DType); N],
+    out_dtype: DType,
+) -> (CudaStorage, [KernelLayout; N], usize) {
+    let ((first, first_layout), _) = operands[0];
+    for ((s, _), dtype) in operands {
+        s.expect(op, dtype);
+        first.same_gpu(op, s);
+    }
+    let n = first_layout.numel();
+    let layouts = operands.map(|((_, l), _)| KernelLayout::of(l, op));
+    (CudaStorage::uninit(first.gpu(), out_dtype, n), layouts, n)
+}
+
+pub fn unary(x: &CudaStorage, layout: &Layout, op: UnaryOp) -> CudaStorage {
+    let f = DType::F32;
+    let (out, [lx], n) = prepare(op.name(), [((x, layout), f)], f);
+    if n > 0 {
+        let gpu = out.gpu();
+        let (code, p, q) = unary_code(op);
+        let (o, xp) = (out.ptr(), x.ptr());
+        // SAFETY: f32 operands whose layouts lie in their buffers.
+        unsafe {
+            launch!(gpu, MODULE, "zf_unary", gpu.grid_for(n, BLOCK), Dim3::x(BLOCK), 0;
+                o, xp, lx, code, p, q, n as i64)
+        };
+    }
+    out
+}
+
+pub fn unary_backward(
+    g: View<CudaStorage>,
+    x: View<CudaStorage>,
+    y: View<CudaStorage>,
+    op: UnaryOp,
+) -> CudaStorage {
+    let f = DType::F32;
+    let (out, [lg, lx, ly], n) = prepare(op.name(), [(g, f), (x, f), (y, f)], f);
+    if n > 0 {
+        let gpu = out.gpu();
+        let (code, p, q) = unary_code(op);
+        let (o, gp, xp, yp) = (out.ptr(), g.0.ptr(), x.0.ptr(), y.0.ptr());
+        // SAFETY: as in `unary`.
+        unsafe {
+            launch!(gpu, MODULE, "zf_unary_backward", gpu.grid_for(n, BLOCK), Dim3::x(BLOCK), 0;
+                o, gp, lg, xp, lx, yp, ly, code, p, q, n as i64)
+        };
+    }
+    out
+}
+
+pub fn binary(a: View<CudaStorage>, b: View<CudaStorage>, op: BinaryOp) -> CudaStorage {
+    let f = DType::F32;
+    let (out, [la, lb], n) = prepare(op.name(), [(a, f), (b, f)], f);
+    if n > 0 {
+        let gpu = out.gpu();
+        let (o, ap, bp, code) = (out.ptr(), a.0.ptr(), b.0.ptr(), binary_code(op));
+        // SAFETY: as in `unary`.
+        unsafe {
+            launch!(gpu, MODULE, "zf_binary", gpu.grid_for(n, BLOCK), Dim3::x(BLOCK), 0;
+                o, ap, la, bp, lb, code, n as i64)
+        };
+    }
+    out
+}
+
+pub fn compare(a: View<CudaStorage>, b: View<CudaStorage>, op: CmpOp) -> CudaStorage {
+    let f = DType::F32;
+    let (out, [la, lb], n) = prepare(op.name(), [(a, f), (b, f)], DType::Bool);
+    if n > 0 {
+        let gpu = out.gpu();
+        let (o, ap, bp, code) = (out.ptr(), a.0.ptr(), b.0.ptr(), compare_code(op));
+        // SAFETY: f32 inputs, a bool (byte) output.
+        unsafe {
+            launch!(gpu, MODULE, "zf_compare", gpu.grid_for(n, BLOCK), Dim3::x(BLOCK), 0;
+                o, ap, la, bp, lb, code, n as i64)
+        };
+    }
+    out
+}
+
+pub fn where_cond(
+    cond: View<CudaStorage>,
+    on_true: View<CudaStorage>,
+    on_false: View<CudaStorage>,
+) -> CudaStorage {
+    let f = DType::F32;
+    let (out, [lc, la, lb], n) = prepare(
+        "where_cond",
+        [(cond, DType::Bool), (on_true, f), (on_false, f)],
+        f,
+    );
+    if n > 0 {
+        let gpu = out.gpu();
+        let (o, c, a, b) = (out.ptr(), cond.0.ptr(), on_true.0.ptr(), on_false.0.ptr());
+        // SAFETY: a bool condition, f32 branches and output.
+        unsafe {
+            launch!(gpu, MODULE, "zf_where", gpu.grid_for(n, BLOCK), Dim3::x(BLOCK), 0;
+                o, c, lc, a, la, b, lb, n as i64)
+        };
+    }
+    out
+}

@@ -1,0 +1,543 @@
+//! [`CudaStorage`]: a device buffer and its dtype, and its implementation
+//! of the primitives, each a launcher call or the host fallback.
+
+use std::sync::Arc;
+
+use super::driver::DevicePtr;
+use super::gpu::{DeviceBuffer, Gpu};
+use super::{copy, elementwise, fallback, matmul, random, reduce};
+use crate::backend::cpu::CpuStorage;
+use crate::backend::{
+    AdamStep, AttentionParams, Axis, BackendStorage, BinaryOp, CmpOp, CrossEntropyForward, UnaryOp,
+    View,
+};
+use crate::layout::Layout;
+use crate::{DType, Result};
+
+/// Elements in the memory of a CUDA device (or the simulated GPU's). Host
+/// code reaches them only through the primitives and copies: there is no
+/// slice to read by accident.
+pub struct CudaStorage {
+    buffer: DeviceBuffer,
+    dtype: DType,
+    len: usize,
+}
+
+/// Bytes per element of each dtype on the device (bool as one byte, 0 or 1).
+pub(crate) fn width(dtype: DType) -> usize {
+    match dtype {
+        DType::F32 => 4,
+        DType::I64 => 8,
+        DType::Bool | DType::I8 => 1,
+    }
+}
+
+/// Element types copied to and from the device as raw bytes.
+trait Plain: Copy + Default {}
+impl Plain for f32 {}
+impl Plain for i64 {}
+impl Plain for i8 {}
+impl Plain for u8 {}
+
+fn bytes_of<T: Plain>(values: &[T]) -> &[u8] {
+    // SAFETY: plain numbers have no padding and any bytes are valid reads.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast(), std::mem::size_of_val(values)) }
+}
+
+fn from_bytes<T: Plain>(bytes: &[u8]) -> Vec<T> {
+    let mut out = vec![T::default(); bytes.len() / std::mem::size_of::<T>()];
+    // SAFETY: `out` has room for exactly these bytes, and every bit
+    // pattern is a valid value of a plain number.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), bytes.len())
+    };
+    out
+}
+
+/// Host elements on CUDA device `ordinal`; why not, when it cannot be used.
+pub fn upload(host: &CpuStorage, ordinal: usize) -> Result<CudaStorage> {
+    let gpu = super::gpu::gpu(ordinal).map_err(|why| {
+        crate::Error::CudaUnavailable(format!(
+            "cannot move a tensor to CUDA device {ordinal}: {why}"
+        ))
+    })?;
+    Ok(CudaStorage::from_host(&gpu, host))
+}
+
+/// `len` f32 elements equal to `value` on CUDA device `ordinal`.
+pub fn full(len: usize, value: f32, ordinal: usize) -> Result<CudaStorage> {
+    let gpu = super::open(ordinal)?;
+    let out = CudaStorage::uninit(&gpu, DType::F32, len);
+    copy::fill(&out, value);
+    Ok(out)
+}
+
+impl CudaStorage {
+    /// `len` elements of `dtype` whose values the caller writes.
+    pub(crate) fn uninit(gpu: &Arc<Gpu>, dtype: DType, len: usize) -> CudaStorage {
+        CudaStorage {
+            buffer: gpu.alloc(len * width(dtype)),
+            dtype,
+            len,
+        }
+    }
+
+    /// A copy of host elements.
+    pub(crate) fn from_host(gpu: &Arc<Gpu>, host: &CpuStorage) -> CudaStorage {
+        let (dtype, buffer) = match host {
+            CpuStorage::F32(v) => (DType::F32, gpu.upload(bytes_of(v))),
+            CpuStorage::I64(v) => (DType::I64, gpu.upload(bytes_of(v))),
+            CpuStorage::I8(v) => (DType::I8, gpu.upload(bytes_of(v))),
+            CpuStorage::Bool(v) => {
+                let bytes: Vec<u8> = v.iter().map(|&b| b as u8).collect();
+                (DType::Bool, gpu.upload(&bytes))
+            }
+        };
+        CudaStorage {
+            buffer,
+            dtype,
+            len: host.elements(),
+        }
+    }
+
+    /// Elements `range` of the storage, copied to the host.
+    pub(crate) fn download(&self, range: std::ops::Range<usize>) -> CpuStorage {
+        let w = width(self.dtype);
+        let bytes = self
+            .gpu()
+            .download(self.ptr().offset(range.start * w), range.len() * w);
+        match self.dtype {
+            DType::F32 => CpuStorage::F32(from_bytes(&bytes)),
+            DType::I64 => CpuStorage::I64(from_bytes(&bytes)),
+            DType::I8 => CpuStorage::I8(from_bytes(&bytes)),
+            DType::Bool => CpuStorage::Bool(bytes.iter().map(|&b| b != 0).collect()),
+        }
+    }
+
+    /// Every element, on the host (what the host fallback computes on).
+    pub(crate) fn to_cpu(&self) -> CpuStorage {
+        self.download(0..self.len)
+    }
+
+    /// Overwrites every element with host values of the same dtype and length.
+    pub(crate) fn overwrite(&mut self, host: &CpuStorage) {
+        assert_eq!((host.dtype(), host.elements()), (self.dtype, self.len));
+        let bytes: Vec<u8>;
+        let data = match host {
+            CpuStorage::F32(v) => bytes_of(v),
+            CpuStorage::I64(v) => bytes_of(v),
+            CpuStorage::I8(v) => bytes_of(v),
+            CpuStorage::Bool(v) => {
+                bytes = v.iter().map(|&b| b as u8).collect();
+                &bytes
+            }
+        };
+        // SAFETY: the buffer holds `len` elements of this dtype.
+        unsafe { self.gpu().write(self.ptr(), data) };
+    }
+
+    /// The device holding the storage.
+    pub(crate) fn gpu(&self) -> &Arc<Gpu> {
+        self.buffer.gpu()
+    }
+
+    /// The ordinal of the device holding the storage.
+    pub fn ordinal(&self) -> usize {
+        self.gpu().ordinal()
+    }
+
+    /// The buffer's address.
+    pub(crate) fn ptr(&self) -> DevicePtr {
+        self.buffer.ptr()
+    }
+
+    /// The address of element `index`.
+    pub(crate) fn ptr_at(&self, index: usize) -> DevicePtr {
+        self.ptr().offset(index * width(self.dtype))
+    }
+
+    /// Panics naming `op` unless the storage holds `dtype`.
+    pub(crate) fn expect(&self, op: &str, dtype: DType) -> &CudaStorage {
+        assert!(
+            self.dtype == dtype,
+            "{op}: expected {} tensor, got {:?}",
+            match dtype {
+                DType::F32 => "an f32",
+                DType::I64 => "an i64",
+                DType::Bool => "a bool",
+                DType::I8 => "an int8",
+            },
+            self.dtype
+        );
+        self
+    }
+
+    /// Panics naming `op` unless `other` is on the same device.
+    pub(crate) fn same_gpu(&self, op: &str, other: &CudaStorage) {
+        assert_eq!(
+            self.ordinal(),
+            other.ordinal(),
+            "{op}: operands on CUDA devices {} and {}",
+            self.ordinal(),
+            other.ordinal()
+        );
+    }
+
+    /// The row-major elements of `layout` as contiguous storage and the
+    /// index of the first: the storage itself when the view is a
+    /// contiguous run, else a copy.
+    pub(crate) fn contiguous<'a>(
+        &'a self,
+        layout: &Layout,
+        copy: &'a mut Option<CudaStorage>,
+    ) -> (&'a CudaStorage, usize) {
+        match layout.contiguous_range() {
+            Some(range) => (self, range.start),
+            None => (copy.insert(self.gather(layout)), 0),
+        }
+    }
+}
+
+impl std::fmt::Debug for CudaStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CudaStorage({:?} x {}, {:?})",
+            self.dtype, self.len, self.buffer
+        )
+    }
+}
+
+impl Clone for CudaStorage {
+    /// A copy in new device memory.
+    fn clone(&self) -> Self {
+        let out = CudaStorage::uninit(self.gpu(), self.dtype, self.len);
+        // SAFETY: both buffers hold `len` elements of this dtype.
+        unsafe {
+            self.gpu()
+                .copy(out.ptr(), self.ptr(), self.len * width(self.dtype))
+        };
+        out
+    }
+}
+
+impl BackendStorage for CudaStorage {
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn elements(&self) -> usize {
+        self.len
+    }
+
+    fn gather(&self, layout: &Layout) -> Self {
+        copy::gather(self, layout)
+    }
+
+    fn copy_from(&mut self, dst_layout: &Layout, (src, src_layout): View<Self>, op: &str) {
+        if self.dtype != src.dtype {
+            panic!("{op}: dtype mismatch, {:?} and {:?}", self.dtype, src.dtype);
+        }
+        self.same_gpu(op, src);
+        copy::copy_into(self, dst_layout, src, src_layout);
+    }
+
+    fn add_from(&mut self, dst_layout: &Layout, (src, src_layout): View<Self>) -> bool {
+        if self.dtype != DType::F32 || src.dtype != DType::F32 {
+            return false;
+        }
+        self.same_gpu("add_from", src);
+        copy::add_into(self, dst_layout, src, src_layout);
+        true
+    }
+
+    fn zeros_like(&self, len: usize) -> Self {
+        let out = CudaStorage::uninit(self.gpu(), self.dtype, len);
+        // SAFETY: the buffer holds `len` elements.
+        unsafe { self.gpu().memset(out.ptr(), 0, len * width(self.dtype)) };
+        out
+    }
+
+    fn full_like(&self, len: usize, value: f32) -> Self {
+        let out = CudaStorage::uninit(self.gpu(), DType::F32, len);
+        copy::fill(&out, value);
+        out
+    }
+
+    fn dropout_mask(&self, len: usize, p: f32, key: u64) -> Self {
+        random::dropout_mask(self.gpu(), len, p, key)
+    }
+
+    fn to_host(&self, layout: &Layout) -> CpuStorage {
+        let mut copy = None;
+        let (whole, start) = self.contiguous(layout, &mut copy);
+        whole.download(start..start + layout.numel())
+    }
+
+    fn to_dtype(&self, layout: &Layout, dtype: DType) -> Self {
+        copy::cast(self, layout, dtype)
+    }
+
+    fn unary(&self, layout: &Layout, op: UnaryOp) -> Self {
+        elementwise::unary(self, layout, op)
+    }
+
+    fn unary_backward(&self, layout: &Layout, x: View<Self>, y: View<Self>, op: UnaryOp) -> Self {
+        elementwise::unary_backward((self, layout), x, y, op)
+    }
+
+    fn binary(&self, layout: &Layout, rhs: View<Self>, op: BinaryOp) -> Self {
+        elementwise::binary((self, layout), rhs, op)
+    }
+
+    fn compare(&self, layout: &Layout, rhs: View<Self>, op: CmpOp) -> Self {
+        elementwise::compare((self, layout), rhs, op)
+    }
+
+    fn where_cond(&self, layout: &Layout, on_true: View<Self>, on_false: View<Self>) -> Self {
+        elementwise::where_cond((self, layout), on_true, on_false)
+    }
+
+    fn sum_axis(&self, layout: &Layout, axis: Axis) -> Self {
+        reduce::sum_axis(self, layout, axis)
+    }
+
+    fn max_axis(&self, layout: &Layout, axis: Axis) -> (Self, Self) {
+        reduce::max_axis(self, layout, axis)
+    }
+
+    fn max_axis_backward(&self, layout: &Layout, argmax: &Self, axis: Axis) -> Self {
+        let argmax = fallback::host(argmax);
+        fallback::run("max_axis_backward", self.gpu(), || {
+            fallback::host(self).max_axis_backward(layout, &argmax, axis)
+        })
+    }
+
+    fn sum_of_squares(&self, layout: &Layout) -> f64 {
+        fallback::count("sum_of_squares");
+        fallback::host(self).sum_of_squares(layout)
+    }
+
+    fn cumsum(&self, layout: &Layout, axis: Axis, reverse: bool) -> Self {
+        fallback::run("cumsum", self.gpu(), || {
+            fallback::host(self).cumsum(layout, axis, reverse)
+        })
+    }
+
+    fn topk_indices(&self, layout: &Layout, axis: Axis, k: usize) -> Self {
+        fallback::run("topk_indices", self.gpu(), || {
+            fallback::host(self).topk_indices(layout, axis, k)
+        })
+    }
+
+    fn gather_dim(&self, layout: &Layout, dim: usize, (index, il): View<Self>) -> Self {
+        let index = fallback::host(index);
+        fallback::run("gather_dim", self.gpu(), || {
+            fallback::host(self).gather_dim(layout, dim, (&index, il))
+        })
+    }
+
+    fn scatter_add_dim(
+        &self,
+        layout: &Layout,
+        dim: usize,
+        (index, il): View<Self>,
+        shape: &[usize],
+    ) -> Self {
+        let index = fallback::host(index);
+        fallback::run("scatter_add_dim", self.gpu(), || {
+            fallback::host(self).scatter_add_dim(layout, dim, (&index, il), shape)
+        })
+    }
+
+    fn softmax(&self, layout: &Layout, n: usize, log: bool) -> Self {
+        fallback::run("softmax", self.gpu(), || {
+            fallback::host(self).softmax(layout, n, log)
+        })
+    }
+
+    fn causal_softmax(&self, layout: &Layout, queries: usize, offset: usize, scale: f32) -> Self {
+        fallback::run("causal_softmax", self.gpu(), || {
+            fallback::host(self).causal_softmax(layout, queries, offset, scale)
+        })
+    }
+
+    fn softmax_backward(&self, layout: &Layout, (g, gl): View<Self>, scale: f32) -> Self {
+        let g = fallback::host(g);
+        fallback::run("softmax_backward", self.gpu(), || {
+            fallback::host(self).softmax_backward(layout, (&g, gl), scale)
+        })
+    }
+
+    fn layer_norm(
+        &self,
+        layout: &Layout,
+        d: usize,
+        weight: Option<View<Self>>,
+        bias: Option<View<Self>>,
+        eps: f32,
+    ) -> (Self, Self) {
+        let (w, b) = (fallback::host_view(weight), fallback::host_view(bias));
+        let x = fallback::host(self);
+        let (y, stats) = fallback::run_host("layer_norm", || {
+            x.layer_norm(layout, d, fallback::view(&w), fallback::view(&b), eps)
+        });
+        (
+            fallback::device(self.gpu(), &y),
+            fallback::device(self.gpu(), &stats),
+        )
+    }
+
+    fn layer_norm_backward(
+        &self,
+        layout: &Layout,
+        (g, gl): View<Self>,
+        d: usize,
+        weight: Option<View<Self>>,
+        stats: &Self,
+    ) -> (Self, Self, Self) {
+        let (x, g, stats) = (
+            fallback::host(self),
+            fallback::host(g),
+            fallback::host(stats),
+        );
+        let w = fallback::host_view(weight);
+        let (dx, dw, db) = fallback::run_host("layer_norm_backward", || {
+            x.layer_norm_backward(layout, (&g, gl), d, fallback::view(&w), &stats)
+        });
+        let up = |s: &CpuStorage| fallback::device(self.gpu(), s);
+        (up(&dx), up(&dw), up(&db))
+    }
+
+    fn cross_entropy(
+        &self,
+        layout: &Layout,
+        (t, tl): View<Self>,
+        classes: usize,
+        ignore_index: Option<i64>,
+    ) -> CrossEntropyForward<Self> {
+        let (x, t) = (fallback::host(self), fallback::host(t));
+        let forward = fallback::run_host("cross_entropy", || {
+            x.cross_entropy(layout, (&t, tl), classes, ignore_index)
+        });
+        forward.map(|s| fallback::device(self.gpu(), &s))
+    }
+
+    fn cross_entropy_backward(
+        &self,
+        (t, tl): View<Self>,
+        (g, gl): View<Self>,
+        classes: usize,
+        ignore_index: Option<i64>,
+        count: usize,
+    ) -> Self {
+        let (t, g) = (fallback::host(t), fallback::host(g));
+        fallback::run("cross_entropy_backward", self.gpu(), || {
+            fallback::host(self).cross_entropy_backward(
+                (&t, tl),
+                (&g, gl),
+                classes,
+                ignore_index,
+                count,
+            )
+        })
+    }
+
+    fn embedding(&self, layout: &Layout, (ids, il): View<Self>) -> Self {
+        let ids = fallback::host(ids);
+        fallback::run("embedding", self.gpu(), || {
+            fallback::host(self).embedding(layout, (&ids, il))
+        })
+    }
+
+    fn embedding_backward(&self, layout: &Layout, (ids, il): View<Self>, vocab: usize) -> Self {
+        let ids = fallback::host(ids);
+        fallback::run("embedding_backward", self.gpu(), || {
+            fallback::host(self).embedding_backward(layout, (&ids, il), vocab)
+        })
+    }
+
+    fn matmul(&self, layout: &Layout, rhs: View<Self>, batch_shape: &[usize]) -> Self {
+        matmul::matmul((self, layout), rhs, batch_shape)
+    }
+
+    fn addmm(&self, layout: &Layout, a: View<Self>, b: View<Self>) -> Self {
+        matmul::addmm((self, layout), a, b)
+    }
+
+    fn attention(
+        &self,
+        layout: &Layout,
+        (k, kl): View<Self>,
+        (v, vl): View<Self>,
+        key_padding: Option<View<Self>>,
+        params: &AttentionParams,
+    ) -> (Self, Self) {
+        let (q, k, v) = (fallback::host(self), fallback::host(k), fallback::host(v));
+        let pad = fallback::host_view(key_padding);
+        let (out, lse) = fallback::run_host("attention", || {
+            q.attention(layout, (&k, kl), (&v, vl), fallback::view(&pad), params)
+        });
+        (
+            fallback::device(self.gpu(), &out),
+            fallback::device(self.gpu(), &lse),
+        )
+    }
+
+    fn attention_backward(
+        &self,
+        layout: &Layout,
+        (k, kl): View<Self>,
+        (v, vl): View<Self>,
+        (o, ol): View<Self>,
+        lse: &Self,
+        (g, gl): View<Self>,
+        key_padding: Option<View<Self>>,
+        params: &AttentionParams,
+    ) -> (Self, Self, Self) {
+        let (q, k, v) = (fallback::host(self), fallback::host(k), fallback::host(v));
+        let (o, lse, g) = (fallback::host(o), fallback::host(lse), fallback::host(g));
+        let pad = fallback::host_view(key_padding);
+        let (dq, dk, dv) = fallback::run_host("attention_backward", || {
+            q.attention_backward(
+                layout,
+                (&k, kl),
+                (&v, vl),
+                (&o, ol),
+                &lse,
+                (&g, gl),
+                fallback::view(&pad),
+                params,
+            )
+        });
+        let up = |s: &CpuStorage| fallback::device(self.gpu(), s);
+        (up(&dq), up(&dk), up(&dv))
+    }
+
+    fn adam_update(&mut self, (g, gl): View<Self>, m: &mut Self, v: &mut Self, step: AdamStep) {
+        let (mut w_host, g_host) = (fallback::host(self), fallback::host(g));
+        let (mut m_host, mut v_host) = (fallback::host(m), fallback::host(v));
+        fallback::run_host("adam_update", || {
+            w_host.adam_update((&g_host, gl), &mut m_host, &mut v_host, step)
+        });
+        self.overwrite(&w_host);
+        m.overwrite(&m_host);
+        v.overwrite(&v_host);
+    }
+
+    fn quantize_rows_int8(&self, layout: &Layout) -> (Self, Self) {
+        let w = fallback::host(self);
+        let (q, s) = fallback::run_host("quantize_rows_int8", || w.quantize_rows_int8(layout));
+        (
+            fallback::device(self.gpu(), &q),
+            fallback::device(self.gpu(), &s),
+        )
+    }
+
+    fn matmul_int8(&self, layout: &Layout, (q, ql): View<Self>, (s, sl): View<Self>) -> Self {
+        let (q, s) = (fallback::host(q), fallback::host(s));
+        fallback::run("matmul_int8", self.gpu(), || {
+            fallback::host(self).matmul_int8(layout, (&q, ql), (&s, sl))
+        })
+    }
+}
