@@ -311,14 +311,17 @@ fn run(args: Args) -> RunResult<()> {
                 return Err(format!("{e}; {saved}").into());
             }
         };
+        // Read back here because every step is logged (the progress bar,
+        // the metrics and loss.png); a run that logs less reads less.
+        let (loss, grad_norm) = (stats.loss.item(), stats.grad_norm.item());
         train_time += t.elapsed();
         steps_timed += 1;
-        last_loss = stats.loss;
+        last_loss = loss;
         let batch = Record::new(trainer.step as u64)
             .split("train_batch")
-            .loss(stats.loss)
+            .loss(loss)
             .lr(stats.lr)
-            .grad_norm(stats.grad_norm);
+            .grad_norm(grad_norm);
         if let Some(m) = metrics.as_mut() {
             m.write(batch.clone())?;
         }
@@ -326,8 +329,8 @@ fn run(args: Args) -> RunResult<()> {
         let tok_s = (steps_timed * tokens_per_step) as f64 / train_time.as_secs_f64();
         bar.set_position(trainer.step as u64);
         bar.set_message(format!(
-            "loss {:.4} lr {:.2e} {:.0} tok/s",
-            stats.loss, stats.lr, tok_s
+            "loss {loss:.4} lr {:.2e} {tok_s:.0} tok/s",
+            stats.lr
         ));
         let step = trainer.step;
         if bar.is_hidden() && (last_plain.elapsed() >= PLAIN_PROGRESS_EVERY || step == iters) {
@@ -338,7 +341,7 @@ fn run(args: Args) -> RunResult<()> {
             println!(
                 "step {step}/{iters} ({:.0}%): loss {:.4}, {tok_s:.0} tok/s, elapsed {}, ETA {}",
                 100.0 * step as f64 / iters as f64,
-                stats.loss,
+                loss,
                 clock(elapsed),
                 clock(eta)
             );
@@ -358,7 +361,7 @@ fn run(args: Args) -> RunResult<()> {
                     .split("train")
                     .loss(train_loss)
                     .lr(stats.lr)
-                    .grad_norm(stats.grad_norm)
+                    .grad_norm(grad_norm)
                     .tokens_per_s(tok_s),
                 Record::new(step as u64).split("val").loss(val_loss),
             ];

@@ -39,8 +39,19 @@ impl Device {
         }
     }
 
+    /// `Ok` when tensors can be made on this device (always on the CPU; on
+    /// CUDA, what [`Device::cuda`] says).
+    pub(crate) fn ensure_usable(&self) -> Result<()> {
+        match self {
+            Device::Cpu => Ok(()),
+            Device::Cuda(i) => Device::cuda(*i).map(drop),
+        }
+    }
+
     /// Runs `f` where this device's work is best issued from, with the
-    /// caller's grad and eval modes, and returns its result. On the CPU: on a worker
+    /// caller's grad and eval modes and this device as the default for
+    /// tensors made without one (see [`as_default`](Self::as_default)),
+    /// and returns its result. On the CPU: on a worker
     /// of the kernels' thread pool, whose other workers stand by meanwhile,
     /// so that each parallel kernel inside starts without a thread
     /// hand-off (see [`backend::cpu::in_pool`](crate::backend::cpu::in_pool));
@@ -59,14 +70,34 @@ impl Device {
         // Set, not only carried: a pool worker runs other queued jobs on top
         // of its own while a kernel waits, and its thread-local modes are
         // still that job's.
-        let modes = crate::mode::Modes::current();
+        let modes = crate::mode::Modes::current().on(*self);
         match self {
             Device::Cpu => crate::backend::cpu::in_pool(|| {
                 let _modes = modes.set();
                 f()
             }),
-            Device::Cuda(_) => f(),
+            Device::Cuda(_) => {
+                let _modes = modes.set();
+                f()
+            }
         }
+    }
+
+    /// Runs `f` with this device as the one where tensors made without a
+    /// device are made (`zeros`, `randn`, `from_vec`, `from_ids`, ...), on
+    /// this thread (PyTorch's `with torch.device(...)`). Layers and models
+    /// built inside are built on the device: each parameter's initial
+    /// values go from the host straight to it, never through a CPU tensor.
+    ///
+    /// ```
+    /// use zeroformer::{Device, Tensor};
+    /// let device = Device::Cpu; // or Device::cuda(0)?
+    /// let x = device.as_default(|| Tensor::zeros(&[2, 3]));
+    /// assert_eq!(x.device(), device);
+    /// ```
+    pub fn as_default<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _device = crate::mode::DeviceGuard::set(*self);
+        f()
     }
 
     /// `f` of every item, the results in the items' order: independent

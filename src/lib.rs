@@ -136,7 +136,7 @@ pub mod train;
 pub use autograd::{NoGradGuard, no_grad};
 pub use device::{DType, Device};
 pub use error::{Error, Result};
-pub use mode::{EvalModeGuard, eval_mode, is_eval_mode};
+pub use mode::{EvalModeGuard, default_device, eval_mode, is_eval_mode};
 pub use models::{Gpt, GptConfig};
 pub use ops::unary::GeluApproximation;
 pub use tensor::Tensor;

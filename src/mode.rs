@@ -1,15 +1,52 @@
 //! What ops on this thread do beyond their math: whether they record
-//! graph nodes (grad mode, `no_grad`) and whether dropout is off whatever
-//! the modules' own training flag says (eval mode, `eval_mode`). Both are
-//! thread-local; `Device::scope` and `Device::map_parts` carry them to the
-//! threads that run the work (`Modes`).
+//! graph nodes (grad mode, `no_grad`), whether dropout is off whatever
+//! the modules' own training flag says (eval mode, `eval_mode`), and where
+//! tensors made without a device are made (the default device,
+//! `Device::scope` and `Device::as_default`). All are thread-local;
+//! `Device::scope` and `Device::map_parts` carry them to the threads that
+//! run the work (`Modes`).
 
 use std::cell::Cell;
 use std::thread::LocalKey;
 
+use crate::Device;
+
 thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
     static EVAL_MODE: Cell<bool> = const { Cell::new(false) };
+    static DEFAULT_DEVICE: Cell<Device> = const { Cell::new(Device::Cpu) };
+}
+
+/// Where this thread makes tensors created without a device (`zeros`,
+/// `randn`, `from_vec`, `from_ids`, ...): the CPU, unless inside
+/// [`Device::scope`] or [`Device::as_default`] of another device
+/// (PyTorch's `with torch.device(...)`).
+///
+/// ```
+/// use zeroformer::{Device, default_device};
+/// assert_eq!(default_device(), Device::Cpu);
+/// ```
+pub fn default_device() -> Device {
+    DEFAULT_DEVICE.with(|d| d.get())
+}
+
+/// Makes `device` this thread's default device until dropped.
+pub(crate) struct DeviceGuard {
+    previous: Device,
+}
+
+impl DeviceGuard {
+    pub(crate) fn set(device: Device) -> DeviceGuard {
+        DeviceGuard {
+            previous: DEFAULT_DEVICE.with(|d| d.replace(device)),
+        }
+    }
+}
+
+impl Drop for DeviceGuard {
+    fn drop(&mut self) {
+        DEFAULT_DEVICE.with(|d| d.set(self.previous));
+    }
 }
 
 /// Whether ops on this thread record graph nodes.
@@ -122,6 +159,7 @@ pub fn eval_mode<R>(f: impl FnOnce() -> R) -> R {
 pub(crate) struct Modes {
     grad_enabled: bool,
     eval: bool,
+    device: Device,
 }
 
 impl Modes {
@@ -130,14 +168,23 @@ impl Modes {
         Modes {
             grad_enabled: is_grad_enabled(),
             eval: is_eval_mode(),
+            device: default_device(),
         }
     }
 
+    /// These modes with `device` as the default device.
+    pub(crate) fn on(self, device: Device) -> Modes {
+        Modes { device, ..self }
+    }
+
     /// Sets these modes on this thread until the guard drops.
-    pub(crate) fn set(self) -> [FlagGuard; 2] {
-        [
-            FlagGuard::set(&GRAD_ENABLED, self.grad_enabled),
-            FlagGuard::set(&EVAL_MODE, self.eval),
-        ]
+    pub(crate) fn set(self) -> ([FlagGuard; 2], DeviceGuard) {
+        (
+            [
+                FlagGuard::set(&GRAD_ENABLED, self.grad_enabled),
+                FlagGuard::set(&EVAL_MODE, self.eval),
+            ],
+            DeviceGuard::set(self.device),
+        )
     }
 }

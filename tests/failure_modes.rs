@@ -198,7 +198,9 @@ fn divergence_stops_at_its_step_and_leaves_the_model_finite() {
     let data = tokens();
     let err = loop {
         match trainer.train_step(&data) {
-            Ok(stats) => assert!(stats.loss.is_finite() && stats.grad_norm.is_finite()),
+            Ok(stats) => {
+                assert!(stats.loss.item().is_finite() && stats.grad_norm.item().is_finite())
+            }
             Err(e) => break e,
         }
         assert!(trainer.step < 20, "lr 1e4 never diverged");
@@ -222,6 +224,56 @@ fn divergence_stops_at_its_step_and_leaves_the_model_finite() {
             .iter()
             .all(|p| p.grad().is_none() || p.grad().unwrap().to_vec().iter().all(|g| *g == 0.0))
     );
+}
+
+#[test]
+fn a_divergence_found_at_a_later_check_names_its_step_and_applied_nothing_since() {
+    // Checked every 8 steps, as on a GPU: the steps between the bad one and
+    // the check run, but their updates are skipped on the device.
+    let (model, train) = configs();
+    let diverging = TrainConfig {
+        max_lr: 1e4,
+        warmup: 0,
+        grad_clip: 0.0,
+        ..train
+    };
+    let data = tokens();
+    // Where the every-step check stops, and the weights just before.
+    let mut eager = Trainer::new(model.clone(), diverging.clone()).unwrap();
+    let bad = loop {
+        if let Err(Error::Diverged { step, .. }) = eager.train_step(&data) {
+            break step;
+        }
+    };
+    assert!(
+        bad > 1,
+        "the first step already diverged; nothing to compare"
+    );
+    let before: Vec<Vec<f32>> = eager
+        .model
+        .parameters()
+        .iter()
+        .map(|p| p.to_vec())
+        .collect();
+    let mut late = Trainer::new(model, diverging).unwrap();
+    late.check_every = 8;
+    let err = loop {
+        if let Err(e) = late.train_step(&data) {
+            break e;
+        }
+        assert!(late.step < 40, "lr 1e4 never diverged");
+    };
+    match err {
+        Error::Diverged { step, .. } => assert_eq!(step, bad),
+        other => panic!("{other}"),
+    }
+    assert_eq!(late.step, bad - 1);
+    assert_eq!(late.optimizer.steps(), (bad - 1) as u64);
+    let after: Vec<Vec<f32>> = late.model.parameters().iter().map(|p| p.to_vec()).collect();
+    assert_eq!(after, before, "an update after the bad step was applied");
+    // The check cleared the record: the trainer can save and go on.
+    let dir = tempfile::tempdir().unwrap();
+    late.save(dir.path().join("ok.safetensors"), &[]).unwrap();
 }
 
 #[test]

@@ -197,15 +197,16 @@ pub struct AdamStep {
     pub decay: f32,
 }
 
-/// A cross-entropy forward's results, on the device.
+/// A cross-entropy forward's results, on the device (nothing is read back
+/// to the host).
 #[derive(Debug)]
 pub struct CrossEntropyForward<S> {
     /// One f32 element: the mean loss over the counted targets.
     pub loss: S,
     /// `[rows, classes]` log-probabilities, kept for the backward.
     pub log_probs: S,
-    /// How many targets were not ignored.
-    pub count: usize,
+    /// One i64 element: how many targets were not ignored.
+    pub count: S,
 }
 
 impl<S> CrossEntropyForward<S> {
@@ -214,7 +215,7 @@ impl<S> CrossEntropyForward<S> {
         CrossEntropyForward {
             loss: f(self.loss),
             log_probs: f(self.log_probs),
-            count: self.count,
+            count: f(self.count),
         }
     }
 }
@@ -283,8 +284,9 @@ pub trait BackendStorage: Sized + Clone + Debug {
     /// The gradient of [`max_axis`](Self::max_axis): `g` (self, `[outer,
     /// inner]`) placed at each `argmax` in `outer · n · inner` zeros.
     fn max_axis_backward(&self, layout: &Layout, argmax: &Self, axis: Axis) -> Self;
-    /// Σ x² over the elements, accumulated in f64 and read back to the host.
-    fn sum_of_squares(&self, layout: &Layout) -> f64;
+    /// Σ x² over the elements, accumulated in f64: one f32 element, left
+    /// on the device.
+    fn sum_of_squares(&self, layout: &Layout) -> Self;
     /// Running sums along `axis` (from its end when `reverse`), accumulated
     /// in f64: `[outer, n, inner]`.
     fn cumsum(&self, layout: &Layout, axis: Axis, reverse: bool) -> Self;
@@ -339,14 +341,15 @@ pub trait BackendStorage: Sized + Clone + Debug {
         ignore_index: Option<i64>,
     ) -> CrossEntropyForward<Self>;
     /// `(softmax - one_hot) · g / count` from the forward's log-probabilities
-    /// (self) and the one-element upstream gradient `g`.
+    /// (self), the one-element upstream gradient `g` and the forward's
+    /// one-element `count`.
     fn cross_entropy_backward(
         &self,
         targets: View<Self>,
         g: View<Self>,
         classes: usize,
         ignore_index: Option<i64>,
-        count: usize,
+        count: &Self,
     ) -> Self;
 
     // Embeddings: rows of a `[vocab, d]` table by i64 id.
@@ -416,8 +419,19 @@ pub trait BackendStorage: Sized + Clone + Debug {
     // Optimizers.
 
     /// One Adam/AdamW update of these weights (self) and the moments `m`
-    /// and `v` (whole storages of one length) from `grad`, in place.
-    fn adam_update(&mut self, grad: View<Self>, m: &mut Self, v: &mut Self, step: AdamStep);
+    /// and `v` (whole storages of one length) from `grad`, in place. With
+    /// `grad_scale` (one f32 element on the device: a clipping factor),
+    /// the gradient is multiplied by it first; a NaN scale skips the update,
+    /// leaving weights and moments as they are (a step found non-finite on
+    /// the device, with nothing read back).
+    fn adam_update(
+        &mut self,
+        grad: View<Self>,
+        m: &mut Self,
+        v: &mut Self,
+        step: AdamStep,
+        grad_scale: Option<&Self>,
+    );
 
     // Weight-only int8 (inference).
 

@@ -228,11 +228,10 @@ impl Encoder {
                 );
                 // Each sequence has at least one real token; max(·, 1) keeps
                 // an all-padding row at zero rather than 0/0.
-                let count = keep.sum_dim(1, false).to_vec();
-                let count = hidden.new_tensor(
-                    count.iter().map(|c| c.max(1.0)).collect(),
-                    &[hidden.shape()[0], 1],
-                );
+                let count = keep
+                    .sum_dim(1, false)
+                    .detach()
+                    .maximum(&hidden.scalar_like(1.0));
                 hidden.mul(&keep).sum_dim(1, false).div(&count)
             }
         }

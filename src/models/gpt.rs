@@ -234,10 +234,12 @@ impl Gpt {
     /// A model with GPT-2's initialisation from `seed`: weights N(0, 0.02²),
     /// the residual output projections N(0, (0.02 / √(2·n_layer))²), biases
     /// zero, LayerNorm weights one. Dropout draws from a stream seeded by `seed` too.
+    /// Built on the default device (`device.as_default(|| Gpt::new(..))`
+    /// builds on `device`), whose memory is checked for the parameters first.
     pub fn new(config: GptConfig, seed: u64) -> Result<Gpt> {
         config.validate()?;
         let count = config.parameter_count().expect("validated");
-        crate::Device::default().check_fits(
+        crate::default_device().check_fits(
             count.saturating_mul(4),
             &format!("a model of {count} parameters"),
         )?;

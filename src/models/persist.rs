@@ -84,7 +84,8 @@ pub trait Persist: Module + Sized {
     }
 
     /// The model in `path` (written by [`save`](Self::save), or a
-    /// trainer's checkpoint), on the CPU. Refused with a message naming
+    /// trainer's checkpoint), on the default device
+    /// ([`default_device`](crate::default_device)). Refused with a message naming
     /// the file: a missing or unreadable config, a config whose parameter
     /// count differs from the file's, and any tensor whose name or shape
     /// does not fit.
@@ -112,11 +113,11 @@ pub trait Persist: Module + Sized {
         Ok(model)
     }
 
-    /// [`load`](Self::load), then moved to `device`.
+    /// [`load`](Self::load) on `device`: built there, each weight copied
+    /// to it once from the file.
     fn load_on(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let model = Self::load(path)?;
-        model.to_device(device)?;
-        Ok(model)
+        device.ensure_usable()?;
+        device.as_default(|| Self::load(path))
     }
 }
 

@@ -130,7 +130,8 @@ impl KvCache {
 }
 
 /// The key padding mask of a batch of token ids `[batch, time]` (i64):
-/// `true` where the id is `pad_id`.
+/// `true` where the id is `pad_id`, computed on the ids' device (ids and
+/// `pad_id` below 2^24, as every vocabulary's, compare exactly).
 ///
 /// ```
 /// use zeroformer::{Tensor, nn::padding_mask};
@@ -144,13 +145,17 @@ pub fn padding_mask(ids: &Tensor, pad_id: i64) -> Tensor {
         "padding_mask: ids must be i64, got {:?}",
         ids.dtype()
     );
-    let flags = ids.to_vec_i64().iter().map(|&id| id == pad_id).collect();
-    ids.new_bools(flags, ids.shape())
+    assert!(
+        pad_id.unsigned_abs() < 1 << 24,
+        "padding_mask: pad_id {pad_id} is not below 2^24"
+    );
+    let ids = ids.to_dtype(DType::F32);
+    ids.eq(&ids.scalar_like(pad_id as f32))
 }
 
-/// The `[batch or 1, 1, queries, keys]` boolean mask (`true` = hidden) that
-/// `mask` describes, on the device of `like`, or `None` when nothing is
-/// hidden.
+/// The boolean mask (`true` = hidden) that `mask` describes, broadcastable
+/// to the scores `[batch, heads, queries, keys]`, built by device ops on
+/// the device of `like`; `None` when nothing is hidden.
 fn mask_tensor(
     like: &Tensor,
     mask: AttentionMask,
@@ -167,22 +172,25 @@ fn mask_tensor(
             p.shape()
         );
     }
-    if !mask.causal && mask.key_padding.is_none() {
-        return None;
-    }
-    let padding = mask.key_padding.map(Tensor::to_vec_bool);
-    let rows = if padding.is_some() { batch } else { 1 };
-    let mut hidden = Vec::with_capacity(rows * queries * keys);
-    for b in 0..rows {
-        for i in 0..queries {
-            for j in 0..keys {
-                let future = mask.causal && j > past + i;
-                let pad = padding.as_ref().is_some_and(|p| p[b * keys + j]);
-                hidden.push(future || pad);
-            }
-        }
-    }
-    Some(like.new_bools(hidden, &[rows, 1, queries, keys]))
+    // 1 where hidden, 0 where seen.
+    let causal = mask.causal.then(|| {
+        // Query i sits at position past + i; key j is in its future when j > past + i.
+        let query_at = (past..past + queries).map(|i| i as f32).collect();
+        let key_at = (0..keys).map(|j| j as f32).collect();
+        let future = like
+            .new_tensor(key_at, &[1, 1, 1, keys])
+            .gt(&like.new_tensor(query_at, &[1, 1, queries, 1]));
+        future.to_dtype(DType::F32)
+    });
+    let padding = mask
+        .key_padding
+        .map(|p| p.to_dtype(DType::F32).reshape(&[batch, 1, 1, keys]));
+    let hidden = match (causal, padding) {
+        (Some(c), Some(p)) => c.maximum(&p),
+        (Some(h), None) | (None, Some(h)) => h,
+        (None, None) => return None,
+    };
+    Some(hidden.gt(&hidden.scalar_like(0.0)))
 }
 
 /// Which implementation computes scaled dot-product attention.

@@ -20,10 +20,11 @@ use super::{
 };
 use crate::{Device, Error, Result};
 
-/// `module` moved to `device`.
-fn on<M: Module>(module: M, device: &Device) -> Result<M> {
-    module.to_device(device)?;
-    Ok(module)
+/// The layer `build` makes, built on `device`: its parameters' initial
+/// values go from the host straight there.
+fn on<M: Module>(device: &Device, build: impl FnOnce() -> M) -> Result<M> {
+    device.ensure_usable()?;
+    Ok(device.as_default(build))
 }
 
 /// A dropout stream drawn from `rng`, for a layer whose dropout is on.
@@ -78,14 +79,15 @@ impl LinearConfig {
 
     /// The layer, on `device`.
     pub fn init(&self, device: &Device, rng: &mut impl Rng) -> Result<Linear> {
-        let linear = Linear::new(
-            self.in_features,
-            self.out_features,
-            self.bias,
-            self.std,
-            rng,
-        );
-        on(linear, device)
+        on(device, || {
+            Linear::new(
+                self.in_features,
+                self.out_features,
+                self.bias,
+                self.std,
+                rng,
+            )
+        })
     }
 }
 
@@ -117,7 +119,7 @@ impl EmbeddingConfig {
 
     /// The table, on `device`.
     pub fn init(&self, device: &Device, rng: &mut impl Rng) -> Result<Embedding> {
-        on(Embedding::new(self.num, self.dim, self.std, rng), device)
+        on(device, || Embedding::new(self.num, self.dim, self.std, rng))
     }
 }
 
@@ -143,7 +145,7 @@ impl LayerNormConfig {
 
     /// The layer (weight ones, bias zeros), on `device`.
     pub fn init(&self, device: &Device) -> Result<LayerNorm> {
-        on(LayerNorm::new(self.dim, self.bias), device)
+        on(device, || LayerNorm::new(self.dim, self.bias))
     }
 }
 
@@ -209,17 +211,18 @@ impl MultiHeadAttentionConfig {
         }
         check_dropout(self.dropout)?;
         let drop = dropout_stream(rng);
-        let attn = MultiHeadAttention::new(
-            self.d_model,
-            self.n_head,
-            self.bias,
-            self.dropout,
-            self.std,
-            self.proj_std,
-            rng,
-            &drop,
-        );
-        on(attn, device)
+        on(device, || {
+            MultiHeadAttention::new(
+                self.d_model,
+                self.n_head,
+                self.bias,
+                self.dropout,
+                self.std,
+                self.proj_std,
+                rng,
+                &drop,
+            )
+        })
     }
 }
 
@@ -276,17 +279,18 @@ impl FeedForwardConfig {
     pub fn init(&self, device: &Device, rng: &mut impl Rng) -> Result<FeedForward> {
         check_dropout(self.dropout)?;
         let drop = dropout_stream(rng);
-        let ff = FeedForward::new(
-            self.d_model,
-            self.hidden,
-            self.activation,
-            self.bias,
-            self.dropout,
-            self.std,
-            self.proj_std,
-            rng,
-            &drop,
-        );
-        on(ff, device)
+        on(device, || {
+            FeedForward::new(
+                self.d_model,
+                self.hidden,
+                self.activation,
+                self.bias,
+                self.dropout,
+                self.std,
+                self.proj_std,
+                rng,
+                &drop,
+            )
+        })
     }
 }

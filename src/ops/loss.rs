@@ -16,7 +16,8 @@ struct CrossEntropyBackward {
     targets: Tensor,
     classes: usize,
     ignore_index: Option<i64>,
-    count: usize,
+    /// One i64 element on the op's device: the targets counted.
+    count: Storage,
 }
 
 impl Backward for CrossEntropyBackward {
@@ -30,7 +31,7 @@ impl Backward for CrossEntropyBackward {
             (&g.storage(), g.layout()),
             self.classes,
             self.ignore_index,
-            self.count,
+            &self.count,
         );
         vec![Some(Tensor::from_output(dx, inputs[0].shape(), None))]
     }

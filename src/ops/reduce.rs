@@ -65,16 +65,17 @@ impl Backward for CumsumBackward {
 }
 
 impl Tensor {
-    /// Σ x² over every element of an f32 tensor, accumulated in f64 and
-    /// returned as a number (no graph): gradient norms and clipping.
+    /// Σ x² over every element of an f32 tensor, accumulated in f64, as a
+    /// zero-dimensional f32 tensor on the tensor's device (no graph, nothing
+    /// read back): gradient norms and clipping.
     ///
     /// ```
     /// use zeroformer::Tensor;
     /// let x = Tensor::from_vec(vec![3.0, 4.0], &[2]);
-    /// assert_eq!(x.squared_norm(), 25.0);
+    /// assert_eq!(x.squared_norm().item(), 25.0);
     /// ```
-    pub fn squared_norm(&self) -> f64 {
-        self.storage().sum_of_squares(self.layout())
+    pub fn squared_norm(&self) -> Tensor {
+        Tensor::from_output(self.storage().sum_of_squares(self.layout()), &[], None)
     }
 
     /// The sum of all elements, as a zero-dimensional tensor.

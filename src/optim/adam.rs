@@ -190,9 +190,25 @@ impl super::OptimizerState for Adam {
     }
 }
 
-impl Optimizer for Adam {
-    /// One update of every parameter that has a gradient.
-    fn step(&mut self) {
+impl Adam {
+    /// One update of every parameter that has a gradient, each gradient
+    /// multiplied by `grad_scale` (a one-element tensor on the parameters'
+    /// device, such as [`clip_coefficient`](super::clip_coefficient)): the
+    /// clipping folded into the update, with nothing read back. A NaN scale
+    /// skips the update on the device (weights and moments unchanged) while
+    /// the step count still advances; [`set_steps`](Self::set_steps) winds
+    /// it back.
+    pub fn step_scaled(&mut self, grad_scale: &Tensor) {
+        self.update(Some(grad_scale));
+    }
+
+    /// Sets the count of steps taken (the bias corrections' `t`): for a
+    /// caller that learns later that some updates were skipped.
+    pub fn set_steps(&mut self, steps: u64) {
+        self.step = steps;
+    }
+
+    fn update(&mut self, grad_scale: Option<&Tensor>) {
         self.step += 1;
         let c = self.config;
         // In f64 from the whole u64 count (as PyTorch's Python floats), so
@@ -225,8 +241,15 @@ impl Optimizer for Adam {
         // independent, so the bits do not depend on the split).
         let device = updates.first().map(|u| u.0.device()).unwrap_or_default();
         device.map_parts(updates, |(p, grad, m, v, step)| {
-            p.adam_update(&grad, m, v, step)
+            p.adam_update(&grad, m, v, step, grad_scale)
         });
+    }
+}
+
+impl Optimizer for Adam {
+    /// One update of every parameter that has a gradient.
+    fn step(&mut self) {
+        self.update(None);
     }
 
     fn lr(&self) -> f32 {

@@ -9,7 +9,7 @@ mod schedule;
 mod sgd;
 
 pub use adam::{Adam, AdamConfig};
-pub use clip::{clip_grad_norm, grad_norm};
+pub use clip::{clip_coefficient, clip_grad_norm, grad_norm};
 pub use schedule::LrSchedule;
 pub use sgd::Sgd;
 

@@ -1,11 +1,12 @@
 //! Making tensors: constants, ranges, data from vectors, random values.
-
-use std::sync::Arc;
+//! Those without a device argument are made on the default device
+//! ([`default_device`](crate::default_device): the CPU unless inside
+//! [`Device::scope`] or [`Device::as_default`]); the `*_on` forms name it.
 
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal, Uniform};
 
-use super::{CpuStorage, Layout, Storage, Tensor};
+use super::{CpuStorage, Storage, Tensor};
 use crate::{Device, Result};
 
 fn check_len(op: &str, len: usize, shape: &[usize]) {
@@ -17,7 +18,8 @@ fn check_len(op: &str, len: usize, shape: &[usize]) {
 }
 
 impl Tensor {
-    /// An f32 tensor of `shape` holding `data` in row-major order.
+    /// An f32 tensor of `shape` holding `data` in row-major order, on the
+    /// default device.
     ///
     /// ```
     /// use zeroformer::Tensor;
@@ -34,40 +36,32 @@ impl Tensor {
         Tensor::from_vec(data.to_vec(), shape)
     }
 
-    /// An integer tensor, e.g. token ids or class targets.
+    /// An integer tensor, e.g. token ids or class targets, on the default
+    /// device.
     pub fn from_ids(ids: Vec<i64>, shape: &[usize]) -> Tensor {
         check_len("from_ids", ids.len(), shape);
-        Tensor::from_storage(
-            Arc::new(Storage::Cpu(CpuStorage::I64(ids))),
-            Layout::contiguous(shape),
-            None,
-        )
+        Tensor::from_host(CpuStorage::I64(ids), shape, "from_ids")
     }
 
-    /// A boolean tensor, e.g. a mask.
+    /// A boolean tensor, e.g. a mask, on the default device.
     pub fn from_bools(values: Vec<bool>, shape: &[usize]) -> Tensor {
         check_len("from_bools", values.len(), shape);
-        Tensor::from_storage(
-            Arc::new(Storage::Cpu(CpuStorage::Bool(values))),
-            Layout::contiguous(shape),
-            None,
-        )
+        Tensor::from_host(CpuStorage::Bool(values), shape, "from_bools")
     }
 
-    /// A zero-dimensional tensor holding `value`.
+    /// A zero-dimensional tensor holding `value`, on the default device.
     pub fn scalar(value: f32) -> Tensor {
         Tensor::from_f32(vec![value], &[])
     }
 
-    /// Every element `value`.
+    /// Every element `value`, on the default device (filled there).
     pub fn full(shape: &[usize], value: f32) -> Tensor {
-        let storage = Storage::Cpu(CpuStorage::filled(shape.iter().product(), value));
-        Tensor::from_output(storage, shape, None)
+        Tensor::full_on(shape, value, &crate::default_device())
+            .unwrap_or_else(|e| panic!("full: {e}"))
     }
 
     /// [`zeros`](Self::zeros) on `device` (candle's `Tensor::zeros(.., &device)`).
-    /// Errors only where the device cannot be used (CUDA, until its
-    /// backend exists).
+    /// Errors only where the device cannot be used.
     ///
     /// ```
     /// use zeroformer::{Device, Tensor};
@@ -91,22 +85,26 @@ impl Tensor {
         Ok(Tensor::from_output(storage, shape, None))
     }
 
-    /// [`from_vec`](Self::from_vec) on `device`.
+    /// [`from_vec`](Self::from_vec) on `device`, copied there from the host.
     pub fn from_vec_on(data: Vec<f32>, shape: &[usize], device: &Device) -> Result<Tensor> {
-        Tensor::from_vec(data, shape).to_device(device)
+        check_len("from_vec", data.len(), shape);
+        let storage = Storage::from_host(CpuStorage::F32(data), device)?;
+        Ok(Tensor::from_output(storage, shape, None))
     }
 
-    /// [`from_ids`](Self::from_ids) on `device`.
+    /// [`from_ids`](Self::from_ids) on `device`, copied there from the host.
     pub fn from_ids_on(ids: Vec<i64>, shape: &[usize], device: &Device) -> Result<Tensor> {
-        Tensor::from_ids(ids, shape).to_device(device)
+        check_len("from_ids", ids.len(), shape);
+        let storage = Storage::from_host(CpuStorage::I64(ids), device)?;
+        Ok(Tensor::from_output(storage, shape, None))
     }
 
-    /// Zeros of `shape` (f32, on the CPU).
+    /// Zeros of `shape` (f32, on the default device).
     pub fn zeros(shape: &[usize]) -> Tensor {
         Tensor::full(shape, 0.0)
     }
 
-    /// Ones of `shape` (f32, on the CPU).
+    /// Ones of `shape` (f32, on the default device).
     pub fn ones(shape: &[usize]) -> Tensor {
         Tensor::full(shape, 1.0)
     }
@@ -174,7 +172,8 @@ impl Tensor {
         Tensor::from_output(storage, self.shape(), None)
     }
 
-    /// `start, start + step, ...` up to but excluding `end`, as a 1-D f32 tensor.
+    /// `start, start + step, ...` up to but excluding `end`, as a 1-D f32
+    /// tensor on the default device.
     ///
     /// ```
     /// use zeroformer::Tensor;
@@ -187,14 +186,17 @@ impl Tensor {
         Tensor::from_f32(data, &[n])
     }
 
-    /// Standard normal samples drawn from `rng` (seed it for reproducible runs).
+    /// Standard normal samples drawn from `rng` (seed it for reproducible
+    /// runs) on the host, then on the default device: the same values on
+    /// every device.
     pub fn randn(shape: &[usize], rng: &mut impl Rng) -> Tensor {
         let n = shape.iter().product();
         let data = (0..n).map(|_| StandardNormal.sample(rng)).collect();
         Tensor::from_f32(data, shape)
     }
 
-    /// Samples uniform in `[low, high)` drawn from `rng`.
+    /// Samples uniform in `[low, high)` drawn from `rng`, on the default
+    /// device (drawn on the host, as [`randn`](Self::randn)).
     pub fn uniform(shape: &[usize], low: f32, high: f32, rng: &mut impl Rng) -> Tensor {
         assert!(
             low < high,

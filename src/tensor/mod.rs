@@ -106,9 +106,18 @@ impl Tensor {
         Tensor::from_storage(Arc::new(storage), Layout::contiguous(shape), node)
     }
 
-    /// A new contiguous f32 tensor in host memory from `data`.
+    /// A new contiguous f32 tensor holding `data`, on the default device.
     pub(crate) fn from_f32(data: Vec<f32>, shape: &[usize]) -> Tensor {
-        Tensor::from_output(Storage::Cpu(CpuStorage::F32(data)), shape, None)
+        Tensor::from_host(CpuStorage::F32(data), shape, "from_vec")
+    }
+
+    /// A new contiguous tensor holding host `data`, on the default device
+    /// ([`default_device`](crate::default_device)); panics naming `op`
+    /// if that device cannot take it.
+    pub(crate) fn from_host(data: CpuStorage, shape: &[usize], op: &str) -> Tensor {
+        let storage = Storage::from_host(data, &crate::default_device())
+            .unwrap_or_else(|e| panic!("{op}: {e}"));
+        Tensor::from_output(storage, shape, None)
     }
 
     /// A view of this tensor's storage with another layout.
@@ -385,8 +394,16 @@ impl Tensor {
     }
 
     /// One Adam/AdamW update of this parameter and its moments `m` and `v`
-    /// (tensors of its shape that the optimizer owns) from `grad`, in place.
-    pub(crate) fn adam_update(&self, grad: &Tensor, m: &Tensor, v: &Tensor, step: AdamStep) {
+    /// (tensors of its shape that the optimizer owns) from `grad` times the
+    /// optional one-element `grad_scale` (NaN skips the update), in place.
+    pub(crate) fn adam_update(
+        &self,
+        grad: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+        step: AdamStep,
+        grad_scale: Option<&Tensor>,
+    ) {
         assert!(
             grad.shape() == self.shape() && m.shape() == self.shape() && v.shape() == self.shape(),
             "adam_update: parameter {:?}, gradient {:?}, moments {:?} and {:?} differ in shape",
@@ -396,6 +413,14 @@ impl Tensor {
             v.shape()
         );
         let g = grad.storage();
+        let scale = grad_scale.map(|s| {
+            assert_eq!(
+                s.numel(),
+                1,
+                "adam_update: the gradient scale must be one element"
+            );
+            s.contiguous().storage()
+        });
         let (mut w, mut m, mut v) = (
             self.storage_for_update("adam_update"),
             m.storage_for_update("adam_update"),
@@ -408,6 +433,7 @@ impl Tensor {
             Arc::get_mut(&mut m).expect(unshared),
             Arc::get_mut(&mut v).expect(unshared),
             step,
+            scale.as_deref(),
         );
     }
 

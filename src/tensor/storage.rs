@@ -85,14 +85,21 @@ fn mixed(op: &str, storages: &[&Storage]) -> ! {
 
 /// An optional operand's storage on device `D`; panics naming `op` when it
 /// is on another.
-fn part<'a, D: DeviceStorage>(op: &str, x: Option<StorageView<'a>>) -> Option<(&'a D, &'a Layout)> {
-    x.map(|(s, l)| match D::of(s) {
-        Some(s) => (s, l),
-        None => panic!(
-            "{op}: an operand on {:?}, the others on another device",
-            s.device()
-        ),
+fn operand<'a, D: DeviceStorage>(op: &str, x: Option<&'a Storage>) -> Option<&'a D> {
+    x.map(|s| {
+        D::of(s).unwrap_or_else(|| {
+            panic!(
+                "{op}: an operand on {:?}, the others on another device",
+                s.device()
+            )
+        })
     })
+}
+
+/// An optional operand's view on device `D`; panics naming `op` when it
+/// is on another.
+fn part<'a, D: DeviceStorage>(op: &str, x: Option<StorageView<'a>>) -> Option<(&'a D, &'a Layout)> {
+    x.map(|(s, l)| (operand::<D>(op, Some(s)).expect("an operand"), l))
 }
 
 /// Storage paired with the layout that reads it.
@@ -267,9 +274,10 @@ impl Storage {
         })
     }
 
-    /// Σ x² of the f32 elements under `layout`, accumulated in f64.
-    pub(crate) fn sum_of_squares(&self, layout: &Layout) -> f64 {
-        on_device!("squared_norm"; self => x; |D| x.sum_of_squares(layout))
+    /// Σ x² of the f32 elements under `layout`, accumulated in f64: one f32
+    /// element on the device.
+    pub(crate) fn sum_of_squares(&self, layout: &Layout) -> Storage {
+        on_device!("squared_norm"; self => x; |D| x.sum_of_squares(layout).wrap())
     }
 
     pub(crate) fn cumsum(&self, layout: &Layout, axis: Axis, reverse: bool) -> Storage {
@@ -376,9 +384,9 @@ impl Storage {
         (g, gl): StorageView,
         classes: usize,
         ignore_index: Option<i64>,
-        count: usize,
+        count: &Storage,
     ) -> Storage {
-        on_device!("cross_entropy backward"; self => lp, t => t, g => g; |D| {
+        on_device!("cross_entropy backward"; self => lp, t => t, g => g, count => count; |D| {
             lp.cross_entropy_backward((t, tl), (g, gl), classes, ignore_index, count)
                 .wrap()
         })
@@ -479,7 +487,8 @@ impl Storage {
 
     /// One Adam/AdamW update of these weights and the moments `m` and `v`
     /// (whole f32 storages of one length) from the gradient `grad` under
-    /// `grad_layout`, all on one device.
+    /// `grad_layout` times the optional one-element `grad_scale` (NaN
+    /// skips the update), all on one device.
     pub(crate) fn adam_update(
         &mut self,
         grad: &Storage,
@@ -487,15 +496,19 @@ impl Storage {
         m: &mut Storage,
         v: &mut Storage,
         step: AdamStep,
+        grad_scale: Option<&Storage>,
     ) {
+        let op = "adam_update";
         match (self, grad, m, v) {
             (Storage::Cpu(w), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(v)) => {
-                w.adam_update((g, grad_layout), m, v, step)
+                let scale = operand::<CpuStorage>(op, grad_scale);
+                w.adam_update((g, grad_layout), m, v, step, scale)
             }
             (Storage::Cuda(w), Storage::Cuda(g), Storage::Cuda(m), Storage::Cuda(v)) => {
-                w.adam_update((g, grad_layout), m, v, step)
+                let scale = operand::<CudaStorage>(op, grad_scale);
+                w.adam_update((g, grad_layout), m, v, step, scale)
             }
-            (w, g, m, v) => mixed("adam_update", &[w, g, m, v]),
+            (w, g, m, v) => mixed(op, &[w, g, m, v]),
         }
     }
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::GptConfig;
 use crate::optim::LrSchedule;
-use crate::{Error, Result};
+use crate::{Device, Error, Result};
 
 /// The optimisation recipe.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -116,12 +116,10 @@ impl TrainConfig {
 /// micro-batch's activations kept for backward (per token, about 18 widths
 /// per layer, a few at the ends, and three vocabulary-wide rows for the
 /// logits, their log-probabilities and gradient). The fused attention
-/// keeps no `time x time` matrix.
-pub fn step_memory(model: &GptConfig, config: &TrainConfig) -> Option<u64> {
+/// keeps no `time x time` matrix. The shards are those `device` runs.
+pub fn step_memory(model: &GptConfig, config: &TrainConfig, device: &Device) -> Option<u64> {
     let params = model.parameter_count()?;
-    let shards = crate::Device::default()
-        .parallelism()
-        .min(config.batch_size) as u64;
+    let shards = device.parallelism().min(config.batch_size) as u64;
     let state = params.checked_mul(4 + shards)?;
     let (c, l, v) = (
         model.n_embd as u64,
@@ -140,14 +138,18 @@ pub fn step_memory(model: &GptConfig, config: &TrainConfig) -> Option<u64> {
         .checked_mul(4)
 }
 
-/// [`step_memory`] against what the machine has, as an error a user can act on.
-pub(crate) fn check_step_fits(model: &GptConfig, config: &TrainConfig) -> Result<()> {
+/// [`step_memory`] against what `device` has, as an error a user can act on.
+pub(crate) fn check_step_fits(
+    model: &GptConfig,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<()> {
     let what = format!(
         "a training step of batch {} x context {} on a model of {} parameters (lower the batch size; gradient accumulation keeps the effective batch)",
         config.batch_size,
         model.block_size,
         model.parameter_count().unwrap_or(u64::MAX)
     );
-    let bytes = step_memory(model, config).unwrap_or(u64::MAX);
-    crate::Device::default().check_fits(bytes, &what)
+    let bytes = step_memory(model, config, device).unwrap_or(u64::MAX);
+    device.check_fits(bytes, &what)
 }

@@ -115,7 +115,7 @@ impl Trainable for Gpt {
     }
 
     fn check_step(&self, train: &TrainConfig) -> Result<()> {
-        super::config::check_step_fits(&self.config, train)
+        super::config::check_step_fits(&self.config, train, &self.device())
     }
 }
 
@@ -164,7 +164,8 @@ impl Trainable for EncoderDecoder {
 /// Forward and backward of `model` on one batch (for GPT, `(inputs,
 /// targets)` of `[batch, time]` ids): adds `weight` times the gradient of
 /// the batch's mean loss to every parameter's gradient, and returns that
-/// mean loss.
+/// mean loss: a zero-dimensional tensor on the model's device, not read
+/// back.
 ///
 /// The batch is cut into `shards` runs of whole examples (`None`: one per
 /// pool thread, at most one per example), forwarded and back-propagated
@@ -189,7 +190,7 @@ impl Trainable for EncoderDecoder {
 /// let x = Tensor::from_ids(vec![1, 2, 3, 4, 5, 6, 7, 8], &[2, 4]);
 /// let y = Tensor::from_ids(vec![2, 3, 4, 5, 6, 7, 8, 9], &[2, 4]);
 /// let loss = forward_backward(&model, &(x, y), 1.0, Some(2));
-/// assert!(loss > 0.0);
+/// assert!(loss.item() > 0.0);
 /// assert!(model.parameters().iter().all(|p| p.grad().is_some()));
 /// ```
 pub fn forward_backward<M: Trainable>(
@@ -197,7 +198,7 @@ pub fn forward_backward<M: Trainable>(
     batch: &M::Batch,
     weight: f32,
     shards: Option<usize>,
-) -> f32 {
+) -> Tensor {
     let examples = batch.len();
     let device = model.device();
     let shards = if model.draws_randomly() {
@@ -210,7 +211,7 @@ pub fn forward_backward<M: Trainable>(
     if shards == 1 {
         let loss = model.loss(batch);
         loss.backward_with(&loss.full_like(weight));
-        return loss.item();
+        return loss.detach();
     }
     let parts: Vec<usize> = (0..shards).collect();
     let per_shard = device.map_parts(parts, |shard| {
@@ -220,13 +221,18 @@ pub fn forward_backward<M: Trainable>(
         let loss = model.loss(&batch.slice(start, end - start));
         let seed = loss.full_like(weight * share);
         (
-            loss.item() * share,
+            no_grad(|| loss.detach().mul_scalar(share)),
             crate::autograd::leaf_gradients(&loss, seed),
         )
     });
-    let (losses, grads): (Vec<f32>, Vec<_>) = per_shard.into_iter().unzip();
+    let (losses, grads): (Vec<Tensor>, Vec<_>) = per_shard.into_iter().unzip();
     crate::autograd::accumulate_shard_gradients(&device, grads);
-    losses.iter().sum()
+    no_grad(|| {
+        losses
+            .into_iter()
+            .reduce(|a, b| a.add(&b))
+            .expect("at least one shard")
+    })
 }
 
 /// The mean loss of `model` over all of `tokens`, in non-overlapping windows
@@ -278,9 +284,15 @@ pub fn mean_loss<M: Trainable>(model: &M, batches: &[M::Batch]) -> f32 {
 /// poorly across threads, a list of them splits perfectly. Each loss is
 /// computed whole on one thread, whichever thread that is.
 pub fn batch_losses<M: Trainable>(model: &M, batches: &[M::Batch]) -> Vec<f32> {
-    model.device().map_parts(batches.iter().collect(), |batch| {
-        no_grad(|| model.loss(batch).item())
-    })
+    let losses = model.device().map_parts(batches.iter().collect(), |batch| {
+        no_grad(|| model.loss(batch))
+    });
+    if losses.is_empty() {
+        return Vec::new();
+    }
+    // One read for all of them.
+    let losses: Vec<&Tensor> = losses.iter().collect();
+    Tensor::stack(&losses, 0).to_vec()
 }
 
 #[cfg(test)]
@@ -314,7 +326,7 @@ mod tests {
         let tokens: Vec<i64> = (0..200).map(|i| (i * 7 % 11) as i64).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let (x, y) = data::random_batch(&tokens, 5, 8, &mut rng, &t.model.device());
-        let loss = forward_backward(&t.model, &(x, y), weight, t.shards);
+        let loss = forward_backward(&t.model, &(x, y), weight, t.shards).item();
         let grads = t
             .model
             .parameters()

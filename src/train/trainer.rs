@@ -12,18 +12,21 @@ use crate::checkpoint::Checkpoint;
 use crate::data;
 use crate::models::{Gpt, GptConfig, MODEL_CONFIG_KEY, Persist};
 use crate::nn::Module;
-use crate::optim::{Adam, AdamConfig, Optimizer, clip_grad_norm, decay_groups, grad_norm};
-use crate::{Error, Result};
+use crate::optim::{Adam, AdamConfig, Optimizer, clip_coefficient, decay_groups, grad_norm};
+use crate::{DType, Error, Result, Tensor, no_grad};
 
-/// What one step did, for logging.
-#[derive(Clone, Copy, Debug)]
+/// What one step did, for logging. The loss and norm are zero-dimensional
+/// tensors on the model's device: reading one (`stats.loss.item()`) waits
+/// for the step to finish, so read them when they are logged (nanoGPT's
+/// `loss.item()` at its log interval).
+#[derive(Clone, Debug)]
 pub struct StepStats {
     /// The step's mean loss over its micro-batches.
-    pub loss: f32,
+    pub loss: Tensor,
     /// The learning rate it used.
     pub lr: f32,
     /// The gradients' joint norm before clipping.
-    pub grad_norm: f32,
+    pub grad_norm: Tensor,
 }
 
 /// A model being trained, with everything a bit-exact resume needs: any
@@ -44,7 +47,7 @@ pub struct StepStats {
 ///     let t = Tensor::from_ids(ids, &[2, 4]);
 ///     (t.clone(), t.clone(), t)
 /// })?;
-/// assert!(stats.loss > 0.0);
+/// assert!(stats.loss.item() > 0.0);
 /// # Ok::<(), zeroformer::Error>(())
 /// ```
 pub struct Trainer<M: Trainable = Gpt> {
@@ -65,6 +68,15 @@ pub struct Trainer<M: Trainable = Gpt> {
     /// The lowest validation loss seen so far (infinity before the first
     /// evaluation): which checkpoint is the best, kept across resumes.
     pub best_val_loss: f32,
+    /// Every how many steps [`train_step_with`](Self::train_step_with)
+    /// reads back whether a step diverged ([`check_finite`](Self::check_finite)).
+    /// 1 (the default) checks every step, which costs nothing on the CPU;
+    /// on a GPU each check waits for the step to finish, so set it to the
+    /// logging interval. Either way a non-finite step is never applied.
+    pub check_every: usize,
+    /// `[first non-finite step, its loss, its gradient norm]` on the
+    /// model's device (the step 0 while none was), kept there between checks.
+    divergence: Option<Tensor>,
     data_rng: ChaCha8Rng,
     /// The stream [`estimate_loss_with`](Self::estimate_loss_with) draws
     /// its batches from, saved with the rest, so that estimates after a
@@ -77,14 +89,15 @@ const DATA_STREAM: u64 = 1;
 const EVAL_STREAM: u64 = 0xe7a1;
 
 impl Trainer<Gpt> {
-    /// A fresh GPT (initialised from `config.seed`) and optimizer. Both
-    /// configs are validated, and the step's memory
+    /// A fresh GPT (initialised from `config.seed`) and optimizer, on the
+    /// default device (`device.as_default(|| Trainer::new(..))` trains on
+    /// `device`). Both configs are validated, and the step's memory
     /// ([`step_memory`](super::step_memory)) is checked against what the
-    /// machine has before anything is allocated.
+    /// device has before anything is allocated.
     pub fn new(model_config: GptConfig, config: TrainConfig) -> Result<Trainer> {
         config.validate()?;
         model_config.validate()?;
-        check_step_fits(&model_config, &config)?;
+        check_step_fits(&model_config, &config, &crate::default_device())?;
         let model = Gpt::new(model_config, config.seed)?;
         Trainer::from_model(model, config)
     }
@@ -133,6 +146,8 @@ impl<M: Trainable> Trainer<M> {
             step: 0,
             shards: None,
             best_val_loss: f32::INFINITY,
+            check_every: 1,
+            divergence: None,
             data_rng,
             eval_rng,
         })
@@ -166,63 +181,136 @@ impl<M: Trainable> Trainer<M> {
     /// `next_batch` from the trainer's data stream, each forward and
     /// backward data parallel in [`shards`](Self::shards) (see
     /// [`forward_backward`]), then the gradient clip and AdamW at the
-    /// scheduled learning rate.
+    /// scheduled learning rate, folded into one update on the model's
+    /// device: nothing is read back to the host, except every
+    /// [`check_every`](Self::check_every) steps whether one diverged.
     ///
     /// A loss that is NaN or infinite, or a gradient norm that is or whose
-    /// square is (from 1.8e19), is [`Error::Diverged`]: the update is not
-    /// applied (the model and optimizer stay as the previous step left
-    /// them, the gradients are cleared) and [`step`](Self::step) does not
-    /// advance.
+    /// square is (from 1.8e19), makes the step's update a no-op on the
+    /// device, and every update after it until the check: the model and
+    /// optimizer stay as the step before left them. The check then returns
+    /// [`Error::Diverged`] naming that step and winds [`step`](Self::step)
+    /// back to just before it.
     pub fn train_step_with(
         &mut self,
         next_batch: impl FnMut(&mut ChaCha8Rng) -> M::Batch + Send,
     ) -> Result<StepStats> {
         // The whole step in the device's scope, loss and clip included (the
         // forward, backward and AdamW would each enter it anyway).
-        self.model
+        let stats = self
+            .model
             .device()
-            .scope(|| self.train_step_in_place(next_batch))
+            .scope(|| self.train_step_in_place(next_batch));
+        if self.step % self.check_every.max(1) == 0 {
+            self.check_finite()?;
+        }
+        Ok(stats)
     }
 
     fn train_step_in_place(
         &mut self,
         mut next_batch: impl FnMut(&mut ChaCha8Rng) -> M::Batch,
-    ) -> Result<StepStats> {
+    ) -> StepStats {
         let lr = self.config.schedule().lr_at(self.step);
         self.optimizer.set_lr(lr);
         self.model.set_training(true);
         let accum = self.config.grad_accum;
-        let mut loss_sum = 0.0;
+        let mut loss_sum: Option<Tensor> = None;
         for _ in 0..accum {
             let batch = next_batch(&mut self.data_rng);
             // Each micro-batch contributes 1/accum of the mean gradient.
             let weight = 1.0 / accum as f32;
-            loss_sum += forward_backward(&self.model, &batch, weight, self.shards);
-        }
-        let loss = loss_sum / accum as f32;
-        let params = self.model.parameters();
-        let grad_norm = if self.config.grad_clip > 0.0 {
-            clip_grad_norm(&params, self.config.grad_clip)
-        } else {
-            grad_norm(&params)
-        };
-        // A norm whose square overflows f32 would leave Adam's second
-        // moment infinite, and no checkpoint could be written again.
-        if !(loss.is_finite() && grad_norm < f32::MAX.sqrt()) {
-            self.optimizer.zero_grad();
-            return Err(Error::Diverged {
-                step: self.step + 1,
-                loss,
-                grad_norm,
+            let loss = forward_backward(&self.model, &batch, weight, self.shards);
+            loss_sum = Some(match loss_sum {
+                Some(sum) => sum.add(&loss),
+                None => loss,
             });
         }
-        self.optimizer.step();
+        let loss = no_grad(|| {
+            let sum = loss_sum.expect("grad_accum is at least 1");
+            if accum == 1 {
+                sum
+            } else {
+                sum.mul_scalar(1.0 / accum as f32)
+            }
+        });
+        let params = self.model.parameters();
+        let (grad_norm, scale) = no_grad(|| {
+            let norm = grad_norm(&params);
+            let coef = if self.config.grad_clip > 0.0 {
+                clip_coefficient(&norm, self.config.grad_clip)
+            } else {
+                norm.scalar_like(1.0)
+            };
+            let scale = self.record_divergence(&loss, &norm, coef);
+            (norm, scale)
+        });
+        self.optimizer.step_scaled(&scale);
         self.optimizer.zero_grad();
         self.step += 1;
-        Ok(StepStats {
+        StepStats {
             loss,
             lr,
             grad_norm,
+        }
+    }
+
+    /// Notes on the device whether this step is the first non-finite one
+    /// since the last check, and returns the gradient scale for the update:
+    /// `coef`, or NaN (no update) from that step on.
+    fn record_divergence(&mut self, loss: &Tensor, norm: &Tensor, coef: Tensor) -> Tensor {
+        let as_f32 = |b: Tensor| b.to_dtype(DType::F32);
+        // A norm whose square overflows f32 would leave Adam's second
+        // moment infinite, and no checkpoint could be written again.
+        let finite = as_f32(loss.abs().lt(&loss.scalar_like(f32::INFINITY)))
+            .mul(&as_f32(norm.lt(&norm.scalar_like(f32::MAX.sqrt()))));
+        let record = self
+            .divergence
+            .take()
+            .unwrap_or_else(|| loss.zeros_like_shape(&[3]));
+        let this_step = Tensor::stack(&[&loss.scalar_like((self.step + 1) as f32), loss, norm], 0);
+        // First bad step: none recorded yet (step 0) and this one not finite.
+        let clean = as_f32(record.narrow(0, 0, 1).eq(&record.scalar_like(0.0)));
+        let first = clean
+            .mul(&finite.neg().add_scalar(1.0))
+            .gt(&record.scalar_like(0.0));
+        let record = Tensor::where_cond(&first, &this_step, &record);
+        let skip = record
+            .narrow(0, 0, 1)
+            .ne(&record.scalar_like(0.0))
+            .reshape(&[]);
+        let scale = Tensor::where_cond(&skip, &coef.scalar_like(f32::NAN), &coef);
+        self.divergence = Some(record);
+        scale
+    }
+
+    /// Reads back whether a step since the last check was not finite. If
+    /// one was, its update and every later one were skipped: the trainer
+    /// winds [`step`](Self::step) (and the optimizer's count) back to just
+    /// before it, clears the gradients, and returns [`Error::Diverged`]
+    /// naming it. [`train_step_with`](Self::train_step_with) calls this
+    /// every [`check_every`](Self::check_every) steps.
+    pub fn check_finite(&mut self) -> Result<()> {
+        let Some(diverged) = self.pending_divergence() else {
+            return Ok(());
+        };
+        let Error::Diverged { step, .. } = diverged else {
+            unreachable!("pending_divergence gives Diverged")
+        };
+        self.divergence = None;
+        self.step = step - 1;
+        self.optimizer.set_steps((step - 1) as u64);
+        self.optimizer.zero_grad();
+        Err(diverged)
+    }
+
+    /// The divergence recorded on the device and not yet reported, if any.
+    fn pending_divergence(&self) -> Option<Error> {
+        let record = self.divergence.as_ref()?.to_vec();
+        (record[0] != 0.0).then(|| Error::Diverged {
+            step: record[0] as usize,
+            loss: record[1],
+            grad_norm: record[2],
         })
     }
 
@@ -253,6 +341,10 @@ impl<M: Trainable + Persist> Trainer<M> {
     /// `extra` metadata (e.g. the tokenizer) to `path`, atomically. (For
     /// the weights alone, save the model: `trainer.model.save(path)`.)
     pub fn save(&self, path: impl AsRef<Path>, extra: &[(&str, String)]) -> Result<()> {
+        // The weights hold no skipped step, but `step` would count it.
+        if let Some(diverged) = self.pending_divergence() {
+            return Err(diverged);
+        }
         let mut ckpt = Checkpoint::default();
         ckpt.add_module("model.", &self.model);
         ckpt.add_optimizer("optim.", &self.optimizer);

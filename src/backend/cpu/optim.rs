@@ -5,12 +5,20 @@ use rayon::prelude::*;
 use super::{PARALLEL_CHUNK, PARALLEL_THRESHOLD, simd};
 use crate::backend::AdamStep;
 
-/// Updates weights `w` and moments `m`, `v` in place from gradient `g`:
+/// Updates weights `w` and moments `m`, `v` in place from gradient `g`
+/// times `scale` (a clipping factor; 1 leaves `g` exactly as it is):
 /// PyTorch's Adam/AdamW formulas, element by element, in the same order of
 /// operations. Vectorised at the CPU's widest width; parallel above the
 /// elementwise threshold (elements are independent, so the bits do not
 /// depend on the split).
-pub fn adam_update(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: AdamStep) {
+pub fn adam_update(
+    w: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    c: AdamStep,
+    scale: f32,
+) {
     assert!(
         w.len() == g.len() && w.len() == m.len() && w.len() == v.len(),
         "adam_update: weights {}, gradient {}, moments {} and {} differ in length",
@@ -23,6 +31,7 @@ pub fn adam_update(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: Ad
         simd::widest!({
             let decay = 1.0 - c.lr * c.decay;
             for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                let g = g * scale;
                 let g = if c.l2 != 0.0 { g + c.l2 * *w } else { g };
                 if c.decay != 0.0 {
                     *w *= decay;
@@ -72,7 +81,7 @@ mod tests {
                 decay,
             };
             let (mut w, mut m, mut v) = (w0.clone(), m0.clone(), v0.clone());
-            adam_update(&mut w, &g, &mut m, &mut v, c);
+            adam_update(&mut w, &g, &mut m, &mut v, c, 1.0);
             for i in 0..n {
                 let gi = g[i] + l2 * w0[i];
                 let mut wi = w0[i] * (1.0 - c.lr * decay);

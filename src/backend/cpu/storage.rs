@@ -327,8 +327,9 @@ impl BackendStorage for CpuStorage {
         }))
     }
 
-    fn sum_of_squares(&self, layout: &Layout) -> f64 {
-        with_f32((self, layout), "squared_norm", reduce::sum_of_squares)
+    fn sum_of_squares(&self, layout: &Layout) -> Self {
+        let total = with_f32((self, layout), "squared_norm", reduce::sum_of_squares);
+        CpuStorage::F32(vec![total as f32])
     }
 
     fn cumsum(&self, layout: &Layout, axis: Axis, reverse: bool) -> Self {
@@ -441,7 +442,7 @@ impl BackendStorage for CpuStorage {
         CrossEntropyForward {
             loss: CpuStorage::F32(vec![loss]),
             log_probs: CpuStorage::F32(log_probs),
-            count,
+            count: CpuStorage::I64(vec![count as i64]),
         }
     }
 
@@ -451,10 +452,10 @@ impl BackendStorage for CpuStorage {
         (g, gl): View<Self>,
         classes: usize,
         ignore_index: Option<i64>,
-        count: usize,
+        count: &Self,
     ) -> Self {
         let op = "cross_entropy backward";
-        let scale = g.f32(op)[gl.offset()] / count as f32;
+        let scale = g.f32(op)[gl.offset()] / count.i64(op)[0] as f32;
         CpuStorage::F32(with_i64(targets, op, |t| {
             loss::cross_entropy_backward(self.f32(op), classes, t, ignore_index, scale)
         }))
@@ -541,11 +542,22 @@ impl BackendStorage for CpuStorage {
         )
     }
 
-    fn adam_update(&mut self, grad: View<Self>, m: &mut Self, v: &mut Self, step: AdamStep) {
+    fn adam_update(
+        &mut self,
+        grad: View<Self>,
+        m: &mut Self,
+        v: &mut Self,
+        step: AdamStep,
+        grad_scale: Option<&Self>,
+    ) {
         let op = "adam_update";
+        let scale = grad_scale.map_or(1.0, |s| s.f32(op)[0]);
+        if scale.is_nan() {
+            return;
+        }
         let (m, v) = (m.f32_mut(op), v.f32_mut(op));
         let w = self.f32_mut(op);
-        with_f32(grad, op, |g| optim::adam_update(w, g, m, v, step))
+        with_f32(grad, op, |g| optim::adam_update(w, g, m, v, step, scale))
     }
 
     fn quantize_rows_int8(&self, layout: &Layout) -> (Self, Self) {

@@ -313,9 +313,10 @@ impl BackendStorage for CudaStorage {
         })
     }
 
-    fn sum_of_squares(&self, layout: &Layout) -> f64 {
-        fallback::count("sum_of_squares");
-        fallback::host(self).sum_of_squares(layout)
+    fn sum_of_squares(&self, layout: &Layout) -> Self {
+        fallback::run("sum_of_squares", self.gpu(), || {
+            fallback::host(self).sum_of_squares(layout)
+        })
     }
 
     fn cumsum(&self, layout: &Layout, axis: Axis, reverse: bool) -> Self {
@@ -429,16 +430,16 @@ impl BackendStorage for CudaStorage {
         (g, gl): View<Self>,
         classes: usize,
         ignore_index: Option<i64>,
-        count: usize,
+        count: &Self,
     ) -> Self {
-        let (t, g) = (fallback::host(t), fallback::host(g));
+        let (t, g, count) = (fallback::host(t), fallback::host(g), fallback::host(count));
         fallback::run("cross_entropy_backward", self.gpu(), || {
             fallback::host(self).cross_entropy_backward(
                 (&t, tl),
                 (&g, gl),
                 classes,
                 ignore_index,
-                count,
+                &count,
             )
         })
     }
@@ -514,11 +515,25 @@ impl BackendStorage for CudaStorage {
         (up(&dq), up(&dk), up(&dv))
     }
 
-    fn adam_update(&mut self, (g, gl): View<Self>, m: &mut Self, v: &mut Self, step: AdamStep) {
+    fn adam_update(
+        &mut self,
+        (g, gl): View<Self>,
+        m: &mut Self,
+        v: &mut Self,
+        step: AdamStep,
+        grad_scale: Option<&Self>,
+    ) {
         let (mut w_host, g_host) = (fallback::host(self), fallback::host(g));
         let (mut m_host, mut v_host) = (fallback::host(m), fallback::host(v));
+        let scale = grad_scale.map(fallback::host);
         fallback::run_host("adam_update", || {
-            w_host.adam_update((&g_host, gl), &mut m_host, &mut v_host, step)
+            w_host.adam_update(
+                (&g_host, gl),
+                &mut m_host,
+                &mut v_host,
+                step,
+                scale.as_ref(),
+            )
         });
         self.overwrite(&w_host);
         m.overwrite(&m_host);

@@ -99,7 +99,7 @@ impl BackendStorage for CudaStorage {
     fn max_axis_backward(&self, _: &Layout, _: &Self, _: Axis) -> Self {
         match *self {}
     }
-    fn sum_of_squares(&self, _: &Layout) -> f64 {
+    fn sum_of_squares(&self, _: &Layout) -> Self {
         match *self {}
     }
     fn softmax(&self, _: &Layout, _: usize, _: bool) -> Self {
@@ -146,7 +146,7 @@ impl BackendStorage for CudaStorage {
         _: View<Self>,
         _: usize,
         _: Option<i64>,
-        _: usize,
+        _: &Self,
     ) -> Self {
         match *self {}
     }
@@ -185,7 +185,14 @@ impl BackendStorage for CudaStorage {
     ) -> (Self, Self, Self) {
         match *self {}
     }
-    fn adam_update(&mut self, _: View<Self>, _: &mut Self, _: &mut Self, _: AdamStep) {
+    fn adam_update(
+        &mut self,
+        _: View<Self>,
+        _: &mut Self,
+        _: &mut Self,
+        _: AdamStep,
+        _: Option<&Self>,
+    ) {
         match *self {}
     }
     fn quantize_rows_int8(&self, _: &Layout) -> (Self, Self) {
