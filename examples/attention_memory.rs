@@ -61,7 +61,7 @@ fn run(args: Args) -> Result<()> {
             "--batch, --heads, --t, --d and --reps must be at least 1".into(),
         ));
     }
-    zeroformer::backend::cpu::set_threads(args.threads)?;
+    zeroformer::Device::set_threads(args.threads)?;
     let shape = [args.batch, args.heads, args.t, args.d];
     let mut rng = StdRng::seed_from_u64(0);
     let q = Tensor::randn(&shape, &mut rng).requires_grad();

@@ -25,7 +25,7 @@ use zeroformer::nn::{Activation, LayerConfig, Module, NormKind, NormPlacement, P
 use zeroformer::optim::{Adam, AdamConfig, LrSchedule, Optimizer, clip_grad_norm, decay_groups};
 use zeroformer::tokenizer::{Tokenizer, WordTokenizer};
 use zeroformer::train::{MetricsWriter, Record};
-use zeroformer::{Error, GeluApproximation, NoGradGuard, Result, Tensor};
+use zeroformer::{Device, Error, GeluApproximation, NoGradGuard, Result, Tensor};
 
 /// Classify who speaks a speech of tiny Shakespeare with an encoder.
 #[derive(Parser, Debug)]
@@ -76,6 +76,9 @@ struct Args {
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Where to run: cpu, cuda or cuda:N (the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Append metrics to this file, a JSON object per line, flushed as written.
     #[arg(long)]
     metrics: Option<std::path::PathBuf>,
@@ -95,7 +98,13 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
-    zeroformer::backend::cpu::set_threads(args.threads)?;
+    Device::set_threads(args.threads)?;
+    let device: Device = args.device.parse()?;
+    // Every tensor the run makes without naming a device is made there.
+    device.as_default(|| train(args))
+}
+
+fn train(args: Args) -> Result<()> {
     if args.speakers < 2 || args.context == 0 || args.epochs == 0 || args.batch_size == 0 {
         return Err(Error::InvalidConfig(
             "--speakers must be at least 2; --context, --epochs and --batch-size positive".into(),

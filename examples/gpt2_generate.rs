@@ -23,7 +23,7 @@ use zeroformer::generation::{GenerationConfig, Sampling, generate_with};
 use zeroformer::nn::Module;
 use zeroformer::plot;
 use zeroformer::tokenizer::{BpeTokenizer, Tokenizer};
-use zeroformer::{Error, Gpt, GptConfig, Result};
+use zeroformer::{Device, Error, Gpt, GptConfig, Result};
 
 /// Generate text with a GPT-2 model directory and report tokens/s.
 #[derive(Parser, Debug)]
@@ -77,6 +77,9 @@ struct Args {
     /// Worker threads, >= 1 (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Where to run: cpu, cuda or cuda:N (the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Draw the model's attention on the prompt to this PNG before
     /// generating: every layer x head, with the prompt's tokens as labels.
     #[arg(long)]
@@ -128,7 +131,13 @@ fn draw_attention(
 }
 
 fn run(args: Args) -> Result<()> {
-    zeroformer::backend::cpu::set_threads(args.threads)?;
+    Device::set_threads(args.threads)?;
+    let device: Device = args.device.parse()?;
+    // Every tensor the run makes without naming a device is made there.
+    device.as_default(|| generate_text(args))
+}
+
+fn generate_text(args: Args) -> Result<()> {
     if let Some(dir) = &args.init_random {
         let model = Gpt::new(GptConfig::preset("gpt2", 0)?, 0)?;
         model.save_pretrained(dir)?;

@@ -29,7 +29,7 @@ use zeroformer::nn::Module;
 use zeroformer::optim::{Adam, AdamConfig, Optimizer, ParamGroup};
 use zeroformer::plot::{LineChart, save_panels};
 use zeroformer::train::{MetricsWriter, Record};
-use zeroformer::{Error, Gpt, GptConfig, Result, Tensor, no_grad};
+use zeroformer::{Device, Error, Gpt, GptConfig, Result, Tensor, no_grad};
 
 /// Train a one-layer Transformer on modular addition until it groks.
 #[derive(Parser, Debug)]
@@ -76,6 +76,9 @@ struct Args {
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Where to run: cpu, cuda or cuda:N (the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 fn main() {
@@ -182,7 +185,13 @@ fn draw_curves(history: &[Measured], p: usize, path: &std::path::Path) -> Result
 }
 
 fn run(args: Args) -> Result<()> {
-    zeroformer::backend::cpu::set_threads(args.threads)?;
+    Device::set_threads(args.threads)?;
+    let device: Device = args.device.parse()?;
+    // Every tensor the run makes without naming a device is made there.
+    device.as_default(|| train(args))
+}
+
+fn train(args: Args) -> Result<()> {
     if args.p < 2 || !(args.train_frac > 0.0 && args.train_frac < 1.0) || args.eval_every == 0 {
         return Err(Error::InvalidConfig(
             "--p must be at least 2, --train-frac in (0, 1) and --eval-every at least 1".into(),

@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use clap::Parser;
 use zeroformer::backend::cpu::gemm::{MatRef, batched_matmul};
-use zeroformer::backend::cpu::{in_pool, set_threads};
+use zeroformer::Device;
+use zeroformer::backend::cpu::in_pool;
 use zeroformer::{Error, Result};
 
 /// Median time of one matrix product.
@@ -60,7 +61,7 @@ fn run(args: Args) -> Result<()> {
             "--seconds must be a positive number".into(),
         ));
     }
-    set_threads(args.threads)?;
+    Device::set_threads(args.threads)?;
     let a: Vec<f32> = (0..m * k).map(|i| ((i % 13) as f32 - 6.0) / 7.0).collect();
     let b: Vec<f32> = (0..k * n).map(|i| ((i % 11) as f32 - 5.0) / 7.0).collect();
     let mut c = vec![0.0f32; m * n];

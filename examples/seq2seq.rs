@@ -22,7 +22,7 @@ use zeroformer::models::{EncoderDecoder, EncoderDecoderConfig};
 use zeroformer::nn::{LayerConfig, Module, NormPlacement};
 use zeroformer::optim::{Adam, AdamConfig, LrSchedule, Optimizer, ParamGroup};
 use zeroformer::train::{MetricsWriter, Record};
-use zeroformer::{Error, Result};
+use zeroformer::{Device, Error, Result};
 
 /// Train an encoder-decoder Transformer to copy or reverse digit sequences.
 #[derive(Parser, Debug)]
@@ -79,6 +79,9 @@ struct Args {
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Where to run: cpu, cuda or cuda:N (the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Append metrics to this file, a JSON object per line, flushed as written.
     #[arg(long)]
     metrics: Option<std::path::PathBuf>,
@@ -92,7 +95,13 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
-    zeroformer::backend::cpu::set_threads(args.threads)?;
+    Device::set_threads(args.threads)?;
+    let device: Device = args.device.parse()?;
+    // Every tensor the run makes without naming a device is made there.
+    device.as_default(|| train(args))
+}
+
+fn train(args: Args) -> Result<()> {
     let task: DigitTask = args.task.parse()?;
     if args.len == 0 || args.steps == 0 || args.batch_size == 0 || args.eval_size == 0 {
         return Err(Error::InvalidConfig(

@@ -29,7 +29,7 @@ use zeroformer::models::{Gpt, GptConfig};
 use zeroformer::plot;
 use zeroformer::tokenizer::{self, BpeTokenizer, BpeTrainer, CharTokenizer, Tokenizer};
 use zeroformer::train::{MetricsWriter, Record, TrainConfig, Trainer, evaluate};
-use zeroformer::{Error, Result};
+use zeroformer::{Device, Error, Result};
 
 const BEST: &str = "ckpt.safetensors";
 /// How often a plain progress line is printed when output is not a terminal.
@@ -148,6 +148,9 @@ struct Args {
     /// Worker threads, >= 1 (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Where to run: cpu, cuda or cuda:N (the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Append metrics to this file, a JSON object per line, flushed as
     /// written: every step's batch loss, lr and grad_norm (`train_batch`),
     /// and at each evaluation the `train` and `val` estimates.
@@ -177,9 +180,15 @@ fn main() {
 type RunResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn run(args: Args) -> RunResult<()> {
+    Device::set_threads(args.threads)?;
+    let device: Device = args.device.parse()?;
+    // Every tensor the run makes without naming a device is made there.
+    device.as_default(|| train(args))
+}
+
+fn train(args: Args) -> RunResult<()> {
     // Every flag is checked before any work, the prompt once the corpus
     // gives the vocabulary: a bad one never costs a training run.
-    zeroformer::backend::cpu::set_threads(args.threads)?;
     let sampling = Sampling::new(args.temperature, args.top_k, args.top_p)?;
     for (name, value) in [
         ("--eval-every", args.eval_every),

@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use zeroformer::models::GptConfig;
 use zeroformer::nn::{AttentionKernel, Module};
 use zeroformer::train::{TrainConfig, Trainer};
-use zeroformer::{Error, Result};
+use zeroformer::{Device, Error, Result};
 
 /// Median time of a GPT training step.
 #[derive(Parser, Debug)]
@@ -46,6 +46,9 @@ struct Args {
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Where to run: cpu, cuda or cuda:N (the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Attention as matmul, softmax, matmul instead of the fused op.
     #[arg(long)]
     composed: bool,
@@ -69,12 +72,18 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
+    Device::set_threads(args.threads)?;
+    let device: Device = args.device.parse()?;
+    // Every tensor the run makes without naming a device is made there.
+    device.as_default(|| train(args))
+}
+
+fn train(args: Args) -> Result<()> {
     if args.steps == 0 || args.vocab == 0 {
         return Err(Error::InvalidConfig(
             "--steps and --vocab must be at least 1".into(),
         ));
     }
-    zeroformer::backend::cpu::set_threads(args.threads)?;
     let model_config = GptConfig::preset(&args.preset, args.vocab)?;
     let context = model_config.block_size;
     let config = TrainConfig {

@@ -177,6 +177,42 @@ impl Device {
     }
 }
 
+impl std::str::FromStr for Device {
+    type Err = Error;
+
+    /// `cpu`, `cuda` (device 0) or `cuda:N`, as PyTorch names them; a CUDA
+    /// device is opened, so one that cannot be used is an error here.
+    ///
+    /// ```
+    /// use zeroformer::Device;
+    /// assert_eq!("cpu".parse::<Device>().unwrap(), Device::Cpu);
+    /// assert!("tpu".parse::<Device>().is_err());
+    /// ```
+    fn from_str(name: &str) -> Result<Device> {
+        let ordinal = match name {
+            "cpu" => return Ok(Device::Cpu),
+            "cuda" => Some(0),
+            _ => name.strip_prefix("cuda:").and_then(|n| n.parse().ok()),
+        };
+        match ordinal {
+            Some(n) => Device::cuda(n),
+            None => Err(Error::InvalidConfig(format!(
+                "unknown device '{name}': use cpu, cuda or cuda:N"
+            ))),
+        }
+    }
+}
+
+impl Device {
+    /// Sizes the CPU's thread pool, which every CPU kernel runs on (and the
+    /// simulated GPU's blocks): `Some(n)` threads, or one per core for
+    /// `None`. Call it once, before the first tensor op; a second call is
+    /// an error, and so is `Some(0)`.
+    pub fn set_threads(threads: Option<usize>) -> Result<()> {
+        crate::backend::cpu::set_threads(threads)
+    }
+}
+
 /// `bytes` in the largest binary unit that keeps a number of at least 1.
 pub(crate) fn human_bytes(bytes: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
