@@ -63,7 +63,7 @@ mod sim {
             .cpp(true)
             .std("c++17")
             .include(cuda.join("sim"))
-            .include(cuda.join("kernels"))
+            .include(&cuda)
             .file(cuda.join("sim/runtime.cpp"))
             // Kernels compare floats exactly and test for NaN: no fast math.
             .flag_if_supported("-fno-fast-math")
@@ -75,7 +75,7 @@ mod sim {
         // Kernels are compiled optimised even in debug builds: the
         // simulated GPU runs whole training steps in the tests.
         build.opt_level(2);
-        for header in ["sim/shim.h", "sim/runtime.cpp", "kernels/prelude.cuh"] {
+        for header in ["sim/shim.h", "sim/runtime.cpp", "prelude.cuh"] {
             println!("cargo::rerun-if-changed={CUDA_DIR}/{header}");
         }
 

@@ -13,8 +13,8 @@
 use std::time::Instant;
 
 use clap::Parser;
-use zeroformer::backend::cpu::gemm::{MatRef, batched_matmul};
 use zeroformer::Device;
+use zeroformer::backend::cpu::gemm::{MatRef, batched_matmul};
 use zeroformer::backend::cpu::in_pool;
 use zeroformer::{Error, Result};
 

@@ -1,4 +1,4 @@
-//! Launchers for kernels/copy.cu: strided copies, adding into a view,
+//! Launchers for copy.cu: strided copies, adding into a view,
 //! fills and dtype casts.
 
 use super::driver::{Dim3, Module};
@@ -9,10 +9,10 @@ use crate::DType;
 use crate::backend::BackendStorage;
 use crate::layout::Layout;
 
-/// kernels/copy.cu.
+/// copy.cu.
 pub const MODULE: Module = Module {
     name: "copy",
-    source: include_str!("kernels/copy.cu"),
+    source: include_str!("copy.cu"),
 };
 
 /// Threads per block of every kernel here.

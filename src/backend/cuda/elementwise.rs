@@ -1,4 +1,4 @@
-//! Launchers for kernels/elementwise.cu: unary functions and their
+//! Launchers for elementwise.cu: unary functions and their
 //! gradients, arithmetic, comparisons and `where`, with strides and
 //! broadcasting (each operand's layout has the output's shape).
 
@@ -10,10 +10,10 @@ use crate::DType;
 use crate::backend::{BinaryOp, CmpOp, UnaryOp, View};
 use crate::layout::Layout;
 
-/// kernels/elementwise.cu.
+/// elementwise.cu.
 pub const MODULE: Module = Module {
     name: "elementwise",
-    source: include_str!("kernels/elementwise.cu"),
+    source: include_str!("elementwise.cu"),
 };
 
 const BLOCK: u32 = 256;

@@ -12,8 +12,8 @@ use crate::backend::View;
 use crate::backend::cpu::CpuStorage;
 use crate::layout::Layout;
 
-/// The primitives that run on the host: everything without a kernel in
-/// `kernels/`.
+/// The primitives that run on the host: everything without a `.cu` kernel
+/// of its own.
 pub const HOST_FALLBACKS: &[&str] = &[
     "max_axis_backward",
     "sum_of_squares",

@@ -1,17 +1,17 @@
 //! The CUDA backend: tensors in GPU memory, kernels written once as CUDA
-//! C++ (`kernels/*.cu`, each beside its Rust launcher) and run either on an
+//! C++ (`*.cu`, each beside its Rust launcher) and run either on an
 //! NVIDIA GPU or, under the `cuda-sim` feature, on the simulated GPU.
 //!
-//! - [`driver`] is the only code that talks to CUDA (or the simulator):
+//! - `driver` is the only code that talks to CUDA (or the simulator):
 //!   memory, copies, kernel launches, cuBLAS, in the shape of CUDA's driver
 //!   API.
 //! - `gpu` holds one device: its driver, the caching allocator, loaded
 //!   kernels, and the registry that opens each device once.
-//! - [`CudaStorage`] holds a device buffer and its dtype and implements
+//! - `CudaStorage` holds a device buffer and its dtype and implements
 //!   [`BackendStorage`](crate::backend::BackendStorage): each primitive is
 //!   a launcher (`copy`, `elementwise`, `reduce`, `matmul`) or, for the
-//!   primitives without a kernel yet, the one host fallback (`fallback`),
-//!   listed in [`HOST_FALLBACKS`] and counted by [`host_fallbacks`].
+//!   primitives without a kernel, the one host fallback (`fallback`),
+//!   listed in `HOST_FALLBACKS` and counted by `host_fallbacks()`.
 //!
 //! Without the `cuda` feature the storage type is uninhabited (`stub.rs`)
 //! and every way in returns [`Error::CudaUnavailable`](crate::Error::CudaUnavailable).
@@ -33,6 +33,8 @@ mod fallback;
 mod gpu;
 #[cfg(feature = "cuda")]
 mod kernel_layout;
+#[cfg(all(test, feature = "cuda"))]
+mod known_answers;
 #[cfg(feature = "cuda")]
 mod matmul;
 #[cfg(feature = "cuda")]
@@ -51,6 +53,13 @@ pub use gpu::MemoryStats;
 #[cfg(feature = "cuda")]
 pub use storage::{CudaStorage, full, upload};
 
+/// Kernels with known answers for the device itself (`known_answers`).
+#[cfg(feature = "cuda")]
+const SHIM_TESTS: driver::Module = driver::Module {
+    name: "shim_tests",
+    source: include_str!("sim/shim_tests.cu"),
+};
+
 /// Every kernel file of the backend, for compiling them all at once
 /// ([`compile_all`]); each launcher names its own.
 #[cfg(feature = "cuda")]
@@ -59,10 +68,7 @@ pub const MODULES: &[driver::Module] = &[
     elementwise::MODULE,
     random::MODULE,
     reduce::MODULE,
-    driver::Module {
-        name: "shim_tests",
-        source: include_str!("sim/shim_tests.cu"),
-    },
+    SHIM_TESTS,
 ];
 
 /// The CUDA device `ordinal` (opening it the first time), or why it

@@ -1,4 +1,4 @@
-//! Launchers for kernels/random.cu: dropout masks from Philox4x32-10.
+//! Launchers for random.cu: dropout masks from Philox4x32-10.
 
 use std::sync::Arc;
 
@@ -8,10 +8,10 @@ use super::launch;
 use super::storage::CudaStorage;
 use crate::DType;
 
-/// kernels/random.cu.
+/// random.cu.
 pub const MODULE: Module = Module {
     name: "random",
-    source: include_str!("kernels/random.cu"),
+    source: include_str!("random.cu"),
 };
 
 const BLOCK: u32 = 256;

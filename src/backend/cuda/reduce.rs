@@ -1,4 +1,4 @@
-//! Launchers for kernels/reduce.cu: sums and maxima over one axis.
+//! Launchers for reduce.cu: sums and maxima over one axis.
 
 use super::driver::{Dim3, Module};
 use super::launch;
@@ -7,10 +7,10 @@ use crate::DType;
 use crate::backend::Axis;
 use crate::layout::Layout;
 
-/// kernels/reduce.cu.
+/// reduce.cu.
 pub const MODULE: Module = Module {
     name: "reduce",
-    source: include_str!("kernels/reduce.cu"),
+    source: include_str!("reduce.cu"),
 };
 
 const BLOCK: u32 = 256;

@@ -72,14 +72,14 @@ impl DevicePtr {
 /// their plain names on both drivers.
 #[derive(Clone, Copy, Debug)]
 pub struct Module {
-    /// The file's stem (`copy` for kernels/copy.cu).
+    /// The file's stem (`copy` for copy.cu).
     pub name: &'static str,
     /// The file's text, without the prelude.
     pub source: &'static str,
 }
 
-/// The text every kernel file is compiled after (kernels/prelude.cuh).
-pub const PRELUDE: &str = include_str!("../kernels/prelude.cuh");
+/// The text every kernel file is compiled after (prelude.cuh).
+pub const PRELUDE: &str = include_str!("../prelude.cuh");
 
 /// A loaded kernel: its name and the driver's handle to it.
 #[derive(Clone, Copy, Debug)]

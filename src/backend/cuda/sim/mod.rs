@@ -5,6 +5,3 @@
 
 pub(crate) mod cublas;
 pub(crate) mod fibers;
-
-#[cfg(test)]
-mod tests;

@@ -57,7 +57,7 @@ extern thread_local zf_sim_thread_t zf_sim_thread;
 
 // Dynamic shared memory (the launch's `shared_bytes`): `extern __shared__`
 // has no host equivalent, so kernels name it through this macro, defined
-// for the GPU in kernels/prelude.cuh.
+// for the GPU in prelude.cuh.
 #define ZF_DYNAMIC_SHARED(type, name) type* name = reinterpret_cast<type*>(zf_sim_thread.dynamic_shared)
 
 __forceinline__ void __syncthreads() { zf_sim_thread.syncthreads(); }
