@@ -20,6 +20,9 @@ pub struct KernelLayout {
     contiguous: i32,
 }
 
+// prelude.cuh asserts the same size for `ZfLayout`.
+const _: () = assert!(std::mem::size_of::<KernelLayout>() == 112);
+
 impl KernelLayout {
     /// `layout` with size-1 dimensions dropped and neighbours merged where
     /// one steps exactly over the other; the elements keep their

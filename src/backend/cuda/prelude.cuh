@@ -29,6 +29,7 @@ struct ZfLayout {
     int rank;
     int contiguous;
 };
+static_assert(sizeof(ZfLayout) == 112, "ZfLayout must match Rust's KernelLayout");
 
 // The storage offset of the `i`-th element in row-major order. The loop is
 // unrolled so that every index into the layout is a constant: indexing a
