@@ -50,7 +50,8 @@ const LOSS_PNG: &str = "loss.png";
 
 /// Train a GPT on tiny Shakespeare and sample from it.
 ///
-/// With --resume DIR the run continues from DIR/last.safetensors: the model
+/// With --resume DIR the run continues from DIR/last.safetensors, into DIR
+/// unless --out says otherwise: the model
 /// (--preset, --dropout) and --seed are the checkpoint's and cannot change;
 /// each training flag given on the command line (--iters, --batch-size,
 /// --grad-accum, --lr, --min-lr, --warmup, --weight-decay, --grad-clip)
@@ -118,10 +119,11 @@ struct Args {
     /// Seeds the model's initialisation and every random stream [default: 1337].
     #[arg(long)]
     seed: Option<u64>,
-    /// Checkpoint folder. A folder that already holds checkpoints is
-    /// refused unless it is the one given to --resume, or --force is given.
-    #[arg(long, default_value = "out-shakespeare")]
-    out: PathBuf,
+    /// Checkpoint folder [default: the --resume folder, else
+    /// out-shakespeare]. A folder that already holds checkpoints is refused
+    /// unless it is the one given to --resume, or --force is given.
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Replace the checkpoints already in --out.
     #[arg(long)]
     force: bool,
@@ -166,8 +168,20 @@ struct Args {
 }
 
 const DEFAULT_PRESET: &str = "cpu-mini";
+const DEFAULT_OUT: &str = "out-shakespeare";
 const DEFAULT_ITERS: usize = 2000;
 const DEFAULT_SEED: u64 = 1337;
+
+impl Args {
+    /// Where checkpoints go: --out, else the folder a run resumes from
+    /// (continued in place), else out-shakespeare.
+    fn out(&self) -> PathBuf {
+        self.out
+            .clone()
+            .or_else(|| self.resume.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_OUT))
+    }
+}
 
 fn main() {
     let args = Args::parse();
@@ -262,7 +276,7 @@ fn train(args: Args) -> RunResult<()> {
     check_long_enough(train, context, "training")?;
     check_long_enough(val, context, "validation")?;
     let prompt = encode_prompt(tokenizer.as_ref(), &args.prompt)?;
-    prepare_out_dir(&args.out)?;
+    prepare_out_dir(&args.out())?;
     let mut metrics = args
         .metrics
         .as_ref()
@@ -313,7 +327,7 @@ fn train(args: Args) -> RunResult<()> {
                     Some((p, step)) => format!(
                         "the last checkpoint is {} (step {step}), the best {}",
                         p.display(),
-                        args.out.join(BEST).display()
+                        args.out().join(BEST).display()
                     ),
                     None => "no checkpoint was written by this run".into(),
                 };
@@ -380,15 +394,15 @@ fn train(args: Args) -> RunResult<()> {
                 }
             }
             history.extend(records);
-            plot::loss_curves(&history, args.out.join(LOSS_PNG))?;
+            plot::loss_curves(&history, args.out().join(LOSS_PNG))?;
             // The best loss is part of the state, so both files record it.
             let improved = val_loss < trainer.best_val_loss;
             if improved {
                 trainer.best_val_loss = val_loss;
-                trainer.save(args.out.join(BEST), &extra)?;
+                trainer.save(args.out().join(BEST), &extra)?;
             }
-            trainer.save(args.out.join(LAST), &extra)?;
-            last_written = Some((args.out.join(LAST), step));
+            trainer.save(args.out().join(LAST), &extra)?;
+            last_written = Some((args.out().join(LAST), step));
         }
     }
     bar.finish_and_clear();
@@ -415,7 +429,7 @@ fn train(args: Args) -> RunResult<()> {
         m.write(whole.clone())?;
     }
     history.push(whole);
-    plot::loss_curves(&history, args.out.join(LOSS_PNG))?;
+    plot::loss_curves(&history, args.out().join(LOSS_PNG))?;
     println!("sampling {} tokens...", args.sample_tokens);
     let sample = sample(
         &trainer.model,
@@ -425,10 +439,10 @@ fn train(args: Args) -> RunResult<()> {
         &sampling,
     )?;
     println!("---\n{sample}\n---");
-    println!("drew {}", args.out.join(LOSS_PNG).display());
+    println!("drew {}", args.out().join(LOSS_PNG).display());
     draw_attention(&trainer.model, tokenizer.as_ref(), &prompt, &args)?;
     println!(
-        "final val_loss={val_loss:.4} val_bpb={val_bpb:.4} train_loss={train_loss:.4} tokens_per_s={tokens_per_s:.0} iters={} seconds={:.1}",
+        "final val_loss={val_loss:.4} val_bpb={val_bpb:.4} train_loss_estimate={train_loss:.4} tokens_per_s={tokens_per_s:.0} iters={} seconds={:.1}",
         trainer.step,
         started.elapsed().as_secs_f64()
     );
@@ -489,28 +503,31 @@ fn encode_prompt(tokenizer: &dyn Tokenizer, prompt: &str) -> Result<Vec<i64>> {
     if prompt.is_empty() {
         return Err(Error::InvalidConfig("--prompt must not be empty".into()));
     }
-    tokenizer
-        .encode(prompt)
-        .map_err(|e| Error::InvalidConfig(format!("--prompt: {e}")))
+    tokenizer.encode(prompt).map_err(|e| match e {
+        // One prefix: the flag's, then what is wrong with it.
+        Error::InvalidData(why) => Error::InvalidConfig(format!("--prompt: {why}")),
+        other => other,
+    })
 }
 
 /// Refuses to train into a folder that holds another run's checkpoints
 /// (a short trial would replace a long run's best model) unless that run
 /// is the one being resumed, or `--force` is given.
 fn check_out_dir_free(args: &Args) -> Result<()> {
+    let out_dir = args.out();
     let existing: Vec<PathBuf> = [LAST, BEST]
         .iter()
-        .map(|name| args.out.join(name))
+        .map(|name| out_dir.join(name))
         .filter(|p| p.exists())
         .collect();
-    let same_dir = |dir: &Path| match (dir.canonicalize(), args.out.canonicalize()) {
+    let same_dir = |dir: &Path| match (dir.canonicalize(), out_dir.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
     if existing.is_empty() || args.force || args.resume.as_deref().is_some_and(same_dir) {
         return Ok(());
     }
-    let out = args.out.display();
+    let out = out_dir.display();
     Err(Error::InvalidConfig(format!(
         "--out {out} already holds checkpoints ({}); give --resume {out} to continue that run, --force to replace it, or another --out",
         existing

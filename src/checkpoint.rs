@@ -313,8 +313,14 @@ impl Checkpoint {
         };
         if let Some(meta) = header.metadata() {
             if let Some(format) = meta.get(FORMAT_KEY).filter(|f| *f != FORMAT) {
+                // PyTorch's safetensors files (a Hugging Face model's) say "pt".
+                let hint = if format == "pt" {
+                    "; it is a PyTorch file: a Hugging Face GPT-2 folder loads with Gpt::from_pretrained(dir)"
+                } else {
+                    ""
+                };
                 return Err(bad(format!(
-                    "format '{format}' is not '{FORMAT}', the one this version reads"
+                    "format '{format}' is not '{FORMAT}', the one this version reads{hint}"
                 )));
             }
             ckpt.metadata = meta

@@ -147,6 +147,11 @@ pub use ndarray;
 pub use rand;
 /// The `rand_chacha` behind [`nn::SharedRng`] and checkpointed RNG streams.
 pub use rand_chacha;
+/// The `serde` of [`models::Persist`]'s configs: a model's own config
+/// derives it through this path with no `serde` dependency of its own,
+/// `#[derive(zeroformer::serde::Serialize, zeroformer::serde::Deserialize)]`
+/// and `#[serde(crate = "zeroformer::serde")]` (tests/custom_model.rs).
+pub use serde;
 
 /// Everything a typical program needs, plus the seeded RNG types.
 pub mod prelude {

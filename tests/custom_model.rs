@@ -1,8 +1,8 @@
 //! A model of one's own, written the way the README shows a dependency
 //! user would: `#[derive(Module)]` for the parameter plumbing, the generic
-//! trainer, and save/load through `Persist`. Public API only.
+//! trainer, and save/load through `Persist`. Public API only, serde
+//! included: the config derives it through `zeroformer::serde`.
 
-use serde::{Deserialize, Serialize};
 use zeroformer::Result;
 use zeroformer::models::Persist;
 use zeroformer::nn::{Dropout, Linear, SharedRng, sinusoidal_table};
@@ -25,7 +25,8 @@ struct Mlp {
     rng: SharedRng,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, zeroformer::serde::Serialize, zeroformer::serde::Deserialize)]
+#[serde(crate = "zeroformer::serde")]
 struct MlpConfig {
     width: usize,
     depth: usize,

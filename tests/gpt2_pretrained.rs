@@ -125,6 +125,14 @@ fn check_against_transformers(name: &str) {
 }
 
 #[test]
+fn a_hugging_face_file_given_to_load_points_to_from_pretrained() {
+    use zeroformer::models::Persist;
+    let file = fixture_dir("tiny").join("model.safetensors");
+    let err = Gpt::load(&file).err().expect("not a zeroformer checkpoint").to_string();
+    assert!(err.contains("Gpt::from_pretrained(dir)"), "{err}");
+}
+
+#[test]
 fn logits_loss_and_gradients_match_transformers() {
     check_against_transformers("tiny");
     check_against_transformers("wide");
