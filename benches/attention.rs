@@ -2,7 +2,8 @@
 //! fused causal softmax, matmul; it holds the T x T matrix) against the
 //! fused flash-style op, forward and forward + backward. Throughput is in
 //! FLOPs with causal work counted as half: 2·2·B·H·T²·d / 2 forward, 2.5x
-//! that for forward + backward.
+//! that for forward + backward; criterion prints FLOP/s as "elem/s" (it has
+//! no other unit), as the group's name says.
 //!
 //! cargo bench --bench attention                    # every case (the naive T=2048 ones take minutes)
 //! cargo bench --bench attention -- 'T=1024'        # one length
@@ -26,7 +27,7 @@ fn fused(q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
 }
 
 fn attention(c: &mut Criterion) {
-    let mut group = c.benchmark_group("attention");
+    let mut group = c.benchmark_group("attention (Gelem/s = GFLOP/s)");
     group.sample_size(10);
     group.warm_up_time(std::time::Duration::from_secs(1));
     group.measurement_time(std::time::Duration::from_secs(5));

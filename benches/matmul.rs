@@ -2,7 +2,8 @@
 //! against the `gemm` crate (candle's, dfdx's and burn's choice; a
 //! dev-dependency here, with its AVX-512 `x86-v4` kernels), on square sizes
 //! and the shapes of a GPT's linear layers (tokens x width). Throughput is
-//! in FLOP/s (2·m·k·n per product).
+//! in FLOP/s (2·m·k·n per product), which criterion prints as "elem/s"
+//! (it has no other unit): the group names say so.
 //!
 //! cargo bench --bench matmul
 //! cargo bench --bench matmul -- 'transformer'   # a subset
@@ -102,7 +103,7 @@ fn matmul(c: &mut Criterion) {
         })
         .collect();
     for &(kind, m, k, n) in SHAPES {
-        let mut group = c.benchmark_group(format!("matmul/{kind}"));
+        let mut group = c.benchmark_group(format!("matmul/{kind} (Gelem/s = GFLOP/s)"));
         group.throughput(Throughput::Elements((2 * m * k * n) as u64));
         group.sample_size(10);
         group.warm_up_time(std::time::Duration::from_millis(500));
@@ -157,7 +158,7 @@ fn matmul(c: &mut Criterion) {
 /// what `Linear` does) against a separate broadcast add, forward only, on
 /// the default 2-thread pool.
 fn bias(c: &mut Criterion) {
-    let mut group = c.benchmark_group("linear-bias");
+    let mut group = c.benchmark_group("linear-bias (Gelem/s = GFLOP/s)");
     group.sample_size(20);
     group.warm_up_time(std::time::Duration::from_millis(500));
     group.measurement_time(std::time::Duration::from_secs(2));
