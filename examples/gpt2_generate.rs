@@ -22,7 +22,7 @@ use zeroformer::data::locate_gpt2;
 use zeroformer::generation::{GenerationConfig, Sampling, generate_with};
 use zeroformer::nn::Module;
 use zeroformer::plot;
-use zeroformer::tokenizer::{BpeTokenizer, Tokenizer};
+use zeroformer::tokenizer::{BpeTokenizer, DecodeStream, Tokenizer};
 use zeroformer::{Device, Error, Gpt, GptConfig, Result};
 
 /// Generate text with a GPT-2 model directory and report tokens/s.
@@ -195,27 +195,21 @@ fn generate_text(args: Args) -> Result<()> {
     if let (Some(tok), None) = (&tok, &args.prompt_ids) {
         print!("{}", tok.decode(&prompt)?);
     }
-    let mut pending: Vec<u8> = Vec::new();
+    // Whole characters only: one split across tokens waits for its end.
+    let mut text = tok.as_ref().map(|t| DecodeStream::new(t));
     let mut stdout = std::io::stdout();
     let start = Instant::now();
     let mut first_token_at = None;
     let out = generate_with(&model, &prompt, &config, |id| {
         first_token_at.get_or_insert_with(Instant::now);
-        if let Some(bytes) = tok.as_ref().and_then(|t| t.decode_bytes(&[id]).ok()) {
-            // Print what forms whole characters; keep a split one for the next token.
-            pending.extend(bytes);
-            let valid = match std::str::from_utf8(&pending) {
-                Ok(s) => s.len(),
-                Err(e) => e.valid_up_to(),
-            };
-            let _ = stdout.write_all(&pending[..valid]);
+        if let Some(Ok(piece)) = text.as_mut().map(|t| t.push(id)) {
+            let _ = stdout.write_all(piece.as_bytes());
             let _ = stdout.flush();
-            pending.drain(..valid);
         }
         true
     })?;
     let end = Instant::now();
-    println!("{}", String::from_utf8_lossy(&pending));
+    println!("{}", text.map(DecodeStream::finish).unwrap_or_default());
     let first = first_token_at.unwrap_or(end);
     let prefill = first - start;
     let decode_s = (end - first).as_secs_f64();

@@ -128,7 +128,10 @@ fn check_against_transformers(name: &str) {
 fn a_hugging_face_file_given_to_load_points_to_from_pretrained() {
     use zeroformer::models::Persist;
     let file = fixture_dir("tiny").join("model.safetensors");
-    let err = Gpt::load(&file).err().expect("not a zeroformer checkpoint").to_string();
+    let err = Gpt::load(&file)
+        .err()
+        .expect("not a zeroformer checkpoint")
+        .to_string();
     assert!(err.contains("Gpt::from_pretrained(dir)"), "{err}");
 }
 

@@ -227,6 +227,10 @@ impl Tokenizer for BpeTokenizer {
 
     /// The text of `ids`; bytes that do not form UTF-8 (ids cut
     /// mid-character) become U+FFFD, as tiktoken and Hugging Face do.
+    fn decode_bytes(&self, ids: &[i64]) -> Result<Vec<u8>> {
+        BpeTokenizer::decode_bytes(self, ids)
+    }
+
     fn decode(&self, ids: &[i64]) -> Result<String> {
         Ok(String::from_utf8_lossy(&self.decode_bytes(ids)?).into_owned())
     }

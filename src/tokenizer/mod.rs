@@ -11,6 +11,7 @@ mod char_level;
 mod classic_bpe;
 mod merge;
 mod pretokenize;
+mod stream;
 mod train;
 mod unicode_tables;
 mod word_level;
@@ -20,6 +21,7 @@ pub use byte_level::byte_to_char;
 pub use char_level::CharTokenizer;
 pub use classic_bpe::ClassicBpe;
 pub use pretokenize::{CharClass, Gpt2Pieces, char_class, gpt2_pieces};
+pub use stream::DecodeStream;
 pub use train::BpeTrainer;
 pub use word_level::WordTokenizer;
 
@@ -45,6 +47,13 @@ pub trait Tokenizer: Send + Sync {
     /// The text of `ids`; an error names the first id outside the
     /// vocabulary.
     fn decode(&self, ids: &[i64]) -> Result<String>;
+
+    /// The bytes of `ids`: the text's UTF-8, which for a byte-level
+    /// tokenizer may end inside a character ([`DecodeStream`] waits for
+    /// the rest).
+    fn decode_bytes(&self, ids: &[i64]) -> Result<Vec<u8>> {
+        self.decode(ids).map(String::into_bytes)
+    }
 
     /// How many ids there are (they run from 0 to this minus 1).
     fn vocab_size(&self) -> usize;
