@@ -14,6 +14,7 @@
 //! run's loss against the step, of every batch and of the evaluations.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -28,7 +29,7 @@ use zeroformer::generation::{Sampling, generate};
 use zeroformer::models::{Gpt, GptConfig};
 use zeroformer::plot;
 use zeroformer::tokenizer::{self, BpeTokenizer, BpeTrainer, CharTokenizer, Tokenizer};
-use zeroformer::train::{MetricsWriter, Record, TrainConfig, Trainer, evaluate};
+use zeroformer::train::{MetricsWriter, Record, TrainConfig, Trainer, evaluate, read_metrics};
 use zeroformer::{Device, Error, Result};
 
 const BEST: &str = "ckpt.safetensors";
@@ -183,6 +184,34 @@ impl Args {
     }
 }
 
+/// Set by the first SIGINT (Ctrl-C) or SIGTERM: the loop finishes its
+/// step, saves it and exits 130. A second signal exits at once; the last
+/// checkpoint stays as it was (saves are atomic).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+fn watch_interrupts() -> Result<()> {
+    ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    })
+    .map_err(|e| Error::InvalidConfig(format!("watching for Ctrl-C: {e}")))
+}
+
+/// Saves the step an interrupt let finish as `last` and exits 130, saying
+/// how to continue.
+fn stop_interrupted(trainer: &Trainer, extra: &[(&str, String)], args: &Args) -> RunResult<()> {
+    let out = args.out();
+    trainer.save(out.join(LAST), extra)?;
+    println!(
+        "interrupted at step {}; continue with --resume {}",
+        trainer.step,
+        out.display()
+    );
+    std::io::Write::flush(&mut std::io::stdout())?;
+    std::process::exit(130);
+}
+
 fn main() {
     let args = Args::parse();
     if let Err(e) = run(args) {
@@ -315,9 +344,22 @@ fn train(args: Args) -> RunResult<()> {
     let mut last_written: Option<(PathBuf, usize)> = None;
     let started = Instant::now();
     let first_step = trainer.step;
-    // This run's records (every batch and evaluation), for loss.png.
-    let mut history: Vec<Record> = Vec::new();
+    // What loss.png draws: every batch and evaluation of the run, a resumed
+    // run's earlier ones read from the metrics file it appends to (those up
+    // to the step it resumes from).
+    let mut history: Vec<Record> = match &args.metrics {
+        Some(path) if args.resume.is_some() && path.exists() => read_metrics(path)?
+            .into_iter()
+            .filter(|r| r.step <= trainer.step as u64)
+            .collect(),
+        _ => Vec::new(),
+    };
+    watch_interrupts()?;
     while trainer.step < iters {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            bar.finish_and_clear();
+            return stop_interrupted(&trainer, &extra, &args);
+        }
         let t = Instant::now();
         let stats = match trainer.train_step(train) {
             Ok(stats) => stats,
@@ -439,7 +481,11 @@ fn train(args: Args) -> RunResult<()> {
         &sampling,
     )?;
     println!("---\n{sample}\n---");
-    println!("drew {}", args.out().join(LOSS_PNG).display());
+    println!(
+        "drew {} ({} records)",
+        args.out().join(LOSS_PNG).display(),
+        history.len()
+    );
     draw_attention(&trainer.model, tokenizer.as_ref(), &prompt, &args)?;
     println!(
         "final val_loss={val_loss:.4} val_bpb={val_bpb:.4} train_loss_estimate={train_loss:.4} tokens_per_s={tokens_per_s:.0} iters={} seconds={:.1}",
