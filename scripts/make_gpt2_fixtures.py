@@ -15,6 +15,13 @@ gradient of that loss for every parameter (Hugging Face names and layouts).
 `python3 scripts/make_gpt2_fixtures.py --check DIR` loads a directory that
 zeroformer's save_pretrained wrote (tests/gpt2_pretrained.rs writes one when
 ZEROFORMER_KEEP_SAVED=DIR is set) and compares its logits with the fixture's.
+
+`python3 scripts/make_gpt2_fixtures.py --check-with-tokenizer DIR` loads a
+directory that save_pretrained_with_tokenizer wrote (the same test file,
+with ZEROFORMER_KEEP_SAVED_WITH_TOKENIZER=DIR) as transformers does: the
+model and its generation config, and the tokenizer through AutoTokenizer
+(tokenizer.json) and GPT2Tokenizer (vocab.json and merges.txt), whose ids
+must be zeroformer's (zeroformer_ids.json).
 """
 import argparse
 import os
@@ -55,7 +62,24 @@ def ids_for(name):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--check")
+    ap.add_argument("--check-with-tokenizer")
     args = ap.parse_args()
+    if args.check_with_tokenizer:
+        import json
+        from transformers import AutoTokenizer, GenerationConfig, GPT2Tokenizer
+        d = args.check_with_tokenizer
+        model = GPT2LMHeadModel.from_pretrained(d)
+        generation = GenerationConfig.from_pretrained(d)
+        expected = json.load(open(os.path.join(d, "zeroformer_ids.json")))
+        fast, slow = AutoTokenizer.from_pretrained(d), GPT2Tokenizer.from_pretrained(d)
+        for tok in (fast, slow):
+            ids = tok(expected["text"])["input_ids"]
+            assert ids == expected["ids"], (type(tok).__name__, ids, expected["ids"])
+            assert tok.eos_token == "<|endoftext|>" and tok.eos_token_id == generation.eos_token_id
+        assert model.config.eos_token_id == generation.eos_token_id == generation.bos_token_id
+        print(f"transformers loads {d}: the model, eos/bos {generation.eos_token_id}, and "
+              f"{type(fast).__name__} and {type(slow).__name__} give zeroformer's {len(expected['ids'])} ids")
+        return
     if args.check:
         name = "tiny"
         model = GPT2LMHeadModel.from_pretrained(args.check)

@@ -187,6 +187,70 @@ fn save_pretrained_writes_what_transformers_wrote() {
     assert_eq!(again.forward(&ids).to_vec(), model.forward(&ids).to_vec());
 }
 
+#[test]
+fn a_folder_saved_with_its_tokenizer_is_complete() {
+    use zeroformer::tokenizer::{BpeTokenizer, BpeTrainer, Tokenizer};
+    let text = "To be, or not to be, that is the question: whether 'tis nobler in the mind.";
+    let tok = BpeTrainer::new(300)
+        .special_tokens(&["<|endoftext|>"])
+        .train(text)
+        .unwrap();
+    let config = GptConfig {
+        vocab_size: tok.vocab_size(),
+        block_size: 16,
+        n_layer: 1,
+        n_head: 2,
+        n_embd: 16,
+        dropout: 0.1,
+        bias: true,
+    };
+    let model = Gpt::new(config, 3).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = match std::env::var("ZEROFORMER_KEEP_SAVED_WITH_TOKENIZER") {
+        Ok(keep) => PathBuf::from(keep),
+        Err(_) => tmp.path().join("saved"),
+    };
+    model.save_pretrained_with_tokenizer(&dir, &tok).unwrap();
+    let eot = tok.special_tokens()[0].1;
+    let json = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+    };
+    let (config, generation) = (json("config.json"), json("generation_config.json"));
+    for c in [&config, &generation] {
+        assert_eq!(
+            (c["bos_token_id"].as_i64(), c["eos_token_id"].as_i64()),
+            (Some(eot), Some(eot))
+        );
+    }
+    // f32 settings as the numbers they print as.
+    let config_text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    assert!(
+        config_text.contains("\"resid_pdrop\": 0.1,"),
+        "{config_text}"
+    );
+    assert_eq!(json("tokenizer_config.json")["eos_token"], "<|endoftext|>");
+    // The folder alone gives back the tokenizer (GPT-2's layout and
+    // tokenizer.json) and the model.
+    let sample = "whether 'tis nobler<|endoftext|> to be";
+    let ids = tok.encode_with_special_tokens(sample).unwrap();
+    let from_files = BpeTokenizer::from_pretrained(&dir).unwrap();
+    let from_json = BpeTokenizer::load(dir.join("tokenizer.json")).unwrap();
+    assert_eq!(from_files.encode_with_special_tokens(sample).unwrap(), ids);
+    assert_eq!(from_json.encode_with_special_tokens(sample).unwrap(), ids);
+    assert_eq!(from_files.decode(&ids).unwrap(), sample);
+    if let Ok(keep) = std::env::var("ZEROFORMER_KEEP_SAVED_WITH_TOKENIZER") {
+        let expected = serde_json::json!({"text": sample, "ids": ids});
+        std::fs::write(
+            PathBuf::from(keep).join("zeroformer_ids.json"),
+            expected.to_string(),
+        )
+        .unwrap();
+    }
+    let again = Gpt::from_pretrained(&dir).unwrap();
+    let x = Tensor::from_ids(ids[..4].to_vec(), &[1, 4]);
+    no_grad(|| eval_mode(|| assert_eq!(again.forward(&x).to_vec(), model.forward(&x).to_vec())));
+}
+
 /// Rewrites the fixture's weights through `edit` (name, shape, values) into `dir`.
 fn edited(dir: &Path, edit: impl Fn(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) {
     let source = fixture_dir("tiny");

@@ -1,6 +1,7 @@
 //! GPT-2 in Hugging Face's layout, in and out: a directory with
 //! `config.json` and `model.safetensors` as transformers'
-//! `GPT2LMHeadModel.save_pretrained` writes them. The weights are read from
+//! `GPT2LMHeadModel.save_pretrained` writes them (and, with the tokenizer,
+//! its files and `generation_config.json`). The weights are read from
 //! a memory map; Hugging Face's `Conv1D` layers store `[in, out]` and this
 //! crate's `Linear` `[out, in]`, so those matrices are transposed on the
 //! way in and out. The output head is tied to `wte` and not stored.
@@ -15,10 +16,12 @@ use serde_json::{Value, json};
 use super::{Gpt, GptConfig};
 use crate::checkpoint::{describe_safetensors_error, write_atomically};
 use crate::nn::Module;
+use crate::tokenizer::{BpeTokenizer, Tokenizer};
 use crate::{Error, Result, Tensor};
 
 const CONFIG: &str = "config.json";
 const WEIGHTS: &str = "model.safetensors";
+const GENERATION_CONFIG: &str = "generation_config.json";
 
 /// One of our parameters as Hugging Face names it, and whether it is a
 /// `Conv1D` weight (stored transposed).
@@ -283,7 +286,27 @@ impl Gpt {
     /// Only models with biases (GPT-2's kind) can be written. Each file is
     /// written atomically.
     pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<()> {
+        self.write_pretrained(dir.as_ref(), None)
+    }
+
+    /// [`save_pretrained`](Self::save_pretrained) with the tokenizer beside
+    /// the weights ([`BpeTokenizer::save_pretrained`]'s files) and its end
+    /// of text (the first special token, GPT-2's `<|endoftext|>`) as
+    /// `bos_token_id` and `eos_token_id` in `config.json` and
+    /// `generation_config.json`: the folder alone is what transformers'
+    /// text-generation pipeline and examples/gpt2_generate need.
+    pub fn save_pretrained_with_tokenizer(
+        &self,
+        dir: impl AsRef<Path>,
+        tokenizer: &BpeTokenizer,
+    ) -> Result<()> {
         let dir = dir.as_ref();
+        let end_of_text = tokenizer.special_tokens().first().map(|&(_, id)| id);
+        self.write_pretrained(dir, end_of_text)?;
+        tokenizer.save_pretrained(dir)
+    }
+
+    fn write_pretrained(&self, dir: &Path, end_of_text: Option<i64>) -> Result<()> {
         let c = &self.config;
         if !c.bias {
             return Err(Error::InvalidConfig(
@@ -317,7 +340,7 @@ impl Gpt {
         )]));
         let bytes = safetensors::serialize(views, &metadata)
             .map_err(|e| Error::InvalidData(format!("serialising the weights: {e}")))?;
-        let config = json!({
+        let mut config = json!({
             "architectures": ["GPT2LMHeadModel"],
             "model_type": "gpt2",
             "vocab_size": c.vocab_size,
@@ -329,9 +352,9 @@ impl Gpt {
             "n_inner": null,
             "activation_function": "gelu_new",
             "layer_norm_epsilon": 1e-5,
-            "resid_pdrop": c.dropout,
-            "embd_pdrop": c.dropout,
-            "attn_pdrop": c.dropout,
+            "resid_pdrop": f32_json(c.dropout),
+            "embd_pdrop": f32_json(c.dropout),
+            "attn_pdrop": f32_json(c.dropout),
             "initializer_range": 0.02,
             "scale_attn_weights": true,
             "scale_attn_by_inverse_layer_idx": false,
@@ -341,7 +364,24 @@ impl Gpt {
         });
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the model folder", dir, e))?;
         write_atomically(&dir.join(WEIGHTS), &bytes)?;
+        if let Some(id) = end_of_text {
+            config["bos_token_id"] = json!(id);
+            config["eos_token_id"] = json!(id);
+            let generation = json!({"bos_token_id": id, "eos_token_id": id});
+            let text = serde_json::to_string_pretty(&generation).expect("JSON values serialise");
+            write_atomically(&dir.join(GENERATION_CONFIG), text.as_bytes())?;
+        }
         let text = serde_json::to_string_pretty(&config).expect("JSON values serialise");
         write_atomically(&dir.join(CONFIG), text.as_bytes())
     }
+}
+
+/// An f32 as the number it prints as (`0.1`), not its exact binary value
+/// widened to f64 (`0.10000000149011612`).
+fn f32_json(x: f32) -> Value {
+    json!(
+        x.to_string()
+            .parse::<f64>()
+            .expect("an f32 prints as a number")
+    )
 }

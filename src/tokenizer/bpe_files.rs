@@ -186,6 +186,65 @@ impl BpeTokenizer {
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         write_atomically(path.as_ref(), to_tokenizer_json(self).as_bytes())
     }
+
+    /// Writes the tokenizer files of a Hugging Face GPT-2 folder, each
+    /// atomically: `vocab.json` and `merges.txt` (GPT-2's layout),
+    /// `tokenizer.json`, and `tokenizer_config.json` naming the first
+    /// special token (`<|endoftext|>`) as beginning, end and unknown token,
+    /// as GPT-2's does. transformers' `AutoTokenizer.from_pretrained(dir)`
+    /// and [`from_pretrained`](Self::from_pretrained) read the folder.
+    pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the folder", dir, e))?;
+        let name = token_names(self);
+        let vocab: Map<String, Value> = name
+            .iter()
+            .enumerate()
+            .map(|(id, n)| (n.clone(), json!(id)))
+            .collect();
+        let mut merges = String::from("#version: 0.2\n");
+        for &(a, b) in self.merges() {
+            merges.push_str(&format!("{} {}\n", name[a as usize], name[b as usize]));
+        }
+        let mut config = json!({"add_prefix_space": false});
+        if let Some((special, _)) = self.special_ids().next() {
+            for key in ["bos_token", "eos_token", "unk_token"] {
+                config[key] = json!(special);
+            }
+        }
+        let files = [
+            (
+                "vocab.json",
+                serde_json::to_string(&vocab).expect("JSON values serialise"),
+            ),
+            ("merges.txt", merges),
+            ("tokenizer.json", to_tokenizer_json(self)),
+            (
+                "tokenizer_config.json",
+                serde_json::to_string_pretty(&config).expect("JSON values serialise"),
+            ),
+        ];
+        for (file, text) in files {
+            write_atomically(&dir.join(file), text.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// Every token's name by id, as GPT-2's files spell them: a special
+/// token's text, else its bytes in GPT-2's printable alphabet.
+fn token_names(tokenizer: &BpeTokenizer) -> Vec<String> {
+    let table = byte_to_char();
+    let special: Vec<(String, u32)> = tokenizer
+        .special_ids()
+        .map(|(t, id)| (t.to_string(), id))
+        .collect();
+    (0..tokenizer.tokens().len() as u32)
+        .map(|id| match special.iter().find(|(_, s)| *s == id) {
+            Some((t, _)) => t.clone(),
+            None => encode_bytes(tokenizer.token_bytes(id).expect("an id"), &table),
+        })
+        .collect()
 }
 
 fn parse_tokenizer_json(text: &str) -> std::result::Result<BpeTokenizer, String> {
@@ -271,17 +330,12 @@ fn parse_tokenizer_json(text: &str) -> std::result::Result<BpeTokenizer, String>
 
 /// Hugging Face's `tokenizer.json` for a byte-level BPE.
 pub(super) fn to_tokenizer_json(tokenizer: &BpeTokenizer) -> String {
-    let table = byte_to_char();
+    let names = token_names(tokenizer);
+    let name = |id: u32| names[id as usize].clone();
     let special: Vec<(String, u32)> = tokenizer
         .special_ids()
         .map(|(t, id)| (t.to_string(), id))
         .collect();
-    let name = |id: u32| -> String {
-        match special.iter().find(|(_, s)| *s == id) {
-            Some((t, _)) => t.clone(),
-            None => encode_bytes(tokenizer.token_bytes(id).expect("an id"), &table),
-        }
-    };
     let vocab: Map<String, Value> = (0..tokenizer.tokens().len() as u32)
         .map(|id| (name(id), json!(id)))
         .collect();
