@@ -140,9 +140,21 @@ fn run(args: Args) -> Result<()> {
 fn generate_text(args: Args) -> Result<()> {
     if let Some(dir) = &args.init_random {
         let model = Gpt::new(GptConfig::preset("gpt2", 0)?, 0)?;
-        model.save_pretrained(dir)?;
+        // With GPT-2's tokenizer files at hand the folder gets them too, and
+        // needs no --gpt2-dir to generate from.
+        let with = match locate_gpt2(args.gpt2_dir.as_deref()) {
+            Ok((vocab, merges)) => {
+                let tok = BpeTokenizer::from_gpt2_files(vocab, merges)?;
+                model.save_pretrained_with_tokenizer(dir, &tok)?;
+                " and GPT-2's tokenizer"
+            }
+            Err(_) => {
+                model.save_pretrained(dir)?;
+                ""
+            }
+        };
         println!(
-            "wrote a random GPT-2 ({} parameters) to {}",
+            "wrote a random GPT-2 ({} parameters){with} to {}",
             model.num_parameters(),
             dir.display()
         );
