@@ -1,10 +1,20 @@
 #!/usr/bin/env python3
 """The same GPT as zeroformer's (nanoGPT's bias-free model: learned
 positions, pre-norm, tanh-GELU, tied head, GPT-2 init), trained step by step
-in PyTorch eager, to compare speed on the same machine. Run by hand:
+in PyTorch, to compare speed on the same machine. Run by hand:
 
     python3 scripts/train_gpt_torch.py --preset cpu-mini --batch-size 12
     python3 scripts/train_gpt_torch.py --preset gpt-mini --batch-size 32
+
+The PyTorch code path is the one nanoGPT's model.py and train.py take, as a
+user runs it: attention through `F.scaled_dot_product_attention(q, k, v,
+is_causal=True)` (nanoGPT's flash path), AdamW with `fused=True` where the
+installed torch has it on this device (else its default, foreach), the
+gradient clip by `clip_grad_norm_`, eager mode. `--compile` wraps the model
+in `torch.compile` (inductor; on the CPU it needs a C++ compiler, and the
+first steps compile), the second reference. `--attention explicit` runs
+matmul, masked_fill, softmax, matmul instead: an extra row for comparison
+only, never the reference. The line printed names the path taken.
 
 Prints the median step time and tokens/s over --steps steps (after
 --warmup), with random token batches (speed does not depend on the data).
@@ -52,9 +62,9 @@ PRESETS = {  # n_layer, n_head, n_embd, block_size
 
 
 class Block(nn.Module):
-    def __init__(self, c, h):
+    def __init__(self, c, h, attention="sdpa"):
         super().__init__()
-        self.h = h
+        self.h, self.attention = h, attention
         self.ln_1 = nn.LayerNorm(c, bias=False)
         self.qkv = nn.Linear(c, 3 * c, bias=False)
         self.proj = nn.Linear(c, c, bias=False)
@@ -66,20 +76,24 @@ class Block(nn.Module):
         b, t, c = x.shape
         q, k, v = self.qkv(self.ln_1(x)).split(c, dim=2)
         q, k, v = (z.view(b, t, self.h, c // self.h).transpose(1, 2) for z in (q, k, v))
-        # The explicit form zeroformer uses (no fused SDPA kernel).
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(c // self.h)
-        mask = torch.triu(torch.ones(t, t, dtype=torch.bool), 1)
-        y = att.masked_fill(mask, float("-inf")).softmax(-1) @ v
+        if self.attention == "sdpa":
+            # nanoGPT's path.
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            # The explicit form: the T x T scores, masked, softmax, times V.
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(c // self.h)
+            mask = torch.triu(torch.ones(t, t, dtype=torch.bool), 1)
+            y = att.masked_fill(mask, float("-inf")).softmax(-1) @ v
         x = x + self.proj(y.transpose(1, 2).reshape(b, t, c))
         return x + self.mlp_proj(F.gelu(self.fc(self.ln_2(x)), approximate="tanh"))
 
 
 class Gpt(nn.Module):
-    def __init__(self, vocab, n_layer, n_head, c, block_size):
+    def __init__(self, vocab, n_layer, n_head, c, block_size, attention="sdpa"):
         super().__init__()
         self.wte = nn.Embedding(vocab, c)
         self.wpe = nn.Embedding(block_size, c)
-        self.blocks = nn.ModuleList(Block(c, n_head) for _ in range(n_layer))
+        self.blocks = nn.ModuleList(Block(c, n_head, attention) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(c, bias=False)
         for name, p in self.named_parameters():
             if p.dim() >= 2:
@@ -111,6 +125,9 @@ def main():
     ap.add_argument("--eval-iters", type=int, default=20, help="with --data: random batches per estimate")
     ap.add_argument("--sample-tokens", type=int, default=500, help="with --data")
     ap.add_argument("--out", help="with --data: checkpoint folder (default: a temporary one)")
+    ap.add_argument("--attention", choices=["sdpa", "explicit"], default="sdpa",
+                    help="sdpa (nanoGPT's, the reference) or the explicit matmul-softmax-matmul form")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model (the second reference)")
     ap.add_argument("--paired", metavar="BIN", help="alternate with zeroformer's step_time binary")
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
@@ -121,16 +138,27 @@ def main():
     print(time_steps(args))
 
 
+def adamw(groups):
+    """AdamW as nanoGPT configures it, fused where this torch has it on the
+    CPU; returns the optimizer and which implementation it is."""
+    try:
+        return torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99), fused=True), "fused"
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99)), "foreach"
+
+
 def time_steps(args):
     """PyTorch's median step on random tokens, as the line main() prints."""
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     n_layer, n_head, c, block_size = PRESETS[args.preset]
-    model = Gpt(args.vocab, n_layer, n_head, c, block_size)
+    model = Gpt(args.vocab, n_layer, n_head, c, block_size, args.attention)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "wte" not in n and "wpe" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "wte" not in n and "wpe" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-3, betas=(0.9, 0.99))
+    opt, adam = adamw([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}])
+    params = sum(p.numel() for p in model.parameters())
+    if args.compile:
+        model = torch.compile(model)
     times = []
     for i in range(args.warmup + args.steps):
         seq = torch.randint(0, args.vocab, (args.batch_size, block_size + 1))
@@ -145,9 +173,9 @@ def time_steps(args):
             times.append(time.perf_counter() - t0)
     step = statistics.median(times)
     tokens = args.batch_size * block_size
+    path = f"attention={args.attention} adamw={adam} compile={'yes' if args.compile else 'no'}"
     return (f"torch {torch.__version__} threads={args.threads} preset={args.preset} batch={args.batch_size} "
-            f"params={sum(p.numel() for p in model.parameters())} median_step_ms={step * 1e3:.1f} "
-            f"tokens_per_s={tokens / step:.0f}")
+            f"{path} params={params} median_step_ms={step * 1e3:.1f} tokens_per_s={tokens / step:.0f}")
 
 
 def paired(args):
@@ -185,12 +213,11 @@ def run_recipe(args, out):
     n = int(len(ids) * 0.9)
     train, val = ids[:n], ids[n:]
     n_layer, n_head, c, block_size = PRESETS[args.preset]
-    model = Gpt(len(chars), n_layer, n_head, c, block_size)
+    model = Gpt(len(chars), n_layer, n_head, c, block_size, args.attention)
     is_decay = lambda n, p: p.dim() >= 2 and "wte" not in n and "wpe" not in n
-    opt = torch.optim.AdamW(
+    opt, _ = adamw(
         [{"params": [p for n, p in model.named_parameters() if is_decay(n, p)], "weight_decay": 0.1},
-         {"params": [p for n, p in model.named_parameters() if not is_decay(n, p)], "weight_decay": 0.0}],
-        lr=1e-3, betas=(0.9, 0.99))
+         {"params": [p for n, p in model.named_parameters() if not is_decay(n, p)], "weight_decay": 0.0}])
 
     # Evaluation draws its batches from its own stream, as the example does, so
     # that the training batches do not depend on how often it evaluates.
