@@ -19,7 +19,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use zeroformer::data::speeches::{parse_speeches, top_speakers};
-use zeroformer::data::{locate_shakespeare, read_text};
+use zeroformer::data::{locate_or_fetch_shakespeare, read_text};
 use zeroformer::models::{Encoder, EncoderConfig, Pooling};
 use zeroformer::nn::{Activation, LayerConfig, Module, NormKind, NormPlacement, Positional};
 use zeroformer::optim::{Adam, AdamConfig, LrSchedule, Optimizer, clip_grad_norm, decay_groups};
@@ -116,7 +116,7 @@ fn train(args: Args) -> Result<()> {
             args.test_fraction
         )));
     }
-    let path = locate_shakespeare(args.data.as_deref())?;
+    let path = locate_or_fetch_shakespeare(args.data.as_deref())?;
     let speeches = parse_speeches(&read_text(&path)?);
     let speakers = top_speakers(&speeches, args.speakers);
     if speakers.len() < args.speakers {

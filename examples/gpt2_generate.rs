@@ -18,8 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
-use zeroformer::data::locate_gpt2;
+use indicatif::{ProgressBar, ProgressStyle};
+use zeroformer::data::{locate_gpt2, locate_or_fetch_gpt2};
 use zeroformer::generation::{GenerationConfig, Sampling, generate_with};
+use zeroformer::hub::Hub;
 use zeroformer::nn::Module;
 use zeroformer::plot;
 use zeroformer::tokenizer::{BpeTokenizer, DecodeStream, Tokenizer};
@@ -29,8 +31,15 @@ use zeroformer::{Device, Error, Gpt, GptConfig, Result};
 #[derive(Parser, Debug)]
 #[command(version, allow_negative_numbers = true)]
 struct Args {
-    /// A Hugging Face GPT-2 directory (config.json, model.safetensors).
-    #[arg(long, required_unless_present = "init_random")]
+    /// A Hugging Face model by name: gpt2, gpt2-medium, gpt2-large,
+    /// gpt2-xl, openai-community/gpt2, or any org/name in GPT-2's format.
+    /// Downloaded once into the cache ($ZEROFORMER_CACHE, else
+    /// ~/.cache/zeroformer; $HF_ENDPOINT names a mirror).
+    #[arg(long, conflicts_with = "model_dir")]
+    model: Option<String>,
+    /// A Hugging Face GPT-2 directory (config.json, model.safetensors, and
+    /// its tokenizer files if it has them): works offline.
+    #[arg(long, required_unless_present_any = ["init_random", "model"])]
     model_dir: Option<PathBuf>,
     /// Write a GPT-2 124M-shaped model with random weights to this
     /// directory and exit (for benchmarks: nothing can be downloaded here).
@@ -96,6 +105,35 @@ fn main() {
     }
 }
 
+/// Hugging Face model `name`'s folder in the cache, downloaded the first
+/// time with a progress bar per file.
+fn fetch(name: &str) -> Result<PathBuf> {
+    let mut bar: Option<(String, ProgressBar)> = None;
+    let dir = Hub::default().model(name, &mut |file, done, total| {
+        if bar.as_ref().is_none_or(|(f, _)| f != file) {
+            if let Some((_, old)) = bar.take() {
+                old.finish();
+            }
+            let new = ProgressBar::new(total.unwrap_or(0));
+            new.set_style(
+                ProgressStyle::with_template(
+                    "{msg:20} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .expect("a valid template"),
+            );
+            new.set_message(file.to_string());
+            bar = Some((file.to_string(), new));
+        }
+        if let Some((_, b)) = &bar {
+            b.set_position(done);
+        }
+    })?;
+    if let Some((_, b)) = bar {
+        b.finish();
+    }
+    Ok(dir)
+}
+
 /// The model directory's tokenizer, else GPT-2's files.
 fn tokenizer(dir: &Path, gpt2_dir: Option<&Path>) -> Result<BpeTokenizer> {
     if ["vocab.json", "tokenizer.json"]
@@ -104,7 +142,7 @@ fn tokenizer(dir: &Path, gpt2_dir: Option<&Path>) -> Result<BpeTokenizer> {
     {
         return BpeTokenizer::from_pretrained(dir);
     }
-    let (vocab, merges) = locate_gpt2(gpt2_dir)?;
+    let (vocab, merges) = locate_or_fetch_gpt2(gpt2_dir)?;
     BpeTokenizer::from_gpt2_files(vocab, merges)
 }
 
@@ -161,7 +199,15 @@ fn generate_text(args: Args) -> Result<()> {
         return Ok(());
     }
     let sampling = Sampling::new(args.temperature, args.top_k, args.top_p)?;
-    let dir = args.model_dir.as_deref().expect("clap requires it");
+    let fetched;
+    let dir = match (&args.model, &args.model_dir) {
+        (Some(name), _) => {
+            fetched = fetch(name)?;
+            fetched.as_path()
+        }
+        (None, Some(dir)) => dir.as_path(),
+        (None, None) => unreachable!("clap requires one"),
+    };
     let t = Instant::now();
     let mut model = Gpt::from_pretrained(dir)?;
     if args.int8 {

@@ -13,7 +13,7 @@ use std::time::Instant;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
-use zeroformer::data::{TokenFile, locate_gpt2, locate_shakespeare, read_text};
+use zeroformer::data::{TokenFile, locate_or_fetch_gpt2, locate_or_fetch_shakespeare, read_text};
 use zeroformer::tokenizer::{self, BpeTokenizer, BpeTrainer, CharTokenizer, Tokenizer};
 use zeroformer::{Error, Result};
 
@@ -57,7 +57,7 @@ fn run(args: Args) -> Result<()> {
             args.val_fraction
         )));
     }
-    let path = locate_shakespeare(args.input.as_deref())?;
+    let path = locate_or_fetch_shakespeare(args.input.as_deref())?;
     let text = read_text(&path)?;
     // The split falls where a token must start, so both parts encode as
     // the whole does.
@@ -72,7 +72,7 @@ fn run(args: Args) -> Result<()> {
         "char" => Box::new(CharTokenizer::from_text(&text)),
         "bpe" => Box::new(BpeTrainer::new(args.vocab_size).train(train)?),
         "gpt2" => {
-            let (vocab, merges) = locate_gpt2(args.gpt2_dir.as_deref())?;
+            let (vocab, merges) = locate_or_fetch_gpt2(args.gpt2_dir.as_deref())?;
             Box::new(BpeTokenizer::from_gpt2_files(vocab, merges)?)
         }
         file => {

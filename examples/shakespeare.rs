@@ -23,7 +23,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use zeroformer::checkpoint::{Checkpoint, remove_stale_temp_files};
 use zeroformer::data::{
-    check_long_enough, locate_gpt2, locate_shakespeare, read_text, train_val_split,
+    check_long_enough, locate_or_fetch_gpt2, locate_or_fetch_shakespeare, read_text,
+    train_val_split,
 };
 use zeroformer::generation::{Sampling, generate};
 use zeroformer::models::{Gpt, GptConfig};
@@ -269,7 +270,7 @@ fn train(args: Args) -> RunResult<()> {
         return sample_only(&args, dir, &sampling);
     }
     check_out_dir_free(&args)?;
-    let path = locate_shakespeare(args.data.as_deref())?;
+    let path = locate_or_fetch_shakespeare(args.data.as_deref())?;
     let text = read_text(&path)?;
     let (mut trainer, tokenizer, kind) = match &args.resume {
         Some(dir) => resume(dir, &text, &args)?,
@@ -532,7 +533,7 @@ fn build_tokenizer(kind: &str, text: &str, args: &Args) -> Result<Box<dyn Tokeni
             Box::new(bpe)
         }
         "gpt2" => {
-            let (vocab, merges) = locate_gpt2(args.gpt2_dir.as_deref())?;
+            let (vocab, merges) = locate_or_fetch_gpt2(args.gpt2_dir.as_deref())?;
             Box::new(BpeTokenizer::from_gpt2_files(vocab, merges)?)
         }
         other => {

@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
+use zeroformer::data::locate_or_fetch_gpt2;
 use zeroformer::tokenizer::{BpeTokenizer, BpeTrainer, Tokenizer};
 use zeroformer::{Error, Result};
 
@@ -39,6 +40,10 @@ struct Args {
     /// A Hugging Face `tokenizer.json` (byte-level BPE).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
+    /// GPT-2's tokenizer: its files in data/gpt2 or ../shared/data/gpt2,
+    /// else downloaded once from the Hugging Face hub into the cache.
+    #[arg(long, conflicts_with_all = ["vocab", "tokenizer", "train"])]
+    gpt2: bool,
     /// Train a byte-level BPE on this corpus (with --vocab-size and --out).
     #[arg(long, requires_all = ["vocab_size", "out"], conflicts_with_all = ["vocab", "tokenizer"])]
     train: Option<PathBuf>,
@@ -102,8 +107,13 @@ fn load(args: &Args, pool: &rayon::ThreadPool) -> Result<BpeTokenizer> {
     match (&args.vocab, &args.merges, &args.tokenizer) {
         (Some(v), Some(m), None) => BpeTokenizer::from_gpt2_files(v, m),
         (None, None, Some(t)) => BpeTokenizer::load(t),
+        (None, None, None) if args.gpt2 => {
+            let (vocab, merges) = locate_or_fetch_gpt2(None)?;
+            BpeTokenizer::from_gpt2_files(vocab, merges)
+        }
         _ => Err(Error::InvalidConfig(
-            "give --vocab FILE --merges FILE, --tokenizer FILE.json, or --train CORPUS".into(),
+            "give --gpt2, --vocab FILE --merges FILE, --tokenizer FILE.json, or --train CORPUS"
+                .into(),
         )),
     }
 }

@@ -41,6 +41,15 @@ pub enum Error {
         /// What is wrong with it, naming the entry or field.
         message: String,
     },
+    /// A download that failed (the `hub` feature): the address and what
+    /// went wrong, with what to do about it.
+    #[error("downloading {url}: {message}")]
+    Download {
+        /// What was being downloaded.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Input data that does not have the form the crate expects.
     #[error("invalid data: {0}")]
     InvalidData(String),

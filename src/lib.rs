@@ -121,6 +121,8 @@ mod device;
 mod error;
 pub mod generation;
 pub mod gradcheck;
+#[cfg(feature = "hub")]
+pub mod hub;
 pub mod layout;
 mod mode;
 pub mod models;

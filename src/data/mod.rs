@@ -36,6 +36,35 @@ pub fn locate_shakespeare(explicit: Option<&Path>) -> Result<PathBuf> {
         })
 }
 
+/// [`locate_shakespeare`], and when no corpus is found and none was named,
+/// tiny Shakespeare downloaded into `data/tinyshakespeare.txt` (the `hub`
+/// feature; checked against its SHA-256), saying so on stderr first. A
+/// failed download's error also gives the command that fetches it by hand.
+pub fn locate_or_fetch_shakespeare(explicit: Option<&Path>) -> Result<PathBuf> {
+    let found = locate_shakespeare(explicit);
+    #[cfg(feature = "hub")]
+    if found.is_err() && explicit.is_none() {
+        let dest = PathBuf::from("data/tinyshakespeare.txt");
+        eprintln!(
+            "no corpus found: downloading tiny Shakespeare (1.1 MB) from {} into {}",
+            crate::hub::SHAKESPEARE_URL,
+            dest.display()
+        );
+        return crate::hub::fetch_shakespeare(&dest, &mut |_, _| {})
+            .map(|()| dest)
+            .map_err(|e| match e {
+                Error::Download { url, message } => Error::Download {
+                    url,
+                    message: format!(
+                        "{message}; fetch it by hand with `{FETCH_SHAKESPEARE}`, or pass --data PATH"
+                    ),
+                },
+                other => other,
+            });
+    }
+    found
+}
+
 /// Where the examples find GPT-2's tokenizer files (`vocab.json`,
 /// `merges.txt`): in `explicit` (a `--gpt2-dir` flag) when given, else
 /// `data/gpt2/`, else `../shared/data/gpt2/`.
@@ -56,6 +85,33 @@ pub fn locate_gpt2(explicit: Option<&Path>) -> Result<(PathBuf, PathBuf)> {
                     .join(" or ")
             ))
         })
+}
+
+/// [`locate_gpt2`], and when no files are found and no folder was named,
+/// GPT-2's `vocab.json` and `merges.txt` from the Hugging Face hub's `gpt2`
+/// repository, downloaded once into the cache (the `hub` feature; not the
+/// model's weights), saying so on stderr.
+pub fn locate_or_fetch_gpt2(explicit: Option<&Path>) -> Result<(PathBuf, PathBuf)> {
+    let found = locate_gpt2(explicit);
+    #[cfg(feature = "hub")]
+    if found.is_err() && explicit.is_none() {
+        let hub = crate::hub::Hub::default();
+        let mut said = false;
+        let mut say = |name: &str, _: u64, _: Option<u64>| {
+            if !said {
+                eprintln!(
+                    "downloading GPT-2's tokenizer ({name}, ...) from {} into {}",
+                    hub.endpoint,
+                    hub.cache.display()
+                );
+                said = true;
+            }
+        };
+        let vocab = hub.file("gpt2", "vocab.json", &mut say)?;
+        let merges = hub.file("gpt2", "merges.txt", &mut say)?;
+        return Ok((vocab, merges));
+    }
+    found
 }
 
 /// Reads a UTF-8 text corpus, with errors that say what to do.

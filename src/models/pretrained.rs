@@ -280,6 +280,18 @@ impl Gpt {
         Ok(model)
     }
 
+    /// GPT-2 from a Hugging Face model repository by name (`gpt2`,
+    /// `gpt2-medium`, `openai-community/gpt2`, or any `org/name` in GPT-2's
+    /// format): its files downloaded once into the cache
+    /// ([`Hub::model`](crate::hub::Hub::model); `$ZEROFORMER_CACHE`,
+    /// `$HF_ENDPOINT`), then [`from_pretrained`](Self::from_pretrained). The
+    /// tokenizer is in the same folder (`BpeTokenizer::from_pretrained`).
+    #[cfg(feature = "hub")]
+    pub fn from_hub(repo: &str) -> Result<Gpt> {
+        let dir = crate::hub::Hub::default().model(repo, &mut |_, _, _| {})?;
+        Gpt::from_pretrained(dir)
+    }
+
     /// Writes the model as a Hugging Face GPT-2 directory (`config.json`,
     /// `model.safetensors`), which transformers'
     /// `GPT2LMHeadModel.from_pretrained(dir)` loads to the same logits.
