@@ -109,6 +109,10 @@ struct Args {
     /// Global gradient-norm clip, >= 0 (0 disables) [default: 1.0].
     #[arg(long)]
     grad_clip: Option<f32>,
+    /// Train even when the step's estimated memory exceeds what the device
+    /// has (the estimate is 5-20% above the measured peak).
+    #[arg(long)]
+    no_memory_check: bool,
     /// Dropout probability in [0, 1) [default: 0].
     #[arg(long)]
     dropout: Option<f32>,
@@ -508,6 +512,7 @@ fn recipe(args: &Args, base: TrainConfig) -> TrainConfig {
         decay_steps: args.iters.unwrap_or(base.decay_steps),
         weight_decay: args.weight_decay.unwrap_or(base.weight_decay),
         grad_clip: args.grad_clip.unwrap_or(base.grad_clip),
+        memory_check: base.memory_check && !args.no_memory_check,
         ..base
     }
 }

@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zeroformer::models::GptConfig;
 use zeroformer::nn::{AttentionKernel, Module};
-use zeroformer::train::{TrainConfig, Trainer};
+use zeroformer::train::{TrainConfig, Trainer, step_memory};
 use zeroformer::{Device, Error, Result};
 
 /// Median time of a GPT training step.
@@ -31,6 +31,9 @@ struct Args {
     /// Model preset (cpu-mini, gpt-mini, shakespeare-char).
     #[arg(long, default_value = "cpu-mini")]
     preset: String,
+    /// Tokens per training window (default: the model's context).
+    #[arg(long)]
+    context: Option<usize>,
     /// Sequences per training step.
     #[arg(long, default_value_t = 12)]
     batch_size: usize,
@@ -85,9 +88,10 @@ fn train(args: Args) -> Result<()> {
         ));
     }
     let model_config = GptConfig::preset(&args.preset, args.vocab)?;
-    let context = model_config.block_size;
+    let context = args.context.unwrap_or(model_config.block_size);
     let config = TrainConfig {
         batch_size: args.batch_size,
+        context: args.context,
         ..TrainConfig::nanogpt_cpu(args.warmup + args.steps)
     };
     let mut trainer = Trainer::new(model_config, config)?;
@@ -119,11 +123,18 @@ fn train(args: Args) -> Result<()> {
     times.sort_by(f64::total_cmp);
     let step = times[times.len() / 2];
     let params: usize = trainer.model.parameters().iter().map(|p| p.numel()).sum();
+    let estimate = step_memory(
+        &trainer.model.config,
+        &trainer.config,
+        &trainer.model.device(),
+    )
+    .unwrap_or(u64::MAX);
     println!(
-        "zeroformer threads={} preset={} batch={} params={params} mean_step_ms={:.1} median_step_ms={:.1} tokens_per_s={:.0}",
+        "zeroformer threads={} preset={} batch={} params={params} memory_estimate_mib={} mean_step_ms={:.1} median_step_ms={:.1} tokens_per_s={:.0}",
         rayon::current_num_threads(),
         args.preset,
         args.batch_size,
+        estimate >> 20,
         mean * 1e3,
         step * 1e3,
         (args.batch_size * context) as f64 / step

@@ -103,6 +103,22 @@ fn a_step_that_cannot_fit_in_memory_is_refused_before_allocating() {
         .to_string();
     assert!(err.contains("needs about"), "{err}");
     assert!(err.contains("available"), "{err}");
+    // The error names the override, and the override lets the trainer be
+    // made (nothing of the batch is allocated before its first step).
+    assert!(err.contains("--no-memory-check"), "{err}");
+    let unchecked = TrainConfig {
+        memory_check: false,
+        ..huge.clone()
+    };
+    assert!(Trainer::new(model.clone(), unchecked).is_ok());
+    // A window longer than the model's context is refused, one as short
+    // as asked is what a step trains on.
+    let long = TrainConfig {
+        context: Some(model.block_size + 1),
+        ..train.clone()
+    };
+    let err = Trainer::new(model.clone(), long).err().unwrap().to_string();
+    assert!(err.contains("longer than the model's 16"), "{err}");
     // The same in a checkpoint's train_config.
     let dir = tempfile::tempdir().unwrap();
     let path = saved(dir.path());

@@ -102,10 +102,12 @@ impl Trainer<Gpt> {
         Trainer::from_model(model, config)
     }
 
-    /// One optimisation step on random windows of `tokens` (see
+    /// One optimisation step on random windows of `tokens`, each
+    /// [`TrainConfig::context`] tokens long (else the model's context; see
     /// [`train_step_with`](Self::train_step_with)).
     pub fn train_step(&mut self, tokens: &[i64]) -> Result<StepStats> {
-        let (batch, context) = (self.config.batch_size, self.model.config.block_size);
+        let batch = self.config.batch_size;
+        let context = self.config.context.unwrap_or(self.model.config.block_size);
         let device = self.model.device();
         self.train_step_with(|rng| data::random_batch(tokens, batch, context, rng, &device))
     }
@@ -113,7 +115,8 @@ impl Trainer<Gpt> {
     /// Mean loss over `batches` random windows of `tokens` (nanoGPT's
     /// estimate_loss; see [`estimate_loss_with`](Self::estimate_loss_with)).
     pub fn estimate_loss(&mut self, tokens: &[i64], batches: usize) -> f32 {
-        let (batch, context) = (self.config.batch_size, self.model.config.block_size);
+        let batch = self.config.batch_size;
+        let context = self.config.context.unwrap_or(self.model.config.block_size);
         let device = self.model.device();
         self.estimate_loss_with(batches, |rng| {
             data::random_batch(tokens, batch, context, rng, &device)
