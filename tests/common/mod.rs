@@ -119,25 +119,58 @@ impl Fixture {
     }
 }
 
-/// A file from the shared data folder (`../shared/data/<rel>` beside the
-/// repository). When it is missing the test is skipped with a printed
-/// reason, unless `ZEROFORMER_REQUIRE_DATA=1`, which makes it a failure.
+/// A data file, found where the examples look: `data/<rel>` in the
+/// repository, then `../shared/data/<rel>` beside it, then (for GPT-2's
+/// tokenizer files) the download cache of `tokenize --gpt2`. When it is
+/// missing the test is skipped, and says so on the terminal even without
+/// `--nocapture` (the notice is written past the test harness's capture),
+/// naming the file and how to fetch it; with `ZEROFORMER_REQUIRE_DATA=1`
+/// it fails instead.
 pub fn shared_data(rel: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data")
-        .join(rel);
-    if path.exists() {
-        return Some(path);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut places = vec![
+        root.join("data").join(rel),
+        root.join("../shared/data").join(rel),
+    ];
+    if let Some(file) = rel.strip_prefix("gpt2/") {
+        let cache = std::env::var_os("ZEROFORMER_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/zeroformer"))
+            });
+        if let Some(cache) = cache {
+            places.push(cache.join("models/gpt2").join(file));
+        }
     }
+    if let Some(found) = places.iter().find(|p| p.exists()) {
+        return Some(found.clone());
+    }
+    let fetch = if rel.starts_with("gpt2/") {
+        "cargo run --release --example tokenize -- --gpt2 --input Cargo.toml"
+    } else {
+        "cargo run --release --example shakespeare -- --iters 1"
+    };
+    let why = format!(
+        "{} is missing (looked in {}); `{fetch}` fetches it",
+        rel,
+        places
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     if std::env::var("ZEROFORMER_REQUIRE_DATA").is_ok_and(|v| v == "1") {
-        panic!(
-            "{} is missing and ZEROFORMER_REQUIRE_DATA=1",
-            path.display()
-        );
+        panic!("{why}, and ZEROFORMER_REQUIRE_DATA=1");
     }
-    eprintln!(
-        "skipping: {} is missing (set ZEROFORMER_REQUIRE_DATA=1 to fail instead)",
-        path.display()
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    // Straight to the terminal: eprintln! would be captured with the
+    // test's output and shown only if it failed.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("SKIPPED {test}: {why}\n").as_bytes(),
     );
     None
 }
