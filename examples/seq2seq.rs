@@ -21,7 +21,9 @@ use zeroformer::data::digits::{self, DigitTask, START, VOCAB_SIZE};
 use zeroformer::models::{EncoderDecoder, EncoderDecoderConfig};
 use zeroformer::nn::{LayerConfig, Module, NormPlacement};
 use zeroformer::optim::{Adam, AdamConfig, LrSchedule, Optimizer, ParamGroup};
-use zeroformer::train::{MetricsWriter, Record};
+use zeroformer::train::{
+    MetricsWriter, Record, TrainConfig, Trainable, encoder_decoder_step_memory,
+};
 use zeroformer::{Device, Error, Result};
 
 /// Train an encoder-decoder Transformer to copy or reverse digit sequences.
@@ -79,6 +81,10 @@ struct Args {
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Train even when the step's estimated memory exceeds what the device
+    /// has (the estimate is printed first).
+    #[arg(long)]
+    no_memory_check: bool,
     /// Where to run: cpu, cuda or cuda:N (the `cuda` feature).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -129,14 +135,23 @@ fn train(args: Args) -> Result<()> {
         positional: zeroformer::nn::Positional::Sinusoidal,
     };
     let mut model = EncoderDecoder::new(config, args.seed)?;
+    let step = TrainConfig {
+        batch_size: args.batch_size,
+        context: Some(args.len),
+        memory_check: !args.no_memory_check,
+        ..TrainConfig::nanogpt_cpu(args.steps)
+    };
+    let estimate = encoder_decoder_step_memory(&model.config, &step, &model.device());
     println!(
-        "task {}: {} digits, {} parameters, {} steps of batch {}",
+        "task {}: {} digits, {} parameters, {} steps of batch {}, memory_estimate_mib={}",
         task.name(),
         args.len,
         model.num_parameters(),
         args.steps,
-        args.batch_size
+        args.batch_size,
+        estimate.unwrap_or(u64::MAX) >> 20
     );
+    model.check_step(&step)?;
 
     // The paper's optimiser: Adam (0.9, 0.98, eps 1e-9) under the Noam schedule.
     let schedule = LrSchedule::Noam {

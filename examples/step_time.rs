@@ -55,6 +55,9 @@ struct Args {
     /// Attention as matmul, softmax, matmul instead of the fused op.
     #[arg(long)]
     composed: bool,
+    /// Dropout probability (0 for none; above 0, attention is composed).
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
     /// Data-parallel shards per batch (default: one per thread; 1 runs
     /// the batch whole, its kernels split across the threads).
     #[arg(long)]
@@ -87,7 +90,10 @@ fn train(args: Args) -> Result<()> {
             "--steps and --vocab must be at least 1".into(),
         ));
     }
-    let model_config = GptConfig::preset(&args.preset, args.vocab)?;
+    let model_config = GptConfig {
+        dropout: args.dropout,
+        ..GptConfig::preset(&args.preset, args.vocab)?
+    };
     let context = args.context.unwrap_or(model_config.block_size);
     let config = TrainConfig {
         batch_size: args.batch_size,

@@ -140,6 +140,42 @@ fn a_step_that_cannot_fit_in_memory_is_refused_before_allocating() {
 }
 
 #[test]
+fn an_encoder_decoder_step_that_cannot_fit_is_refused_with_the_override_named() {
+    use zeroformer::models::{EncoderDecoder, EncoderDecoderConfig};
+    let config = EncoderDecoderConfig::preset("transformer-tiny", 11, 11, 12).unwrap();
+    let train = TrainConfig {
+        batch_size: 8,
+        ..TrainConfig::nanogpt_cpu(10)
+    };
+    let model = || EncoderDecoder::new(config.clone(), 0).unwrap();
+    assert!(Trainer::from_model(model(), train.clone()).is_ok());
+    let huge = TrainConfig {
+        batch_size: 1_000_000_000,
+        ..train.clone()
+    };
+    let err = Trainer::from_model(model(), huge.clone())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("needs about"), "{err}");
+    assert!(err.contains("--no-memory-check"), "{err}");
+    let unchecked = TrainConfig {
+        memory_check: false,
+        ..huge
+    };
+    assert!(Trainer::from_model(model(), unchecked).is_ok());
+    let long = TrainConfig {
+        context: Some(13),
+        ..train
+    };
+    let err = Trainer::from_model(model(), long)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("longer than the model's 12"), "{err}");
+}
+
+#[test]
 fn bad_training_settings_are_refused() {
     let (model, train) = configs();
     for (bad, name) in [

@@ -1,10 +1,9 @@
-//! The optimisation recipe, and what a GPT training step costs in memory.
+//! The optimisation recipe.
 
 use serde::{Deserialize, Serialize};
 
-use crate::models::GptConfig;
 use crate::optim::LrSchedule;
-use crate::{Device, Error, Result};
+use crate::{Error, Result};
 
 /// The optimisation recipe.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,7 +36,7 @@ pub struct TrainConfig {
     #[serde(default)]
     pub context: Option<usize>,
     /// Whether the trainer refuses a step whose estimated memory
-    /// ([`step_memory`]) exceeds what the device has (true by default);
+    /// ([`step_memory`](super::step_memory)) exceeds what the device has (true by default);
     /// false tries anyway.
     #[serde(default = "checked")]
     pub memory_check: bool,
@@ -127,67 +126,4 @@ impl TrainConfig {
             decay_steps: self.decay_steps,
         }
     }
-}
-
-/// About how many bytes a process training `model` with `config` on
-/// `device` holds at the peak of a step (`None` if that overflows):
-/// parameters, gradients and both AdamW moments, a gradient buffer per
-/// data-parallel shard, one micro-batch's activations kept for backward,
-/// and 16 MiB for the process itself. Per token of the window
-/// ([`TrainConfig::context`], else the model's) the activations are about
-/// 26 widths a layer (the block's saved inputs and outputs, the heads'
-/// contiguous copies, and the buffers the pool keeps for reuse), four at
-/// the ends, and three vocabulary-wide rows (the logits, their
-/// log-probabilities and gradient). Calibrated against the peak resident
-/// memory of `examples/step_time` (cpu-mini at batch 12 to 512, gpt-mini,
-/// shakespeare-char): the estimate is 3-19% above it.
-pub fn step_memory(model: &GptConfig, config: &TrainConfig, device: &Device) -> Option<u64> {
-    const PROCESS: u64 = 16 << 20;
-    let params = model.parameter_count()?;
-    let shards = device.parallelism().min(config.batch_size) as u64;
-    let state = params.checked_mul(4 + shards)?;
-    let (c, l, v) = (
-        model.n_embd as u64,
-        model.n_layer as u64,
-        model.vocab_size as u64,
-    );
-    let per_token = l
-        .checked_mul(26)?
-        .checked_mul(c)?
-        .checked_add(c.checked_mul(4)?)?
-        .checked_add(v.checked_mul(3)?)?;
-    let window = config.context.unwrap_or(model.block_size) as u64;
-    let tokens = (config.batch_size as u64).checked_mul(window)?;
-    tokens
-        .checked_mul(per_token)?
-        .checked_add(state)?
-        .checked_mul(4)?
-        .checked_add(PROCESS)
-}
-
-/// [`step_memory`] against what `device` has, as an error a user can act
-/// on (unless [`TrainConfig::memory_check`] is off); a window longer than
-/// the model's context is an error too.
-pub(crate) fn check_step_fits(
-    model: &GptConfig,
-    config: &TrainConfig,
-    device: &Device,
-) -> Result<()> {
-    if let Some(context) = config.context.filter(|&c| c > model.block_size) {
-        return Err(Error::InvalidConfig(format!(
-            "context {context} is longer than the model's {}",
-            model.block_size
-        )));
-    }
-    if !config.memory_check {
-        return Ok(());
-    }
-    let what = format!(
-        "a training step of batch {} x context {} on a model of {} parameters (lower the batch size, as gradient accumulation keeps the effective batch; or turn the check off: TrainConfig::memory_check, --no-memory-check)",
-        config.batch_size,
-        config.context.unwrap_or(model.block_size),
-        model.parameter_count().unwrap_or(u64::MAX)
-    );
-    let bytes = step_memory(model, config, device).unwrap_or(u64::MAX);
-    device.check_fits(bytes, &what)
 }

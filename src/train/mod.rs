@@ -6,11 +6,13 @@
 //! token windows), encoder and encoder-decoder, and your own.
 
 mod config;
+mod memory;
 mod metrics;
 mod objective;
 mod trainer;
 
-pub use config::{TrainConfig, step_memory};
+pub use config::TrainConfig;
+pub use memory::{encoder_decoder_step_memory, step_memory};
 pub use metrics::{MetricsWriter, Record, read_metrics};
 pub use objective::{Batch, Trainable, batch_losses, evaluate, forward_backward, mean_loss};
 pub use trainer::{StepStats, Trainer};

@@ -115,7 +115,7 @@ impl Trainable for Gpt {
     }
 
     fn check_step(&self, train: &TrainConfig) -> Result<()> {
-        super::config::check_step_fits(&self.config, train, &self.device())
+        super::memory::check_step_fits(&self.config, train, &self.device())
     }
 }
 
@@ -158,6 +158,10 @@ impl Trainable for EncoderDecoder {
 
     fn dropout_rng(&self) -> Option<&SharedRng> {
         Some(EncoderDecoder::dropout_rng(self))
+    }
+
+    fn check_step(&self, train: &TrainConfig) -> Result<()> {
+        super::memory::check_encoder_decoder_step_fits(&self.config, train, &self.device())
     }
 }
 

@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::objective::{Trainable, batch_losses, forward_backward};
-use super::{TrainConfig, config::check_step_fits};
+use super::{TrainConfig, memory::check_step_fits};
 use crate::checkpoint::Checkpoint;
 use crate::data;
 use crate::models::{Gpt, GptConfig, MODEL_CONFIG_KEY, Persist};
