@@ -79,6 +79,11 @@ struct Args {
     /// Print the generated ids as one JSON array on the last line.
     #[arg(long)]
     print_ids: bool,
+    /// Generate one token from the prompt first, untimed, as a benchmark
+    /// warms up the side it compares with (the buffers a forward pass
+    /// takes are then allocated and touched).
+    #[arg(long)]
+    warm_up: bool,
     /// The folder of GPT-2's vocab.json and merges.txt when the model
     /// directory has no tokenizer.
     #[arg(long)]
@@ -256,6 +261,9 @@ fn generate_text(args: Args) -> Result<()> {
     // Whole characters only: one split across tokens waits for its end.
     let mut text = tok.as_ref().map(|t| DecodeStream::new(t));
     let mut stdout = std::io::stdout();
+    if args.warm_up {
+        generate_with(&model, &prompt, &GenerationConfig::new(1), |_| true)?;
+    }
     let start = Instant::now();
     let mut first_token_at = None;
     let out = generate_with(&model, &prompt, &config, |id| {

@@ -119,3 +119,34 @@ fn a_cuda_device_that_cannot_be_used_is_an_error_not_a_panic() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn few_row_products_against_a_transposed_weight_match_the_general_product() {
+    // Decoding's shapes: a few rows times a weight stored by output row
+    // (the matrix-vector path), against the same product with the weight
+    // copied to [k, n] (the GEMM). 1, 3 and 16 rows; a row of a larger
+    // tensor; with and without a bias.
+    let mut rng = StdRng::seed_from_u64(3);
+    let w = Tensor::randn(&[700, 300], &mut rng);
+    let bias = Tensor::randn(&[700], &mut rng);
+    let dense = w.t().contiguous();
+    for m in [1, 3, 16] {
+        let x = Tensor::randn(&[m + 2, 300], &mut rng).narrow(0, 1, m);
+        let close = |a: &Tensor, b: &Tensor| {
+            let (a, b) = (a.to_vec(), b.to_vec());
+            a.iter()
+                .zip(&b)
+                .all(|(p, q)| (p - q).abs() <= 1e-4 * (1.0 + q.abs()))
+        };
+        assert!(close(&x.matmul(&w.t()), &x.matmul(&dense)), "{m} rows");
+        assert!(
+            close(&bias.addmm(&x, &w.t()), &bias.addmm(&x, &dense)),
+            "{m} rows, bias"
+        );
+        let batched = x.reshape(&[1, m, 300]).matmul(&w.t());
+        assert!(
+            close(&batched.reshape(&[m, 700]), &x.matmul(&dense)),
+            "{m} rows, batched"
+        );
+    }
+}

@@ -264,7 +264,10 @@ fn decode<M: CausalLm>(
     let device = model.device();
     let penalised = config.repetition_penalty != 1.0;
     no_grad(|| {
-        let mut cache = model.new_cache(context);
+        // Room for what this call can hold: the whole context only when
+        // the prompt and the new tokens fill it.
+        let capacity = context.min(prompt.len().saturating_add(config.max_new_tokens).max(1));
+        let mut cache = model.new_cache(capacity);
         let mut pending: Vec<i64> = all[all.len().saturating_sub(context)..].to_vec();
         for n in 0..config.max_new_tokens {
             if cache.len() + pending.len() > context {

@@ -29,6 +29,9 @@ const STABLE_SPLIT_MAX_K: usize = 512;
 /// register tile, so that no block ends in a partial tile but the last.
 const ROW_ALIGN: usize = 16;
 
+/// Columns of a column block are rounded to this (a cache line of f32s).
+const COLUMN_ALIGN: usize = 16;
+
 /// `out[b] = A[b] @ B[b]` for every batch `b`, where `A[b]` is `m x k` at
 /// `a.offset + a_batch_offsets[b]` and `B[b]` is `k x n` likewise. `out` is
 /// contiguous, `batch x m x n`. With `accumulate`, the product is added to
@@ -71,6 +74,34 @@ pub fn batched_matmul(
             .zip(b_batch_offsets)
         {
             gemm(m, k, n, a.at(ao), b.at(bo), c);
+        }
+        return;
+    }
+    // A single product too short to give every thread a row block (a
+    // prompt's few rows against a wide weight) is split by columns.
+    if batch == 1 && m.div_ceil(ROW_ALIGN) < threads && n >= threads * COLUMN_ALIGN {
+        let cols = n.div_ceil(threads).next_multiple_of(COLUMN_ALIGN);
+        let parts: Vec<Vec<f32>> = (0..n.div_ceil(cols))
+            .into_par_iter()
+            .map(|j| {
+                let (first, width) = (j * cols, cols.min(n - j * cols));
+                let mut part = super::pool::take(m * width);
+                for (dst, src) in part.chunks_exact_mut(width).zip(out.chunks_exact(n)) {
+                    if accumulate {
+                        dst.copy_from_slice(&src[first..first + width]);
+                    }
+                }
+                let b_cols = b.at(b_batch_offsets[0] + first * b.col_stride);
+                gemm(m, k, width, a.at(a_batch_offsets[0]), b_cols, &mut part);
+                part
+            })
+            .collect();
+        for (j, part) in parts.into_iter().enumerate() {
+            let (first, width) = (j * cols, cols.min(n - j * cols));
+            for (dst, src) in out.chunks_exact_mut(n).zip(part.chunks_exact(width)) {
+                dst[first..first + width].copy_from_slice(src);
+            }
+            super::pool::give(part);
         }
         return;
     }

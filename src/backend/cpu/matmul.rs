@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::PARALLEL_THRESHOLD;
 use super::gemm::{self, MatRef};
+use super::gemv;
 use super::{pool, strided};
 use crate::layout::Layout;
 
@@ -45,6 +46,11 @@ pub fn matmul(a: &[f32], la: &Layout, b: &[f32], lb: &Layout, batch_shape: &[usi
     let (m, k, n) = (la.shape()[ra - 2], la.shape()[ra - 1], lb.shape()[rb - 1]);
     let a_offsets = batch_offsets(la, batch_shape);
     let b_offsets = batch_offsets(lb, batch_shape);
+    if let [ao] = a_offsets[..]
+        && let Some(out) = few_rows(a, la, ao, b, lb, b_offsets[0], None)
+    {
+        return out;
+    }
     // sgemm with beta = 0 writes every element without reading it.
     let mut out = pool::take(a_offsets.len() * m * n);
     gemm::batched_matmul(
@@ -66,6 +72,9 @@ pub fn matmul(a: &[f32], la: &Layout, b: &[f32], lb: &Layout, batch_shape: &[usi
 /// accumulated onto it.
 pub fn addmm(bias: &[f32], a: &[f32], la: &Layout, b: &[f32], lb: &Layout) -> Vec<f32> {
     let (m, k, n) = (la.shape()[0], la.shape()[1], lb.shape()[1]);
+    if let Some(out) = few_rows(a, la, la.offset(), b, lb, lb.offset(), Some(bias)) {
+        return out;
+    }
     let mut out = pool::take(m * n);
     let fill = |row: &mut [f32]| row.copy_from_slice(bias);
     if out.len() < PARALLEL_THRESHOLD {
@@ -85,4 +94,39 @@ pub fn addmm(bias: &[f32], a: &[f32], la: &Layout, b: &[f32], lb: &Layout) -> Ve
         true,
     );
     out
+}
+
+/// `bias + a @ b` through the matrix-vector path ([`gemv`]) when it
+/// applies: one product of at most [`gemv::MAX_ROWS`] rows of `a` (at
+/// `a_offset`, rows contiguous) and a large `b` that is the transpose of a
+/// matrix stored by rows (a weight `[n, k]` viewed as `Wᵀ`); `None`
+/// otherwise.
+fn few_rows(
+    a: &[f32],
+    la: &Layout,
+    a_offset: usize,
+    b: &[f32],
+    lb: &Layout,
+    b_offset: usize,
+    bias: Option<&[f32]>,
+) -> Option<Vec<f32>> {
+    let (ra, rb) = (la.rank(), lb.rank());
+    let (m, k, n) = (la.shape()[ra - 2], la.shape()[ra - 1], lb.shape()[rb - 1]);
+    let (a_rows, a_cols) = (la.strides()[ra - 2], la.strides()[ra - 1]);
+    let (b_rows, b_cols) = (lb.strides()[rb - 2], lb.strides()[rb - 1]);
+    let applies = m <= gemv::MAX_ROWS
+        && k * n >= gemv::MIN_WEIGHTS
+        && (a_cols == 1 || k == 1)
+        && (m <= 1 || a_rows >= k)
+        && (b_rows == 1 || k == 1)
+        && b_cols >= k;
+    applies.then(|| {
+        let weights = gemv::Rows {
+            data: b,
+            offset: b_offset,
+            row_stride: b_cols,
+        };
+        let x_stride = if m <= 1 { k } else { a_rows };
+        gemv::matmul_t(&a[a_offset..], m, x_stride, k, weights, n, bias, None)
+    })
 }

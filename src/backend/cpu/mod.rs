@@ -10,6 +10,7 @@ mod attention;
 // them.
 #[doc(hidden)]
 pub mod gemm;
+mod gemv;
 mod index;
 mod loss;
 mod math;

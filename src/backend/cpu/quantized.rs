@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use super::simd::{LANES, multiversion};
+use super::gemv;
 
 /// The rows of `w` (`[rows, cols]`, row-major) as int8 and their scales.
 /// A row of zeros has scale 0.
@@ -30,52 +30,18 @@ pub fn quantize_rows(w: &[f32], rows: usize, cols: usize) -> (Vec<i8>, Vec<f32>)
     (q, scales)
 }
 
-multiversion! {
-    /// `out[r · m + i] = s[r] · (x_i · q_r)` for the `rows` rows of `q` and
-    /// the `m` rows of `x` (each `k` long): every weight row is read once
-    /// for all of `x`. Lane accumulators keep the sum's order the same at
-    /// every vector width.
-    fn rows_times_x(x: &[f32], m: usize, k: usize, q: &[i8], scales: &[f32], out: &mut [f32]) {
-        for (r, (row, &s)) in q.chunks_exact(k).zip(scales).enumerate() {
-            for i in 0..m {
-                let xi = &x[i * k..(i + 1) * k];
-                let mut lanes = [0f32; LANES];
-                let (qc, xc) = (row.chunks_exact(LANES), xi.chunks_exact(LANES));
-                let (qr, xr) = (qc.remainder(), xc.remainder());
-                for (a, b) in qc.zip(xc) {
-                    for l in 0..LANES {
-                        lanes[l] += f32::from(a[l]) * b[l];
-                    }
-                }
-                let mut sum = lanes.iter().sum::<f32>();
-                for (a, b) in qr.iter().zip(xr) {
-                    sum += f32::from(*a) * b;
-                }
-                out[r * m + i] = sum * s;
-            }
-        }
-    }
-}
-
 /// `x @ (q · s)ᵀ`: f32 `x` `[m, k]`, int8 `q` `[n, k]`, scales `[n]`; the
-/// `[m, n]` result, row-major. Blocks of weight rows run on the pool.
+/// `[m, n]` result, row-major. The matrix-vector path's kernel
+/// ([`gemv`]): each weight row read once for up to four rows of `x` in
+/// registers, blocks of rows on the pool, so decoding streams the bytes
+/// once and a prompt's rows share each conversion to f32.
 pub fn matmul_t(x: &[f32], m: usize, k: usize, q: &[i8], scales: &[f32], n: usize) -> Vec<f32> {
-    const BLOCK: usize = 32;
-    let mut out_t = vec![0f32; n * m];
-    if m > 0 && k > 0 {
-        out_t
-            .par_chunks_mut(BLOCK * m)
-            .zip(q.par_chunks(BLOCK * k))
-            .zip(scales.par_chunks(BLOCK))
-            .for_each(|((out, q), s)| rows_times_x(x, m, k, q, s, out));
-    }
-    let mut out = vec![0f32; m * n];
-    for r in 0..n {
-        for i in 0..m {
-            out[i * n + r] = out_t[r * m + i];
-        }
-    }
-    out
+    let rows = gemv::Rows {
+        data: q,
+        offset: 0,
+        row_stride: k,
+    };
+    gemv::matmul_t(x, m, k, k, rows, n, None, Some(scales))
 }
 
 #[cfg(test)]
@@ -84,7 +50,12 @@ mod tests {
 
     #[test]
     fn the_product_is_the_dequantized_product() {
-        let (m, k, n) = (3, 37, 70);
+        for (m, k, n) in [(1, 37, 70), (3, 37, 70), (16, 40, 130), (5, 16, 3)] {
+            check(m, k, n);
+        }
+    }
+
+    fn check(m: usize, k: usize, n: usize) {
         let x: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
             .collect();
@@ -98,7 +69,10 @@ mod tests {
                 let exact: f64 = (0..k)
                     .map(|t| x[i * k + t] as f64 * q[r * k + t] as f64 * s[r] as f64)
                     .sum();
-                assert!((got[i * n + r] as f64 - exact).abs() < 1e-4, "{i},{r}");
+                assert!(
+                    (got[i * n + r] as f64 - exact).abs() < 1e-4,
+                    "{m}x{k}x{n}: {i},{r}"
+                );
             }
         }
         // Quantization error: at most half a step per weight.
