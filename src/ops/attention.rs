@@ -135,7 +135,14 @@ impl Tensor {
             scale: 1.0 / (d as f32).sqrt(),
             causal: mask.causal.then_some(past),
         };
-        let [qc, kc, vc] = [q, k, v].map(|t| t.detach().contiguous());
+        // Backward reads the inputs contiguous, so a recorded call saves
+        // contiguous copies; without a graph (decoding) the primitive reads
+        // the views as they are, the KV cache's narrowed buffers included.
+        let recorded = autograd::is_grad_enabled() && [q, k, v].iter().any(|t| t.is_tracked());
+        let [qc, kc, vc] = [q, k, v].map(|t| {
+            let t = t.detach();
+            if recorded { t.contiguous() } else { t }
+        });
         let padding = key_padding.as_ref().map(|p| (p.storage(), p.layout()));
         let (out, lse) = qc.storage().attention(
             qc.layout(),

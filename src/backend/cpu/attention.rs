@@ -30,7 +30,7 @@ const DIAGONAL_ROWS: usize = 16;
 /// Multiply-adds below which work is not handed to another rayon thread
 /// (about 5 µs of it; a hand-off costs a few). Without this floor a small
 /// model (seq2seq's 10-token heads) ran slower on two threads than on one.
-const MIN_TASK_MACS: usize = 1 << 18;
+pub(super) const MIN_TASK_MACS: usize = 1 << 18;
 
 /// The fewest items of `macs_each` multiply-adds that one rayon task takes.
 fn min_items(macs_each: usize) -> usize {
@@ -108,7 +108,7 @@ impl AttentionShape<'_> {
         })
     }
 
-    fn padding_of(&self, bh: usize) -> Option<&[bool]> {
+    pub(super) fn padding_of(&self, bh: usize) -> Option<&[bool]> {
         self.key_padding
             .map(|p| &p[(bh / self.heads) * self.tk..(bh / self.heads + 1) * self.tk])
     }

@@ -5,6 +5,7 @@
 //! `Device::map_parts`.
 
 mod attention;
+mod attention_decode;
 // The matrix-product kernels and the buffer pool are not API: public (and
 // hidden from the docs) only for the benches and tests that time and count
 // them.

@@ -3,7 +3,8 @@
 
 use super::strided::with_elements;
 use super::{
-    attention, index, loss, matmul, norm, optim, pool, quantized, random, reduce, strided, unary,
+    attention, attention_decode, index, loss, matmul, norm, optim, pool, quantized, random, reduce,
+    strided, unary,
 };
 use crate::DType;
 use crate::backend::{
@@ -501,6 +502,16 @@ impl BackendStorage for CpuStorage {
         let op = "scaled_dot_product_attention";
         let (out, lse) = with_padding(key_padding, |padding| {
             let shape = attention_shape(params, padding);
+            // Decoding: a few queries read the cache's keys and values in place.
+            let ((ks, kl), (vs, vl)) = (k, v);
+            if params.tq <= attention_decode::MAX_QUERIES
+                && let Some(k) = attention_decode::HeadRows::new(ks.f32(op), kl)
+                && let Some(v) = attention_decode::HeadRows::new(vs.f32(op), vl)
+            {
+                return with_f32((self, layout), op, |q| {
+                    attention_decode::forward(&shape, q, &k, &v)
+                });
+            }
             with_f32((self, layout), op, |q| {
                 with_f32(k, op, |k| {
                     with_f32(v, op, |v| attention::forward(&shape, q, k, v))

@@ -1,0 +1,210 @@
+//! Attention for a few queries against many keys: decoding, where each
+//! new token's query meets the whole KV cache. The keys and values are
+//! read where they lie (a cache buffer narrowed to its filled positions is
+//! not contiguous), one head at a time: the scores as dot products with
+//! the key rows, a softmax, and the values' rows summed with those
+//! weights. The tiled kernel ([`super::attention`]) would first copy the
+//! cache and transpose every key, work that grows with the context at each
+//! token.
+
+use rayon::prelude::*;
+
+use super::attention::AttentionShape;
+use super::math::fast_exp;
+use super::pool;
+use super::simd::{LANES, multiversion};
+use crate::layout::Layout;
+
+/// The most queries a head may have for this kernel; more go to the tiled
+/// kernel, whose tiles reuse each key for many queries.
+pub const MAX_QUERIES: usize = 4;
+
+/// Where the `[tk, d]` rows of each (batch, head) of a `[batch, heads,
+/// tk, d]` view start, when each row's `d` elements are contiguous; `None`
+/// otherwise.
+pub struct HeadRows<'a> {
+    data: &'a [f32],
+    batch_stride: usize,
+    head_stride: usize,
+    row_stride: usize,
+    offset: usize,
+}
+
+impl<'a> HeadRows<'a> {
+    /// The view `layout` of `data`, if its rows are contiguous.
+    pub fn new(data: &'a [f32], layout: &Layout) -> Option<HeadRows<'a>> {
+        let (shape, strides) = (layout.shape(), layout.strides());
+        (shape.len() == 4 && (strides[3] == 1 || shape[3] <= 1)).then(|| HeadRows {
+            data,
+            batch_stride: strides[0],
+            head_stride: strides[1],
+            row_stride: strides[2],
+            offset: layout.offset(),
+        })
+    }
+
+    fn row(&self, b: usize, h: usize, j: usize, d: usize) -> &[f32] {
+        let at = self.offset + b * self.batch_stride + h * self.head_stride + j * self.row_stride;
+        &self.data[at..at + d]
+    }
+}
+
+multiversion! {
+    /// `scores[j] = scale · q · k_j`, each dot product in lane order.
+    fn scores_of(q: &[f32], keys: &[&[f32]], scale: f32, scores: &mut [f32]) {
+        for (s, k) in scores.iter_mut().zip(keys) {
+            let mut lanes = [0f32; LANES];
+            let (qc, kc) = (q.chunks_exact(LANES), k.chunks_exact(LANES));
+            let (qr, kr) = (qc.remainder(), kc.remainder());
+            for (a, b) in qc.zip(kc) {
+                for l in 0..LANES {
+                    lanes[l] += a[l] * b[l];
+                }
+            }
+            let mut sum = lanes.iter().sum::<f32>();
+            for (a, b) in qr.iter().zip(kr) {
+                sum += a * b;
+            }
+            *s = scale * sum;
+        }
+    }
+}
+
+multiversion! {
+    /// `out += p · v` for one value row.
+    fn add_scaled(out: &mut [f32], p: f32, v: &[f32]) {
+        for (o, &v) in out.iter_mut().zip(v) {
+            *o += p * v;
+        }
+    }
+}
+
+/// Forward for `s.tq <= MAX_QUERIES` queries a head: the output `[bh, tq,
+/// d]` and each query row's logsumexp `[bh, tq]`, as
+/// [`super::attention::forward`] returns them. `q` is `[bh, tq, d]`,
+/// contiguous.
+pub fn forward(s: &AttentionShape, q: &[f32], k: &HeadRows, v: &HeadRows) -> (Vec<f32>, Vec<f32>) {
+    let (bh, tq, tk, d) = (s.batch * s.heads, s.tq, s.tk, s.d);
+    assert!(tq <= MAX_QUERIES, "decode attention: {tq} queries a head");
+    let mut out = pool::take_zeroed(bh * tq * d);
+    let mut lse = pool::take(bh * tq);
+    if tq == 0 || d == 0 {
+        lse.fill(f32::NEG_INFINITY);
+        return (out, lse);
+    }
+    let head = |(h, (out, lse)): (usize, (&mut [f32], &mut [f32]))| {
+        let (b, head) = (h / s.heads, h % s.heads);
+        let padding = s.padding_of(h);
+        let keys: Vec<&[f32]> = (0..tk).map(|j| k.row(b, head, j, d)).collect();
+        let mut scores = pool::take(tk);
+        for (i, (out, lse)) in out.chunks_exact_mut(d).zip(lse.iter_mut()).enumerate() {
+            // Query i sits at position past + i: it sees keys up to there.
+            let end = s.causal.map_or(tk, |past| (past + i + 1).min(tk));
+            let scores = &mut scores[..end];
+            let qi = &q[(h * tq + i) * d..(h * tq + i + 1) * d];
+            scores_of(qi, &keys[..end], s.scale, scores);
+            if let Some(p) = padding {
+                for (s, _) in scores.iter_mut().zip(p).filter(|(_, p)| **p) {
+                    *s = f32::NEG_INFINITY;
+                }
+            }
+            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            if max == f32::NEG_INFINITY {
+                // No key seen: a zero output, as the tiled kernel gives.
+                *lse = f32::NEG_INFINITY;
+                continue;
+            }
+            let mut sum = 0.0;
+            for s in scores.iter_mut() {
+                *s = fast_exp(*s - max);
+                sum += *s;
+            }
+            for (j, &p) in scores.iter().enumerate() {
+                if p != 0.0 {
+                    add_scaled(out, p / sum, v.row(b, head, j, d));
+                }
+            }
+            *lse = max + sum.ln();
+        }
+        pool::give(scores);
+    };
+    if bh * tk * d * tq < super::attention::MIN_TASK_MACS || super::kernel_threads() == 1 {
+        out.chunks_mut(tq * d)
+            .zip(lse.chunks_mut(tq))
+            .enumerate()
+            .for_each(head);
+    } else {
+        out.par_chunks_mut(tq * d)
+            .zip(lse.par_chunks_mut(tq))
+            .enumerate()
+            .for_each(head);
+    }
+    (out, lse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::AttentionParams;
+
+    fn values(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7919 + seed * 104_729) % 1013) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn matches_the_tiled_kernel_on_a_narrowed_cache() {
+        let (batch, heads) = (2, 3);
+        for (tq, tk, d) in [(1, 1, 1), (1, 17, 16), (2, 65, 33), (4, 70, 64), (3, 5, 8)] {
+            for causal in [None, Some(tk - tq)] {
+                for padded in [false, true] {
+                    // The cache: a buffer of `capacity` positions, `tk` filled.
+                    let capacity = tk + 7;
+                    let buffer = |seed| values(batch * heads * capacity * d, seed);
+                    let (kb, vb) = (buffer(1), buffer(2));
+                    let layout = Layout::new(
+                        vec![batch, heads, tk, d],
+                        vec![heads * capacity * d, capacity * d, d, 1],
+                        0,
+                    );
+                    let dense = |b: &[f32]| crate::backend::cpu::strided::gather(b, &layout);
+                    let q = values(batch * heads * tq * d, 3);
+                    // The second sequence's keys all padding but its first:
+                    // and in one case all of them (no key seen).
+                    let padding: Vec<bool> = (0..batch * tk)
+                        .map(|i| i >= tk && (i > tk || tq == 3))
+                        .collect();
+                    let shape = AttentionShape {
+                        params: AttentionParams {
+                            batch,
+                            heads,
+                            tq,
+                            tk,
+                            d,
+                            scale: 1.0 / (d as f32).sqrt(),
+                            causal,
+                        },
+                        key_padding: padded.then_some(&padding[..]),
+                    };
+                    let k = HeadRows::new(&kb, &layout).unwrap();
+                    let v = HeadRows::new(&vb, &layout).unwrap();
+                    let (out, lse) = forward(&shape, &q, &k, &v);
+                    let (want, want_lse) =
+                        super::super::attention::forward(&shape, &q, &dense(&kb), &dense(&vb));
+                    let case = format!("tq {tq} tk {tk} d {d} causal {causal:?} padded {padded}");
+                    for (a, b) in out.iter().zip(&want) {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                            "{case}: {a} vs {b}"
+                        );
+                    }
+                    for (a, b) in lse.iter().zip(&want_lse) {
+                        let same = (a == b) || (a - b).abs() <= 1e-5 * (1.0 + b.abs());
+                        assert!(same, "{case}: logsumexp {a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
+}
