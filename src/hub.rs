@@ -53,6 +53,27 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
+/// The SHA-256 the Hugging Face hub publishes for a file kept in Git LFS
+/// (model weights): the `X-Linked-Etag` of the `resolve` URL's redirect,
+/// asked by a HEAD request that does not follow it, as `huggingface_hub`
+/// does. `None` for a file without one (a small file's ETag is a git
+/// hash, not a SHA-256) or when the request fails: the download that
+/// follows then says why.
+fn published_sha256(url: &str) -> Option<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_per_read(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let response = agent.head(url).call().ok()?;
+    let tag = response.headers().get("x-linked-etag")?.to_str().ok()?;
+    let tag = tag.trim().trim_start_matches("W/").trim_matches('"');
+    (tag.len() == 64 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| tag.to_ascii_lowercase())
+}
+
 /// What a failed request means to the user, in one line.
 fn describe(error: &ureq::Error) -> String {
     match error {
@@ -270,7 +291,9 @@ impl Hub {
     }
 
     /// File `name` of repository `repo`, downloaded into its folder the
-    /// first time (a tokenizer's files, without the model's weights).
+    /// first time (a tokenizer's files, without the model's weights), and
+    /// checked against the SHA-256 the hub publishes for files kept in Git
+    /// LFS (the weights).
     pub fn file(
         &self,
         repo: &str,
@@ -283,7 +306,8 @@ impl Hub {
                 "{}/{repo}/resolve/main/{name}",
                 self.endpoint.trim_end_matches('/')
             );
-            download(&url, &dest, None, &mut |done, total| {
+            let sha256 = published_sha256(&url);
+            download(&url, &dest, sha256.as_deref(), &mut |done, total| {
                 progress(name, done, total)
             })?;
         }

@@ -30,12 +30,25 @@ type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
 /// the n-th request as `script[n]` (the last answer repeats). Returns its
 /// address and the requests it saw (path and Range header).
 fn serve(files: Vec<(String, Vec<u8>)>, script: Vec<Answer>) -> (String, Seen) {
+    serve_with_etags(files, script, Vec::new())
+}
+
+/// [`serve`], answering a HEAD request as the Hugging Face hub does: for a
+/// path in `etags`, a redirect carrying `X-Linked-Etag: "<etag>"` (a file
+/// in Git LFS); for another file, its headers. HEAD requests are not
+/// counted in the script.
+fn serve_with_etags(
+    files: Vec<(String, Vec<u8>)>,
+    script: Vec<Answer>,
+    etags: Vec<(String, String)>,
+) -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     std::thread::spawn(move || {
-        for (n, stream) in listener.incoming().enumerate() {
+        let mut n = 0;
+        for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut request = String::new();
@@ -53,11 +66,30 @@ fn serve(files: Vec<(String, Vec<u8>)>, script: Vec<Answer>) -> (String, Seen) {
                 }
             }
             log.lock().unwrap().push((path.clone(), range.clone()));
-            let answer = script[n.min(script.len() - 1)];
             let file = files
                 .iter()
                 .find(|(p, _)| *p == path)
                 .map(|(_, b)| b.clone());
+            if request.starts_with("HEAD ") {
+                let etag = etags.iter().find(|(p, _)| *p == path);
+                let response = match (etag, &file) {
+                    (Some((_, tag)), _) => format!(
+                        "HTTP/1.1 302 Found\r\nLocation: {path}?cdn\r\nX-Linked-Etag: \"{tag}\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    ),
+                    (None, Some(bytes)) => format!(
+                        "HTTP/1.1 200 OK\r\nETag: \"0123abcd\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        bytes.len()
+                    ),
+                    (None, None) => {
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .into()
+                    }
+                };
+                let _ = stream.write_all(response.as_bytes());
+                continue;
+            }
+            let answer = script[n.min(script.len() - 1)];
+            n += 1;
             let response = match (answer, file) {
                 (Answer::Status(code), _) => format!(
                     "HTTP/1.1 {code} Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -244,11 +276,72 @@ fn a_model_repository_is_fetched_by_name_once() {
     assert_eq!(files, ["config.json", "model.safetensors"]);
     let model = zeroformer::Gpt::from_pretrained(&dir).unwrap();
     assert_eq!(model.config.vocab_size, 96);
-    // The optional tokenizer files were asked for and missing; a second
-    // call needs nothing from the server.
+    // The optional tokenizer files were asked for and missing (a HEAD for
+    // the published hash, then the file); a second call needs nothing
+    // from the server.
     let requests = seen.lock().unwrap().len();
-    assert_eq!(requests, 2 + 4);
+    assert_eq!(requests, 2 * (2 + 4));
     hub.model("org/tiny-gpt2", &mut |_, _, _| {}).unwrap();
     assert_eq!(seen.lock().unwrap().len(), requests);
     assert!(hub.model("../etc", &mut |_, _, _| {}).is_err());
+}
+
+#[test]
+fn model_weights_are_checked_against_the_hash_the_hub_publishes() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf_gpt2_tiny");
+    let file = |name: &str| std::fs::read(fixture.join(name)).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let weights = file("model.safetensors");
+    let right = sha256(&weights, scratch.path());
+    let wrong = sha256(b"other bytes", scratch.path());
+    let files = |repo: &str| {
+        vec![
+            (
+                format!("/org/{repo}/resolve/main/config.json"),
+                file("config.json"),
+            ),
+            (
+                format!("/org/{repo}/resolve/main/model.safetensors"),
+                weights.clone(),
+            ),
+        ]
+    };
+    let mut all = files("good");
+    all.extend(files("tampered"));
+    let etags = vec![
+        (
+            "/org/good/resolve/main/model.safetensors".to_string(),
+            right,
+        ),
+        (
+            "/org/tampered/resolve/main/model.safetensors".to_string(),
+            wrong.clone(),
+        ),
+    ];
+    let (url, _) = serve_with_etags(all, vec![Answer::Serve], etags);
+    let cache = tempfile::tempdir().unwrap();
+    let hub = Hub::new(url, cache.path());
+    let dir = hub.model("org/good", &mut |_, _, _| {}).unwrap();
+    assert_eq!(
+        std::fs::read(dir.join("model.safetensors")).unwrap(),
+        weights
+    );
+    let err = hub.model("org/tampered", &mut |_, _, _| {}).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains(&wrong) && message.contains("SHA-256"),
+        "{message}"
+    );
+    let folder = cache.path().join("org--tampered");
+    let left: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.iter().any(|n| n == "config.json"), "{left:?}");
+    assert!(
+        !left
+            .iter()
+            .any(|n| n.to_string_lossy().contains("safetensors")),
+        "nothing of the rejected weights is left: {left:?}"
+    );
 }
