@@ -250,3 +250,87 @@ fn cuda_host_fallbacks_are_listed_and_counted() {
     assert_eq!(y.device(), device);
     assert!(host_fallbacks()[at].1 > before);
 }
+
+/// Rows of `n` values: random in ±4, one row of large values (±80, where
+/// an unshifted exponential overflows), and one row all -inf but its first
+/// entry (masked), so the kernels meet the extremes the CPU handles.
+fn softmax_input(rows: usize, n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut x: Vec<f32> = (0..rows * n).map(|_| rng.gen_range(-4.0..4.0)).collect();
+    for (j, v) in x[..n].iter_mut().enumerate() {
+        *v = if j % 2 == 0 { 80.0 } else { -80.0 };
+    }
+    if rows > 1 {
+        x[n + 1..2 * n].fill(f32::NEG_INFINITY);
+    }
+    x
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        let same = a == b || (a - b).abs() <= 1e-5 * (1.0 + b.abs());
+        assert!(same, "{what}: element {i}: {a} on the GPU, {b} on the CPU");
+    }
+}
+
+#[test]
+fn cuda_softmax_kernels_match_the_cpu_on_awkward_sizes_and_views() {
+    let Some((device, _alone)) = gpu() else {
+        return;
+    };
+    let kernel_ops = ["softmax", "causal_softmax", "softmax_backward"];
+    assert!(
+        kernel_ops.iter().all(|op| !HOST_FALLBACKS.contains(op)),
+        "the softmax primitives have kernels"
+    );
+    for n in [1, 31, 33, 63, 65, 127, 129] {
+        let rows = 4;
+        let x = Tensor::from_vec(softmax_input(rows, n, n as u64), &[rows, n]);
+        let on_gpu = x.to_device(&device).unwrap();
+        for log in [false, true] {
+            let op = |t: &Tensor| {
+                if log {
+                    t.log_softmax(-1)
+                } else {
+                    t.softmax(-1)
+                }
+            };
+            let what = format!("{} over {n}", if log { "log_softmax" } else { "softmax" });
+            assert_close(&what, &op(&on_gpu).to_vec(), &op(&x).to_vec());
+        }
+        // Over the first dimension: a strided view of rows.
+        let t = Tensor::from_vec(softmax_input(n, 5, 1), &[n, 5]);
+        let what = format!("softmax over a column of {n}");
+        let gpu_t = t.to_device(&device).unwrap();
+        assert_close(&what, &gpu_t.softmax(0).to_vec(), &t.softmax(0).to_vec());
+        // Causal softmax of 2 query blocks of 3 rows over n keys, the first
+        // query at n - 3 (a KV cache's offset), and its backward.
+        let scores: Vec<f32> = softmax_input(6, n, 2)
+            .into_iter()
+            .map(|v| if v.is_finite() { v } else { -3.0 })
+            .collect();
+        let queries = 3.min(n);
+        let rows = 2 * queries;
+        let s = Tensor::from_vec(scores[..rows * n].to_vec(), &[2, queries, n]);
+        let offset = n - queries;
+        let g: Vec<f32> = softmax_input(rows, n, 3)
+            .into_iter()
+            .map(|v| if v.is_finite() { v } else { 0.5 })
+            .collect();
+        let g = Tensor::from_vec(g, &[2, queries, n]);
+        let run = |s: Tensor, g: &Tensor| {
+            let s = s.requires_grad();
+            let p = s.causal_softmax(0.125, offset);
+            p.backward_with(g);
+            (p.to_vec(), s.grad().unwrap().to_vec())
+        };
+        let (p_cpu, d_cpu) = run(s.clone(), &g);
+        let (p_gpu, d_gpu) = run(
+            s.to_device(&device).unwrap(),
+            &g.to_device(&device).unwrap(),
+        );
+        assert_close(&format!("causal softmax over {n}"), &p_gpu, &p_cpu);
+        assert_close(&format!("causal softmax backward over {n}"), &d_gpu, &d_cpu);
+    }
+}

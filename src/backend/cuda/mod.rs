@@ -9,7 +9,7 @@
 //!   kernels, and the registry that opens each device once.
 //! - `CudaStorage` holds a device buffer and its dtype and implements
 //!   [`BackendStorage`](crate::backend::BackendStorage): each primitive is
-//!   a launcher (`copy`, `elementwise`, `reduce`, `matmul`) or, for the
+//!   a launcher (`copy`, `elementwise`, `reduce`, `softmax`, `matmul`) or, for the
 //!   primitives without a kernel, the one host fallback (`fallback`),
 //!   listed in `HOST_FALLBACKS` and counted by `host_fallbacks()`.
 //!
@@ -44,6 +44,8 @@ mod reduce;
 #[cfg(feature = "cuda-sim")]
 mod sim;
 #[cfg(feature = "cuda")]
+mod softmax;
+#[cfg(feature = "cuda")]
 mod storage;
 
 #[cfg(feature = "cuda")]
@@ -68,6 +70,7 @@ pub const MODULES: &[driver::Module] = &[
     elementwise::MODULE,
     random::MODULE,
     reduce::MODULE,
+    softmax::MODULE,
     SHIM_TESTS,
 ];
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::driver::DevicePtr;
 use super::gpu::{DeviceBuffer, Gpu};
-use super::{copy, elementwise, fallback, matmul, random, reduce};
+use super::{copy, elementwise, fallback, matmul, random, reduce, softmax};
 use crate::backend::cpu::CpuStorage;
 use crate::backend::{
     AdamStep, AttentionParams, Axis, BackendStorage, BinaryOp, CmpOp, CrossEntropyForward, UnaryOp,
@@ -352,22 +352,15 @@ impl BackendStorage for CudaStorage {
     }
 
     fn softmax(&self, layout: &Layout, n: usize, log: bool) -> Self {
-        fallback::run("softmax", self.gpu(), || {
-            fallback::host(self).softmax(layout, n, log)
-        })
+        softmax::softmax(self, layout, n, log)
     }
 
     fn causal_softmax(&self, layout: &Layout, queries: usize, offset: usize, scale: f32) -> Self {
-        fallback::run("causal_softmax", self.gpu(), || {
-            fallback::host(self).causal_softmax(layout, queries, offset, scale)
-        })
+        softmax::causal_softmax(self, layout, queries, offset, scale)
     }
 
-    fn softmax_backward(&self, layout: &Layout, (g, gl): View<Self>, scale: f32) -> Self {
-        let g = fallback::host(g);
-        fallback::run("softmax_backward", self.gpu(), || {
-            fallback::host(self).softmax_backward(layout, (&g, gl), scale)
-        })
+    fn softmax_backward(&self, layout: &Layout, g: View<Self>, scale: f32) -> Self {
+        softmax::softmax_backward(self, layout, g, scale)
     }
 
     fn layer_norm(
