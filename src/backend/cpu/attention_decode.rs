@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::attention::AttentionShape;
 use super::math::fast_exp;
 use super::pool;
-use super::simd::{LANES, multiversion};
+use super::simd::multiversion;
 use crate::layout::Layout;
 
 /// The most queries a head may have for this kernel; more go to the tiled
@@ -43,30 +43,14 @@ impl<'a> HeadRows<'a> {
         })
     }
 
-    fn row(&self, b: usize, h: usize, j: usize, d: usize) -> &[f32] {
-        let at = self.offset + b * self.batch_stride + h * self.head_stride + j * self.row_stride;
-        &self.data[at..at + d]
+    /// Head `h` of sequence `b` from its first row on (rows `row_stride`
+    /// apart).
+    fn head(&self, b: usize, h: usize) -> &[f32] {
+        &self.data[self.offset + b * self.batch_stride + h * self.head_stride..]
     }
-}
 
-multiversion! {
-    /// `scores[j] = scale · q · k_j`, each dot product in lane order.
-    fn scores_of(q: &[f32], keys: &[&[f32]], scale: f32, scores: &mut [f32]) {
-        for (s, k) in scores.iter_mut().zip(keys) {
-            let mut lanes = [0f32; LANES];
-            let (qc, kc) = (q.chunks_exact(LANES), k.chunks_exact(LANES));
-            let (qr, kr) = (qc.remainder(), kc.remainder());
-            for (a, b) in qc.zip(kc) {
-                for l in 0..LANES {
-                    lanes[l] += a[l] * b[l];
-                }
-            }
-            let mut sum = lanes.iter().sum::<f32>();
-            for (a, b) in qr.iter().zip(kr) {
-                sum += a * b;
-            }
-            *s = scale * sum;
-        }
+    fn row(&self, b: usize, h: usize, j: usize, d: usize) -> &[f32] {
+        &self.head(b, h)[j * self.row_stride..j * self.row_stride + d]
     }
 }
 
@@ -95,14 +79,16 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &HeadRows, v: &HeadRows) -> (Ve
     let head = |(h, (out, lse)): (usize, (&mut [f32], &mut [f32]))| {
         let (b, head) = (h / s.heads, h % s.heads);
         let padding = s.padding_of(h);
-        let keys: Vec<&[f32]> = (0..tk).map(|j| k.row(b, head, j, d)).collect();
+        let keys = k.head(b, head);
         let mut scores = pool::take(tk);
         for (i, (out, lse)) in out.chunks_exact_mut(d).zip(lse.iter_mut()).enumerate() {
             // Query i sits at position past + i: it sees keys up to there.
             let end = s.causal.map_or(tk, |past| (past + i + 1).min(tk));
             let scores = &mut scores[..end];
             let qi = &q[(h * tq + i) * d..(h * tq + i + 1) * d];
-            scores_of(qi, &keys[..end], s.scale, scores);
+            // The scores are the key rows' dot products with the query.
+            super::gemv::dots_f32(qi, 1, d, d, keys, k.row_stride, end, scores);
+            scores.iter_mut().for_each(|x| *x *= s.scale);
             if let Some(p) = padding {
                 for (s, _) in scores.iter_mut().zip(p).filter(|(_, p)| **p) {
                     *s = f32::NEG_INFINITY;

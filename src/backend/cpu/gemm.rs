@@ -86,8 +86,8 @@ pub fn batched_matmul(
             .map(|j| {
                 let (first, width) = (j * cols, cols.min(n - j * cols));
                 let mut part = super::pool::take(m * width);
-                for (dst, src) in part.chunks_exact_mut(width).zip(out.chunks_exact(n)) {
-                    if accumulate {
+                if accumulate {
+                    for (dst, src) in part.chunks_exact_mut(width).zip(out.chunks_exact(n)) {
                         dst.copy_from_slice(&src[first..first + width]);
                     }
                 }

@@ -212,7 +212,7 @@ fn dots<T: Weight>(
 multiversion! {
     /// [`dots`] of f32 weights, at the CPU's widest vectors.
     #[allow(clippy::too_many_arguments)]
-    fn dots_f32(x: &[f32], m: usize, x_stride: usize, k: usize, w: &[f32], w_stride: usize, rows: usize, out: &mut [f32]) {
+    pub(super) fn dots_f32(x: &[f32], m: usize, x_stride: usize, k: usize, w: &[f32], w_stride: usize, rows: usize, out: &mut [f32]) {
         dots(x, m, x_stride, k, w, w_stride, rows, out)
     }
 }
