@@ -12,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use zeroformer::backend::cuda::{HOST_FALLBACKS, host_fallbacks, memory_stats};
 use zeroformer::generation::{GenerationConfig, generate_with};
 use zeroformer::models::Persist;
+use zeroformer::nn::AttentionMask;
 use zeroformer::nn::Module;
 use zeroformer::train::{TrainConfig, Trainer, evaluate};
 use zeroformer::{DType, Device, Gpt, GptConfig, Tensor};
@@ -242,11 +243,11 @@ fn cuda_host_fallbacks_are_listed_and_counted() {
     };
     let at = HOST_FALLBACKS
         .iter()
-        .position(|&n| n == "layer_norm")
+        .position(|&n| n == "attention")
         .unwrap();
     let before = host_fallbacks()[at].1;
-    let x = Tensor::ones(&[2, 8]).to_device(&device).unwrap();
-    let y = x.layer_norm(None, None, 1e-5);
+    let x = Tensor::ones(&[1, 1, 2, 4]).to_device(&device).unwrap();
+    let y = Tensor::scaled_dot_product_attention(&x, &x, &x, AttentionMask::CAUSAL, 0);
     assert_eq!(y.device(), device);
     assert!(host_fallbacks()[at].1 > before);
 }
@@ -332,5 +333,434 @@ fn cuda_softmax_kernels_match_the_cpu_on_awkward_sizes_and_views() {
         );
         assert_close(&format!("causal softmax over {n}"), &p_gpu, &p_cpu);
         assert_close(&format!("causal softmax backward over {n}"), &d_gpu, &d_cpu);
+    }
+}
+
+/// `f` of `inputs` (each marked as needing a gradient) on the CPU and on
+/// the GPU, run backward from `g` (`f`'s output shape): the outputs and
+/// every input's gradient, each compared with the CPU's.
+fn compare_with_grads(
+    device: &Device,
+    what: &str,
+    inputs: &[Tensor],
+    g: &Tensor,
+    f: impl Fn(&[Tensor]) -> Tensor,
+) {
+    let run = |on: Option<&Device>| {
+        let xs: Vec<Tensor> = inputs
+            .iter()
+            .map(|x| match on {
+                Some(d) => x.to_device(d).unwrap().requires_grad(),
+                None => x.clone().requires_grad(),
+            })
+            .collect();
+        let y = f(&xs);
+        y.backward_with(&match on {
+            Some(d) => g.to_device(d).unwrap(),
+            None => g.clone(),
+        });
+        let grads: Vec<Vec<f32>> = xs.iter().map(|x| x.grad().unwrap().to_vec()).collect();
+        (y.to_vec(), grads)
+    };
+    let (y_cpu, g_cpu) = run(None);
+    let (y_gpu, g_gpu) = run(Some(device));
+    assert_close(what, &y_gpu, &y_cpu);
+    for (i, (a, b)) in g_gpu.iter().zip(&g_cpu).enumerate() {
+        assert_close(&format!("{what}: gradient of input {i}"), a, b);
+    }
+}
+
+#[test]
+fn cuda_layer_norm_kernels_match_the_cpu_on_awkward_sizes_and_views() {
+    let Some((device, _alone)) = gpu() else {
+        return;
+    };
+    assert!(
+        ["layer_norm", "layer_norm_backward"]
+            .iter()
+            .all(|op| !HOST_FALLBACKS.contains(op)),
+        "layer norm has kernels"
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut values = |n: usize, scale: f32| -> Vec<f32> {
+        (0..n).map(|_| rng.gen_range(-scale..scale)).collect()
+    };
+    // 37 rows: more than one chunk of the parameter gradients' partials.
+    let rows = 37;
+    for d in [1, 31, 33, 63, 65, 127, 129] {
+        let mut x = values(rows * d, 2.0);
+        // A row far from zero (the variance's second pass matters) and a
+        // constant row (zero variance: rstd is 1 / sqrt(eps)).
+        for (j, v) in x[..d].iter_mut().enumerate() {
+            *v = 300.0 + (j % 7) as f32 * 0.25;
+        }
+        x[d..2 * d].fill(-1.5);
+        let x = Tensor::from_vec(x, &[rows, d]);
+        let (w, b) = (
+            Tensor::from_vec(values(d, 1.5), &[d]),
+            Tensor::from_vec(values(d, 0.5), &[d]),
+        );
+        let g = Tensor::from_vec(values(rows * d, 1.0), &[rows, d]);
+        compare_with_grads(
+            &device,
+            &format!("layer norm over {d}"),
+            &[x.clone(), w.clone(), b.clone()],
+            &g,
+            |t| t[0].layer_norm(Some(&t[1]), Some(&t[2]), 1e-5),
+        );
+        compare_with_grads(
+            &device,
+            &format!("layer norm over {d} without weight or bias"),
+            std::slice::from_ref(&x),
+            &g,
+            |t| t[0].layer_norm(None, None, 1e-5),
+        );
+        // The input transposed: rows read at a stride.
+        let xt = Tensor::from_vec(values(rows * d, 3.0), &[d, rows]);
+        compare_with_grads(
+            &device,
+            &format!("layer norm over {d}, strided rows"),
+            &[xt, w],
+            &g,
+            |t| t[0].t().layer_norm(Some(&t[1]), None, 1e-5),
+        );
+    }
+}
+
+#[test]
+fn cuda_cross_entropy_kernels_match_the_cpu_with_ignored_and_extreme_rows() {
+    let Some((device, _alone)) = gpu() else {
+        return;
+    };
+    assert!(
+        ["cross_entropy", "cross_entropy_backward"]
+            .iter()
+            .all(|op| !HOST_FALLBACKS.contains(op)),
+        "cross-entropy has kernels"
+    );
+    let rows = 37;
+    for classes in [1, 31, 33, 65, 129] {
+        let x = Tensor::from_vec(
+            softmax_input(rows, classes, classes as u64),
+            &[rows, classes],
+        );
+        let mut rng = ChaCha8Rng::seed_from_u64(classes as u64);
+        let mut targets: Vec<i64> = (0..rows)
+            .map(|_| rng.gen_range(0..classes as i64))
+            .collect();
+        // Ignored rows, the masked row's target on its one finite entry.
+        targets[1] = 0;
+        for t in targets.iter_mut().skip(3).step_by(5) {
+            *t = -100;
+        }
+        let t = Tensor::from_ids(targets.clone(), &[rows]);
+        let g = Tensor::scalar(1.7);
+        let what = format!("cross-entropy over {classes} classes");
+        compare_with_grads(&device, &what, std::slice::from_ref(&x), &g, |xs| {
+            xs[0].cross_entropy(&t.to_device(&xs[0].device()).unwrap())
+        });
+        // Logits read at a stride (transposed), targets read at a stride
+        // (every other one of a longer vector), and an ignore_index that
+        // is a class (7).
+        let xt = Tensor::from_vec(softmax_input(classes, rows, 5), &[classes, rows]);
+        let spread: Vec<i64> = targets
+            .iter()
+            .flat_map(|&v| [if v == -100 { 7 } else { v }, 0])
+            .collect();
+        let t2 = Tensor::from_ids(spread, &[rows, 2]);
+        let what = format!("cross-entropy over {classes} classes, strided views");
+        compare_with_grads(&device, &what, &[xt], &g, |xs| {
+            let t = t2.to_device(&xs[0].device()).unwrap();
+            xs[0]
+                .t()
+                .cross_entropy_with_ignore(&t.narrow(1, 0, 1).reshape(&[rows]), Some(7))
+        });
+    }
+    // Every target ignored: NaN on both, as in PyTorch.
+    let x = Tensor::from_vec(softmax_input(3, 4, 1), &[3, 4]);
+    let t = Tensor::from_ids(vec![-100; 3], &[3]);
+    let on_gpu = x
+        .to_device(&device)
+        .unwrap()
+        .cross_entropy(&t.to_device(&device).unwrap());
+    assert!(on_gpu.item().is_nan() && x.cross_entropy(&t).item().is_nan());
+    // A target out of range: the CPU panics, a kernel cannot, so the loss is NaN.
+    let t = Tensor::from_ids(vec![0, 4, 1], &[3]);
+    let on_gpu = x
+        .to_device(&device)
+        .unwrap()
+        .cross_entropy(&t.to_device(&device).unwrap());
+    assert!(on_gpu.item().is_nan());
+}
+
+#[test]
+fn cuda_embedding_gradients_are_the_cpus_bits_with_repeated_ids() {
+    let Some((device, _alone)) = gpu() else {
+        return;
+    };
+    assert!(
+        ["embedding", "embedding_backward", "max_axis_backward"]
+            .iter()
+            .all(|op| !HOST_FALLBACKS.contains(op)),
+        "embedding and max's backward have kernels"
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let vocab = 70;
+    for d in [1, 31, 33, 129] {
+        let table: Vec<f32> = (0..vocab * d).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let table = Tensor::from_vec(table, &[vocab, d]);
+        // 100 ids, most of them repeats (ids 0..9 only, some rows unused),
+        // read at a stride (every other one).
+        let ids: Vec<i64> = (0..200).map(|_| rng.gen_range(0..10)).collect();
+        let ids = Tensor::from_ids(ids, &[100, 2])
+            .narrow(1, 1, 1)
+            .reshape(&[4, 25]);
+        let g: Vec<f32> = (0..100 * d).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let g = Tensor::from_vec(g, &[4, 25, d]);
+        let run = |table: Tensor, ids: Tensor, g: Tensor| {
+            let table = table.requires_grad();
+            let y = Tensor::embedding(&ids, &table);
+            y.backward_with(&g);
+            (y.to_vec(), table.grad().unwrap().to_vec())
+        };
+        let (y_cpu, dw_cpu) = run(table.clone(), ids.clone(), g.clone());
+        let (y_gpu, dw_gpu) = run(
+            table.to_device(&device).unwrap(),
+            ids.to_device(&device).unwrap(),
+            g.to_device(&device).unwrap(),
+        );
+        assert_eq!(y_gpu, y_cpu, "embedding rows of width {d}");
+        assert_eq!(dw_gpu, dw_cpu, "embedding gradient of width {d}");
+    }
+    // An id out of range: the CPU panics, a kernel writes a row of NaN.
+    let table = Tensor::ones(&[4, 3]).to_device(&device).unwrap();
+    let ids = Tensor::from_ids(vec![1, 9], &[2])
+        .to_device(&device)
+        .unwrap();
+    let rows = Tensor::embedding(&ids, &table).to_vec();
+    assert_eq!(&rows[..3], &[1.0; 3]);
+    assert!(rows[3..].iter().all(|v| v.is_nan()));
+    // Max's backward: the gradient lands on each maximum's first index.
+    let x = Tensor::from_vec(
+        vec![1.0, 5.0, 5.0, -2.0, 0.5, 7.0, 7.0, 3.0, -1.0, 2.0, 9.0, 0.0],
+        &[2, 3, 2],
+    );
+    let g = Tensor::from_vec(vec![1.5, -2.0, 0.25, 4.0], &[2, 2]);
+    compare_with_grads(&device, "max over a middle dimension", &[x], &g, |t| {
+        t[0].max_dim(1, false)
+    });
+}
+
+#[test]
+fn cuda_adam_steps_and_gradient_norms_match_the_cpu() {
+    use zeroformer::optim::{Adam, AdamConfig, ParamGroup, clip_coefficient, grad_norm};
+    let Some((device, _alone)) = gpu() else {
+        return;
+    };
+    assert!(
+        ["adam_update", "sum_of_squares"]
+            .iter()
+            .all(|op| !HOST_FALLBACKS.contains(op)),
+        "AdamW and the gradient norm have kernels"
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    // Sizes around the reduction's blocks: one element, a block and one,
+    // and more than the first pass's 256 blocks cover in one sweep.
+    let shapes: [&[usize]; 3] = [&[1], &[257], &[300, 257]];
+    let values: Vec<Vec<f32>> = shapes
+        .iter()
+        .map(|s| {
+            (0..s.iter().product())
+                .map(|_| rng.gen_range(-1.0..1.0))
+                .collect()
+        })
+        .collect();
+    let grads: Vec<Vec<Vec<f32>>> = (0..3)
+        .map(|_| {
+            shapes
+                .iter()
+                .map(|s| {
+                    (0..s.iter().product())
+                        .map(|_| rng.gen_range(-3.0..3.0))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let run = |device: &Device| {
+        let params: Vec<Tensor> = values
+            .iter()
+            .zip(shapes)
+            .map(|(v, s)| {
+                Tensor::from_vec(v.clone(), s)
+                    .to_device(device)
+                    .unwrap()
+                    .requires_grad()
+            })
+            .collect();
+        let named = |ps: &[Tensor]| {
+            ps.iter()
+                .enumerate()
+                .map(|(i, p)| (format!("p{i}"), p.clone()))
+                .collect()
+        };
+        let groups = vec![
+            ParamGroup {
+                params: named(&params[..2]),
+                weight_decay: 0.0,
+            },
+            ParamGroup {
+                params: named(&params[2..]),
+                weight_decay: 0.1,
+            },
+        ];
+        let mut opt = Adam::new(groups, AdamConfig::adamw(1e-2));
+        let mut norms = Vec::new();
+        for step in &grads {
+            for (p, g) in params
+                .iter()
+                .zip(step)
+                .zip(shapes)
+                .map(|((p, g), s)| (p, (g, s)))
+            {
+                p.set_grad(Some(
+                    Tensor::from_vec(g.0.clone(), g.1)
+                        .to_device(device)
+                        .unwrap(),
+                ));
+            }
+            let norm = grad_norm(&params);
+            opt.step_scaled(&clip_coefficient(&norm, 5.0));
+            norms.push(norm.item());
+        }
+        // A NaN scale skips the update on the device.
+        opt.step_scaled(&Tensor::scalar(f32::NAN).to_device(device).unwrap());
+        let weights: Vec<Vec<f32>> = params.iter().map(Tensor::to_vec).collect();
+        (norms, weights)
+    };
+    let (norms_cpu, w_cpu) = run(&Device::Cpu);
+    let (norms_gpu, w_gpu) = run(&device);
+    assert_close("gradient norms", &norms_gpu, &norms_cpu);
+    for (i, (a, b)) in w_gpu.iter().zip(&w_cpu).enumerate() {
+        assert_close(&format!("parameter {i} after three AdamW steps"), a, b);
+    }
+}
+
+#[test]
+fn cuda_gather_topk_and_cumsum_kernels_match_the_cpu_on_views_ties_and_nans() {
+    let Some((device, _alone)) = gpu() else {
+        return;
+    };
+    assert!(
+        ["gather_dim", "scatter_add_dim", "topk_indices", "cumsum"]
+            .iter()
+            .all(|op| !HOST_FALLBACKS.contains(op)),
+        "gather, top-k and cumsum have kernels"
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    for n in [1, 31, 33, 65] {
+        // [4, n, 3] values from a small set (ties), with NaNs, read through
+        // a permuted view so that the reduced dimension is strided.
+        let mut v: Vec<f32> = (0..3 * n * 4)
+            .map(|_| rng.gen_range(-3..4) as f32 * 0.5)
+            .collect();
+        v[5] = f32::NAN;
+        v[3 * n * 2 + 1] = f32::NAN;
+        let x = Tensor::from_vec(v, &[3, n, 4]).permute(&[2, 1, 0]);
+        let k = n.min(5);
+        let (values_cpu, idx_cpu) = x.topk(k, 1);
+        let (values_gpu, idx_gpu) = x.to_device(&device).unwrap().topk(k, 1);
+        assert_eq!(idx_gpu.to_vec_i64(), idx_cpu.to_vec_i64(), "top-{k} of {n}");
+        let same = |a: &[f32], b: &[f32]| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
+        };
+        assert!(
+            same(&values_gpu.to_vec(), &values_cpu.to_vec()),
+            "top-{k} values of {n}"
+        );
+        // Gathering with repeated indices, an index narrower than x on
+        // another dimension, and its gradient (scatter-add), bit for bit.
+        let x = Tensor::from_vec(
+            (0..4 * n * 3).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+            &[4, n, 3],
+        );
+        let index: Vec<i64> = (0..3 * 7 * 2).map(|_| rng.gen_range(0..n as i64)).collect();
+        let index = Tensor::from_ids(index, &[3, 2, 7]);
+        let g = Tensor::from_vec(
+            (0..3 * 7 * 2).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+            &[3, 2, 7],
+        );
+        let run = |x: Tensor, index: Tensor, g: Tensor| {
+            let x = x.requires_grad();
+            let y = x.gather(1, &index.permute(&[0, 2, 1]));
+            y.backward_with(&g.permute(&[0, 2, 1]));
+            (y.to_vec(), x.grad().unwrap().to_vec())
+        };
+        let (y_cpu, dx_cpu) = run(x.clone(), index.clone(), g.clone());
+        let to = |t: &Tensor| t.to_device(&device).unwrap();
+        let (y_gpu, dx_gpu) = run(to(&x), to(&index), to(&g));
+        assert_eq!(y_gpu, y_cpu, "gather over {n}");
+        assert_eq!(dx_gpu, dx_cpu, "gather's gradient over {n}");
+        // Running sums along a strided dimension, and their gradient (a
+        // reversed running sum).
+        let g = Tensor::from_vec(
+            (0..4 * n * 3).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+            &[3, n, 4],
+        );
+        compare_with_grads(&device, &format!("cumsum over {n}"), &[x], &g, |t| {
+            t[0].permute(&[2, 1, 0]).cumsum(1)
+        });
+    }
+    // An index out of range: the CPU panics, a kernel writes NaN.
+    let x = Tensor::ones(&[2, 3]).to_device(&device).unwrap();
+    let index = Tensor::from_ids(vec![0, 3], &[2, 1])
+        .to_device(&device)
+        .unwrap();
+    let y = x.gather(1, &index).to_vec();
+    assert!(y[0] == 1.0 && y[1].is_nan());
+}
+
+#[test]
+fn cuda_int8_kernels_match_the_cpu() {
+    let Some((device, _alone)) = gpu() else {
+        return;
+    };
+    assert!(
+        ["quantize_rows_int8", "matmul_int8"]
+            .iter()
+            .all(|op| !HOST_FALLBACKS.contains(op)),
+        "int8 has kernels"
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let (n, k) = (70, 129);
+    let mut w: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-2.0..2.0)).collect();
+    // A row of zeros, and one whose values land halfway between two
+    // steps (rounded away from zero, as the CPU's `round`).
+    w[..k].fill(0.0);
+    w[k..2 * k].fill(0.0);
+    w[k..k + 4].copy_from_slice(&[127.0, 2.5, -2.5, 0.5]);
+    let w = Tensor::from_vec(w, &[n, k]);
+    let q_cpu = w.quantize_rows_int8();
+    let q_gpu = w.to_device(&device).unwrap().quantize_rows_int8();
+    let ids = |t: &Tensor| t.to_dtype(DType::I64).to_vec_i64();
+    assert_eq!(ids(&q_gpu.q), ids(&q_cpu.q), "int8 rows");
+    assert_eq!(q_gpu.scales.to_vec(), q_cpu.scales.to_vec(), "int8 scales");
+    for m in [1, 3, 17] {
+        let x = Tensor::from_vec(
+            (0..m * k).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+            &[m, k],
+        );
+        let want = x.matmul_int8(&q_cpu).to_vec();
+        let got = x.to_device(&device).unwrap().matmul_int8(&q_gpu).to_vec();
+        let scale = want.iter().fold(1.0f32, |a, v| a.max(v.abs()));
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * scale,
+                "int8 product of {m} rows: element {i}: {a} on the GPU, {b} on the CPU"
+            );
+        }
     }
 }

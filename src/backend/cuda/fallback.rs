@@ -14,25 +14,7 @@ use crate::layout::Layout;
 
 /// The primitives that run on the host: everything without a `.cu` kernel
 /// of its own.
-pub const HOST_FALLBACKS: &[&str] = &[
-    "max_axis_backward",
-    "sum_of_squares",
-    "cumsum",
-    "topk_indices",
-    "gather_dim",
-    "scatter_add_dim",
-    "layer_norm",
-    "layer_norm_backward",
-    "cross_entropy",
-    "cross_entropy_backward",
-    "embedding",
-    "embedding_backward",
-    "attention",
-    "attention_backward",
-    "adam_update",
-    "quantize_rows_int8",
-    "matmul_int8",
-];
+pub const HOST_FALLBACKS: &[&str] = &["attention", "attention_backward"];
 
 static COUNTS: [AtomicUsize; HOST_FALLBACKS.len()] =
     [const { AtomicUsize::new(0) }; HOST_FALLBACKS.len()];
@@ -87,9 +69,4 @@ pub(crate) fn device(gpu: &Arc<Gpu>, host: &CpuStorage) -> CudaStorage {
 pub(crate) fn run_host<R>(op: &str, f: impl FnOnce() -> R) -> R {
     count(op);
     f()
-}
-
-/// Counts `op`, runs its CPU kernel and uploads the result.
-pub(crate) fn run(op: &str, gpu: &Arc<Gpu>, f: impl FnOnce() -> CpuStorage) -> CudaStorage {
-    device(gpu, &run_host(op, f))
 }

@@ -199,17 +199,6 @@ impl Gpu {
         host
     }
 
-    /// Copies host bytes into device memory.
-    ///
-    /// # Safety
-    /// `dst` must be valid for `src.len()` bytes.
-    pub unsafe fn write(&self, dst: DevicePtr, src: &[u8]) {
-        if !src.is_empty() {
-            // SAFETY: as the caller vouches.
-            unsafe { self.driver.copy_to_device(dst, src) };
-        }
-    }
-
     /// Copies `bytes` bytes between device buffers.
     ///
     /// # Safety

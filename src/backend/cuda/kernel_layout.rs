@@ -63,6 +63,29 @@ impl KernelLayout {
         kernel
     }
 
+    /// The view dimension by dimension, none merged: for kernels that
+    /// need each dimension's coordinate (gathering along one of them).
+    /// Panics naming `op` above [`MAX_DIMS`] dimensions.
+    pub fn unmerged(layout: &Layout, op: &str) -> KernelLayout {
+        assert!(
+            layout.rank() <= MAX_DIMS,
+            "{op}: a view of rank {} has more dimensions than the {MAX_DIMS} CUDA kernels take",
+            layout.rank()
+        );
+        let mut kernel = KernelLayout {
+            shape: [1; MAX_DIMS],
+            strides: [0; MAX_DIMS],
+            offset: layout.offset() as i64,
+            rank: layout.rank() as i32,
+            contiguous: 0,
+        };
+        for (i, (&size, &stride)) in layout.shape().iter().zip(layout.strides()).enumerate() {
+            kernel.shape[i] = size as i64;
+            kernel.strides[i] = stride as i64;
+        }
+        kernel
+    }
+
     /// A contiguous run of elements from `offset`.
     pub fn contiguous(offset: usize) -> KernelLayout {
         KernelLayout {

@@ -9,7 +9,8 @@
 //!   kernels, and the registry that opens each device once.
 //! - `CudaStorage` holds a device buffer and its dtype and implements
 //!   [`BackendStorage`](crate::backend::BackendStorage): each primitive is
-//!   a launcher (`copy`, `elementwise`, `reduce`, `softmax`, `matmul`) or, for the
+//!   a launcher (`copy`, `elementwise`, `reduce`, `softmax`, `norm`, `loss`,
+//!   `index`, `optim`, `quantized`, `matmul`) or, for the
 //!   primitives without a kernel, the one host fallback (`fallback`),
 //!   listed in `HOST_FALLBACKS` and counted by `host_fallbacks()`.
 //!
@@ -32,11 +33,21 @@ mod fallback;
 #[cfg(feature = "cuda")]
 mod gpu;
 #[cfg(feature = "cuda")]
+mod index;
+#[cfg(feature = "cuda")]
 mod kernel_layout;
 #[cfg(all(test, feature = "cuda"))]
 mod known_answers;
 #[cfg(feature = "cuda")]
+mod loss;
+#[cfg(feature = "cuda")]
 mod matmul;
+#[cfg(feature = "cuda")]
+mod norm;
+#[cfg(feature = "cuda")]
+mod optim;
+#[cfg(feature = "cuda")]
+mod quantized;
 #[cfg(feature = "cuda")]
 mod random;
 #[cfg(feature = "cuda")]
@@ -68,6 +79,11 @@ const SHIM_TESTS: driver::Module = driver::Module {
 pub const MODULES: &[driver::Module] = &[
     copy::MODULE,
     elementwise::MODULE,
+    index::MODULE,
+    loss::MODULE,
+    norm::MODULE,
+    optim::MODULE,
+    quantized::MODULE,
     random::MODULE,
     reduce::MODULE,
     softmax::MODULE,

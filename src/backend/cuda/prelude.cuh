@@ -57,3 +57,22 @@ __device__ __forceinline__ i64 zf_grid_stride() { return (i64)gridDim.x * blockD
 
 __device__ __forceinline__ float zf_nan() { return __int_as_float(0x7fc00000); }
 __device__ __forceinline__ float zf_inf() { return __int_as_float(0x7f800000); }
+
+// Warp reductions by shuffle: every lane ends with the warp's result.
+__device__ __forceinline__ float zf_warp_max(float v) {
+    for (int delta = 16; delta > 0; delta /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, delta));
+    return v;
+}
+__device__ __forceinline__ float zf_warp_sum_f(float v) {
+    for (int delta = 16; delta > 0; delta /= 2) v += __shfl_xor_sync(0xffffffffu, v, delta);
+    return v;
+}
+__device__ __forceinline__ double zf_warp_sum(double v) {
+    for (int delta = 16; delta > 0; delta /= 2) v += __shfl_xor_sync(0xffffffffu, v, delta);
+    return v;
+}
+
+// Kernels that give each row a warp: the warp's first row, and how many
+// rows the grid's warps cover at a time.
+__device__ __forceinline__ i64 zf_warp_row() { return (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; }
+__device__ __forceinline__ i64 zf_warps() { return (i64)gridDim.x * (blockDim.x / 32); }

@@ -46,3 +46,46 @@ extern "C" __global__ void zf_max_axis(float* out, i64* argmax, const float* x, 
         argmax[i] = at;
     }
 }
+
+// The sum of squares of n contiguous elements in two deterministic passes
+// (a gradient norm, without a host read): each block sums a grid-stride
+// share in double into partials[block]; one block then sums the partials.
+#define ZF_SQUARES_THREADS 256
+__device__ __forceinline__ double zf_block_sum(double v) {
+    __shared__ double sums[ZF_SQUARES_THREADS];
+    sums[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) sums[threadIdx.x] += sums[threadIdx.x + half];
+        __syncthreads();
+    }
+    return sums[0];
+}
+
+extern "C" __global__ void zf_sum_of_squares_partials(double* partials, const float* x, i64 n) {
+    double acc = 0.0;
+    for (i64 i = zf_first_index(); i < n; i += zf_grid_stride()) acc += (double)x[i] * (double)x[i];
+    double total = zf_block_sum(acc);
+    if (threadIdx.x == 0) partials[blockIdx.x] = total;
+}
+
+extern "C" __global__ void zf_sum_of_squares_total(float* out, const double* partials, i64 blocks) {
+    double acc = 0.0;
+    for (i64 i = threadIdx.x; i < blocks; i += blockDim.x) acc += partials[i];
+    double total = zf_block_sum(acc);
+    if (threadIdx.x == 0) out[0] = (float)total;
+}
+
+// Running sums along the middle of [outer, n, inner] (from the end when
+// `reverse`), in double as the CPU's: a thread per column.
+extern "C" __global__ void zf_cumsum_axis(float* out, const float* x, i64 outer, i64 n, i64 inner, int reverse) {
+    for (i64 col = zf_first_index(); col < outer * inner; col += zf_grid_stride()) {
+        i64 base = col / inner * n * inner + col % inner;
+        double acc = 0.0;
+        for (i64 step = 0; step < n; step++) {
+            i64 at = base + (reverse ? n - 1 - step : step) * inner;
+            acc += (double)x[at];
+            out[at] = (float)acc;
+        }
+    }
+}

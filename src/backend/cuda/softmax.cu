@@ -3,20 +3,6 @@
 // side and meeting by shuffles. Sums accumulate in double, as the CPU's
 // softmax does.
 
-__device__ __forceinline__ float zf_warp_max(float v) {
-    for (int delta = 16; delta > 0; delta /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, delta));
-    return v;
-}
-
-__device__ __forceinline__ double zf_warp_sum(double v) {
-    for (int delta = 16; delta > 0; delta /= 2) v += __shfl_xor_sync(0xffffffffu, v, delta);
-    return v;
-}
-
-// The warp's row, and how many rows the grid's warps cover at a time.
-__device__ __forceinline__ i64 zf_warp_row() { return (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; }
-__device__ __forceinline__ i64 zf_warps() { return (i64)gridDim.x * (blockDim.x / 32); }
-
 // softmax (take_log = 0) or log_softmax (take_log = 1) of each row. A row whose
 // entries are all -inf gives probability 0 (log: -inf) instead of 0/0.
 extern "C" __global__ void zf_softmax_rows(float* out, const float* x, i64 rows, i64 n, int take_log) {

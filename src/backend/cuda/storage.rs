@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use super::driver::DevicePtr;
 use super::gpu::{DeviceBuffer, Gpu};
-use super::{copy, elementwise, fallback, matmul, random, reduce, softmax};
+use super::{
+    copy, elementwise, fallback, index, loss, matmul, norm, optim, quantized, random, reduce,
+    softmax,
+};
 use crate::backend::cpu::CpuStorage;
 use crate::backend::{
     AdamStep, AttentionParams, Axis, BackendStorage, BinaryOp, CmpOp, CrossEntropyForward, UnaryOp,
@@ -117,23 +120,6 @@ impl CudaStorage {
     /// Every element, on the host (what the host fallback computes on).
     pub(crate) fn to_cpu(&self) -> CpuStorage {
         self.download(0..self.len)
-    }
-
-    /// Overwrites every element with host values of the same dtype and length.
-    pub(crate) fn overwrite(&mut self, host: &CpuStorage) {
-        assert_eq!((host.dtype(), host.elements()), (self.dtype, self.len));
-        let bytes: Vec<u8>;
-        let data = match host {
-            CpuStorage::F32(v) => bytes_of(v),
-            CpuStorage::I64(v) => bytes_of(v),
-            CpuStorage::I8(v) => bytes_of(v),
-            CpuStorage::Bool(v) => {
-                bytes = v.iter().map(|&b| b as u8).collect();
-                &bytes
-            }
-        };
-        // SAFETY: the buffer holds `len` elements of this dtype.
-        unsafe { self.gpu().write(self.ptr(), data) };
     }
 
     /// The device holding the storage.
@@ -307,50 +293,29 @@ impl BackendStorage for CudaStorage {
     }
 
     fn max_axis_backward(&self, layout: &Layout, argmax: &Self, axis: Axis) -> Self {
-        let argmax = fallback::host(argmax);
-        fallback::run("max_axis_backward", self.gpu(), || {
-            fallback::host(self).max_axis_backward(layout, &argmax, axis)
-        })
+        index::max_backward(self, layout, argmax, axis)
     }
-
     fn sum_of_squares(&self, layout: &Layout) -> Self {
-        fallback::run("sum_of_squares", self.gpu(), || {
-            fallback::host(self).sum_of_squares(layout)
-        })
+        reduce::sum_of_squares(self, layout)
     }
-
     fn cumsum(&self, layout: &Layout, axis: Axis, reverse: bool) -> Self {
-        fallback::run("cumsum", self.gpu(), || {
-            fallback::host(self).cumsum(layout, axis, reverse)
-        })
+        reduce::cumsum(self, layout, axis, reverse)
     }
-
     fn topk_indices(&self, layout: &Layout, axis: Axis, k: usize) -> Self {
-        fallback::run("topk_indices", self.gpu(), || {
-            fallback::host(self).topk_indices(layout, axis, k)
-        })
+        index::topk_indices(self, layout, axis, k)
     }
-
-    fn gather_dim(&self, layout: &Layout, dim: usize, (index, il): View<Self>) -> Self {
-        let index = fallback::host(index);
-        fallback::run("gather_dim", self.gpu(), || {
-            fallback::host(self).gather_dim(layout, dim, (&index, il))
-        })
+    fn gather_dim(&self, layout: &Layout, dim: usize, index: View<Self>) -> Self {
+        index::gather_dim(self, layout, dim, index)
     }
-
     fn scatter_add_dim(
         &self,
         layout: &Layout,
         dim: usize,
-        (index, il): View<Self>,
+        index: View<Self>,
         shape: &[usize],
     ) -> Self {
-        let index = fallback::host(index);
-        fallback::run("scatter_add_dim", self.gpu(), || {
-            fallback::host(self).scatter_add_dim(layout, dim, (&index, il), shape)
-        })
+        index::scatter_add_dim(self, layout, dim, index, shape)
     }
-
     fn softmax(&self, layout: &Layout, n: usize, log: bool) -> Self {
         softmax::softmax(self, layout, n, log)
     }
@@ -371,86 +336,45 @@ impl BackendStorage for CudaStorage {
         bias: Option<View<Self>>,
         eps: f32,
     ) -> (Self, Self) {
-        let (w, b) = (fallback::host_view(weight), fallback::host_view(bias));
-        let x = fallback::host(self);
-        let (y, stats) = fallback::run_host("layer_norm", || {
-            x.layer_norm(layout, d, fallback::view(&w), fallback::view(&b), eps)
-        });
-        (
-            fallback::device(self.gpu(), &y),
-            fallback::device(self.gpu(), &stats),
-        )
+        norm::layer_norm(self, layout, d, weight, bias, eps)
     }
 
     fn layer_norm_backward(
         &self,
         layout: &Layout,
-        (g, gl): View<Self>,
+        g: View<Self>,
         d: usize,
         weight: Option<View<Self>>,
         stats: &Self,
     ) -> (Self, Self, Self) {
-        let (x, g, stats) = (
-            fallback::host(self),
-            fallback::host(g),
-            fallback::host(stats),
-        );
-        let w = fallback::host_view(weight);
-        let (dx, dw, db) = fallback::run_host("layer_norm_backward", || {
-            x.layer_norm_backward(layout, (&g, gl), d, fallback::view(&w), &stats)
-        });
-        let up = |s: &CpuStorage| fallback::device(self.gpu(), s);
-        (up(&dx), up(&dw), up(&db))
+        norm::layer_norm_backward(self, layout, g, d, weight, stats)
     }
 
     fn cross_entropy(
         &self,
         layout: &Layout,
-        (t, tl): View<Self>,
+        targets: View<Self>,
         classes: usize,
         ignore_index: Option<i64>,
     ) -> CrossEntropyForward<Self> {
-        let (x, t) = (fallback::host(self), fallback::host(t));
-        let forward = fallback::run_host("cross_entropy", || {
-            x.cross_entropy(layout, (&t, tl), classes, ignore_index)
-        });
-        forward.map(|s| fallback::device(self.gpu(), &s))
+        loss::cross_entropy(self, layout, targets, classes, ignore_index)
     }
-
     fn cross_entropy_backward(
         &self,
-        (t, tl): View<Self>,
-        (g, gl): View<Self>,
+        targets: View<Self>,
+        g: View<Self>,
         classes: usize,
         ignore_index: Option<i64>,
         count: &Self,
     ) -> Self {
-        let (t, g, count) = (fallback::host(t), fallback::host(g), fallback::host(count));
-        fallback::run("cross_entropy_backward", self.gpu(), || {
-            fallback::host(self).cross_entropy_backward(
-                (&t, tl),
-                (&g, gl),
-                classes,
-                ignore_index,
-                &count,
-            )
-        })
+        loss::cross_entropy_backward(self, targets, g, classes, ignore_index, count)
     }
-
-    fn embedding(&self, layout: &Layout, (ids, il): View<Self>) -> Self {
-        let ids = fallback::host(ids);
-        fallback::run("embedding", self.gpu(), || {
-            fallback::host(self).embedding(layout, (&ids, il))
-        })
+    fn embedding(&self, layout: &Layout, ids: View<Self>) -> Self {
+        index::embedding(self, layout, ids)
     }
-
-    fn embedding_backward(&self, layout: &Layout, (ids, il): View<Self>, vocab: usize) -> Self {
-        let ids = fallback::host(ids);
-        fallback::run("embedding_backward", self.gpu(), || {
-            fallback::host(self).embedding_backward(layout, (&ids, il), vocab)
-        })
+    fn embedding_backward(&self, layout: &Layout, ids: View<Self>, vocab: usize) -> Self {
+        index::embedding_backward(self, layout, ids, vocab)
     }
-
     fn matmul(&self, layout: &Layout, rhs: View<Self>, batch_shape: &[usize]) -> Self {
         matmul::matmul((self, layout), rhs, batch_shape)
     }
@@ -510,42 +434,20 @@ impl BackendStorage for CudaStorage {
 
     fn adam_update(
         &mut self,
-        (g, gl): View<Self>,
+        g: View<Self>,
         m: &mut Self,
         v: &mut Self,
         step: AdamStep,
         grad_scale: Option<&Self>,
     ) {
-        let (mut w_host, g_host) = (fallback::host(self), fallback::host(g));
-        let (mut m_host, mut v_host) = (fallback::host(m), fallback::host(v));
-        let scale = grad_scale.map(fallback::host);
-        fallback::run_host("adam_update", || {
-            w_host.adam_update(
-                (&g_host, gl),
-                &mut m_host,
-                &mut v_host,
-                step,
-                scale.as_ref(),
-            )
-        });
-        self.overwrite(&w_host);
-        m.overwrite(&m_host);
-        v.overwrite(&v_host);
+        optim::adam_update(self, g, m, v, step, grad_scale)
     }
 
     fn quantize_rows_int8(&self, layout: &Layout) -> (Self, Self) {
-        let w = fallback::host(self);
-        let (q, s) = fallback::run_host("quantize_rows_int8", || w.quantize_rows_int8(layout));
-        (
-            fallback::device(self.gpu(), &q),
-            fallback::device(self.gpu(), &s),
-        )
+        quantized::quantize_rows(self, layout)
     }
 
-    fn matmul_int8(&self, layout: &Layout, (q, ql): View<Self>, (s, sl): View<Self>) -> Self {
-        let (q, s) = (fallback::host(q), fallback::host(s));
-        fallback::run("matmul_int8", self.gpu(), || {
-            fallback::host(self).matmul_int8(layout, (&q, ql), (&s, sl))
-        })
+    fn matmul_int8(&self, layout: &Layout, q: View<Self>, scales: View<Self>) -> Self {
+        quantized::matmul_int8(self, layout, q, scales)
     }
 }
