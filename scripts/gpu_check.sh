@@ -6,16 +6,21 @@
 #
 # `build` compiles, with `--features cuda`, every test binary that has CUDA
 # arms (the per-device tests, tests/cuda.rs, the known answers) and the
-# shakespeare example, and packs them with the corpus. `run` runs each test
-# binary's CUDA tests with ZEROFORMER_REQUIRE_CUDA=1, then a 30-step
-# cpu-mini run of examples/shakespeare on the GPU and on the CPU, compares
-# the losses at every step, and ends with one summary line. It takes a few
-# minutes; the device tool's run carries `.device`:
+# shakespeare and step_time examples, and packs them with the corpus. `run`
+# runs each test binary's CUDA tests with ZEROFORMER_REQUIRE_CUDA=1, then
+# 50 gpt-mini steps of examples/shakespeare on the GPU and on the CPU,
+# comparing the losses at every step, then a speed table: GPT-2 124M's
+# training step (batch 8, context 1024, f32) by step_time beside PyTorch
+# eager doing the same model on the same GPU (scripts/train_gpt_torch.py
+# --device cuda, TF32 off on both sides), and ends with one summary line.
+# It takes a few minutes; the device tool's run carries `.device`:
 #
 #   run(command="bash scripts/gpu_check.sh run", carry=[".device"], timeout_s=420)
 #
 # GPU_CHECK_FEATURES=cuda-sim builds the same pack for the simulated GPU,
-# so that the script itself can be checked on a machine without one.
+# so that the script itself can be checked on a machine without one; there
+# `run` uses cpu-mini for the loss comparison and leaves out the speed
+# table (GPT-2 on a simulator would take hours).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pack=.device/gpu-check
@@ -32,14 +37,15 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         print(m["target"]["name"], m["executable"])' > "$pack/tests.txt"
-  cargo build --release --features "$features" --example shakespeare --quiet
+  cargo build --release --features "$features" --example shakespeare --example step_time --quiet
   while read -r name exe; do
     # Only binaries with CUDA tests travel.
     if "$exe" --list 2>/dev/null | grep 'cuda' > /dev/null; then
       cp "$exe" "$pack/bin/$name"
     fi
   done < "$pack/tests.txt"
-  cp target/release/examples/shakespeare "$pack/bin/shakespeare"
+  cp target/release/examples/shakespeare target/release/examples/step_time "$pack/bin/"
+  echo "$features" > "$pack/features"
   strip "$pack"/bin/*
   cp ../shared/data/tinyshakespeare.txt "$pack/"
   # The test binaries read fixtures at the path they were built at.
@@ -88,7 +94,7 @@ PY
   echo "== $gpu"
   local passed=0 failed=0 bad=""
   for exe in "$work"/*; do
-    [ "$(basename "$exe")" = shakespeare ] && continue
+    case "$(basename "$exe")" in shakespeare | step_time) continue ;; esac
     echo "== $(basename "$exe")"
     set +e
     ZEROFORMER_REQUIRE_CUDA=1 timeout 300 "$exe" cuda --test-threads 4 > "$work/log" 2>&1
@@ -104,13 +110,15 @@ PY
       grep -A15 -- '---- ' "$work/log" | head -60 || tail -20 "$work/log"
     fi
   done
-  echo "== shakespeare: 30 cpu-mini steps on the GPU and on the CPU"
+  local preset=gpt-mini steps=50 simulated=no
+  if [ "$(cat "$pack/features")" = cuda-sim ]; then preset=cpu-mini steps=30 simulated=yes; fi
+  echo "== shakespeare: $steps $preset steps on the GPU and on the CPU"
   local timing=""
   for device in cuda cpu; do
     local t0=$SECONDS
-    "$work/shakespeare" --data "$pack/tinyshakespeare.txt" --iters 30 --eval-every 30 --eval-iters 2 \
-      --sample-tokens 40 --out "$work/run-$device" --device "$device" --metrics "$work/$device.jsonl" \
-      | tail -2
+    "$work/shakespeare" --data "$pack/tinyshakespeare.txt" --preset "$preset" --iters "$steps" \
+      --eval-every "$steps" --eval-iters 2 --sample-tokens 40 --out "$work/run-$device" --device "$device" \
+      --metrics "$work/$device.jsonl" | tail -2
     timing="$timing ${device}_s=$((SECONDS - t0))"
   done
   local worst
@@ -121,10 +129,28 @@ assert len(cpu) == len(gpu), (len(cpu), len(gpu))
 print(f"{max(abs(a['loss'] - b['loss']) for a, b in zip(cpu, gpu)):.1e}")
 PY
 )
+  local speed=""
+  if [ "$simulated" = no ]; then
+    echo "== GPT-2 124M training step, batch 8, context 1024, f32: zeroformer, then PyTorch eager (SDPA, fused AdamW)"
+    local ours theirs
+    ours=$("$work/step_time" --preset gpt2 --vocab 50257 --batch-size 8 --steps 10 --warmup 3 --device cuda | tail -1)
+    echo "$ours"
+    theirs=$(python3 scripts/train_gpt_torch.py --preset gpt2 --vocab 50257 --batch-size 8 --steps 10 --warmup 3 \
+      --device cuda | tail -1) || theirs="tokens_per_s=0 (PyTorch failed)"
+    echo "$theirs"
+    speed=$(python3 - "$ours" "$theirs" <<'PY'
+import sys
+rate = lambda line: float(line.rsplit("tokens_per_s=", 1)[1].split()[0])
+ours, theirs = (rate(l) for l in sys.argv[1:])
+print(f" gpt2_tokens_per_s={ours:.0f} torch_tokens_per_s={theirs:.0f} ratio={ours / theirs:.2f}x" if theirs else
+      f" gpt2_tokens_per_s={ours:.0f} torch=failed")
+PY
+)
+  fi
   rm -rf "$work"
   local verdict=passed
   { [ "$failed" -eq 0 ] && [ -z "$bad" ] && python3 -c "import sys; sys.exit(not float('$worst') <= 1e-4)"; } || verdict=FAILED
-  echo "gpu_check: $verdict gpu=\"$gpu\" cuda_tests=$passed/$((passed + failed))${bad:+ failing_binaries=$bad} cpu_mini_30_steps_max_loss_diff=$worst$timing total_s=$((SECONDS - started))"
+  echo "gpu_check: $verdict gpu=\"$gpu\" cuda_tests=$passed/$((passed + failed))${bad:+ failing_binaries=$bad} ${preset}_${steps}_steps_max_loss_diff=$worst$timing$speed total_s=$((SECONDS - started))"
   [ "$verdict" = passed ]
 }
 

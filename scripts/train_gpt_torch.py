@@ -5,6 +5,7 @@ in PyTorch, to compare speed on the same machine. Run by hand:
 
     python3 scripts/train_gpt_torch.py --preset cpu-mini --batch-size 12
     python3 scripts/train_gpt_torch.py --preset gpt-mini --batch-size 32
+    python3 scripts/train_gpt_torch.py --preset gpt2 --vocab 50257 --batch-size 8 --device cuda
 
 The PyTorch code path is the one nanoGPT's model.py and train.py take, as a
 user runs it: attention through `F.scaled_dot_product_attention(q, k, v,
@@ -15,6 +16,9 @@ in `torch.compile` (inductor; on the CPU it needs a C++ compiler, and the
 first steps compile), the second reference. `--attention explicit` runs
 matmul, masked_fill, softmax, matmul instead: an extra row for comparison
 only, never the reference. The line printed names the path taken.
+`--device cuda` runs it on the GPU in f32, TF32 switched off for matmuls
+and cuDNN (zeroformer's cuBLAS calls use none), timing between
+`torch.cuda.synchronize()` calls.
 
 Prints the median step time and tokens/s over --steps steps (after
 --warmup), with random token batches (speed does not depend on the data).
@@ -58,6 +62,7 @@ PRESETS = {  # n_layer, n_head, n_embd, block_size
     "cpu-mini": (4, 4, 128, 64),
     "gpt-mini": (6, 6, 192, 256),
     "shakespeare-char": (6, 6, 384, 256),
+    "gpt2": (12, 12, 768, 1024),
 }
 
 
@@ -102,7 +107,7 @@ class Gpt(nn.Module):
 
     def forward(self, idx, targets=None):
         t = idx.shape[1]
-        x = self.wte(idx) + self.wpe(torch.arange(t))
+        x = self.wte(idx) + self.wpe(torch.arange(t, device=idx.device))
         for blk in self.blocks:
             x = blk(x)
         logits = self.ln_f(x) @ self.wte.weight.t()
@@ -130,6 +135,8 @@ def main():
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (the second reference)")
     ap.add_argument("--paired", metavar="BIN", help="alternate with zeroformer's step_time binary")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--device", default="cpu",
+                    help="cpu or cuda (f32 throughout: TF32 is switched off, as zeroformer's cuBLAS calls use none)")
     args = ap.parse_args()
     if args.data:
         return train_on_corpus(args)
@@ -151,8 +158,13 @@ def time_steps(args):
     """PyTorch's median step on random tokens, as the line main() prints."""
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     n_layer, n_head, c, block_size = PRESETS[args.preset]
-    model = Gpt(args.vocab, n_layer, n_head, c, block_size, args.attention)
+    model = Gpt(args.vocab, n_layer, n_head, c, block_size, args.attention).to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "wte" not in n and "wpe" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "wte" not in n and "wpe" not in n)]
     opt, adam = adamw([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}])
@@ -161,20 +173,23 @@ def time_steps(args):
         model = torch.compile(model)
     times = []
     for i in range(args.warmup + args.steps):
-        seq = torch.randint(0, args.vocab, (args.batch_size, block_size + 1))
+        seq = torch.randint(0, args.vocab, (args.batch_size, block_size + 1), device=device)
         x, y = seq[:, :-1], seq[:, 1:]
+        sync()
         t0 = time.perf_counter()
         loss = model(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sync()
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
     step = statistics.median(times)
     tokens = args.batch_size * block_size
     path = f"attention={args.attention} adamw={adam} compile={'yes' if args.compile else 'no'}"
-    return (f"torch {torch.__version__} threads={args.threads} preset={args.preset} batch={args.batch_size} "
+    where = f"threads={args.threads}" if device.type == "cpu" else f"device={torch.cuda.get_device_name(device)} tf32=off"
+    return (f"torch {torch.__version__} {where} preset={args.preset} batch={args.batch_size} "
             f"{path} params={params} median_step_ms={step * 1e3:.1f} tokens_per_s={tokens / step:.0f}")
 
 
@@ -185,7 +200,7 @@ def paired(args):
         ref = time_steps(args)
         cmd = [args.paired, "--preset", args.preset, "--batch-size", str(args.batch_size),
                "--vocab", str(args.vocab), "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--threads", str(args.threads)]
+               "--threads", str(args.threads), "--device", args.device]
         ours = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
         ratios.append(tokens_per_s(ours) / tokens_per_s(ref))
         print(ref)

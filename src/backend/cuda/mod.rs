@@ -9,10 +9,10 @@
 //!   kernels, and the registry that opens each device once.
 //! - `CudaStorage` holds a device buffer and its dtype and implements
 //!   [`BackendStorage`](crate::backend::BackendStorage): each primitive is
-//!   a launcher (`copy`, `elementwise`, `reduce`, `softmax`, `norm`, `loss`,
-//!   `index`, `optim`, `quantized`, `matmul`) or, for the
-//!   primitives without a kernel, the one host fallback (`fallback`),
-//!   listed in `HOST_FALLBACKS` and counted by `host_fallbacks()`.
+//!   a launcher beside its kernels (`copy`, `elementwise`, `reduce`,
+//!   `softmax`, `norm`, `loss`, `index`, `attention`, `optim`,
+//!   `quantized`, `random`) or cuBLAS (`matmul`). No primitive runs on the
+//!   host: data leaves the device only when asked for (`to_host`).
 //!
 //! Without the `cuda` feature the storage type is uninhabited (`stub.rs`)
 //! and every way in returns [`Error::CudaUnavailable`](crate::Error::CudaUnavailable).
@@ -23,13 +23,13 @@ mod stub;
 pub use stub::{CudaStorage, full, upload};
 
 #[cfg(feature = "cuda")]
+mod attention;
+#[cfg(feature = "cuda")]
 mod copy;
 #[cfg(feature = "cuda")]
 pub mod driver;
 #[cfg(feature = "cuda")]
 mod elementwise;
-#[cfg(feature = "cuda")]
-mod fallback;
 #[cfg(feature = "cuda")]
 mod gpu;
 #[cfg(feature = "cuda")]
@@ -60,8 +60,6 @@ mod softmax;
 mod storage;
 
 #[cfg(feature = "cuda")]
-pub use fallback::{HOST_FALLBACKS, host_fallbacks};
-#[cfg(feature = "cuda")]
 pub use gpu::MemoryStats;
 #[cfg(feature = "cuda")]
 pub use storage::{CudaStorage, full, upload};
@@ -77,6 +75,7 @@ const SHIM_TESTS: driver::Module = driver::Module {
 /// ([`compile_all`]); each launcher names its own.
 #[cfg(feature = "cuda")]
 pub const MODULES: &[driver::Module] = &[
+    attention::MODULE,
     copy::MODULE,
     elementwise::MODULE,
     index::MODULE,

@@ -1,12 +1,12 @@
 //! [`CudaStorage`]: a device buffer and its dtype, and its implementation
-//! of the primitives, each a launcher call or the host fallback.
+//! of the primitives, each a launcher call (a kernel or cuBLAS).
 
 use std::sync::Arc;
 
 use super::driver::DevicePtr;
 use super::gpu::{DeviceBuffer, Gpu};
 use super::{
-    copy, elementwise, fallback, index, loss, matmul, norm, optim, quantized, random, reduce,
+    attention, copy, elementwise, index, loss, matmul, norm, optim, quantized, random, reduce,
     softmax,
 };
 use crate::backend::cpu::CpuStorage;
@@ -115,11 +115,6 @@ impl CudaStorage {
             DType::I8 => CpuStorage::I8(from_bytes(&bytes)),
             DType::Bool => CpuStorage::Bool(bytes.iter().map(|&b| b != 0).collect()),
         }
-    }
-
-    /// Every element, on the host (what the host fallback computes on).
-    pub(crate) fn to_cpu(&self) -> CpuStorage {
-        self.download(0..self.len)
     }
 
     /// The device holding the storage.
@@ -386,50 +381,26 @@ impl BackendStorage for CudaStorage {
     fn attention(
         &self,
         layout: &Layout,
-        (k, kl): View<Self>,
-        (v, vl): View<Self>,
+        k: View<Self>,
+        v: View<Self>,
         key_padding: Option<View<Self>>,
         params: &AttentionParams,
     ) -> (Self, Self) {
-        let (q, k, v) = (fallback::host(self), fallback::host(k), fallback::host(v));
-        let pad = fallback::host_view(key_padding);
-        let (out, lse) = fallback::run_host("attention", || {
-            q.attention(layout, (&k, kl), (&v, vl), fallback::view(&pad), params)
-        });
-        (
-            fallback::device(self.gpu(), &out),
-            fallback::device(self.gpu(), &lse),
-        )
+        attention::forward((self, layout), k, v, key_padding, params)
     }
 
     fn attention_backward(
         &self,
         layout: &Layout,
-        (k, kl): View<Self>,
-        (v, vl): View<Self>,
-        (o, ol): View<Self>,
+        k: View<Self>,
+        v: View<Self>,
+        out: View<Self>,
         lse: &Self,
-        (g, gl): View<Self>,
+        g: View<Self>,
         key_padding: Option<View<Self>>,
         params: &AttentionParams,
     ) -> (Self, Self, Self) {
-        let (q, k, v) = (fallback::host(self), fallback::host(k), fallback::host(v));
-        let (o, lse, g) = (fallback::host(o), fallback::host(lse), fallback::host(g));
-        let pad = fallback::host_view(key_padding);
-        let (dq, dk, dv) = fallback::run_host("attention_backward", || {
-            q.attention_backward(
-                layout,
-                (&k, kl),
-                (&v, vl),
-                (&o, ol),
-                &lse,
-                (&g, gl),
-                fallback::view(&pad),
-                params,
-            )
-        });
-        let up = |s: &CpuStorage| fallback::device(self.gpu(), s);
-        (up(&dq), up(&dk), up(&dv))
+        attention::backward((self, layout), k, v, out, lse, g, key_padding, params)
     }
 
     fn adam_update(
