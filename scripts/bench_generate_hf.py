@@ -12,6 +12,11 @@ GPT-2's shape: nothing can be downloaded here), batch 1, a 16-token prompt,
 Also measures the machine's memory read bandwidth (torch summing a 1 GiB
 tensor, the same threads) to say what fraction of it each achieves: every
 new token reads all 498 MB of f32 weights.
+
+`--device cuda` runs both on the GPU (f32, TF32 off; the bandwidth is the
+GPU's, timing between `torch.cuda.synchronize()` calls), and `--bin` names
+another gpt2_generate binary (scripts/gpu_check.sh passes the one built
+with `--features cuda`).
 """
 import argparse
 import json
@@ -25,8 +30,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "examples", "gpt2_generate")
 
 
-def ours(model_dir, prompt, new, threads, int8=False):
-    r = subprocess.run([BIN, "--model-dir", model_dir, "--prompt-ids", ",".join(map(str, prompt)),
+def ours(model_dir, prompt, new, threads, int8=False, device="cpu", binary=BIN):
+    r = subprocess.run([binary, "--device", device, "--model-dir", model_dir, "--prompt-ids", ",".join(map(str, prompt)),
                         "--max-new-tokens", str(new), "--temperature", "0", "--print-ids",
                         "--threads", str(threads), "--warm-up"] + (["--int8"] if int8 else []),
                        capture_output=True, text=True, check=True)
@@ -42,49 +47,60 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--new", type=int, default=128)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--bin", default=BIN, help="the gpt2_generate binary")
     args = ap.parse_args()
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     model_dir = os.path.join(tempfile.mkdtemp(), "gpt2-random")
     torch.manual_seed(0)
     GPT2LMHeadModel(GPT2Config()).save_pretrained(model_dir)
-    hf = GPT2LMHeadModel.from_pretrained(model_dir).eval()
+    hf = GPT2LMHeadModel.from_pretrained(model_dir).eval().to(device)
     prompt = list(range(1000, 1016))
-    x = torch.tensor([prompt])
+    x = torch.tensor([prompt], device=device)
     weight_bytes = sum(p.numel() for p in hf.parameters()) * 4
 
     def hf_run():
         with torch.no_grad():
             hf.generate(x, max_new_tokens=1, min_new_tokens=1, do_sample=False, use_cache=True, pad_token_id=0)
+            sync()
             start = time.perf_counter()
             out = hf.generate(x, max_new_tokens=args.new, min_new_tokens=args.new, do_sample=False,
                               use_cache=True, pad_token_id=0)
+            sync()
             elapsed = time.perf_counter() - start
         return args.new / elapsed, out[0, len(prompt):].tolist()
 
-    big = torch.ones(256 * 1024 * 1024)
+    big = torch.ones(256 * 1024 * 1024, device=device)
     big.sum()
     reads = []
     for _ in range(5):
+        sync()
         t = time.perf_counter()
         big.sum()
+        sync()
         reads.append(big.numel() * 4 / (time.perf_counter() - t) / 1e9)
     bandwidth = statistics.median(reads)
     del big
-    print(f"memory read bandwidth (torch sum of 1 GiB, {args.threads} threads): {bandwidth:.1f} GB/s", flush=True)
+    where = f"{args.threads} threads" if device.type == "cpu" else torch.cuda.get_device_name(device)
+    print(f"memory read bandwidth (torch sum of 1 GiB, {where}): {bandwidth:.1f} GB/s", flush=True)
 
     o, h, q8, agree = [], [], [], []
     for rnd in range(args.rounds):
         if rnd % 2 == 0:
-            a, mine = ours(model_dir, prompt, args.new, args.threads)
-            c, mine8 = ours(model_dir, prompt, args.new, args.threads, int8=True)
+            a, mine = ours(model_dir, prompt, args.new, args.threads, False, args.device, args.bin)
+            c, mine8 = ours(model_dir, prompt, args.new, args.threads, True, args.device, args.bin)
             b, theirs = hf_run()
         else:
             b, theirs = hf_run()
-            c, mine8 = ours(model_dir, prompt, args.new, args.threads, int8=True)
-            a, mine = ours(model_dir, prompt, args.new, args.threads)
+            c, mine8 = ours(model_dir, prompt, args.new, args.threads, True, args.device, args.bin)
+            a, mine = ours(model_dir, prompt, args.new, args.threads, False, args.device, args.bin)
         o.append(a)
         h.append(b)
         q8.append(c)

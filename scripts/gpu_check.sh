@@ -6,13 +6,17 @@
 #
 # `build` compiles, with `--features cuda`, every test binary that has CUDA
 # arms (the per-device tests, tests/cuda.rs, the known answers) and the
-# shakespeare and step_time examples, and packs them with the corpus. `run`
+# shakespeare, step_time and gpt2_generate examples, and packs them with
+# the corpus. `run`
 # runs each test binary's CUDA tests with ZEROFORMER_REQUIRE_CUDA=1, then
 # 50 gpt-mini steps of examples/shakespeare on the GPU and on the CPU,
 # comparing the losses at every step, then a speed table: GPT-2 124M's
 # training step (batch 8, context 1024, f32) by step_time beside PyTorch
 # eager doing the same model on the same GPU (scripts/train_gpt_torch.py
-# --device cuda, TF32 off on both sides), and ends with one summary line.
+# --device cuda, TF32 off on both sides), then batch-1 GPT-2 124M greedy
+# generation beside Hugging Face transformers' cached generate on the same
+# GPU (scripts/bench_generate_hf.py --device cuda; left out, saying so,
+# where transformers is not installed), and ends with one summary line.
 # It takes a few minutes; the device tool's run carries `.device`:
 #
 #   run(command="bash scripts/gpu_check.sh run", carry=[".device"], timeout_s=420)
@@ -37,14 +41,15 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         print(m["target"]["name"], m["executable"])' > "$pack/tests.txt"
-  cargo build --release --features "$features" --example shakespeare --example step_time --quiet
+  cargo build --release --features "$features" --example shakespeare --example step_time \
+    --example gpt2_generate --quiet
   while read -r name exe; do
     # Only binaries with CUDA tests travel.
     if "$exe" --list 2>/dev/null | grep 'cuda' > /dev/null; then
       cp "$exe" "$pack/bin/$name"
     fi
   done < "$pack/tests.txt"
-  cp target/release/examples/shakespeare target/release/examples/step_time "$pack/bin/"
+  cp target/release/examples/{shakespeare,step_time,gpt2_generate} "$pack/bin/"
   echo "$features" > "$pack/features"
   strip "$pack"/bin/*
   cp ../shared/data/tinyshakespeare.txt "$pack/"
@@ -94,7 +99,7 @@ PY
   echo "== $gpu"
   local passed=0 failed=0 bad=""
   for exe in "$work"/*; do
-    case "$(basename "$exe")" in shakespeare | step_time) continue ;; esac
+    case "$(basename "$exe")" in shakespeare | step_time | gpt2_generate) continue ;; esac
     echo "== $(basename "$exe")"
     set +e
     ZEROFORMER_REQUIRE_CUDA=1 timeout 300 "$exe" cuda --test-threads 4 > "$work/log" 2>&1
@@ -146,6 +151,22 @@ print(f" gpt2_tokens_per_s={ours:.0f} torch_tokens_per_s={theirs:.0f} ratio={our
       f" gpt2_tokens_per_s={ours:.0f} torch=failed")
 PY
 )
+    echo "== GPT-2 124M greedy generation, batch 1: zeroformer beside transformers' cached generate"
+    if python3 -c "import transformers" 2> /dev/null; then
+      python3 scripts/bench_generate_hf.py --device cuda --rounds 3 --bin "$work/gpt2_generate" | tee "$work/generate.log"
+      speed="$speed $(python3 - "$work/generate.log" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+m = re.search(r"median: ours ([\d.]+) tok/s.*HF transformers ([\d.]+) tok/s.*ours/HF ([\d.]+)x", text)
+i8 = re.search(r"int8: ([\d.]+) tok/s", text)
+print(f"generate_tokens_per_s={m[1]} hf_tokens_per_s={m[2]} generate_ratio={m[3]}x int8_tokens_per_s={i8[1]}"
+      if m else "generate=failed")
+PY
+)"
+    else
+      echo "transformers is not installed: generation left out"
+      speed="$speed generate=no_transformers"
+    fi
   fi
   rm -rf "$work"
   local verdict=passed

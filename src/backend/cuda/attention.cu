@@ -54,18 +54,24 @@ __device__ __forceinline__ void zf_load_rows(float* dst, i64 stride, const ZfHea
     }
 }
 
-// The sum over the tile's 32 rows of weight(lane jj) * tile[jj][col] for
-// each of the lane's columns, added to acc (lanes hold columns lane + 32c).
-// The weights pass through the warp's 32 floats of shared `scratch`, one
-// store and two warp barriers instead of 32 shuffles.
-__device__ __forceinline__ void zf_accumulate(float acc[ZF_ATT_COLS], float weight, const float* tile, i64 stride,
-                                              i64 d, float* scratch) {
+// Puts each lane's `value` in the warp's 32 floats of shared `scratch`
+// for every lane to read: two warp barriers (the first lets the lanes
+// finish reading what was there), where a broadcast by shuffles would take
+// one per value.
+__device__ __forceinline__ void zf_share(float* scratch, float value) {
+    __syncwarp();
+    scratch[threadIdx.x & 31] = value;
+    __syncwarp();
+}
+
+// The sum over the tile's 32 rows of weights[jj] * tile[jj][col] for each
+// of the lane's columns, added to acc (lanes hold columns lane + 32c); the
+// weights are a warp's shared 32 floats.
+__device__ __forceinline__ void zf_accumulate(float acc[ZF_ATT_COLS], const float* weights, const float* tile,
+                                              i64 stride, i64 d) {
     int lane = threadIdx.x & 31;
-    __syncwarp();
-    scratch[lane] = weight;
-    __syncwarp();
     for (int jj = 0; jj < ZF_ATT_TILE; jj++) {
-        float w = scratch[jj];
+        float w = weights[jj];
         if (w == 0.0f) continue;
 #pragma unroll
         for (int c = 0; c < ZF_ATT_COLS; c++) {
@@ -134,15 +140,22 @@ extern "C" __global__ void zf_attention_forward(float* out, float* lse, ZfHeads 
                 if (i >= a.tq) continue;
                 float s = -zf_inf();
                 if (j < limit && zf_visible(a, padding, bh, i, j)) s = a.scale * zf_dot(qs + own * d, ks + lane * stride, d);
-                float new_max = fmaxf(max[r], zf_warp_max(s));
+                // The tile's maximum and sum read from shared memory by
+                // every lane (a few barriers, not a shuffle tree each).
+                zf_share(scratch, s);
+                float tile_max = -zf_inf();
+                for (int jj = 0; jj < ZF_ATT_TILE; jj++) tile_max = fmaxf(tile_max, scratch[jj]);
+                float new_max = fmaxf(max[r], tile_max);
                 if (new_max == -zf_inf()) continue;  // nothing visible yet
-                float p = s == -zf_inf() ? 0.0f : expf(s - new_max);
+                zf_share(scratch, s == -zf_inf() ? 0.0f : expf(s - new_max));
+                float tile_sum = 0.0f;
+                for (int jj = 0; jj < ZF_ATT_TILE; jj++) tile_sum += scratch[jj];
                 float rescale = expf(max[r] - new_max);
-                sum[r] = sum[r] * rescale + zf_warp_sum_f(p);
+                sum[r] = sum[r] * rescale + tile_sum;
                 max[r] = new_max;
 #pragma unroll
                 for (int c = 0; c < ZF_ATT_COLS; c++) acc[r][c] *= rescale;
-                zf_accumulate(acc[r], p, vs, stride, d, scratch);
+                zf_accumulate(acc[r], scratch, vs, stride, d);
             }
         }
 #pragma unroll
@@ -223,7 +236,8 @@ extern "C" __global__ void zf_attention_backward_dq(float* dq, ZfHeads q, ZfHead
                     float p = zf_probability(s, lse[bh * a.tq + i]);
                     ds = p * (zf_dot(gs + own * d, vs + lane * stride, d) - delta[bh * a.tq + i]);
                 }
-                zf_accumulate(acc[r], ds, ks, stride, d, scratch);
+                zf_share(scratch, ds);
+                zf_accumulate(acc[r], scratch, ks, stride, d);
             }
         }
 #pragma unroll
@@ -290,8 +304,12 @@ extern "C" __global__ void zf_attention_backward_dkv(float* dk, float* dv, ZfHea
                     p = zf_probability(s, lses[lane]);
                     ds = p * (zf_dot(gs + lane * stride, vs + own * d, d) - deltas[lane]);
                 }
-                zf_accumulate(dv_acc[r], p, gs, stride, d, scratch);
-                zf_accumulate(dk_acc[r], ds, qs, stride, d, scratch + 32);
+                __syncwarp();
+                scratch[lane] = p;
+                scratch[32 + lane] = ds;
+                __syncwarp();
+                zf_accumulate(dv_acc[r], scratch, gs, stride, d);
+                zf_accumulate(dk_acc[r], scratch + 32, qs, stride, d);
             }
         }
 #pragma unroll
