@@ -116,7 +116,7 @@ def main():
           f"{mh * weight_bytes / 1e9 / bandwidth:.0%}); ours/HF {statistics.median([a / b for a, b in zip(o, h)]):.2f}x")
     m8 = statistics.median(q8)
     print(f"int8: {m8:.2f} tok/s, {statistics.median([c / b for c, b in zip(q8, h)]):.2f}x HF's f32")
-    print("both: 128 new tokens over the whole call, the prompt's forward included, after a warm-up call of one token")
+    print(f"both: {args.new} new tokens over the whole call, the prompt's forward included, after a warm-up call of one token")
 
 
 if __name__ == "__main__":

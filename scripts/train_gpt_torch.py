@@ -67,15 +67,15 @@ PRESETS = {  # n_layer, n_head, n_embd, block_size
 
 
 class Block(nn.Module):
-    def __init__(self, c, h, attention="sdpa"):
+    def __init__(self, c, h, attention="sdpa", bias=False):
         super().__init__()
         self.h, self.attention = h, attention
-        self.ln_1 = nn.LayerNorm(c, bias=False)
-        self.qkv = nn.Linear(c, 3 * c, bias=False)
-        self.proj = nn.Linear(c, c, bias=False)
-        self.ln_2 = nn.LayerNorm(c, bias=False)
-        self.fc = nn.Linear(c, 4 * c, bias=False)
-        self.mlp_proj = nn.Linear(4 * c, c, bias=False)
+        self.ln_1 = nn.LayerNorm(c, bias=bias)
+        self.qkv = nn.Linear(c, 3 * c, bias=bias)
+        self.proj = nn.Linear(c, c, bias=bias)
+        self.ln_2 = nn.LayerNorm(c, bias=bias)
+        self.fc = nn.Linear(c, 4 * c, bias=bias)
+        self.mlp_proj = nn.Linear(4 * c, c, bias=bias)
 
     def forward(self, x):
         b, t, c = x.shape
@@ -94,12 +94,12 @@ class Block(nn.Module):
 
 
 class Gpt(nn.Module):
-    def __init__(self, vocab, n_layer, n_head, c, block_size, attention="sdpa"):
+    def __init__(self, vocab, n_layer, n_head, c, block_size, attention="sdpa", bias=False):
         super().__init__()
         self.wte = nn.Embedding(vocab, c)
         self.wpe = nn.Embedding(block_size, c)
-        self.blocks = nn.ModuleList(Block(c, n_head, attention) for _ in range(n_layer))
-        self.ln_f = nn.LayerNorm(c, bias=False)
+        self.blocks = nn.ModuleList(Block(c, n_head, attention, bias) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(c, bias=bias)
         for name, p in self.named_parameters():
             if p.dim() >= 2:
                 std = 0.02 / math.sqrt(2 * n_layer) if name.endswith("proj.weight") else 0.02
@@ -164,7 +164,8 @@ def time_steps(args):
         torch.backends.cudnn.allow_tf32 = False
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     n_layer, n_head, c, block_size = PRESETS[args.preset]
-    model = Gpt(args.vocab, n_layer, n_head, c, block_size, args.attention).to(device)
+    # zeroformer's gpt2 preset has GPT-2's biases; the others have none.
+    model = Gpt(args.vocab, n_layer, n_head, c, block_size, args.attention, bias=args.preset == "gpt2").to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "wte" not in n and "wpe" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "wte" not in n and "wpe" not in n)]
     opt, adam = adamw([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}])
