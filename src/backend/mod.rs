@@ -2,8 +2,9 @@
 //!
 //! [`BackendStorage`] lists the primitives a device implements; `cpu`
 //! implements them with rayon-parallel kernels on host slices, and `cuda`
-//! is the device backend behind the `cuda` feature (a stub whose storage
-//! cannot exist until the CUDA backend lands). Kernels work on storage
+//! with CUDA kernels on an NVIDIA GPU (or the simulated GPU) behind the
+//! `cuda` feature; without it, `cuda` is a stub whose storage cannot
+//! exist. Kernels work on storage
 //! plus [`Layout`](crate::layout::Layout)s and know nothing of `Tensor` or
 //! autograd; `tensor::Storage` forwards each primitive to the device that
 //! holds the data.

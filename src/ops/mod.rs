@@ -55,8 +55,6 @@ macro_rules! signed_dim {
 }
 signed_dim!(i32, i64, isize);
 
-/// Sums a broadcast gradient back to the `shape` its input had: over the
-/// leading dimensions broadcasting added, and over dimensions stretched from 1.
 /// Panics naming `op` and the devices unless `tensors` all live on one
 /// device: an op never moves data between devices behind the caller's back.
 pub(crate) fn same_device(op: &str, tensors: &[&Tensor]) {
@@ -72,6 +70,8 @@ fn assert_one_device(op: &str, mut devices: impl Iterator<Item = crate::Device>)
     }
 }
 
+/// Sums a broadcast gradient back to the `shape` its input had: over the
+/// leading dimensions broadcasting added, and over dimensions stretched from 1.
 pub(crate) fn sum_to_shape(grad: &Tensor, shape: &[usize]) -> Tensor {
     if grad.shape() == shape {
         return grad.clone();

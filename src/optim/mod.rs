@@ -24,9 +24,11 @@ pub struct ParamGroup {
     pub weight_decay: f32,
 }
 
-/// Splits parameters the way nanoGPT's recipe does: matrices of linear
-/// layers get `weight_decay`; biases, norm weights (rank 1) and embeddings
-/// (names containing `wte`, `wpe` or `emb`) get none.
+/// Splits parameters for weight decay: matrices of linear layers get
+/// `weight_decay`; biases, norm weights (rank 1) and embeddings (names
+/// containing `wte`, `wpe` or `emb`) get none. nanoGPT decays every
+/// tensor of rank ≥ 2, embeddings included; leaving embeddings out is
+/// GPT-2's and most later recipes' choice.
 pub fn decay_groups(named: Vec<(String, Tensor)>, weight_decay: f32) -> Vec<ParamGroup> {
     let is_embedding =
         |name: &str| name.contains("wte") || name.contains("wpe") || name.contains("emb");

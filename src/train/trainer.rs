@@ -379,8 +379,8 @@ impl<M: Trainable + Persist> Trainer<M> {
     /// against the tensors the file holds (their count of numbers, then
     /// every name and shape) and the training config is validated, its
     /// step's memory checked; the step must agree with the optimizer's. A
-    /// checkpoint without an evaluation stream or best loss (from an
-    /// earlier version) starts them afresh.
+    /// checkpoint without an evaluation stream or best loss (one written
+    /// without them) starts them afresh.
     pub fn resume(path: impl AsRef<Path>) -> Result<(Trainer<M>, Checkpoint)> {
         let path = path.as_ref();
         let ckpt = Checkpoint::load(path)?;
