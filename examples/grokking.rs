@@ -210,6 +210,7 @@ fn train(args: Args) -> Result<()> {
         n_embd: args.d_model,
         dropout: 0.0,
         bias: true,
+        checkpoint_activations: false,
     };
     let model = Gpt::new(config, args.seed)?;
     let groups = vec![ParamGroup {

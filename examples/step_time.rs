@@ -58,6 +58,10 @@ struct Args {
     /// Dropout probability (0 for none; above 0, attention is composed).
     #[arg(long, default_value_t = 0.0)]
     dropout: f32,
+    /// Activation checkpointing of every block (less memory, one more
+    /// forward of the blocks).
+    #[arg(long)]
+    checkpoint_activations: bool,
     /// Data-parallel shards per batch (default: one per thread; 1 runs
     /// the batch whole, its kernels split across the threads).
     #[arg(long)]
@@ -92,6 +96,7 @@ fn train(args: Args) -> Result<()> {
     }
     let model_config = GptConfig {
         dropout: args.dropout,
+        checkpoint_activations: args.checkpoint_activations,
         ..GptConfig::preset(&args.preset, args.vocab)?
     };
     let context = args.context.unwrap_or(model_config.block_size);

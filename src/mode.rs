@@ -114,6 +114,18 @@ pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Runs `f` recording graph nodes, in eval mode or not as `eval` says,
+/// whatever this thread's modes are: how activation checkpointing re-runs
+/// a segment's forward from inside a backward pass (which runs without
+/// recording).
+pub(crate) fn recording<R>(eval: bool, f: impl FnOnce() -> R) -> R {
+    let _modes = [
+        FlagGuard::set(&GRAD_ENABLED, true),
+        FlagGuard::set(&EVAL_MODE, eval),
+    ];
+    f()
+}
+
 /// Whether eval mode is on for this thread: dropout passes its input
 /// through, whatever the module's training flag.
 pub fn is_eval_mode() -> bool {

@@ -24,6 +24,7 @@ fn steady_state_training_steps_allocate_no_large_buffers() {
             n_embd: 64,
             dropout: 0.0,
             bias: false,
+            checkpoint_activations: false,
         };
         let mut model = Gpt::new(config, 0).unwrap();
         for block in &mut model.blocks {

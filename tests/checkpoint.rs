@@ -22,6 +22,7 @@ fn configs() -> (GptConfig, TrainConfig) {
         n_embd: 16,
         dropout: 0.1,
         bias: true,
+        checkpoint_activations: false,
     };
     let train = TrainConfig {
         batch_size: 4,

@@ -23,6 +23,7 @@ fn configs() -> (GptConfig, TrainConfig) {
         n_embd: 16,
         dropout: 0.0,
         bias: true,
+        checkpoint_activations: false,
     };
     let train = TrainConfig {
         batch_size: 4,

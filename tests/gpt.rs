@@ -17,6 +17,7 @@ fn tiny(dropout: f32) -> GptConfig {
         n_embd: 16,
         dropout,
         bias: true,
+        checkpoint_activations: false,
     }
 }
 

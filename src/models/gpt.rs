@@ -29,6 +29,13 @@ pub struct GptConfig {
     /// Biases in Linear and LayerNorm (GPT-2 has them; nanoGPT's benchmark
     /// model does not).
     pub bias: bool,
+    /// Activation checkpointing of every block in training
+    /// ([`nn::checkpoint`](crate::nn::checkpoint)): a block keeps only its
+    /// input, and runs again in the backward pass. Less memory, one more
+    /// forward of the blocks; the same gradients, bit for bit. Off unless
+    /// set (and in configs saved without it).
+    #[serde(default)]
+    pub checkpoint_activations: bool,
 }
 
 impl GptConfig {
@@ -73,6 +80,7 @@ impl GptConfig {
             n_embd,
             dropout: 0.0,
             bias: name == "gpt2",
+            checkpoint_activations: false,
         };
         config.validate()?;
         Ok(config)
@@ -205,7 +213,7 @@ impl GptConfig {
 ///
 /// ```
 /// use zeroformer::prelude::*;
-/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: true };
+/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: true, checkpoint_activations: false };
 /// let model = Gpt::new(config, 0).unwrap();
 /// let ids = Tensor::from_ids(vec![1, 2, 3], &[1, 3]);
 /// assert_eq!(model.forward(&ids).shape(), &[1, 3, 10]);
@@ -408,7 +416,12 @@ impl Gpt {
             .drop
             .forward(&self.wte.forward(ids).add(&self.wpe.forward(&positions)));
         let mut all_weights = Vec::new();
+        let checkpointed = self.config.checkpoint_activations && cache.is_none() && !weights;
         for (i, block) in self.blocks.iter().enumerate() {
+            if checkpointed {
+                x = crate::nn::checkpoint(block, &[&x], |block, xs| block.forward(&xs[0]));
+                continue;
+            }
             let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
             let (y, w) = block.forward_with(&x, layer_cache, weights);
             x = y;

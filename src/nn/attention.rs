@@ -206,7 +206,7 @@ pub enum AttentionKernel {
 /// Multi-head attention: a fused query/key/value projection (its rows are
 /// the query, key and value weights, as PyTorch's `in_proj_weight`), scaled
 /// dot-product attention per head, and an output projection.
-#[derive(Module)]
+#[derive(Clone, Module)]
 pub struct MultiHeadAttention {
     /// The fused query, key and value projection, `d_model -> 3 d_model`.
     pub qkv: Linear,

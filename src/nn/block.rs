@@ -4,7 +4,7 @@ use super::{AttentionMask, FeedForward, LayerKvCache, LayerNorm, Module, MultiHe
 use crate::Tensor;
 
 /// `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
-#[derive(Module)]
+#[derive(Clone, Module)]
 pub struct Block {
     /// The norm before attention.
     pub ln_1: LayerNorm,

@@ -40,6 +40,7 @@ impl SharedRng {
 }
 
 /// Zeroes elements with probability `p` in training mode; identity in eval.
+#[derive(Clone)]
 pub struct Dropout {
     /// The probability of zeroing an element.
     pub p: f32,
@@ -72,7 +73,102 @@ impl Dropout {
         if !self.is_active() {
             return x.clone();
         }
-        self.rng.with(|r| x.dropout(self.p, true, r))
+        // The mask is drawn from a copy of the stream's state, which an
+        // activation checkpoint records and replays (so a recomputed
+        // segment draws the masks its forward drew); the stream then moves
+        // on as if drawn from directly, unless this draw is a replay.
+        let (state, replayed) = replay::next_state(|| self.rng.state());
+        let mut rng = ChaCha8Rng::from_seed(state.0);
+        rng.set_word_pos(state.1);
+        let y = x.dropout(self.p, true, &mut rng);
+        if !replayed {
+            self.rng.set_state(rng.get_seed(), rng.get_word_pos());
+        }
+        y
+    }
+}
+
+/// What activation checkpointing needs of dropout: the stream state each
+/// draw starts from, recorded while a checkpointed segment runs forward
+/// and replayed, in the same order, when it runs again for the backward.
+pub(crate) mod replay {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+
+    /// A stream's state: seed and word position.
+    pub(crate) type State = ([u8; 32], u128);
+
+    enum Frame {
+        Recording(Vec<State>),
+        Replaying(VecDeque<State>),
+    }
+
+    thread_local! {
+        static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// The state a draw starts from, and whether it is a replay: the
+    /// innermost replay's next state if a segment is being recomputed, else
+    /// `current()`. Either way every recording segment it runs inside
+    /// (those opened after the innermost replay) logs it: a checkpoint
+    /// nested in another re-records its draws when the outer one replays.
+    pub(crate) fn next_state(current: impl FnOnce() -> State) -> (State, bool) {
+        FRAMES.with(|frames| {
+            let mut frames = frames.borrow_mut();
+            let replay = frames
+                .iter()
+                .rposition(|f| matches!(f, Frame::Replaying(_)));
+            let (state, replayed) = match replay {
+                Some(at) => {
+                    let Frame::Replaying(queue) = &mut frames[at] else {
+                        unreachable!("found as a replay")
+                    };
+                    let state = queue.pop_front().expect(
+                        "checkpoint: the recomputed segment drew more dropout masks than its forward did",
+                    );
+                    (state, true)
+                }
+                None => (current(), false),
+            };
+            for frame in &mut frames[replay.map_or(0, |at| at + 1)..] {
+                if let Frame::Recording(log) = frame {
+                    log.push(state);
+                }
+            }
+            (state, replayed)
+        })
+    }
+
+    /// Runs `f` logging the dropout states it draws from; returns them.
+    pub(crate) fn record<R>(f: impl FnOnce() -> R) -> (R, Vec<State>) {
+        FRAMES.with(|frames| frames.borrow_mut().push(Frame::Recording(Vec::new())));
+        let _pop = Pop;
+        let out = f();
+        let log = FRAMES.with(|frames| match frames.borrow_mut().last_mut() {
+            Some(Frame::Recording(log)) => std::mem::take(log),
+            _ => unreachable!("the recording frame is the innermost"),
+        });
+        (out, log)
+    }
+
+    /// Runs `f` with its dropout draws taken from `log`, in order.
+    pub(crate) fn replay<R>(log: &[State], f: impl FnOnce() -> R) -> R {
+        FRAMES.with(|frames| {
+            frames
+                .borrow_mut()
+                .push(Frame::Replaying(log.iter().copied().collect()))
+        });
+        let _pop = Pop;
+        f()
+    }
+
+    /// Pops the innermost frame when dropped (also when `f` panics).
+    struct Pop;
+
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            FRAMES.with(|frames| frames.borrow_mut().pop());
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use super::{Module, normal_parameter};
 use crate::Tensor;
 
 /// Maps integer ids to rows of a `[num, dim]` weight.
-#[derive(Module)]
+#[derive(Clone, Module)]
 pub struct Embedding {
     /// The table, `[num, dim]`.
     pub weight: Tensor,

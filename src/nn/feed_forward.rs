@@ -20,7 +20,7 @@ pub enum Activation {
 }
 
 /// `dropout(proj(act(fc(x))))`, widening to `hidden` in between.
-#[derive(Module)]
+#[derive(Clone, Module)]
 pub struct FeedForward {
     /// The projection in, `d_model -> hidden` (twice `hidden` for SwiGLU's gate).
     pub fc: Linear,

@@ -8,7 +8,7 @@ use crate::ops::quantized::Int8Rows;
 
 /// A fully connected layer. The weight is `[out, in]` as in PyTorch, applied
 /// through a transposed view (no copy: gemm reads it through its strides).
-#[derive(Module)]
+#[derive(Clone, Module)]
 pub struct Linear {
     /// `[out_features, in_features]`, applied as `x @ weightᵀ`.
     pub weight: Tensor,

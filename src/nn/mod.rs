@@ -7,6 +7,7 @@
 
 mod attention;
 mod block;
+mod checkpoint;
 mod config;
 mod dropout;
 mod embedding;
@@ -22,6 +23,7 @@ pub use attention::{
     AttentionKernel, AttentionMask, KvCache, LayerKvCache, MultiHeadAttention, padding_mask,
 };
 pub use block::Block;
+pub use checkpoint::checkpoint;
 pub use config::{
     EmbeddingConfig, FeedForwardConfig, LayerNormConfig, LinearConfig, MultiHeadAttentionConfig,
 };

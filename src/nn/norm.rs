@@ -6,6 +6,7 @@ use super::{Module, join};
 use crate::Tensor;
 
 /// Normalises the last dimension (`torch.nn.LayerNorm(dim, bias=...)`).
+#[derive(Clone)]
 pub struct LayerNorm {
     /// The scale, `[dim]`, ones at first.
     pub weight: Tensor,
@@ -43,6 +44,7 @@ impl Module for LayerNorm {
 /// Root-mean-square normalisation (Zhang & Sennrich 2019), as
 /// `torch.nn.RMSNorm`: `x / sqrt(mean(x²) + eps) · weight` over the last
 /// dimension; no centring, no bias.
+#[derive(Clone)]
 pub struct RmsNorm {
     /// The scale, `[dim]`, ones at first.
     pub weight: Tensor,
@@ -91,6 +93,7 @@ pub enum NormKind {
 }
 
 /// A LayerNorm or an RMSNorm, chosen by a config.
+#[derive(Clone)]
 pub enum Norm {
     /// A LayerNorm.
     Layer(LayerNorm),

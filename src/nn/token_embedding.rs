@@ -8,7 +8,7 @@ use crate::Tensor;
 
 /// Token embeddings with learned or sinusoidal positions added, or rotary
 /// positions handed to the attention layers ([`rope`](Self::rope)).
-#[derive(Module)]
+#[derive(Clone, Module)]
 pub struct TokenEmbedding {
     /// The token table.
     pub tokens: Embedding,

@@ -155,7 +155,7 @@ fn residual(
 }
 
 /// Bidirectional self-attention, then a feed-forward network.
-#[derive(Module)]
+#[derive(Clone, Module)]
 pub struct EncoderLayer {
     /// Bidirectional self-attention.
     pub self_attn: MultiHeadAttention,
@@ -213,7 +213,7 @@ pub struct DecoderLayerCache {
 
 /// Masked self-attention, cross-attention over the encoder output, then a
 /// feed-forward network.
-#[derive(Module)]
+#[derive(Clone, Module)]
 pub struct DecoderLayer {
     /// Causal self-attention.
     pub self_attn: MultiHeadAttention,

@@ -1,0 +1,188 @@
+//! Activation checkpointing (`nn::checkpoint`, `GptConfig::
+//! checkpoint_activations`): the gradients are the bits an unchecked run
+//! gives, dropout included, through nesting, repetition, inputs that need
+//! no gradient, data-parallel training steps and a resumed run.
+
+#[macro_use]
+mod common;
+
+use zeroformer::gradcheck::GradCheck;
+use zeroformer::nn::{Block, LinearConfig, Module, checkpoint};
+use zeroformer::prelude::*;
+use zeroformer::train::{TrainConfig, Trainer};
+
+/// A small GPT with dropout, so that masks are drawn inside every block.
+fn config(checkpointed: bool) -> GptConfig {
+    GptConfig {
+        n_layer: 3,
+        block_size: 16,
+        dropout: 0.2,
+        checkpoint_activations: checkpointed,
+        ..GptConfig::preset("cpu-mini", 29).unwrap()
+    }
+}
+
+fn grads(model: &impl Module) -> Vec<Vec<f32>> {
+    model
+        .parameters()
+        .iter()
+        .map(|p| p.grad().unwrap().to_vec())
+        .collect()
+}
+
+fn gpt_gradients_are_bit_identical_with_dropout(device: &Device) {
+    let ids: Vec<i64> = (0..2 * 16).map(|i| (i * 7 + i / 5) % 29).collect();
+    let targets: Vec<i64> = ids.iter().map(|&i| (i + 1) % 29).collect();
+    let run = |checkpointed: bool| {
+        let model = device
+            .as_default(|| Gpt::new(config(checkpointed), 3))
+            .unwrap();
+        let ids = Tensor::from_ids_on(ids.clone(), &[2, 16], device).unwrap();
+        let targets = Tensor::from_ids_on(targets.clone(), &[2, 16], device).unwrap();
+        let mut losses = Vec::new();
+        // Two steps' gradients summed: the second's masks come from where
+        // the first left the dropout stream.
+        for _ in 0..2 {
+            let loss = Gpt::loss(&model.forward(&ids), &targets);
+            loss.backward();
+            losses.push(loss.item());
+        }
+        (losses, grads(&model), model.dropout_rng().state())
+    };
+    let (plain, checkpointed) = (run(false), run(true));
+    assert_eq!(checkpointed.0, plain.0, "losses");
+    assert_eq!(checkpointed.1, plain.1, "gradients");
+    assert_eq!(
+        checkpointed.2, plain.2,
+        "the dropout stream after two steps"
+    );
+}
+
+test_device!(gpt_gradients_are_bit_identical_with_dropout);
+
+/// A block of the small GPT (with its dropout), and an input for it.
+fn block_and_input(seed: u64) -> (Block, Tensor) {
+    let model = Gpt::new(config(false), seed).unwrap();
+    let x = Tensor::randn(&[2, 16, 128], &mut StdRng::seed_from_u64(seed));
+    (model.blocks[0].clone(), x)
+}
+
+#[test]
+fn nested_and_repeated_segments_give_the_unchecked_gradients() {
+    let run = |checkpointed: bool| {
+        let (block, x) = block_and_input(5);
+        let x = x.requires_grad();
+        let y = if checkpointed {
+            // The block twice, the first application a checkpoint inside a
+            // checkpoint, then a third time in its own checkpoint.
+            let twice = checkpoint(&block, &[&x], |b, xs| {
+                let inner = checkpoint(b, &[&xs[0]], |b, ys| b.forward(&ys[0]));
+                b.forward(&inner)
+            });
+            checkpoint(&block, &[&twice], |b, xs| b.forward(&xs[0]))
+        } else {
+            block.forward(&block.forward(&block.forward(&x)))
+        };
+        y.square().mean().backward();
+        (x.grad().unwrap().to_vec(), grads(&block))
+    };
+    let (plain, checkpointed) = (run(false), run(true));
+    assert_eq!(checkpointed.0, plain.0, "the input's gradient");
+    // Each parameter is used by all three applications, and its three
+    // contributions are summed in another order ((3 + (2 + 1)) instead of
+    // ((3 + 2) + 1)): equal to f32 rounding, not bit for bit.
+    for (i, (a, b)) in checkpointed.1.iter().zip(&plain.1).enumerate() {
+        let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (x, y) in a.iter().zip(b) {
+            assert!(
+                (x - y).abs() <= 1e-6 * scale,
+                "parameter {i}: {x} checkpointed, {y} plain"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_segment_whose_input_needs_no_gradient_still_trains_its_parameters() {
+    let run = |checkpointed: bool| {
+        let (block, x) = block_and_input(6);
+        let y = if checkpointed {
+            checkpoint(&block, &[&x], |b, xs| b.forward(&xs[0]))
+        } else {
+            block.forward(&x)
+        };
+        y.sum().backward();
+        grads(&block)
+    };
+    assert_eq!(run(true), run(false));
+}
+
+#[test]
+fn without_a_graph_it_is_the_plain_call() {
+    let (block, x) = block_and_input(7);
+    let x = x.requires_grad();
+    let y = no_grad(|| checkpoint(&block, &[&x], |b, xs| b.forward(&xs[0])));
+    assert!(!y.is_tracked());
+    let plain = eval_mode(|| block.forward(&x)).to_vec();
+    assert_eq!(
+        eval_mode(|| checkpoint(&block, &[&x], |b, xs| b.forward(&xs[0]))).to_vec(),
+        plain
+    );
+}
+
+#[test]
+#[should_panic(expected = "neither its inputs nor its module's parameters")]
+fn a_tensor_needing_a_gradient_from_outside_the_segment_is_refused() {
+    let layer = LinearConfig::new(3, 3)
+        .init(&Device::Cpu, &mut StdRng::seed_from_u64(0))
+        .unwrap();
+    let x = Tensor::ones(&[2, 3]).requires_grad();
+    let outside = Tensor::ones(&[3]).requires_grad();
+    let captured = outside.clone();
+    let y = checkpoint(&layer, &[&x], move |l, xs| l.forward(&xs[0]).add(&captured));
+    y.sum().backward();
+}
+
+#[test]
+fn the_checkpoint_passes_a_gradient_check() {
+    let layer = LinearConfig::new(4, 3)
+        .init(&Device::Cpu, &mut StdRng::seed_from_u64(1))
+        .unwrap();
+    let x = Tensor::randn(&[2, 4], &mut StdRng::seed_from_u64(2));
+    GradCheck::default()
+        .check(
+            |xs| checkpoint(&layer, &[&xs[0]], |l, ys| l.forward(&ys[0]).tanh()),
+            &[x],
+        )
+        .unwrap();
+}
+
+#[test]
+fn data_parallel_training_and_resume_are_bit_identical_with_checkpointing() {
+    let data: Vec<i64> = (0..3000).map(|i| (i * 7 + i / 13) % 29).collect();
+    let train = TrainConfig {
+        batch_size: 4,
+        ..TrainConfig::nanogpt_cpu(10)
+    };
+    let weights = |t: &Trainer| -> Vec<Vec<f32>> {
+        t.model.parameters().iter().map(Tensor::to_vec).collect()
+    };
+    let mut plain = Trainer::new(config(false), train.clone()).unwrap();
+    let mut checkpointed = Trainer::new(config(true), train).unwrap();
+    for _ in 0..3 {
+        plain.train_step(&data).unwrap();
+        checkpointed.train_step(&data).unwrap();
+    }
+    assert_eq!(weights(&checkpointed), weights(&plain));
+    // Saved and resumed, the checkpointed run goes on as the plain one.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.safetensors");
+    checkpointed.save(&path, &[]).unwrap();
+    let (mut resumed, _) = Trainer::<Gpt>::resume(&path).unwrap();
+    assert!(resumed.model.config.checkpoint_activations);
+    for _ in 0..2 {
+        plain.train_step(&data).unwrap();
+        resumed.train_step(&data).unwrap();
+    }
+    assert_eq!(weights(&resumed), weights(&plain));
+}
