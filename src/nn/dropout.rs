@@ -73,18 +73,19 @@ impl Dropout {
         if !self.is_active() {
             return x.clone();
         }
-        // The mask is drawn from a copy of the stream's state, which an
-        // activation checkpoint records and replays (so a recomputed
-        // segment draws the masks its forward drew); the stream then moves
-        // on as if drawn from directly, unless this draw is a replay.
-        let (state, replayed) = replay::next_state(|| self.rng.state());
-        let mut rng = ChaCha8Rng::from_seed(state.0);
-        rng.set_word_pos(state.1);
-        let y = x.dropout(self.p, true, &mut rng);
-        if !replayed {
-            self.rng.set_state(rng.get_seed(), rng.get_word_pos());
+        // Inside an activation checkpoint's recomputation the mask comes
+        // from the stream state its forward drew from (the shared stream
+        // stays where it is); otherwise from the stream, under its lock,
+        // logging the state it starts from for any checkpoint recording.
+        if let Some((seed, word_pos)) = replay::next_replayed() {
+            let mut rng = ChaCha8Rng::from_seed(seed);
+            rng.set_word_pos(word_pos);
+            return x.dropout(self.p, true, &mut rng);
         }
-        y
+        self.rng.with(|r| {
+            replay::log((r.get_seed(), r.get_word_pos()));
+            x.dropout(self.p, true, r)
+        })
     }
 }
 
@@ -107,36 +108,37 @@ pub(crate) mod replay {
         static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
     }
 
-    /// The state a draw starts from, and whether it is a replay: the
-    /// innermost replay's next state if a segment is being recomputed, else
-    /// `current()`. Either way every recording segment it runs inside
-    /// (those opened after the innermost replay) logs it: a checkpoint
-    /// nested in another re-records its draws when the outer one replays.
-    pub(crate) fn next_state(current: impl FnOnce() -> State) -> (State, bool) {
+    /// The innermost replay's next state, when a segment is being
+    /// recomputed (logged by any checkpoint nested in it, which re-records
+    /// its draws as the outer one replays); `None` otherwise.
+    pub(crate) fn next_replayed() -> Option<State> {
         FRAMES.with(|frames| {
             let mut frames = frames.borrow_mut();
-            let replay = frames
+            let at = frames
                 .iter()
-                .rposition(|f| matches!(f, Frame::Replaying(_)));
-            let (state, replayed) = match replay {
-                Some(at) => {
-                    let Frame::Replaying(queue) = &mut frames[at] else {
-                        unreachable!("found as a replay")
-                    };
-                    let state = queue.pop_front().expect(
-                        "checkpoint: the recomputed segment drew more dropout masks than its forward did",
-                    );
-                    (state, true)
-                }
-                None => (current(), false),
+                .rposition(|f| matches!(f, Frame::Replaying(_)))?;
+            let Frame::Replaying(queue) = &mut frames[at] else {
+                unreachable!("found as a replay")
             };
-            for frame in &mut frames[replay.map_or(0, |at| at + 1)..] {
-                if let Frame::Recording(log) = frame {
-                    log.push(state);
-                }
-            }
-            (state, replayed)
+            let state = queue.pop_front().expect(
+                "checkpoint: the recomputed segment drew more dropout masks than its forward did",
+            );
+            log_above(&mut frames[at + 1..], state);
+            Some(state)
         })
+    }
+
+    /// Logs a draw from the stream itself in every recording segment.
+    pub(crate) fn log(state: State) {
+        FRAMES.with(|frames| log_above(&mut frames.borrow_mut(), state));
+    }
+
+    fn log_above(frames: &mut [Frame], state: State) {
+        for frame in frames {
+            if let Frame::Recording(log) = frame {
+                log.push(state);
+            }
+        }
     }
 
     /// Runs `f` logging the dropout states it draws from; returns them.
