@@ -5,6 +5,7 @@
 //!
 //!     cargo run --release --example attention_memory -- --d 32 --t 1024
 //!     cargo run --release --example attention_memory -- --d 32 --t 1024 --naive
+//!     cargo run --release --example attention_memory -- --d 32 --t 4096 --window 256
 //!
 //! Prints `peak_rss_mb=… before_call_mb=… inputs_mb=… ms=…`: the process's
 //! peak resident set, its peak before the first call (inputs made), what the
@@ -40,6 +41,9 @@ struct Args {
     /// The composed version (matmul, causal softmax, matmul) instead of the fused op.
     #[arg(long)]
     naive: bool,
+    /// Sliding-window attention over the last W positions (fused op only).
+    #[arg(long, value_name = "W", conflicts_with = "naive")]
+    window: Option<usize>,
     /// Forward + backward passes to time (the first is not counted).
     #[arg(long, default_value_t = 3)]
     reps: usize,
@@ -56,9 +60,9 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
-    if [args.batch, args.heads, args.t, args.d, args.reps].contains(&0) {
+    if [args.batch, args.heads, args.t, args.d, args.reps].contains(&0) || args.window == Some(0) {
         return Err(Error::InvalidConfig(
-            "--batch, --heads, --t, --d and --reps must be at least 1".into(),
+            "--batch, --heads, --t, --d, --reps and --window must be at least 1".into(),
         ));
     }
     zeroformer::Device::set_threads(args.threads)?;
@@ -79,7 +83,7 @@ fn run(args: Args) -> Result<()> {
                 .causal_softmax(scale, 0)
                 .matmul(&v)
         } else {
-            Tensor::scaled_dot_product_attention(&q, &k, &v, AttentionMask::CAUSAL, 0)
+            Tensor::scaled_dot_product_attention(&q, &k, &v, AttentionMask::sliding(args.window), 0)
         };
         out.backward_with(&g);
         times.push(start.elapsed().as_secs_f64() * 1e3);
@@ -90,8 +94,11 @@ fn run(args: Args) -> Result<()> {
     times.remove(0);
     times.sort_by(f64::total_cmp);
     let peak_mb = peak_rss_kb()? as f64 / 1e3;
+    let window = args
+        .window
+        .map_or(String::new(), |w| format!(" window={w}"));
     println!(
-        "{} d={} T={} peak_rss_mb={peak_mb:.0} before_call_mb={before_mb:.0} inputs_mb={inputs_mb:.0} ms={:.1}",
+        "{}{window} d={} T={} peak_rss_mb={peak_mb:.0} before_call_mb={before_mb:.0} inputs_mb={inputs_mb:.0} ms={:.1}",
         if args.naive { "naive" } else { "fused" },
         args.d,
         args.t,

@@ -211,6 +211,7 @@ fn train(args: Args) -> Result<()> {
         dropout: 0.0,
         bias: true,
         checkpoint_activations: false,
+        attention_windows: Vec::new(),
     };
     let model = Gpt::new(config, args.seed)?;
     let groups = vec![ParamGroup {

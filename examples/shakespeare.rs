@@ -121,6 +121,15 @@ struct Args {
     /// the same numbers). Also when resuming.
     #[arg(long)]
     checkpoint_activations: bool,
+    /// Sliding-window attention: each block attends over the last W
+    /// positions only (O(T·W) attention work; generation's KV cache keeps W
+    /// positions a block). Fixed for a run.
+    #[arg(long, value_name = "W")]
+    attention_window: Option<usize>,
+    /// With --attention-window: every N-th block attends over all positions
+    /// instead (local and global blocks alternating; Gemma 2's N is 2).
+    #[arg(long, value_name = "N", requires = "attention_window")]
+    global_every: Option<usize>,
     /// Steps between evaluations, >= 1.
     #[arg(long, default_value_t = 250)]
     eval_every: usize,
@@ -293,6 +302,9 @@ fn train(args: Args) -> RunResult<()> {
             }
             model.dropout = args.dropout.unwrap_or(0.0);
             model.checkpoint_activations = args.checkpoint_activations;
+            if let Some(window) = args.attention_window {
+                model = model.with_sliding_window(window, args.global_every.unwrap_or(0));
+            }
             let seed = args.seed.unwrap_or(DEFAULT_SEED);
             let base = TrainConfig {
                 seed,
@@ -664,6 +676,15 @@ fn resume(dir: &Path, text: &str, args: &Args) -> RunResult<(Trainer, Box<dyn To
             }),
         ),
         ("--dropout", args.dropout.map(|d| d == model.dropout)),
+        (
+            "--attention-window",
+            args.attention_window.map(|w| {
+                let asked = model
+                    .clone()
+                    .with_sliding_window(w, args.global_every.unwrap_or(0));
+                asked.attention_windows == model.attention_windows
+            }),
+        ),
         ("--seed", args.seed.map(|s| s == trainer.config.seed)),
     ];
     for (flag, same) in fixed {

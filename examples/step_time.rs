@@ -97,6 +97,7 @@ fn train(args: Args) -> Result<()> {
     let model_config = GptConfig {
         dropout: args.dropout,
         checkpoint_activations: args.checkpoint_activations,
+        attention_windows: Vec::new(),
         ..GptConfig::preset(&args.preset, args.vocab)?
     };
     let context = args.context.unwrap_or(model_config.block_size);

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Reference values from PyTorch for tests/pytorch_parity.rs.
 
-Run by hand (needs torch): python3 scripts/make_fixtures.py
+Run by hand (needs torch): python3 scripts/make_fixtures.py [NAME ...]
+(all fixtures, or only those named, e.g. sliding_window_attention).
 Writes tests/fixtures/*.json: every input, output and gradient of a few
 composite cases, as {"name": {"shape": [...], "data": [...]}}. Inputs are
 generated here and read back by the Rust test, so the crate is checked on
@@ -143,6 +144,38 @@ def masked_attention():
     save("masked_attention", out)
 
 
+def banded(tq, tk, past, window):
+    """SDPA's bool mask (True = attend) for queries at past..past+tq over
+    tk keys: causal, and each query sees the last `window` positions."""
+    i = torch.arange(past, past + tq)[:, None]
+    j = torch.arange(tk)[None, :]
+    return (j <= i) & (j > i - window)
+
+
+def sliding_window_attention():
+    # An explicit banded mask through SDPA: self-attention over 20
+    # positions with a window of 5, the same over two sequences with key
+    # padding, and 3 new queries behind 17 cached positions (window 7).
+    torch.manual_seed(4321)
+    F = torch.nn.functional
+    out = {}
+    pad = torch.zeros(2, 20, dtype=torch.bool)
+    pad[1, 14:] = True
+    cases = [("", 1, 20, 20, 0, 5, None), ("pad_", 2, 20, 20, 0, 5, pad), ("past_", 1, 3, 20, 17, 7, None)]
+    for prefix, b, tq, tk, past, window, padding in cases:
+        q, k, v = leaf(b, 2, tq, 8), leaf(b, 2, tk, 8), leaf(b, 2, tk, 8)
+        g = torch.randn(b, 2, tq, 8)
+        mask = banded(tq, tk, past, window)[None, None]
+        if padding is not None:
+            mask = mask & ~padding[:, None, None, :]
+            out[prefix + "pad"] = padding.float()
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y.backward(g)
+        out.update({prefix + n: t for n, t in
+                    dict(q=q, k=k, v=v, g=g, y=y, dq=q.grad, dk=k.grad, dv=v.grad).items()})
+    save("sliding_window_attention", out)
+
+
 def swiglu():
     F = torch.nn.functional
     x, w_gate, w_up, w_down = leaf(3, 6), leaf(5, 6), leaf(5, 6), leaf(6, 5)
@@ -185,15 +218,22 @@ def transformer_layers():
 
 
 if __name__ == "__main__":
+    import sys
+
     OUT.mkdir(parents=True, exist_ok=True)
     print("torch", torch.__version__)
-    mlp()
-    layer_norm()
-    softmax_cross_entropy()
-    batched_matmul()
-    gelu_exact()
-    optim()
-    rms_norm()
-    masked_attention()
-    swiglu()
-    transformer_layers()
+    # In this order: each draws from the one seeded stream after the last.
+    seeded = [mlp, layer_norm, softmax_cross_entropy, batched_matmul, gelu_exact, optim, rms_norm,
+              masked_attention, swiglu, transformer_layers]
+    # Each seeds its own stream.
+    independent = [sliding_window_attention]
+    wanted = set(sys.argv[1:])
+    if wanted and not wanted <= {f.__name__ for f in seeded + independent}:
+        sys.exit(f"unknown fixture in {sorted(wanted)}")
+    if not wanted or wanted & {f.__name__ for f in seeded}:
+        # The seeded ones only make sense together.
+        for f in seeded:
+            f()
+    for f in independent:
+        if not wanted or f.__name__ in wanted:
+            f()

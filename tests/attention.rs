@@ -1,7 +1,8 @@
 //! The fused, flash-style attention op against the composed reference
 //! (matmul, masked softmax, matmul): output and all three gradients, for
 //! causal and bidirectional attention, key padding, cross-attention
-//! lengths, cached offsets and lengths that are not a multiple of the tile.
+//! lengths, cached offsets, sliding windows and lengths that are not a
+//! multiple of the tile.
 
 #[macro_use]
 mod common;
@@ -27,7 +28,8 @@ fn reference(q: &Tensor, k: &Tensor, v: &Tensor, mask: AttentionMask, past: usiz
                 let pad = mask
                     .key_padding
                     .is_some_and(|p| p.to_vec_bool()[b * tk + j]);
-                hidden.push(pad || (mask.causal && j > past + i));
+                let outside_window = mask.window.is_some_and(|w| j + w <= past + i);
+                hidden.push(pad || (mask.causal && j > past + i) || outside_window);
             }
         }
     }
@@ -75,7 +77,10 @@ fn check(
     [&q, &k, &v].iter().for_each(|t| t.zero_grad());
     let composed = reference(&q, &k, &v, mask, past);
     composed.backward_with(&g);
-    let what = format!("q {shape_q:?} tk {tk} causal {} past {past}", mask.causal);
+    let what = format!(
+        "q {shape_q:?} tk {tk} causal {} window {:?} past {past}",
+        mask.causal, mask.window
+    );
     assert_close(&format!("{what}: output"), &fused, &composed);
     for (name, (t, fused_grad)) in ["dq", "dk", "dv"]
         .iter()
@@ -93,6 +98,36 @@ fn causal_self_attention_across_tile_boundaries(device: &Device) {
 
 test_device!(causal_self_attention_across_tile_boundaries);
 
+fn sliding_window_across_tile_boundaries(device: &Device) {
+    // Windows of one key, inside a tile, a tile's width, across tiles, and
+    // wider than the sequence (the causal mask alone).
+    for (t, w) in [(70, 1), (70, 5), (130, 64), (200, 100), (33, 50)] {
+        let mask = AttentionMask::sliding(Some(w));
+        check(device, [2, 2, t, 16], t, mask, 0, 200 + w as u64);
+    }
+    // New queries behind a cache: positions 197..200 over 200 keys, of
+    // which each sees the last 50.
+    check(
+        device,
+        [1, 2, 3, 16],
+        200,
+        AttentionMask::sliding(Some(50)),
+        197,
+        210,
+    );
+    // With key padding: sequence 1's keys 40.. are padding, so its last
+    // queries see nothing in their window of 20.
+    let pad: Vec<bool> = (0..2 * 90).map(|i| i >= 90 + 40).collect();
+    let pad = Tensor::from_bools(pad, &[2, 90]).to_device(device).unwrap();
+    let padded = AttentionMask {
+        key_padding: Some(&pad),
+        ..AttentionMask::sliding(Some(20))
+    };
+    check(device, [2, 2, 90, 8], 90, padded, 0, 220);
+}
+
+test_device!(sliding_window_across_tile_boundaries);
+
 fn bidirectional_and_cross_attention(device: &Device) {
     check(device, [2, 2, 37, 16], 37, AttentionMask::NONE, 0, 10);
     // Queries and keys of different lengths, either way round.
@@ -109,11 +144,13 @@ fn key_padding_alone_and_with_the_causal_mask(device: &Device) {
     let pad = Tensor::from_bools(pad, &[2, tk]).to_device(device).unwrap();
     let padded = AttentionMask {
         causal: false,
+        window: None,
         key_padding: Some(&pad),
     };
     check(device, [2, 2, 80, 16], tk, padded, 0, 40);
     let both = AttentionMask {
         causal: true,
+        window: None,
         key_padding: Some(&pad),
     };
     check(device, [2, 2, tk, 16], tk, both, 0, 50);
@@ -131,6 +168,7 @@ fn queries_behind_a_cache_and_rows_that_see_nothing(device: &Device) {
         .unwrap();
     let both = AttentionMask {
         causal: true,
+        window: None,
         key_padding: Some(&pad),
     };
     check(device, [1, 1, 5, 8], 5, both, 0, 70);
@@ -177,6 +215,7 @@ fn multi_head_attention_fused_by_default_equals_composed(device: &Device) {
         attn.to_device(device).unwrap();
         let mask = AttentionMask {
             causal: true,
+            window: None,
             key_padding: Some(&padding),
         };
         let (y, weights) = attn.self_attention(&x, mask, None, Some(&rope), false);
@@ -224,6 +263,7 @@ fn backward_split_by_tiles_equals_split_by_heads(device: &Device) {
         .unwrap();
     let padded_causal = AttentionMask {
         causal: true,
+        window: None,
         key_padding: Some(&pad),
     };
     let cases = [
@@ -231,6 +271,7 @@ fn backward_split_by_tiles_equals_split_by_heads(device: &Device) {
         (AttentionMask::NONE, 70, 130, 0),
         (AttentionMask::CAUSAL, 3, 70, 67),
         (padded_causal, 130, 130, 0),
+        (AttentionMask::sliding(Some(40)), 200, 200, 0),
     ];
     for (n, &(mask, tq, tk, past)) in cases.iter().enumerate() {
         let seed = 100 + 10 * n as u64;

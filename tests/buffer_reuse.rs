@@ -25,6 +25,7 @@ fn steady_state_training_steps_allocate_no_large_buffers() {
             dropout: 0.0,
             bias: false,
             checkpoint_activations: false,
+            attention_windows: Vec::new(),
         };
         let mut model = Gpt::new(config, 0).unwrap();
         for block in &mut model.blocks {

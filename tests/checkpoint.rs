@@ -23,6 +23,7 @@ fn configs() -> (GptConfig, TrainConfig) {
         dropout: 0.1,
         bias: true,
         checkpoint_activations: false,
+        attention_windows: Vec::new(),
     };
     let train = TrainConfig {
         batch_size: 4,

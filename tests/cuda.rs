@@ -872,6 +872,7 @@ fn cuda_flash_attention_matches_the_cpu_with_masks_offsets_and_views() {
                     let pad = pad.to_device(&t[0].device()).unwrap();
                     let mask = AttentionMask {
                         causal,
+                        window: None,
                         key_padding: padded.then_some(&pad),
                     };
                     Tensor::scaled_dot_product_attention(&q, &k, &v, mask, tk - tq.min(tk))

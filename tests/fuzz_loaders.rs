@@ -190,6 +190,7 @@ fn valid_checkpoint(dir: &Path) -> (Vec<u8>, std::ops::Range<usize>) {
         dropout: 0.0,
         bias: true,
         checkpoint_activations: false,
+        attention_windows: Vec::new(),
     };
     let train = TrainConfig {
         batch_size: 2,

@@ -18,6 +18,7 @@ fn tiny(dropout: f32) -> GptConfig {
         dropout,
         bias: true,
         checkpoint_activations: false,
+        attention_windows: Vec::new(),
     }
 }
 
@@ -267,6 +268,7 @@ fn general_masked_attention_equals_the_fused_causal_path(device: &Device) {
     let no_padding = q.new_bools(vec![false; 5], &[1, 5]);
     let mask = AttentionMask {
         causal: true,
+        window: None,
         key_padding: Some(&no_padding),
     };
     let (y, weights) = attn.attend(&q, &k, &v, mask, 0);

@@ -204,6 +204,7 @@ fn a_folder_saved_with_its_tokenizer_is_complete() {
         dropout: 0.1,
         bias: true,
         checkpoint_activations: false,
+        attention_windows: Vec::new(),
     };
     let model = Gpt::new(config, 3).unwrap();
     let tmp = tempfile::tempdir().unwrap();

@@ -418,6 +418,7 @@ fn attention_with_padding_and_cross_lengths(device: &Device) {
     );
     let mask = AttentionMask {
         causal: true,
+        window: None,
         key_padding: Some(&pad),
     };
     check(
@@ -452,6 +453,7 @@ fn fused_scaled_dot_product_attention(device: &Device) {
     );
     let mask = AttentionMask {
         causal: false,
+        window: None,
         key_padding: Some(&pad),
     };
     check(
@@ -469,6 +471,44 @@ fn fused_scaled_dot_product_attention(device: &Device) {
             randn(&[2, 3, 1, 4], 64),
             randn(&[2, 6, 1, 4], 65),
             randn(&[2, 6, 1, 4], 66),
+        ],
+    );
+    // A sliding window of 3 over 7 positions, fused and composed, and
+    // behind 4 cached positions.
+    let window = AttentionMask::sliding(Some(3));
+    let inputs = [
+        randn(&[1, 2, 7, 4], 67),
+        randn(&[1, 2, 7, 4], 68),
+        randn(&[1, 2, 7, 4], 69),
+    ];
+    check(
+        device,
+        |x| Tensor::scaled_dot_product_attention(&x[0], &x[1], &x[2], window, 0),
+        &inputs,
+    );
+    let attn = zeroformer::nn::MultiHeadAttention::new(
+        8,
+        2,
+        false,
+        0.0,
+        0.02,
+        0.02,
+        &mut StdRng::seed_from_u64(0),
+        &zeroformer::nn::SharedRng::seed_from_u64(0),
+    );
+    attn.to_device(device).unwrap();
+    check(
+        device,
+        |x| attn.attend(&x[0], &x[1], &x[2], window, 0).0,
+        &inputs,
+    );
+    check(
+        device,
+        |x| Tensor::scaled_dot_product_attention(&x[0], &x[1], &x[2], window, 4),
+        &[
+            randn(&[1, 2, 3, 4], 70),
+            randn(&[1, 2, 7, 4], 71),
+            randn(&[1, 2, 7, 4], 72),
         ],
     );
 }

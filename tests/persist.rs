@@ -18,6 +18,7 @@ fn tiny_gpt() -> GptConfig {
         dropout: 0.0,
         bias: true,
         checkpoint_activations: false,
+        attention_windows: Vec::new(),
     }
 }
 

@@ -434,6 +434,7 @@ fn a_models_attention_is_drawn_for_its_tokens() {
         dropout: 0.0,
         bias: true,
         checkpoint_activations: false,
+        attention_windows: Vec::new(),
     };
     let model = Gpt::new(config, 0).unwrap();
     let ids = tokenizer.encode("to be\n").unwrap();

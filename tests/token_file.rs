@@ -182,6 +182,7 @@ fn a_trainer_steps_on_a_token_file_as_on_the_ids_in_memory() {
         dropout: 0.0,
         bias: false,
         checkpoint_activations: false,
+        attention_windows: Vec::new(),
     };
     let mut config = TrainConfig::nanogpt_cpu(5);
     config.batch_size = 4;

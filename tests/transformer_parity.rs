@@ -128,6 +128,7 @@ fn masked_attention_matches_scaled_dot_product_attention(device: &Device) {
     let (q, k, v) = (f.leaf("q"), f.leaf("k"), f.leaf("v"));
     let padding = AttentionMask {
         causal: false,
+        window: None,
         key_padding: Some(&pad),
     };
     let (y, _) = attn.attend(&q, &k, &v, padding, 0);
@@ -140,6 +141,7 @@ fn masked_attention_matches_scaled_dot_product_attention(device: &Device) {
     let (q, k, v) = (f.leaf("sq"), f.leaf("sk"), f.leaf("sv"));
     let both = AttentionMask {
         causal: true,
+        window: None,
         key_padding: Some(&pad),
     };
     let (y, _) = attn.attend(&q, &k, &v, both, 0);

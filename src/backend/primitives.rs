@@ -174,6 +174,29 @@ pub struct AttentionParams {
     pub scale: f32,
     /// `Some(past)`: query `i` sees keys `0..=past + i` only.
     pub causal: Option<usize>,
+    /// `Some(w)` (with `causal`): query `i` sees the `w` keys up to its
+    /// own position only, `past + i + 1 - w ..= past + i` (sliding-window
+    /// attention).
+    pub window: Option<usize>,
+}
+
+impl AttentionParams {
+    /// The first key query `i` sees (0 without a window).
+    pub fn first_key(&self, i: usize) -> usize {
+        match (self.causal, self.window) {
+            (Some(past), Some(w)) => (past + i + 1).saturating_sub(w),
+            _ => 0,
+        }
+    }
+
+    /// The keys before which query `i` sees nothing: `tk`, or `past + i +
+    /// 1` under the causal mask (capped at `tk`).
+    pub fn key_end(&self, i: usize) -> usize {
+        match self.causal {
+            Some(past) => (past + i + 1).min(self.tk),
+            None => self.tk,
+        }
+    }
 }
 
 /// One Adam/AdamW step's constants, shared by every element.

@@ -36,6 +36,14 @@ pub struct GptConfig {
     /// set (and in configs saved without it).
     #[serde(default)]
     pub checkpoint_activations: bool,
+    /// Each block's sliding attention window, in block order: `Some(w)`
+    /// attends over the last `w` positions only (O(T·w) attention, and a KV
+    /// cache of `w` positions in generation), `None` over all of them.
+    /// Empty (the default, and in configs saved without it): every block
+    /// attends over all positions. [`with_sliding_window`](Self::with_sliding_window)
+    /// sets local and global blocks alternating.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attention_windows: Vec<Option<usize>>,
 }
 
 impl GptConfig {
@@ -81,9 +89,34 @@ impl GptConfig {
             dropout: 0.0,
             bias: name == "gpt2",
             checkpoint_activations: false,
+            attention_windows: Vec::new(),
         };
         config.validate()?;
         Ok(config)
+    }
+
+    /// Sets every block's attention to a sliding window of `window`
+    /// positions, except every `global_every`-th block (the last of each
+    /// group of that many), which attends over all positions; 0 makes every
+    /// block local. (Mistral uses windows in every layer; Gemma 2
+    /// alternates local and global layers, `global_every` 2.)
+    ///
+    /// ```
+    /// use zeroformer::GptConfig;
+    /// let c = GptConfig::preset("cpu-mini", 65).unwrap().with_sliding_window(16, 2);
+    /// assert_eq!(c.attention_windows, vec![Some(16), None, Some(16), None]);
+    /// assert_eq!(c.attention_window(1), None);
+    /// ```
+    pub fn with_sliding_window(mut self, window: usize, global_every: usize) -> GptConfig {
+        self.attention_windows = (0..self.n_layer)
+            .map(|i| (global_every == 0 || (i + 1) % global_every != 0).then_some(window))
+            .collect();
+        self
+    }
+
+    /// Block `layer`'s attention window (`None`: all positions).
+    pub fn attention_window(&self, layer: usize) -> Option<usize> {
+        self.attention_windows.get(layer).copied().flatten()
     }
 
     /// Checks that the numbers make a model.
@@ -107,6 +140,16 @@ impl GptConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        if !self.attention_windows.is_empty() && self.attention_windows.len() != self.n_layer {
+            return bad(format!(
+                "attention_windows has {} entries for {} layers (give one per layer, or none)",
+                self.attention_windows.len(),
+                self.n_layer
+            ));
+        }
+        if self.attention_windows.contains(&Some(0)) {
+            return bad("an attention window must be at least 1 position".into());
         }
         if self.parameter_count().is_none() {
             return bad(format!("the parameter count overflows: {self:?}"));
@@ -213,7 +256,7 @@ impl GptConfig {
 ///
 /// ```
 /// use zeroformer::prelude::*;
-/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: true, checkpoint_activations: false };
+/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: true, checkpoint_activations: false, attention_windows: vec![] };
 /// let model = Gpt::new(config, 0).unwrap();
 /// let ids = Tensor::from_ids(vec![1, 2, 3], &[1, 3]);
 /// assert_eq!(model.forward(&ids).shape(), &[1, 3, 10]);
@@ -258,7 +301,7 @@ impl Gpt {
         let wte = Embedding::new(config.vocab_size, c, std, &mut rng);
         let wpe = Embedding::new(config.block_size, c, std, &mut rng);
         let blocks = (0..config.n_layer)
-            .map(|_| Block {
+            .map(|layer| Block {
                 ln_1: LayerNorm::new(c, config.bias),
                 attn: MultiHeadAttention::new(
                     c,
@@ -269,7 +312,8 @@ impl Gpt {
                     proj_std,
                     &mut rng,
                     &dropout_rng,
-                ),
+                )
+                .with_window(config.attention_window(layer)),
                 ln_2: LayerNorm::new(c, config.bias),
                 mlp: FeedForward::new(
                     c,

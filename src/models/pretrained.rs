@@ -142,6 +142,7 @@ fn config_from_hf(v: &Value) -> std::result::Result<GptConfig, String> {
         dropout: resid as f32,
         bias: true,
         checkpoint_activations: false,
+        attention_windows: Vec::new(),
     };
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
@@ -324,6 +325,11 @@ impl Gpt {
         if !c.bias {
             return Err(Error::InvalidConfig(
                 "save_pretrained writes GPT-2, whose linear layers and norms have biases; this model has none".into(),
+            ));
+        }
+        if c.attention_windows.iter().any(Option::is_some) {
+            return Err(Error::InvalidConfig(
+                "save_pretrained writes GPT-2, whose attention sees every earlier position; this model has sliding-window layers (attention_windows), which GPT-2's config cannot express".into(),
             ));
         }
         let ours: BTreeMap<String, Tensor> = self.named_parameters().into_iter().collect();

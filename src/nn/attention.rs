@@ -41,6 +41,13 @@ impl LayerKvCache {
         self.len == 0
     }
 
+    /// How many positions the cache's buffers hold: its capacity, all the
+    /// positions cached when it concatenates, and a sliding-window layer's
+    /// window however many positions it has seen.
+    pub fn positions_held(&self) -> usize {
+        self.keys.as_ref().map_or(0, |k| k.shape()[2])
+    }
+
     /// Forgets the cached positions, keeping any buffers for reuse.
     pub fn clear(&mut self) {
         self.len = 0;
@@ -82,6 +89,75 @@ impl LayerKvCache {
         let (k, v) = (buffer(&mut self.keys, &k), buffer(&mut self.values, &v));
         self.len += t;
         (k, v)
+    }
+}
+
+impl LayerKvCache {
+    /// Appends new keys and values `[batch, heads, time, head_dim]` of a
+    /// layer that attends over a sliding `window`, keeping only the last
+    /// `window` positions, in a ring buffer of that many slots (position
+    /// `p` in slot `p % window`): memory that stops growing past the
+    /// window. Returns the keys and values the new queries attend over and
+    /// how many cached positions precede the new ones in them (the causal
+    /// mask's `past`). A single new position attends over the ring as it
+    /// lies (every key in it is in the window, and attention does not
+    /// depend on the keys' order); several get the cached positions in
+    /// order, followed by the new ones.
+    fn extend_rolling(&mut self, k: Tensor, v: Tensor, window: usize) -> (Tensor, Tensor, usize) {
+        let t = k.shape()[2];
+        let ring = |slot: &mut Option<Tensor>, new: &Tensor| {
+            let mut shape = new.shape().to_vec();
+            shape[2] = window;
+            if slot.as_ref().is_none_or(|b| b.shape() != shape.as_slice()) {
+                *slot = Some(new.zeros_like_shape(&shape));
+            }
+            slot.clone().expect("allocated")
+        };
+        let (k_ring, v_ring) = (ring(&mut self.keys, &k), ring(&mut self.values, &v));
+        // Writes positions from..from + new.shape()[2] (at most `window`)
+        // into their slots, wrapping around the ring's end.
+        let write = |ring: &Tensor, new: &Tensor, from: usize| {
+            let (n, slot) = (new.shape()[2], from % window);
+            let head = n.min(window - slot);
+            ring.write_window(2, slot, &new.narrow(2, 0, head));
+            if head < n {
+                ring.write_window(2, 0, &new.narrow(2, head, n - head));
+            }
+        };
+        if t == 1 {
+            write(&k_ring, &k.detach(), self.len);
+            write(&v_ring, &v.detach(), self.len);
+            self.len += 1;
+            let held = self.len.min(window);
+            return (
+                k_ring.narrow(2, 0, held),
+                v_ring.narrow(2, 0, held),
+                held - 1,
+            );
+        }
+        // The cached positions the new queries can still see, oldest first.
+        let kept = self.len.min(window - 1);
+        let first = self.len - kept;
+        let in_order = |ring: &Tensor, new: &Tensor| {
+            let slot = first % window;
+            let head = kept.min(window - slot);
+            let mut parts = vec![ring.narrow(2, slot, head)];
+            if head < kept {
+                parts.push(ring.narrow(2, 0, kept - head));
+            }
+            parts.push(new.detach());
+            Tensor::cat(&parts.iter().collect::<Vec<_>>(), 2)
+        };
+        let (k_all, v_all) = (in_order(&k_ring, &k), in_order(&v_ring, &v));
+        let newest = t.min(window);
+        let (k_new, v_new) = (
+            k.detach().narrow(2, t - newest, newest),
+            v.detach().narrow(2, t - newest, newest),
+        );
+        write(&k_ring, &k_new, self.len + t - newest);
+        write(&v_ring, &v_new, self.len + t - newest);
+        self.len += t;
+        (k_all, v_all, kept)
     }
 }
 
@@ -174,13 +250,22 @@ fn mask_tensor(
     }
     // 1 where hidden, 0 where seen.
     let causal = mask.causal.then(|| {
-        // Query i sits at position past + i; key j is in its future when j > past + i.
+        // Query i sits at position past + i; key j is in its future when j
+        // > past + i, and outside a window w when j <= past + i - w.
         let query_at = (past..past + queries).map(|i| i as f32).collect();
         let key_at = (0..keys).map(|j| j as f32).collect();
-        let future = like
-            .new_tensor(key_at, &[1, 1, 1, keys])
-            .gt(&like.new_tensor(query_at, &[1, 1, queries, 1]));
-        future.to_dtype(DType::F32)
+        let (query_at, key_at) = (
+            like.new_tensor(query_at, &[1, 1, queries, 1]),
+            like.new_tensor(key_at, &[1, 1, 1, keys]),
+        );
+        let future = key_at.gt(&query_at).to_dtype(DType::F32);
+        match mask.window {
+            Some(w) => {
+                let oldest_seen = key_at.add_scalar(w as f32 - 1.0);
+                future.maximum(&query_at.gt(&oldest_seen).to_dtype(DType::F32))
+            }
+            None => future,
+        }
     });
     let padding = mask
         .key_padding
@@ -218,6 +303,11 @@ pub struct MultiHeadAttention {
     /// returned or attention dropout is active.
     #[module(skip)]
     pub kernel: AttentionKernel,
+    /// `Some(w)`: causal self-attention sees only the last `w` positions
+    /// (sliding-window attention), and a KV cache keeps only those. `None`
+    /// (the default): every earlier position.
+    #[module(skip)]
+    pub window: Option<usize>,
     attn_dropout: Dropout,
     resid_dropout: Dropout,
 }
@@ -245,9 +335,20 @@ impl MultiHeadAttention {
             proj: Linear::new(d_model, d_model, bias, proj_std, rng),
             n_head,
             kernel: AttentionKernel::Fused,
+            window: None,
             attn_dropout: Dropout::new(dropout, dropout_rng.clone()),
             resid_dropout: Dropout::new(dropout, dropout_rng.clone()),
         }
+    }
+
+    /// This layer with causal self-attention over the last `window`
+    /// positions only (`None`: all of them); see [`window`](Self::window).
+    pub fn with_window(self, window: Option<usize>) -> Self {
+        assert!(
+            window != Some(0),
+            "MultiHeadAttention: a window must be at least 1 position"
+        );
+        MultiHeadAttention { window, ..self }
     }
 
     fn d_model(&self) -> usize {
@@ -260,11 +361,13 @@ impl MultiHeadAttention {
             .0
     }
 
-    /// Self-attention over `x` `[batch, time, d_model]` under `mask`,
+    /// Self-attention over `x` `[batch, time, d_model]` under `mask`
+    /// (narrowed to the layer's [`window`](Self::window) when causal),
     /// rotating queries and keys by `rope` when given, appending to and
     /// attending over `cache` when given (a padding mask then covers the
-    /// cached keys too), and returning the attention weights `[batch,
-    /// heads, time, keys]` when `return_weights` (for heatmaps).
+    /// cached keys too; a windowed layer's cache keeps only its window, so
+    /// it takes no padding mask), and returning the attention weights
+    /// `[batch, heads, time, keys]` when `return_weights` (for heatmaps).
     pub fn self_attention(
         &self,
         x: &Tensor,
@@ -282,10 +385,23 @@ impl MultiHeadAttention {
             q = rope.apply(&q, past);
             k = rope.apply(&k, past);
         }
-        if let Some(cache) = cache {
-            (k, v) = cache.extend(k, v);
+        let mut mask = mask;
+        if mask.causal && mask.window.is_none() {
+            mask.window = self.window;
         }
-        let (y, weights) = self.scaled_dot_product(&q, &k, &v, mask, past, return_weights);
+        let mut past_in_call = past;
+        match (cache, mask.window) {
+            (Some(cache), Some(w)) => {
+                assert!(
+                    mask.key_padding.is_none(),
+                    "self-attention: a sliding-window KV cache takes no key padding mask"
+                );
+                (k, v, past_in_call) = cache.extend_rolling(k, v, w);
+            }
+            (Some(cache), None) => (k, v) = cache.extend(k, v),
+            (None, _) => {}
+        }
+        let (y, weights) = self.scaled_dot_product(&q, &k, &v, mask, past_in_call, return_weights);
         (self.merge_heads(&y, b, t), weights)
     }
 
@@ -333,6 +449,7 @@ impl MultiHeadAttention {
         };
         let mask = AttentionMask {
             causal: false,
+            window: None,
             key_padding: memory_padding,
         };
         let (y, weights) = self.scaled_dot_product(&q, &k, &v, mask, 0, return_weights);
@@ -389,10 +506,10 @@ impl MultiHeadAttention {
         let scale = 1.0 / (d as f32).sqrt();
         let scores = q.matmul(&k.transpose(-1, -2));
         let (batch, tq, tk) = (q.shape()[0], q.shape()[2], k.shape()[2]);
-        let weights = match (mask.causal, mask.key_padding) {
+        let weights = match (mask.causal, mask.window, mask.key_padding) {
             // Scale, causal mask and softmax in one fused pass.
-            (true, None) => scores.causal_softmax(scale, past),
-            (false, None) => scores.mul_scalar(scale).softmax(-1),
+            (true, None, None) => scores.causal_softmax(scale, past),
+            (false, _, None) => scores.mul_scalar(scale).softmax(-1),
             _ => {
                 let hidden = mask_tensor(&scores, mask, batch, tq, tk, past).expect("a mask");
                 scores

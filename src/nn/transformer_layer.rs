@@ -192,6 +192,7 @@ impl EncoderLayer {
     pub fn forward(&self, x: &Tensor, padding: Option<&Tensor>, rope: Option<&Rope>) -> Tensor {
         let mask = AttentionMask {
             causal: false,
+            window: None,
             key_padding: padding,
         };
         let x = residual(self.placement, x, &self.norm_1, |h| {
@@ -270,6 +271,7 @@ impl DecoderLayer {
         };
         let mask = AttentionMask {
             causal: true,
+            window: None,
             key_padding: padding,
         };
         let x = residual(self.placement, x, &self.norm_1, |h| {

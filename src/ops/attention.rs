@@ -14,6 +14,11 @@ pub struct AttentionMask<'a> {
     /// Query `i` (at absolute position `past + i`, where `past` is the
     /// number of cached positions) sees keys `0..=past + i` only.
     pub causal: bool,
+    /// With `causal`, `Some(w)` narrows what query `i` sees to the `w` keys
+    /// ending at its own position, `past + i + 1 - w ..= past + i`:
+    /// sliding-window attention (Longformer's and Mistral's local
+    /// attention), O(T·w) work in the fused op instead of O(T²).
+    pub window: Option<usize>,
     /// `[batch, keys]` bool, `true` where the key is padding and must be
     /// ignored: PyTorch's `key_padding_mask`. A query that can see no key
     /// at all gets a zero output.
@@ -24,14 +29,37 @@ impl AttentionMask<'_> {
     /// Causal, no padding: a decoder's self-attention.
     pub const CAUSAL: AttentionMask<'static> = AttentionMask {
         causal: true,
+        window: None,
         key_padding: None,
     };
 
     /// Every query sees every key: unpadded bidirectional attention.
     pub const NONE: AttentionMask<'static> = AttentionMask {
         causal: false,
+        window: None,
         key_padding: None,
     };
+
+    /// Causal attention over the last `window` positions (`None`: all of
+    /// them, [`CAUSAL`](Self::CAUSAL)).
+    ///
+    /// ```
+    /// use zeroformer::prelude::*;
+    /// use zeroformer::ops::attention::AttentionMask;
+    /// let q = Tensor::zeros(&[1, 1, 3, 2]);
+    /// let v = Tensor::from_vec(vec![0.0, 0.0, 2.0, 2.0, 4.0, 4.0], &[1, 1, 3, 2]);
+    /// let y = Tensor::scaled_dot_product_attention(&q, &q, &v, AttentionMask::sliding(Some(2)), 0);
+    /// // Equal scores: each query averages the values it sees (the last
+    /// // query sees positions 1 and 2, not 0).
+    /// assert_eq!(y.to_vec(), vec![0.0, 0.0, 1.0, 1.0, 3.0, 3.0]);
+    /// ```
+    pub const fn sliding(window: Option<usize>) -> AttentionMask<'static> {
+        AttentionMask {
+            causal: true,
+            window,
+            key_padding: None,
+        }
+    }
 }
 
 struct AttentionBackward {
@@ -126,6 +154,13 @@ impl Tensor {
             );
             p.detach()
         });
+        if let Some(w) = mask.window {
+            assert!(
+                mask.causal && w > 0,
+                "{op}: a sliding window must be positive and causal, got window {w} with causal {}",
+                mask.causal
+            );
+        }
         let params = AttentionParams {
             batch,
             heads,
@@ -134,6 +169,7 @@ impl Tensor {
             d,
             scale: 1.0 / (d as f32).sqrt(),
             causal: mask.causal.then_some(past),
+            window: mask.window,
         };
         // Backward reads the inputs contiguous, so a recorded call saves
         // contiguous copies; without a graph (decoding) the primitive reads

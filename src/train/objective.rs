@@ -189,7 +189,7 @@ impl Trainable for EncoderDecoder {
 /// use zeroformer::nn::Module;
 /// use zeroformer::train::forward_backward;
 ///
-/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false };
+/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![] };
 /// let model = Gpt::new(config, 0).unwrap();
 /// let x = Tensor::from_ids(vec![1, 2, 3, 4, 5, 6, 7, 8], &[2, 4]);
 /// let y = Tensor::from_ids(vec![2, 3, 4, 5, 6, 7, 8, 9], &[2, 4]);
@@ -261,7 +261,7 @@ pub fn evaluate(model: &Gpt, tokens: &[i64], batch: usize) -> f32 {
 /// use zeroformer::{Gpt, GptConfig, Tensor};
 /// use zeroformer::train::mean_loss;
 ///
-/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false };
+/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![] };
 /// let model = Gpt::new(config, 0).unwrap();
 /// let ids = |v: Vec<i64>, rows| Tensor::from_ids(v, &[rows, 2]);
 /// let split = vec![
@@ -319,6 +319,7 @@ mod tests {
             dropout,
             bias: true,
             checkpoint_activations: false,
+            attention_windows: Vec::new(),
         };
         let mut t = Trainer::new(model, TrainConfig::nanogpt_cpu(10)).unwrap();
         t.shards = Some(shards);

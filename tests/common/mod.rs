@@ -90,6 +90,11 @@ impl Fixture {
             .unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
+    /// Whether the fixture holds `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
     pub fn leaf(&self, name: &str) -> Tensor {
         self.get(name).requires_grad()
     }

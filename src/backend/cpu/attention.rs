@@ -57,23 +57,22 @@ impl std::ops::Deref for AttentionShape<'_> {
 impl AttentionShape<'_> {
     /// Keys a block of queries `qs..qs + bq` may see: `0..end`.
     fn key_end(&self, qs: usize, bq: usize) -> usize {
-        match self.causal {
-            Some(past) => (past + qs + bq).min(self.tk),
-            None => self.tk,
-        }
+        self.params.key_end(qs + bq.max(1) - 1)
     }
 
-    /// Whether the causal mask hides part of the tile of queries from `qs`
-    /// and keys `ks..ks + bk`.
-    fn crosses_diagonal(&self, qs: usize, ks: usize, bk: usize) -> bool {
-        self.causal.is_some_and(|past| ks + bk > past + qs + 1)
+    /// Whether the causal mask or the window's lower edge hides part of
+    /// the tile of queries `qs..qs + bq` and keys `ks..ks + bk`.
+    fn needs_mask(&self, qs: usize, bq: usize, ks: usize, bk: usize) -> bool {
+        let crosses_diagonal = self.causal.is_some_and(|past| ks + bk > past + qs + 1);
+        crosses_diagonal || ks < self.first_key(qs + bq.max(1) - 1)
     }
 
     /// The parts of the `bq x bk` tile at (qs, ks) worth computing, as
-    /// (first row within the tile, rows, keys): the whole tile, or, where it
-    /// crosses the causal diagonal, blocks of [`DIAGONAL_ROWS`] rows, each
-    /// cut after the last key it sees. (At T = 64, a single 64 x 64 tile, the
-    /// products shrink to 62.5% of it.)
+    /// (first row within the tile, rows, keys): the whole tile, or, where a
+    /// mask cuts it, blocks of [`DIAGONAL_ROWS`] rows, each cut after the
+    /// last key it sees and left out when it sees none of the tile's keys.
+    /// (At T = 64, a single 64 x 64 tile, the products shrink to 62.5% of
+    /// it.)
     fn tile_parts(
         &self,
         qs: usize,
@@ -81,7 +80,7 @@ impl AttentionShape<'_> {
         ks: usize,
         bk: usize,
     ) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
-        let step = if self.crosses_diagonal(qs, ks, bk) {
+        let step = if self.needs_mask(qs, bq, ks, bk) {
             DIAGONAL_ROWS
         } else {
             bq.max(1)
@@ -89,8 +88,15 @@ impl AttentionShape<'_> {
         (0..bq).step_by(step).filter_map(move |r| {
             let rows = step.min(bq - r);
             let keys = self.key_end(qs + r, rows).saturating_sub(ks).min(bk);
-            (keys > 0).then_some((r, rows, keys))
+            let seen = keys > 0 && self.first_key(qs + r) < ks + keys;
+            seen.then_some((r, rows, keys))
         })
+    }
+
+    /// The first key tile (a multiple of [`BLOCK_K`]) that the query block
+    /// from `qs` meets: 0 unless a window hides the keys before it.
+    fn first_tile(&self, qs: usize) -> usize {
+        self.first_key(qs) / BLOCK_K * BLOCK_K
     }
 
     /// Every [`tile_parts`](Self::tile_parts) part the query block `qs..qs
@@ -101,11 +107,13 @@ impl AttentionShape<'_> {
         bq: usize,
     ) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
         let end = self.key_end(qs, bq);
-        (0..end).step_by(BLOCK_K).flat_map(move |ks| {
-            let bk = BLOCK_K.min(end - ks);
-            self.tile_parts(qs, bq, ks, bk)
-                .map(move |(r, rows, keys)| (ks, r, rows, keys))
-        })
+        (self.first_tile(qs)..end)
+            .step_by(BLOCK_K)
+            .flat_map(move |ks| {
+                let bk = BLOCK_K.min(end - ks);
+                self.tile_parts(qs, bq, ks, bk)
+                    .map(move |(r, rows, keys)| (ks, r, rows, keys))
+            })
     }
 
     pub(super) fn padding_of(&self, bh: usize) -> Option<&[bool]> {
@@ -197,17 +205,20 @@ fn score_tile(
         0.0,
         scores,
     );
-    // Only tiles that cross the causal diagonal or hold padding need a mask.
-    let crosses_diagonal = s.crosses_diagonal(qs, ks, bk);
+    // Only tiles that a causal or window edge cuts, or that hold padding,
+    // need a mask.
+    let masked = s.needs_mask(qs, bq, ks, bk);
     let padded = padding.is_some_and(|p| p[ks..ks + bk].contains(&true));
-    if !crosses_diagonal && !padded {
+    if !masked && !padded {
         return;
     }
     for (i, row) in scores[..bq * bk].chunks_exact_mut(bk).enumerate() {
-        if let Some(past) = s.causal {
-            // Query qs + i sees keys up to past + qs + i.
-            let visible = (past + qs + i + 1).saturating_sub(ks).min(bk);
+        if masked {
+            // Query qs + i sees keys first_key(qs + i) ..= past + qs + i.
+            let visible = s.params.key_end(qs + i).saturating_sub(ks).min(bk);
             row[visible..].fill(f32::NEG_INFINITY);
+            let hidden = s.first_key(qs + i).saturating_sub(ks).min(visible);
+            row[..hidden].fill(f32::NEG_INFINITY);
         }
         if let Some(p) = padding {
             for (x, &pad) in row.iter_mut().zip(&p[ks..ks + bk]) {
@@ -543,11 +554,12 @@ pub fn backward(
         });
     // The fewest heads one task takes (every branch below splits by head).
     let per_head = min_items(tq * tk * d);
+    // The query tiles that see some key of the key tile from `ks`.
     let query_tiles = |ks: usize| {
         (0..tq)
             .step_by(BLOCK_Q)
             .map(|qs| (qs, BLOCK_Q.min(tq - qs)))
-            .filter(move |&(qs, bq)| s.key_end(qs, bq) > ks)
+            .filter(move |&(qs, bq)| s.key_end(qs, bq) > ks && s.first_key(qs) < ks + BLOCK_K)
     };
     if bh >= rayon::current_num_threads() {
         type Grads<'a> = ((&'a mut [f32], &'a mut [f32]), &'a mut [f32]);

@@ -82,15 +82,22 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &HeadRows, v: &HeadRows) -> (Ve
         let keys = k.head(b, head);
         let mut scores = pool::take(tk);
         for (i, (out, lse)) in out.chunks_exact_mut(d).zip(lse.iter_mut()).enumerate() {
-            // Query i sits at position past + i: it sees keys up to there.
-            let end = s.causal.map_or(tk, |past| (past + i + 1).min(tk));
-            let scores = &mut scores[..end];
+            // Query i sits at position past + i: it sees keys up to there,
+            // from the window's first on.
+            let (start, end) = (s.first_key(i), s.params.key_end(i));
+            if start >= end {
+                // No key seen: a zero output, as the tiled kernel gives.
+                *lse = f32::NEG_INFINITY;
+                continue;
+            }
+            let scores = &mut scores[..end - start];
             let qi = &q[(h * tq + i) * d..(h * tq + i + 1) * d];
             // The scores are the key rows' dot products with the query.
-            super::gemv::dots_f32(qi, 1, d, d, keys, k.row_stride, end, scores);
+            let keys = &keys[start * k.row_stride..];
+            super::gemv::dots_f32(qi, 1, d, d, keys, k.row_stride, scores.len(), scores);
             scores.iter_mut().for_each(|x| *x *= s.scale);
             if let Some(p) = padding {
-                for (s, _) in scores.iter_mut().zip(p).filter(|(_, p)| **p) {
+                for (s, _) in scores.iter_mut().zip(&p[start..]).filter(|(_, p)| **p) {
                     *s = f32::NEG_INFINITY;
                 }
             }
@@ -107,7 +114,7 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &HeadRows, v: &HeadRows) -> (Ve
             }
             for (j, &p) in scores.iter().enumerate() {
                 if p != 0.0 {
-                    add_scaled(out, p / sum, v.row(b, head, j, d));
+                    add_scaled(out, p / sum, v.row(b, head, start + j, d));
                 }
             }
             *lse = max + sum.ln();
@@ -143,7 +150,13 @@ mod tests {
     fn matches_the_tiled_kernel_on_a_narrowed_cache() {
         let (batch, heads) = (2, 3);
         for (tq, tk, d) in [(1, 1, 1), (1, 17, 16), (2, 65, 33), (4, 70, 64), (3, 5, 8)] {
-            for causal in [None, Some(tk - tq)] {
+            let masks = [
+                (None, None),
+                (Some(tk - tq), None),
+                (Some(tk - tq), Some(1)),
+            ];
+            let windows = [(Some(tk - tq), Some(3)), (Some(tk - tq), Some(40))];
+            for (causal, window) in masks.into_iter().chain(windows) {
                 for padded in [false, true] {
                     // The cache: a buffer of `capacity` positions, `tk` filled.
                     let capacity = tk + 7;
@@ -170,6 +183,7 @@ mod tests {
                             d,
                             scale: 1.0 / (d as f32).sqrt(),
                             causal,
+                            window,
                         },
                         key_padding: padded.then_some(&padding[..]),
                     };
@@ -178,7 +192,9 @@ mod tests {
                     let (out, lse) = forward(&shape, &q, &k, &v);
                     let (want, want_lse) =
                         super::super::attention::forward(&shape, &q, &dense(&kb), &dense(&vb));
-                    let case = format!("tq {tq} tk {tk} d {d} causal {causal:?} padded {padded}");
+                    let case = format!(
+                        "tq {tq} tk {tk} d {d} causal {causal:?} window {window:?} padded {padded}"
+                    );
                     for (a, b) in out.iter().zip(&want) {
                         assert!(
                             (a - b).abs() <= 1e-5 * (1.0 + b.abs()),

@@ -27,13 +27,15 @@ static_assert(sizeof(ZfHeads) == 32, "ZfHeads must match Rust's HeadsArg");
 
 // The shapes and masking shared by every attention kernel; Rust's
 // `AttentionArgs` has the same layout. Query i sees key j when
-// j <= past + i (if causal) and key j of its sequence is not padded.
+// j <= past + i (if causal), j > past + i - window (if window > 0: a
+// sliding window, always causal) and key j of its sequence is not padded.
 struct ZfAttention {
     i64 batch, heads, tq, tk, d, past;
     float scale;
     int causal;
+    i64 window;
 };
-static_assert(sizeof(ZfAttention) == 56, "ZfAttention must match Rust's AttentionArgs");
+static_assert(sizeof(ZfAttention) == 64, "ZfAttention must match Rust's AttentionArgs");
 
 __device__ __forceinline__ const float* zf_head_row(const ZfHeads& h, i64 bh, i64 heads, i64 t) {
     return h.data + (bh / heads) * h.batch_stride + (bh % heads) * h.head_stride + t * h.time_stride;
@@ -41,6 +43,7 @@ __device__ __forceinline__ const float* zf_head_row(const ZfHeads& h, i64 bh, i6
 
 __device__ __forceinline__ bool zf_visible(const ZfAttention& a, const u8* padding, i64 bh, i64 i, i64 j) {
     if (a.causal && j > a.past + i) return false;
+    if (a.window > 0 && j <= a.past + i - a.window) return false;
     return !(padding && padding[(bh / a.heads) * a.tk + j]);
 }
 
@@ -103,6 +106,20 @@ __device__ __forceinline__ i64 zf_key_limit(const ZfAttention& a, i64 first, i64
     return a.causal ? min(a.tk, a.past + last + 1) : a.tk;
 }
 
+// The first key tile (a multiple of the tile) that query `first` sees: 0
+// unless a window hides the keys before it.
+__device__ __forceinline__ i64 zf_first_key_tile(const ZfAttention& a, i64 first) {
+    i64 key = a.window > 0 ? max(a.past + first + 1 - a.window, (i64)0) : 0;
+    return key / ZF_ATT_TILE * ZF_ATT_TILE;
+}
+
+// The queries that can see some key of first..first+count: 0..end.
+__device__ __forceinline__ i64 zf_query_limit(const ZfAttention& a, i64 first, i64 count) {
+    if (a.window <= 0) return a.tq;
+    i64 last_key = min(first + count, a.tk) - 1;
+    return max(min(a.tq, last_key + a.window - a.past), (i64)0);
+}
+
 // out [bh, tq, d] (contiguous) and lse [bh, tq]; a row that sees no key
 // gets zeros and lse = -inf. Dynamic shared memory: OWN_ROWS x d queries,
 // then two tiles of 32 x (d + 1) keys and values, then 32 floats a warp.
@@ -129,7 +146,7 @@ extern "C" __global__ void zf_attention_forward(float* out, float* lse, ZfHeads 
             for (int c = 0; c < ZF_ATT_COLS; c++) acc[r][c] = 0.0f;
         }
         i64 limit = zf_key_limit(a, first, ZF_ATT_OWN_ROWS);
-        for (i64 kt = 0; kt < limit; kt += ZF_ATT_TILE) {
+        for (i64 kt = zf_first_key_tile(a, first); kt < limit; kt += ZF_ATT_TILE) {
             __syncthreads();
             zf_load_rows(ks, stride, k, bh, a.heads, kt, ZF_ATT_TILE, a.tk, d);
             zf_load_rows(vs, stride, v, bh, a.heads, kt, ZF_ATT_TILE, a.tk, d);
@@ -221,7 +238,7 @@ extern "C" __global__ void zf_attention_backward_dq(float* dq, ZfHeads q, ZfHead
 #pragma unroll
             for (int c = 0; c < ZF_ATT_COLS; c++) acc[r][c] = 0.0f;
         i64 limit = zf_key_limit(a, first, ZF_ATT_OWN_ROWS);
-        for (i64 kt = 0; kt < limit; kt += ZF_ATT_TILE) {
+        for (i64 kt = zf_first_key_tile(a, first); kt < limit; kt += ZF_ATT_TILE) {
             __syncthreads();
             zf_load_rows(ks, stride, k, bh, a.heads, kt, ZF_ATT_TILE, a.tk, d);
             zf_load_rows(vs, stride, v, bh, a.heads, kt, ZF_ATT_TILE, a.tk, d);
@@ -284,7 +301,8 @@ extern "C" __global__ void zf_attention_backward_dkv(float* dk, float* dv, ZfHea
             for (int c = 0; c < ZF_ATT_COLS; c++) dk_acc[r][c] = dv_acc[r][c] = 0.0f;
         // The first query that can see this block's first key.
         i64 start = a.causal ? max(first - a.past, (i64)0) / ZF_ATT_TILE * ZF_ATT_TILE : 0;
-        for (i64 qt = start; qt < a.tq; qt += ZF_ATT_TILE) {
+        i64 end = zf_query_limit(a, first, ZF_ATT_OWN_ROWS);
+        for (i64 qt = start; qt < end; qt += ZF_ATT_TILE) {
             __syncthreads();
             zf_load_rows(qs, stride, q, bh, a.heads, qt, ZF_ATT_TILE, a.tq, d);
             zf_load_rows(gs, stride, dout, bh, a.heads, qt, ZF_ATT_TILE, a.tq, d);

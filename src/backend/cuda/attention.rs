@@ -49,8 +49,10 @@ struct AttentionArgs {
     past: i64,
     scale: f32,
     causal: i32,
+    /// 0 for none.
+    window: i64,
 }
-const _: () = assert!(std::mem::size_of::<AttentionArgs>() == 56);
+const _: () = assert!(std::mem::size_of::<AttentionArgs>() == 64);
 
 impl AttentionArgs {
     fn of(p: &AttentionParams) -> AttentionArgs {
@@ -63,6 +65,7 @@ impl AttentionArgs {
             past: p.causal.unwrap_or(0) as i64,
             scale: p.scale,
             causal: i32::from(p.causal.is_some()),
+            window: p.window.unwrap_or(0) as i64,
         }
     }
 }
