@@ -212,6 +212,7 @@ fn train(args: Args) -> Result<()> {
         bias: true,
         checkpoint_activations: false,
         attention_windows: Vec::new(),
+        moe: None,
     };
     let model = Gpt::new(config, args.seed)?;
     let groups = vec![ParamGroup {

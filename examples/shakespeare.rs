@@ -28,10 +28,12 @@ use zeroformer::data::{
 };
 use zeroformer::generation::{Sampling, generate};
 use zeroformer::models::{Gpt, GptConfig};
+use zeroformer::nn::Module;
+use zeroformer::nn::MoeConfig;
 use zeroformer::plot;
 use zeroformer::tokenizer::{self, BpeTokenizer, BpeTrainer, CharTokenizer, Tokenizer};
 use zeroformer::train::{MetricsWriter, Record, TrainConfig, Trainer, evaluate, read_metrics};
-use zeroformer::{Device, Error, Result};
+use zeroformer::{Device, Error, Result, Tensor};
 
 const BEST: &str = "ckpt.safetensors";
 /// How often a plain progress line is printed when output is not a terminal.
@@ -130,6 +132,23 @@ struct Args {
     /// instead (local and global blocks alternating; Gemma 2's N is 2).
     #[arg(long, value_name = "N", requires = "attention_window")]
     global_every: Option<usize>,
+    /// A Mixture-of-Experts MLP of E experts (each the dense MLP's shape)
+    /// in place of the dense one; with --experts-per-token, --moe-every and
+    /// the router losses' weights. Fixed for a run.
+    #[arg(long, value_name = "E")]
+    experts: Option<usize>,
+    /// With --experts: experts per token, 1 (Switch) or 2 (Mixtral).
+    #[arg(long, value_name = "K", default_value_t = 1, requires = "experts")]
+    experts_per_token: usize,
+    /// With --experts: experts in every N-th block only (2: every other).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "experts")]
+    moe_every: usize,
+    /// With --experts: the load-balancing loss's weight.
+    #[arg(long, value_name = "W", default_value_t = 0.01, requires = "experts")]
+    load_balancing_coef: f32,
+    /// With --experts: the router z-loss's weight.
+    #[arg(long, value_name = "W", default_value_t = 0.0, requires = "experts")]
+    z_loss_coef: f32,
     /// Steps between evaluations, >= 1.
     #[arg(long, default_value_t = 250)]
     eval_every: usize,
@@ -305,6 +324,7 @@ fn train(args: Args) -> RunResult<()> {
             if let Some(window) = args.attention_window {
                 model = model.with_sliding_window(window, args.global_every.unwrap_or(0));
             }
+            model.moe = moe_config(&args);
             let seed = args.seed.unwrap_or(DEFAULT_SEED);
             let base = TrainConfig {
                 seed,
@@ -437,7 +457,14 @@ fn train(args: Args) -> RunResult<()> {
         if step % args.eval_every == 0 || step == iters {
             let train_loss = trainer.estimate_loss(train, args.eval_iters);
             let val_loss = trainer.estimate_loss(val, args.eval_iters);
-            let line = format!("step {step}: train loss {train_loss:.4}, val loss {val_loss:.4}");
+            let mut line =
+                format!("step {step}: train loss {train_loss:.4}, val loss {val_loss:.4}");
+            // Expert utilisation on the validation split's first batch.
+            let shares = expert_shares(&trainer.model, val, trainer.config.batch_size, context);
+            for (b, row) in shares.iter().enumerate() {
+                let row: Vec<String> = row.iter().map(|s| format!("{s:.2}")).collect();
+                line += &format!("; experts of MoE block {b}: [{}]", row.join(" "));
+            }
             // A hidden bar (output not a terminal) would swallow println.
             if bar.is_hidden() {
                 println!("{line}")
@@ -451,7 +478,14 @@ fn train(args: Args) -> RunResult<()> {
                     .lr(stats.lr)
                     .grad_norm(grad_norm)
                     .tokens_per_s(tok_s),
-                Record::new(step as u64).split("val").loss(val_loss),
+                shares.iter().enumerate().fold(
+                    Record::new(step as u64).split("val").loss(val_loss),
+                    |r, (b, row)| {
+                        row.iter().enumerate().fold(r, |r, (e, &share)| {
+                            r.value(&format!("expert_share_{b}_{e}"), share)
+                        })
+                    },
+                ),
             ];
             if let Some(m) = metrics.as_mut() {
                 for r in &records {
@@ -583,6 +617,36 @@ fn encode_prompt(tokenizer: &dyn Tokenizer, prompt: &str) -> Result<Vec<i64>> {
 /// Refuses to train into a folder that holds another run's checkpoints
 /// (a short trial would replace a long run's best model) unless that run
 /// is the one being resumed, or `--force` is given.
+/// Each MoE block's expert shares on the first `batch` windows of
+/// `context` tokens of `tokens` (none for a dense model).
+fn expert_shares(model: &Gpt, tokens: &[i64], batch: usize, context: usize) -> Vec<Vec<f32>> {
+    if model.config.moe.is_none() {
+        return Vec::new();
+    }
+    let rows = batch.min(tokens.len() / context.max(1)).max(1);
+    let ids: Vec<i64> = tokens.iter().copied().take(rows * context).collect();
+    let rows = ids.len() / context.max(1);
+    match Tensor::from_ids_on(
+        ids[..rows * context].to_vec(),
+        &[rows, context],
+        &model.device(),
+    ) {
+        Ok(ids) if rows > 0 => model.expert_shares(&ids),
+        _ => Vec::new(),
+    }
+}
+
+/// The mixture of experts the flags ask for (`None` without --experts).
+fn moe_config(args: &Args) -> Option<MoeConfig> {
+    args.experts.map(|n_experts| MoeConfig {
+        n_experts,
+        top_k: args.experts_per_token,
+        every: args.moe_every,
+        load_balancing_coef: args.load_balancing_coef,
+        z_loss_coef: args.z_loss_coef,
+    })
+}
+
 fn check_out_dir_free(args: &Args) -> Result<()> {
     let out_dir = args.out();
     let existing: Vec<PathBuf> = [LAST, BEST]
@@ -676,6 +740,10 @@ fn resume(dir: &Path, text: &str, args: &Args) -> RunResult<(Trainer, Box<dyn To
             }),
         ),
         ("--dropout", args.dropout.map(|d| d == model.dropout)),
+        (
+            "--experts",
+            args.experts.map(|_| moe_config(args) == model.moe),
+        ),
         (
             "--attention-window",
             args.attention_window.map(|w| {

@@ -62,6 +62,12 @@ struct Args {
     /// forward of the blocks).
     #[arg(long)]
     checkpoint_activations: bool,
+    /// A Mixture-of-Experts MLP of E experts in every block.
+    #[arg(long, value_name = "E")]
+    experts: Option<usize>,
+    /// With --experts: experts per token (1 or 2).
+    #[arg(long, value_name = "K", default_value_t = 1, requires = "experts")]
+    experts_per_token: usize,
     /// Data-parallel shards per batch (default: one per thread; 1 runs
     /// the batch whole, its kernels split across the threads).
     #[arg(long)]
@@ -98,6 +104,9 @@ fn train(args: Args) -> Result<()> {
         dropout: args.dropout,
         checkpoint_activations: args.checkpoint_activations,
         attention_windows: Vec::new(),
+        moe: args
+            .experts
+            .map(|e| zeroformer::nn::MoeConfig::new(e, args.experts_per_token)),
         ..GptConfig::preset(&args.preset, args.vocab)?
     };
     let context = args.context.unwrap_or(model_config.block_size);

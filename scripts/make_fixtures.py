@@ -176,6 +176,54 @@ def sliding_window_attention():
     save("sliding_window_attention", out)
 
 
+def moe_feed_forward():
+    # A Mixture-of-Experts feed-forward written from the papers' formulas:
+    # softmax router, top-k experts (gates as they are for k = 1, Switch;
+    # renormalised for k = 2, Mixtral), GELU (tanh) experts without biases,
+    # the Switch load-balancing loss E * sum_e f_e P_e (f_e: the share of
+    # the n tokens' choices that went to e) and ST-MoE's router z-loss
+    # mean(logsumexp(logits)^2). The loss backpropagated is
+    # sum(y * g) + 0.01 * balance + 0.001 * z.
+    # Inputs are drawn in float32 (what the Rust test reads) and the
+    # reference runs in float64, so the fixture holds the exact answer for
+    # those inputs, not another float32 summation order's.
+    torch.manual_seed(2468)
+    F = torch.nn.functional
+
+    def leaf64(*shape, std=1.0):
+        return (torch.randn(*shape) * std).double().requires_grad_()
+
+    c, hidden, experts, n = 8, 16, 4, 12
+    out = {}
+    for k in (1, 2):
+        p = f"k{k}_"
+        x = leaf64(n, c)
+        router = leaf64(experts, c)
+        fc = [leaf64(hidden, c, std=0.5) for _ in range(experts)]
+        proj = [leaf64(c, hidden, std=0.5) for _ in range(experts)]
+        g = torch.randn(n, c).double()
+        logits = x @ router.T
+        probs = logits.softmax(-1)
+        top, choice = probs.topk(k, -1)
+        gates = top if k == 1 else top / top.sum(-1, keepdim=True)
+        y = torch.zeros(n, c, dtype=torch.float64)
+        for e in range(experts):
+            token, slot = (choice == e).nonzero(as_tuple=True)
+            h = F.gelu(x[token] @ fc[e].T, approximate="tanh") @ proj[e].T
+            y = y.index_add(0, token, h * gates[token, slot][:, None])
+        counts = torch.stack([(choice == e).sum() for e in range(experts)]).float()
+        balance = experts * (counts / n * probs.mean(0)).sum()
+        z = (torch.logsumexp(logits, -1) ** 2).mean()
+        ((y * g).sum() + 0.01 * balance + 0.001 * z).backward()
+        out.update({p + "x": x, p + "router": router, p + "g": g, p + "y": y,
+                    p + "balance": balance.reshape(1), p + "z": z.reshape(1), p + "counts": counts,
+                    p + "dx": x.grad, p + "drouter": router.grad})
+        for e in range(experts):
+            out.update({f"{p}fc{e}": fc[e], f"{p}proj{e}": proj[e],
+                        f"{p}dfc{e}": fc[e].grad, f"{p}dproj{e}": proj[e].grad})
+    save("moe_feed_forward", out)
+
+
 def swiglu():
     F = torch.nn.functional
     x, w_gate, w_up, w_down = leaf(3, 6), leaf(5, 6), leaf(5, 6), leaf(6, 5)
@@ -226,7 +274,7 @@ if __name__ == "__main__":
     seeded = [mlp, layer_norm, softmax_cross_entropy, batched_matmul, gelu_exact, optim, rms_norm,
               masked_attention, swiglu, transformer_layers]
     # Each seeds its own stream.
-    independent = [sliding_window_attention]
+    independent = [sliding_window_attention, moe_feed_forward]
     wanted = set(sys.argv[1:])
     if wanted and not wanted <= {f.__name__ for f in seeded + independent}:
         sys.exit(f"unknown fixture in {sorted(wanted)}")

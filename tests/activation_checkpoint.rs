@@ -19,6 +19,7 @@ fn config(checkpointed: bool) -> GptConfig {
         dropout: 0.2,
         checkpoint_activations: checkpointed,
         attention_windows: Vec::new(),
+        moe: None,
         ..GptConfig::preset("cpu-mini", 29).unwrap()
     }
 }

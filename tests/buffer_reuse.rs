@@ -26,6 +26,7 @@ fn steady_state_training_steps_allocate_no_large_buffers() {
             bias: false,
             checkpoint_activations: false,
             attention_windows: Vec::new(),
+            moe: None,
         };
         let mut model = Gpt::new(config, 0).unwrap();
         for block in &mut model.blocks {

@@ -24,6 +24,7 @@ fn configs() -> (GptConfig, TrainConfig) {
         bias: true,
         checkpoint_activations: false,
         attention_windows: Vec::new(),
+        moe: None,
     };
     let train = TrainConfig {
         batch_size: 4,

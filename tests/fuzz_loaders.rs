@@ -191,6 +191,7 @@ fn valid_checkpoint(dir: &Path) -> (Vec<u8>, std::ops::Range<usize>) {
         bias: true,
         checkpoint_activations: false,
         attention_windows: Vec::new(),
+        moe: None,
     };
     let train = TrainConfig {
         batch_size: 2,

@@ -19,6 +19,7 @@ fn tiny(dropout: f32) -> GptConfig {
         bias: true,
         checkpoint_activations: false,
         attention_windows: Vec::new(),
+        moe: None,
     }
 }
 

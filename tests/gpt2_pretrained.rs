@@ -205,6 +205,7 @@ fn a_folder_saved_with_its_tokenizer_is_complete() {
         bias: true,
         checkpoint_activations: false,
         attention_windows: Vec::new(),
+        moe: None,
     };
     let model = Gpt::new(config, 3).unwrap();
     let tmp = tempfile::tempdir().unwrap();

@@ -42,6 +42,7 @@ fn training_still_uses_the_f32_weights() {
         bias: true,
         checkpoint_activations: false,
         attention_windows: Vec::new(),
+        moe: None,
     };
     let mut model = Gpt::new(config, 3).unwrap();
     let ids = Tensor::from_ids((0..16).map(|i| i % 11).collect(), &[2, 8]);
@@ -80,6 +81,7 @@ fn greedy_tokens_agree_with_f32_on_a_trained_model() {
         bias: true,
         checkpoint_activations: false,
         attention_windows: Vec::new(),
+        moe: None,
     };
     let mut train = TrainConfig::nanogpt_cpu(300);
     (train.batch_size, train.warmup) = (16, 30);

@@ -19,6 +19,7 @@ fn tiny_gpt() -> GptConfig {
         bias: true,
         checkpoint_activations: false,
         attention_windows: Vec::new(),
+        moe: None,
     }
 }
 

@@ -435,6 +435,7 @@ fn a_models_attention_is_drawn_for_its_tokens() {
         bias: true,
         checkpoint_activations: false,
         attention_windows: Vec::new(),
+        moe: None,
     };
     let model = Gpt::new(config, 0).unwrap();
     let ids = tokenizer.encode("to be\n").unwrap();

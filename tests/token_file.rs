@@ -183,6 +183,7 @@ fn a_trainer_steps_on_a_token_file_as_on_the_ids_in_memory() {
         bias: false,
         checkpoint_activations: false,
         attention_windows: Vec::new(),
+        moe: None,
     };
     let mut config = TrainConfig::nanogpt_cpu(5);
     config.batch_size = 4;

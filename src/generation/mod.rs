@@ -184,7 +184,7 @@ pub struct Generation {
 /// ```
 /// use zeroformer::generation::{Finish, GenerationConfig, generate_with};
 /// use zeroformer::{Gpt, GptConfig};
-/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![] };
+/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![], moe: None };
 /// let model = Gpt::new(config, 0).unwrap();
 /// let mut streamed = Vec::new();
 /// let out = generate_with(&model, &[1, 2], &GenerationConfig::new(5), |t| {
@@ -213,7 +213,7 @@ pub fn generate_with<M: CausalLm>(
 /// use rand::SeedableRng;
 /// use zeroformer::generation::{Sampling, generate};
 /// use zeroformer::{Gpt, GptConfig};
-/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![] };
+/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![], moe: None };
 /// let model = Gpt::new(config, 0).unwrap();
 /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
 /// let out = generate(&model, &[1, 2], 6, &Sampling::GREEDY, &mut rng).unwrap();
@@ -322,6 +322,7 @@ mod tests {
             bias: true,
             checkpoint_activations: false,
             attention_windows: Vec::new(),
+            moe: None,
         };
         Gpt::new(config, 0).unwrap()
     }

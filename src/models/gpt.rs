@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpoint;
 use crate::nn::{
-    Activation, Block, Dropout, Embedding, FeedForward, KvCache, LayerNorm, Module,
-    MultiHeadAttention, SharedRng,
+    Activation, Block, BlockMlp, Dropout, Embedding, FeedForward, KvCache, LayerNorm, Module,
+    MoeConfig, MoeFeedForward, MultiHeadAttention, Routing, SharedRng,
 };
 use crate::{DType, Error, GeluApproximation, Result, Tensor};
 
@@ -44,6 +44,13 @@ pub struct GptConfig {
     /// sets local and global blocks alternating.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attention_windows: Vec<Option<usize>>,
+    /// A Mixture-of-Experts feed-forward ([`MoeFeedForward`]) in every
+    /// [`MoeConfig::every`]-th block instead of the dense MLP, each expert
+    /// the dense MLP's shape (so top-1 routing keeps the active parameters
+    /// per token, plus the router). `None` (the default, and in configs
+    /// saved without it): every block dense.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moe: Option<MoeConfig>,
 }
 
 impl GptConfig {
@@ -90,6 +97,7 @@ impl GptConfig {
             bias: name == "gpt2",
             checkpoint_activations: false,
             attention_windows: Vec::new(),
+            moe: None,
         };
         config.validate()?;
         Ok(config)
@@ -112,6 +120,21 @@ impl GptConfig {
             .map(|i| (global_every == 0 || (i + 1) % global_every != 0).then_some(window))
             .collect();
         self
+    }
+
+    /// Whether block `layer` has a mixture of experts (every
+    /// [`MoeConfig::every`]-th block: the second of each pair for 2).
+    pub fn has_experts(&self, layer: usize) -> bool {
+        self.moe
+            .as_ref()
+            .is_some_and(|m| (layer + 1) % m.every.max(1) == 0)
+    }
+
+    /// How many blocks have experts.
+    pub fn expert_blocks(&self) -> usize {
+        self.moe
+            .as_ref()
+            .map_or(0, |m| self.n_layer / m.every.max(1))
     }
 
     /// Block `layer`'s attention window (`None`: all positions).
@@ -151,6 +174,9 @@ impl GptConfig {
         if self.attention_windows.contains(&Some(0)) {
             return bad("an attention window must be at least 1 position".into());
         }
+        if let Some(moe) = &self.moe {
+            moe.validate()?;
+        }
         if self.parameter_count().is_none() {
             return bad(format!("the parameter count overflows: {self:?}"));
         }
@@ -159,7 +185,9 @@ impl GptConfig {
 
     /// How many numbers a model of this shape holds, `None` when that
     /// overflows: `V·C + T·C + L·(12C² + 2C) + C`, plus `11C` of biases per
-    /// layer and `C` at the end when `bias` is set.
+    /// layer and `C` at the end when `bias` is set; a block with experts
+    /// holds `E` copies of the MLP (`8C²`, `5C` of biases) and the router's
+    /// `E·C` in its place.
     pub fn parameter_count(&self) -> Option<u64> {
         let [v, t, c, l] =
             [self.vocab_size, self.block_size, self.n_embd, self.n_layer].map(|d| d as u64);
@@ -168,17 +196,45 @@ impl GptConfig {
             .checked_mul(c)?
             .checked_mul(12)?
             .checked_add(c.checked_mul(2 + layer_bias)?)?;
-        v.checked_add(t)?
+        let dense = v
+            .checked_add(t)?
             .checked_mul(c)?
             .checked_add(l.checked_mul(per_layer)?)?
-            .checked_add(c.checked_mul(1 + end_bias)?)
+            .checked_add(c.checked_mul(1 + end_bias)?)?;
+        let Some(moe) = &self.moe else {
+            return Some(dense);
+        };
+        let experts = moe.n_experts as u64;
+        let mlp_bias = if self.bias { 5 } else { 0 };
+        let mlp = c
+            .checked_mul(c)?
+            .checked_mul(8)?
+            .checked_add(c.checked_mul(mlp_bias)?)?;
+        // Per block with experts: E - 1 more MLPs, and the router.
+        let extra = experts
+            .checked_sub(1)?
+            .checked_mul(mlp)?
+            .checked_add(experts.checked_mul(c)?)?;
+        dense.checked_add((self.expert_blocks() as u64).checked_mul(extra)?)
     }
 
     /// How many parameter tensors a model of this shape has (`None` on overflow).
     pub fn parameter_tensors(&self) -> Option<usize> {
         let per_layer = if self.bias { 12 } else { 6 };
+        let mlp = if self.bias { 4 } else { 2 };
         let end = if self.bias { 2 } else { 1 };
-        self.n_layer.checked_mul(per_layer)?.checked_add(2 + end)
+        let experts = self.moe.as_ref().map_or(0, |m| m.n_experts);
+        // A block with experts: the router and E MLPs instead of one.
+        let extra = match self.expert_blocks() {
+            0 => 0,
+            blocks => {
+                blocks.checked_mul(experts.checked_sub(1)?.checked_mul(mlp)?.checked_add(1)?)?
+            }
+        };
+        self.n_layer
+            .checked_mul(per_layer)?
+            .checked_add(2 + end)?
+            .checked_add(extra)
     }
 
     /// Every parameter's name and shape, in the order of
@@ -205,14 +261,28 @@ impl GptConfig {
             let b = bias.then(|| (format!("{name}.bias"), vec![c]));
             std::iter::once((format!("{name}.weight"), vec![c])).chain(b)
         };
+        let mlp = move |p: String| {
+            linear(format!("{p}.fc"), 4 * c, c).chain(linear(format!("{p}.proj"), c, 4 * c))
+        };
         let blocks = (0..self.n_layer).flat_map(move |i| {
             let p = format!("blocks.{i}.");
+            let layer: Box<dyn Iterator<Item = _>> = match &self.moe {
+                Some(moe) if self.has_experts(i) => {
+                    let experts = format!("{p}mlp.experts");
+                    Box::new(
+                        std::iter::once((format!("{p}mlp.router.weight"), vec![moe.n_experts, c]))
+                            .chain(
+                                (0..moe.n_experts).flat_map(move |e| mlp(format!("{experts}.{e}"))),
+                            ),
+                    )
+                }
+                _ => Box::new(mlp(format!("{p}mlp"))),
+            };
             norm(format!("{p}ln_1"))
                 .chain(linear(format!("{p}attn.qkv"), 3 * c, c))
                 .chain(linear(format!("{p}attn.proj"), c, c))
                 .chain(norm(format!("{p}ln_2")))
-                .chain(linear(format!("{p}mlp.fc"), 4 * c, c))
-                .chain(linear(format!("{p}mlp.proj"), c, 4 * c))
+                .chain(layer)
         });
         [
             ("wte.weight".to_string(), vec![v, c]),
@@ -256,7 +326,7 @@ impl GptConfig {
 ///
 /// ```
 /// use zeroformer::prelude::*;
-/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: true, checkpoint_activations: false, attention_windows: vec![] };
+/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: true, checkpoint_activations: false, attention_windows: vec![], moe: None };
 /// let model = Gpt::new(config, 0).unwrap();
 /// let ids = Tensor::from_ids(vec![1, 2, 3], &[1, 3]);
 /// assert_eq!(model.forward(&ids).shape(), &[1, 3, 10]);
@@ -300,6 +370,7 @@ impl Gpt {
         let proj_std = std / (2.0 * config.n_layer as f32).sqrt();
         let wte = Embedding::new(config.vocab_size, c, std, &mut rng);
         let wpe = Embedding::new(config.block_size, c, std, &mut rng);
+        let gelu = Activation::Gelu(GeluApproximation::Tanh);
         let blocks = (0..config.n_layer)
             .map(|layer| Block {
                 ln_1: LayerNorm::new(c, config.bias),
@@ -315,17 +386,32 @@ impl Gpt {
                 )
                 .with_window(config.attention_window(layer)),
                 ln_2: LayerNorm::new(c, config.bias),
-                mlp: FeedForward::new(
-                    c,
-                    4 * c,
-                    Activation::Gelu(GeluApproximation::Tanh),
-                    config.bias,
-                    config.dropout,
-                    std,
-                    proj_std,
-                    &mut rng,
-                    &dropout_rng,
-                ),
+                mlp: match &config.moe {
+                    Some(moe) if config.has_experts(layer) => {
+                        BlockMlp::Experts(MoeFeedForward::new(
+                            c,
+                            4 * c,
+                            gelu,
+                            moe,
+                            config.bias,
+                            std,
+                            proj_std,
+                            &mut rng,
+                            &dropout_rng,
+                        ))
+                    }
+                    _ => BlockMlp::Dense(FeedForward::new(
+                        c,
+                        4 * c,
+                        gelu,
+                        config.bias,
+                        config.dropout,
+                        std,
+                        proj_std,
+                        &mut rng,
+                        &dropout_rng,
+                    )),
+                },
             })
             .collect();
         Ok(Gpt {
@@ -350,8 +436,10 @@ impl Gpt {
         for block in &mut self.blocks {
             block.attn.qkv.quantize_int8();
             block.attn.proj.quantize_int8();
-            block.mlp.fc.quantize_int8();
-            block.mlp.proj.quantize_int8();
+            for mlp in block.mlp.feed_forwards_mut() {
+                mlp.fc.quantize_int8();
+                mlp.proj.quantize_int8();
+            }
         }
         self.head_int8 = Some(self.wte.weight.quantize_rows_int8());
     }
@@ -359,13 +447,11 @@ impl Gpt {
     /// Forgets the int8 copies.
     pub fn drop_int8(&mut self) {
         for block in &mut self.blocks {
-            for linear in [
-                &mut block.attn.qkv,
-                &mut block.attn.proj,
-                &mut block.mlp.fc,
-                &mut block.mlp.proj,
-            ] {
-                linear.drop_int8();
+            block.attn.qkv.drop_int8();
+            block.attn.proj.drop_int8();
+            for mlp in block.mlp.feed_forwards_mut() {
+                mlp.fc.drop_int8();
+                mlp.proj.drop_int8();
             }
         }
         self.head_int8 = None;
@@ -409,7 +495,54 @@ impl Gpt {
 
     /// Logits and every layer's attention weights `[batch, heads, time, time]`.
     pub fn forward_with_attention(&self, ids: &Tensor) -> (Tensor, Vec<Tensor>) {
-        self.forward_impl(ids, None, true, false)
+        let (logits, weights, _) = self.forward_impl(ids, None, true, false);
+        (logits, weights)
+    }
+
+    /// Logits and the routing of every block with experts, in block order
+    /// (none for a dense model): what training adds
+    /// [`router_loss`](Self::router_loss) from, and expert utilisation is
+    /// read from.
+    pub fn forward_with_routing(&self, ids: &Tensor) -> (Tensor, Vec<Routing>) {
+        let (logits, _, routing) = self.forward_impl(ids, None, false, false);
+        (logits, routing)
+    }
+
+    /// The router losses the training loss adds: the mean over blocks with
+    /// experts of `load_balancing_coef · load_balancing_loss + z_loss_coef
+    /// · z_loss` (a mean, so that the weights mean the same at any depth).
+    /// `None` for a dense model.
+    pub fn router_loss(&self, routing: &[Routing]) -> Option<Tensor> {
+        let moe = self.config.moe.as_ref()?;
+        let total = routing
+            .iter()
+            .map(|r| {
+                let balance = r.load_balancing_loss.mul_scalar(moe.load_balancing_coef);
+                match moe.z_loss_coef {
+                    0.0 => balance,
+                    z => balance.add(&r.z_loss.mul_scalar(z)),
+                }
+            })
+            .reduce(|a, b| a.add(&b))?;
+        Some(total.mul_scalar(1.0 / routing.len() as f32))
+    }
+
+    /// The share of routed tokens each expert of each block with experts
+    /// receives for `ids` (one row per such block, in block order; each row
+    /// sums to `top_k`), without gradients: expert utilisation, which the
+    /// load-balancing loss keeps near `top_k / n_experts`.
+    pub fn expert_shares(&self, ids: &Tensor) -> Vec<Vec<f32>> {
+        let (_, routing) = crate::mode::no_grad(|| self.forward_with_routing(ids));
+        let tokens = ids.numel().max(1) as f32;
+        routing
+            .iter()
+            .map(|r| {
+                r.tokens_per_expert
+                    .iter()
+                    .map(|&n| n as f32 / tokens)
+                    .collect()
+            })
+            .collect()
     }
 
     fn forward_impl(
@@ -418,7 +551,7 @@ impl Gpt {
         cache: Option<&mut KvCache>,
         weights: bool,
         last_only: bool,
-    ) -> (Tensor, Vec<Tensor>) {
+    ) -> (Tensor, Vec<Tensor>, Vec<Routing>) {
         // In the device's scope: on the CPU, the layers' kernels then run
         // without a thread hand-off each.
         ids.device()
@@ -431,7 +564,7 @@ impl Gpt {
         mut cache: Option<&mut KvCache>,
         weights: bool,
         last_only: bool,
-    ) -> (Tensor, Vec<Tensor>) {
+    ) -> (Tensor, Vec<Tensor>, Vec<Routing>) {
         assert_eq!(
             ids.dtype(),
             DType::I64,
@@ -459,29 +592,32 @@ impl Gpt {
         let mut x = self
             .drop
             .forward(&self.wte.forward(ids).add(&self.wpe.forward(&positions)));
-        let mut all_weights = Vec::new();
+        let (mut all_weights, mut routing) = (Vec::new(), Vec::new());
         let checkpointed = self.config.checkpoint_activations && cache.is_none() && !weights;
         for (i, block) in self.blocks.iter().enumerate() {
-            if checkpointed {
+            // A block with experts is not checkpointed: its router losses
+            // must keep their graph.
+            if checkpointed && matches!(block.mlp, BlockMlp::Dense(_)) {
                 x = crate::nn::checkpoint(block, &[&x], |block, xs| block.forward(&xs[0]));
                 continue;
             }
             let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
-            let (y, w) = block.forward_with(&x, layer_cache, weights);
+            let (y, w, r) = block.forward_routed(&x, layer_cache, weights);
             x = y;
             all_weights.extend(w);
+            routing.extend(r);
         }
         let (b, c, v) = (ids.shape()[0], self.config.n_embd, self.config.vocab_size);
         if last_only {
             let x = self.ln_f.forward(&x.narrow(1, t - 1, 1));
             let logits = self.head(&x.reshape(&[b, c]));
-            return (logits, all_weights);
+            return (logits, all_weights, routing);
         }
         let x = self.ln_f.forward(&x);
         // The head shares the token embedding: logits = x Wteᵀ, as one
         // [batch·time, width] product.
         let logits = self.head(&x.reshape(&[b * t, c])).reshape(&[b, t, v]);
-        (logits, all_weights)
+        (logits, all_weights, routing)
     }
 
     /// Mean cross-entropy of `logits` `[batch, time, vocab]` against `targets` `[batch, time]`.

@@ -143,6 +143,7 @@ fn config_from_hf(v: &Value) -> std::result::Result<GptConfig, String> {
         bias: true,
         checkpoint_activations: false,
         attention_windows: Vec::new(),
+        moe: None,
     };
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
@@ -330,6 +331,11 @@ impl Gpt {
         if c.attention_windows.iter().any(Option::is_some) {
             return Err(Error::InvalidConfig(
                 "save_pretrained writes GPT-2, whose attention sees every earlier position; this model has sliding-window layers (attention_windows), which GPT-2's config cannot express".into(),
+            ));
+        }
+        if c.moe.is_some() {
+            return Err(Error::InvalidConfig(
+                "save_pretrained writes GPT-2, whose blocks have one MLP each; this model has mixtures of experts (moe)".into(),
             ));
         }
         let ours: BTreeMap<String, Tensor> = self.named_parameters().into_iter().collect();

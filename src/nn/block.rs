@@ -1,7 +1,67 @@
-//! The pre-norm decoder block of GPT-2.
+//! The pre-norm decoder block of GPT-2, its MLP dense or a mixture of
+//! experts.
 
-use super::{AttentionMask, FeedForward, LayerKvCache, LayerNorm, Module, MultiHeadAttention};
+use super::{
+    AttentionMask, FeedForward, LayerKvCache, LayerNorm, Module, MoeFeedForward,
+    MultiHeadAttention, Routing,
+};
 use crate::Tensor;
+
+/// A block's feed-forward network: one MLP, or a mixture of experts. Its
+/// parameters are named as the layer's own (`mlp.fc.weight`, or
+/// `mlp.router.weight` and `mlp.experts.0.fc.weight`).
+#[derive(Clone)]
+pub enum BlockMlp {
+    /// One MLP for every token.
+    Dense(FeedForward),
+    /// A router and experts ([`MoeFeedForward`]).
+    Experts(MoeFeedForward),
+}
+
+impl Module for BlockMlp {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        match self {
+            BlockMlp::Dense(m) => m.visit_parameters(prefix, f),
+            BlockMlp::Experts(m) => m.visit_parameters(prefix, f),
+        }
+    }
+
+    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        match self {
+            BlockMlp::Dense(m) => m.visit_buffers(prefix, f),
+            BlockMlp::Experts(m) => m.visit_buffers(prefix, f),
+        }
+    }
+
+    fn set_training(&mut self, training: bool) {
+        match self {
+            BlockMlp::Dense(m) => m.set_training(training),
+            BlockMlp::Experts(m) => m.set_training(training),
+        }
+    }
+}
+
+impl BlockMlp {
+    /// The network's output, and the routing when it has experts.
+    pub fn forward(&self, x: &Tensor) -> (Tensor, Option<Routing>) {
+        match self {
+            BlockMlp::Dense(m) => (m.forward(x), None),
+            BlockMlp::Experts(m) => {
+                let (y, routing) = m.forward(x);
+                (y, Some(routing))
+            }
+        }
+    }
+
+    /// Every linear layer's `fc` and `proj` pair: the MLP's, or each
+    /// expert's (the router aside).
+    pub fn feed_forwards_mut(&mut self) -> Vec<&mut FeedForward> {
+        match self {
+            BlockMlp::Dense(m) => vec![m],
+            BlockMlp::Experts(m) => m.experts.iter_mut().collect(),
+        }
+    }
+}
 
 /// `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
 #[derive(Clone, Module)]
@@ -12,8 +72,8 @@ pub struct Block {
     pub attn: MultiHeadAttention,
     /// The norm before the MLP.
     pub ln_2: LayerNorm,
-    /// The MLP.
-    pub mlp: FeedForward,
+    /// The MLP, dense or a mixture of experts.
+    pub mlp: BlockMlp,
 }
 
 impl Block {
@@ -30,6 +90,18 @@ impl Block {
         cache: Option<&mut LayerKvCache>,
         return_weights: bool,
     ) -> (Tensor, Option<Tensor>) {
+        let (x, weights, _) = self.forward_routed(x, cache, return_weights);
+        (x, weights)
+    }
+
+    /// [`forward_with`](Self::forward_with), also returning the routing of
+    /// a mixture of experts.
+    pub fn forward_routed(
+        &self,
+        x: &Tensor,
+        cache: Option<&mut LayerKvCache>,
+        return_weights: bool,
+    ) -> (Tensor, Option<Tensor>, Option<Routing>) {
         let (a, weights) = self.attn.self_attention(
             &self.ln_1.forward(x),
             AttentionMask::CAUSAL,
@@ -38,7 +110,7 @@ impl Block {
             return_weights,
         );
         let x = x.add(&a);
-        let x = x.add(&self.mlp.forward(&self.ln_2.forward(&x)));
-        (x, weights)
+        let (m, routing) = self.mlp.forward(&self.ln_2.forward(&x));
+        (x.add(&m), weights, routing)
     }
 }

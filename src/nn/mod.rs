@@ -13,6 +13,7 @@ mod dropout;
 mod embedding;
 mod feed_forward;
 mod linear;
+mod moe;
 mod norm;
 mod positional;
 mod token_embedding;
@@ -22,7 +23,7 @@ mod visit;
 pub use attention::{
     AttentionKernel, AttentionMask, KvCache, LayerKvCache, MultiHeadAttention, padding_mask,
 };
-pub use block::Block;
+pub use block::{Block, BlockMlp};
 pub use checkpoint::checkpoint;
 pub use config::{
     EmbeddingConfig, FeedForwardConfig, LayerNormConfig, LinearConfig, MultiHeadAttentionConfig,
@@ -31,6 +32,7 @@ pub use dropout::{Dropout, SharedRng};
 pub use embedding::Embedding;
 pub use feed_forward::{Activation, FeedForward};
 pub use linear::Linear;
+pub use moe::{MoeConfig, MoeFeedForward, Routing};
 pub use norm::{LayerNorm, Norm, NormKind, RmsNorm};
 pub use positional::{Positional, Rope, sinusoidal_table};
 pub use token_embedding::TokenEmbedding;

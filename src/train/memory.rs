@@ -23,9 +23,13 @@ const PROCESS: u64 = 16 << 20;
 /// activations are about 26 widths a layer (the block's saved inputs and
 /// outputs, the heads' contiguous copies, and the buffers the pool keeps
 /// for reuse), four at the ends, and three vocabulary-wide rows (the
-/// logits, their log-probabilities and gradient). Calibrated against
-/// `examples/step_time` (cpu-mini at batch 12 to 512, gpt-mini,
-/// shakespeare-char, GPT-2 on 64-token windows): 3-19% above the peak.
+/// logits, their log-probabilities and gradient). With activation
+/// checkpointing a block keeps one width, and one block's 26 are held
+/// again during its backward; a block with experts adds its MLP's
+/// activations for each further expert a token visits and the gathered
+/// rows. Calibrated against `examples/step_time` (cpu-mini at batch 12 to
+/// 512, gpt-mini, shakespeare-char, GPT-2 on 64-token windows, cpu-mini
+/// checkpointed and with 4 experts): 3-19% above the peak.
 ///
 /// ```
 /// use zeroformer::{Device, GptConfig};
@@ -44,13 +48,43 @@ pub fn step_memory(model: &GptConfig, config: &TrainConfig, device: &Device) -> 
         model.n_layer as u64,
         model.vocab_size as u64,
     );
-    let per_token = l
-        .checked_mul(26)?
-        .checked_mul(c)?
+    let block = c.checked_mul(26)?;
+    // A block with experts: its MLP's activations once per expert a token
+    // visits (about 10 widths each), the rows gathered for the experts and
+    // back with their gradients (9 widths a visit), and the router's rows.
+    let (experts, k) = model
+        .moe
+        .as_ref()
+        .map_or((0, 1), |m| (m.n_experts as u64, m.top_k as u64));
+    let moe_block = block
+        .checked_add(k.checked_sub(1)?.checked_mul(10)?.checked_mul(c)?)?
+        .checked_add(k.checked_mul(9)?.checked_mul(c)?)?
+        .checked_add(experts.checked_mul(2)?)?;
+    let moe_blocks = model.expert_blocks() as u64;
+    let dense_blocks = l.checked_sub(moe_blocks)?;
+    // Checkpointed (dense) blocks keep their input, and one of them holds
+    // its activations again, and their gradients' buffers (10 widths),
+    // while its backward runs.
+    let checkpointed = model.checkpoint_activations && dense_blocks > 0;
+    let dense = if checkpointed {
+        dense_blocks
+            .checked_mul(c)?
+            .checked_add(block)?
+            .checked_add(c.checked_mul(10)?)?
+    } else {
+        dense_blocks.checked_mul(block)?
+    };
+    let per_token = dense
+        .checked_add(moe_blocks.checked_mul(moe_block)?)?
         .checked_add(c.checked_mul(4)?)?
         .checked_add(v.checked_mul(3)?)?;
     let window = config.context.unwrap_or(model.block_size);
-    let attention = composed_attention(model.dropout, model.n_layer, model.n_head, window)?;
+    let attentions = if checkpointed {
+        1 + model.expert_blocks()
+    } else {
+        model.n_layer
+    };
+    let attention = composed_attention(model.dropout, attentions, model.n_head, window)?;
     let per_token = per_token.checked_add(attention)?;
     step_bytes(model.parameter_count()?, config, window, per_token, device)
 }

@@ -67,6 +67,13 @@ pub trait Trainable: Module + Send + Sync {
     /// The batch's mean loss: a one-element tensor with a graph.
     fn loss(&self, batch: &Self::Batch) -> Tensor;
 
+    /// The loss that evaluation reports ([`mean_loss`], [`batch_losses`]):
+    /// the training loss by default; a model whose training adds
+    /// regularisers (GPT's router losses) reports its task loss alone.
+    fn evaluation_loss(&self, batch: &Self::Batch) -> Tensor {
+        self.loss(batch)
+    }
+
     /// True when a forward draws from a random stream in order (dropout):
     /// its batches then run whole instead of in shards.
     fn draws_randomly(&self) -> bool;
@@ -98,7 +105,19 @@ pub trait Trainable: Module + Send + Sync {
 impl Trainable for Gpt {
     type Batch = (Tensor, Tensor);
 
+    /// The next-token cross-entropy, plus [`Gpt::router_loss`] for a
+    /// model with experts (evaluation reports the cross-entropy alone).
     fn loss(&self, (inputs, targets): &Self::Batch) -> Tensor {
+        let (logits, routing) = self.forward_with_routing(inputs);
+        let loss = Gpt::loss(&logits, targets);
+        match self.router_loss(&routing) {
+            Some(router) => loss.add(&router),
+            None => loss,
+        }
+    }
+
+    /// The cross-entropy alone.
+    fn evaluation_loss(&self, (inputs, targets): &Self::Batch) -> Tensor {
         Gpt::loss(&self.forward(inputs), targets)
     }
 
@@ -189,7 +208,7 @@ impl Trainable for EncoderDecoder {
 /// use zeroformer::nn::Module;
 /// use zeroformer::train::forward_backward;
 ///
-/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![] };
+/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![], moe: None };
 /// let model = Gpt::new(config, 0).unwrap();
 /// let x = Tensor::from_ids(vec![1, 2, 3, 4, 5, 6, 7, 8], &[2, 4]);
 /// let y = Tensor::from_ids(vec![2, 3, 4, 5, 6, 7, 8, 9], &[2, 4]);
@@ -261,7 +280,7 @@ pub fn evaluate(model: &Gpt, tokens: &[i64], batch: usize) -> f32 {
 /// use zeroformer::{Gpt, GptConfig, Tensor};
 /// use zeroformer::train::mean_loss;
 ///
-/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![] };
+/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![], moe: None };
 /// let model = Gpt::new(config, 0).unwrap();
 /// let ids = |v: Vec<i64>, rows| Tensor::from_ids(v, &[rows, 2]);
 /// let split = vec![
@@ -289,7 +308,7 @@ pub fn mean_loss<M: Trainable>(model: &M, batches: &[M::Batch]) -> f32 {
 /// computed whole on one thread, whichever thread that is.
 pub fn batch_losses<M: Trainable>(model: &M, batches: &[M::Batch]) -> Vec<f32> {
     let losses = model.device().map_parts(batches.iter().collect(), |batch| {
-        no_grad(|| model.loss(batch))
+        no_grad(|| model.evaluation_loss(batch))
     });
     if losses.is_empty() {
         return Vec::new();
@@ -320,6 +339,7 @@ mod tests {
             bias: true,
             checkpoint_activations: false,
             attention_windows: Vec::new(),
+            moe: None,
         };
         let mut t = Trainer::new(model, TrainConfig::nanogpt_cpu(10)).unwrap();
         t.shards = Some(shards);

@@ -124,6 +124,25 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// Asserts `actual` matches the fixture's `name` within 1e-5 of the
+    /// tensor's scale (its largest magnitude): for a gradient that sums
+    /// many terms, whose small entries carry the rounding of the large
+    /// terms they cancel.
+    pub fn assert_matches_to_scale(&self, name: &str, actual: &Tensor) {
+        let expected = self.get(name).to_vec();
+        assert_eq!(actual.shape(), self.get(name).shape(), "{name}: shape");
+        let scale = expected.iter().fold(0.0f32, |m, e| m.max(e.abs()));
+        for (i, (a, e)) in actual.to_vec().iter().zip(&expected).enumerate() {
+            assert!(
+                (a - e).abs() <= 1e-5 * scale,
+                "{name}[{i}]: zeroformer {a} vs PyTorch {e} (diff {}, scale {scale})",
+                (a - e).abs()
+            );
+        }
+    }
+}
+
 /// A data file, found where the examples look: `data/<rel>` in the
 /// repository, then `../shared/data/<rel>` beside it, then (for GPT-2's
 /// tokenizer files) the download cache of `tokenize --gpt2`. When it is

@@ -6,8 +6,15 @@
 //! fresh pages, which it must fault in and zero on first touch: profiling
 //! `cargo bench --bench train_step` on gpt-mini showed a third of the time
 //! in the kernel's page clearing. So storage of at least `MIN_POOLED`
-//! elements goes back to this pool when dropped, keyed by length, and
-//! kernels that overwrite every element take their output from it.
+//! elements goes back to this pool when dropped, and kernels that
+//! overwrite every element take their output from it.
+//!
+//! Buffers are kept by size class, eight classes per doubling, so a buffer
+//! serves any length up to its class (at most 12.5% of it unused): a
+//! training step that asks for the same lengths every time reuses them as
+//! before, and one whose lengths vary from step to step (a mixture of
+//! experts' per-expert batches) reuses them too, where pooling by exact
+//! length kept a buffer of every length ever seen, up to the pool's limit.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,8 +28,25 @@ static MISSES: AtomicUsize = AtomicUsize::new(0);
 
 #[derive(Default)]
 struct Pool {
+    /// Buffers whose capacity is at least the key, a size class.
     free: HashMap<usize, Vec<Vec<f32>>>,
     bytes: usize,
+}
+
+/// The step between size classes at `n`: an eighth of the power of two
+/// at or below it.
+fn class_step(n: usize) -> usize {
+    (1usize << (usize::BITS - 1 - n.leading_zeros())) / 8
+}
+
+/// The smallest size class of at least `len` elements.
+fn class_above(len: usize) -> usize {
+    len.div_ceil(class_step(len)) * class_step(len)
+}
+
+/// The largest size class of at most `capacity` elements.
+fn class_below(capacity: usize) -> usize {
+    capacity / class_step(capacity) * class_step(capacity)
 }
 
 fn pool() -> &'static Mutex<Pool> {
@@ -33,15 +57,32 @@ fn pool() -> &'static Mutex<Pool> {
 /// A buffer of `len` elements whose contents are unspecified (old values):
 /// for kernels that write every element.
 pub fn take(len: usize) -> Vec<f32> {
-    if len >= MIN_POOLED {
-        let mut p = pool().lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = p.free.get_mut(&len).and_then(Vec::pop) {
-            p.bytes -= len * 4;
-            return v;
-        }
-        MISSES.fetch_add(1, Ordering::Relaxed);
+    if len < MIN_POOLED {
+        return vec![0.0; len];
     }
-    vec![0.0; len]
+    let class = class_above(len);
+    let reused = {
+        let mut p = pool().lock().unwrap_or_else(|e| e.into_inner());
+        let v = p.free.get_mut(&class).and_then(Vec::pop);
+        if let Some(v) = &v {
+            p.bytes -= v.capacity() * 4;
+        }
+        v
+    };
+    match reused {
+        Some(mut v) => {
+            // Old values are fine; only a buffer shorter than `len` is
+            // extended (with zeros).
+            v.resize(len, 0.0);
+            v
+        }
+        None => {
+            MISSES.fetch_add(1, Ordering::Relaxed);
+            let mut v = vec![0.0; class];
+            v.truncate(len);
+            v
+        }
+    }
 }
 
 /// A buffer of `len` zeros.
@@ -58,14 +99,14 @@ pub fn take_filled(len: usize, value: f32) -> Vec<f32> {
 
 /// Returns a buffer to the pool (dropping it when small or the pool is full).
 pub(crate) fn give(v: Vec<f32>) {
-    let len = v.len();
-    if len < MIN_POOLED || v.capacity() != len {
+    let capacity = v.capacity();
+    if capacity < MIN_POOLED {
         return;
     }
     let mut p = pool().lock().unwrap_or_else(|e| e.into_inner());
-    if p.bytes + len * 4 <= LIMIT_BYTES.load(Ordering::Relaxed) {
-        p.bytes += len * 4;
-        p.free.entry(len).or_default().push(v);
+    if p.bytes + capacity * 4 <= LIMIT_BYTES.load(Ordering::Relaxed) {
+        p.bytes += capacity * 4;
+        p.free.entry(class_below(capacity)).or_default().push(v);
     }
 }
 
@@ -112,5 +153,38 @@ mod tests {
         assert_eq!(again[0], 42.0);
         give(again);
         assert_eq!(take_zeroed(len)[0], 0.0);
+    }
+
+    #[test]
+    fn a_buffer_serves_any_length_of_its_size_class() {
+        // Lengths no other test uses: a class of 2^20 + k · 2^17.
+        let class = (1 << 20) + 5 * (1 << 17);
+        let v = take(class - 1000);
+        assert_eq!((v.len(), v.capacity()), (class - 1000, class));
+        let ptr = v.as_ptr();
+        give(v);
+        // A shorter and a longer length of the same class reuse it.
+        let shorter = take(class - (1 << 17) + 1);
+        assert_eq!(shorter.as_ptr(), ptr);
+        assert_eq!(shorter.len(), class - (1 << 17) + 1);
+        give(shorter);
+        let longer = take(class);
+        assert_eq!((longer.as_ptr(), longer.len()), (ptr, class));
+        give(longer);
+        // The next class up does not.
+        let next = take(class + 1);
+        assert_ne!(next.as_ptr(), ptr);
+        give(next);
+        for (len, above, below) in [
+            (16_384, 16_384, 16_384),
+            (16_385, 18_432, 16_384),
+            (20_000, 20_480, 18_432),
+        ] {
+            assert_eq!(
+                (class_above(len), class_below(len)),
+                (above, below),
+                "{len}"
+            );
+        }
     }
 }
