@@ -178,6 +178,7 @@ fn train(args: Args) -> Result<()> {
         positional: Positional::Learned,
         pooling: Pooling::Mean,
         num_classes: args.speakers,
+        checkpoint_activations: false,
     };
     let mut model = Encoder::new(config, args.seed)?;
     println!(

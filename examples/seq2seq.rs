@@ -133,6 +133,7 @@ fn train(args: Args) -> Result<()> {
             ..EncoderDecoderConfig::preset("transformer-tiny", 1, 1, 1)?.layer
         },
         positional: zeroformer::nn::Positional::Sinusoidal,
+        checkpoint_activations: false,
     };
     let mut model = EncoderDecoder::new(config, args.seed)?;
     let step = TrainConfig {

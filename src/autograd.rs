@@ -105,13 +105,94 @@ pub(crate) fn with_saved_output<B: Backward + 'static>(
     }
 }
 
+/// A user-defined op: `forward` computes the output from the inputs
+/// (detached, with gradients off, so nothing inside it is recorded), and
+/// when some input needs a gradient the output carries a node whose rule is
+/// `backward(output)` (`output` detached, for a rule that reuses it). The
+/// rule's [`Backward::backward`] gets the output's gradient and the inputs
+/// and returns one gradient (or `None`) per input, each of its input's
+/// shape and on its device; it runs with gradients off, so it may use any
+/// tensor op, and the op then works on every device those ops do. candle's
+/// `CustomOp` and PyTorch's `autograd.Function` play this part.
+///
+/// ```
+/// use zeroformer::autograd::{Backward, custom_op};
+/// use zeroformer::Tensor;
+///
+/// /// softplus(x) = ln(1 + eˣ), whose derivative is the sigmoid.
+/// struct SoftplusBackward;
+///
+/// impl Backward for SoftplusBackward {
+///     fn name(&self) -> &'static str {
+///         "softplus"
+///     }
+///     fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+///         vec![Some(grad.mul(&inputs[0].sigmoid()))]
+///     }
+/// }
+///
+/// fn softplus(x: &Tensor) -> Tensor {
+///     custom_op(&[x], |xs| xs[0].exp().add_scalar(1.0).log(), |_| SoftplusBackward)
+/// }
+///
+/// let x = Tensor::from_vec(vec![0.0, 2.0], &[2]).requires_grad();
+/// softplus(&x).sum().backward();
+/// let g = x.grad().unwrap().to_vec();
+/// assert!((g[0] - 0.5).abs() < 1e-6 && (g[1] - 0.880_797).abs() < 1e-5);
+/// ```
+pub fn custom_op<B: Backward + 'static>(
+    inputs: &[&Tensor],
+    forward: impl FnOnce(&[Tensor]) -> Tensor,
+    backward: impl FnOnce(Tensor) -> B,
+) -> Tensor {
+    let detached: Vec<Tensor> = inputs.iter().map(|t| t.detach()).collect();
+    let out = no_grad(|| forward(&detached)).detach();
+    with_saved_output(out, inputs, |out| CheckedBackward(backward(out)))
+}
+
+/// A user's rule, its gradients checked against its inputs: a wrong count,
+/// shape or device panics naming the op, at the rule, not somewhere later in
+/// the backward pass.
+struct CheckedBackward<B>(B);
+
+impl<B: Backward> Backward for CheckedBackward<B> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+        let name = self.0.name();
+        let grads = self.0.backward(grad, inputs);
+        assert_eq!(
+            grads.len(),
+            inputs.len(),
+            "{name}: the backward rule returned {} gradients for {} inputs",
+            grads.len(),
+            inputs.len()
+        );
+        for (i, (g, x)) in grads.iter().zip(inputs).enumerate() {
+            if let Some(g) = g {
+                assert!(
+                    g.shape() == x.shape() && g.device() == x.device(),
+                    "{name}: input {i}'s gradient is {:?} on {:?}, the input {:?} on {:?}",
+                    g.shape(),
+                    g.device(),
+                    x.shape(),
+                    x.device()
+                );
+            }
+        }
+        grads
+    }
+}
+
 /// Back-propagates `grad` (the gradient of some scalar with respect to
 /// `root`) to every leaf that requires gradients.
 pub(crate) fn backward(root: &Tensor, grad: Tensor) {
     // In the device's scope: on the CPU, the graph's kernels then run
     // without a thread hand-off each.
     root.device()
-        .scope(|| backward_in_place(root, grad, &mut |leaf, g| leaf.accumulate_grad(g)))
+        .scope(|| backward_on_this_thread(root, grad, &mut |leaf, g| leaf.accumulate_grad(g)))
 }
 
 /// Back-propagates like [`backward`], on this thread, but returns each
@@ -120,11 +201,15 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor) {
 /// order whichever shard finishes first.
 pub(crate) fn leaf_gradients(root: &Tensor, grad: Tensor) -> Vec<(Tensor, Tensor)> {
     let mut out = Vec::new();
-    backward_in_place(root, grad, &mut |leaf, g| out.push((leaf.clone(), g)));
+    backward_on_this_thread(root, grad, &mut |leaf, g| out.push((leaf.clone(), g)));
     out
 }
 
-fn backward_in_place(root: &Tensor, grad: Tensor, leaf_grad: &mut dyn FnMut(&Tensor, Tensor)) {
+fn backward_on_this_thread(
+    root: &Tensor,
+    grad: Tensor,
+    leaf_grad: &mut dyn FnMut(&Tensor, Tensor),
+) {
     assert_eq!(
         root.shape(),
         grad.shape(),

@@ -166,12 +166,16 @@ pub fn eval_mode<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// A snapshot of this thread's modes, to set on another thread.
-#[derive(Clone, Copy, Debug)]
+/// A snapshot of this thread's modes, to set on another thread: the grad
+/// and eval flags, the default device, and the dropout replay frames of an
+/// activation checkpoint (shared, not copied: a segment's draws are logged
+/// in its frames on whichever thread they happen).
+#[derive(Clone)]
 pub(crate) struct Modes {
     grad_enabled: bool,
     eval: bool,
     device: Device,
+    dropout_frames: crate::nn::dropout::replay::Frames,
 }
 
 impl Modes {
@@ -181,6 +185,7 @@ impl Modes {
             grad_enabled: is_grad_enabled(),
             eval: is_eval_mode(),
             device: default_device(),
+            dropout_frames: crate::nn::dropout::replay::current(),
         }
     }
 
@@ -190,13 +195,20 @@ impl Modes {
     }
 
     /// Sets these modes on this thread until the guard drops.
-    pub(crate) fn set(self) -> ([FlagGuard; 2], DeviceGuard) {
+    pub(crate) fn set(
+        &self,
+    ) -> (
+        [FlagGuard; 2],
+        DeviceGuard,
+        crate::nn::dropout::replay::SetGuard,
+    ) {
         (
             [
                 FlagGuard::set(&GRAD_ENABLED, self.grad_enabled),
                 FlagGuard::set(&EVAL_MODE, self.eval),
             ],
             DeviceGuard::set(self.device),
+            crate::nn::dropout::replay::set(self.dropout_frames.clone()),
         )
     }
 }

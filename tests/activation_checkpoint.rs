@@ -62,6 +62,79 @@ fn gpt_gradients_are_bit_identical_with_dropout(device: &Device) {
 
 test_device!(gpt_gradients_are_bit_identical_with_dropout);
 
+/// The encoder (with padding and rotary positions) and the
+/// encoder-decoder (padding on both sides, gradients through the memory
+/// into the encoder) checkpoint every layer with the same gradients, bit
+/// for bit, dropout on.
+fn encoder_and_encoder_decoder_gradients_are_bit_identical(device: &Device) {
+    use zeroformer::models::{Encoder, EncoderConfig, EncoderDecoder, EncoderDecoderConfig};
+    use zeroformer::nn::Positional;
+    let ids: Vec<i64> = (0..2 * 12).map(|i| 1 + (i * 5 + i / 4) % 28).collect();
+    let ids = Tensor::from_ids_on(ids, &[2, 12], device).unwrap();
+    let pad: Vec<bool> = (0..2 * 12).map(|i| i >= 12 + 9).collect();
+    let pad = Tensor::from_bools(pad, &[2, 12]).to_device(device).unwrap();
+    let encoder = |checkpointed: bool| {
+        let mut config = EncoderConfig::preset("encoder-tiny", 29, 3, 12).unwrap();
+        config.layer.dropout = 0.2;
+        config.positional = Positional::Rotary;
+        config.checkpoint_activations = checkpointed;
+        let model = device.as_default(|| Encoder::new(config, 4)).unwrap();
+        model.classify(&ids, Some(&pad)).square().sum().backward();
+        grads(&model)
+    };
+    assert_eq!(encoder(true), encoder(false), "encoder");
+    let encoder_decoder = |checkpointed: bool| {
+        let mut config = EncoderDecoderConfig::preset("transformer-tiny", 29, 29, 12).unwrap();
+        config.checkpoint_activations = checkpointed;
+        let model = device
+            .as_default(|| EncoderDecoder::new(config, 5))
+            .unwrap();
+        let tgt = ids.narrow(1, 0, 10);
+        let logits = model.forward(&ids, &tgt, Some(&pad), None);
+        logits.square().mean().backward();
+        grads(&model)
+    };
+    assert_eq!(
+        encoder_decoder(true),
+        encoder_decoder(false),
+        "encoder-decoder"
+    );
+}
+
+test_device!(encoder_and_encoder_decoder_gradients_are_bit_identical);
+
+/// Two checkpointed models with dropout trained at once from two threads
+/// give the gradients each gives alone: the pool's workers run one
+/// model's jobs while the other's wait, and each job's dropout draws are
+/// logged in its own segment's frames, not in those of the segment its
+/// thread interrupted.
+#[test]
+fn concurrent_checkpointed_models_keep_their_own_dropout_replays() {
+    let ids: Vec<i64> = (0..2 * 16).map(|i| (i * 7 + i / 5) % 29).collect();
+    let targets: Vec<i64> = ids.iter().map(|&i| (i + 1) % 29).collect();
+    let run = |seed: u64| {
+        let model = Gpt::new(config(true), seed).unwrap();
+        let ids = Tensor::from_ids(ids.clone(), &[2, 16]);
+        let targets = Tensor::from_ids(targets.clone(), &[2, 16]);
+        for _ in 0..3 {
+            Gpt::loss(&model.forward(&ids), &targets).backward();
+        }
+        grads(&model)
+    };
+    let alone = [run(11), run(12)];
+    for _ in 0..4 {
+        let together = std::thread::scope(|s| {
+            let a = s.spawn(|| run(11));
+            let b = s.spawn(|| run(12));
+            [a.join().unwrap(), b.join().unwrap()]
+        });
+        assert!(
+            together == alone,
+            "gradients changed when trained side by side"
+        );
+    }
+}
+
 /// A block of the small GPT (with its dropout), and an input for it.
 fn block_and_input(seed: u64) -> (Block, Tensor) {
     let model = Gpt::new(config(false), seed).unwrap();

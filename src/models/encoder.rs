@@ -39,6 +39,12 @@ pub struct EncoderConfig {
     pub pooling: Pooling,
     /// Classes of the head; 0 for none.
     pub num_classes: usize,
+    /// Activation checkpointing of every layer in training
+    /// ([`nn::checkpoint`](crate::nn::checkpoint)): a layer keeps only its
+    /// inputs and runs again in the backward pass. Off unless set (and in
+    /// configs saved without it).
+    #[serde(default)]
+    pub checkpoint_activations: bool,
 }
 
 impl EncoderConfig {
@@ -88,6 +94,7 @@ impl EncoderConfig {
             positional: Positional::Learned,
             pooling: Pooling::Mean,
             num_classes,
+            checkpoint_activations: false,
         };
         config.validate()?;
         Ok(config)
@@ -204,7 +211,11 @@ impl Encoder {
         ids.device().scope(|| {
             let mut x = self.embed.forward(ids, 0);
             for layer in &self.layers {
-                x = layer.forward(&x, padding, self.embed.rope());
+                x = if self.config.checkpoint_activations {
+                    layer.forward_checkpointed(&x, padding, self.embed.rope())
+                } else {
+                    layer.forward(&x, padding, self.embed.rope())
+                };
             }
             match &self.final_norm {
                 Some(norm) => norm.forward(&x),

@@ -30,6 +30,12 @@ pub struct EncoderDecoderConfig {
     pub layer: LayerConfig,
     /// How positions enter: learned, sinusoidal or rotary.
     pub positional: Positional,
+    /// Activation checkpointing of every layer in training
+    /// ([`nn::checkpoint`](crate::nn::checkpoint)): a layer keeps only its
+    /// inputs and runs again in the backward pass. Off unless set (and in
+    /// configs saved without it).
+    #[serde(default)]
+    pub checkpoint_activations: bool,
 }
 
 impl EncoderDecoderConfig {
@@ -79,6 +85,7 @@ impl EncoderDecoderConfig {
                 bias: true,
             },
             positional: Positional::Sinusoidal,
+            checkpoint_activations: false,
         };
         config.validate()?;
         Ok(config)
@@ -233,7 +240,11 @@ impl EncoderDecoder {
         check_ids("EncoderDecoder source", src);
         let mut x = self.src_embed.forward(src, 0);
         for layer in &self.encoder {
-            x = layer.forward(&x, src_padding, self.src_embed.rope());
+            x = if self.config.checkpoint_activations {
+                layer.forward_checkpointed(&x, src_padding, self.src_embed.rope())
+            } else {
+                layer.forward(&x, src_padding, self.src_embed.rope())
+            };
         }
         match &self.encoder_norm {
             Some(norm) => norm.forward(&x),
@@ -259,6 +270,11 @@ impl EncoderDecoder {
         let past = cache.as_ref().map_or(0, |c| c.len());
         let mut x = self.tgt_embed.forward(tgt, past);
         for (i, layer) in self.decoder.iter().enumerate() {
+            if self.config.checkpoint_activations && cache.is_none() {
+                let rope = self.tgt_embed.rope();
+                x = layer.forward_checkpointed(&x, memory, tgt_padding, src_padding, rope);
+                continue;
+            }
             let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
             x = layer.forward(
                 &x,

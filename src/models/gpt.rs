@@ -555,10 +555,10 @@ impl Gpt {
         // In the device's scope: on the CPU, the layers' kernels then run
         // without a thread hand-off each.
         ids.device()
-            .scope(|| self.forward_in_place(ids, cache, weights, last_only))
+            .scope(|| self.forward_on_this_thread(ids, cache, weights, last_only))
     }
 
-    fn forward_in_place(
+    fn forward_on_this_thread(
         &self,
         ids: &Tensor,
         mut cache: Option<&mut KvCache>,

@@ -95,25 +95,58 @@ impl Dropout {
 pub(crate) mod replay {
     use std::cell::RefCell;
     use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
 
     /// A stream's state: seed and word position.
     pub(crate) type State = ([u8; 32], u128);
 
-    enum Frame {
+    pub(crate) enum Frame {
         Recording(Vec<State>),
         Replaying(VecDeque<State>),
     }
 
+    /// One computation's frames, innermost last. It travels with the
+    /// computation's other modes ([`crate::mode::Modes`]) onto the pool's
+    /// threads: a worker that runs another computation's job while one of
+    /// its own waits must log that job's draws in that job's frames, not
+    /// in those of the segment it interrupted.
+    pub(crate) type Frames = Arc<Mutex<Vec<Frame>>>;
+
     thread_local! {
-        static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+        static FRAMES: RefCell<Frames> = RefCell::default();
+    }
+
+    /// This thread's frames now (a handle to them).
+    pub(crate) fn current() -> Frames {
+        FRAMES.with(|frames| frames.borrow().clone())
+    }
+
+    /// Makes `frames` this thread's until the guard drops.
+    pub(crate) fn set(frames: Frames) -> SetGuard {
+        SetGuard(FRAMES.with(|f| f.replace(frames)))
+    }
+
+    /// Restores the frames [`set`] replaced.
+    pub(crate) struct SetGuard(Frames);
+
+    impl Drop for SetGuard {
+        fn drop(&mut self) {
+            let previous = std::mem::take(&mut self.0);
+            FRAMES.with(|f| f.replace(previous));
+        }
+    }
+
+    fn with_frames<R>(f: impl FnOnce(&mut Vec<Frame>) -> R) -> R {
+        let frames = current();
+        let mut frames = frames.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut frames)
     }
 
     /// The innermost replay's next state, when a segment is being
     /// recomputed (logged by any checkpoint nested in it, which re-records
     /// its draws as the outer one replays); `None` otherwise.
     pub(crate) fn next_replayed() -> Option<State> {
-        FRAMES.with(|frames| {
-            let mut frames = frames.borrow_mut();
+        with_frames(|frames| {
             let at = frames
                 .iter()
                 .rposition(|f| matches!(f, Frame::Replaying(_)))?;
@@ -130,7 +163,7 @@ pub(crate) mod replay {
 
     /// Logs a draw from the stream itself in every recording segment.
     pub(crate) fn log(state: State) {
-        FRAMES.with(|frames| log_above(&mut frames.borrow_mut(), state));
+        with_frames(|frames| log_above(frames, state));
     }
 
     fn log_above(frames: &mut [Frame], state: State) {
@@ -143,10 +176,10 @@ pub(crate) mod replay {
 
     /// Runs `f` logging the dropout states it draws from; returns them.
     pub(crate) fn record<R>(f: impl FnOnce() -> R) -> (R, Vec<State>) {
-        FRAMES.with(|frames| frames.borrow_mut().push(Frame::Recording(Vec::new())));
+        with_frames(|frames| frames.push(Frame::Recording(Vec::new())));
         let _pop = Pop;
         let out = f();
-        let log = FRAMES.with(|frames| match frames.borrow_mut().last_mut() {
+        let log = with_frames(|frames| match frames.last_mut() {
             Some(Frame::Recording(log)) => std::mem::take(log),
             _ => unreachable!("the recording frame is the innermost"),
         });
@@ -155,11 +188,7 @@ pub(crate) mod replay {
 
     /// Runs `f` with its dropout draws taken from `log`, in order.
     pub(crate) fn replay<R>(log: &[State], f: impl FnOnce() -> R) -> R {
-        FRAMES.with(|frames| {
-            frames
-                .borrow_mut()
-                .push(Frame::Replaying(log.iter().copied().collect()))
-        });
+        with_frames(|frames| frames.push(Frame::Replaying(log.iter().copied().collect())));
         let _pop = Pop;
         f()
     }
@@ -169,7 +198,7 @@ pub(crate) mod replay {
 
     impl Drop for Pop {
         fn drop(&mut self) {
-            FRAMES.with(|frames| frames.borrow_mut().pop());
+            with_frames(|frames| frames.pop());
         }
     }
 }

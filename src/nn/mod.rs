@@ -9,7 +9,7 @@ mod attention;
 mod block;
 mod checkpoint;
 mod config;
-mod dropout;
+pub(crate) mod dropout;
 mod embedding;
 mod feed_forward;
 mod linear;
@@ -40,7 +40,31 @@ pub use transformer_layer::{
     DecoderLayer, DecoderLayerCache, EncoderLayer, LayerConfig, NormPlacement,
 };
 pub use visit::Visit;
-/// `#[derive(Module)]`: see [`Visit`] and the `zeroformer_derive` docs.
+/// `#[derive(Module)]` on a struct of layers and tensors:
+///
+/// ```
+/// use zeroformer::nn::{Linear, Module};
+/// use zeroformer::Tensor;
+///
+/// #[derive(Module)]
+/// struct Scaled {
+///     hidden: Linear,            // parameters hidden.weight, hidden.bias
+///     gain: Tensor,              // a parameter named gain
+///     #[module(buffer)]
+///     table: Tensor,             // moved by to_device, never trained
+///     #[module(skip)]
+///     note: std::sync::Arc<str>, // not visited at all
+/// }
+/// # let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+/// let m = Scaled {
+///     hidden: Linear::new(2, 2, true, 0.1, &mut rng),
+///     gain: Tensor::ones(&[2]),
+///     table: Tensor::zeros(&[4]),
+///     note: "any data".into(),
+/// };
+/// let names: Vec<String> = m.named_parameters().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, ["hidden.weight", "hidden.bias", "gain"]);
+/// ```
 pub use zeroformer_derive::Module;
 
 use rand::Rng;

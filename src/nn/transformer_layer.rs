@@ -187,6 +187,23 @@ impl EncoderLayer {
         }
     }
 
+    /// [`forward`](Self::forward) as an activation-checkpointed segment
+    /// ([`checkpoint`](super::checkpoint)): only `x` is kept, and the
+    /// layer runs again in the backward pass.
+    pub fn forward_checkpointed(
+        &self,
+        x: &Tensor,
+        padding: Option<&Tensor>,
+        rope: Option<&Rope>,
+    ) -> Tensor {
+        let rope = rope.cloned();
+        let mut inputs = vec![x];
+        inputs.extend(padding);
+        super::checkpoint(self, &inputs, move |layer, xs| {
+            layer.forward(&xs[0], xs.get(1), rope.as_ref())
+        })
+    }
+
     /// `x` `[batch, time, d_model]`; `padding` `[batch, time]` marks padded
     /// positions, which no position attends to.
     pub fn forward(&self, x: &Tensor, padding: Option<&Tensor>, rope: Option<&Rope>) -> Tensor {
@@ -250,6 +267,31 @@ impl DecoderLayer {
             norm_3: config.norm(),
             placement: config.placement,
         }
+    }
+
+    /// [`forward`](Self::forward) without a cache as an
+    /// activation-checkpointed segment ([`checkpoint`](super::checkpoint)):
+    /// only `x` and `memory` are kept, and the layer runs again in the
+    /// backward pass.
+    pub fn forward_checkpointed(
+        &self,
+        x: &Tensor,
+        memory: &Tensor,
+        padding: Option<&Tensor>,
+        memory_padding: Option<&Tensor>,
+        rope: Option<&Rope>,
+    ) -> Tensor {
+        let rope = rope.cloned();
+        let (padded, memory_padded) = (padding.is_some(), memory_padding.is_some());
+        let mut inputs = vec![x, memory];
+        inputs.extend(padding);
+        inputs.extend(memory_padding);
+        super::checkpoint(self, &inputs, move |layer, xs| {
+            let mut masks = xs[2..].iter();
+            let padding = padded.then(|| masks.next()).flatten();
+            let memory_padding = memory_padded.then(|| masks.next()).flatten();
+            layer.forward(&xs[0], &xs[1], padding, memory_padding, None, rope.as_ref())
+        })
     }
 
     /// `x` `[batch, time, d_model]` attends causally to itself (hiding

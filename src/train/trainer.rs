@@ -203,14 +203,14 @@ impl<M: Trainable> Trainer<M> {
         let stats = self
             .model
             .device()
-            .scope(|| self.train_step_in_place(next_batch));
+            .scope(|| self.train_step_on_this_thread(next_batch));
         if self.step % self.check_every.max(1) == 0 {
             self.check_finite()?;
         }
         Ok(stats)
     }
 
-    fn train_step_in_place(
+    fn train_step_on_this_thread(
         &mut self,
         mut next_batch: impl FnMut(&mut ChaCha8Rng) -> M::Batch,
     ) -> StepStats {

@@ -20,8 +20,21 @@ use proc_macro::TokenStream;
 use quote::quote;
 use syn::{Data, DeriveInput, Fields, parse_macro_input};
 
-/// Implements `zeroformer::nn::Module` for a struct with named fields (see
-/// the crate docs for how each field takes part).
+/// Implements `zeroformer::nn::Module` for a struct with named fields.
+///
+/// Every named field takes part, through `zeroformer::nn::Visit`: a
+/// `Tensor` is a parameter (named after the field), a field that is itself
+/// a `Module` is visited with the field's name as a prefix, and `Vec` and
+/// `Option` of either follow (`layers.0.`, `layers.1.`, ...). Numbers,
+/// booleans and strings are left alone. Field attributes:
+///
+/// - `#[module(skip)]`: not visited (a config, a cache, anything else);
+/// - `#[module(buffer)]`: a tensor the module computes with but does not
+///   train: visited by `visit_buffers` (moved by `to_device`), not trained
+///   or checkpointed as a parameter.
+///
+/// `set_training` is forwarded to every visited field, so dropout inside
+/// follows the model's mode.
 #[proc_macro_derive(Module, attributes(module))]
 pub fn derive_module(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
