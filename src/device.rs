@@ -115,7 +115,7 @@ impl Device {
     pub fn map_parts<T: Send, R: Send>(&self, items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
         let modes = crate::mode::Modes::current();
         let with_mode = |item: T| {
-            let _modes = modes.set();
+            let _modes = modes.for_part().set();
             f(item)
         };
         match self {

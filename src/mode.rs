@@ -189,6 +189,18 @@ impl Modes {
         }
     }
 
+    /// These modes for one of several parts run side by side
+    /// ([`Device::map_parts`]): the same flags and device, and dropout replay
+    /// frames of its own, since parts on different threads at once cannot
+    /// push and pop frames on one stack (each shard of a training step
+    /// checkpoints its own blocks).
+    pub(crate) fn for_part(&self) -> Modes {
+        Modes {
+            dropout_frames: Default::default(),
+            ..self.clone()
+        }
+    }
+
     /// These modes with `device` as the default device.
     pub(crate) fn on(self, device: Device) -> Modes {
         Modes { device, ..self }

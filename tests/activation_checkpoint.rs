@@ -7,7 +7,7 @@
 mod common;
 
 use zeroformer::gradcheck::GradCheck;
-use zeroformer::nn::{Block, LinearConfig, Module, checkpoint};
+use zeroformer::nn::{GptBlock, LinearConfig, Module, checkpoint};
 use zeroformer::prelude::*;
 use zeroformer::train::{TrainConfig, Trainer};
 
@@ -136,7 +136,7 @@ fn concurrent_checkpointed_models_keep_their_own_dropout_replays() {
 }
 
 /// A block of the small GPT (with its dropout), and an input for it.
-fn block_and_input(seed: u64) -> (Block, Tensor) {
+fn block_and_input(seed: u64) -> (GptBlock, Tensor) {
     let model = Gpt::new(config(false), seed).unwrap();
     let x = Tensor::randn(&[2, 16, 128], &mut StdRng::seed_from_u64(seed));
     (model.blocks[0].clone(), x)
@@ -230,6 +230,38 @@ fn the_checkpoint_passes_a_gradient_check() {
             &[x],
         )
         .unwrap();
+}
+
+/// Without dropout a step runs its batch in shards side by side, each
+/// checkpointing its own blocks on its own pool thread: each shard records
+/// in frames of its own, and the weights are the plain run's.
+#[test]
+fn side_by_side_shards_checkpoint_independently() {
+    let data: Vec<i64> = (0..3000).map(|i| (i * 7 + i / 13) % 29).collect();
+    let no_dropout = |checkpointed: bool| GptConfig {
+        dropout: 0.0,
+        ..config(checkpointed)
+    };
+    let train = TrainConfig {
+        batch_size: 8,
+        ..TrainConfig::nanogpt_cpu(10)
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let mut plain = Trainer::new(no_dropout(false), train.clone()).unwrap();
+        let mut checkpointed = Trainer::new(no_dropout(true), train.clone()).unwrap();
+        for _ in 0..4 {
+            plain.train_step(&data).unwrap();
+            checkpointed.train_step(&data).unwrap();
+        }
+        let weights = |t: &Trainer| -> Vec<Vec<f32>> {
+            t.model.parameters().iter().map(Tensor::to_vec).collect()
+        };
+        assert_eq!(weights(&checkpointed), weights(&plain));
+    });
 }
 
 #[test]

@@ -259,7 +259,7 @@ pub trait BackendStorage: Sized + Clone + Debug {
     // Moving data.
 
     /// The elements under `layout` (any dtype), row-major in new storage.
-    fn gather(&self, layout: &Layout) -> Self;
+    fn contiguous_copy(&self, layout: &Layout) -> Self;
     /// Copies `src` (under `src_layout`) into `dst_layout` of this storage,
     /// in place; the dtypes must match (panics naming `op` otherwise).
     fn copy_from(&mut self, dst_layout: &Layout, src: View<Self>, op: &str);

@@ -267,3 +267,22 @@ pub(crate) fn check_ids(model: &str, ids: &Tensor) {
         ids.shape()
     );
 }
+
+/// `(ids, padding, labels)`: `[batch, time]` ids, the bool padding mask of
+/// the same shape (all `false` for none) and one class per sequence; the
+/// loss is the classification head's cross-entropy.
+impl crate::train::Trainable for Encoder {
+    type Batch = (Tensor, Tensor, Tensor);
+
+    fn loss(&self, (ids, padding, labels): &Self::Batch) -> Tensor {
+        self.classify(ids, Some(padding)).cross_entropy(labels)
+    }
+
+    fn draws_randomly(&self) -> bool {
+        self.config.layer.dropout > 0.0
+    }
+
+    fn dropout_rng(&self) -> Option<&crate::nn::SharedRng> {
+        Some(Encoder::dropout_rng(self))
+    }
+}

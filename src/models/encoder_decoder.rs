@@ -393,3 +393,30 @@ impl EncoderDecoder {
         src.new_ids(out, &[b, steps])
     }
 }
+
+/// `(source, target_in, target_out)`: `[batch, time]` ids (teacher
+/// forcing: `target_out` is `target_in` shifted by one); targets equal to
+/// -100 are ignored.
+impl crate::train::Trainable for EncoderDecoder {
+    type Batch = (Tensor, Tensor, Tensor);
+
+    fn loss(&self, (source, target_in, target_out): &Self::Batch) -> Tensor {
+        let logits = self.forward(source, target_in, None, None);
+        let (rows, vocab) = (target_out.numel(), logits.shape()[2]);
+        logits
+            .reshape(&[rows, vocab])
+            .cross_entropy(&target_out.reshape(&[rows]))
+    }
+
+    fn draws_randomly(&self) -> bool {
+        self.config.layer.dropout > 0.0
+    }
+
+    fn dropout_rng(&self) -> Option<&crate::nn::SharedRng> {
+        Some(EncoderDecoder::dropout_rng(self))
+    }
+
+    fn check_step(&self, train: &crate::train::TrainConfig) -> crate::Result<()> {
+        crate::train::check_encoder_decoder_step_fits(&self.config, train, &self.device())
+    }
+}

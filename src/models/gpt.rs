@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpoint;
 use crate::nn::{
-    Activation, Block, BlockMlp, Dropout, Embedding, FeedForward, KvCache, LayerNorm, Module,
+    Activation, BlockMlp, Dropout, Embedding, FeedForward, GptBlock, KvCache, LayerNorm, Module,
     MoeConfig, MoeFeedForward, MultiHeadAttention, Routing, SharedRng,
 };
 use crate::{DType, Error, GeluApproximation, Result, Tensor};
@@ -341,7 +341,7 @@ pub struct Gpt {
     /// Position embeddings, `[block_size, n_embd]`.
     pub wpe: Embedding,
     /// The blocks, in order.
-    pub blocks: Vec<Block>,
+    pub blocks: Vec<GptBlock>,
     /// The final LayerNorm.
     pub ln_f: LayerNorm,
     drop: Dropout,
@@ -372,7 +372,7 @@ impl Gpt {
         let wpe = Embedding::new(config.block_size, c, std, &mut rng);
         let gelu = Activation::Gelu(GeluApproximation::Tanh);
         let blocks = (0..config.n_layer)
-            .map(|layer| Block {
+            .map(|layer| GptBlock {
                 ln_1: LayerNorm::new(c, config.bias),
                 attn: MultiHeadAttention::new(
                     c,
@@ -626,5 +626,42 @@ impl Gpt {
         logits
             .reshape(&[logits.numel() / v, v])
             .cross_entropy(&targets.reshape(&[targets.numel()]))
+    }
+}
+
+/// `(inputs, targets)`: `[batch, time]` ids and the next token of each.
+impl crate::train::Trainable for Gpt {
+    type Batch = (Tensor, Tensor);
+
+    /// The next-token cross-entropy, plus [`Gpt::router_loss`] for a
+    /// model with experts (evaluation reports the cross-entropy alone).
+    fn loss(&self, (inputs, targets): &Self::Batch) -> Tensor {
+        let (logits, routing) = self.forward_with_routing(inputs);
+        let loss = Gpt::loss(&logits, targets);
+        match self.router_loss(&routing) {
+            Some(router) => loss.add(&router),
+            None => loss,
+        }
+    }
+
+    /// The cross-entropy alone.
+    fn evaluation_loss(&self, (inputs, targets): &Self::Batch) -> Tensor {
+        Gpt::loss(&self.forward(inputs), targets)
+    }
+
+    fn draws_randomly(&self) -> bool {
+        self.config.dropout > 0.0
+    }
+
+    fn dropout_rng(&self) -> Option<&crate::nn::SharedRng> {
+        Some(Gpt::dropout_rng(self))
+    }
+
+    fn loss_weight(&self, (_, targets): &Self::Batch) -> usize {
+        targets.numel()
+    }
+
+    fn check_step(&self, train: &crate::train::TrainConfig) -> crate::Result<()> {
+        crate::train::check_step_fits(&self.config, train, &self.device())
     }
 }

@@ -63,9 +63,11 @@ impl BlockMlp {
     }
 }
 
-/// `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
+/// GPT's pre-norm decoder block: `x + attn(ln_1(x))`, then `x +
+/// mlp(ln_2(x))` (the encoder-decoder's decoder layer, with
+/// cross-attention, is [`DecoderLayer`](super::DecoderLayer)).
 #[derive(Clone, Module)]
-pub struct Block {
+pub struct GptBlock {
     /// The norm before attention.
     pub ln_1: LayerNorm,
     /// Causal self-attention.
@@ -76,7 +78,7 @@ pub struct Block {
     pub mlp: BlockMlp,
 }
 
-impl Block {
+impl GptBlock {
     /// `x + attn(ln_1(x))`, then `+ mlp(ln_2(·))`, over `[batch, time, n_embd]`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         self.forward_with(x, None, false).0

@@ -23,7 +23,13 @@ mod visit;
 pub use attention::{
     AttentionKernel, AttentionMask, KvCache, LayerKvCache, MultiHeadAttention, padding_mask,
 };
-pub use block::{Block, BlockMlp};
+pub use block::{BlockMlp, GptBlock};
+
+/// The old name of [`GptBlock`].
+#[deprecated(
+    note = "renamed GptBlock (GPT's pre-norm block, beside the encoder-decoder's DecoderLayer)"
+)]
+pub type Block = GptBlock;
 pub use checkpoint::checkpoint;
 pub use config::{
     EmbeddingConfig, FeedForwardConfig, LayerNormConfig, LinearConfig, MultiHeadAttentionConfig,

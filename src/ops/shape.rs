@@ -217,7 +217,7 @@ impl Tensor {
         if self.is_contiguous() {
             return self.clone();
         }
-        let storage = self.storage().gather(self.layout());
+        let storage = self.storage().contiguous_copy(self.layout());
         let node = autograd::node(&[self], || ViewBackward {
             op: ViewOp::Contiguous,
             input_shape: self.shape().to_vec(),

@@ -171,8 +171,8 @@ impl Storage {
     }
 
     /// The elements under `layout`, copied into new row-major storage.
-    pub fn gather(&self, layout: &Layout) -> Storage {
-        on_device!("gather"; self => s; |D| s.gather(layout).wrap())
+    pub fn contiguous_copy(&self, layout: &Layout) -> Storage {
+        on_device!("contiguous_copy"; self => s; |D| s.contiguous_copy(layout).wrap())
     }
 
     /// Zero-filled storage of this dtype and device.

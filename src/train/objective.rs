@@ -3,7 +3,7 @@
 //! data-parallel forward and backward built on it, and evaluation.
 
 use crate::data;
-use crate::models::{Encoder, EncoderDecoder, Gpt};
+use crate::models::Gpt;
 use crate::nn::Module;
 use crate::nn::SharedRng;
 use crate::train::TrainConfig;
@@ -98,89 +98,6 @@ pub trait Trainable: Module + Send + Sync {
     fn check_step(&self, train: &TrainConfig) -> Result<()> {
         let _ = train;
         Ok(())
-    }
-}
-
-/// `(inputs, targets)`: `[batch, time]` ids and the next token of each.
-impl Trainable for Gpt {
-    type Batch = (Tensor, Tensor);
-
-    /// The next-token cross-entropy, plus [`Gpt::router_loss`] for a
-    /// model with experts (evaluation reports the cross-entropy alone).
-    fn loss(&self, (inputs, targets): &Self::Batch) -> Tensor {
-        let (logits, routing) = self.forward_with_routing(inputs);
-        let loss = Gpt::loss(&logits, targets);
-        match self.router_loss(&routing) {
-            Some(router) => loss.add(&router),
-            None => loss,
-        }
-    }
-
-    /// The cross-entropy alone.
-    fn evaluation_loss(&self, (inputs, targets): &Self::Batch) -> Tensor {
-        Gpt::loss(&self.forward(inputs), targets)
-    }
-
-    fn draws_randomly(&self) -> bool {
-        self.config.dropout > 0.0
-    }
-
-    fn dropout_rng(&self) -> Option<&SharedRng> {
-        Some(Gpt::dropout_rng(self))
-    }
-
-    fn loss_weight(&self, (_, targets): &Self::Batch) -> usize {
-        targets.numel()
-    }
-
-    fn check_step(&self, train: &TrainConfig) -> Result<()> {
-        super::memory::check_step_fits(&self.config, train, &self.device())
-    }
-}
-
-/// `(ids, padding, labels)`: `[batch, time]` ids, the bool padding mask of
-/// the same shape (all `false` for none) and one class per sequence; the
-/// loss is the classification head's cross-entropy.
-impl Trainable for Encoder {
-    type Batch = (Tensor, Tensor, Tensor);
-
-    fn loss(&self, (ids, padding, labels): &Self::Batch) -> Tensor {
-        self.classify(ids, Some(padding)).cross_entropy(labels)
-    }
-
-    fn draws_randomly(&self) -> bool {
-        self.config.layer.dropout > 0.0
-    }
-
-    fn dropout_rng(&self) -> Option<&SharedRng> {
-        Some(Encoder::dropout_rng(self))
-    }
-}
-
-/// `(source, target_in, target_out)`: `[batch, time]` ids (teacher
-/// forcing: `target_out` is `target_in` shifted by one); targets equal to
-/// -100 are ignored.
-impl Trainable for EncoderDecoder {
-    type Batch = (Tensor, Tensor, Tensor);
-
-    fn loss(&self, (source, target_in, target_out): &Self::Batch) -> Tensor {
-        let logits = self.forward(source, target_in, None, None);
-        let (rows, vocab) = (target_out.numel(), logits.shape()[2]);
-        logits
-            .reshape(&[rows, vocab])
-            .cross_entropy(&target_out.reshape(&[rows]))
-    }
-
-    fn draws_randomly(&self) -> bool {
-        self.config.layer.dropout > 0.0
-    }
-
-    fn dropout_rng(&self) -> Option<&SharedRng> {
-        Some(EncoderDecoder::dropout_rng(self))
-    }
-
-    fn check_step(&self, train: &TrainConfig) -> Result<()> {
-        super::memory::check_encoder_decoder_step_fits(&self.config, train, &self.device())
     }
 }
 

@@ -167,7 +167,8 @@ mod tests {
                         vec![heads * capacity * d, capacity * d, d, 1],
                         0,
                     );
-                    let dense = |b: &[f32]| crate::backend::cpu::strided::gather(b, &layout);
+                    let dense =
+                        |b: &[f32]| crate::backend::cpu::strided::contiguous_copy(b, &layout);
                     let q = values(batch * heads * tq * d, 3);
                     // The second sequence's keys all padding but its first:
                     // and in one case all of them (no key seen).

@@ -151,12 +151,12 @@ impl BackendStorage for CpuStorage {
         }
     }
 
-    fn gather(&self, layout: &Layout) -> Self {
+    fn contiguous_copy(&self, layout: &Layout) -> Self {
         match self {
-            CpuStorage::F32(v) => CpuStorage::F32(strided::gather(v, layout)),
-            CpuStorage::I64(v) => CpuStorage::I64(strided::gather(v, layout)),
-            CpuStorage::Bool(v) => CpuStorage::Bool(strided::gather(v, layout)),
-            CpuStorage::I8(v) => CpuStorage::I8(strided::gather(v, layout)),
+            CpuStorage::F32(v) => CpuStorage::F32(strided::contiguous_copy(v, layout)),
+            CpuStorage::I64(v) => CpuStorage::I64(strided::contiguous_copy(v, layout)),
+            CpuStorage::Bool(v) => CpuStorage::Bool(strided::contiguous_copy(v, layout)),
+            CpuStorage::I8(v) => CpuStorage::I8(strided::contiguous_copy(v, layout)),
         }
     }
 
@@ -206,7 +206,7 @@ impl BackendStorage for CpuStorage {
     }
 
     fn to_host(&self, layout: &Layout) -> CpuStorage {
-        self.gather(layout)
+        self.contiguous_copy(layout)
     }
 
     fn to_dtype(&self, layout: &Layout, dtype: DType) -> Self {
@@ -229,7 +229,7 @@ impl BackendStorage for CpuStorage {
                 CpuStorage::I8(map(v, layout, |x| x.clamp(-128, 127) as i8))
             }
             (CpuStorage::Bool(v), DType::I8) => CpuStorage::I8(map(v, layout, i8::from)),
-            (same, _) => same.gather(layout),
+            (same, _) => same.contiguous_copy(layout),
         }
     }
 

@@ -121,8 +121,8 @@ pub fn fill_chunks<T: Send>(out: &mut [T], body: impl Fn(usize, &mut [T]) + Sync
     }
 }
 
-/// Gathers the elements of `layout` (any strides) into a new row-major vector.
-pub fn gather<T: Element>(data: &[T], layout: &Layout) -> Vec<T> {
+/// Copies the elements of `layout` (any strides) into a new row-major vector.
+pub fn contiguous_copy<T: Element>(data: &[T], layout: &Layout) -> Vec<T> {
     let mut out = T::output(layout.numel());
     if let Some(range) = layout.contiguous_range() {
         out.copy_from_slice(&data[range]);
@@ -177,7 +177,7 @@ pub fn with_elements<T: Element, R>(data: &[T], layout: &Layout, f: impl FnOnce(
     match layout.contiguous_range() {
         Some(range) => f(&data[range]),
         None => {
-            let copy = gather(data, layout);
+            let copy = contiguous_copy(data, layout);
             let result = f(&copy);
             T::recycle(copy);
             result
@@ -368,14 +368,14 @@ mod tests {
     fn walks_a_transposed_view_in_row_major_order() {
         let data: Vec<i32> = (0..6).collect();
         let t = Layout::contiguous(&[2, 3]).permute(&[1, 0]);
-        assert_eq!(gather(&data, &t), vec![0, 3, 1, 4, 2, 5]);
+        assert_eq!(contiguous_copy(&data, &t), vec![0, 3, 1, 4, 2, 5]);
     }
 
     #[test]
     fn starts_in_the_middle_of_a_row() {
         let data: Vec<i32> = (0..24).collect();
         let l = Layout::contiguous(&[2, 3, 4]).permute(&[2, 0, 1]);
-        let full = gather(&data, &l);
+        let full = contiguous_copy(&data, &l);
         let mut part = Vec::new();
         for_each_offsets(l.shape(), [&l], 5, 13, |_, [o]| part.push(data[o]));
         assert_eq!(part, full[5..18]);
@@ -400,7 +400,7 @@ mod tests {
                 walked.push(data[o])
             });
             assert!(layout.numel() < PARALLEL_THRESHOLD || b * t * h * w > 2 * PARALLEL_CHUNK);
-            assert_eq!(gather(&data, &layout), walked, "{b}x{t}x{h}x{w}");
+            assert_eq!(contiguous_copy(&data, &layout), walked, "{b}x{t}x{h}x{w}");
         }
     }
 

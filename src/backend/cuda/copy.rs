@@ -38,7 +38,7 @@ fn strided(dst: &CudaStorage, to: KernelLayout, src: &CudaStorage, from: KernelL
 }
 
 /// The elements under `layout`, row-major in new storage.
-pub fn gather(src: &CudaStorage, layout: &Layout) -> CudaStorage {
+pub fn contiguous_copy(src: &CudaStorage, layout: &Layout) -> CudaStorage {
     let n = layout.numel();
     let out = CudaStorage::uninit(src.gpu(), src.dtype(), n);
     match layout.contiguous_range() {
@@ -119,7 +119,7 @@ pub fn fill(out: &CudaStorage, value: f32) {
 pub fn cast(src: &CudaStorage, layout: &Layout, dtype: DType) -> CudaStorage {
     let from = src.dtype();
     if from == dtype {
-        return gather(src, layout);
+        return contiguous_copy(src, layout);
     }
     let n = layout.numel();
     let gpu = src.gpu();

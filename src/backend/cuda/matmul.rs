@@ -104,7 +104,7 @@ fn operand(
     let expanded = layout
         .broadcast_to(&full)
         .expect("batch shapes checked by the op");
-    let copy = keep.insert(copy::gather(storage, &expanded));
+    let copy = keep.insert(copy::contiguous_copy(storage, &expanded));
     describe(copy, &Layout::contiguous(&full), batch_shape)
         .expect("a contiguous batch of matrices is describable")
 }

@@ -174,7 +174,7 @@ impl CudaStorage {
     ) -> (&'a CudaStorage, usize) {
         match layout.contiguous_range() {
             Some(range) => (self, range.start),
-            None => (copy.insert(self.gather(layout)), 0),
+            None => (copy.insert(self.contiguous_copy(layout)), 0),
         }
     }
 }
@@ -211,8 +211,8 @@ impl BackendStorage for CudaStorage {
         self.len
     }
 
-    fn gather(&self, layout: &Layout) -> Self {
-        copy::gather(self, layout)
+    fn contiguous_copy(&self, layout: &Layout) -> Self {
+        copy::contiguous_copy(self, layout)
     }
 
     fn copy_from(&mut self, dst_layout: &Layout, (src, src_layout): View<Self>, op: &str) {

@@ -39,7 +39,7 @@ impl BackendStorage for CudaStorage {
     fn elements(&self) -> usize {
         match *self {}
     }
-    fn gather(&self, _: &Layout) -> Self {
+    fn contiguous_copy(&self, _: &Layout) -> Self {
         match *self {}
     }
     fn copy_from(&mut self, _: &Layout, _: View<Self>, _: &str) {
