@@ -24,6 +24,7 @@ fn layer(experts: usize, k: usize, device: &Device) -> MoeFeedForward {
         gelu(),
         &MoeConfig::new(experts, k),
         false,
+        0.0,
         0.5,
         0.5,
         &mut StdRng::seed_from_u64(1),
@@ -327,4 +328,27 @@ fn gpt_configs_with_experts_are_checked() {
     let json = serde_json::to_string(&moe_gpt()).unwrap();
     let back: GptConfig = serde_json::from_str(&json).unwrap();
     assert_eq!(back, moe_gpt());
+}
+
+/// The experts drop their outputs as a dense MLP does: in training, not in
+/// evaluation.
+#[test]
+fn experts_apply_dropout_in_training_only() {
+    let moe = MoeFeedForward::new(
+        8,
+        16,
+        gelu(),
+        &MoeConfig::new(4, 1),
+        false,
+        0.5,
+        0.5,
+        0.5,
+        &mut StdRng::seed_from_u64(1),
+        &SharedRng::seed_from_u64(0),
+    );
+    let x = Tensor::randn(&[2, 5, 8], &mut StdRng::seed_from_u64(2));
+    let (a, b) = (moe.forward(&x).0.to_vec(), moe.forward(&x).0.to_vec());
+    assert_ne!(a, b, "training draws a new mask each call");
+    let (c, d) = zeroformer::eval_mode(|| (moe.forward(&x).0.to_vec(), moe.forward(&x).0.to_vec()));
+    assert_eq!(c, d);
 }

@@ -394,6 +394,7 @@ impl Gpt {
                             gelu,
                             moe,
                             config.bias,
+                            config.dropout,
                             std,
                             proj_std,
                             &mut rng,

@@ -101,7 +101,7 @@ pub struct Routing {
 ///
 /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
 /// let gelu = Activation::Gelu(GeluApproximation::Tanh);
-/// let moe = MoeFeedForward::new(8, 32, gelu, &MoeConfig::new(4, 1), false, 0.02, 0.02, &mut rng, &SharedRng::seed_from_u64(0));
+/// let moe = MoeFeedForward::new(8, 32, gelu, &MoeConfig::new(4, 1), false, 0.0, 0.02, 0.02, &mut rng, &SharedRng::seed_from_u64(0));
 /// let x = Tensor::randn(&[2, 5, 8], &mut rng);
 /// let (y, routing) = moe.forward(&x);
 /// assert_eq!(y.shape(), &[2, 5, 8]);
@@ -120,8 +120,9 @@ pub struct MoeFeedForward {
 
 impl MoeFeedForward {
     /// `config.n_experts` experts, each a [`FeedForward`] `d_model -> hidden
-    /// -> d_model` with `activation`; the router's weights and the experts'
-    /// from N(0, std²), the experts' output projections from N(0,
+    /// -> d_model` with `activation` and `dropout` on its output (drawn from
+    /// `dropout_rng`, as a dense MLP's); the router's weights and the
+    /// experts' from N(0, std²), the experts' output projections from N(0,
     /// proj_std²). Panics on a config [`MoeConfig::validate`] refuses.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -130,6 +131,7 @@ impl MoeFeedForward {
         activation: Activation,
         config: &MoeConfig,
         bias: bool,
+        dropout: f32,
         std: f32,
         proj_std: f32,
         rng: &mut impl Rng,
@@ -142,7 +144,17 @@ impl MoeFeedForward {
         let experts = (0..config.n_experts)
             .map(|_| {
                 let (a, b) = (activation, bias);
-                FeedForward::new(d_model, hidden, a, b, 0.0, std, proj_std, rng, dropout_rng)
+                FeedForward::new(
+                    d_model,
+                    hidden,
+                    a,
+                    b,
+                    dropout,
+                    std,
+                    proj_std,
+                    rng,
+                    dropout_rng,
+                )
             })
             .collect();
         MoeFeedForward {
