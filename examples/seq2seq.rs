@@ -21,9 +21,7 @@ use zeroformer::data::digits::{self, DigitTask, START, VOCAB_SIZE};
 use zeroformer::models::{EncoderDecoder, EncoderDecoderConfig};
 use zeroformer::nn::{LayerConfig, Module, NormPlacement};
 use zeroformer::optim::{Adam, AdamConfig, LrSchedule, Optimizer, ParamGroup};
-use zeroformer::train::{
-    MetricsWriter, Record, TrainConfig, Trainable, encoder_decoder_step_memory,
-};
+use zeroformer::train::{MetricsWriter, Record, TrainConfig, Trainable};
 use zeroformer::{Device, Error, Result};
 
 /// Train an encoder-decoder Transformer to copy or reverse digit sequences.
@@ -142,7 +140,7 @@ fn train(args: Args) -> Result<()> {
         memory_check: !args.no_memory_check,
         ..TrainConfig::nanogpt_cpu(args.steps)
     };
-    let estimate = encoder_decoder_step_memory(&model.config, &step, &model.device());
+    let estimate = model.config.step_memory(&step, &model.device());
     println!(
         "task {}: {} digits, {} parameters, {} steps of batch {}, memory_estimate_mib={}",
         task.name(),

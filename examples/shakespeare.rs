@@ -32,7 +32,7 @@ use zeroformer::nn::Module;
 use zeroformer::nn::MoeConfig;
 use zeroformer::plot;
 use zeroformer::tokenizer::{self, BpeTokenizer, BpeTrainer, CharTokenizer, Tokenizer};
-use zeroformer::train::{MetricsWriter, Record, TrainConfig, Trainer, evaluate, read_metrics};
+use zeroformer::train::{MetricsWriter, Record, TrainConfig, Trainer, read_metrics};
 use zeroformer::{Device, Error, Result, Tensor};
 
 const BEST: &str = "ckpt.safetensors";
@@ -509,7 +509,7 @@ fn train(args: Args) -> RunResult<()> {
     let windows = val.len().saturating_sub(1) / context;
     println!("evaluating on the whole validation split ({windows} windows of {context})...");
     let t = Instant::now();
-    let val_loss = evaluate(&trainer.model, val, 32);
+    let val_loss = trainer.model.evaluate(val, 32);
     println!("evaluated in {}", clock(t.elapsed()));
     let train_loss = trainer.estimate_loss(train, args.eval_iters);
     let tokens_per_s = (steps_timed * tokens_per_step) as f64 / train_time.as_secs_f64().max(1e-9);

@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zeroformer::models::GptConfig;
 use zeroformer::nn::{AttentionKernel, Module};
-use zeroformer::train::{TrainConfig, Trainer, step_memory};
+use zeroformer::train::{TrainConfig, Trainer};
 use zeroformer::{Device, Error, Result};
 
 /// Median time of a GPT training step.
@@ -144,12 +144,11 @@ fn train(args: Args) -> Result<()> {
     times.sort_by(f64::total_cmp);
     let step = times[times.len() / 2];
     let params: usize = trainer.model.parameters().iter().map(|p| p.numel()).sum();
-    let estimate = step_memory(
-        &trainer.model.config,
-        &trainer.config,
-        &trainer.model.device(),
-    )
-    .unwrap_or(u64::MAX);
+    let estimate = trainer
+        .model
+        .config
+        .step_memory(&trainer.config, &trainer.model.device())
+        .unwrap_or(u64::MAX);
     println!(
         "zeroformer threads={} preset={} batch={} params={params} memory_estimate_mib={} mean_step_ms={:.1} median_step_ms={:.1} tokens_per_s={:.0}",
         rayon::current_num_threads(),

@@ -23,17 +23,17 @@ const FORMAT: &str = "zeroformer-checkpoint-v1";
 ///
 /// ```
 /// use zeroformer::checkpoint::Checkpoint;
-/// use zeroformer::nn::{Linear, Module};
+/// use zeroformer::nn::LinearConfig;
 /// use zeroformer::prelude::*;
-/// let mut rng = StdRng::seed_from_u64(0);
-/// let layer = Linear::new(3, 2, true, 0.02, &mut rng);
+/// let (device, mut rng) = (Device::Cpu, StdRng::seed_from_u64(0));
+/// let layer = LinearConfig::new(3, 2).init(&device, &mut rng)?;
 /// let mut ckpt = Checkpoint::default();
 /// ckpt.add_module("model.", &layer);
 /// ckpt.set_meta("step", "10");
 /// let path = std::env::temp_dir().join("zeroformer-doc-example.safetensors");
 /// ckpt.save(&path)?;
 /// let loaded = Checkpoint::load(&path)?;
-/// let fresh = Linear::new(3, 2, true, 0.02, &mut rng);
+/// let fresh = LinearConfig::new(3, 2).init(&device, &mut rng)?;
 /// loaded.load_module("model.", &fresh)?;
 /// assert_eq!(fresh.weight.to_vec(), layer.weight.to_vec());
 /// assert_eq!(loaded.meta("step"), Some("10"));

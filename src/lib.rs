@@ -23,7 +23,7 @@
 //! accumulation, clipping and data-parallel steps:
 //!
 //! ```
-//! use zeroformer::nn::{Linear, Module};
+//! use zeroformer::nn::{Linear, LinearConfig, Module};
 //! use zeroformer::prelude::*;
 //! use zeroformer::train::{TrainConfig, Trainable, Trainer};
 //!
@@ -39,15 +39,12 @@
 //!         let h = self.hidden.forward(x).gelu(GeluApproximation::Tanh);
 //!         self.out.forward(&h).sub(y).square().mean()
 //!     }
-//!     fn draws_randomly(&self) -> bool {
-//!         false
-//!     }
 //! }
 //!
-//! let mut rng = StdRng::seed_from_u64(0);
+//! let (device, mut rng) = (Device::Cpu, StdRng::seed_from_u64(0));
 //! let model = Mlp {
-//!     hidden: Linear::new(1, 32, true, 0.5, &mut rng),
-//!     out: Linear::new(32, 1, true, 0.1, &mut rng),
+//!     hidden: LinearConfig::new(1, 32).std(0.5).init(&device, &mut rng)?,
+//!     out: LinearConfig::new(32, 1).std(0.1).init(&device, &mut rng)?,
 //! };
 //! let config = TrainConfig { batch_size: 16, max_lr: 1e-2, warmup: 0, ..TrainConfig::nanogpt_cpu(200) };
 //! let mut trainer = Trainer::from_model(model, config)?;

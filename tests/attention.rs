@@ -185,7 +185,7 @@ test_device!(queries_behind_a_cache_and_rows_that_see_nothing);
 /// MultiHeadAttention takes the fused op by default; its outputs and
 /// parameter gradients equal those of the composed kernel.
 fn multi_head_attention_fused_by_default_equals_composed(device: &Device) {
-    use zeroformer::nn::{AttentionKernel, Module, MultiHeadAttention, Rope, SharedRng};
+    use zeroformer::nn::{AttentionKernel, Module, MultiHeadAttentionConfig, Rope, SharedRng};
     let (b, t, s, c, heads) = (2, 70, 9, 32, 4);
     let x = randn(&[b, t, c], 20, device);
     let memory = randn(&[b, s, c], 21, device);
@@ -201,18 +201,11 @@ fn multi_head_attention_fused_by_default_equals_composed(device: &Device) {
     rope.to_device(device).unwrap();
     let run = |kernel: AttentionKernel| {
         let mut rng = StdRng::seed_from_u64(7);
-        let mut attn = MultiHeadAttention::new(
-            c,
-            heads,
-            true,
-            0.0,
-            0.2,
-            0.2,
-            &mut rng,
-            &SharedRng::seed_from_u64(0),
-        );
+        let mut attn = MultiHeadAttentionConfig::new(c, heads)
+            .std(0.2, 0.2)
+            .init_with_dropout(device, &mut rng, &SharedRng::seed_from_u64(0))
+            .unwrap();
         attn.kernel = kernel;
-        attn.to_device(device).unwrap();
         let mask = AttentionMask {
             causal: true,
             window: None,

@@ -14,7 +14,7 @@ use zeroformer::generation::{GenerationConfig, generate_with};
 use zeroformer::models::Persist;
 use zeroformer::nn::AttentionMask;
 use zeroformer::nn::Module;
-use zeroformer::train::{TrainConfig, Trainer, evaluate};
+use zeroformer::train::{TrainConfig, Trainer};
 use zeroformer::{DType, Device, Gpt, GptConfig, Tensor};
 
 /// The device, held by one test at a time: the allocator's books are the
@@ -266,8 +266,8 @@ fn cuda_trainer_evaluation_generation_and_checkpoints_work_on_the_device() {
         "estimate_loss",
     );
     close(
-        evaluate(&trainer.model, &data[..500], 4),
-        evaluate(&reference.model, &data[..500], 4),
+        trainer.model.evaluate(&data[..500], 4),
+        reference.model.evaluate(&data[..500], 4),
         "evaluate",
     );
     let greedy = GenerationConfig::new(8);

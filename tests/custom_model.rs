@@ -5,7 +5,7 @@
 
 use zeroformer::Result;
 use zeroformer::models::Persist;
-use zeroformer::nn::{Dropout, Linear, SharedRng, sinusoidal_table};
+use zeroformer::nn::{Dropout, Linear, LinearConfig, SharedRng, sinusoidal_table};
 use zeroformer::prelude::*;
 use zeroformer::train::{TrainConfig, Trainable, Trainer};
 
@@ -37,9 +37,11 @@ struct MlpConfig {
 impl Mlp {
     fn new(config: MlpConfig, seed: u64) -> Mlp {
         let mut rng = StdRng::seed_from_u64(seed);
+        let layer = LinearConfig::new(config.width, config.width).std(0.3);
         let layers = (0..config.depth)
-            .map(|_| Linear::new(config.width, config.width, true, 0.3, &mut rng))
-            .collect();
+            .map(|_| layer.init(&zeroformer::default_device(), &mut rng))
+            .collect::<Result<_>>()
+            .expect("a valid config");
         let shared = SharedRng::seed_from_u64(seed);
         Mlp {
             scale: config
@@ -70,10 +72,6 @@ impl Trainable for Mlp {
 
     fn loss(&self, (x, y): &Self::Batch) -> Tensor {
         self.forward(x).sub(y).square().mean()
-    }
-
-    fn draws_randomly(&self) -> bool {
-        self.config.dropout > 0.0
     }
 
     fn dropout_rng(&self) -> Option<&SharedRng> {
@@ -162,6 +160,17 @@ fn derive_forwards_the_training_mode() {
 }
 
 #[test]
+fn derive_knows_whether_the_model_draws_randomly() {
+    // The trainer asks, to keep a model with dropout's batches whole.
+    let with_dropout = MlpConfig {
+        dropout: 0.5,
+        ..config()
+    };
+    assert!(Mlp::new(with_dropout, 2).draws_randomly());
+    assert!(!Mlp::new(config(), 2).draws_randomly());
+}
+
+#[test]
 fn a_custom_model_trains_saves_and_loads() {
     let mut train = TrainConfig::nanogpt_cpu(60);
     (
@@ -201,16 +210,23 @@ fn a_custom_model_trains_saves_and_loads() {
 }
 
 #[test]
-fn layer_configs_build_what_the_constructors_build() {
+fn layer_configs_build_layers_with_their_numbers() {
     use zeroformer::nn::{
-        FeedForwardConfig, LayerNormConfig, LinearConfig, Module, MultiHeadAttentionConfig,
+        FeedForwardConfig, LayerConfig, LayerNormConfig, LinearConfig, Module,
+        MultiHeadAttentionConfig, Positional, TokenEmbeddingConfig,
     };
     let device = Device::Cpu;
-    let config = LinearConfig::new(3, 2).bias(false).std(0.5);
+    let config = LinearConfig::new(64, 128).bias(false).std(0.5);
     let built = config.init(&device, &mut StdRng::seed_from_u64(4)).unwrap();
-    let by_hand = Linear::new(3, 2, false, 0.5, &mut StdRng::seed_from_u64(4));
-    assert_eq!(built.weight.to_vec(), by_hand.weight.to_vec());
+    assert_eq!(built.weight.shape(), &[128, 64]);
     assert!(built.bias.is_none());
+    // 8,192 draws from N(0, 0.5²): their standard deviation is 0.5 within 3%.
+    let w = built.weight.to_vec();
+    let sd = (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt();
+    assert!((sd - 0.5).abs() < 0.015, "{sd}");
+    // The same rng, the same layer; the layer's dropout stream is drawn from it too.
+    let again = config.init(&device, &mut StdRng::seed_from_u64(4)).unwrap();
+    assert_eq!(again.weight.to_vec(), w);
     let norm = LayerNormConfig::new(6).bias(false).init(&device).unwrap();
     assert_eq!(norm.named_parameters().len(), 1);
     let ff = FeedForwardConfig::new(4, 8)
@@ -235,6 +251,33 @@ fn layer_configs_build_what_the_constructors_build() {
             .dropout(-0.1)
             .init(&device, &mut rng)
             .is_err()
+    );
+    assert!(
+        MultiHeadAttentionConfig::new(32, 4)
+            .window(Some(0))
+            .init(&device, &mut rng)
+            .is_err()
+    );
+    assert!(
+        TokenEmbeddingConfig::new(10, 8, 16)
+            .positional(Positional::Rotary)
+            .head_dim(3)
+            .init(&device, &mut rng)
+            .is_err()
+    );
+    assert!(
+        LayerConfig::new(32, 5, 64)
+            .init_encoder(&device, &mut rng)
+            .is_err()
+    );
+    // The layer config's defaults are PyTorch's nn.TransformerEncoderLayer's.
+    let layer = LayerConfig::new(8, 2, 16)
+        .init_encoder(&device, &mut rng)
+        .unwrap();
+    assert!(layer.draws_randomly(), "dropout 0.1 by default");
+    assert_eq!(
+        layer.num_parameters(),
+        4 * 8 * 8 + 4 * 8 + 2 * 8 * 16 + 16 + 8 + 2 * 2 * 8
     );
 }
 

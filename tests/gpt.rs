@@ -288,16 +288,15 @@ test_device!(general_masked_attention_equals_the_fused_causal_path);
 
 fn evaluation_and_generation_leave_the_training_mode_alone(device: &Device) {
     use zeroformer::generation::{Sampling, generate};
-    use zeroformer::train::evaluate;
     let model = gpt(tiny(0.5), 9, device);
     let x = ids(&[1, 2, 3, 4], 1, device);
     // In eval mode dropout is off: two forwards agree.
     let (a, b) = eval_mode(|| (model.forward(&x).to_vec(), model.forward(&x).to_vec()));
     assert_eq!(a, b);
     let tokens: Vec<i64> = (0..40).map(|i| i % 11).collect();
-    let first = evaluate(&model, &tokens, 2);
+    let first = model.evaluate(&tokens, 2);
     assert_eq!(
-        evaluate(&model, &tokens, 2),
+        model.evaluate(&tokens, 2),
         first,
         "evaluation is deterministic"
     );

@@ -396,18 +396,15 @@ fn rms_norm_and_rotary_embeddings(device: &Device) {
 }
 
 fn attention_with_padding_and_cross_lengths(device: &Device) {
-    use zeroformer::nn::{AttentionMask, MultiHeadAttention, SharedRng};
-    let attn = MultiHeadAttention::new(
-        4,
-        1,
-        false,
-        0.0,
-        0.02,
-        0.02,
-        &mut StdRng::seed_from_u64(0),
-        &SharedRng::seed_from_u64(0),
-    );
-    attn.to_device(device).unwrap();
+    use zeroformer::nn::{AttentionMask, MultiHeadAttentionConfig, SharedRng};
+    let attn = MultiHeadAttentionConfig::new(4, 1)
+        .bias(false)
+        .init_with_dropout(
+            device,
+            &mut StdRng::seed_from_u64(0),
+            &SharedRng::seed_from_u64(0),
+        )
+        .unwrap();
     // 3 queries over 5 keys; the second sequence's last two keys are padding.
     let pad = on(
         device,
@@ -486,17 +483,14 @@ fn fused_scaled_dot_product_attention(device: &Device) {
         |x| Tensor::scaled_dot_product_attention(&x[0], &x[1], &x[2], window, 0),
         &inputs,
     );
-    let attn = zeroformer::nn::MultiHeadAttention::new(
-        8,
-        2,
-        false,
-        0.0,
-        0.02,
-        0.02,
-        &mut StdRng::seed_from_u64(0),
-        &zeroformer::nn::SharedRng::seed_from_u64(0),
-    );
-    attn.to_device(device).unwrap();
+    let attn = zeroformer::nn::MultiHeadAttentionConfig::new(8, 2)
+        .bias(false)
+        .init_with_dropout(
+            device,
+            &mut StdRng::seed_from_u64(0),
+            &zeroformer::nn::SharedRng::seed_from_u64(0),
+        )
+        .unwrap();
     check(
         device,
         |x| attn.attend(&x[0], &x[1], &x[2], window, 0).0,

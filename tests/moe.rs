@@ -9,29 +9,20 @@ mod common;
 
 use common::Fixture;
 use zeroformer::gradcheck::GradCheck;
-use zeroformer::nn::{Activation, Module, MoeConfig, MoeFeedForward, SharedRng};
+use zeroformer::nn::{FeedForwardConfig, Module, MoeConfig, MoeFeedForward, SharedRng};
 use zeroformer::prelude::*;
-
-fn gelu() -> Activation {
-    Activation::Gelu(GeluApproximation::Tanh)
-}
 
 /// A layer of `experts` experts `8 -> 16 -> 8` without biases, top-`k`.
 fn layer(experts: usize, k: usize, device: &Device) -> MoeFeedForward {
-    let moe = MoeFeedForward::new(
-        8,
-        16,
-        gelu(),
-        &MoeConfig::new(experts, k),
-        false,
-        0.0,
-        0.5,
-        0.5,
-        &mut StdRng::seed_from_u64(1),
-        &SharedRng::seed_from_u64(0),
-    );
-    moe.to_device(device).unwrap();
-    moe
+    let expert = FeedForwardConfig::new(8, 16).bias(false).std(0.5, 0.5);
+    MoeConfig::new(experts, k)
+        .init_with_dropout(
+            &expert,
+            device,
+            &mut StdRng::seed_from_u64(1),
+            &SharedRng::seed_from_u64(0),
+        )
+        .unwrap()
 }
 
 fn load(f: &Fixture, name: &str, param: &Tensor) {
@@ -334,18 +325,13 @@ fn gpt_configs_with_experts_are_checked() {
 /// evaluation.
 #[test]
 fn experts_apply_dropout_in_training_only() {
-    let moe = MoeFeedForward::new(
-        8,
-        16,
-        gelu(),
-        &MoeConfig::new(4, 1),
-        false,
-        0.5,
-        0.5,
-        0.5,
-        &mut StdRng::seed_from_u64(1),
-        &SharedRng::seed_from_u64(0),
-    );
+    let expert = FeedForwardConfig::new(8, 16)
+        .bias(false)
+        .dropout(0.5)
+        .std(0.5, 0.5);
+    let moe = MoeConfig::new(4, 1)
+        .init(&expert, &Device::Cpu, &mut StdRng::seed_from_u64(1))
+        .unwrap();
     let x = Tensor::randn(&[2, 5, 8], &mut StdRng::seed_from_u64(2));
     let (a, b) = (moe.forward(&x).0.to_vec(), moe.forward(&x).0.to_vec());
     assert_ne!(a, b, "training draws a new mask each call");

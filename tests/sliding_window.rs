@@ -9,22 +9,19 @@
 mod common;
 
 use common::Fixture;
-use zeroformer::nn::{AttentionMask, KvCache, Module, MultiHeadAttention, SharedRng};
+use zeroformer::nn::{AttentionMask, KvCache, Module, MultiHeadAttentionConfig, SharedRng};
 use zeroformer::prelude::*;
 
 fn fused_and_composed_match_pytorch_banded_sdpa(device: &Device) {
     let f = Fixture::load_on("sliding_window_attention", device);
-    let attn = MultiHeadAttention::new(
-        8,
-        2,
-        false,
-        0.0,
-        0.02,
-        0.02,
-        &mut StdRng::seed_from_u64(0),
-        &SharedRng::seed_from_u64(0),
-    );
-    attn.to_device(device).unwrap();
+    let attn = MultiHeadAttentionConfig::new(8, 2)
+        .bias(false)
+        .init_with_dropout(
+            device,
+            &mut StdRng::seed_from_u64(0),
+            &SharedRng::seed_from_u64(0),
+        )
+        .unwrap();
     // (fixture prefix, window, position of the first query)
     for (prefix, window, past) in [("", 5, 0), ("pad_", 5, 0), ("past_", 7, 17)] {
         let key = |name: &str| format!("{prefix}{name}");

@@ -9,8 +9,8 @@ mod common;
 
 use common::Fixture;
 use zeroformer::nn::{
-    Activation, AttentionMask, DecoderLayer, EncoderLayer, FeedForward, LayerConfig, Linear,
-    MultiHeadAttention, Norm, NormKind, NormPlacement, RmsNorm, SharedRng,
+    Activation, AttentionMask, FeedForwardConfig, LayerConfig, Linear, MultiHeadAttention,
+    MultiHeadAttentionConfig, Norm, NormPlacement, RmsNorm, SharedRng,
 };
 use zeroformer::prelude::*;
 
@@ -52,16 +52,10 @@ fn load_norm(f: &Fixture, prefix: &str, n: &Norm) {
 }
 
 fn layer_config(activation: Activation, placement: NormPlacement) -> LayerConfig {
-    LayerConfig {
-        d_model: 8,
-        n_head: 2,
-        d_ff: 16,
-        dropout: 0.0,
-        activation,
-        norm: NormKind::LayerNorm,
-        placement,
-        bias: true,
-    }
+    LayerConfig::new(8, 2, 16)
+        .dropout(0.0)
+        .activation(activation)
+        .placement(placement)
 }
 
 fn rms_norm_forward_and_backward(device: &Device) {
@@ -82,21 +76,14 @@ test_device!(rms_norm_forward_and_backward);
 fn swiglu_feed_forward_puts_the_gate_rows_first(device: &Device) {
     let f = Fixture::load_on("swiglu", device);
     let mut rng = StdRng::seed_from_u64(0);
-    let ff = FeedForward::new(
-        6,
-        5,
-        Activation::SwiGlu,
-        false,
-        0.0,
-        0.02,
-        0.02,
-        &mut rng,
-        &SharedRng::seed_from_u64(0),
-    );
+    let ff = FeedForwardConfig::new(6, 5)
+        .activation(Activation::SwiGlu)
+        .bias(false)
+        .init(device, &mut rng)
+        .unwrap();
     let fused: Vec<f32> = [f.get("w_gate").to_vec(), f.get("w_up").to_vec()].concat();
     ff.fc.weight.update_data(|d| d.copy_from_slice(&fused));
     load(&f, "w_down", &ff.proj.weight);
-    ff.to_device(device).unwrap();
     let x = f.leaf("x");
     let y = ff.forward(&x);
     y.backward_with(&f.get("g"));
@@ -112,17 +99,10 @@ test_device!(swiglu_feed_forward_puts_the_gate_rows_first);
 fn masked_attention_matches_scaled_dot_product_attention(device: &Device) {
     let f = Fixture::load_on("masked_attention", device);
     let mut rng = StdRng::seed_from_u64(0);
-    let attn = MultiHeadAttention::new(
-        8,
-        2,
-        false,
-        0.0,
-        0.02,
-        0.02,
-        &mut rng,
-        &SharedRng::seed_from_u64(0),
-    );
-    attn.to_device(device).unwrap();
+    let attn = MultiHeadAttentionConfig::new(8, 2)
+        .bias(false)
+        .init_with_dropout(device, &mut rng, &SharedRng::seed_from_u64(0))
+        .unwrap();
     let pad = bools(&f.get("pad"));
     // Cross-attention shapes: 3 queries over 5 keys, two of them padding.
     let (q, k, v) = (f.leaf("q"), f.leaf("k"), f.leaf("v"));
@@ -157,13 +137,12 @@ fn post_norm_encoder_layer_with_padding_matches_pytorch(device: &Device) {
     let f = Fixture::load_on("transformer_layers", device);
     let mut rng = StdRng::seed_from_u64(0);
     let config = layer_config(Activation::Relu, NormPlacement::Post);
-    let layer = EncoderLayer::new(&config, 0.02, &mut rng, &SharedRng::seed_from_u64(0));
+    let layer = config.init_encoder(device, &mut rng).unwrap();
     load_attention(&f, "enc.self_attn", &layer.self_attn);
     load_linear(&f, "enc.linear1", &layer.ff.fc);
     load_linear(&f, "enc.linear2", &layer.ff.proj);
     load_norm(&f, "enc.norm1", &layer.norm_1);
     load_norm(&f, "enc.norm2", &layer.norm_2);
-    layer.to_device(device).unwrap();
     let x = f.leaf("x");
     let y = layer.forward(&x, Some(&bools(&f.get("pad"))), None);
     y.backward_with(&f.get("g"));
@@ -180,7 +159,7 @@ fn pre_norm_decoder_layer_with_cross_attention_matches_pytorch(device: &Device) 
         Activation::Gelu(GeluApproximation::None),
         NormPlacement::Pre,
     );
-    let layer = DecoderLayer::new(&config, 0.02, &mut rng, &SharedRng::seed_from_u64(0));
+    let layer = config.init_decoder(device, &mut rng).unwrap();
     load_attention(&f, "dec.self_attn", &layer.self_attn);
     load_attention(&f, "dec.multihead_attn", &layer.cross_attn);
     load_linear(&f, "dec.linear1", &layer.ff.fc);
@@ -188,7 +167,6 @@ fn pre_norm_decoder_layer_with_cross_attention_matches_pytorch(device: &Device) 
     load_norm(&f, "dec.norm1", &layer.norm_1);
     load_norm(&f, "dec.norm2", &layer.norm_2);
     load_norm(&f, "dec.norm3", &layer.norm_3);
-    layer.to_device(device).unwrap();
     let (tgt, memory) = (f.leaf("tgt"), f.leaf("memory"));
     let y = layer.forward(&tgt, &memory, None, Some(&bools(&f.get("pad"))), None, None);
     y.backward_with(&f.get("dg"));

@@ -6,8 +6,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::nn::{
-    Activation, EncoderLayer, LayerConfig, Linear, Module, Norm, NormKind, NormPlacement,
-    Positional, SharedRng, TokenEmbedding,
+    Activation, EncoderLayer, LayerConfig, Linear, LinearConfig, Module, Norm, NormKind,
+    NormPlacement, Positional, SharedRng, TokenEmbedding, TokenEmbeddingConfig,
 };
 use crate::{DType, Error, GeluApproximation, Result, Tensor};
 
@@ -129,7 +129,7 @@ impl EncoderConfig {
                 "vocab_size, max_len and n_layer must be positive: {self:?}"
             )));
         }
-        self.layer.validate().map_err(Error::InvalidConfig)
+        self.layer.validate()
     }
 }
 
@@ -167,26 +167,24 @@ impl Encoder {
         config.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let dropout_rng = SharedRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
-        let (l, std) = (&config.layer, 0.02);
-        let embed = TokenEmbedding::new(
-            config.vocab_size,
-            l.d_model,
-            config.max_len,
-            config.positional,
-            l.d_model / l.n_head,
-            1.0,
-            std,
-            l.dropout,
-            &mut rng,
-            &dropout_rng,
-        );
+        let l = &config.layer;
+        let device = crate::default_device();
+        let embed = TokenEmbeddingConfig::new(config.vocab_size, l.d_model, config.max_len)
+            .positional(config.positional)
+            .head_dim(l.d_model / l.n_head)
+            .dropout(l.dropout)
+            .init_with_dropout(&device, &mut rng, &dropout_rng)?;
         let layers = (0..config.n_layer)
-            .map(|_| EncoderLayer::new(l, std, &mut rng, &dropout_rng))
-            .collect();
-        let final_norm =
-            (l.placement == NormPlacement::Pre).then(|| Norm::new(l.norm, l.d_model, l.bias));
-        let head = (config.num_classes > 0)
-            .then(|| Linear::new(l.d_model, config.num_classes, true, std, &mut rng));
+            .map(|_| l.init_encoder_with_dropout(&device, &mut rng, &dropout_rng))
+            .collect::<Result<Vec<_>>>()?;
+        let final_norm = match l.placement {
+            NormPlacement::Pre => Some(l.norm_config().init(&device)?),
+            NormPlacement::Post => None,
+        };
+        let head = match config.num_classes {
+            0 => None,
+            classes => Some(LinearConfig::new(l.d_model, classes).init(&device, &mut rng)?),
+        };
         Ok(Encoder {
             config,
             embed,
@@ -276,10 +274,6 @@ impl crate::train::Trainable for Encoder {
 
     fn loss(&self, (ids, padding, labels): &Self::Batch) -> Tensor {
         self.classify(ids, Some(padding)).cross_entropy(labels)
-    }
-
-    fn draws_randomly(&self) -> bool {
-        self.config.layer.dropout > 0.0
     }
 
     fn dropout_rng(&self) -> Option<&crate::nn::SharedRng> {

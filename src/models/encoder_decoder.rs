@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 use super::encoder::check_ids;
 use crate::nn::{
     Activation, DecoderLayer, DecoderLayerCache, EncoderLayer, LayerConfig, Module, Norm, NormKind,
-    NormPlacement, Positional, SharedRng, TokenEmbedding, xavier_uniform,
+    NormPlacement, Positional, SharedRng, TokenEmbedding, TokenEmbeddingConfig, xavier_uniform,
 };
-use crate::{Error, NoGradGuard, Result, Tensor};
+use crate::train::{TrainConfig, memory};
+use crate::{Device, Error, NoGradGuard, Result, Tensor};
 
 /// The shape of an [`EncoderDecoder`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -129,7 +130,7 @@ impl EncoderDecoderConfig {
                 "vocabulary sizes, max_len and layer counts must be positive: {self:?}"
             )));
         }
-        self.layer.validate().map_err(Error::InvalidConfig)
+        self.layer.validate()
     }
 }
 
@@ -150,6 +151,57 @@ impl DecoderCache {
     /// True before the first cached step.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl EncoderDecoderConfig {
+    /// [`GptConfig::step_memory`](crate::GptConfig::step_memory) for an encoder-decoder, whose source and target windows
+    /// are both [`TrainConfig::context`] tokens, else the model's `max_len`.
+    /// Per token the activations are about 15 widths and 2.75 feed-forward
+    /// widths an encoder layer, 24 and 2.75 a decoder layer (self- and
+    /// cross-attention), 22 widths at the ends and three target-vocabulary
+    /// rows. Calibrated against `examples/seq2seq` (batch 512 to 1024, windows
+    /// 64 and 128, widths 64 and 128, feed-forward 256 and 1024, 2 and 4
+    /// layers a side): 5-10% above the peak.
+    ///
+    /// ```
+    /// use zeroformer::Device;
+    /// use zeroformer::models::EncoderDecoderConfig;
+    /// use zeroformer::train::TrainConfig;
+    ///
+    /// let model = EncoderDecoderConfig::preset("transformer-base", 37000, 37000, 256).unwrap();
+    /// let train = TrainConfig { batch_size: 64, ..TrainConfig::nanogpt_cpu(100) };
+    /// let bytes = model.step_memory(&train, &Device::Cpu).unwrap();
+    /// assert!(bytes > 1 << 30);
+    /// ```
+    pub fn step_memory(&self, config: &TrainConfig, device: &Device) -> Option<u64> {
+        let model = self;
+        let (c, f, v) = (
+            model.layer.d_model as u64,
+            model.layer.d_ff as u64,
+            model.tgt_vocab_size as u64,
+        );
+        // In quarters of a width, so that fractional coefficients stay exact.
+        let encoder = c.checked_mul(60)?.checked_add(f.checked_mul(11)?)?;
+        let decoder = c.checked_mul(96)?.checked_add(f.checked_mul(11)?)?;
+        let quarter_widths = encoder
+            .checked_mul(model.n_encoder_layers as u64)?
+            .checked_add(decoder.checked_mul(model.n_decoder_layers as u64)?)?
+            .checked_add(c.checked_mul(88)?)?;
+        let per_token = quarter_widths.div_ceil(4).checked_add(v.checked_mul(3)?)?;
+        let window = config.context.unwrap_or(model.max_len);
+        // Self-attention in each layer, and cross-attention in the decoder's.
+        let attentions = model
+            .n_encoder_layers
+            .checked_add(model.n_decoder_layers.checked_mul(2)?)?;
+        let attention = memory::composed_attention(
+            model.layer.dropout,
+            attentions,
+            model.layer.n_head,
+            window,
+        )?;
+        let per_token = per_token.checked_add(attention)?;
+        memory::step_bytes(model.parameter_count()?, config, window, per_token, device)
     }
 }
 
@@ -192,32 +244,31 @@ impl EncoderDecoder {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let dropout_rng = SharedRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
         let l = &config.layer;
-        let embed = |vocab, rng: &mut ChaCha8Rng| {
-            TokenEmbedding::new(
-                vocab,
-                l.d_model,
-                config.max_len,
-                config.positional,
-                l.d_model / l.n_head,
-                (l.d_model as f32).sqrt(),
-                0.02,
-                l.dropout,
-                rng,
-                &dropout_rng,
-            )
+        let device = crate::default_device();
+        let embed = |vocab| {
+            TokenEmbeddingConfig::new(vocab, l.d_model, config.max_len)
+                .positional(config.positional)
+                .head_dim(l.d_model / l.n_head)
+                .scale((l.d_model as f32).sqrt())
+                .dropout(l.dropout)
         };
-        let src_embed = embed(config.src_vocab_size, &mut rng);
-        let tgt_embed = embed(config.tgt_vocab_size, &mut rng);
+        let src_embed =
+            embed(config.src_vocab_size).init_with_dropout(&device, &mut rng, &dropout_rng)?;
+        let tgt_embed =
+            embed(config.tgt_vocab_size).init_with_dropout(&device, &mut rng, &dropout_rng)?;
         let encoder = (0..config.n_encoder_layers)
-            .map(|_| EncoderLayer::new(l, 0.02, &mut rng, &dropout_rng))
-            .collect();
+            .map(|_| l.init_encoder_with_dropout(&device, &mut rng, &dropout_rng))
+            .collect::<Result<Vec<_>>>()?;
         let decoder = (0..config.n_decoder_layers)
-            .map(|_| DecoderLayer::new(l, 0.02, &mut rng, &dropout_rng))
-            .collect();
-        let pre = l.placement == NormPlacement::Pre;
+            .map(|_| l.init_decoder_with_dropout(&device, &mut rng, &dropout_rng))
+            .collect::<Result<Vec<_>>>()?;
+        let final_norm = || match l.placement {
+            NormPlacement::Pre => l.norm_config().init(&device).map(Some),
+            NormPlacement::Post => Ok(None),
+        };
         let model = EncoderDecoder {
-            encoder_norm: pre.then(|| Norm::new(l.norm, l.d_model, l.bias)),
-            decoder_norm: pre.then(|| Norm::new(l.norm, l.d_model, l.bias)),
+            encoder_norm: final_norm()?,
+            decoder_norm: final_norm()?,
             config,
             src_embed,
             tgt_embed,
@@ -408,15 +459,18 @@ impl crate::train::Trainable for EncoderDecoder {
             .cross_entropy(&target_out.reshape(&[rows]))
     }
 
-    fn draws_randomly(&self) -> bool {
-        self.config.layer.dropout > 0.0
-    }
-
     fn dropout_rng(&self) -> Option<&crate::nn::SharedRng> {
         Some(EncoderDecoder::dropout_rng(self))
     }
 
     fn check_step(&self, train: &crate::train::TrainConfig) -> crate::Result<()> {
-        crate::train::check_encoder_decoder_step_fits(&self.config, train, &self.device())
+        let (config, device) = (&self.config, self.device());
+        crate::train::memory::check_step_fits(
+            train,
+            config.max_len,
+            config.parameter_count(),
+            || config.step_memory(train, &device),
+            &device,
+        )
     }
 }

@@ -11,7 +11,7 @@
 
 use rand::Rng;
 
-use super::{Dropout, Linear, Module, Rope, SharedRng};
+use super::{Dropout, Linear, Module, MultiHeadAttentionConfig, Rope, SharedRng};
 pub use crate::ops::attention::AttentionMask;
 use crate::{DType, Tensor};
 
@@ -313,42 +313,23 @@ pub struct MultiHeadAttention {
 }
 
 impl MultiHeadAttention {
-    /// `proj_std` initialises the output projection (GPT-2 scales it down
-    /// with depth); the rest use `std`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        d_model: usize,
-        n_head: usize,
-        bias: bool,
-        dropout: f32,
-        std: f32,
-        proj_std: f32,
+    /// The layer `config` describes (validated by it), its dropout drawing
+    /// from `dropout_rng`.
+    pub(crate) fn new(
+        config: &MultiHeadAttentionConfig,
         rng: &mut impl Rng,
         dropout_rng: &SharedRng,
     ) -> Self {
-        assert!(
-            d_model % n_head == 0,
-            "MultiHeadAttention: width {d_model} is not divisible by {n_head} heads"
-        );
+        let (d, bias) = (config.d_model, config.bias);
         MultiHeadAttention {
-            qkv: Linear::new(d_model, 3 * d_model, bias, std, rng),
-            proj: Linear::new(d_model, d_model, bias, proj_std, rng),
-            n_head,
+            qkv: Linear::new(d, 3 * d, bias, config.std, rng),
+            proj: Linear::new(d, d, bias, config.proj_std, rng),
+            n_head: config.n_head,
             kernel: AttentionKernel::Fused,
-            window: None,
-            attn_dropout: Dropout::new(dropout, dropout_rng.clone()),
-            resid_dropout: Dropout::new(dropout, dropout_rng.clone()),
+            window: config.window,
+            attn_dropout: Dropout::new(config.dropout, dropout_rng.clone()),
+            resid_dropout: Dropout::new(config.dropout, dropout_rng.clone()),
         }
-    }
-
-    /// This layer with causal self-attention over the last `window`
-    /// positions only (`None`: all of them); see [`window`](Self::window).
-    pub fn with_window(self, window: Option<usize>) -> Self {
-        assert!(
-            window != Some(0),
-            "MultiHeadAttention: a window must be at least 1 position"
-        );
-        MultiHeadAttention { window, ..self }
     }
 
     fn d_model(&self) -> usize {

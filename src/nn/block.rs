@@ -39,6 +39,13 @@ impl Module for BlockMlp {
             BlockMlp::Experts(m) => m.set_training(training),
         }
     }
+
+    fn draws_randomly(&self) -> bool {
+        match self {
+            BlockMlp::Dense(m) => m.draws_randomly(),
+            BlockMlp::Experts(m) => m.draws_randomly(),
+        }
+    }
 }
 
 impl BlockMlp {

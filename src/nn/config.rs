@@ -1,6 +1,11 @@
 //! Layer configs: the numbers of a layer with their usual defaults, set by
-//! name, then `init(&device, &mut rng)` (burn's pattern) instead of a
-//! constructor with a row of unnamed arguments.
+//! name, then `init(&device, &mut rng)` (burn's pattern). This is the one
+//! way to build a layer; the crate's models build theirs the same way.
+//!
+//! A layer with dropout gets its own dropout stream, drawn from `rng`, from
+//! `init`. A model's layers share one stream (the model's, saved with its
+//! checkpoints): they are built with `init_with_dropout`, as the crate's
+//! models do.
 //!
 //! ```
 //! use zeroformer::nn::{LinearConfig, MultiHeadAttentionConfig};
@@ -14,25 +19,27 @@
 //! ```
 
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
 use super::{
-    Activation, Embedding, FeedForward, LayerNorm, Linear, Module, MultiHeadAttention, SharedRng,
+    Activation, Embedding, FeedForward, LayerNorm, Linear, Module, MoeConfig, MoeFeedForward,
+    MultiHeadAttention, Norm, NormKind, Positional, SharedRng, TokenEmbedding,
 };
 use crate::{Device, Error, Result};
 
 /// The layer `build` makes, built on `device`: its parameters' initial
 /// values go from the host straight there.
-fn on<M: Module>(device: &Device, build: impl FnOnce() -> M) -> Result<M> {
+pub(crate) fn on<M: Module>(device: &Device, build: impl FnOnce() -> M) -> Result<M> {
     device.ensure_usable()?;
     Ok(device.as_default(build))
 }
 
-/// A dropout stream drawn from `rng`, for a layer whose dropout is on.
+/// A dropout stream drawn from `rng`, for a layer built on its own.
 fn dropout_stream(rng: &mut impl Rng) -> SharedRng {
     SharedRng::seed_from_u64(rng.next_u64())
 }
 
-fn check_dropout(p: f32) -> Result<()> {
+pub(crate) fn check_dropout(p: f32) -> Result<()> {
     if (0.0..1.0).contains(&p) {
         Ok(())
     } else {
@@ -149,8 +156,54 @@ impl LayerNormConfig {
     }
 }
 
+/// A [`Norm`] over `dim`: a LayerNorm with a bias by default, or an RMSNorm.
+///
+/// ```
+/// use zeroformer::nn::{Norm, NormConfig, NormKind};
+/// use zeroformer::Device;
+/// let norm = NormConfig::new(8).kind(NormKind::RmsNorm).init(&Device::Cpu)?;
+/// assert!(matches!(norm, Norm::Rms(_)));
+/// # Ok::<(), zeroformer::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NormConfig {
+    /// LayerNorm (default) or RMSNorm.
+    pub kind: NormKind,
+    /// The normalised width.
+    pub dim: usize,
+    /// A LayerNorm's bias (default true; an RMSNorm has none).
+    pub bias: bool,
+}
+
+impl NormConfig {
+    /// A LayerNorm over `dim` with a bias.
+    pub fn new(dim: usize) -> Self {
+        NormConfig {
+            kind: NormKind::LayerNorm,
+            dim,
+            bias: true,
+        }
+    }
+
+    /// LayerNorm or RMSNorm.
+    pub fn kind(self, kind: NormKind) -> Self {
+        NormConfig { kind, ..self }
+    }
+
+    /// With or without a LayerNorm's bias.
+    pub fn bias(self, bias: bool) -> Self {
+        NormConfig { bias, ..self }
+    }
+
+    /// The norm (weight ones, bias zeros), on `device`.
+    pub fn init(&self, device: &Device) -> Result<Norm> {
+        on(device, || Norm::new(self.kind, self.dim, self.bias))
+    }
+}
+
 /// A [`MultiHeadAttention`] of width `d_model` with `n_head` heads: biases
-/// on, no dropout, projections from N(0, 0.02²).
+/// on, no dropout, projections from N(0, 0.02²), every earlier position
+/// visible to causal self-attention.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MultiHeadAttentionConfig {
     /// The model width.
@@ -165,6 +218,9 @@ pub struct MultiHeadAttentionConfig {
     pub std: f32,
     /// The output projection's (default 0.02; GPT-2 scales it by depth).
     pub proj_std: f32,
+    /// `Some(w)`: causal self-attention sees the last `w` positions only
+    /// (sliding-window attention; default `None`, all of them).
+    pub window: Option<usize>,
 }
 
 impl MultiHeadAttentionConfig {
@@ -177,6 +233,7 @@ impl MultiHeadAttentionConfig {
             dropout: 0.0,
             std: 0.02,
             proj_std: 0.02,
+            window: None,
         }
     }
 
@@ -199,30 +256,46 @@ impl MultiHeadAttentionConfig {
         }
     }
 
+    /// Causal self-attention over the last `window` positions only
+    /// (`None`: all of them).
+    pub fn window(self, window: Option<usize>) -> Self {
+        MultiHeadAttentionConfig { window, ..self }
+    }
+
     /// The layer, on `device`; its dropout stream is drawn from `rng`.
-    /// Errors for a width the heads do not divide or a dropout outside
-    /// [0, 1).
+    /// Errors for a width the heads do not divide, a dropout outside
+    /// [0, 1) or a window of 0.
     pub fn init(&self, device: &Device, rng: &mut impl Rng) -> Result<MultiHeadAttention> {
+        self.validate()?;
+        let dropout = dropout_stream(rng);
+        self.init_with_dropout(device, rng, &dropout)
+    }
+
+    /// [`init`](Self::init), its dropout drawing from `dropout` (a model's
+    /// stream, shared by its layers).
+    pub fn init_with_dropout(
+        &self,
+        device: &Device,
+        rng: &mut impl Rng,
+        dropout: &SharedRng,
+    ) -> Result<MultiHeadAttention> {
+        self.validate()?;
+        on(device, || MultiHeadAttention::new(self, rng, dropout))
+    }
+
+    fn validate(&self) -> Result<()> {
         if self.n_head == 0 || self.d_model % self.n_head != 0 {
             return Err(Error::InvalidConfig(format!(
                 "d_model {} is not divisible by n_head {}",
                 self.d_model, self.n_head
             )));
         }
-        check_dropout(self.dropout)?;
-        let drop = dropout_stream(rng);
-        on(device, || {
-            MultiHeadAttention::new(
-                self.d_model,
-                self.n_head,
-                self.bias,
-                self.dropout,
-                self.std,
-                self.proj_std,
-                rng,
-                &drop,
-            )
-        })
+        if self.window == Some(0) {
+            return Err(Error::InvalidConfig(
+                "an attention window must be at least 1 position".into(),
+            ));
+        }
+        check_dropout(self.dropout)
     }
 }
 
@@ -275,22 +348,184 @@ impl FeedForwardConfig {
         FeedForwardConfig { dropout, ..self }
     }
 
+    /// The input projection from N(0, std²), the output one from N(0,
+    /// proj_std²).
+    pub fn std(self, std: f32, proj_std: f32) -> Self {
+        FeedForwardConfig {
+            std,
+            proj_std,
+            ..self
+        }
+    }
+
     /// The network, on `device`; its dropout stream is drawn from `rng`.
     pub fn init(&self, device: &Device, rng: &mut impl Rng) -> Result<FeedForward> {
         check_dropout(self.dropout)?;
-        let drop = dropout_stream(rng);
-        on(device, || {
-            FeedForward::new(
-                self.d_model,
-                self.hidden,
-                self.activation,
-                self.bias,
-                self.dropout,
-                self.std,
-                self.proj_std,
-                rng,
-                &drop,
-            )
-        })
+        let dropout = dropout_stream(rng);
+        self.init_with_dropout(device, rng, &dropout)
+    }
+
+    /// [`init`](Self::init), its dropout drawing from `dropout` (a model's
+    /// stream, shared by its layers).
+    pub fn init_with_dropout(
+        &self,
+        device: &Device,
+        rng: &mut impl Rng,
+        dropout: &SharedRng,
+    ) -> Result<FeedForward> {
+        check_dropout(self.dropout)?;
+        on(device, || FeedForward::new(self, rng, dropout))
+    }
+}
+
+impl MoeConfig {
+    /// A [`MoeFeedForward`] of these experts, each built as `expert`
+    /// describes (its dropout on each expert's output), on `device`; the
+    /// router (no bias) from N(0, `expert.std`²). Its dropout stream is
+    /// drawn from `rng`.
+    ///
+    /// ```
+    /// use zeroformer::nn::{FeedForwardConfig, MoeConfig};
+    /// use zeroformer::prelude::*;
+    /// let mut rng = StdRng::seed_from_u64(0);
+    /// let expert = FeedForwardConfig::new(8, 32).bias(false);
+    /// let moe = MoeConfig::new(4, 1).init(&expert, &Device::Cpu, &mut rng)?;
+    /// let (y, routing) = moe.forward(&Tensor::randn(&[2, 5, 8], &mut rng));
+    /// assert_eq!(y.shape(), &[2, 5, 8]);
+    /// assert_eq!(routing.tokens_per_expert.iter().sum::<usize>(), 10);
+    /// # Ok::<(), zeroformer::Error>(())
+    /// ```
+    pub fn init(
+        &self,
+        expert: &FeedForwardConfig,
+        device: &Device,
+        rng: &mut impl Rng,
+    ) -> Result<MoeFeedForward> {
+        check_dropout(expert.dropout)?;
+        let dropout = dropout_stream(rng);
+        self.init_with_dropout(expert, device, rng, &dropout)
+    }
+
+    /// [`init`](Self::init), its dropout drawing from `dropout` (a model's
+    /// stream, shared by its layers).
+    pub fn init_with_dropout(
+        &self,
+        expert: &FeedForwardConfig,
+        device: &Device,
+        rng: &mut impl Rng,
+        dropout: &SharedRng,
+    ) -> Result<MoeFeedForward> {
+        self.validate()?;
+        check_dropout(expert.dropout)?;
+        on(device, || MoeFeedForward::new(self, expert, rng, dropout))
+    }
+}
+
+/// A [`TokenEmbedding`]: a `[vocab_size, d_model]` table from N(0, 0.02²)
+/// with learned positions up to `max_len`, unscaled, no dropout.
+///
+/// ```
+/// use zeroformer::nn::{Positional, TokenEmbeddingConfig};
+/// use zeroformer::prelude::*;
+/// let mut rng = StdRng::seed_from_u64(0);
+/// let embed = TokenEmbeddingConfig::new(100, 16, 32)
+///     .positional(Positional::Sinusoidal)
+///     .scale(4.0)
+///     .init(&Device::Cpu, &mut rng)?;
+/// let ids = Tensor::from_ids(vec![1, 2, 3], &[1, 3]);
+/// assert_eq!(embed.forward(&ids, 0).shape(), &[1, 3, 16]);
+/// # Ok::<(), zeroformer::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenEmbeddingConfig {
+    /// Rows of the token table.
+    pub vocab_size: usize,
+    /// The width of each vector.
+    pub d_model: usize,
+    /// The most positions it covers.
+    pub max_len: usize,
+    /// How positions are told apart (default learned).
+    pub positional: Positional,
+    /// The attention heads' width, which sizes rotary tables (default
+    /// `d_model`, one head).
+    pub head_dim: usize,
+    /// Multiplies the token vectors (default 1; √d_model in the 2017
+    /// Transformer).
+    pub scale: f32,
+    /// The tables' standard deviation (default 0.02).
+    pub std: f32,
+    /// Dropout on the output (default 0).
+    pub dropout: f32,
+}
+
+impl TokenEmbeddingConfig {
+    /// `vocab_size` tokens of width `d_model` over `max_len` positions,
+    /// with the defaults.
+    pub fn new(vocab_size: usize, d_model: usize, max_len: usize) -> Self {
+        TokenEmbeddingConfig {
+            vocab_size,
+            d_model,
+            max_len,
+            positional: Positional::Learned,
+            head_dim: d_model,
+            scale: 1.0,
+            std: 0.02,
+            dropout: 0.0,
+        }
+    }
+
+    /// Learned, sinusoidal or rotary positions.
+    pub fn positional(self, positional: Positional) -> Self {
+        TokenEmbeddingConfig { positional, ..self }
+    }
+
+    /// The attention heads' width, for rotary positions.
+    pub fn head_dim(self, head_dim: usize) -> Self {
+        TokenEmbeddingConfig { head_dim, ..self }
+    }
+
+    /// Token vectors multiplied by `scale`.
+    pub fn scale(self, scale: f32) -> Self {
+        TokenEmbeddingConfig { scale, ..self }
+    }
+
+    /// Tables from N(0, std²).
+    pub fn std(self, std: f32) -> Self {
+        TokenEmbeddingConfig { std, ..self }
+    }
+
+    /// Dropout probability on the output.
+    pub fn dropout(self, dropout: f32) -> Self {
+        TokenEmbeddingConfig { dropout, ..self }
+    }
+
+    /// The embedding, on `device`; its dropout stream is drawn from `rng`.
+    /// Errors for a dropout outside [0, 1) or an odd rotary head width.
+    pub fn init(&self, device: &Device, rng: &mut impl Rng) -> Result<TokenEmbedding> {
+        self.validate()?;
+        let dropout = dropout_stream(rng);
+        self.init_with_dropout(device, rng, &dropout)
+    }
+
+    /// [`init`](Self::init), its dropout drawing from `dropout` (a model's
+    /// stream, shared by its layers).
+    pub fn init_with_dropout(
+        &self,
+        device: &Device,
+        rng: &mut impl Rng,
+        dropout: &SharedRng,
+    ) -> Result<TokenEmbedding> {
+        self.validate()?;
+        on(device, || TokenEmbedding::new(self, rng, dropout))
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.positional == Positional::Rotary && (self.head_dim == 0 || self.head_dim % 2 != 0) {
+            return Err(Error::InvalidConfig(format!(
+                "rotary positions need an even, positive head width, got {}",
+                self.head_dim
+            )));
+        }
+        check_dropout(self.dropout)
     }
 }

@@ -209,4 +209,8 @@ impl Module for Dropout {
     fn set_training(&mut self, training: bool) {
         self.training = training;
     }
+
+    fn draws_randomly(&self) -> bool {
+        self.p > 0.0
+    }
 }

@@ -14,7 +14,7 @@ pub struct Embedding {
 
 impl Embedding {
     /// Rows drawn from N(0, std²).
-    pub fn new(num: usize, dim: usize, std: f32, rng: &mut impl Rng) -> Embedding {
+    pub(crate) fn new(num: usize, dim: usize, std: f32, rng: &mut impl Rng) -> Embedding {
         Embedding {
             weight: normal_parameter(&[num, dim], std, rng),
         }

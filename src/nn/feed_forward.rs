@@ -3,7 +3,7 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Dropout, Linear, Module, SharedRng};
+use super::{Dropout, FeedForwardConfig, Linear, Module, SharedRng};
 use crate::{GeluApproximation, Tensor};
 
 /// The non-linearity between the two projections.
@@ -33,29 +33,24 @@ pub struct FeedForward {
 }
 
 impl FeedForward {
-    /// Weights from N(0, std²), the output projection's from N(0, proj_std²).
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        d_model: usize,
-        hidden: usize,
-        activation: Activation,
-        bias: bool,
-        dropout: f32,
-        std: f32,
-        proj_std: f32,
+    /// The network `config` describes, its dropout drawing from
+    /// `dropout_rng`.
+    pub(crate) fn new(
+        config: &FeedForwardConfig,
         rng: &mut impl Rng,
         dropout_rng: &SharedRng,
     ) -> Self {
-        let fc_out = if activation == Activation::SwiGlu {
+        let (d, hidden, bias) = (config.d_model, config.hidden, config.bias);
+        let fc_out = if config.activation == Activation::SwiGlu {
             2 * hidden
         } else {
             hidden
         };
         FeedForward {
-            fc: Linear::new(d_model, fc_out, bias, std, rng),
-            proj: Linear::new(hidden, d_model, bias, proj_std, rng),
-            activation,
-            dropout: Dropout::new(dropout, dropout_rng.clone()),
+            fc: Linear::new(d, fc_out, bias, config.std, rng),
+            proj: Linear::new(hidden, d, bias, config.proj_std, rng),
+            activation: config.activation,
+            dropout: Dropout::new(config.dropout, dropout_rng.clone()),
         }
     }
 

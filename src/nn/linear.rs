@@ -23,7 +23,7 @@ pub struct Linear {
 
 impl Linear {
     /// Weights from N(0, std²), bias zero (GPT-2's initialisation uses std 0.02).
-    pub fn new(
+    pub(crate) fn new(
         in_features: usize,
         out_features: usize,
         bias: bool,

@@ -33,6 +33,7 @@ pub type Block = GptBlock;
 pub use checkpoint::checkpoint;
 pub use config::{
     EmbeddingConfig, FeedForwardConfig, LayerNormConfig, LinearConfig, MultiHeadAttentionConfig,
+    NormConfig, TokenEmbeddingConfig,
 };
 pub use dropout::{Dropout, SharedRng};
 pub use embedding::Embedding;
@@ -49,27 +50,31 @@ pub use visit::Visit;
 /// `#[derive(Module)]` on a struct of layers and tensors:
 ///
 /// ```
-/// use zeroformer::nn::{Linear, Module};
-/// use zeroformer::Tensor;
+/// use zeroformer::nn::{Dropout, Linear, LinearConfig, Module, SharedRng};
+/// use zeroformer::prelude::*;
 ///
 /// #[derive(Module)]
 /// struct Scaled {
 ///     hidden: Linear,            // parameters hidden.weight, hidden.bias
 ///     gain: Tensor,              // a parameter named gain
+///     drop: Dropout,             // no parameters; follows set_training
 ///     #[module(buffer)]
 ///     table: Tensor,             // moved by to_device, never trained
 ///     #[module(skip)]
 ///     note: std::sync::Arc<str>, // not visited at all
 /// }
-/// # let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+/// let mut rng = StdRng::seed_from_u64(0);
 /// let m = Scaled {
-///     hidden: Linear::new(2, 2, true, 0.1, &mut rng),
+///     hidden: LinearConfig::new(2, 2).init(&Device::Cpu, &mut rng)?,
 ///     gain: Tensor::ones(&[2]),
+///     drop: Dropout::new(0.1, SharedRng::seed_from_u64(1)),
 ///     table: Tensor::zeros(&[4]),
 ///     note: "any data".into(),
 /// };
 /// let names: Vec<String> = m.named_parameters().into_iter().map(|(n, _)| n).collect();
 /// assert_eq!(names, ["hidden.weight", "hidden.bias", "gain"]);
+/// assert!(m.draws_randomly()); // the dropout: the trainer keeps batches whole
+/// # Ok::<(), zeroformer::Error>(())
 /// ```
 pub use zeroformer_derive::Module;
 
@@ -93,6 +98,14 @@ pub trait Module {
 
     /// Switches dropout (and anything else mode-dependent) on or off.
     fn set_training(&mut self, _training: bool) {}
+
+    /// True when a forward in training draws from a random stream: a
+    /// [`Dropout`] with `p > 0` somewhere inside. The trainer then runs a
+    /// batch whole, so the draws come in one order whatever the thread
+    /// count. Derived modules ask their fields; false by default.
+    fn draws_randomly(&self) -> bool {
+        false
+    }
 
     /// Every parameter with its dotted name, e.g. `blocks.0.attn.qkv.weight`.
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
@@ -130,9 +143,9 @@ pub trait Module {
     /// (a CUDA device that cannot be used) no parameter has moved.
     ///
     /// ```
-    /// use zeroformer::nn::{Linear, Module};
+    /// use zeroformer::nn::{LinearConfig, Module};
     /// use zeroformer::prelude::*;
-    /// let layer = Linear::new(3, 2, true, 0.02, &mut StdRng::seed_from_u64(0));
+    /// let layer = LinearConfig::new(3, 2).init(&Device::Cpu, &mut StdRng::seed_from_u64(0))?;
     /// layer.to_device(&Device::Cpu)?;
     /// assert!(layer.to_device(&Device::Cuda(1000)).is_err());
     /// assert_eq!(layer.device(), Device::Cpu);

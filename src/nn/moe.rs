@@ -15,7 +15,7 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Activation, FeedForward, Linear, Module, SharedRng};
+use super::{FeedForward, FeedForwardConfig, Linear, Module, SharedRng};
 use crate::{Error, Result, Tensor};
 
 /// The shape and losses of a [`MoeFeedForward`].
@@ -92,21 +92,8 @@ pub struct Routing {
 
 /// A feed-forward layer of `n_experts` experts and a router; see the module
 /// documentation. Parameters are named `router.weight` and
-/// `experts.{e}.fc.weight`, `experts.{e}.proj.weight` (and biases).
-///
-/// ```
-/// use rand::SeedableRng;
-/// use zeroformer::nn::{Activation, MoeConfig, MoeFeedForward, SharedRng};
-/// use zeroformer::{GeluApproximation, Tensor};
-///
-/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-/// let gelu = Activation::Gelu(GeluApproximation::Tanh);
-/// let moe = MoeFeedForward::new(8, 32, gelu, &MoeConfig::new(4, 1), false, 0.0, 0.02, 0.02, &mut rng, &SharedRng::seed_from_u64(0));
-/// let x = Tensor::randn(&[2, 5, 8], &mut rng);
-/// let (y, routing) = moe.forward(&x);
-/// assert_eq!(y.shape(), &[2, 5, 8]);
-/// assert_eq!(routing.tokens_per_expert.iter().sum::<usize>(), 10);
-/// ```
+/// `experts.{e}.fc.weight`, `experts.{e}.proj.weight` (and biases). Built
+/// by [`MoeConfig::init`].
 #[derive(Clone, Module)]
 pub struct MoeFeedForward {
     /// Scores each token against each expert, `d_model -> n_experts`, no bias.
@@ -119,43 +106,18 @@ pub struct MoeFeedForward {
 }
 
 impl MoeFeedForward {
-    /// `config.n_experts` experts, each a [`FeedForward`] `d_model -> hidden
-    /// -> d_model` with `activation` and `dropout` on its output (drawn from
-    /// `dropout_rng`, as a dense MLP's); the router's weights and the
-    /// experts' from N(0, std²), the experts' output projections from N(0,
-    /// proj_std²). Panics on a config [`MoeConfig::validate`] refuses.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        d_model: usize,
-        hidden: usize,
-        activation: Activation,
+    /// `config.n_experts` experts built as `expert` describes (validated
+    /// by [`MoeConfig::init`]), their dropout drawing from `dropout_rng`;
+    /// the router from N(0, `expert.std`²).
+    pub(crate) fn new(
         config: &MoeConfig,
-        bias: bool,
-        dropout: f32,
-        std: f32,
-        proj_std: f32,
+        expert: &FeedForwardConfig,
         rng: &mut impl Rng,
         dropout_rng: &SharedRng,
     ) -> Self {
-        if let Err(e) = config.validate() {
-            panic!("MoeFeedForward: {e}");
-        }
-        let router = Linear::new(d_model, config.n_experts, false, std, rng);
+        let router = Linear::new(expert.d_model, config.n_experts, false, expert.std, rng);
         let experts = (0..config.n_experts)
-            .map(|_| {
-                let (a, b) = (activation, bias);
-                FeedForward::new(
-                    d_model,
-                    hidden,
-                    a,
-                    b,
-                    dropout,
-                    std,
-                    proj_std,
-                    rng,
-                    dropout_rng,
-                )
-            })
+            .map(|_| FeedForward::new(expert, rng, dropout_rng))
             .collect();
         MoeFeedForward {
             router,

@@ -18,7 +18,7 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     /// Weight one, bias zero, eps 1e-5 (PyTorch's defaults).
-    pub fn new(dim: usize, bias: bool) -> LayerNorm {
+    pub(crate) fn new(dim: usize, bias: bool) -> LayerNorm {
         LayerNorm {
             weight: Tensor::ones(&[dim]).requires_grad(),
             bias: bias.then(|| Tensor::zeros(&[dim]).requires_grad()),
@@ -54,7 +54,7 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     /// Weight one, eps 1e-6 (LLaMA's).
-    pub fn new(dim: usize) -> RmsNorm {
+    pub(crate) fn new(dim: usize) -> RmsNorm {
         RmsNorm {
             weight: Tensor::ones(&[dim]).requires_grad(),
             eps: 1e-6,
@@ -103,7 +103,7 @@ pub enum Norm {
 
 impl Norm {
     /// A fresh norm of `kind` over `dim` features (`bias` applies to LayerNorm).
-    pub fn new(kind: NormKind, dim: usize, bias: bool) -> Norm {
+    pub(crate) fn new(kind: NormKind, dim: usize, bias: bool) -> Norm {
         match kind {
             NormKind::LayerNorm => Norm::Layer(LayerNorm::new(dim, bias)),
             NormKind::RmsNorm => Norm::Rms(RmsNorm::new(dim)),

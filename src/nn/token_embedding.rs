@@ -3,11 +3,14 @@
 
 use rand::Rng;
 
-use super::{Dropout, Embedding, Module, Positional, Rope, SharedRng, sinusoidal_table};
+use super::{
+    Dropout, Embedding, Module, Positional, Rope, SharedRng, TokenEmbeddingConfig, sinusoidal_table,
+};
 use crate::Tensor;
 
 /// Token embeddings with learned or sinusoidal positions added, or rotary
-/// positions handed to the attention layers ([`rope`](Self::rope)).
+/// positions handed to the attention layers ([`rope`](Self::rope)). Built
+/// by [`TokenEmbeddingConfig::init`].
 #[derive(Clone, Module)]
 pub struct TokenEmbedding {
     /// The token table.
@@ -23,35 +26,28 @@ pub struct TokenEmbedding {
 }
 
 impl TokenEmbedding {
-    /// A `[vocab, d_model]` table from N(0, std²) for up to `max_len`
-    /// positions; `head_dim` sizes the rotary tables.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        vocab: usize,
-        d_model: usize,
-        max_len: usize,
-        positional: Positional,
-        head_dim: usize,
-        scale: f32,
-        std: f32,
-        dropout: f32,
+    /// The embedding `config` describes (validated by it), its dropout
+    /// drawing from `dropout_rng`.
+    pub(crate) fn new(
+        config: &TokenEmbeddingConfig,
         rng: &mut impl Rng,
         dropout_rng: &SharedRng,
     ) -> TokenEmbedding {
-        let tokens = Embedding::new(vocab, d_model, std, rng);
+        let (d, max_len, std) = (config.d_model, config.max_len, config.std);
+        let tokens = Embedding::new(config.vocab_size, d, std, rng);
         let (mut positions, mut sinusoids, mut rope) = (None, None, None);
-        match positional {
-            Positional::Learned => positions = Some(Embedding::new(max_len, d_model, std, rng)),
-            Positional::Sinusoidal => sinusoids = Some(sinusoidal_table(max_len, d_model)),
-            Positional::Rotary => rope = Some(Rope::new(head_dim, max_len)),
+        match config.positional {
+            Positional::Learned => positions = Some(Embedding::new(max_len, d, std, rng)),
+            Positional::Sinusoidal => sinusoids = Some(sinusoidal_table(max_len, d)),
+            Positional::Rotary => rope = Some(Rope::new(config.head_dim, max_len)),
         }
         TokenEmbedding {
             tokens,
             positions,
             sinusoids,
             rope,
-            scale,
-            drop: Dropout::new(dropout, dropout_rng.clone()),
+            scale: config.scale,
+            drop: Dropout::new(config.dropout, dropout_rng.clone()),
         }
     }
 

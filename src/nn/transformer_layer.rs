@@ -5,11 +5,12 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::config::{check_dropout, on};
 use super::{
-    Activation, AttentionMask, FeedForward, LayerKvCache, Module, MultiHeadAttention, Norm,
-    NormKind, Rope, SharedRng,
+    Activation, AttentionMask, FeedForward, FeedForwardConfig, LayerKvCache, Module,
+    MultiHeadAttention, MultiHeadAttentionConfig, Norm, NormConfig, NormKind, Rope, SharedRng,
 };
-use crate::Tensor;
+use crate::{Device, Error, Result, Tensor};
 
 /// Where each sub-layer's normalisation sits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -23,7 +24,22 @@ pub enum NormPlacement {
     Post,
 }
 
-/// The shape of one encoder or decoder layer.
+/// The shape of one encoder or decoder layer. [`new`](Self::new) gives
+/// the 2017 Transformer's layer, as PyTorch's `nn.TransformerEncoderLayer`
+/// defaults it: dropout 0.1, ReLU, LayerNorm with biases, post-norm.
+///
+/// ```
+/// use zeroformer::nn::{LayerConfig, NormPlacement};
+/// use zeroformer::prelude::*;
+/// let mut rng = StdRng::seed_from_u64(0);
+/// let layer = LayerConfig::new(16, 4, 64)
+///     .placement(NormPlacement::Pre)
+///     .dropout(0.0)
+///     .init_encoder(&Device::Cpu, &mut rng)?;
+/// let x = Tensor::randn(&[2, 5, 16], &mut rng);
+/// assert_eq!(layer.forward(&x, None, None).shape(), &[2, 5, 16]);
+/// # Ok::<(), zeroformer::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerConfig {
     /// The model width.
@@ -45,23 +61,145 @@ pub struct LayerConfig {
 }
 
 impl LayerConfig {
+    /// Width `d_model`, `n_head` heads, a feed-forward network of width
+    /// `d_ff`, with the defaults above.
+    pub fn new(d_model: usize, n_head: usize, d_ff: usize) -> Self {
+        LayerConfig {
+            d_model,
+            n_head,
+            d_ff,
+            dropout: 0.1,
+            activation: Activation::Relu,
+            norm: NormKind::LayerNorm,
+            placement: NormPlacement::Post,
+            bias: true,
+        }
+    }
+
+    /// Dropout probability in every sub-layer.
+    pub fn dropout(self, dropout: f32) -> Self {
+        LayerConfig { dropout, ..self }
+    }
+
+    /// The feed-forward network's nonlinearity.
+    pub fn activation(self, activation: Activation) -> Self {
+        LayerConfig { activation, ..self }
+    }
+
+    /// LayerNorm or RMSNorm.
+    pub fn norm(self, norm: NormKind) -> Self {
+        LayerConfig { norm, ..self }
+    }
+
+    /// Pre-norm or post-norm.
+    pub fn placement(self, placement: NormPlacement) -> Self {
+        LayerConfig { placement, ..self }
+    }
+
+    /// With or without biases.
+    pub fn bias(self, bias: bool) -> Self {
+        LayerConfig { bias, ..self }
+    }
+
+    /// An [`EncoderLayer`] on `device`, weights from N(0, 0.02²); its
+    /// dropout stream is drawn from `rng`. Errors for numbers
+    /// [`validate`](Self::validate) refuses.
+    pub fn init_encoder(&self, device: &Device, rng: &mut impl Rng) -> Result<EncoderLayer> {
+        let dropout = self.checked_dropout_stream(rng)?;
+        self.init_encoder_with_dropout(device, rng, &dropout)
+    }
+
+    /// [`init_encoder`](Self::init_encoder), its dropout drawing from
+    /// `dropout` (a model's stream, shared by its layers).
+    pub fn init_encoder_with_dropout(
+        &self,
+        device: &Device,
+        rng: &mut impl Rng,
+        dropout: &SharedRng,
+    ) -> Result<EncoderLayer> {
+        self.validate()?;
+        on(device, || EncoderLayer {
+            self_attn: MultiHeadAttention::new(&self.attention(), rng, dropout),
+            norm_1: self.new_norm(),
+            ff: FeedForward::new(&self.feed_forward(), rng, dropout),
+            norm_2: self.new_norm(),
+            placement: self.placement,
+        })
+    }
+
+    /// A [`DecoderLayer`] on `device`, weights from N(0, 0.02²); its
+    /// dropout stream is drawn from `rng`. Errors for numbers
+    /// [`validate`](Self::validate) refuses.
+    pub fn init_decoder(&self, device: &Device, rng: &mut impl Rng) -> Result<DecoderLayer> {
+        let dropout = self.checked_dropout_stream(rng)?;
+        self.init_decoder_with_dropout(device, rng, &dropout)
+    }
+
+    /// [`init_decoder`](Self::init_decoder), its dropout drawing from
+    /// `dropout` (a model's stream, shared by its layers).
+    pub fn init_decoder_with_dropout(
+        &self,
+        device: &Device,
+        rng: &mut impl Rng,
+        dropout: &SharedRng,
+    ) -> Result<DecoderLayer> {
+        self.validate()?;
+        on(device, || DecoderLayer {
+            self_attn: MultiHeadAttention::new(&self.attention(), rng, dropout),
+            norm_1: self.new_norm(),
+            cross_attn: MultiHeadAttention::new(&self.attention(), rng, dropout),
+            norm_2: self.new_norm(),
+            ff: FeedForward::new(&self.feed_forward(), rng, dropout),
+            norm_3: self.new_norm(),
+            placement: self.placement,
+        })
+    }
+
+    /// The attention sub-layers' config.
+    pub fn attention(&self) -> MultiHeadAttentionConfig {
+        MultiHeadAttentionConfig::new(self.d_model, self.n_head)
+            .bias(self.bias)
+            .dropout(self.dropout)
+    }
+
+    /// The feed-forward sub-layer's config.
+    pub fn feed_forward(&self) -> FeedForwardConfig {
+        FeedForwardConfig::new(self.d_model, self.d_ff)
+            .activation(self.activation)
+            .bias(self.bias)
+            .dropout(self.dropout)
+    }
+
+    /// The config of each norm, and of a pre-norm stack's final norm.
+    pub fn norm_config(&self) -> NormConfig {
+        NormConfig::new(self.d_model)
+            .kind(self.norm)
+            .bias(self.bias)
+    }
+
+    fn new_norm(&self) -> Norm {
+        Norm::new(self.norm, self.d_model, self.bias)
+    }
+
+    fn checked_dropout_stream(&self, rng: &mut impl Rng) -> Result<SharedRng> {
+        self.validate()?;
+        Ok(SharedRng::seed_from_u64(rng.next_u64()))
+    }
+
     /// Checks the numbers, naming what is wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<()> {
         if self.d_model == 0 || self.n_head == 0 || self.d_ff == 0 {
-            return Err(format!(
+            return Err(Error::InvalidConfig(format!(
                 "d_model, n_head and d_ff must be positive: {self:?}"
-            ));
+            )));
         }
         if self.d_model % self.n_head != 0 {
-            return Err(format!(
+            return Err(Error::InvalidConfig(format!(
                 "d_model {} is not divisible by n_head {}",
                 self.d_model, self.n_head
-            ));
+            )));
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
-        }
-        Ok(())
+        check_dropout(self.dropout)
     }
 
     /// How many numbers one encoder layer of this shape holds (`None` on
@@ -108,37 +246,6 @@ impl LayerConfig {
             .checked_add(h.checked_mul(d)?)?
             .checked_add(bias)
     }
-
-    fn attention(&self, std: f32, rng: &mut impl Rng, drop: &SharedRng) -> MultiHeadAttention {
-        MultiHeadAttention::new(
-            self.d_model,
-            self.n_head,
-            self.bias,
-            self.dropout,
-            std,
-            std,
-            rng,
-            drop,
-        )
-    }
-
-    fn feed_forward(&self, std: f32, rng: &mut impl Rng, drop: &SharedRng) -> FeedForward {
-        FeedForward::new(
-            self.d_model,
-            self.d_ff,
-            self.activation,
-            self.bias,
-            self.dropout,
-            std,
-            std,
-            rng,
-            drop,
-        )
-    }
-
-    fn norm(&self) -> Norm {
-        Norm::new(self.norm, self.d_model, self.bias)
-    }
 }
 
 /// A residual connection around `f` with the norm placed as configured.
@@ -154,7 +261,8 @@ fn residual(
     }
 }
 
-/// Bidirectional self-attention, then a feed-forward network.
+/// Bidirectional self-attention, then a feed-forward network. Built by
+/// [`LayerConfig::init_encoder`].
 #[derive(Clone, Module)]
 pub struct EncoderLayer {
     /// Bidirectional self-attention.
@@ -171,22 +279,6 @@ pub struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    /// Weights from N(0, std²) (models may re-initialise them).
-    pub fn new(
-        config: &LayerConfig,
-        std: f32,
-        rng: &mut impl Rng,
-        dropout_rng: &SharedRng,
-    ) -> EncoderLayer {
-        EncoderLayer {
-            self_attn: config.attention(std, rng, dropout_rng),
-            norm_1: config.norm(),
-            ff: config.feed_forward(std, rng, dropout_rng),
-            norm_2: config.norm(),
-            placement: config.placement,
-        }
-    }
-
     /// [`forward`](Self::forward) as an activation-checkpointed segment
     /// ([`checkpoint`](super::checkpoint)): only `x` is kept, and the
     /// layer runs again in the backward pass.
@@ -230,7 +322,7 @@ pub struct DecoderLayerCache {
 }
 
 /// Masked self-attention, cross-attention over the encoder output, then a
-/// feed-forward network.
+/// feed-forward network. Built by [`LayerConfig::init_decoder`].
 #[derive(Clone, Module)]
 pub struct DecoderLayer {
     /// Causal self-attention.
@@ -251,24 +343,6 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    /// Weights from N(0, std²) (models may re-initialise them).
-    pub fn new(
-        config: &LayerConfig,
-        std: f32,
-        rng: &mut impl Rng,
-        dropout_rng: &SharedRng,
-    ) -> DecoderLayer {
-        DecoderLayer {
-            self_attn: config.attention(std, rng, dropout_rng),
-            norm_1: config.norm(),
-            cross_attn: config.attention(std, rng, dropout_rng),
-            norm_2: config.norm(),
-            ff: config.feed_forward(std, rng, dropout_rng),
-            norm_3: config.norm(),
-            placement: config.placement,
-        }
-    }
-
     /// [`forward`](Self::forward) without a cache as an
     /// activation-checkpointed segment ([`checkpoint`](super::checkpoint)):
     /// only `x` and `memory` are kept, and the layer runs again in the

@@ -23,6 +23,9 @@ pub trait Visit {
 
     /// Switches training mode inside.
     fn set_training(&mut self, training: bool);
+
+    /// Whether anything inside draws randomly ([`Module::draws_randomly`]).
+    fn draws_randomly(&self) -> bool;
 }
 
 /// A tensor field is a parameter.
@@ -34,6 +37,10 @@ impl Visit for Tensor {
     fn visit_buffers(&self, _: &str, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
 
     fn set_training(&mut self, _: bool) {}
+
+    fn draws_randomly(&self) -> bool {
+        false
+    }
 }
 
 /// A module field is visited with the field's name as a prefix.
@@ -48,6 +55,10 @@ impl<M: Module> Visit for M {
 
     fn set_training(&mut self, training: bool) {
         Module::set_training(self, training);
+    }
+
+    fn draws_randomly(&self) -> bool {
+        Module::draws_randomly(self)
     }
 }
 
@@ -70,6 +81,10 @@ impl<T: Visit> Visit for Vec<T> {
     fn set_training(&mut self, training: bool) {
         self.iter_mut().for_each(|item| item.set_training(training));
     }
+
+    fn draws_randomly(&self) -> bool {
+        self.iter().any(Visit::draws_randomly)
+    }
 }
 
 /// Present or not: an optional bias, an optional head.
@@ -91,6 +106,10 @@ impl<T: Visit> Visit for Option<T> {
             item.set_training(training);
         }
     }
+
+    fn draws_randomly(&self) -> bool {
+        self.as_ref().is_some_and(Visit::draws_randomly)
+    }
 }
 
 macro_rules! plain {
@@ -100,6 +119,9 @@ macro_rules! plain {
             fn visit_parameters(&self, _: &str, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
             fn visit_buffers(&self, _: &str, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
             fn set_training(&mut self, _: bool) {}
+            fn draws_randomly(&self) -> bool {
+                false
+            }
         }
     )*};
 }

@@ -36,7 +36,7 @@ pub struct TrainConfig {
     #[serde(default)]
     pub context: Option<usize>,
     /// Whether the trainer refuses a step whose estimated memory
-    /// ([`step_memory`](super::step_memory)) exceeds what the device has (true by default);
+    /// (`GptConfig::step_memory`, `EncoderDecoderConfig::step_memory`) exceeds what the device has (true by default);
     /// false tries anyway.
     #[serde(default = "checked")]
     pub memory_check: bool,

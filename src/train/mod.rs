@@ -6,14 +6,12 @@
 //! token windows), encoder and encoder-decoder, and your own.
 
 mod config;
-mod memory;
+pub mod memory;
 mod metrics;
 mod objective;
 mod trainer;
 
 pub use config::TrainConfig;
-pub(crate) use memory::{check_encoder_decoder_step_fits, check_step_fits};
-pub use memory::{encoder_decoder_step_memory, step_memory};
 pub use metrics::{MetricsWriter, Record, read_metrics};
-pub use objective::{Batch, Trainable, batch_losses, evaluate, forward_backward, mean_loss};
+pub use objective::{Batch, Trainable, batch_losses, forward_backward, mean_loss};
 pub use trainer::{StepStats, Trainer};

@@ -2,8 +2,6 @@
 //! examples can be cut into shards, and the batch's mean loss), the
 //! data-parallel forward and backward built on it, and evaluation.
 
-use crate::data;
-use crate::models::Gpt;
 use crate::nn::Module;
 use crate::nn::SharedRng;
 use crate::train::TrainConfig;
@@ -74,10 +72,6 @@ pub trait Trainable: Module + Send + Sync {
         self.loss(batch)
     }
 
-    /// True when a forward draws from a random stream in order (dropout):
-    /// its batches then run whole instead of in shards.
-    fn draws_randomly(&self) -> bool;
-
     /// The stream dropout draws from, saved with a checkpoint (none by
     /// default: no dropout, or a stream the model does not expose).
     fn dropout_rng(&self) -> Option<&SharedRng> {
@@ -117,7 +111,7 @@ pub trait Trainable: Module + Send + Sync {
 /// across threads (each thread packs the same operand again, and waits for
 /// the others at every kernel), while whole sequences per thread keep every
 /// thread busy until the gradients are summed. A model with dropout runs
-/// its batch whole ([`Trainable::draws_randomly`]): its masks come from one
+/// its batch whole ([`Module::draws_randomly`]): its masks come from one
 /// stream, drawn in order.
 ///
 /// ```
@@ -175,17 +169,6 @@ pub fn forward_backward<M: Trainable>(
     })
 }
 
-/// The mean loss of `model` over all of `tokens`, in non-overlapping windows
-/// of its context (every target counted once, whatever the sampling): the
-/// figure the Shakespeare target is stated in. Runs in
-/// [`eval_mode`](crate::eval_mode), leaving the model's mode as it was.
-pub fn evaluate(model: &Gpt, tokens: &[i64], batch: usize) -> f32 {
-    let context = model.config.block_size;
-    let windows: Vec<_> =
-        data::sliding_windows(tokens, context, context, batch, &model.device()).collect();
-    mean_loss(model, &windows)
-}
-
 /// The mean loss of `model` over every batch of a split (a whole validation
 /// set, say), each batch weighted by [`Trainable::loss_weight`]: the mean
 /// over examples (or, for GPT, over targets), whatever the batch sizes.
@@ -238,10 +221,10 @@ pub fn batch_losses<M: Trainable>(model: &M, batches: &[M::Batch]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::GptConfig;
     use crate::data;
     use crate::nn::Module;
     use crate::train::{TrainConfig, Trainer};
+    use crate::{Gpt, GptConfig};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 

@@ -6,12 +6,10 @@ use std::path::Path;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::TrainConfig;
 use super::objective::{Trainable, batch_losses, forward_backward};
-use super::{TrainConfig, memory::check_step_fits};
 use crate::checkpoint::Checkpoint;
-use crate::data;
-use crate::models::{Gpt, GptConfig, MODEL_CONFIG_KEY, Persist};
-use crate::nn::Module;
+use crate::models::{Gpt, MODEL_CONFIG_KEY, Persist};
 use crate::optim::{Adam, AdamConfig, Optimizer, clip_coefficient, decay_groups, grad_norm};
 use crate::{DType, Error, Result, Tensor, no_grad};
 
@@ -87,42 +85,6 @@ pub struct Trainer<M: Trainable = Gpt> {
 /// The seeds of a trainer's streams, from its config's seed.
 const DATA_STREAM: u64 = 1;
 const EVAL_STREAM: u64 = 0xe7a1;
-
-impl Trainer<Gpt> {
-    /// A fresh GPT (initialised from `config.seed`) and optimizer, on the
-    /// default device (`device.as_default(|| Trainer::new(..))` trains on
-    /// `device`). Both configs are validated, and the step's memory
-    /// ([`step_memory`](super::step_memory)) is checked against what the
-    /// device has before anything is allocated.
-    pub fn new(model_config: GptConfig, config: TrainConfig) -> Result<Trainer> {
-        config.validate()?;
-        model_config.validate()?;
-        check_step_fits(&model_config, &config, &crate::default_device())?;
-        let model = Gpt::new(model_config, config.seed)?;
-        Trainer::from_model(model, config)
-    }
-
-    /// One optimisation step on random windows of `tokens`, each
-    /// [`TrainConfig::context`] tokens long (else the model's context; see
-    /// [`train_step_with`](Self::train_step_with)).
-    pub fn train_step(&mut self, tokens: &[i64]) -> Result<StepStats> {
-        let batch = self.config.batch_size;
-        let context = self.config.context.unwrap_or(self.model.config.block_size);
-        let device = self.model.device();
-        self.train_step_with(|rng| data::random_batch(tokens, batch, context, rng, &device))
-    }
-
-    /// Mean loss over `batches` random windows of `tokens` (nanoGPT's
-    /// estimate_loss; see [`estimate_loss_with`](Self::estimate_loss_with)).
-    pub fn estimate_loss(&mut self, tokens: &[i64], batches: usize) -> f32 {
-        let batch = self.config.batch_size;
-        let context = self.config.context.unwrap_or(self.model.config.block_size);
-        let device = self.model.device();
-        self.estimate_loss_with(batches, |rng| {
-            data::random_batch(tokens, batch, context, rng, &device)
-        })
-    }
-}
 
 impl<M: Trainable> Trainer<M> {
     /// A trainer for `model` as built (its parameters in two AdamW groups:

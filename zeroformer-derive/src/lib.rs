@@ -12,7 +12,8 @@
 //!   trained or checkpointed as a parameter.
 //!
 //! `set_training` is forwarded to every visited field, so dropout inside
-//! follows the model's mode.
+//! follows the model's mode, and `draws_randomly` is true when any visited
+//! field draws randomly (a dropout with `p > 0`).
 
 #![warn(missing_docs)]
 
@@ -34,7 +35,8 @@ use syn::{Data, DeriveInput, Fields, parse_macro_input};
 ///   or checkpointed as a parameter.
 ///
 /// `set_training` is forwarded to every visited field, so dropout inside
-/// follows the model's mode.
+/// follows the model's mode, and `draws_randomly` is true when any visited
+/// field draws randomly (a dropout with `p > 0`).
 #[proc_macro_derive(Module, attributes(module))]
 pub fn derive_module(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -89,7 +91,8 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
             ));
         }
     };
-    let (mut params, mut buffers, mut modes) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut params, mut buffers, mut modes, mut draws) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for field in fields {
         let ident = field.ident.as_ref().expect("named");
         let name = ident.to_string();
@@ -104,6 +107,9 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
                 });
                 modes.push(quote! {
                     ::zeroformer::nn::Visit::set_training(&mut self.#ident, training);
+                });
+                draws.push(quote! {
+                    || ::zeroformer::nn::Visit::draws_randomly(&self.#ident)
                 });
             }
             // A buffer's tensors are what `visit_buffers` reports, in the
@@ -138,6 +144,10 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
             fn set_training(&mut self, training: bool) {
                 let _ = training;
                 #(#modes)*
+            }
+
+            fn draws_randomly(&self) -> bool {
+                false #(#draws)*
             }
         }
     })

@@ -1,0 +1,312 @@
+//! GPT: a decoder-only Transformer (GPT-2's architecture, nanoGPT's layout):
+//! its config, the model, and how it trains.
+
+mod config;
+mod training;
+
+pub use config::GptConfig;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::nn::{
+    BlockMlp, Dropout, Embedding, EmbeddingConfig, FeedForwardConfig, GptBlock, KvCache, LayerNorm,
+    LayerNormConfig, Module, MultiHeadAttentionConfig, Routing, SharedRng,
+};
+use crate::{DType, Result, Tensor};
+
+/// A decoder-only Transformer: token and learned position embeddings,
+/// pre-norm blocks, a final LayerNorm, and an output head tied to the token
+/// embedding.
+///
+/// ```
+/// use zeroformer::prelude::*;
+/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: true, checkpoint_activations: false, attention_windows: vec![], moe: None };
+/// let model = Gpt::new(config, 0).unwrap();
+/// let ids = Tensor::from_ids(vec![1, 2, 3], &[1, 3]);
+/// assert_eq!(model.forward(&ids).shape(), &[1, 3, 10]);
+/// ```
+#[derive(Module)]
+pub struct Gpt {
+    /// The shape of the model.
+    #[module(skip)]
+    pub config: GptConfig,
+    /// Token embeddings, `[vocab_size, n_embd]`; also the output head (tied).
+    pub wte: Embedding,
+    /// Position embeddings, `[block_size, n_embd]`.
+    pub wpe: Embedding,
+    /// The blocks, in order.
+    pub blocks: Vec<GptBlock>,
+    /// The final LayerNorm.
+    pub ln_f: LayerNorm,
+    drop: Dropout,
+    dropout_rng: SharedRng,
+    /// The tied output head as int8 rows, once quantized.
+    #[module(skip)]
+    head_int8: Option<crate::ops::quantized::Int8Rows>,
+}
+
+impl Gpt {
+    /// A model with GPT-2's initialisation from `seed`: weights N(0, 0.02²),
+    /// the residual output projections N(0, (0.02 / √(2·n_layer))²), biases
+    /// zero, LayerNorm weights one. Dropout draws from a stream seeded by `seed` too.
+    /// Built on the default device (`device.as_default(|| Gpt::new(..))`
+    /// builds on `device`), whose memory is checked for the parameters first.
+    pub fn new(config: GptConfig, seed: u64) -> Result<Gpt> {
+        config.validate()?;
+        let count = config.parameter_count().expect("validated");
+        crate::default_device().check_fits(
+            count.saturating_mul(4),
+            &format!("a model of {count} parameters"),
+        )?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let dropout_rng = SharedRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
+        let (c, std) = (config.n_embd, 0.02);
+        let proj_std = std / (2.0 * config.n_layer as f32).sqrt();
+        let device = crate::default_device();
+        let wte = EmbeddingConfig::new(config.vocab_size, c).init(&device, &mut rng)?;
+        let wpe = EmbeddingConfig::new(config.block_size, c).init(&device, &mut rng)?;
+        let norm = LayerNormConfig::new(c).bias(config.bias);
+        let attention = MultiHeadAttentionConfig::new(c, config.n_head)
+            .bias(config.bias)
+            .dropout(config.dropout)
+            .std(std, proj_std);
+        let mlp = FeedForwardConfig::new(c, 4 * c)
+            .bias(config.bias)
+            .dropout(config.dropout)
+            .std(std, proj_std);
+        let blocks = (0..config.n_layer)
+            .map(|layer| {
+                Ok(GptBlock {
+                    ln_1: norm.init(&device)?,
+                    attn: attention
+                        .window(config.attention_window(layer))
+                        .init_with_dropout(&device, &mut rng, &dropout_rng)?,
+                    ln_2: norm.init(&device)?,
+                    mlp: match &config.moe {
+                        Some(moe) if config.has_experts(layer) => BlockMlp::Experts(
+                            moe.init_with_dropout(&mlp, &device, &mut rng, &dropout_rng)?,
+                        ),
+                        _ => BlockMlp::Dense(mlp.init_with_dropout(
+                            &device,
+                            &mut rng,
+                            &dropout_rng,
+                        )?),
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Gpt {
+            head_int8: None,
+            ln_f: norm.init(&device)?,
+            drop: Dropout::new(config.dropout, dropout_rng.clone()),
+            config,
+            wte,
+            wpe,
+            blocks,
+            dropout_rng,
+        })
+    }
+
+    /// Keeps int8 copies (one scale per row) of every matrix the model
+    /// multiplies by: the blocks' linear layers and the tied output head.
+    /// Without gradients (generation, evaluation) the forward then reads
+    /// those, a quarter of the bytes; training still uses the f32 weights.
+    /// Call again after the weights change; [`drop_int8`](Self::drop_int8)
+    /// goes back to f32.
+    pub fn quantize_int8(&mut self) {
+        for block in &mut self.blocks {
+            block.attn.qkv.quantize_int8();
+            block.attn.proj.quantize_int8();
+            for mlp in block.mlp.feed_forwards_mut() {
+                mlp.fc.quantize_int8();
+                mlp.proj.quantize_int8();
+            }
+        }
+        self.head_int8 = Some(self.wte.weight.quantize_rows_int8());
+    }
+
+    /// Forgets the int8 copies.
+    pub fn drop_int8(&mut self) {
+        for block in &mut self.blocks {
+            block.attn.qkv.drop_int8();
+            block.attn.proj.drop_int8();
+            for mlp in block.mlp.feed_forwards_mut() {
+                mlp.fc.drop_int8();
+                mlp.proj.drop_int8();
+            }
+        }
+        self.head_int8 = None;
+    }
+
+    /// The output head: `x Wteᵀ` for `x` `[rows, width]`, through the int8
+    /// copy when there is one and gradients are off.
+    fn head(&self, x: &Tensor) -> Tensor {
+        match self
+            .head_int8
+            .as_ref()
+            .filter(|_| !crate::mode::is_grad_enabled())
+        {
+            Some(q) => x.matmul_int8(q),
+            None => x.matmul(&self.wte.weight.t()),
+        }
+    }
+
+    /// The random stream dropout draws from (its state goes into checkpoints).
+    pub fn dropout_rng(&self) -> &SharedRng {
+        &self.dropout_rng
+    }
+
+    /// Logits `[batch, time, vocab]` for token ids `[batch, time]` (i64).
+    pub fn forward(&self, ids: &Tensor) -> Tensor {
+        self.forward_impl(ids, None, false, false).0
+    }
+
+    /// Logits for the new tokens `ids` given everything in `cache`, which is
+    /// extended with them: incremental decoding.
+    pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache) -> Tensor {
+        self.forward_impl(ids, Some(cache), false, false).0
+    }
+
+    /// [`forward_cached`](Self::forward_cached)'s logits of the last
+    /// position only, `[batch, vocab]`: what decoding needs, without the
+    /// output head's product for the other positions.
+    pub fn forward_cached_last(&self, ids: &Tensor, cache: &mut KvCache) -> Tensor {
+        self.forward_impl(ids, Some(cache), false, true).0
+    }
+
+    /// Logits and every layer's attention weights `[batch, heads, time, time]`.
+    pub fn forward_with_attention(&self, ids: &Tensor) -> (Tensor, Vec<Tensor>) {
+        let (logits, weights, _) = self.forward_impl(ids, None, true, false);
+        (logits, weights)
+    }
+
+    /// Logits and the routing of every block with experts, in block order
+    /// (none for a dense model): what training adds
+    /// [`router_loss`](Self::router_loss) from, and expert utilisation is
+    /// read from.
+    pub fn forward_with_routing(&self, ids: &Tensor) -> (Tensor, Vec<Routing>) {
+        let (logits, _, routing) = self.forward_impl(ids, None, false, false);
+        (logits, routing)
+    }
+
+    /// The router losses the training loss adds: the mean over blocks with
+    /// experts of `load_balancing_coef · load_balancing_loss + z_loss_coef
+    /// · z_loss` (a mean, so that the weights mean the same at any depth).
+    /// `None` for a dense model.
+    pub fn router_loss(&self, routing: &[Routing]) -> Option<Tensor> {
+        let moe = self.config.moe.as_ref()?;
+        let total = routing
+            .iter()
+            .map(|r| {
+                let balance = r.load_balancing_loss.mul_scalar(moe.load_balancing_coef);
+                match moe.z_loss_coef {
+                    0.0 => balance,
+                    z => balance.add(&r.z_loss.mul_scalar(z)),
+                }
+            })
+            .reduce(|a, b| a.add(&b))?;
+        Some(total.mul_scalar(1.0 / routing.len() as f32))
+    }
+
+    /// The share of routed tokens each expert of each block with experts
+    /// receives for `ids` (one row per such block, in block order; each row
+    /// sums to `top_k`), without gradients: expert utilisation, which the
+    /// load-balancing loss keeps near `top_k / n_experts`.
+    pub fn expert_shares(&self, ids: &Tensor) -> Vec<Vec<f32>> {
+        let (_, routing) = crate::mode::no_grad(|| self.forward_with_routing(ids));
+        let tokens = ids.numel().max(1) as f32;
+        routing
+            .iter()
+            .map(|r| {
+                r.tokens_per_expert
+                    .iter()
+                    .map(|&n| n as f32 / tokens)
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn forward_impl(
+        &self,
+        ids: &Tensor,
+        cache: Option<&mut KvCache>,
+        weights: bool,
+        last_only: bool,
+    ) -> (Tensor, Vec<Tensor>, Vec<Routing>) {
+        // In the device's scope: on the CPU, the layers' kernels then run
+        // without a thread hand-off each.
+        ids.device()
+            .scope(|| self.forward_on_this_thread(ids, cache, weights, last_only))
+    }
+
+    fn forward_on_this_thread(
+        &self,
+        ids: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        weights: bool,
+        last_only: bool,
+    ) -> (Tensor, Vec<Tensor>, Vec<Routing>) {
+        assert_eq!(
+            ids.dtype(),
+            DType::I64,
+            "Gpt: token ids must be i64, got {:?}",
+            ids.dtype()
+        );
+        assert_eq!(
+            ids.rank(),
+            2,
+            "Gpt: token ids must be [batch, time], got {:?}",
+            ids.shape()
+        );
+        let t = ids.shape()[1];
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        assert!(
+            past + t <= self.config.block_size,
+            "Gpt: {} positions exceed the context length {}",
+            past + t,
+            self.config.block_size
+        );
+        if let Some(c) = cache.as_mut().filter(|c| c.layers.is_empty()) {
+            **c = KvCache::new(self.config.n_layer);
+        }
+        let positions = ids.new_ids((past as i64..(past + t) as i64).collect(), &[t]);
+        let mut x = self
+            .drop
+            .forward(&self.wte.forward(ids).add(&self.wpe.forward(&positions)));
+        let (mut all_weights, mut routing) = (Vec::new(), Vec::new());
+        let checkpointed = self.config.checkpoint_activations && cache.is_none() && !weights;
+        for (i, block) in self.blocks.iter().enumerate() {
+            // A block with experts is not checkpointed: its router losses
+            // must keep their graph.
+            if checkpointed && matches!(block.mlp, BlockMlp::Dense(_)) {
+                x = crate::nn::checkpoint(block, &[&x], |block, xs| block.forward(&xs[0]));
+                continue;
+            }
+            let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
+            let (y, w, r) = block.forward_routed(&x, layer_cache, weights);
+            x = y;
+            all_weights.extend(w);
+            routing.extend(r);
+        }
+        let (b, c, v) = (ids.shape()[0], self.config.n_embd, self.config.vocab_size);
+        if last_only {
+            let x = self.ln_f.forward(&x.narrow(1, t - 1, 1));
+            let logits = self.head(&x.reshape(&[b, c]));
+            return (logits, all_weights, routing);
+        }
+        let x = self.ln_f.forward(&x);
+        // The head shares the token embedding: logits = x Wteᵀ, as one
+        // [batch·time, width] product.
+        let logits = self.head(&x.reshape(&[b * t, c])).reshape(&[b, t, v]);
+        (logits, all_weights, routing)
+    }
+
+    /// Mean cross-entropy of `logits` `[batch, time, vocab]` against `targets` `[batch, time]`.
+    pub fn loss(logits: &Tensor, targets: &Tensor) -> Tensor {
+        let v = logits.shape()[logits.rank() - 1];
+        logits
+            .reshape(&[logits.numel() / v, v])
+            .cross_entropy(&targets.reshape(&[targets.numel()]))
+    }
+}
