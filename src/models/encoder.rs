@@ -6,8 +6,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::nn::{
-    Activation, EncoderLayer, LayerConfig, Linear, LinearConfig, Module, Norm, NormKind,
-    NormPlacement, Positional, SharedRng, TokenEmbedding, TokenEmbeddingConfig,
+    Activation, EncoderLayer, LayerConfig, Linear, LinearConfig, Module, Norm, NormPlacement,
+    Positional, SharedRng, TokenEmbedding, TokenEmbeddingConfig,
 };
 use crate::{DType, Error, GeluApproximation, Result, Tensor};
 
@@ -81,16 +81,9 @@ impl EncoderConfig {
             vocab_size,
             max_len,
             n_layer,
-            layer: LayerConfig {
-                d_model,
-                n_head,
-                d_ff,
-                dropout: 0.1,
-                activation: Activation::Gelu(GeluApproximation::None),
-                norm: NormKind::LayerNorm,
-                placement: NormPlacement::Post,
-                bias: true,
-            },
+            // BERT's layer: the 2017 one with exact GELU.
+            layer: LayerConfig::new(d_model, n_head, d_ff)
+                .activation(Activation::Gelu(GeluApproximation::None)),
             positional: Positional::Learned,
             pooling: Pooling::Mean,
             num_classes,

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::encoder::check_ids;
 use crate::nn::{
-    Activation, DecoderLayer, DecoderLayerCache, EncoderLayer, LayerConfig, Module, Norm, NormKind,
-    NormPlacement, Positional, SharedRng, TokenEmbedding, TokenEmbeddingConfig, xavier_uniform,
+    DecoderLayer, DecoderLayerCache, EncoderLayer, LayerConfig, Module, Norm, NormPlacement,
+    Positional, SharedRng, TokenEmbedding, TokenEmbeddingConfig, xavier_uniform,
 };
 use crate::train::{TrainConfig, memory};
 use crate::{Device, Error, NoGradGuard, Result, Tensor};
@@ -75,16 +75,8 @@ impl EncoderDecoderConfig {
             max_len,
             n_encoder_layers: n_layers,
             n_decoder_layers: n_layers,
-            layer: LayerConfig {
-                d_model,
-                n_head,
-                d_ff,
-                dropout: 0.1,
-                activation: Activation::Relu,
-                norm: NormKind::LayerNorm,
-                placement: NormPlacement::Post,
-                bias: true,
-            },
+            // The 2017 paper's layer: dropout 0.1, ReLU, post-norm.
+            layer: LayerConfig::new(d_model, n_head, d_ff),
             positional: Positional::Sinusoidal,
             checkpoint_activations: false,
         };

@@ -34,10 +34,37 @@ pub(crate) fn on<M: Module>(device: &Device, build: impl FnOnce() -> M) -> Resul
     Ok(device.as_default(build))
 }
 
-/// A dropout stream drawn from `rng`, for a layer built on its own.
-fn dropout_stream(rng: &mut impl Rng) -> SharedRng {
-    SharedRng::seed_from_u64(rng.next_u64())
+/// `$init(&device, &mut rng)`, which draws the layer's own dropout stream
+/// from `rng`, and `$init_with(&device, &mut rng, &stream)`, which shares a
+/// model's, for a config with `validate` whose layer `$build(config, rng,
+/// dropout)` makes.
+macro_rules! dropout_inits {
+    ($config:ty, $init:ident, $init_with:ident => $layer:ty, $build:path) => {
+        impl $config {
+            #[doc = concat!("The [`", stringify!($layer), "`], on `device`; its dropout stream is")]
+            /// drawn from `rng`. Errors for numbers
+            /// [`validate`](Self::validate) refuses.
+            pub fn $init(&self, device: &Device, rng: &mut impl Rng) -> Result<$layer> {
+                self.validate()?;
+                let dropout = SharedRng::seed_from_u64(rng.next_u64());
+                self.$init_with(device, rng, &dropout)
+            }
+
+            #[doc = concat!("[`", stringify!($init), "`](Self::", stringify!($init), "), its dropout drawing from `dropout`")]
+            /// (a model's stream, shared by its layers).
+            pub fn $init_with(
+                &self,
+                device: &Device,
+                rng: &mut impl Rng,
+                dropout: &SharedRng,
+            ) -> Result<$layer> {
+                self.validate()?;
+                crate::nn::config::on(device, || $build(self, rng, dropout))
+            }
+        }
+    };
 }
+pub(crate) use dropout_inits;
 
 pub(crate) fn check_dropout(p: f32) -> Result<()> {
     if (0.0..1.0).contains(&p) {
@@ -262,28 +289,9 @@ impl MultiHeadAttentionConfig {
         MultiHeadAttentionConfig { window, ..self }
     }
 
-    /// The layer, on `device`; its dropout stream is drawn from `rng`.
-    /// Errors for a width the heads do not divide, a dropout outside
-    /// [0, 1) or a window of 0.
-    pub fn init(&self, device: &Device, rng: &mut impl Rng) -> Result<MultiHeadAttention> {
-        self.validate()?;
-        let dropout = dropout_stream(rng);
-        self.init_with_dropout(device, rng, &dropout)
-    }
-
-    /// [`init`](Self::init), its dropout drawing from `dropout` (a model's
-    /// stream, shared by its layers).
-    pub fn init_with_dropout(
-        &self,
-        device: &Device,
-        rng: &mut impl Rng,
-        dropout: &SharedRng,
-    ) -> Result<MultiHeadAttention> {
-        self.validate()?;
-        on(device, || MultiHeadAttention::new(self, rng, dropout))
-    }
-
-    fn validate(&self) -> Result<()> {
+    /// Checks the numbers: a width the heads divide, a dropout in [0,
+    /// 1), a window of at least 1.
+    pub fn validate(&self) -> Result<()> {
         if self.n_head == 0 || self.d_model % self.n_head != 0 {
             return Err(Error::InvalidConfig(format!(
                 "d_model {} is not divisible by n_head {}",
@@ -298,6 +306,8 @@ impl MultiHeadAttentionConfig {
         check_dropout(self.dropout)
     }
 }
+
+dropout_inits!(MultiHeadAttentionConfig, init, init_with_dropout => MultiHeadAttention, MultiHeadAttention::new);
 
 /// A [`FeedForward`] network `d_model -> hidden -> d_model`: GELU (tanh),
 /// biases on, no dropout, weights from N(0, 0.02²).
@@ -358,25 +368,13 @@ impl FeedForwardConfig {
         }
     }
 
-    /// The network, on `device`; its dropout stream is drawn from `rng`.
-    pub fn init(&self, device: &Device, rng: &mut impl Rng) -> Result<FeedForward> {
-        check_dropout(self.dropout)?;
-        let dropout = dropout_stream(rng);
-        self.init_with_dropout(device, rng, &dropout)
-    }
-
-    /// [`init`](Self::init), its dropout drawing from `dropout` (a model's
-    /// stream, shared by its layers).
-    pub fn init_with_dropout(
-        &self,
-        device: &Device,
-        rng: &mut impl Rng,
-        dropout: &SharedRng,
-    ) -> Result<FeedForward> {
-        check_dropout(self.dropout)?;
-        on(device, || FeedForward::new(self, rng, dropout))
+    /// Checks the numbers: a dropout in [0, 1).
+    pub fn validate(&self) -> Result<()> {
+        check_dropout(self.dropout)
     }
 }
+
+dropout_inits!(FeedForwardConfig, init, init_with_dropout => FeedForward, FeedForward::new);
 
 impl MoeConfig {
     /// A [`MoeFeedForward`] of these experts, each built as `expert`
@@ -401,8 +399,9 @@ impl MoeConfig {
         device: &Device,
         rng: &mut impl Rng,
     ) -> Result<MoeFeedForward> {
+        self.validate()?;
         check_dropout(expert.dropout)?;
-        let dropout = dropout_stream(rng);
+        let dropout = SharedRng::seed_from_u64(rng.next_u64());
         self.init_with_dropout(expert, device, rng, &dropout)
     }
 
@@ -499,27 +498,9 @@ impl TokenEmbeddingConfig {
         TokenEmbeddingConfig { dropout, ..self }
     }
 
-    /// The embedding, on `device`; its dropout stream is drawn from `rng`.
-    /// Errors for a dropout outside [0, 1) or an odd rotary head width.
-    pub fn init(&self, device: &Device, rng: &mut impl Rng) -> Result<TokenEmbedding> {
-        self.validate()?;
-        let dropout = dropout_stream(rng);
-        self.init_with_dropout(device, rng, &dropout)
-    }
-
-    /// [`init`](Self::init), its dropout drawing from `dropout` (a model's
-    /// stream, shared by its layers).
-    pub fn init_with_dropout(
-        &self,
-        device: &Device,
-        rng: &mut impl Rng,
-        dropout: &SharedRng,
-    ) -> Result<TokenEmbedding> {
-        self.validate()?;
-        on(device, || TokenEmbedding::new(self, rng, dropout))
-    }
-
-    fn validate(&self) -> Result<()> {
+    /// Checks the numbers: a dropout in [0, 1), an even head width for
+    /// rotary positions.
+    pub fn validate(&self) -> Result<()> {
         if self.positional == Positional::Rotary && (self.head_dim == 0 || self.head_dim % 2 != 0) {
             return Err(Error::InvalidConfig(format!(
                 "rotary positions need an even, positive head width, got {}",
@@ -529,3 +510,5 @@ impl TokenEmbeddingConfig {
         check_dropout(self.dropout)
     }
 }
+
+dropout_inits!(TokenEmbeddingConfig, init, init_with_dropout => TokenEmbedding, TokenEmbedding::new);

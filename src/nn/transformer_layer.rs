@@ -5,7 +5,7 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::config::{check_dropout, on};
+use super::config::{check_dropout, dropout_inits};
 use super::{
     Activation, AttentionMask, FeedForward, FeedForwardConfig, LayerKvCache, Module,
     MultiHeadAttention, MultiHeadAttentionConfig, Norm, NormConfig, NormKind, Rope, SharedRng,
@@ -26,7 +26,9 @@ pub enum NormPlacement {
 
 /// The shape of one encoder or decoder layer. [`new`](Self::new) gives
 /// the 2017 Transformer's layer, as PyTorch's `nn.TransformerEncoderLayer`
-/// defaults it: dropout 0.1, ReLU, LayerNorm with biases, post-norm.
+/// defaults it: dropout 0.1, ReLU, LayerNorm with biases, post-norm. The
+/// layers it builds draw their weights from N(0, 0.02²) (models may
+/// re-initialise them).
 ///
 /// ```
 /// use zeroformer::nn::{LayerConfig, NormPlacement};
@@ -101,50 +103,20 @@ impl LayerConfig {
         LayerConfig { bias, ..self }
     }
 
-    /// An [`EncoderLayer`] on `device`, weights from N(0, 0.02²); its
-    /// dropout stream is drawn from `rng`. Errors for numbers
-    /// [`validate`](Self::validate) refuses.
-    pub fn init_encoder(&self, device: &Device, rng: &mut impl Rng) -> Result<EncoderLayer> {
-        let dropout = self.checked_dropout_stream(rng)?;
-        self.init_encoder_with_dropout(device, rng, &dropout)
-    }
-
-    /// [`init_encoder`](Self::init_encoder), its dropout drawing from
-    /// `dropout` (a model's stream, shared by its layers).
-    pub fn init_encoder_with_dropout(
-        &self,
-        device: &Device,
-        rng: &mut impl Rng,
-        dropout: &SharedRng,
-    ) -> Result<EncoderLayer> {
-        self.validate()?;
-        on(device, || EncoderLayer {
+    /// An encoder layer, weights from N(0, 0.02²) ([`init_encoder`](Self::init_encoder)).
+    fn build_encoder(&self, rng: &mut impl Rng, dropout: &SharedRng) -> EncoderLayer {
+        EncoderLayer {
             self_attn: MultiHeadAttention::new(&self.attention(), rng, dropout),
             norm_1: self.new_norm(),
             ff: FeedForward::new(&self.feed_forward(), rng, dropout),
             norm_2: self.new_norm(),
             placement: self.placement,
-        })
+        }
     }
 
-    /// A [`DecoderLayer`] on `device`, weights from N(0, 0.02²); its
-    /// dropout stream is drawn from `rng`. Errors for numbers
-    /// [`validate`](Self::validate) refuses.
-    pub fn init_decoder(&self, device: &Device, rng: &mut impl Rng) -> Result<DecoderLayer> {
-        let dropout = self.checked_dropout_stream(rng)?;
-        self.init_decoder_with_dropout(device, rng, &dropout)
-    }
-
-    /// [`init_decoder`](Self::init_decoder), its dropout drawing from
-    /// `dropout` (a model's stream, shared by its layers).
-    pub fn init_decoder_with_dropout(
-        &self,
-        device: &Device,
-        rng: &mut impl Rng,
-        dropout: &SharedRng,
-    ) -> Result<DecoderLayer> {
-        self.validate()?;
-        on(device, || DecoderLayer {
+    /// A decoder layer, weights from N(0, 0.02²) ([`init_decoder`](Self::init_decoder)).
+    fn build_decoder(&self, rng: &mut impl Rng, dropout: &SharedRng) -> DecoderLayer {
+        DecoderLayer {
             self_attn: MultiHeadAttention::new(&self.attention(), rng, dropout),
             norm_1: self.new_norm(),
             cross_attn: MultiHeadAttention::new(&self.attention(), rng, dropout),
@@ -152,7 +124,7 @@ impl LayerConfig {
             ff: FeedForward::new(&self.feed_forward(), rng, dropout),
             norm_3: self.new_norm(),
             placement: self.placement,
-        })
+        }
     }
 
     /// The attention sub-layers' config.
@@ -179,11 +151,6 @@ impl LayerConfig {
 
     fn new_norm(&self) -> Norm {
         Norm::new(self.norm, self.d_model, self.bias)
-    }
-
-    fn checked_dropout_stream(&self, rng: &mut impl Rng) -> Result<SharedRng> {
-        self.validate()?;
-        Ok(SharedRng::seed_from_u64(rng.next_u64()))
     }
 
     /// Checks the numbers, naming what is wrong.
@@ -247,6 +214,9 @@ impl LayerConfig {
             .checked_add(bias)
     }
 }
+
+dropout_inits!(LayerConfig, init_encoder, init_encoder_with_dropout => EncoderLayer, LayerConfig::build_encoder);
+dropout_inits!(LayerConfig, init_decoder, init_decoder_with_dropout => DecoderLayer, LayerConfig::build_decoder);
 
 /// A residual connection around `f` with the norm placed as configured.
 fn residual(
