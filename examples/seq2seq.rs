@@ -18,6 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use zeroformer::data::digits::{self, DigitTask, START, VOCAB_SIZE};
+use zeroformer::generation::{GenerationConfig, Seq2SeqLm, generate_batch};
 use zeroformer::models::{EncoderDecoder, EncoderDecoderConfig};
 use zeroformer::nn::{LayerConfig, Module, NormPlacement};
 use zeroformer::optim::{Adam, AdamConfig, LrSchedule, Optimizer, ParamGroup};
@@ -227,7 +228,7 @@ fn train(args: Args) -> Result<()> {
     let train_seconds = started.elapsed().as_secs_f64();
 
     // Held-out sequences from a stream the training batches never drew from.
-    model.set_training(false);
+    // Generation runs in eval mode: no dropout.
     let mut eval_rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0x5eed_e7a1);
     let (mut correct, mut shown) = (0usize, 0usize);
     let mut remaining = args.eval_size;
@@ -235,12 +236,11 @@ fn train(args: Args) -> Result<()> {
         let n = remaining.min(250);
         remaining -= n;
         let b = digits::batch(task, n, args.len, &mut eval_rng);
-        let out = model.greedy_decode(&b.source, None, START, None, args.len);
-        let (src, want, got) = (
-            b.source.to_vec_i64(),
-            b.target_out.to_vec_i64(),
-            out.to_vec_i64(),
-        );
+        let starts = vec![vec![START]; n];
+        let greedy = GenerationConfig::new(args.len);
+        let out = generate_batch(&model.condition(&b.source, None), &starts, &greedy)?;
+        let got: Vec<i64> = out.into_iter().flat_map(|g| g.tokens).collect();
+        let (src, want) = (b.source.to_vec_i64(), b.target_out.to_vec_i64());
         for i in 0..n {
             let row = i * args.len..(i + 1) * args.len;
             correct += usize::from(want[row.clone()] == got[row.clone()]);

@@ -72,9 +72,11 @@
 //!   config in one safetensors file; `Gpt::load(path)` (also from a
 //!   trainer's checkpoint) rebuilds the model. `Trainer::save` and
 //!   `Trainer::<Gpt>::resume` keep everything for a bit-exact resume.
-//! - [`generation::generate_with`]: greedy, temperature, top-k, top-p,
-//!   repetition penalty, stop tokens and streaming, with a KV cache, for
-//!   any [`generation::CausalLm`]; [`Gpt::from_pretrained`] and
+//! - [`generation::generate_with`] and [`generation::generate_batch`]:
+//!   greedy, temperature, top-k, top-p, repetition penalty, stop tokens and
+//!   streaming, with a KV cache, for any [`generation::CausalLm`] (a GPT,
+//!   or an encoder-decoder's decoder given its source,
+//!   [`generation::Seq2SeqLm`]); [`Gpt::from_pretrained`] and
 //!   [`Gpt::save_pretrained`] read and write Hugging Face GPT-2
 //!   directories; [`tokenizer`] has GPT-2's tokenizer and BPE training.
 //! - The examples: `examples/shakespeare.rs` (train a character-level GPT

@@ -7,6 +7,7 @@
 mod common;
 
 use zeroformer::data::digits::{self, DigitTask};
+use zeroformer::generation::{GenerationConfig, Seq2SeqLm, generate_batch};
 use zeroformer::models::{Encoder, EncoderConfig, EncoderDecoder, EncoderDecoderConfig};
 use zeroformer::nn::{NormKind, NormPlacement, Positional, Rope, padding_mask, sinusoidal_table};
 use zeroformer::optim::{Adam, AdamConfig, LrSchedule, Optimizer, ParamGroup};
@@ -176,14 +177,39 @@ fn cached_decoding_equals_uncached(device: &Device) {
                 &format!("{placement:?} {positional:?} step {t}"),
             );
         }
-        let cached = model.greedy_decode(&src, Some(&pad), 1, None, 6);
-        let uncached = model.greedy_decode_uncached(&src, Some(&pad), 1, None, 6);
-        assert_eq!(cached.to_vec_i64(), uncached.to_vec_i64());
-        assert_eq!(cached.shape(), &[2, 6]);
+        let decoder = model.condition(&src, Some(&pad));
+        let cached =
+            generate_batch(&decoder, &[vec![1], vec![1]], &GenerationConfig::new(6)).unwrap();
+        let cached: Vec<Vec<i64>> = cached.into_iter().map(|g| g.tokens).collect();
+        assert_eq!(cached, greedy_uncached(&model, &src, &pad, 6));
     }
 }
 
 test_device!(cached_decoding_equals_uncached);
+
+/// Greedy decoding from start token 1 that runs the decoder over the whole
+/// prefix at every step: the reference for the cached generation.
+fn greedy_uncached(
+    model: &EncoderDecoder,
+    src: &Tensor,
+    pad: &Tensor,
+    steps: usize,
+) -> Vec<Vec<i64>> {
+    let memory = model.encode(src, Some(pad));
+    let rows = src.shape()[0];
+    let mut seqs = vec![vec![1i64]; rows];
+    for _ in 0..steps {
+        let t = seqs[0].len();
+        let ids = src.new_ids(seqs.concat(), &[rows, t]);
+        let logits = model.decode(&ids, &memory, Some(pad), None, None);
+        let next = logits
+            .narrow(1, t - 1, 1)
+            .argmax_dim(-1, false)
+            .to_vec_i64();
+        seqs.iter_mut().zip(next).for_each(|(s, n)| s.push(n));
+    }
+    seqs.into_iter().map(|s| s[1..].to_vec()).collect()
+}
 
 /// Trains on the copy task of `len` digits with Adam under the Noam
 /// schedule, cooled linearly to zero over the last 20% of the steps as
@@ -245,8 +271,11 @@ fn copy_task_is_solved_by_greedy_decoding() {
     let model = encoder_decoder(NormPlacement::Post, Positional::Sinusoidal, device);
     let (_, last) = train_copy(&model, 600, 6, device);
     let b = digits::batch(DigitTask::Copy, 200, 6, &mut StdRng::seed_from_u64(99));
-    let out = model.greedy_decode(&on(device, b.source), None, digits::START, None, 6);
-    let (want, got) = (b.target_out.to_vec_i64(), out.to_vec_i64());
+    let starts = vec![vec![digits::START]; 200];
+    let decoder = model.condition(&on(device, b.source), None);
+    let out = generate_batch(&decoder, &starts, &GenerationConfig::new(6)).unwrap();
+    let want = b.target_out.to_vec_i64();
+    let got: Vec<i64> = out.into_iter().flat_map(|g| g.tokens).collect();
     let exact = want
         .chunks(6)
         .zip(got.chunks(6))

@@ -1,10 +1,15 @@
 //! Text generation from a decoder: how the next token is picked from the
 //! logits ([`Sampling`], [`sample_next`], the repetition penalty) and the
-//! cached decoding loop ([`generate_with`] for any [`CausalLm`], with stop
-//! tokens, a seed and a per-token callback; [`generate`], its short form).
+//! cached decoding loop, one API for every model: [`generate_with`] (one
+//! prompt, with stop tokens, a seed and a per-token callback),
+//! [`generate_batch`] (equal-length prompts side by side) and [`generate`]
+//! (the short form) drive any [`CausalLm`]: a decoder such as [`Gpt`], or
+//! an encoder-decoder's decoder given its source ([`Seq2SeqLm::condition`]).
 //! Sampling parameters are checked once, when a [`Sampling`] or a
 //! [`GenerationConfig`] is checked; what a model produces (non-finite
 //! logits) is checked at every token.
+//!
+//! [`Gpt`]: crate::Gpt
 
 mod sampling;
 
@@ -13,14 +18,18 @@ pub use sampling::{Sampling, apply_repetition_penalty, sample_next};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::models::Gpt;
 use crate::nn::{KvCache, Module};
 use crate::{Error, Result, Tensor, no_grad};
 
-/// A decoder that predicts the next token from a KV cache: what
-/// [`generate_with`] drives. Implemented for [`Gpt`]; implement it for your
-/// own decoder to get the same generation.
+/// A decoder that predicts the next token from a cache of the positions
+/// before it: what [`generate_with`] and [`generate_batch`] drive.
+/// Implemented for [`Gpt`](crate::Gpt) and for an encoder-decoder's
+/// decoder given its source ([`Seq2SeqLm`]); implement it for your own
+/// decoder to get the same generation.
 pub trait CausalLm: Module + Sync {
+    /// What the decoder keeps between steps.
+    type Cache: GenerationCache;
+
     /// Token ids run from 0 to this minus 1.
     fn vocab_size(&self) -> usize;
 
@@ -28,29 +37,69 @@ pub trait CausalLm: Module + Sync {
     fn context_len(&self) -> usize;
 
     /// An empty cache for this model that holds up to `capacity` positions.
-    fn new_cache(&self, capacity: usize) -> KvCache;
+    fn new_cache(&self, capacity: usize) -> Self::Cache;
 
     /// The logits `[batch, vocab]` of the position after `ids` `[batch,
     /// time]` (i64), given the positions `cache` holds; `cache` is extended
     /// with `ids`.
-    fn next_logits(&self, ids: &Tensor, cache: &mut KvCache) -> Tensor;
+    fn next_logits(&self, ids: &Tensor, cache: &mut Self::Cache) -> Tensor;
 }
 
-impl CausalLm for Gpt {
-    fn vocab_size(&self) -> usize {
-        self.config.vocab_size
+/// A model that generates a target from a source: its encoder runs once
+/// per source, and its decoder, attending to that encoding, is a
+/// [`CausalLm`] (the 2017 Transformer's
+/// [`EncoderDecoder`](crate::models::EncoderDecoder)).
+///
+/// ```
+/// use zeroformer::generation::{GenerationConfig, Seq2SeqLm, generate_batch};
+/// use zeroformer::models::{EncoderDecoder, EncoderDecoderConfig};
+/// use zeroformer::Tensor;
+/// let config = EncoderDecoderConfig::preset("transformer-tiny", 12, 12, 8)?;
+/// let model = EncoderDecoder::new(config, 0)?;
+/// let src = Tensor::from_ids(vec![3, 4, 5, 6, 7, 8], &[2, 3]);
+/// // Two sources side by side, each target starting from token 1.
+/// let out = generate_batch(&model.condition(&src, None), &[vec![1], vec![1]], &GenerationConfig::new(4))?;
+/// assert_eq!(out.len(), 2);
+/// assert_eq!(out[0].tokens.len(), 4);
+/// # Ok::<(), zeroformer::Error>(())
+/// ```
+pub trait Seq2SeqLm: Module + Sync {
+    /// The decoder given an encoded source.
+    type Conditioned<'a>: CausalLm
+    where
+        Self: 'a;
+
+    /// Encodes `src` `[batch, source_time]` (i64; `src_padding` `[batch,
+    /// source_time]` marks padding) once, without gradients and in
+    /// [`eval_mode`](crate::eval_mode): the decoder that continues each
+    /// row's target.
+    fn condition<'a>(&'a self, src: &Tensor, src_padding: Option<&Tensor>)
+    -> Self::Conditioned<'a>;
+}
+
+/// What a [`CausalLm`] keeps between steps, as far as the decoding loop
+/// needs to know it.
+pub trait GenerationCache {
+    /// The number of positions held.
+    fn len(&self) -> usize;
+
+    /// True when nothing is held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
-    fn context_len(&self) -> usize {
-        self.config.block_size
+    /// Forgets every position (the context slides: the newest positions
+    /// are fed again).
+    fn clear(&mut self);
+}
+
+impl GenerationCache for KvCache {
+    fn len(&self) -> usize {
+        KvCache::len(self)
     }
 
-    fn new_cache(&self, capacity: usize) -> KvCache {
-        KvCache::with_capacity(self.config.n_layer, capacity)
-    }
-
-    fn next_logits(&self, ids: &Tensor, cache: &mut KvCache) -> Tensor {
-        self.forward_cached_last(ids, cache)
+    fn clear(&mut self) {
+        KvCache::clear(self)
     }
 }
 
@@ -199,10 +248,41 @@ pub fn generate_with<M: CausalLm>(
     model: &M,
     prompt: &[i64],
     config: &GenerationConfig,
-    on_token: impl FnMut(i64) -> bool,
+    mut on_token: impl FnMut(i64) -> bool,
 ) -> Result<Generation> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    decode(model, prompt, config, &mut rng, on_token)
+    let rows = decode(model, &[prompt], config, &mut rng, |_, token| {
+        on_token(token)
+    })?;
+    Ok(rows.into_iter().next().expect("one row"))
+}
+
+/// Continues each of `prompts` (token ids, all of one length, at least
+/// one each) as `config` says, side by side: one forward a step for the
+/// whole batch. Each row ends at its own stop token (the batch runs on
+/// until every row has ended or the length is reached); rows draw from one
+/// sampling stream, in row order. The errors of [`generate_with`], and
+/// prompts of different lengths.
+///
+/// ```
+/// use zeroformer::generation::{Finish, GenerationConfig, generate_batch, generate_with};
+/// use zeroformer::{Gpt, GptConfig};
+/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![], moe: None };
+/// let model = Gpt::new(config, 0).unwrap();
+/// let greedy = GenerationConfig::new(5);
+/// let out = generate_batch(&model, &[vec![1, 2], vec![3, 4]], &greedy)?;
+/// assert_eq!(out[1], generate_with(&model, &[3, 4], &greedy, |_| true)?);
+/// assert!(generate_batch(&model, &[vec![1], vec![3, 4]], &greedy).is_err());
+/// # Ok::<(), zeroformer::Error>(())
+/// ```
+pub fn generate_batch<M: CausalLm>(
+    model: &M,
+    prompts: &[Vec<i64>],
+    config: &GenerationConfig,
+) -> Result<Vec<Generation>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let prompts: Vec<&[i64]> = prompts.iter().map(Vec::as_slice).collect();
+    decode(model, &prompts, config, &mut rng, |_, _| true)
 }
 
 /// Continues `prompt` by `new_tokens` tokens drawn with `rng` as `sampling`
@@ -228,86 +308,140 @@ pub fn generate<M: CausalLm>(
     rng: &mut impl rand::Rng,
 ) -> Result<Vec<i64>> {
     let config = GenerationConfig::new(new_tokens).sampling(*sampling);
-    let generated = decode(model, prompt, &config, rng, |_| true)?;
-    Ok([prompt, &generated.tokens].concat())
+    let generated = decode(model, &[prompt], &config, rng, |_, _| true)?;
+    Ok([prompt, &generated[0].tokens].concat())
 }
 
-/// The decoding loop of [`generate`] and [`generate_with`].
-fn decode<M: CausalLm>(
-    model: &M,
-    prompt: &[i64],
-    config: &GenerationConfig,
-    rng: &mut impl rand::Rng,
-    mut on_token: impl FnMut(i64) -> bool,
-) -> Result<Generation> {
-    config.validate()?;
-    if prompt.is_empty() {
+/// Checks the prompts: at least one, of one length, at least one token
+/// each, every token inside the vocabulary.
+fn check_prompts(prompts: &[&[i64]], vocab: usize) -> Result<()> {
+    let Some(first) = prompts.first() else {
+        return Err(Error::InvalidData("generate: no prompts".into()));
+    };
+    if first.is_empty() {
         return Err(Error::InvalidData(
             "generate: the prompt is empty; give at least one token (a start token where there is no text)".into(),
         ));
     }
-    let vocab = model.vocab_size();
-    if let Some(&id) = prompt
-        .iter()
-        .find(|&&id| id < 0 || id as u64 >= vocab as u64)
-    {
+    if let Some(other) = prompts.iter().find(|p| p.len() != first.len()) {
         return Err(Error::InvalidData(format!(
-            "generate: prompt token {id} is outside the vocabulary of {vocab}"
+            "generate: prompts side by side must be of one length, got {} and {} tokens",
+            first.len(),
+            other.len()
         )));
     }
+    match prompts
+        .iter()
+        .flat_map(|p| p.iter())
+        .find(|&&id| id < 0 || id as u64 >= vocab as u64)
+    {
+        Some(id) => Err(Error::InvalidData(format!(
+            "generate: prompt token {id} is outside the vocabulary of {vocab}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The decoding loop of [`generate`], [`generate_with`] and
+/// [`generate_batch`]: the rows of `prompts` side by side, `on_token(row,
+/// token)` called with each new token of a row that has not ended.
+fn decode<M: CausalLm>(
+    model: &M,
+    prompts: &[&[i64]],
+    config: &GenerationConfig,
+    rng: &mut impl rand::Rng,
+    mut on_token: impl FnMut(usize, i64) -> bool,
+) -> Result<Vec<Generation>> {
+    config.validate()?;
+    let vocab = model.vocab_size();
+    check_prompts(prompts, vocab)?;
     let _eval = crate::EvalModeGuard::new();
+    let (rows, prompt_len) = (prompts.len(), prompts[0].len());
     let context = model.context_len();
     // What the window keeps when it slides: all but the newest position,
     // which the next token takes (the one last token for a context of 1).
     let kept = context.saturating_sub(1).max(1);
-    let mut all = prompt.to_vec();
+    // Each row's prompt and tokens so far; a row that has ended is fed its
+    // last token again (the batch runs in step) but keeps no more.
+    let mut all: Vec<Vec<i64>> = prompts.iter().map(|p| p.to_vec()).collect();
+    let mut ended: Vec<Option<Finish>> = vec![None; rows];
+    let mut lengths = vec![prompt_len; rows];
     let device = model.device();
     let penalised = config.repetition_penalty != 1.0;
     no_grad(|| {
         // Room for what this call can hold: the whole context only when
         // the prompt and the new tokens fill it.
-        let capacity = context.min(prompt.len().saturating_add(config.max_new_tokens).max(1));
+        let capacity = context.min(prompt_len.saturating_add(config.max_new_tokens).max(1));
         let mut cache = model.new_cache(capacity);
-        let mut pending: Vec<i64> = all[all.len().saturating_sub(context)..].to_vec();
+        let mut pending = all[0].len().saturating_sub(context)..all[0].len();
         for n in 0..config.max_new_tokens {
             if cache.len() + pending.len() > context {
                 if config.at_context_end == ContextEnd::Stop {
-                    return Ok(Finish::ContextFull);
+                    end_all(&mut ended, Finish::ContextFull);
+                    break;
                 }
                 cache.clear();
-                pending = all[all.len() - kept.min(all.len())..].to_vec();
+                pending = all[0].len() - kept.min(all[0].len())..all[0].len();
             }
-            let ids = Tensor::from_ids_on(pending.clone(), &[1, pending.len()], &device)?;
-            let mut logits = model.next_logits(&ids, &mut cache).to_vec();
-            if penalised {
-                apply_repetition_penalty(&mut logits, &all, config.repetition_penalty);
+            let ids: Vec<i64> = all
+                .iter()
+                .flat_map(|row| row[pending.clone()].iter().copied())
+                .collect();
+            let ids = Tensor::from_ids_on(ids, &[rows, pending.len()], &device)?;
+            let logits = model.next_logits(&ids, &mut cache).to_vec();
+            for (row, logits) in logits.chunks_exact(vocab).enumerate() {
+                let history = &mut all[row];
+                if ended[row].is_some() {
+                    history.push(*history.last().expect("a prompt"));
+                    continue;
+                }
+                let mut logits = logits.to_vec();
+                if penalised {
+                    apply_repetition_penalty(&mut logits, history, config.repetition_penalty);
+                }
+                let next = sample_next(&logits, &config.sampling, rng).map_err(|e| {
+                    Error::InvalidData(format!(
+                        "generate: at new token {n}: {e} (does the model hold non-finite weights?)"
+                    ))
+                })? as i64;
+                history.push(next);
+                lengths[row] = history.len();
+                if !on_token(row, next) {
+                    ended[row] = Some(Finish::Callback);
+                } else if config.stop_tokens.contains(&next) {
+                    ended[row] = Some(Finish::StopToken);
+                }
             }
-            let next = sample_next(&logits, &config.sampling, rng).map_err(|e| {
-                Error::InvalidData(format!(
-                    "generate: at new token {n}: {e} (does the model hold non-finite weights?)"
-                ))
-            })? as i64;
-            all.push(next);
-            pending = vec![next];
-            if !on_token(next) {
-                return Ok(Finish::Callback);
+            if ended.iter().all(Option::is_some) {
+                break;
             }
-            if config.stop_tokens.contains(&next) {
-                return Ok(Finish::StopToken);
-            }
+            pending = all[0].len() - 1..all[0].len();
         }
-        Ok(Finish::Length)
-    })
-    .map(|finish| Generation {
-        tokens: all[prompt.len()..].to_vec(),
-        finish,
-    })
+        end_all(&mut ended, Finish::Length);
+        Ok(())
+    })?;
+    Ok(all
+        .into_iter()
+        .zip(lengths)
+        .zip(ended)
+        .map(|((row, length), finish)| Generation {
+            tokens: row[prompt_len..length].to_vec(),
+            finish: finish.expect("every row ended"),
+        })
+        .collect())
+}
+
+/// Ends, for `why`, every row that has not ended.
+fn end_all(ended: &mut [Option<Finish>], why: Finish) {
+    ended.iter_mut().for_each(|e| {
+        e.get_or_insert(why);
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::GptConfig;
+    use crate::{Gpt, GptConfig};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
@@ -550,5 +684,52 @@ mod tests {
         // Tokens 1 and 3 in the ratio e^1 : e^0.5 = 0.62 : 0.38.
         let share = seen[1] as f64 / 2000.0;
         assert!((share - 0.6225).abs() < 0.04, "{share}");
+    }
+
+    #[test]
+    fn a_batch_gives_each_rows_own_generation_and_ends_rows_at_their_stop_tokens() {
+        // A context of 4 with 10 new tokens: the batch slides as one. Wide
+        // enough, and its weights scaled up, for greedy tokens that depend
+        // on the context.
+        let config = GptConfig {
+            vocab_size: 7,
+            block_size: 4,
+            n_layer: 2,
+            n_head: 2,
+            n_embd: 16,
+            dropout: 0.0,
+            bias: true,
+            checkpoint_activations: false,
+            attention_windows: Vec::new(),
+            moe: None,
+        };
+        let m = Gpt::new(config, 3).unwrap();
+        for p in m.parameters() {
+            p.update_data(|d| d.iter_mut().for_each(|v| *v *= 30.0));
+        }
+        let prompts = vec![vec![1, 2], vec![3, 4], vec![5, 6]];
+        let greedy = GenerationConfig::new(10);
+        let alone: Vec<Vec<i64>> = prompts
+            .iter()
+            .map(|p| generate_with(&m, p, &greedy, |_| true).unwrap().tokens)
+            .collect();
+        let batch = generate_batch(&m, &prompts, &greedy).unwrap();
+        for (row, single) in batch.iter().zip(&alone) {
+            assert_eq!((&row.tokens, row.finish), (single, Finish::Length));
+        }
+        // Stop at the first row's first token: each row ends where that
+        // token first comes in its own generation, or runs to the length.
+        let stop = alone[0][0];
+        let stopping = generate_batch(&m, &prompts, &greedy.clone().stop_tokens(&[stop])).unwrap();
+        for (row, single) in stopping.iter().zip(&alone) {
+            match single.iter().position(|&t| t == stop) {
+                Some(at) => {
+                    assert_eq!(row.tokens, single[..=at]);
+                    assert_eq!(row.finish, Finish::StopToken);
+                }
+                None => assert_eq!((&row.tokens, row.finish), (single, Finish::Length)),
+            }
+        }
+        assert_eq!(stopping[0].tokens, [stop]);
     }
 }

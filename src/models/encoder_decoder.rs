@@ -7,12 +7,13 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::encoder::check_ids;
+use crate::generation::{CausalLm, GenerationCache, Seq2SeqLm};
 use crate::nn::{
     DecoderLayer, DecoderLayerCache, EncoderLayer, LayerConfig, Module, Norm, NormPlacement,
     Positional, SharedRng, TokenEmbedding, TokenEmbeddingConfig, xavier_uniform,
 };
 use crate::train::{TrainConfig, memory};
-use crate::{Device, Error, NoGradGuard, Result, Tensor};
+use crate::{Device, Error, Result, Tensor, no_grad};
 
 /// The shape of an [`EncoderDecoder`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -352,88 +353,79 @@ impl EncoderDecoder {
             self.decode(tgt, &memory, src_padding, tgt_padding, None)
         })
     }
+}
 
-    /// Greedy decoding of up to `max_len` tokens `[batch, max_len]` after
-    /// `start_id`: the source is encoded once, and each step feeds only
-    /// the newest token through the decoder's KV caches. A sequence that
-    /// emits `end_id` is padded with it afterwards; decoding stops early
-    /// when every sequence has.
-    pub fn greedy_decode(
-        &self,
-        src: &Tensor,
-        src_padding: Option<&Tensor>,
-        start_id: i64,
-        end_id: Option<i64>,
-        max_len: usize,
-    ) -> Tensor {
-        self.greedy(src, src_padding, start_id, end_id, max_len, true)
+/// The decoder of an [`EncoderDecoder`] given an encoded source
+/// ([`EncoderDecoder::condition`]): a [`CausalLm`] over the target
+/// vocabulary, one row of the batch per source.
+pub struct ConditionedDecoder<'a> {
+    model: &'a EncoderDecoder,
+    memory: Tensor,
+    memory_padding: Option<Tensor>,
+}
+
+impl Module for ConditionedDecoder<'_> {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.model.visit_parameters(prefix, f)
+    }
+}
+
+impl CausalLm for ConditionedDecoder<'_> {
+    type Cache = DecoderCache;
+
+    fn vocab_size(&self) -> usize {
+        self.model.config.tgt_vocab_size
     }
 
-    /// [`greedy_decode`](Self::greedy_decode) without caches: every step
-    /// re-runs the decoder over the whole prefix. The reference for tests.
-    pub fn greedy_decode_uncached(
-        &self,
-        src: &Tensor,
-        src_padding: Option<&Tensor>,
-        start_id: i64,
-        end_id: Option<i64>,
-        max_len: usize,
-    ) -> Tensor {
-        self.greedy(src, src_padding, start_id, end_id, max_len, false)
+    fn context_len(&self) -> usize {
+        self.model.config.max_len
     }
 
-    fn greedy(
-        &self,
+    fn new_cache(&self, _capacity: usize) -> DecoderCache {
+        DecoderCache::default()
+    }
+
+    fn next_logits(&self, ids: &Tensor, cache: &mut DecoderCache) -> Tensor {
+        let logits = self.model.decode(
+            ids,
+            &self.memory,
+            self.memory_padding.as_ref(),
+            None,
+            Some(cache),
+        );
+        let t = logits.shape()[1];
+        logits
+            .narrow(1, t - 1, 1)
+            .reshape(&[logits.shape()[0], self.vocab_size()])
+    }
+}
+
+/// The source encoded once; the decoder continues each row's target
+/// through its KV caches, feeding only the newest token at each step.
+impl Seq2SeqLm for EncoderDecoder {
+    type Conditioned<'a> = ConditionedDecoder<'a>;
+
+    fn condition<'a>(
+        &'a self,
         src: &Tensor,
         src_padding: Option<&Tensor>,
-        start_id: i64,
-        end_id: Option<i64>,
-        max_len: usize,
-        cached: bool,
-    ) -> Tensor {
-        let _guard = NoGradGuard::new();
-        let b = src.shape()[0];
-        let memory = self.encode(src, src_padding);
-        let mut cache = DecoderCache::default();
-        // Row-major [batch, steps so far + 1], starting with the start token.
-        let mut seqs: Vec<Vec<i64>> = vec![vec![start_id]; b];
-        let mut done = vec![false; b];
-        for _ in 0..max_len {
-            let logits = if cached {
-                let last = seqs.iter().map(|s| *s.last().expect("non-empty")).collect();
-                self.decode(
-                    &src.new_ids(last, &[b, 1]),
-                    &memory,
-                    src_padding,
-                    None,
-                    Some(&mut cache),
-                )
-            } else {
-                let t = seqs[0].len();
-                let all = seqs.iter().flatten().copied().collect();
-                self.decode(&src.new_ids(all, &[b, t]), &memory, src_padding, None, None)
-            };
-            let t = logits.shape()[1];
-            let next = logits
-                .narrow(1, t - 1, 1)
-                .argmax_dim(-1, false)
-                .to_vec_i64();
-            for (i, seq) in seqs.iter_mut().enumerate() {
-                let token = if done[i] {
-                    end_id.expect("done only with an end id")
-                } else {
-                    next[i]
-                };
-                done[i] |= Some(token) == end_id;
-                seq.push(token);
-            }
-            if done.iter().all(|&d| d) {
-                break;
-            }
+    ) -> ConditionedDecoder<'a> {
+        let memory = crate::eval_mode(|| no_grad(|| self.encode(src, src_padding)));
+        ConditionedDecoder {
+            model: self,
+            memory,
+            memory_padding: src_padding.cloned(),
         }
-        let steps = seqs[0].len() - 1;
-        let out = seqs.iter().flat_map(|s| s[1..].iter().copied()).collect();
-        src.new_ids(out, &[b, steps])
+    }
+}
+
+impl GenerationCache for DecoderCache {
+    fn len(&self) -> usize {
+        DecoderCache::len(self)
+    }
+
+    fn clear(&mut self) {
+        self.layers.clear()
     }
 }
 

@@ -8,6 +8,6 @@ mod persist;
 mod pretrained;
 
 pub use encoder::{Encoder, EncoderConfig, Pooling};
-pub use encoder_decoder::{DecoderCache, EncoderDecoder, EncoderDecoderConfig};
+pub use encoder_decoder::{ConditionedDecoder, DecoderCache, EncoderDecoder, EncoderDecoderConfig};
 pub use gpt::{Gpt, GptConfig};
 pub use persist::{MODEL_CONFIG_KEY, Persist};

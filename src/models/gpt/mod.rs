@@ -310,3 +310,24 @@ impl Gpt {
             .cross_entropy(&targets.reshape(&[targets.numel()]))
     }
 }
+
+/// Decoding with a KV cache of every block's keys and values.
+impl crate::generation::CausalLm for Gpt {
+    type Cache = KvCache;
+
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    fn context_len(&self) -> usize {
+        self.config.block_size
+    }
+
+    fn new_cache(&self, capacity: usize) -> KvCache {
+        KvCache::with_capacity(self.config.n_layer, capacity)
+    }
+
+    fn next_logits(&self, ids: &Tensor, cache: &mut KvCache) -> Tensor {
+        self.forward_cached_last(ids, cache)
+    }
+}
