@@ -10,6 +10,8 @@
 //! batch, and read by a pre-norm encoder whose mean-pooled output feeds a
 //! linear classifier.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -25,7 +27,7 @@ use zeroformer::nn::{Activation, LayerConfig, Module, NormKind, NormPlacement, P
 use zeroformer::optim::{Adam, AdamConfig, LrSchedule, Optimizer, clip_grad_norm, decay_groups};
 use zeroformer::tokenizer::{Tokenizer, WordTokenizer};
 use zeroformer::train::{MetricsWriter, Record};
-use zeroformer::{Device, Error, GeluApproximation, NoGradGuard, Result, Tensor};
+use zeroformer::{Error, EvalModeGuard, GeluApproximation, NoGradGuard, Result, Tensor};
 
 /// Classify who speaks a speech of tiny Shakespeare with an encoder.
 #[derive(Parser, Debug)]
@@ -73,12 +75,8 @@ struct Args {
     /// Seed of the initialisation, the batches and dropout.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Where to run: cpu, cuda or cuda:N (the `cuda` feature).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    run_on: common::RunOn,
     /// Append metrics to this file, a JSON object per line, flushed as written.
     #[arg(long)]
     metrics: Option<std::path::PathBuf>,
@@ -91,17 +89,12 @@ struct Example {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::exit_on_error(run(Args::parse()));
 }
 
 fn run(args: Args) -> Result<()> {
-    Device::set_threads(args.threads)?;
-    let device: Device = args.device.parse()?;
-    // Every tensor the run makes without naming a device is made there.
-    device.as_default(|| train(args))
+    let run_on = args.run_on.clone();
+    run_on.run(|| train(args))
 }
 
 fn train(args: Args) -> Result<()> {
@@ -180,7 +173,7 @@ fn train(args: Args) -> Result<()> {
         num_classes: args.speakers,
         checkpoint_activations: false,
     };
-    let mut model = Encoder::new(config, args.seed)?;
+    let model = Encoder::new(config, args.seed)?;
     println!(
         "{} speakers ({}), {} training and {} held-out speeches, {} words in the vocabulary, {} parameters",
         speakers.len(),
@@ -220,7 +213,6 @@ fn train(args: Args) -> Result<()> {
     let started = Instant::now();
     let mut step = 0;
     for epoch in 0..args.epochs {
-        model.set_training(true);
         train.shuffle(&mut rng);
         let (mut loss_sum, mut correct) = (0.0, 0);
         for chunk in train.chunks(args.batch_size) {
@@ -268,8 +260,7 @@ fn train(args: Args) -> Result<()> {
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
 
-    model.set_training(false);
-    let _guard = NoGradGuard::new();
+    let _eval = (EvalModeGuard::new(), NoGradGuard::new());
     let correct: usize = test
         .chunks(args.batch_size)
         .map(|chunk| {

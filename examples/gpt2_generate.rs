@@ -13,6 +13,8 @@
 //! or tokenizer.json), else from --gpt2-dir (default data/gpt2, then
 //! ../shared/data/gpt2).
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -25,7 +27,7 @@ use zeroformer::hub::Hub;
 use zeroformer::nn::Module;
 use zeroformer::plot;
 use zeroformer::tokenizer::{BpeTokenizer, DecodeStream, Tokenizer};
-use zeroformer::{Device, Error, Gpt, GptConfig, Result};
+use zeroformer::{Error, Gpt, GptConfig, Result};
 
 /// Generate text with a GPT-2 model directory and report tokens/s.
 #[derive(Parser, Debug)]
@@ -88,12 +90,8 @@ struct Args {
     /// directory has no tokenizer.
     #[arg(long)]
     gpt2_dir: Option<PathBuf>,
-    /// Worker threads, >= 1 (default: one per core).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Where to run: cpu, cuda or cuda:N (the `cuda` feature).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    run_on: common::RunOn,
     /// Draw the model's attention on the prompt to this PNG before
     /// generating: every layer x head, with the prompt's tokens as labels.
     #[arg(long)]
@@ -104,10 +102,7 @@ struct Args {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::exit_on_error(run(Args::parse()));
 }
 
 /// Hugging Face model `name`'s folder in the cache, downloaded the first
@@ -174,10 +169,8 @@ fn draw_attention(
 }
 
 fn run(args: Args) -> Result<()> {
-    Device::set_threads(args.threads)?;
-    let device: Device = args.device.parse()?;
-    // Every tensor the run makes without naming a device is made there.
-    device.as_default(|| generate_text(args))
+    let run_on = args.run_on.clone();
+    run_on.run(|| generate_text(args))
 }
 
 fn generate_text(args: Args) -> Result<()> {

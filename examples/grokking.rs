@@ -18,6 +18,8 @@
 //! line is
 //! `final p=.. train_frac=.. memorised_step=.. grokked_step=.. val_acc=..`.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -29,7 +31,7 @@ use zeroformer::nn::Module;
 use zeroformer::optim::{Adam, AdamConfig, Optimizer, ParamGroup};
 use zeroformer::plot::{LineChart, save_panels};
 use zeroformer::train::{MetricsWriter, Record};
-use zeroformer::{Device, Error, Gpt, GptConfig, Result, Tensor, no_grad};
+use zeroformer::{Error, Gpt, GptConfig, Result, Tensor, no_grad};
 
 /// Train a one-layer Transformer on modular addition until it groks.
 #[derive(Parser, Debug)]
@@ -73,19 +75,12 @@ struct Args {
     /// when memorised, when grokked, at the end) to this PNG.
     #[arg(long)]
     fourier_png: Option<PathBuf>,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Where to run: cpu, cuda or cuda:N (the `cuda` feature).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    run_on: common::RunOn,
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::exit_on_error(run(Args::parse()));
 }
 
 /// `(inputs [n, 3], answers [n])` for the pairs.
@@ -185,10 +180,8 @@ fn draw_curves(history: &[Measured], p: usize, path: &std::path::Path) -> Result
 }
 
 fn run(args: Args) -> Result<()> {
-    Device::set_threads(args.threads)?;
-    let device: Device = args.device.parse()?;
-    // Every tensor the run makes without naming a device is made there.
-    device.as_default(|| train(args))
+    let run_on = args.run_on.clone();
+    run_on.run(|| train(args))
 }
 
 fn train(args: Args) -> Result<()> {

@@ -11,6 +11,8 @@
 //! the paper's Noam schedule (its last fifth cooled linearly to zero), and
 //! greedy decoding with KV caches.
 
+mod common;
+
 use std::time::Instant;
 
 use clap::Parser;
@@ -23,7 +25,7 @@ use zeroformer::models::{EncoderDecoder, EncoderDecoderConfig};
 use zeroformer::nn::{LayerConfig, Module, NormPlacement};
 use zeroformer::optim::{Adam, AdamConfig, LrSchedule, Optimizer, ParamGroup};
 use zeroformer::train::{MetricsWriter, Record, TrainConfig, Trainable};
-use zeroformer::{Device, Error, Result};
+use zeroformer::{Error, Result};
 
 /// Train an encoder-decoder Transformer to copy or reverse digit sequences.
 #[derive(Parser, Debug)]
@@ -77,33 +79,24 @@ struct Args {
     /// Seed of the initialisation, the batches and dropout.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    threads: Option<usize>,
     /// Train even when the step's estimated memory exceeds what the device
     /// has (the estimate is printed first).
     #[arg(long)]
     no_memory_check: bool,
-    /// Where to run: cpu, cuda or cuda:N (the `cuda` feature).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    run_on: common::RunOn,
     /// Append metrics to this file, a JSON object per line, flushed as written.
     #[arg(long)]
     metrics: Option<std::path::PathBuf>,
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::exit_on_error(run(Args::parse()));
 }
 
 fn run(args: Args) -> Result<()> {
-    Device::set_threads(args.threads)?;
-    let device: Device = args.device.parse()?;
-    // Every tensor the run makes without naming a device is made there.
-    device.as_default(|| train(args))
+    let run_on = args.run_on.clone();
+    run_on.run(|| train(args))
 }
 
 fn train(args: Args) -> Result<()> {
@@ -134,7 +127,7 @@ fn train(args: Args) -> Result<()> {
         positional: zeroformer::nn::Positional::Sinusoidal,
         checkpoint_activations: false,
     };
-    let mut model = EncoderDecoder::new(config, args.seed)?;
+    let model = EncoderDecoder::new(config, args.seed)?;
     let step = TrainConfig {
         batch_size: args.batch_size,
         context: Some(args.len),
@@ -185,7 +178,6 @@ fn train(args: Args) -> Result<()> {
         .map(MetricsWriter::append)
         .transpose()?;
     let started = Instant::now();
-    model.set_training(true);
     let cooldown_steps = (args.cooldown.clamp(0.0, 1.0) * args.steps as f32).max(1.0);
     for step in 0..args.steps {
         let remaining = (args.steps - step) as f32;

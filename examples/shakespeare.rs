@@ -13,6 +13,8 @@
 //! Each evaluation also redraws `loss.png` beside the checkpoints: this
 //! run's loss against the step, of every batch and of the evaluations.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -33,7 +35,7 @@ use zeroformer::nn::MoeConfig;
 use zeroformer::plot;
 use zeroformer::tokenizer::{self, BpeTokenizer, BpeTrainer, CharTokenizer, Tokenizer};
 use zeroformer::train::{MetricsWriter, Record, TrainConfig, Trainer, read_metrics};
-use zeroformer::{Device, Error, Result, Tensor};
+use zeroformer::{Error, Result, Tensor};
 
 const BEST: &str = "ckpt.safetensors";
 /// How often a plain progress line is printed when output is not a terminal.
@@ -186,12 +188,8 @@ struct Args {
     /// The text the sample continues (non-empty, in the corpus's characters).
     #[arg(long, default_value = "\n")]
     prompt: String,
-    /// Worker threads, >= 1 (default: one per core).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Where to run: cpu, cuda or cuda:N (the `cuda` feature).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    run_on: common::RunOn,
     /// Append metrics to this file, a JSON object per line, flushed as
     /// written: every step's batch loss, lr and grad_norm (`train_batch`),
     /// and at each evaluation the `train` and `val` estimates.
@@ -251,20 +249,14 @@ fn stop_interrupted(trainer: &Trainer, extra: &[(&str, String)], args: &Args) ->
 }
 
 fn main() {
-    let args = Args::parse();
-    if let Err(e) = run(args) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::exit_on_error(run(Args::parse()));
 }
 
 type RunResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn run(args: Args) -> RunResult<()> {
-    Device::set_threads(args.threads)?;
-    let device: Device = args.device.parse()?;
-    // Every tensor the run makes without naming a device is made there.
-    device.as_default(|| train(args))
+    let run_on = args.run_on.clone();
+    run_on.run(|| train(args))
 }
 
 fn train(args: Args) -> RunResult<()> {

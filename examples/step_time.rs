@@ -14,6 +14,8 @@
 //! host only timings taken side by side compare. (`cargo bench --bench
 //! train_step` times the step without the clip, and counts its allocations.)
 
+mod common;
+
 use std::time::Instant;
 
 use clap::Parser;
@@ -22,7 +24,7 @@ use rand::{Rng, SeedableRng};
 use zeroformer::models::GptConfig;
 use zeroformer::nn::{AttentionKernel, Module};
 use zeroformer::train::{TrainConfig, Trainer};
-use zeroformer::{Device, Error, Result};
+use zeroformer::{Error, Result};
 
 /// Median time of a GPT training step.
 #[derive(Parser, Debug)]
@@ -46,12 +48,8 @@ struct Args {
     /// Steps run before timing (the buffer pool and optimizer state warm up).
     #[arg(long, default_value_t = 5)]
     warmup: usize,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Where to run: cpu, cuda or cuda:N (the `cuda` feature).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    run_on: common::RunOn,
     /// Attention as matmul, softmax, matmul instead of the fused op.
     #[arg(long)]
     composed: bool,
@@ -81,17 +79,12 @@ struct Args {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::exit_on_error(run(Args::parse()));
 }
 
 fn run(args: Args) -> Result<()> {
-    Device::set_threads(args.threads)?;
-    let device: Device = args.device.parse()?;
-    // Every tensor the run makes without naming a device is made there.
-    device.as_default(|| train(args))
+    let run_on = args.run_on.clone();
+    run_on.run(|| train(args))
 }
 
 fn train(args: Args) -> Result<()> {

@@ -18,7 +18,7 @@
 //!
 //! ## Your own model
 //! Derive [`nn::Module`] (parameters found and named from the fields,
-//! training mode forwarded), say what a batch's loss is ([`train::Trainable`]),
+//! whether it draws randomly derived), say what a batch's loss is ([`train::Trainable`]),
 //! and the [`train::Trainer`] brings AdamW, the warmup-cosine schedule,
 //! accumulation, clipping and data-parallel steps:
 //!

@@ -1,6 +1,6 @@
 //! What ops on this thread do beyond their math: whether they record
-//! graph nodes (grad mode, `no_grad`), whether dropout is off whatever
-//! the modules' own training flag says (eval mode, `eval_mode`), and where
+//! graph nodes (grad mode, `no_grad`), whether dropout is off (eval mode,
+//! `eval_mode`, the one switch between training and evaluation), and where
 //! tensors made without a device are made (the default device,
 //! `Device::scope` and `Device::as_default`). All are thread-local;
 //! `Device::scope` and `Device::map_parts` carry them to the threads that
@@ -127,13 +127,13 @@ pub(crate) fn recording<R>(eval: bool, f: impl FnOnce() -> R) -> R {
 }
 
 /// Whether eval mode is on for this thread: dropout passes its input
-/// through, whatever the module's training flag.
+/// through.
 pub fn is_eval_mode() -> bool {
     EVAL_MODE.with(|e| e.get())
 }
 
 /// Turns eval mode on for this thread until dropped, then restores the
-/// previous mode. The modules' own training flags are left as they are.
+/// previous mode.
 pub struct EvalModeGuard {
     _mode: FlagGuard,
 }
@@ -148,10 +148,11 @@ impl EvalModeGuard {
     }
 }
 
-/// Runs `f` in eval mode: dropout is off in every module, and afterwards
-/// each module is in the mode it was (PyTorch's `model.eval()` ...
-/// `model.train()` without the `&mut` and without forgetting to switch
-/// back). Evaluation and generation use it.
+/// Runs `f` in eval mode: dropout is off in every module, and back on
+/// afterwards. The one switch between training and evaluation (PyTorch's
+/// `model.eval()` ... `model.train()` without the `&mut` and without
+/// forgetting to switch back); evaluation and generation turn it on
+/// themselves.
 ///
 /// ```
 /// use zeroformer::prelude::*;

@@ -142,7 +142,6 @@ fn a_trainers_checkpoint_loads_as_its_model() {
     trainer.save(&path, &[]).unwrap();
     let model = Gpt::load(&path).unwrap();
     let ids = Tensor::from_ids(vec![3, 1, 4], &[1, 3]);
-    trainer.model.set_training(false);
     assert_eq!(
         model.forward(&ids).to_vec(),
         trainer.model.forward(&ids).to_vec()

@@ -227,8 +227,7 @@ pub struct Generation {
 /// whole context in buffers allocated once and written in place. Errors: an
 /// empty prompt, a token outside the vocabulary, settings out of range, or
 /// logits that are not finite (a model whose weights hold NaN). Runs in
-/// [`eval_mode`](crate::eval_mode), without gradients: the model's own mode
-/// is left as it was.
+/// [`eval_mode`](crate::eval_mode), without gradients.
 ///
 /// ```
 /// use zeroformer::generation::{Finish, GenerationConfig, generate_with};

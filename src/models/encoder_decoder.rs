@@ -198,16 +198,22 @@ impl EncoderDecoderConfig {
     }
 }
 
-/// An encoder-decoder Transformer.
+/// An encoder-decoder Transformer. It generates through
+/// [`Seq2SeqLm::condition`]: the source encoded once, then the decoder
+/// driven by the [`generation`](crate::generation) functions.
 ///
 /// ```
 /// use zeroformer::prelude::*;
+/// use zeroformer::generation::{GenerationConfig, Seq2SeqLm, generate_with};
 /// use zeroformer::models::{EncoderDecoder, EncoderDecoderConfig};
-/// let config = EncoderDecoderConfig::preset("transformer-tiny", 12, 12, 16).unwrap();
-/// let model = EncoderDecoder::new(config, 0).unwrap();
+/// let config = EncoderDecoderConfig::preset("transformer-tiny", 12, 12, 16)?;
+/// let model = EncoderDecoder::new(config, 0)?;
 /// let src = Tensor::from_ids(vec![1, 5, 6, 7], &[1, 4]);
-/// let out = model.greedy_decode(&src, None, 1, None, 4);
-/// assert_eq!(out.shape(), &[1, 4]);
+/// // Greedy, from start token 1, ending at token 2 or after 4 tokens.
+/// let greedy = GenerationConfig::new(4).stop_tokens(&[2]);
+/// let out = generate_with(&model.condition(&src, None), &[1], &greedy, |_| true)?;
+/// assert!(!out.tokens.is_empty() && out.tokens.len() <= 4);
+/// # Ok::<(), zeroformer::Error>(())
 /// ```
 #[derive(Module)]
 pub struct EncoderDecoder {

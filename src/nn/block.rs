@@ -33,13 +33,6 @@ impl Module for BlockMlp {
         }
     }
 
-    fn set_training(&mut self, training: bool) {
-        match self {
-            BlockMlp::Dense(m) => m.set_training(training),
-            BlockMlp::Experts(m) => m.set_training(training),
-        }
-    }
-
     fn draws_randomly(&self) -> bool {
         match self {
             BlockMlp::Dense(m) => m.draws_randomly(),

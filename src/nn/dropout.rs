@@ -39,33 +39,30 @@ impl SharedRng {
     }
 }
 
-/// Zeroes elements with probability `p` in training mode; identity in eval.
+/// Zeroes elements with probability `p`; the identity inside
+/// [`eval_mode`](crate::eval_mode), the one switch between training and
+/// evaluation (evaluation and generation turn it on themselves).
 #[derive(Clone)]
 pub struct Dropout {
     /// The probability of zeroing an element.
     pub p: f32,
-    training: bool,
     rng: SharedRng,
 }
 
 impl Dropout {
-    /// Starts in training mode.
+    /// Drops with probability `p`, drawing its masks from `rng`.
     pub fn new(p: f32, rng: SharedRng) -> Dropout {
         assert!(
             (0.0..1.0).contains(&p),
             "Dropout: p must be in [0, 1), got {p}"
         );
-        Dropout {
-            p,
-            training: true,
-            rng,
-        }
+        Dropout { p, rng }
     }
 
-    /// Whether `forward` changes anything: training mode with `p > 0`,
-    /// outside [`eval_mode`](crate::eval_mode).
+    /// Whether `forward` changes anything: `p > 0`, outside
+    /// [`eval_mode`](crate::eval_mode).
     pub fn is_active(&self) -> bool {
-        self.training && self.p > 0.0 && !crate::is_eval_mode()
+        self.p > 0.0 && !crate::is_eval_mode()
     }
 
     /// `x` with elements zeroed with probability `p` and the rest scaled by `1 / (1 - p)` (training mode); `x` itself otherwise.
@@ -205,10 +202,6 @@ pub(crate) mod replay {
 
 impl Module for Dropout {
     fn visit_parameters(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Tensor)) {}
-
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
 
     fn draws_randomly(&self) -> bool {
         self.p > 0.0

@@ -1,5 +1,6 @@
-//! Layers: parameters with stable dotted names, train/eval mode, and the
-//! building blocks of a Transformer.
+//! Layers: parameters with stable dotted names, and the building blocks of
+//! a Transformer. Training and evaluation differ by one switch,
+//! [`eval_mode`](crate::eval_mode), which turns dropout off.
 //!
 //! Layers are plain structs whose fields are tensors (leaves that require
 //! grad) and sub-layers. Each has an inherent `forward`; the [`Module`]
@@ -57,7 +58,7 @@ pub use visit::Visit;
 /// struct Scaled {
 ///     hidden: Linear,            // parameters hidden.weight, hidden.bias
 ///     gain: Tensor,              // a parameter named gain
-///     drop: Dropout,             // no parameters; follows set_training
+///     drop: Dropout,             // no parameters; off in eval_mode
 ///     #[module(buffer)]
 ///     table: Tensor,             // moved by to_device, never trained
 ///     #[module(skip)]
@@ -95,9 +96,6 @@ pub trait Module {
     /// as a sinusoid table. [`to_device`](Self::to_device) moves buffers
     /// with the parameters. None by default.
     fn visit_buffers(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Tensor)) {}
-
-    /// Switches dropout (and anything else mode-dependent) on or off.
-    fn set_training(&mut self, _training: bool) {}
 
     /// True when a forward in training draws from a random stream: a
     /// [`Dropout`] with `p > 0` somewhere inside. The trainer then runs a

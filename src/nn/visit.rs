@@ -21,9 +21,6 @@ pub trait Visit {
     /// Calls `f` for every buffer inside (a module's; a tensor is none).
     fn visit_buffers(&self, prefix: &str, name: &str, f: &mut dyn FnMut(&str, &Tensor));
 
-    /// Switches training mode inside.
-    fn set_training(&mut self, training: bool);
-
     /// Whether anything inside draws randomly ([`Module::draws_randomly`]).
     fn draws_randomly(&self) -> bool;
 }
@@ -35,8 +32,6 @@ impl Visit for Tensor {
     }
 
     fn visit_buffers(&self, _: &str, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
-
-    fn set_training(&mut self, _: bool) {}
 
     fn draws_randomly(&self) -> bool {
         false
@@ -51,10 +46,6 @@ impl<M: Module> Visit for M {
 
     fn visit_buffers(&self, prefix: &str, name: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         Module::visit_buffers(self, &format!("{prefix}{name}."), f);
-    }
-
-    fn set_training(&mut self, training: bool) {
-        Module::set_training(self, training);
     }
 
     fn draws_randomly(&self) -> bool {
@@ -78,10 +69,6 @@ impl<T: Visit> Visit for Vec<T> {
         }
     }
 
-    fn set_training(&mut self, training: bool) {
-        self.iter_mut().for_each(|item| item.set_training(training));
-    }
-
     fn draws_randomly(&self) -> bool {
         self.iter().any(Visit::draws_randomly)
     }
@@ -101,12 +88,6 @@ impl<T: Visit> Visit for Option<T> {
         }
     }
 
-    fn set_training(&mut self, training: bool) {
-        if let Some(item) = self {
-            item.set_training(training);
-        }
-    }
-
     fn draws_randomly(&self) -> bool {
         self.as_ref().is_some_and(Visit::draws_randomly)
     }
@@ -118,7 +99,6 @@ macro_rules! plain {
         impl Visit for $t {
             fn visit_parameters(&self, _: &str, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
             fn visit_buffers(&self, _: &str, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
-            fn set_training(&mut self, _: bool) {}
             fn draws_randomly(&self) -> bool {
                 false
             }

@@ -172,8 +172,8 @@ pub fn forward_backward<M: Trainable>(
 /// The mean loss of `model` over every batch of a split (a whole validation
 /// set, say), each batch weighted by [`Trainable::loss_weight`]: the mean
 /// over examples (or, for GPT, over targets), whatever the batch sizes.
-/// Without gradients, in [`eval_mode`](crate::eval_mode) (the model's mode
-/// is left as it was); the batches run side by side as in
+/// Without gradients, in [`eval_mode`](crate::eval_mode); the batches run
+/// side by side as in
 /// [`batch_losses`]. NaN when there are no batches.
 ///
 /// ```

@@ -178,7 +178,6 @@ impl<M: Trainable> Trainer<M> {
     ) -> StepStats {
         let lr = self.config.schedule().lr_at(self.step);
         self.optimizer.set_lr(lr);
-        self.model.set_training(true);
         let accum = self.config.grad_accum;
         let mut loss_sum: Option<Tensor> = None;
         for _ in 0..accum {
@@ -284,8 +283,7 @@ impl<M: Trainable> Trainer<M> {
     /// checkpoints). The batches are drawn first, in order, then evaluated
     /// side by side on the pool's threads (see
     /// [`batch_losses`](super::batch_losses)), in
-    /// [`eval_mode`](crate::eval_mode): the model's training flag is left
-    /// as it was.
+    /// [`eval_mode`](crate::eval_mode).
     pub fn estimate_loss_with(
         &mut self,
         batches: usize,

@@ -11,9 +11,8 @@
 //!   train: visited by `visit_buffers` (moved by `to_device`), not
 //!   trained or checkpointed as a parameter.
 //!
-//! `set_training` is forwarded to every visited field, so dropout inside
-//! follows the model's mode, and `draws_randomly` is true when any visited
-//! field draws randomly (a dropout with `p > 0`).
+//! `draws_randomly` is true when any visited field draws randomly (a
+//! dropout with `p > 0`).
 
 #![warn(missing_docs)]
 
@@ -34,9 +33,8 @@ use syn::{Data, DeriveInput, Fields, parse_macro_input};
 ///   train: visited by `visit_buffers` (moved by `to_device`), not trained
 ///   or checkpointed as a parameter.
 ///
-/// `set_training` is forwarded to every visited field, so dropout inside
-/// follows the model's mode, and `draws_randomly` is true when any visited
-/// field draws randomly (a dropout with `p > 0`).
+/// `draws_randomly` is true when any visited field draws randomly (a
+/// dropout with `p > 0`).
 #[proc_macro_derive(Module, attributes(module))]
 pub fn derive_module(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -91,8 +89,7 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
             ));
         }
     };
-    let (mut params, mut buffers, mut modes, mut draws) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut params, mut buffers, mut draws) = (Vec::new(), Vec::new(), Vec::new());
     for field in fields {
         let ident = field.ident.as_ref().expect("named");
         let name = ident.to_string();
@@ -104,9 +101,6 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
                 });
                 buffers.push(quote! {
                     ::zeroformer::nn::Visit::visit_buffers(&self.#ident, prefix, #name, f);
-                });
-                modes.push(quote! {
-                    ::zeroformer::nn::Visit::set_training(&mut self.#ident, training);
                 });
                 draws.push(quote! {
                     || ::zeroformer::nn::Visit::draws_randomly(&self.#ident)
@@ -139,11 +133,6 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
             ) {
                 let _ = (&prefix, &f);
                 #(#buffers)*
-            }
-
-            fn set_training(&mut self, training: bool) {
-                let _ = training;
-                #(#modes)*
             }
 
             fn draws_randomly(&self) -> bool {

@@ -81,8 +81,7 @@ impl Gpt {
     /// The mean loss over all of `tokens`, in non-overlapping windows of
     /// the context (every target counted once, whatever the sampling): the
     /// figure the Shakespeare target is stated in. Runs in
-    /// [`eval_mode`](crate::eval_mode), leaving the model's mode as it
-    /// was.
+    /// [`eval_mode`](crate::eval_mode).
     pub fn evaluate(&self, tokens: &[i64], batch: usize) -> f32 {
         let context = self.config.block_size;
         let windows: Vec<_> =
