@@ -24,9 +24,8 @@ use zeroformer::data::speeches::{parse_speeches, top_speakers};
 use zeroformer::data::{locate_or_fetch_shakespeare, read_text};
 use zeroformer::models::{Encoder, EncoderConfig, Pooling};
 use zeroformer::nn::{Activation, LayerConfig, Module, NormKind, NormPlacement, Positional};
-use zeroformer::optim::{Adam, AdamConfig, LrSchedule, Optimizer, clip_grad_norm, decay_groups};
 use zeroformer::tokenizer::{Tokenizer, WordTokenizer};
-use zeroformer::train::{MetricsWriter, Record};
+use zeroformer::train::{MetricsWriter, Record, TrainConfig, Trainer};
 use zeroformer::{Error, EvalModeGuard, GeluApproximation, NoGradGuard, Result, Tensor};
 
 /// Classify who speaks a speech of tiny Shakespeare with an encoder.
@@ -184,18 +183,22 @@ fn train(args: Args) -> Result<()> {
         model.num_parameters()
     );
 
+    // The trainer's recipe: AdamW on the matrices, linear warmup over the
+    // first epoch, cosine decay to a tenth, clipping at 1.
     let steps_per_epoch = train.len().div_ceil(args.batch_size);
     let total = steps_per_epoch * args.epochs;
-    let schedule = LrSchedule::WarmupCosine {
+    let recipe = TrainConfig {
+        batch_size: args.batch_size,
         max_lr: args.lr,
         min_lr: args.lr / 10.0,
         warmup: steps_per_epoch,
         decay_steps: total,
+        weight_decay: args.weight_decay,
+        beta2: 0.999,
+        seed: args.seed,
+        ..TrainConfig::nanogpt_cpu(total)
     };
-    let mut optimizer = Adam::new(
-        decay_groups(model.named_parameters(), args.weight_decay),
-        AdamConfig::adamw(args.lr),
-    );
+    let mut trainer = Trainer::from_model(model, recipe)?;
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -211,48 +214,33 @@ fn train(args: Args) -> Result<()> {
         .map(MetricsWriter::append)
         .transpose()?;
     let started = Instant::now();
-    let mut step = 0;
     for epoch in 0..args.epochs {
+        // Each epoch, every training speech once, in a new order.
         train.shuffle(&mut rng);
-        let (mut loss_sum, mut correct) = (0.0, 0);
+        let mut loss_sum = 0.0;
         for chunk in train.chunks(args.batch_size) {
-            optimizer.set_lr(schedule.lr_at(step));
-            let (ids, padding, labels) = collate(chunk);
-            let logits = model.classify(&ids, Some(&padding));
-            let loss = logits.cross_entropy(&labels);
-            loss_sum += loss.item() * chunk.len() as f32;
-            correct += count_correct(&logits, chunk);
-            optimizer.zero_grad();
-            loss.backward();
-            clip_grad_norm(&model.parameters(), 1.0);
-            optimizer.step();
-            step += 1;
+            let stats = trainer.train_step_with(|_| collate(chunk))?;
+            loss_sum += stats.loss.item() * chunk.len() as f32;
             bar.inc(1);
-            if bar.is_hidden() && (last_plain.elapsed().as_secs() >= 10 || step == total) {
+            if bar.is_hidden() && (last_plain.elapsed().as_secs() >= 10 || trainer.step == total) {
                 last_plain = Instant::now();
                 println!(
-                    "step {step}/{total} ({:.0}%): epoch {}, loss {:.4}, elapsed {:.0} s",
-                    100.0 * step as f64 / total as f64,
+                    "step {}/{total} ({:.0}%): epoch {}, loss {:.4}, elapsed {:.0} s",
+                    trainer.step,
+                    100.0 * trainer.step as f64 / total as f64,
                     epoch + 1,
-                    loss.item(),
+                    stats.loss.item(),
                     started.elapsed().as_secs_f64()
                 );
             }
         }
-        let (loss, accuracy) = (
-            loss_sum / train.len() as f32,
-            correct as f32 / train.len() as f32,
-        );
-        bar.set_message(format!(
-            "epoch {} train loss {loss:.3} acc {accuracy:.3}",
-            epoch + 1
-        ));
+        let loss = loss_sum / train.len() as f32;
+        bar.set_message(format!("epoch {} train loss {loss:.3}", epoch + 1));
         if let Some(m) = metrics.as_mut() {
-            let record = Record::new(step as u64).split("train").loss(loss);
+            let record = Record::new(trainer.step as u64).split("train").loss(loss);
             m.write(
                 record
-                    .lr(schedule.lr_at(step))
-                    .value("accuracy", accuracy)
+                    .lr(trainer.config.schedule().lr_at(trainer.step - 1))
                     .value("epoch", (epoch + 1) as f64),
             )?;
         }
@@ -260,6 +248,7 @@ fn train(args: Args) -> Result<()> {
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
 
+    let (model, trainer_steps) = (trainer.model, trainer.step);
     let _eval = (EvalModeGuard::new(), NoGradGuard::new());
     let correct: usize = test
         .chunks(args.batch_size)
@@ -284,7 +273,7 @@ fn train(args: Args) -> Result<()> {
         speakers[majority]
     );
     if let Some(m) = metrics.as_mut() {
-        let record = Record::new(step as u64)
+        let record = Record::new(trainer_steps as u64)
             .split("test")
             .value("accuracy", accuracy);
         m.write(record.value("baseline", baseline))?;
