@@ -28,9 +28,9 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use zeroformer::nn::Module;
-use zeroformer::optim::{Adam, AdamConfig, Optimizer, ParamGroup};
+use zeroformer::optim::LrSchedule;
 use zeroformer::plot::{LineChart, save_panels};
-use zeroformer::train::{MetricsWriter, Record};
+use zeroformer::train::{MetricsWriter, Record, TrainConfig, Trainable, Trainer};
 use zeroformer::{Error, Gpt, GptConfig, Result, Tensor, no_grad};
 
 /// Train a one-layer Transformer on modular addition until it groks.
@@ -94,6 +94,21 @@ fn batch(pairs: &[(usize, usize)], p: usize) -> (Tensor, Tensor) {
         Tensor::from_ids(inputs, &[pairs.len(), 3]),
         Tensor::from_ids(answers, &[pairs.len()]),
     )
+}
+
+/// The GPT trained on the answers alone: its loss is the cross-entropy at
+/// the `=` position.
+#[derive(Module)]
+struct Answers {
+    gpt: Gpt,
+}
+
+impl Trainable for Answers {
+    type Batch = (Tensor, Tensor);
+
+    fn loss(&self, (inputs, answers): &Self::Batch) -> Tensor {
+        answer_logits(&self.gpt, inputs).cross_entropy(answers)
+    }
 }
 
 /// The logits of the answer, at the `=` position: `[n, p + 1]`.
@@ -208,11 +223,21 @@ fn train(args: Args) -> Result<()> {
         moe: None,
     };
     let model = Gpt::new(config, args.seed)?;
-    let groups = vec![ParamGroup {
-        params: model.named_parameters(),
+    // Full-batch AdamW at a constant rate, betas (0.9, 0.98), weight decay
+    // on every parameter, no clipping.
+    let recipe = TrainConfig {
+        batch_size: train.0.shape()[0],
+        lr_schedule: Some(LrSchedule::Constant(args.lr)),
+        max_lr: args.lr,
+        min_lr: args.lr,
+        warmup: 0,
         weight_decay: args.weight_decay,
-    }];
-    let mut optimizer = Adam::new(groups, AdamConfig::default().lr(args.lr).betas(0.9, 0.98));
+        decay_all: true,
+        beta2: 0.98,
+        grad_clip: 0.0,
+        seed: args.seed,
+        ..TrainConfig::nanogpt_cpu(args.steps)
+    };
     let mut metrics = args
         .metrics
         .as_ref()
@@ -224,29 +249,31 @@ fn train(args: Args) -> Result<()> {
         pairs.len() - cut,
         model.num_parameters()
     );
+    let mut trainer = Trainer::from_model(Answers { gpt: model }, recipe)?;
     let started = Instant::now();
     let (mut memorised, mut grokked) = (None, None);
     let mut val_acc = 0.0;
     let mut history: Vec<Measured> = Vec::new();
-    let mut spectra = vec![("initialisation".to_string(), fourier_shares(&model, p))];
+    let mut spectra = vec![(
+        "initialisation".to_string(),
+        fourier_shares(&trainer.model.gpt, p),
+    )];
     for step in 1..=args.steps {
-        let loss = answer_logits(&model, &train.0).cross_entropy(&train.1);
-        optimizer.zero_grad();
-        loss.backward();
-        optimizer.step();
+        trainer.train_step_with(|_| train.clone())?;
+        let model = &trainer.model.gpt;
         if step % args.eval_every == 0 || step == args.steps {
-            let (train_loss, train_acc) = measure(&model, &train);
-            let (val_loss, acc) = measure(&model, &val);
+            let (train_loss, train_acc) = measure(model, &train);
+            let (val_loss, acc) = measure(model, &val);
             val_acc = acc;
             if train_acc >= 0.99 && memorised.is_none() {
                 memorised = Some(step);
                 let name = format!("memorised (step {step})");
-                spectra.push((name, fourier_shares(&model, p)));
+                spectra.push((name, fourier_shares(model, p)));
             }
             if acc >= 0.99 && grokked.is_none() {
                 grokked = Some(step);
                 let name = format!("grokked (step {step})");
-                spectra.push((name, fourier_shares(&model, p)));
+                spectra.push((name, fourier_shares(model, p)));
             }
             history.push((step, train_loss, train_acc, val_loss, acc));
             println!(
@@ -276,7 +303,10 @@ fn train(args: Args) -> Result<()> {
     draw_curves(&history, p, &args.png)?;
     println!("drew {}", args.png.display());
     let last = history.last().map_or(0, |m| m.0);
-    spectra.push((format!("end (step {last})"), fourier_shares(&model, p)));
+    spectra.push((
+        format!("end (step {last})"),
+        fourier_shares(&trainer.model.gpt, p),
+    ));
     let tops: Vec<String> = spectra
         .iter()
         .map(|(name, shares)| format!("{name}: {:.1}%", 100.0 * top_share(shares, 5)))

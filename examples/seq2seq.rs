@@ -23,8 +23,8 @@ use zeroformer::data::digits::{self, DigitTask, START, VOCAB_SIZE};
 use zeroformer::generation::{GenerationConfig, Seq2SeqLm, generate_batch};
 use zeroformer::models::{EncoderDecoder, EncoderDecoderConfig};
 use zeroformer::nn::{LayerConfig, Module, NormPlacement};
-use zeroformer::optim::{Adam, AdamConfig, LrSchedule, Optimizer, ParamGroup};
-use zeroformer::train::{MetricsWriter, Record, TrainConfig, Trainable};
+use zeroformer::optim::LrSchedule;
+use zeroformer::train::{MetricsWriter, Record, TrainConfig, Trainer};
 use zeroformer::{Error, Result};
 
 /// Train an encoder-decoder Transformer to copy or reverse digit sequences.
@@ -128,13 +128,29 @@ fn train(args: Args) -> Result<()> {
         checkpoint_activations: false,
     };
     let model = EncoderDecoder::new(config, args.seed)?;
-    let step = TrainConfig {
+    // The paper's optimiser: Adam (0.9, 0.98, eps 1e-9), no weight decay,
+    // under the Noam schedule, cooled to zero over the last steps.
+    let schedule = LrSchedule::Noam {
+        d_model: args.d_model,
+        warmup: args.warmup,
+        factor: args.lr_factor,
+    };
+    let recipe = TrainConfig {
         batch_size: args.batch_size,
         context: Some(args.len),
         memory_check: !args.no_memory_check,
+        lr_schedule: Some(schedule),
+        max_lr: schedule.lr_at(args.warmup),
+        min_lr: 0.0,
+        cooldown: args.cooldown.clamp(0.0, 1.0),
+        beta2: 0.98,
+        eps: 1e-9,
+        weight_decay: 0.0,
+        grad_clip: 0.0,
+        seed: args.seed,
         ..TrainConfig::nanogpt_cpu(args.steps)
     };
-    let estimate = model.config.step_memory(&step, &model.device());
+    let estimate = model.config.step_memory(&recipe, &model.device());
     println!(
         "task {}: {} digits, {} parameters, {} steps of batch {}, memory_estimate_mib={}",
         task.name(),
@@ -144,24 +160,7 @@ fn train(args: Args) -> Result<()> {
         args.batch_size,
         estimate.unwrap_or(u64::MAX) >> 20
     );
-    model.check_step(&step)?;
-
-    // The paper's optimiser: Adam (0.9, 0.98, eps 1e-9) under the Noam schedule.
-    let schedule = LrSchedule::Noam {
-        d_model: args.d_model,
-        warmup: args.warmup,
-        factor: args.lr_factor,
-    };
-    let adam = AdamConfig {
-        beta2: 0.98,
-        eps: 1e-9,
-        ..AdamConfig::adam(schedule.lr_at(0))
-    };
-    let groups = vec![ParamGroup {
-        params: model.named_parameters(),
-        weight_decay: 0.0,
-    }];
-    let mut optimizer = Adam::new(groups, adam);
+    let mut trainer = Trainer::from_model(model, recipe)?;
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed.wrapping_add(1));
     let bar = ProgressBar::new(args.steps as u64);
     bar.set_style(
@@ -178,20 +177,13 @@ fn train(args: Args) -> Result<()> {
         .map(MetricsWriter::append)
         .transpose()?;
     let started = Instant::now();
-    let cooldown_steps = (args.cooldown.clamp(0.0, 1.0) * args.steps as f32).max(1.0);
     for step in 0..args.steps {
-        let remaining = (args.steps - step) as f32;
-        let lr = schedule.lr_at(step) * (remaining / cooldown_steps).min(1.0);
-        optimizer.set_lr(lr);
-        let b = digits::batch(task, args.batch_size, args.len, &mut rng);
-        let logits = model.forward(&b.source, &b.target_in, None, None);
-        let n = args.batch_size * args.len;
-        let loss = logits
-            .reshape(&[n, VOCAB_SIZE])
-            .cross_entropy(&b.target_out.reshape(&[n]));
-        optimizer.zero_grad();
-        loss.backward();
-        optimizer.step();
+        // The training batches come from the example's own stream.
+        let stats = trainer.train_step_with(|_| {
+            let b = digits::batch(task, args.batch_size, args.len, &mut rng);
+            (b.source, b.target_in, b.target_out)
+        })?;
+        let (loss, lr) = (&stats.loss, stats.lr);
         bar.inc(1);
         if step % 10 == 0 {
             bar.set_message(format!("loss {:.4} lr {lr:.2e}", loss.item()));
@@ -219,6 +211,7 @@ fn train(args: Args) -> Result<()> {
     bar.finish_and_clear();
     let train_seconds = started.elapsed().as_secs_f64();
 
+    let model = trainer.model;
     // Held-out sequences from a stream the training batches never drew from.
     // Generation runs in eval mode: no dropout.
     let mut eval_rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0x5eed_e7a1);

@@ -350,3 +350,47 @@ fn mean_loss_over_a_split_of_uneven_batches_is_the_mean_over_its_examples() {
         model.forward(&probe).to_vec()
     );
 }
+
+#[test]
+fn decay_all_decays_what_the_matrix_rule_leaves_alone_and_eps_reaches_adam() {
+    use zeroformer::optim::LrSchedule;
+    #[derive(zeroformer::nn::Module)]
+    struct Two {
+        matrix: Tensor,
+        vector: Tensor,
+    }
+    impl Trainable for Two {
+        type Batch = Tensor;
+        // Gradients of zero: only weight decay moves the parameters.
+        fn loss(&self, x: &Tensor) -> Tensor {
+            let zero = self.matrix.sum().add(&self.vector.sum()).mul_scalar(0.0);
+            zero.add(&x.sum())
+        }
+    }
+    for decay_all in [false, true] {
+        let model = Two {
+            matrix: Tensor::ones(&[2, 2]).requires_grad(),
+            vector: Tensor::ones(&[2]).requires_grad(),
+        };
+        let config = TrainConfig {
+            decay_all,
+            lr_schedule: Some(LrSchedule::Constant(0.1)),
+            weight_decay: 0.5,
+            grad_clip: 0.0,
+            batch_size: 1,
+            eps: 1e-9,
+            ..TrainConfig::nanogpt_cpu(10)
+        };
+        let mut trainer = Trainer::from_model(model, config).unwrap();
+        assert_eq!(trainer.optimizer.config.eps, 1e-9);
+        trainer.train_step_with(|_| Tensor::ones(&[1, 1])).unwrap();
+        let shrunk = 1.0 - 0.1 * 0.5;
+        let close = |got: Vec<f32>, want: f32| got.iter().all(|g| (g - want).abs() < 1e-6);
+        assert!(close(trainer.model.matrix.to_vec(), shrunk));
+        let vector = if decay_all { shrunk } else { 1.0 };
+        assert!(
+            close(trainer.model.vector.to_vec(), vector),
+            "decay_all {decay_all}"
+        );
+    }
+}

@@ -3,7 +3,8 @@
 use std::f32::consts::PI;
 
 /// A learning rate as a function of the step (counting from 0).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum LrSchedule {
     /// The same rate at every step.
     Constant(f32),

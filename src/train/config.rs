@@ -40,10 +40,31 @@ pub struct TrainConfig {
     /// false tries anyway.
     #[serde(default = "checked")]
     pub memory_check: bool,
+    /// The learning-rate schedule when it is not the warmup-cosine one that
+    /// `max_lr`, `min_lr`, `warmup` and `decay_steps` describe (`None`, the
+    /// default): the 2017 Transformer's Noam schedule, or a constant rate.
+    #[serde(default)]
+    pub lr_schedule: Option<LrSchedule>,
+    /// The last fraction of `decay_steps` over which the rate falls
+    /// linearly to zero, multiplying the schedule (0, the default: none).
+    #[serde(default)]
+    pub cooldown: f32,
+    /// AdamW's epsilon (1e-8, PyTorch's).
+    #[serde(default = "default_eps")]
+    pub eps: f32,
+    /// Weight decay on every parameter, biases, norms and embeddings
+    /// included (the grokking recipe), instead of on the matrices alone
+    /// (false, the default: [`decay_groups`](crate::optim::decay_groups)).
+    #[serde(default)]
+    pub decay_all: bool,
 }
 
 fn checked() -> bool {
     true
+}
+
+fn default_eps() -> f32 {
+    1e-8
 }
 
 impl TrainConfig {
@@ -64,6 +85,10 @@ impl TrainConfig {
             seed: 1337,
             context: None,
             memory_check: true,
+            lr_schedule: None,
+            cooldown: 0.0,
+            eps: default_eps(),
+            decay_all: false,
         }
     }
 
@@ -114,16 +139,114 @@ impl TrainConfig {
         if self.context == Some(0) {
             return bad("context must be at least 1 token".into());
         }
+        if !(0.0..=1.0).contains(&self.cooldown) {
+            return bad(format!("cooldown must be in [0, 1], got {}", self.cooldown));
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return bad(format!("eps must be finite and > 0, got {}", self.eps));
+        }
         Ok(())
     }
 
-    /// The warmup-cosine learning-rate schedule these numbers describe.
+    /// The learning-rate schedule: [`lr_schedule`](Self::lr_schedule), else
+    /// the warmup-cosine one these numbers describe (before the cooldown).
     pub fn schedule(&self) -> LrSchedule {
-        LrSchedule::WarmupCosine {
+        self.lr_schedule.unwrap_or(LrSchedule::WarmupCosine {
             max_lr: self.max_lr,
             min_lr: self.min_lr,
             warmup: self.warmup,
             decay_steps: self.decay_steps,
+        })
+    }
+
+    /// The learning rate at `step` (from 0): the schedule's, times the
+    /// cooldown's linear fall to zero over the last `cooldown` of
+    /// `decay_steps`.
+    ///
+    /// ```
+    /// use zeroformer::optim::LrSchedule;
+    /// use zeroformer::train::TrainConfig;
+    /// let config = TrainConfig {
+    ///     lr_schedule: Some(LrSchedule::Constant(0.1)),
+    ///     cooldown: 0.25,
+    ///     ..TrainConfig::nanogpt_cpu(100)
+    /// };
+    /// assert_eq!(config.lr_at(10), 0.1);
+    /// assert_eq!(config.lr_at(75), 0.1);
+    /// assert_eq!(config.lr_at(90), 0.1 * 10.0 / 25.0);
+    /// ```
+    pub fn lr_at(&self, step: usize) -> f32 {
+        let rate = self.schedule().lr_at(step);
+        if self.cooldown == 0.0 {
+            return rate;
+        }
+        let cooldown_steps = (self.cooldown * self.decay_steps as f32).max(1.0);
+        let remaining = self.decay_steps.saturating_sub(step) as f32;
+        rate * (remaining / cooldown_steps).min(1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_saved_without_the_later_fields_loads_with_their_defaults() {
+        let mut json = serde_json::to_value(TrainConfig::nanogpt_cpu(10)).unwrap();
+        let fields = json.as_object_mut().unwrap();
+        for later in [
+            "lr_schedule",
+            "cooldown",
+            "eps",
+            "decay_all",
+            "context",
+            "memory_check",
+        ] {
+            assert!(fields.remove(later).is_some(), "{later}");
+        }
+        let loaded: TrainConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(loaded, TrainConfig::nanogpt_cpu(10));
+    }
+
+    #[test]
+    fn the_cooldown_falls_linearly_to_zero_over_its_last_steps() {
+        let config = TrainConfig {
+            cooldown: 0.2,
+            ..TrainConfig::nanogpt_cpu(100)
+        };
+        let schedule = config.schedule();
+        // Untouched before the last 20 steps, then (100 - step) / 20 of the schedule.
+        assert_eq!(config.lr_at(79), schedule.lr_at(79));
+        assert_eq!(config.lr_at(80), schedule.lr_at(80));
+        assert_eq!(config.lr_at(90), schedule.lr_at(90) * 0.5);
+        assert_eq!(config.lr_at(99), schedule.lr_at(99) * 0.05);
+        assert_eq!(config.lr_at(100), 0.0);
+        // A Noam schedule replaces the warmup-cosine one.
+        let noam = LrSchedule::Noam {
+            d_model: 64,
+            warmup: 10,
+            factor: 1.0,
+        };
+        let config = TrainConfig {
+            lr_schedule: Some(noam),
+            ..config
+        };
+        assert_eq!(config.lr_at(5), noam.lr_at(5));
+    }
+
+    #[test]
+    fn out_of_range_cooldown_and_eps_are_refused() {
+        for bad in [
+            TrainConfig {
+                cooldown: 1.5,
+                ..TrainConfig::nanogpt_cpu(10)
+            },
+            TrainConfig {
+                eps: 0.0,
+                ..TrainConfig::nanogpt_cpu(10)
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
         }
     }
 }

@@ -10,7 +10,9 @@ use super::TrainConfig;
 use super::objective::{Trainable, batch_losses, forward_backward};
 use crate::checkpoint::Checkpoint;
 use crate::models::{Gpt, MODEL_CONFIG_KEY, Persist};
-use crate::optim::{Adam, AdamConfig, Optimizer, clip_coefficient, decay_groups, grad_norm};
+use crate::optim::{
+    Adam, AdamConfig, Optimizer, ParamGroup, clip_coefficient, decay_groups, grad_norm,
+};
 use crate::{DType, Error, Result, Tensor, no_grad};
 
 /// What one step did, for logging. The loss and norm are zero-dimensional
@@ -87,8 +89,9 @@ const DATA_STREAM: u64 = 1;
 const EVAL_STREAM: u64 = 0xe7a1;
 
 impl<M: Trainable> Trainer<M> {
-    /// A trainer for `model` as built (its parameters in two AdamW groups:
-    /// matrices decayed, vectors not). The config is validated and the
+    /// A trainer for `model` as built (its parameters in two AdamW groups,
+    /// matrices decayed and the rest not, or in one decayed group with
+    /// [`TrainConfig::decay_all`]). The config is validated and the
     /// model's [`check_step`](Trainable::check_step) run.
     pub fn from_model(model: M, config: TrainConfig) -> Result<Trainer<M>> {
         config.validate()?;
@@ -96,12 +99,18 @@ impl<M: Trainable> Trainer<M> {
         let adam = AdamConfig {
             beta1: config.beta1,
             beta2: config.beta2,
+            eps: config.eps,
             ..AdamConfig::adamw(config.max_lr)
         };
-        let optimizer = Adam::new(
-            decay_groups(model.named_parameters(), config.weight_decay),
-            adam,
-        );
+        let groups = if config.decay_all {
+            vec![ParamGroup {
+                params: model.named_parameters(),
+                weight_decay: config.weight_decay,
+            }]
+        } else {
+            decay_groups(model.named_parameters(), config.weight_decay)
+        };
+        let optimizer = Adam::new(groups, adam);
         let data_rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(DATA_STREAM));
         let eval_rng = ChaCha8Rng::seed_from_u64(config.seed ^ EVAL_STREAM);
         Ok(Trainer {
@@ -127,6 +136,11 @@ impl<M: Trainable> Trainer<M> {
     /// random streams it started are part of the state.
     pub fn set_config(&mut self, config: TrainConfig) -> Result<()> {
         config.validate()?;
+        if config.decay_all != self.config.decay_all {
+            return Err(Error::InvalidConfig(
+                "decay_all cannot change when a run continues: the optimizer's parameter groups are part of its state".into(),
+            ));
+        }
         if config.seed != self.config.seed {
             return Err(Error::InvalidConfig(format!(
                 "the seed cannot change when a run continues ({} -> {}): its random streams are restored from the checkpoint",
@@ -136,6 +150,7 @@ impl<M: Trainable> Trainer<M> {
         self.model.check_step(&config)?;
         self.optimizer.config.beta1 = config.beta1;
         self.optimizer.config.beta2 = config.beta2;
+        self.optimizer.config.eps = config.eps;
         // Group 0 is the one `decay_groups` decays.
         self.optimizer.set_weight_decay(0, config.weight_decay);
         self.config = config;
@@ -176,7 +191,7 @@ impl<M: Trainable> Trainer<M> {
         &mut self,
         mut next_batch: impl FnMut(&mut ChaCha8Rng) -> M::Batch,
     ) -> StepStats {
-        let lr = self.config.schedule().lr_at(self.step);
+        let lr = self.config.lr_at(self.step);
         self.optimizer.set_lr(lr);
         let accum = self.config.grad_accum;
         let mut loss_sum: Option<Tensor> = None;
