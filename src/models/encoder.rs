@@ -70,12 +70,7 @@ impl EncoderConfig {
             "encoder-tiny" => (2, 32, 4, 64),
             "bert-mini" => (4, 256, 4, 1024),
             "bert-base" => (12, 768, 12, 3072),
-            other => {
-                return Err(Error::InvalidConfig(format!(
-                    "unknown encoder preset '{other}'; choose one of {}",
-                    Self::PRESETS.join(", ")
-                )));
-            }
+            other => return Err(super::unknown_preset("encoder", other, Self::PRESETS)),
         };
         let config = EncoderConfig {
             vocab_size,

@@ -26,9 +26,12 @@ pub struct ParamGroup {
 
 /// Splits parameters for weight decay: matrices of linear layers get
 /// `weight_decay`; biases, norm weights (rank 1) and embeddings (names
-/// containing `wte`, `wpe` or `emb`) get none. nanoGPT decays every
-/// tensor of rank ≥ 2, embeddings included; leaving embeddings out is
-/// GPT-2's and most later recipes' choice.
+/// containing `wte`, `wpe` or `emb`) get none: minGPT's rule. nanoGPT
+/// decays every tensor of rank ≥ 2, embeddings included (and with them
+/// the tied output head); this crate keeps minGPT's, under which its
+/// recorded training results were measured.
+/// [`TrainConfig::decay_all`](crate::train::TrainConfig::decay_all)
+/// decays everything instead.
 pub fn decay_groups(named: Vec<(String, Tensor)>, weight_decay: f32) -> Vec<ParamGroup> {
     let is_embedding =
         |name: &str| name.contains("wte") || name.contains("wpe") || name.contains("emb");

@@ -77,12 +77,7 @@ impl GptConfig {
             "gpt-mini" => (6, 6, 192, 256, vocab_size),
             "shakespeare-char" => (6, 6, 384, 256, vocab_size),
             "gpt2" => (12, 12, 768, 1024, 50257),
-            other => {
-                return Err(Error::InvalidConfig(format!(
-                    "unknown preset '{other}'; choose one of {}",
-                    Self::PRESETS.join(", ")
-                )));
-            }
+            other => return Err(super::super::unknown_preset("GPT", other, Self::PRESETS)),
         };
         let config = GptConfig {
             vocab_size,
