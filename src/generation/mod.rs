@@ -388,6 +388,12 @@ fn decode<M: CausalLm>(
                 .collect();
             let ids = Tensor::from_ids_on(ids, &[rows, pending.len()], &device)?;
             let logits = model.next_logits(&ids, &mut cache).to_vec();
+            assert_eq!(
+                logits.len(),
+                rows * vocab,
+                "generate: next_logits gave {} logits for {rows} rows of a vocabulary of {vocab}",
+                logits.len()
+            );
             for (row, logits) in logits.chunks_exact(vocab).enumerate() {
                 let history = &mut all[row];
                 if ended[row].is_some() {

@@ -63,7 +63,13 @@ impl EncoderDecoderConfig {
         let (n_layers, d_model, n_head, d_ff) = match name {
             "transformer-tiny" => (2, 32, 4, 64),
             "transformer-base" => (6, 512, 8, 2048),
-            other => return Err(super::unknown_preset("encoder-decoder", other, Self::PRESETS)),
+            other => {
+                return Err(super::unknown_preset(
+                    "encoder-decoder",
+                    other,
+                    Self::PRESETS,
+                ));
+            }
         };
         let config = EncoderDecoderConfig {
             src_vocab_size,
