@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -199,15 +198,7 @@ fn train(args: Args) -> Result<()> {
         ..TrainConfig::nanogpt_cpu(total)
     };
     let mut trainer = Trainer::from_model(model, recipe)?;
-    let bar = ProgressBar::new(total as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} ({percent}%) {msg} elapsed {elapsed} ETA {eta}",
-        )
-        .expect("valid template"),
-    );
-    // Without a terminal the bar is hidden: a plain line every 10 s instead.
-    let mut last_plain = Instant::now();
+    let mut progress = common::Progress::new(total as u64, 0);
     let mut metrics = args
         .metrics
         .as_ref()
@@ -221,9 +212,8 @@ fn train(args: Args) -> Result<()> {
         for chunk in train.chunks(args.batch_size) {
             let stats = trainer.train_step_with(|_| collate(chunk))?;
             loss_sum += stats.loss.item() * chunk.len() as f32;
-            bar.inc(1);
-            if bar.is_hidden() && (last_plain.elapsed().as_secs() >= 10 || trainer.step == total) {
-                last_plain = Instant::now();
+            progress.bar.inc(1);
+            if progress.plain_due(trainer.step as u64) {
                 println!(
                     "step {}/{total} ({:.0}%): epoch {}, loss {:.4}, elapsed {:.0} s",
                     trainer.step,
@@ -235,7 +225,8 @@ fn train(args: Args) -> Result<()> {
             }
         }
         let loss = loss_sum / train.len() as f32;
-        bar.set_message(format!("epoch {} train loss {loss:.3}", epoch + 1));
+        let message = format!("epoch {} train loss {loss:.3}", epoch + 1);
+        progress.bar.set_message(message);
         if let Some(m) = metrics.as_mut() {
             let record = Record::new(trainer.step as u64).split("train").loss(loss);
             m.write(
@@ -245,7 +236,7 @@ fn train(args: Args) -> Result<()> {
             )?;
         }
     }
-    bar.finish_and_clear();
+    progress.bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
 
     let (model, trainer_steps) = (trainer.model, trainer.step);

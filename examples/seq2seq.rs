@@ -16,7 +16,6 @@ mod common;
 use std::time::Instant;
 
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use zeroformer::data::digits::{self, DigitTask, START, VOCAB_SIZE};
@@ -162,15 +161,7 @@ fn train(args: Args) -> Result<()> {
     );
     let mut trainer = Trainer::from_model(model, recipe)?;
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed.wrapping_add(1));
-    let bar = ProgressBar::new(args.steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} ({percent}%) {msg} elapsed {elapsed} ETA {eta}",
-        )
-        .expect("valid template"),
-    );
-    // Without a terminal the bar is hidden: a plain line every 10 s instead.
-    let mut last_plain = Instant::now();
+    let mut progress = common::Progress::new(args.steps as u64, 0);
     let mut metrics = args
         .metrics
         .as_ref()
@@ -184,9 +175,11 @@ fn train(args: Args) -> Result<()> {
             (b.source, b.target_in, b.target_out)
         })?;
         let (loss, lr) = (&stats.loss, stats.lr);
-        bar.inc(1);
+        progress.bar.inc(1);
         if step % 10 == 0 {
-            bar.set_message(format!("loss {:.4} lr {lr:.2e}", loss.item()));
+            progress
+                .bar
+                .set_message(format!("loss {:.4} lr {lr:.2e}", loss.item()));
             if let Some(m) = metrics.as_mut() {
                 m.write(
                     Record::new(step as u64 + 1)
@@ -196,8 +189,7 @@ fn train(args: Args) -> Result<()> {
                 )?;
             }
         }
-        if bar.is_hidden() && (last_plain.elapsed().as_secs() >= 10 || step + 1 == args.steps) {
-            last_plain = Instant::now();
+        if progress.plain_due(step as u64 + 1) {
             println!(
                 "step {}/{} ({:.0}%): loss {:.4}, elapsed {:.0} s",
                 step + 1,
@@ -208,7 +200,7 @@ fn train(args: Args) -> Result<()> {
             );
         }
     }
-    bar.finish_and_clear();
+    progress.bar.finish_and_clear();
     let train_seconds = started.elapsed().as_secs_f64();
 
     let model = trainer.model;

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use zeroformer::checkpoint::{Checkpoint, remove_stale_temp_files};
@@ -38,8 +37,6 @@ use zeroformer::train::{MetricsWriter, Record, TrainConfig, Trainer, read_metric
 use zeroformer::{Error, Result, Tensor};
 
 const BEST: &str = "ckpt.safetensors";
-/// How often a plain progress line is printed when output is not a terminal.
-const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// `m:ss` (or `h:mm:ss`).
 fn clock(d: Duration) -> String {
@@ -363,16 +360,8 @@ fn train(args: Args) -> RunResult<()> {
     );
 
     let tokens_per_step = trainer.config.batch_size * trainer.config.grad_accum * context;
-    let bar = ProgressBar::new(iters as u64).with_position(trainer.step as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} ({percent}%) {msg} elapsed {elapsed} ETA {eta}",
-        )
-        .expect("valid template"),
-    );
-    // Without a terminal (piped, CI, nohup) the bar is hidden: a plain line
-    // every PLAIN_PROGRESS_EVERY instead.
-    let mut last_plain = Instant::now();
+    let mut progress = common::Progress::new(iters as u64, trainer.step as u64);
+    let bar = progress.bar.clone();
     let mut train_time = Duration::ZERO;
     let (mut steps_timed, mut last_loss) = (0usize, f32::NAN);
     // The newest checkpoint written, named if training diverges.
@@ -433,8 +422,7 @@ fn train(args: Args) -> RunResult<()> {
             stats.lr
         ));
         let step = trainer.step;
-        if bar.is_hidden() && (last_plain.elapsed() >= PLAIN_PROGRESS_EVERY || step == iters) {
-            last_plain = Instant::now();
+        if progress.plain_due(step as u64) {
             let elapsed = started.elapsed();
             let done = (step - first_step) as f64 / (iters - first_step) as f64;
             let eta = elapsed.mul_f64((1.0 - done) / done.max(1e-9));

@@ -1,6 +1,13 @@
-//! What the examples share: where they run (`--device` and `--threads`)
-//! and how they end on an error (the message, then exit code 1).
+//! What the examples share: where they run (`--device` and `--threads`),
+//! how they end on an error (the message, then exit code 1), and a
+//! training run's progress.
 
+// Each example uses part of what is here.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
 use zeroformer::{Device, Error};
 
 /// Where an example runs, flattened into its flags
@@ -30,5 +37,47 @@ pub fn exit_on_error<E: std::fmt::Display>(result: Result<(), E>) {
     if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(1);
+    }
+}
+
+/// How often a plain progress line is printed when there is no terminal.
+const PLAIN_EVERY: Duration = Duration::from_secs(10);
+
+/// A training run's progress: a bar on a terminal; without one (piped, CI,
+/// nohup) the bar is hidden, and [`plain_due`](Self::plain_due) says when
+/// a plain line is due instead.
+pub struct Progress {
+    /// The bar: `inc`, `set_position`, `set_message` as usual.
+    pub bar: ProgressBar,
+    steps: u64,
+    last_plain: Instant,
+}
+
+impl Progress {
+    /// A bar of `steps` steps, `done` of them already (a resumed run).
+    pub fn new(steps: u64, done: u64) -> Progress {
+        let bar = ProgressBar::new(steps).with_position(done);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} ({percent}%) {msg} elapsed {elapsed} ETA {eta}",
+            )
+            .expect("valid template"),
+        );
+        Progress {
+            bar,
+            steps,
+            last_plain: Instant::now(),
+        }
+    }
+
+    /// True, once every 10 s and at the last step, when the bar is hidden:
+    /// print a plain progress line then.
+    pub fn plain_due(&mut self, step: u64) -> bool {
+        let due = self.bar.is_hidden()
+            && (self.last_plain.elapsed() >= PLAIN_EVERY || step == self.steps);
+        if due {
+            self.last_plain = Instant::now();
+        }
+        due
     }
 }
