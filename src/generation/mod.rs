@@ -710,7 +710,7 @@ mod tests {
         };
         let m = Gpt::new(config, 3).unwrap();
         for p in m.parameters() {
-            p.update_data(|d| d.iter_mut().for_each(|v| *v *= 30.0));
+            p.assign(&no_grad(|| p.mul_scalar(30.0)));
         }
         let prompts = vec![vec![1, 2], vec![3, 4], vec![5, 6]];
         let greedy = GenerationConfig::new(10);
