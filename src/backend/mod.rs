@@ -13,6 +13,7 @@ pub mod cpu;
 pub mod cuda;
 mod primitives;
 
+pub(crate) use primitives::primitives;
 pub use primitives::{
     AdamStep, AttentionParams, Axis, BackendStorage, BinaryOp, CmpOp, CrossEntropyForward, UnaryOp,
     View,

@@ -70,8 +70,7 @@ impl Tensor {
         for (t, &len) in tensors.iter().zip(&sizes) {
             storage.copy_from(
                 &out_layout.narrow(d, start, len),
-                &t.storage(),
-                t.layout(),
+                (&t.storage(), t.layout()),
                 "cat",
             );
             start += len;

@@ -52,7 +52,7 @@ impl Backward for ViewBackward {
                 let full = Layout::contiguous(&self.input_shape);
                 let window = full.narrow(*dim, *start, g.shape()[*dim]);
                 let mut storage = g.storage().zeros_like(full.numel());
-                storage.copy_from(&window, &g.storage(), g.layout(), "narrow backward");
+                storage.copy_from(&window, (&g.storage(), g.layout()), "narrow backward");
                 Tensor::from_storage(Arc::new(storage), full, None)
             }
             ViewOp::Unsqueeze(d) => g.squeeze(*d),

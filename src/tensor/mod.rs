@@ -151,7 +151,7 @@ impl Tensor {
         }
         let storage = inner.storage.get_mut().unwrap_or_else(|e| e.into_inner());
         match Arc::get_mut(storage) {
-            Some(storage) => storage.add_from(window, &g_storage, g.layout()),
+            Some(storage) => storage.add_from(window, (&g_storage, g.layout())),
             None => false,
         }
     }
@@ -363,8 +363,7 @@ impl Tensor {
         let mut slot = self.storage_for_update("assign");
         Arc::get_mut(&mut slot).expect("unshared").copy_from(
             &self.0.layout,
-            &src_storage,
-            src.layout(),
+            (&src_storage, src.layout()),
             "assign",
         );
     }
@@ -387,8 +386,7 @@ impl Tensor {
         let mut slot = self.storage_for_update("write_window");
         Arc::get_mut(&mut slot).expect("unshared").copy_from(
             &window,
-            &src_storage,
-            src.layout(),
+            (&src_storage, src.layout()),
             "write_window",
         );
     }
@@ -428,8 +426,7 @@ impl Tensor {
         );
         let unshared = "unshared";
         Arc::get_mut(&mut w).expect(unshared).adam_update(
-            &g,
-            grad.layout(),
+            (&g, grad.layout()),
             Arc::get_mut(&mut m).expect(unshared),
             Arc::get_mut(&mut v).expect(unshared),
             step,

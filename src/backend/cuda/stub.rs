@@ -7,7 +7,7 @@
 use crate::backend::cpu::CpuStorage;
 use crate::backend::{
     AdamStep, AttentionParams, Axis, BackendStorage, BinaryOp, CmpOp, CrossEntropyForward, UnaryOp,
-    View,
+    View, primitives,
 };
 use crate::layout::Layout;
 use crate::{DType, Error, Result};
@@ -32,175 +32,31 @@ pub fn full(len: usize, value: f32, ordinal: usize) -> Result<CudaStorage> {
     upload(&CpuStorage::F32(Vec::new()), ordinal)
 }
 
+/// Turns [`primitives!`](crate::backend::primitives!)' declarations into
+/// bodies that match on the uninhabited storage.
+macro_rules! uninhabited {
+    ($($(#[$meta:meta])* fn $name:ident($($params:tt)*) $(-> $ret:ty)?;)*) => {
+        $(uninhabited!(@one $name [$($params)*] [$($ret)?]);)*
+    };
+    (@one $name:ident [&mut self $(, $arg:ident: $ty:ty)* $(,)?] [$($ret:ty)?]) => {
+        fn $name(&mut self $(, $arg: $ty)*) $(-> $ret)? {
+            match *self {}
+        }
+    };
+    (@one $name:ident [&self $(, $arg:ident: $ty:ty)* $(,)?] [$($ret:ty)?]) => {
+        fn $name(&self $(, $arg: $ty)*) $(-> $ret)? {
+            match *self {}
+        }
+    };
+}
+
+#[allow(unused_variables)]
 impl BackendStorage for CudaStorage {
-    fn dtype(&self) -> DType {
-        match *self {}
-    }
-    fn elements(&self) -> usize {
-        match *self {}
-    }
-    fn contiguous_copy(&self, _: &Layout) -> Self {
-        match *self {}
-    }
-    fn copy_from(&mut self, _: &Layout, _: View<Self>, _: &str) {
-        match *self {}
-    }
-    fn add_from(&mut self, _: &Layout, _: View<Self>) -> bool {
-        match *self {}
-    }
-    fn zeros_like(&self, _: usize) -> Self {
-        match *self {}
-    }
-    fn full_like(&self, _: usize, _: f32) -> Self {
-        match *self {}
-    }
-    fn dropout_mask(&self, _: usize, _: f32, _: u64) -> Self {
-        match *self {}
-    }
     fn to_host(&self, _: &Layout) -> CpuStorage {
         match *self {}
     }
-    fn to_dtype(&self, _: &Layout, _: DType) -> Self {
-        match *self {}
-    }
-    fn cumsum(&self, _: &Layout, _: Axis, _: bool) -> Self {
-        match *self {}
-    }
-    fn topk_indices(&self, _: &Layout, _: Axis, _: usize) -> Self {
-        match *self {}
-    }
-    fn gather_dim(&self, _: &Layout, _: usize, _: View<Self>) -> Self {
-        match *self {}
-    }
-    fn scatter_add_dim(&self, _: &Layout, _: usize, _: View<Self>, _: &[usize]) -> Self {
-        match *self {}
-    }
-    fn unary(&self, _: &Layout, _: UnaryOp) -> Self {
-        match *self {}
-    }
-    fn unary_backward(&self, _: &Layout, _: View<Self>, _: View<Self>, _: UnaryOp) -> Self {
-        match *self {}
-    }
-    fn binary(&self, _: &Layout, _: View<Self>, _: BinaryOp) -> Self {
-        match *self {}
-    }
-    fn compare(&self, _: &Layout, _: View<Self>, _: CmpOp) -> Self {
-        match *self {}
-    }
-    fn where_cond(&self, _: &Layout, _: View<Self>, _: View<Self>) -> Self {
-        match *self {}
-    }
-    fn sum_axis(&self, _: &Layout, _: Axis) -> Self {
-        match *self {}
-    }
-    fn max_axis(&self, _: &Layout, _: Axis) -> (Self, Self) {
-        match *self {}
-    }
-    fn max_axis_backward(&self, _: &Layout, _: &Self, _: Axis) -> Self {
-        match *self {}
-    }
-    fn sum_of_squares(&self, _: &Layout) -> Self {
-        match *self {}
-    }
-    fn softmax(&self, _: &Layout, _: usize, _: bool) -> Self {
-        match *self {}
-    }
-    fn causal_softmax(&self, _: &Layout, _: usize, _: usize, _: f32) -> Self {
-        match *self {}
-    }
-    fn softmax_backward(&self, _: &Layout, _: View<Self>, _: f32) -> Self {
-        match *self {}
-    }
-    fn layer_norm(
-        &self,
-        _: &Layout,
-        _: usize,
-        _: Option<View<Self>>,
-        _: Option<View<Self>>,
-        _: f32,
-    ) -> (Self, Self) {
-        match *self {}
-    }
-    fn layer_norm_backward(
-        &self,
-        _: &Layout,
-        _: View<Self>,
-        _: usize,
-        _: Option<View<Self>>,
-        _: &Self,
-    ) -> (Self, Self, Self) {
-        match *self {}
-    }
-    fn cross_entropy(
-        &self,
-        _: &Layout,
-        _: View<Self>,
-        _: usize,
-        _: Option<i64>,
-    ) -> CrossEntropyForward<Self> {
-        match *self {}
-    }
-    fn cross_entropy_backward(
-        &self,
-        _: View<Self>,
-        _: View<Self>,
-        _: usize,
-        _: Option<i64>,
-        _: &Self,
-    ) -> Self {
-        match *self {}
-    }
-    fn embedding(&self, _: &Layout, _: View<Self>) -> Self {
-        match *self {}
-    }
-    fn embedding_backward(&self, _: &Layout, _: View<Self>, _: usize) -> Self {
-        match *self {}
-    }
-    fn matmul(&self, _: &Layout, _: View<Self>, _: &[usize]) -> Self {
-        match *self {}
-    }
-    fn addmm(&self, _: &Layout, _: View<Self>, _: View<Self>) -> Self {
-        match *self {}
-    }
-    fn attention(
-        &self,
-        _: &Layout,
-        _: View<Self>,
-        _: View<Self>,
-        _: Option<View<Self>>,
-        _: &AttentionParams,
-    ) -> (Self, Self) {
-        match *self {}
-    }
-    fn attention_backward(
-        &self,
-        _: &Layout,
-        _: View<Self>,
-        _: View<Self>,
-        _: View<Self>,
-        _: &Self,
-        _: View<Self>,
-        _: Option<View<Self>>,
-        _: &AttentionParams,
-    ) -> (Self, Self, Self) {
-        match *self {}
-    }
-    fn adam_update(
-        &mut self,
-        _: View<Self>,
-        _: &mut Self,
-        _: &mut Self,
-        _: AdamStep,
-        _: Option<&Self>,
-    ) {
-        match *self {}
-    }
-    fn quantize_rows_int8(&self, _: &Layout) -> (Self, Self) {
-        match *self {}
-    }
-    fn matmul_int8(&self, _: &Layout, _: View<Self>, _: View<Self>) -> Self {
-        match *self {}
-    }
+
+    primitives!(uninhabited);
 }
 
 impl CudaStorage {
