@@ -5,7 +5,9 @@
 
 use zeroformer::Result;
 use zeroformer::models::Persist;
-use zeroformer::nn::{Dropout, Linear, LinearConfig, SharedRng, sinusoidal_table};
+use zeroformer::nn::{
+    Dropout, Linear, LinearConfig, SharedRng, count_parameters, sinusoidal_table,
+};
 use zeroformer::prelude::*;
 use zeroformer::train::{TrainConfig, Trainable, Trainer};
 
@@ -35,15 +37,14 @@ struct MlpConfig {
 }
 
 impl Mlp {
-    fn new(config: MlpConfig, seed: u64) -> Mlp {
+    fn new(config: MlpConfig, seed: u64) -> Result<Mlp> {
         let mut rng = StdRng::seed_from_u64(seed);
         let layer = LinearConfig::new(config.width, config.width).std(0.3);
         let layers = (0..config.depth)
             .map(|_| layer.init(&zeroformer::default_device(), &mut rng))
-            .collect::<Result<_>>()
-            .expect("a valid config");
+            .collect::<Result<_>>()?;
         let shared = SharedRng::seed_from_u64(seed);
-        Mlp {
+        Ok(Mlp {
             scale: config
                 .scale
                 .then(|| Tensor::ones(&[config.width]).requires_grad()),
@@ -52,7 +53,7 @@ impl Mlp {
             layers,
             rng: shared,
             config,
-        }
+        })
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
@@ -86,14 +87,8 @@ impl Persist for Mlp {
         &self.config
     }
 
-    fn parameter_count(c: &MlpConfig) -> Option<u64> {
-        let w = c.width as u64;
-        let scale = if c.scale { w } else { 0 };
-        Some(c.depth as u64 * (w * w + w) + scale)
-    }
-
     fn build(config: MlpConfig) -> Result<Mlp> {
-        Ok(Mlp::new(config, 0))
+        Mlp::new(config, 0)
     }
 }
 
@@ -108,7 +103,7 @@ fn config() -> MlpConfig {
 
 #[test]
 fn derive_names_every_parameter_and_buffer_in_field_order() {
-    let model = Mlp::new(config(), 1);
+    let model = Mlp::new(config(), 1).unwrap();
     let names: Vec<String> = model
         .named_parameters()
         .into_iter()
@@ -124,10 +119,10 @@ fn derive_names_every_parameter_and_buffer_in_field_order() {
             "scale"
         ]
     );
-    assert_eq!(
-        model.num_parameters() as u64,
-        Mlp::parameter_count(&config()).unwrap()
-    );
+    // Two 4 x 4 layers with biases and a scale of 4.
+    assert_eq!(model.num_parameters(), 2 * (16 + 4) + 4);
+    let counted = count_parameters(|| Mlp::new(config(), 0)).unwrap();
+    assert_eq!(counted, 2 * (16 + 4) + 4);
     let mut buffers = Vec::new();
     model.visit_buffers("", &mut |n, t| {
         buffers.push((n.to_string(), t.shape().to_vec()))
@@ -140,7 +135,8 @@ fn derive_names_every_parameter_and_buffer_in_field_order() {
             ..config()
         },
         1,
-    );
+    )
+    .unwrap();
     assert_eq!(plain.named_parameters().len(), 4);
 }
 
@@ -152,7 +148,8 @@ fn dropout_inside_a_derived_model_is_off_in_eval_mode() {
             ..config()
         },
         2,
-    );
+    )
+    .unwrap();
     let x = Tensor::ones(&[3, 4]);
     assert_ne!(model.forward(&x).to_vec(), model.forward(&x).to_vec());
     let (a, b) = eval_mode(|| (model.forward(&x).to_vec(), model.forward(&x).to_vec()));
@@ -166,8 +163,8 @@ fn derive_knows_whether_the_model_draws_randomly() {
         dropout: 0.5,
         ..config()
     };
-    assert!(Mlp::new(with_dropout, 2).draws_randomly());
-    assert!(!Mlp::new(config(), 2).draws_randomly());
+    assert!(Mlp::new(with_dropout, 2).unwrap().draws_randomly());
+    assert!(!Mlp::new(config(), 2).unwrap().draws_randomly());
 }
 
 #[test]
@@ -179,7 +176,7 @@ fn a_custom_model_trains_saves_and_loads() {
         train.warmup,
         train.weight_decay,
     ) = (8, 3e-2, 0, 0.0);
-    let mut trainer = Trainer::from_model(Mlp::new(config(), 3), train).unwrap();
+    let mut trainer = Trainer::from_model(Mlp::new(config(), 3).unwrap(), train).unwrap();
     // Learn y = sin(x) elementwise from random inputs.
     let draw = |rng: &mut zeroformer::rand_chacha::ChaCha8Rng| {
         let x = Tensor::uniform(&[8, 4], -1.5, 1.5, rng);
@@ -293,7 +290,7 @@ fn a_saved_model_loads_in_a_fresh_process() {
         println!("OUTPUT {:?}", model.forward(&x).to_vec());
         return;
     }
-    let model = Mlp::new(config(), 11);
+    let model = Mlp::new(config(), 11).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fresh.safetensors");
     model.save(&path).unwrap();
@@ -326,7 +323,8 @@ fn mean_loss_over_a_split_of_uneven_batches_is_the_mean_over_its_examples() {
             ..config()
         },
         4,
-    );
+    )
+    .unwrap();
     let mut rng = StdRng::seed_from_u64(5);
     let x = Tensor::uniform(&[7, 4], -1.0, 1.0, &mut rng);
     let y = Tensor::uniform(&[7, 4], -1.0, 1.0, &mut rng);

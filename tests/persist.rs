@@ -4,7 +4,9 @@
 
 use zeroformer::checkpoint::Checkpoint;
 use zeroformer::models::{Encoder, EncoderConfig, EncoderDecoder, EncoderDecoderConfig, Persist};
-use zeroformer::nn::{Activation, NormKind, NormPlacement, Positional};
+use zeroformer::nn::{
+    Activation, Module, MoeConfig, NormKind, NormPlacement, Positional, count_parameters,
+};
 use zeroformer::prelude::*;
 use zeroformer::train::{TrainConfig, Trainer};
 
@@ -84,6 +86,64 @@ fn parameter_counts_from_configs_equal_the_built_models() {
     let mut huge = tiny_gpt();
     huge.n_embd = usize::MAX / 2;
     assert_eq!(huge.parameter_count(), None);
+}
+
+/// GPT's closed-form count (what its memory check and its file check use)
+/// against a counting build of the model, and a counting build against
+/// the model made for real: placeholders have the parameters' shapes, and
+/// buffers are not counted.
+#[test]
+fn counting_builds_count_what_the_models_hold() {
+    for (bias, moe, windows) in [
+        (true, None, vec![]),
+        (false, None, vec![Some(4), None]),
+        (true, Some(MoeConfig::new(4, 2)), vec![]),
+        (false, Some(MoeConfig::new(3, 1)), vec![]),
+    ] {
+        let config = GptConfig {
+            bias,
+            moe,
+            attention_windows: windows,
+            ..tiny_gpt()
+        };
+        let counted = count_parameters(|| Gpt::new(config.clone(), 0)).unwrap();
+        let built = Gpt::new(config.clone(), 0).unwrap().num_parameters() as u64;
+        assert_eq!((counted, config.parameter_count()), (built, Some(built)));
+    }
+    let mut rotary = EncoderConfig::preset("encoder-tiny", 13, 3, 9).unwrap();
+    rotary.positional = Positional::Rotary;
+    let counted = count_parameters(|| Encoder::new(rotary.clone(), 0)).unwrap();
+    let model = Encoder::new(rotary, 0).unwrap();
+    assert_eq!(counted, model.num_parameters() as u64);
+    let mut buffers = 0;
+    model.visit_buffers("", &mut |_, t| buffers += t.numel());
+    assert!(
+        buffers > 0,
+        "the rotary tables are buffers, left out of the count"
+    );
+}
+
+/// A config claiming a table of 2^40 rows would take terabytes if made: a
+/// counting build makes placeholders, so counting it and refusing it for
+/// a file that holds far less both return at once.
+#[test]
+fn configs_of_any_size_are_counted_and_refused_without_being_made() {
+    let mut huge = EncoderConfig::preset("encoder-tiny", 13, 3, 9).unwrap();
+    huge.vocab_size = 1 << 40;
+    let d = huge.layer.d_model as u64;
+    let small = EncoderConfig::preset("encoder-tiny", 13, 3, 9).unwrap();
+    let extra = ((1u64 << 40) - 13) * d;
+    assert_eq!(
+        huge.parameter_count(),
+        Some(small.parameter_count().unwrap() + extra)
+    );
+    let path = temp_path("huge-encoder.safetensors");
+    Encoder::new(small, 0).unwrap().save(&path).unwrap();
+    let mut ckpt = Checkpoint::load(&path).unwrap();
+    ckpt.set_meta("model_config", serde_json::to_string(&huge).unwrap());
+    ckpt.save(&path).unwrap();
+    let err = Encoder::load(&path).err().expect("refused").to_string();
+    assert!(err.contains("describes more than"), "{err}");
 }
 
 fn temp_path(name: &str) -> std::path::PathBuf {

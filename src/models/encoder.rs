@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::nn::{
     Activation, EncoderLayer, LayerConfig, Linear, LinearConfig, Module, Norm, NormPlacement,
-    Positional, SharedRng, TokenEmbedding, TokenEmbeddingConfig,
+    Positional, SharedRng, TokenEmbedding, TokenEmbeddingConfig, count_parameters,
 };
 use crate::{DType, Error, GeluApproximation, Result, Tensor};
 
@@ -88,26 +88,11 @@ impl EncoderConfig {
         Ok(config)
     }
 
-    /// How many numbers a model of this shape holds, `None` when that
-    /// overflows: the embeddings, the layers, a pre-norm stack's final
-    /// norm, and the head.
+    /// How many numbers a model of this shape holds, counted without
+    /// making it ([`count_parameters`](crate::nn::count_parameters));
+    /// `None` for a config that makes no model or whose count overflows.
     pub fn parameter_count(&self) -> Option<u64> {
-        let l = &self.layer;
-        let d = l.d_model as u64;
-        let final_norm = match l.placement {
-            NormPlacement::Pre => l.norm_parameters()?,
-            NormPlacement::Post => 0,
-        };
-        let classes = self.num_classes as u64;
-        let head = d.checked_add(1)?.checked_mul(classes)?;
-        self.positional
-            .embedding_parameters(self.vocab_size, self.max_len, l.d_model)?
-            .checked_add(
-                l.encoder_layer_parameters()?
-                    .checked_mul(self.n_layer as u64)?,
-            )?
-            .checked_add(final_norm)?
-            .checked_add(head)
+        count_parameters(|| Encoder::new(self.clone(), 0)).ok()
     }
 
     /// Checks that the numbers make a model.

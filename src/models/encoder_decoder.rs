@@ -10,7 +10,7 @@ use super::encoder::check_ids;
 use crate::generation::{CausalLm, GenerationCache, Seq2SeqLm};
 use crate::nn::{
     DecoderLayer, DecoderLayerCache, EncoderLayer, LayerConfig, Module, Norm, NormPlacement,
-    Positional, SharedRng, TokenEmbedding, TokenEmbeddingConfig, xavier_uniform,
+    Positional, SharedRng, TokenEmbedding, TokenEmbeddingConfig, count_parameters, xavier_uniform,
 };
 use crate::train::{TrainConfig, memory};
 use crate::{Device, Error, Result, Tensor, no_grad};
@@ -86,30 +86,11 @@ impl EncoderDecoderConfig {
         Ok(config)
     }
 
-    /// How many numbers a model of this shape holds, `None` when that
-    /// overflows: both embeddings (the output head is tied to the target
-    /// one), the layers, and a pre-norm stack's two final norms.
+    /// How many numbers a model of this shape holds, counted without
+    /// making it ([`count_parameters`](crate::nn::count_parameters));
+    /// `None` for a config that makes no model or whose count overflows.
     pub fn parameter_count(&self) -> Option<u64> {
-        let l = &self.layer;
-        let final_norms = match l.placement {
-            NormPlacement::Pre => l.norm_parameters()?.checked_mul(2)?,
-            NormPlacement::Post => 0,
-        };
-        let embed = |vocab| {
-            self.positional
-                .embedding_parameters(vocab, self.max_len, l.d_model)
-        };
-        embed(self.src_vocab_size)?
-            .checked_add(embed(self.tgt_vocab_size)?)?
-            .checked_add(
-                l.encoder_layer_parameters()?
-                    .checked_mul(self.n_encoder_layers as u64)?,
-            )?
-            .checked_add(
-                l.decoder_layer_parameters()?
-                    .checked_mul(self.n_decoder_layers as u64)?,
-            )?
-            .checked_add(final_norms)
+        count_parameters(|| EncoderDecoder::new(self.clone(), 0)).ok()
     }
 
     /// Checks that the numbers make a model.

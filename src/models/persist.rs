@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::checkpoint::Checkpoint;
 use crate::nn::Module;
+use crate::nn::shape_only::count_within;
 use crate::{Device, Result};
 
 /// Metadata key holding the model's config as JSON (the trainer's
@@ -37,25 +38,23 @@ const TRAIN_CONFIG_KEY: &str = "train_config";
 /// ```
 pub trait Persist: Module + Sized {
     /// The config that rebuilds the model, stored as JSON.
-    type Config: Serialize + DeserializeOwned + std::fmt::Debug;
+    type Config: Serialize + DeserializeOwned + Clone + std::fmt::Debug;
 
     /// The model's config.
     fn config(&self) -> &Self::Config;
-
-    /// How many numbers a model of `config` holds (`None` on overflow):
-    /// compared with the file before anything is built, so a config that
-    /// claims more than the file holds is refused, not allocated.
-    fn parameter_count(config: &Self::Config) -> Option<u64>;
 
     /// A model of `config`, its weights about to be replaced.
     fn build(config: Self::Config) -> Result<Self>;
 
     /// Checks `config` against the tensors under `prefix` in `ckpt` before
-    /// anything is built. By default its [`parameter_count`](Self::parameter_count)
-    /// must equal the numbers the file holds there (every name and shape is
-    /// checked when the weights load); a model that can list its
-    /// parameters from the config alone names the first that differs
-    /// (GPT does).
+    /// the model is built. By default the model of `config` is counted
+    /// without being made ([`count_parameters`](crate::nn::count_parameters):
+    /// its layers get placeholders), stopping as soon as it passes the
+    /// numbers the file holds there, and the two counts must be equal
+    /// (every name and shape is checked when the weights load). So a
+    /// config that claims more than its file holds is refused, not
+    /// allocated. A model that can list its parameters from the config
+    /// alone may name the first that differs instead (GPT does).
     fn check_against(ckpt: &Checkpoint, prefix: &str, config: &Self::Config) -> Result<()> {
         let in_file: u64 = ckpt
             .tensor_names()
@@ -63,11 +62,13 @@ pub trait Persist: Module + Sized {
             .filter_map(|n| ckpt.tensor(n))
             .map(|(shape, _)| shape.iter().product::<usize>() as u64)
             .sum();
-        match Self::parameter_count(config) {
+        let counted = count_within(in_file, || Self::build(config.clone()))
+            .map_err(|e| ckpt.error(format!("{MODEL_CONFIG_KEY}: {e}")))?;
+        match counted {
             Some(count) if count == in_file => Ok(()),
             count => Err(ckpt.error(format!(
                 "{MODEL_CONFIG_KEY} {config:?} describes {} parameters, but the file holds {in_file}",
-                count.map_or("too many".to_string(), |c| c.to_string())
+                count.map_or(format!("more than {in_file}"), |c| c.to_string())
             ))),
         }
     }
@@ -128,10 +129,6 @@ macro_rules! persist {
 
             fn config(&self) -> &$config {
                 &self.config
-            }
-
-            fn parameter_count(config: &$config) -> Option<u64> {
-                config.parameter_count()
             }
 
             fn build(config: $config) -> Result<Self> {

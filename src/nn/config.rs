@@ -31,7 +31,10 @@ use crate::{Device, Error, Result};
 /// values go from the host straight there.
 pub(crate) fn on<M: Module>(device: &Device, build: impl FnOnce() -> M) -> Result<M> {
     device.ensure_usable()?;
-    Ok(device.as_default(build))
+    let layer = device.as_default(build);
+    // A counting build stops at the first layer past its limit.
+    crate::nn::check_count()?;
+    Ok(layer)
 }
 
 /// `$init(&device, &mut rng)`, which draws the layer's own dropout stream

@@ -2,7 +2,7 @@
 
 use rand::Rng;
 
-use super::{Module, normal_parameter};
+use super::{Module, normal_parameter, zeros_parameter};
 use crate::Tensor;
 use crate::ops::quantized::Int8Rows;
 
@@ -32,7 +32,7 @@ impl Linear {
     ) -> Linear {
         Linear {
             weight: normal_parameter(&[out_features, in_features], std, rng),
-            bias: bias.then(|| Tensor::zeros(&[out_features]).requires_grad()),
+            bias: bias.then(|| zeros_parameter(out_features)),
             int8: None,
         }
     }

@@ -17,6 +17,7 @@ mod linear;
 mod moe;
 mod norm;
 mod positional;
+pub(crate) mod shape_only;
 mod token_embedding;
 mod transformer_layer;
 mod visit;
@@ -43,6 +44,8 @@ pub use linear::Linear;
 pub use moe::{MoeConfig, MoeFeedForward, Routing};
 pub use norm::{LayerNorm, Norm, NormKind, RmsNorm};
 pub use positional::{Positional, Rope, sinusoidal_table};
+pub use shape_only::count_parameters;
+pub(crate) use shape_only::{buffer, check_count, counting, parameter};
 pub use token_embedding::TokenEmbedding;
 pub use transformer_layer::{
     DecoderLayer, DecoderLayerCache, EncoderLayer, LayerConfig, NormPlacement,
@@ -167,13 +170,26 @@ pub trait Module {
     }
 }
 
-/// A leaf parameter of `shape` drawn from N(0, std²).
+/// A leaf parameter of `shape` drawn from N(0, std²) (a placeholder,
+/// nothing drawn, inside [`count_parameters`]).
 pub fn normal_parameter(shape: &[usize], std: f32, rng: &mut impl Rng) -> Tensor {
     let dist = Normal::new(0.0f32, std).expect("std must be finite and non-negative");
-    let data = (0..shape.iter().product())
-        .map(|_| dist.sample(rng))
-        .collect();
-    Tensor::from_vec(data, shape).requires_grad()
+    parameter(shape, || {
+        let data = (0..shape.iter().product())
+            .map(|_| dist.sample(rng))
+            .collect();
+        Tensor::from_vec(data, shape).requires_grad()
+    })
+}
+
+/// A leaf parameter of `dim` zeros (a bias).
+pub(crate) fn zeros_parameter(dim: usize) -> Tensor {
+    parameter(&[dim], || Tensor::zeros(&[dim]).requires_grad())
+}
+
+/// A leaf parameter of `dim` ones (a norm's scale).
+pub(crate) fn ones_parameter(dim: usize) -> Tensor {
+    parameter(&[dim], || Tensor::ones(&[dim]).requires_grad())
 }
 
 /// Overwrites every parameter of rank 2 or more of `module` with Glorot
@@ -181,6 +197,9 @@ pub fn normal_parameter(shape: &[usize], std: f32, rng: &mut impl Rng) -> Tensor
 /// as `torch.nn.init.xavier_uniform_` (the Annotated Transformer's
 /// initialisation). Vectors (biases, norm weights) are left alone.
 pub fn xavier_uniform(module: &dyn Module, rng: &mut impl Rng) {
+    if counting() {
+        return;
+    }
     module.visit_parameters("", &mut |_, t| {
         if t.rank() < 2 {
             return;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Module, join};
+use super::{Module, join, ones_parameter, zeros_parameter};
 use crate::Tensor;
 
 /// Normalises the last dimension (`torch.nn.LayerNorm(dim, bias=...)`).
@@ -20,8 +20,8 @@ impl LayerNorm {
     /// Weight one, bias zero, eps 1e-5 (PyTorch's defaults).
     pub(crate) fn new(dim: usize, bias: bool) -> LayerNorm {
         LayerNorm {
-            weight: Tensor::ones(&[dim]).requires_grad(),
-            bias: bias.then(|| Tensor::zeros(&[dim]).requires_grad()),
+            weight: ones_parameter(dim),
+            bias: bias.then(|| zeros_parameter(dim)),
             eps: 1e-5,
         }
     }
@@ -56,7 +56,7 @@ impl RmsNorm {
     /// Weight one, eps 1e-6 (LLaMA's).
     pub(crate) fn new(dim: usize) -> RmsNorm {
         RmsNorm {
-            weight: Tensor::ones(&[dim]).requires_grad(),
+            weight: ones_parameter(dim),
             eps: 1e-6,
         }
     }

@@ -20,19 +20,6 @@ pub enum Positional {
     Rotary,
 }
 
-impl Positional {
-    /// How many numbers token embeddings of `vocab x d_model` hold with
-    /// these positions over `max_len` (learned ones are a table; the
-    /// others are computed). `None` on overflow.
-    pub fn embedding_parameters(self, vocab: usize, max_len: usize, d_model: usize) -> Option<u64> {
-        let rows = match self {
-            Positional::Learned => (vocab as u64).checked_add(max_len as u64)?,
-            Positional::Sinusoidal | Positional::Rotary => vocab as u64,
-        };
-        rows.checked_mul(d_model as u64)
-    }
-}
-
 /// The sinusoidal encodings `[max_len, dim]` of Vaswani et al. (2017):
 /// `PE(pos, 2i) = sin(pos / 10000^(2i/dim))` and
 /// `PE(pos, 2i+1) = cos(pos / 10000^(2i/dim))`. Computed in f64.
@@ -45,15 +32,17 @@ impl Positional {
 /// assert!((pe[4] - 1f32.sin()).abs() < 1e-7);
 /// ```
 pub fn sinusoidal_table(max_len: usize, dim: usize) -> Tensor {
-    let mut data = Vec::with_capacity(max_len * dim);
-    for pos in 0..max_len {
-        for j in 0..dim {
-            let i = (j / 2) as f64;
-            let angle = pos as f64 / 10_000f64.powf(2.0 * i / dim as f64);
-            data.push(if j % 2 == 0 { angle.sin() } else { angle.cos() } as f32);
+    crate::nn::buffer(&[max_len, dim], || {
+        let mut data = Vec::with_capacity(max_len * dim);
+        for pos in 0..max_len {
+            for j in 0..dim {
+                let i = (j / 2) as f64;
+                let angle = pos as f64 / 10_000f64.powf(2.0 * i / dim as f64);
+                data.push(if j % 2 == 0 { angle.sin() } else { angle.cos() } as f32);
+            }
         }
-    }
-    Tensor::from_vec(data, &[max_len, dim])
+        Tensor::from_vec(data, &[max_len, dim])
+    })
 }
 
 /// Rotary position embeddings for heads of width `head_dim` (even), in the
@@ -87,17 +76,21 @@ impl Rope {
             "Rope: head_dim must be even and positive, got {head_dim}"
         );
         let half = head_dim / 2;
-        let (mut cos, mut sin) = (Vec::new(), Vec::new());
-        for pos in 0..max_len {
-            for j in 0..head_dim {
-                let angle = pos as f64 * base.powf(-2.0 * (j % half) as f64 / head_dim as f64);
-                cos.push(angle.cos() as f32);
-                sin.push(angle.sin() as f32);
-            }
-        }
+        let shape = [max_len, head_dim];
+        let angle = |pos: usize, j: usize| {
+            pos as f64 * base.powf(-2.0 * (j % half) as f64 / head_dim as f64)
+        };
+        let table = |f: fn(f64) -> f64| {
+            crate::nn::buffer(&shape, || {
+                let data = (0..max_len)
+                    .flat_map(|pos| (0..head_dim).map(move |j| f(angle(pos, j)) as f32))
+                    .collect();
+                Tensor::from_vec(data, &shape)
+            })
+        };
         Rope {
-            cos: Tensor::from_vec(cos, &[max_len, head_dim]),
-            sin: Tensor::from_vec(sin, &[max_len, head_dim]),
+            cos: table(f64::cos),
+            sin: table(f64::sin),
         }
     }
 

@@ -168,51 +168,6 @@ impl LayerConfig {
         }
         check_dropout(self.dropout)
     }
-
-    /// How many numbers one encoder layer of this shape holds (`None` on
-    /// overflow): self-attention, the feed-forward network, two norms.
-    pub fn encoder_layer_parameters(&self) -> Option<u64> {
-        self.attention_parameters()?
-            .checked_add(self.feed_forward_parameters()?)?
-            .checked_add(self.norm_parameters()?.checked_mul(2)?)
-    }
-
-    /// How many numbers one decoder layer holds: self- and cross-attention,
-    /// the feed-forward network, three norms.
-    pub fn decoder_layer_parameters(&self) -> Option<u64> {
-        self.attention_parameters()?
-            .checked_mul(2)?
-            .checked_add(self.feed_forward_parameters()?)?
-            .checked_add(self.norm_parameters()?.checked_mul(3)?)
-    }
-
-    /// One norm: a weight, and a bias for a LayerNorm with biases.
-    pub fn norm_parameters(&self) -> Option<u64> {
-        let with_bias = self.bias && self.norm == NormKind::LayerNorm;
-        (self.d_model as u64).checked_mul(if with_bias { 2 } else { 1 })
-    }
-
-    /// The fused q/k/v projection (`3d x d`) and the output projection
-    /// (`d x d`), with their biases.
-    fn attention_parameters(&self) -> Option<u64> {
-        let d = self.d_model as u64;
-        let bias = if self.bias { 4 * d } else { 0 };
-        d.checked_mul(d)?.checked_mul(4)?.checked_add(bias)
-    }
-
-    /// `fc` (`d -> d_ff`, twice that for SwiGLU's gate) and `proj` (`d_ff -> d`).
-    fn feed_forward_parameters(&self) -> Option<u64> {
-        let (d, h) = (self.d_model as u64, self.d_ff as u64);
-        let fc_out = if self.activation == Activation::SwiGlu {
-            h.checked_mul(2)?
-        } else {
-            h
-        };
-        let bias = if self.bias { fc_out.checked_add(d)? } else { 0 };
-        d.checked_mul(fc_out)?
-            .checked_add(h.checked_mul(d)?)?
-            .checked_add(bias)
-    }
 }
 
 dropout_inits!(LayerConfig, init_encoder, init_encoder_with_dropout => EncoderLayer, LayerConfig::build_encoder);
