@@ -14,6 +14,8 @@
 //! resident set size"). PyTorch's figures for the same cases:
 //! `python3 scripts/bench_attention_torch.py --memory`.
 
+mod common;
+
 use std::time::Instant;
 
 use clap::Parser;
@@ -53,10 +55,7 @@ struct Args {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::exit_on_error(run(Args::parse()));
 }
 
 fn run(args: Args) -> Result<()> {

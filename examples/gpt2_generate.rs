@@ -22,7 +22,7 @@ use std::time::Instant;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use zeroformer::data::{locate_gpt2, locate_or_fetch_gpt2};
-use zeroformer::generation::{GenerationConfig, Sampling, generate_with};
+use zeroformer::generation::{GenerationConfig, generate_with};
 use zeroformer::hub::Hub;
 use zeroformer::nn::Module;
 use zeroformer::plot;
@@ -56,15 +56,8 @@ struct Args {
     /// How many tokens to generate.
     #[arg(long, default_value_t = 128)]
     max_new_tokens: usize,
-    /// Sampling temperature, finite and >= 0 (0: greedy).
-    #[arg(long, default_value_t = 0.8)]
-    temperature: f32,
-    /// Sample among the k most likely tokens only, k >= 1.
-    #[arg(long)]
-    top_k: Option<usize>,
-    /// Sample from the smallest set of tokens whose probability reaches p, in (0, 1].
-    #[arg(long)]
-    top_p: Option<f32>,
+    #[command(flatten)]
+    sampling: common::SamplingFlags,
     /// Hugging Face's repetition penalty (1: none).
     #[arg(long, default_value_t = 1.0)]
     repetition_penalty: f32,
@@ -102,7 +95,7 @@ struct Args {
 }
 
 fn main() {
-    common::exit_on_error(run(Args::parse()));
+    common::main(|args: &Args| &args.run_on, generate_text);
 }
 
 /// Hugging Face model `name`'s folder in the cache, downloaded the first
@@ -168,11 +161,6 @@ fn draw_attention(
     }
 }
 
-fn run(args: Args) -> Result<()> {
-    let run_on = args.run_on.clone();
-    run_on.run(|| generate_text(args))
-}
-
 fn generate_text(args: Args) -> Result<()> {
     if let Some(dir) = &args.init_random {
         let model = Gpt::new(GptConfig::preset("gpt2", 0)?, 0)?;
@@ -196,7 +184,7 @@ fn generate_text(args: Args) -> Result<()> {
         );
         return Ok(());
     }
-    let sampling = Sampling::new(args.temperature, args.top_k, args.top_p)?;
+    let sampling = args.sampling.sampling()?;
     let fetched;
     let dir = match (&args.model, &args.model_dir) {
         (Some(name), _) => {

@@ -17,6 +17,8 @@
 //! through a few key frequencies; docs/pictures.md shows a run). The last
 //! line is
 //! `final p=.. train_frac=.. memorised_step=.. grokked_step=.. val_acc=..`.
+//! `--metrics FILE` appends each evaluation's loss and accuracy on the
+//! training pairs (split `train`) and the held-out ones (split `val`).
 
 mod common;
 
@@ -30,7 +32,7 @@ use rand_chacha::ChaCha8Rng;
 use zeroformer::nn::Module;
 use zeroformer::optim::LrSchedule;
 use zeroformer::plot::{LineChart, save_panels};
-use zeroformer::train::{MetricsWriter, Record, TrainConfig, Trainable, Trainer};
+use zeroformer::train::{Record, TrainConfig, Trainable, Trainer};
 use zeroformer::{Error, Gpt, GptConfig, Result, Tensor, no_grad};
 
 /// Train a one-layer Transformer on modular addition until it groks.
@@ -65,9 +67,8 @@ struct Args {
     /// Seed of the split and the initialisation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Append metrics to this file, a JSON object per line.
-    #[arg(long)]
-    metrics: Option<PathBuf>,
+    #[command(flatten)]
+    metrics: common::MetricsFile,
     /// Draw accuracy and loss against the step to this PNG.
     #[arg(long, default_value = "out-grokking/grokking.png")]
     png: PathBuf,
@@ -80,7 +81,7 @@ struct Args {
 }
 
 fn main() {
-    common::exit_on_error(run(Args::parse()));
+    common::main(|args: &Args| &args.run_on, train);
 }
 
 /// `(inputs [n, 3], answers [n])` for the pairs.
@@ -194,11 +195,6 @@ fn draw_curves(history: &[Measured], p: usize, path: &std::path::Path) -> Result
     save_panels(&[accuracy.size(700, 450), loss.size(700, 450)], path)
 }
 
-fn run(args: Args) -> Result<()> {
-    let run_on = args.run_on.clone();
-    run_on.run(|| train(args))
-}
-
 fn train(args: Args) -> Result<()> {
     if args.p < 2 || !(args.train_frac > 0.0 && args.train_frac < 1.0) || args.eval_every == 0 {
         return Err(Error::InvalidConfig(
@@ -238,11 +234,7 @@ fn train(args: Args) -> Result<()> {
         seed: args.seed,
         ..TrainConfig::nanogpt_cpu(args.steps)
     };
-    let mut metrics = args
-        .metrics
-        .as_ref()
-        .map(MetricsWriter::append)
-        .transpose()?;
+    let mut metrics = args.metrics.open()?;
     println!(
         "a + b mod {p}: {} training pairs, {} held out; {} parameters",
         cut,
@@ -280,21 +272,19 @@ fn train(args: Args) -> Result<()> {
                 "step {step}: train loss {train_loss:.4} acc {train_acc:.3}, val loss {val_loss:.4} acc {acc:.3}, {:.0} s",
                 started.elapsed().as_secs_f64()
             );
-            if let Some(m) = metrics.as_mut() {
-                let s = step as u64;
-                m.write(
-                    Record::new(s)
-                        .split("train")
-                        .loss(train_loss)
-                        .value("accuracy", train_acc),
-                )?;
-                m.write(
-                    Record::new(s)
-                        .split("val")
-                        .loss(val_loss)
-                        .value("accuracy", acc),
-                )?;
-            }
+            let s = step as u64;
+            metrics.write(
+                Record::new(s)
+                    .split("train")
+                    .loss(train_loss)
+                    .value("accuracy", train_acc),
+            )?;
+            metrics.write(
+                Record::new(s)
+                    .split("val")
+                    .loss(val_loss)
+                    .value("accuracy", acc),
+            )?;
             if grokked.is_some_and(|g| step >= g + args.after_grokking) {
                 break;
             }

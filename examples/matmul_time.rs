@@ -10,6 +10,8 @@
 //! only timings taken side by side compare. (`cargo bench --bench matmul`
 //! has the same shapes through the Tensor API, and other libraries.)
 
+mod common;
+
 use std::time::Instant;
 
 use clap::Parser;
@@ -34,10 +36,7 @@ struct Args {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::exit_on_error(run(Args::parse()));
 }
 
 fn parse_shape(shape: &str) -> Result<[usize; 3]> {

@@ -5,6 +5,8 @@
 //!     cargo run --release --example plot_metrics -- --metrics out-shakespeare/metrics.jsonl --out loss.png
 //!     cargo run --release --example plot_metrics -- --metrics run.jsonl --out loss.png --log-y --split val
 
+mod common;
+
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -34,10 +36,7 @@ struct Args {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::exit_on_error(run(Args::parse()));
 }
 
 fn run(args: Args) -> Result<()> {

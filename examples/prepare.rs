@@ -7,6 +7,8 @@
 //!     cargo run --release --example prepare -- --tokenizer gpt2 --out-dir data/shakespeare-gpt2
 //!     cargo run --release --example prepare -- --input corpus.txt --tokenizer bpe --vocab-size 8192 --out-dir data/corpus
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -44,10 +46,7 @@ struct Args {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::exit_on_error(run(Args::parse()));
 }
 
 fn run(args: Args) -> Result<()> {

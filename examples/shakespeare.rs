@@ -12,6 +12,9 @@
 //! and then, keep the best checkpoint. zeroformer::train holds the pieces.
 //! Each evaluation also redraws `loss.png` beside the checkpoints: this
 //! run's loss against the step, of every batch and of the evaluations.
+//! `--metrics FILE` appends every step's batch loss, lr and grad_norm
+//! (split `train_batch`), each evaluation's `train` and `val` estimates,
+//! and the final whole-split `val_whole` loss with its bits per byte.
 
 mod common;
 
@@ -33,7 +36,7 @@ use zeroformer::nn::Module;
 use zeroformer::nn::MoeConfig;
 use zeroformer::plot;
 use zeroformer::tokenizer::{self, BpeTokenizer, BpeTrainer, CharTokenizer, Tokenizer};
-use zeroformer::train::{MetricsWriter, Record, TrainConfig, Trainer, read_metrics};
+use zeroformer::train::{Record, TrainConfig, Trainer, read_metrics};
 use zeroformer::{Error, Result, Tensor};
 
 const BEST: &str = "ckpt.safetensors";
@@ -173,25 +176,15 @@ struct Args {
     sample_only: bool,
     #[arg(long, default_value_t = 500)]
     sample_tokens: usize,
-    /// Sampling temperature, finite and >= 0 (0: greedy).
-    #[arg(long, default_value_t = 0.8)]
-    temperature: f32,
-    /// Sample among the k most likely tokens only, k >= 1.
-    #[arg(long)]
-    top_k: Option<usize>,
-    /// Sample from the smallest set of tokens whose probability reaches p, in (0, 1].
-    #[arg(long)]
-    top_p: Option<f32>,
+    #[command(flatten)]
+    sampling: common::SamplingFlags,
     /// The text the sample continues (non-empty, in the corpus's characters).
     #[arg(long, default_value = "\n")]
     prompt: String,
     #[command(flatten)]
     run_on: common::RunOn,
-    /// Append metrics to this file, a JSON object per line, flushed as
-    /// written: every step's batch loss, lr and grad_norm (`train_batch`),
-    /// and at each evaluation the `train` and `val` estimates.
-    #[arg(long)]
-    metrics: Option<PathBuf>,
+    #[command(flatten)]
+    metrics: common::MetricsFile,
     /// Draw the trained model's attention on --prompt (its last tokens up
     /// to the context), every layer x head, to this PNG.
     #[arg(long)]
@@ -246,20 +239,15 @@ fn stop_interrupted(trainer: &Trainer, extra: &[(&str, String)], args: &Args) ->
 }
 
 fn main() {
-    common::exit_on_error(run(Args::parse()));
+    common::main(|args: &Args| &args.run_on, train);
 }
 
 type RunResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-fn run(args: Args) -> RunResult<()> {
-    let run_on = args.run_on.clone();
-    run_on.run(|| train(args))
-}
-
 fn train(args: Args) -> RunResult<()> {
     // Every flag is checked before any work, the prompt once the corpus
     // gives the vocabulary: a bad one never costs a training run.
-    let sampling = Sampling::new(args.temperature, args.top_k, args.top_p)?;
+    let sampling = args.sampling.sampling()?;
     for (name, value) in [
         ("--eval-every", args.eval_every),
         ("--eval-iters", args.eval_iters),
@@ -338,11 +326,7 @@ fn train(args: Args) -> RunResult<()> {
     check_long_enough(val, context, "validation")?;
     let prompt = encode_prompt(tokenizer.as_ref(), &args.prompt)?;
     prepare_out_dir(&args.out())?;
-    let mut metrics = args
-        .metrics
-        .as_ref()
-        .map(MetricsWriter::append)
-        .transpose()?;
+    let mut metrics = args.metrics.open()?;
     let extra = [
         ("tokenizer", tokenizer.to_json()),
         ("tokenizer_kind", kind.clone()),
@@ -371,7 +355,7 @@ fn train(args: Args) -> RunResult<()> {
     // What loss.png draws: every batch and evaluation of the run, a resumed
     // run's earlier ones read from the metrics file it appends to (those up
     // to the step it resumes from).
-    let mut history: Vec<Record> = match &args.metrics {
+    let mut history: Vec<Record> = match &args.metrics.path {
         Some(path) if args.resume.is_some() && path.exists() => read_metrics(path)?
             .into_iter()
             .filter(|r| r.step <= trainer.step as u64)
@@ -411,9 +395,7 @@ fn train(args: Args) -> RunResult<()> {
             .loss(loss)
             .lr(stats.lr)
             .grad_norm(grad_norm);
-        if let Some(m) = metrics.as_mut() {
-            m.write(batch.clone())?;
-        }
+        metrics.write(batch.clone())?;
         history.push(batch);
         let tok_s = (steps_timed * tokens_per_step) as f64 / train_time.as_secs_f64();
         bar.set_position(trainer.step as u64);
@@ -467,10 +449,8 @@ fn train(args: Args) -> RunResult<()> {
                     },
                 ),
             ];
-            if let Some(m) = metrics.as_mut() {
-                for r in &records {
-                    m.write(r.clone())?;
-                }
+            for r in &records {
+                metrics.write(r.clone())?;
             }
             history.extend(records);
             plot::loss_curves(&history, args.out().join(LOSS_PNG))?;
@@ -504,9 +484,7 @@ fn train(args: Args) -> RunResult<()> {
         .split("val_whole")
         .loss(val_loss)
         .value("bits_per_byte", val_bpb);
-    if let Some(m) = metrics.as_mut() {
-        m.write(whole.clone())?;
-    }
+    metrics.write(whole.clone())?;
     history.push(whole);
     plot::loss_curves(&history, args.out().join(LOSS_PNG))?;
     println!("sampling {} tokens...", args.sample_tokens);

@@ -79,12 +79,7 @@ struct Args {
 }
 
 fn main() {
-    common::exit_on_error(run(Args::parse()));
-}
-
-fn run(args: Args) -> Result<()> {
-    let run_on = args.run_on.clone();
-    run_on.run(|| train(args))
+    common::main(|args: &Args| &args.run_on, train);
 }
 
 fn train(args: Args) -> Result<()> {

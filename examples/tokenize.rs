@@ -18,6 +18,8 @@
 //! Face tokenizers; scripts/bench_bpe_train.py times training beside Hugging
 //! Face's `BpeTrainer`).
 
+mod common;
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -79,10 +81,7 @@ struct Args {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::exit_on_error(run(Args::parse()));
 }
 
 fn load(args: &Args, pool: &rayon::ThreadPool) -> Result<BpeTokenizer> {

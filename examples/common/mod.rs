@@ -1,13 +1,17 @@
-//! What the examples share: where they run (`--device` and `--threads`),
-//! how they end on an error (the message, then exit code 1), and a
-//! training run's progress.
+//! What the examples share: `main` (the flags parsed, the run on the
+//! device they name, and an error's message then exit code 1), where they
+//! run (`--device` and `--threads`), where their metrics go
+//! (`--metrics`), the sampling flags, and a training run's progress.
 
 // Each example uses part of what is here.
 #![allow(dead_code)]
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use zeroformer::generation::Sampling;
+use zeroformer::train::{MetricsWriter, Record};
 use zeroformer::{Device, Error};
 
 /// Where an example runs, flattened into its flags
@@ -29,6 +33,86 @@ impl RunOn {
         Device::set_threads(self.threads)?;
         let device: Device = self.device.parse()?;
         device.as_default(f)
+    }
+}
+
+/// `--metrics FILE`, flattened into an example's flags
+/// (`#[command(flatten)] metrics: MetricsFile`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct MetricsFile {
+    /// Append metrics to this file, a JSON object per line, flushed as
+    /// written (the example's docs list its records).
+    #[arg(long = "metrics")]
+    pub path: Option<PathBuf>,
+}
+
+impl MetricsFile {
+    /// The file, opened for appending; without `--metrics`, a sink that
+    /// keeps nothing.
+    pub fn open(&self) -> Result<Metrics, Error> {
+        let writer = self.path.as_ref().map(MetricsWriter::append).transpose()?;
+        Ok(Metrics(writer))
+    }
+}
+
+/// Where an example's records go: the `--metrics` file, or nowhere.
+pub struct Metrics(Option<MetricsWriter>);
+
+impl Metrics {
+    /// Appends `record` to the file, when there is one.
+    pub fn write(&mut self, record: Record) -> Result<(), Error> {
+        match &mut self.0 {
+            Some(writer) => writer.write(record),
+            None => Ok(()),
+        }
+    }
+}
+
+/// An example's `main`: parses the flags, then runs `work` with the
+/// device and threads they name (`run_on`), ending in exit code 1 with the
+/// message on an error.
+pub fn main<A: clap::Parser, E: std::fmt::Display + From<Error>>(
+    run_on: fn(&A) -> &RunOn,
+    work: impl FnOnce(A) -> Result<(), E>,
+) {
+    let args = A::parse();
+    let on = run_on(&args).clone();
+    exit_on_error(on.run(|| work(args)));
+}
+
+/// A small Transformer's shape, flattened into a training example's flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ShapeFlags {
+    /// Model width.
+    #[arg(long, default_value_t = 64)]
+    pub d_model: usize,
+    /// Layers (in the encoder, and again in the decoder of an
+    /// encoder-decoder).
+    #[arg(long, default_value_t = 2)]
+    pub layers: usize,
+    /// Attention heads per layer.
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+}
+
+/// The sampling flags, flattened into a generating example's flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SamplingFlags {
+    /// Sampling temperature, finite and >= 0 (0: greedy).
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Sample among the k most likely tokens only, k >= 1.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Sample from the smallest set of tokens whose probability reaches p, in (0, 1].
+    #[arg(long)]
+    pub top_p: Option<f32>,
+}
+
+impl SamplingFlags {
+    /// The sampling the flags ask for, checked.
+    pub fn sampling(&self) -> Result<Sampling, Error> {
+        Sampling::new(self.temperature, self.top_k, self.top_p)
     }
 }
 
