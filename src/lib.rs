@@ -16,16 +16,35 @@
 //! println!("{:?}", w.grad().unwrap().shape());
 //! ```
 //!
-//! ## Your own model
+//! ## Your own model, your own op
 //! Derive [`nn::Module`] (parameters found and named from the fields,
-//! whether it draws randomly derived), say what a batch's loss is ([`train::Trainable`]),
-//! and the [`train::Trainer`] brings AdamW, the warmup-cosine schedule,
-//! accumulation, clipping and data-parallel steps:
+//! whether it draws randomly derived), write an op the crate lacks with
+//! [`autograd::custom_op`] (its forward from tensor ops, its
+//! [`autograd::Backward`] rule by hand) and check that rule against finite
+//! differences with [`gradcheck::GradCheck`], say what a batch's loss is
+//! ([`train::Trainable`]), and the [`train::Trainer`] brings AdamW, the
+//! warmup-cosine schedule, accumulation, clipping and data-parallel steps:
 //!
 //! ```
+//! use zeroformer::autograd::{Backward, custom_op};
+//! use zeroformer::gradcheck::GradCheck;
 //! use zeroformer::nn::{Linear, LinearConfig, Module};
 //! use zeroformer::prelude::*;
 //! use zeroformer::train::{TrainConfig, Trainable, Trainer};
+//!
+//! /// softplus(x) = ln(1 + eˣ), whose derivative is the sigmoid.
+//! fn softplus(x: &Tensor) -> Tensor {
+//!     struct SoftplusBackward;
+//!     impl Backward for SoftplusBackward {
+//!         fn name(&self) -> &'static str {
+//!             "softplus"
+//!         }
+//!         fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+//!             vec![Some(grad.mul(&inputs[0].sigmoid()))]
+//!         }
+//!     }
+//!     custom_op(&[x], |xs| xs[0].exp().add_scalar(1.0).log(), |_| SoftplusBackward)
+//! }
 //!
 //! #[derive(Module)]
 //! struct Mlp {
@@ -36,12 +55,15 @@
 //! impl Trainable for Mlp {
 //!     type Batch = (Tensor, Tensor);
 //!     fn loss(&self, (x, y): &(Tensor, Tensor)) -> Tensor {
-//!         let h = self.hidden.forward(x).gelu(GeluApproximation::Tanh);
+//!         let h = softplus(&self.hidden.forward(x));
 //!         self.out.forward(&h).sub(y).square().mean()
 //!     }
 //! }
 //!
 //! let (device, mut rng) = (Device::Cpu, StdRng::seed_from_u64(0));
+//! let probe = Tensor::uniform(&[3, 4], -2.0, 2.0, &mut rng);
+//! GradCheck::default().check(|xs| softplus(&xs[0]), &[probe]).expect("softplus's rule");
+//!
 //! let model = Mlp {
 //!     hidden: LinearConfig::new(1, 32).std(0.5).init(&device, &mut rng)?,
 //!     out: LinearConfig::new(32, 1).std(0.1).init(&device, &mut rng)?,

@@ -81,7 +81,7 @@ pub struct Adam {
 impl Adam {
     /// An optimizer over every parameter of `module`: matrices decayed by
     /// `weight_decay`, biases, norms and embeddings not
-    /// ([`decay_groups`](super::decay_groups), nanoGPT's split). For groups
+    /// ([`decay_groups`](super::decay_groups), minGPT's split). For groups
     /// of your own, [`new`](Self::new).
     ///
     /// ```
