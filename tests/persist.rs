@@ -5,7 +5,8 @@
 use zeroformer::checkpoint::Checkpoint;
 use zeroformer::models::{Encoder, EncoderConfig, EncoderDecoder, EncoderDecoderConfig, Persist};
 use zeroformer::nn::{
-    Activation, Module, MoeConfig, NormKind, NormPlacement, Positional, count_parameters,
+    Activation, LinearConfig, Module, MoeConfig, NormKind, NormPlacement, Positional,
+    count_parameters,
 };
 use zeroformer::prelude::*;
 use zeroformer::train::{TrainConfig, Trainer};
@@ -121,6 +122,23 @@ fn counting_builds_count_what_the_models_hold() {
         buffers > 0,
         "the rotary tables are buffers, left out of the count"
     );
+}
+
+/// A counting build whose `build` panics leaves the thread making real
+/// tensors afterwards, not placeholders.
+#[test]
+fn a_panicking_counting_build_leaves_later_builds_real() {
+    let layer = LinearConfig::new(4, 4);
+    let init = || layer.init(&Device::Cpu, &mut StdRng::seed_from_u64(0));
+    let counted = std::panic::catch_unwind(|| {
+        count_parameters(|| -> zeroformer::Result<zeroformer::nn::Linear> {
+            let _ = init();
+            panic!("a build that fails half-way")
+        })
+    });
+    assert!(counted.is_err());
+    let weights = init().unwrap().weight.to_vec();
+    assert!(weights.iter().all(|w| *w != 0.0), "{weights:?}");
 }
 
 /// A config claiming a table of 2^40 rows would take terabytes if made: a

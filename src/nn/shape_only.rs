@@ -59,9 +59,10 @@ pub(crate) fn count_within<M: Module>(
         limit,
         overflowed: false,
     };
-    let outer = COUNTING.with(|c| c.replace(Some(counter)));
+    let restore = Restore(COUNTING.with(|c| c.replace(Some(counter))));
     let built = build();
-    let inner = COUNTING.with(|c| c.replace(outer)).expect("set above");
+    let inner = COUNTING.with(Cell::get).expect("set above");
+    drop(restore);
     // Past the limit, or past any number: a build stopped by the count
     // (check_count) or a model too big to sum.
     let too_many = || match limit {
@@ -82,6 +83,16 @@ pub(crate) fn count_within<M: Module>(
         Some(total) if total <= limit => Ok(Some(total)),
         Some(_) => Ok(None),
         None => too_many(),
+    }
+}
+
+/// Puts back the counting state a counting build found, also when `build`
+/// panics: a later build on the thread must make real tensors.
+struct Restore(Option<Counter>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        COUNTING.with(|c| c.set(self.0));
     }
 }
 
