@@ -217,15 +217,20 @@ fn more_dynamic_shared_memory_than_a_kernel_may_use_fails_naming_it() {
 #[test]
 fn freed_buffers_are_reused_not_returned_to_the_device() {
     let Some(gpu) = device() else { return };
-    let before = gpu.memory_stats().fresh_allocations;
-    for _ in 0..10 {
-        let a = gpu.alloc(3000);
-        let b = gpu.alloc(5_000_000);
-        drop((a, b));
-    }
-    // The first round may allocate (other tests share the device); the
-    // other nine reuse what it freed.
-    assert!(gpu.memory_stats().fresh_allocations - before <= 2);
+    // Ten rounds of two allocations: the first round may reach the driver,
+    // the other nine reuse what it freed. Other tests share the device and
+    // may allocate meanwhile, so any of three tries may show it; without
+    // reuse every try reaches the driver 20 times.
+    let reuses = || {
+        let before = gpu.memory_stats().fresh_allocations;
+        for _ in 0..10 {
+            let a = gpu.alloc(3000);
+            let b = gpu.alloc(5_000_000);
+            drop((a, b));
+        }
+        gpu.memory_stats().fresh_allocations - before <= 2
+    };
+    assert!((0..3).any(|_| reuses()));
 }
 
 #[cfg(feature = "cuda-sim")]
