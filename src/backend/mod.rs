@@ -13,8 +13,8 @@ pub mod cpu;
 pub mod cuda;
 mod primitives;
 
-pub(crate) use primitives::primitives;
 pub use primitives::{
     AdamStep, AttentionParams, Axis, BackendStorage, BinaryOp, CmpOp, CrossEntropyForward, UnaryOp,
     View,
 };
+pub(crate) use primitives::{each_primitive, primitives};

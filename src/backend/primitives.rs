@@ -248,16 +248,28 @@ pub type View<'a, S> = (&'a S, &'a Layout);
 
 /// Declares every primitive once, handing the declarations to `$then`:
 /// a macro that turns them into the [`BackendStorage`] trait's methods,
-/// the CUDA stub's uninhabited bodies, or `Storage`'s forwarding to the
-/// device that holds the data. A new primitive is one declaration here,
-/// the devices' kernels, and the op that calls it.
+/// the CUDA stub's uninhabited bodies, the CUDA storage's launcher calls,
+/// or `Storage`'s forwarding to the device that holds the data. A new
+/// primitive is one declaration here, the devices' kernels, and the op
+/// that calls it.
 ///
 /// Each declaration is a trait method's signature in which `Self` is the
 /// storage: a device's storage in the trait, the `Storage` enum in the
 /// forwarding (so `View<Self>` there is a `Storage` with its layout).
+///
+/// `primitives!(declare)` hands `declare!` the whole list as written;
+/// `primitives!(each body)` calls `body!` once a declaration, with the
+/// receiver split from the other parameters (see [`each_primitive!`]).
 macro_rules! primitives {
+    (each $body:ident) => {
+        $crate::backend::primitives! { @list [$crate::backend::each_primitive] [$body;] }
+    };
     ($then:ident) => {
-        $then! {
+        $crate::backend::primitives! { @list [$then] [] }
+    };
+    (@list [$($then:tt)*] [$($prefix:tt)*]) => {
+        $($then)*! {
+            $($prefix)*
             /// The element type.
             fn dtype(&self) -> DType;
             /// How many elements the storage holds (every view over it included).
@@ -429,6 +441,24 @@ macro_rules! primitives {
     };
 }
 pub(crate) use primitives;
+
+/// Calls `$body!` for each declaration as `[attributes] name [receiver]
+/// self [, parameters] [return type]`: the receiver (`&self` or `&mut
+/// self`) apart, and its `self` token passed on so that a generated body
+/// may name it (hygiene keeps a `self` the body's macro writes apart from
+/// the signature's).
+macro_rules! each_primitive {
+    ($body:ident; $($(#[$meta:meta])* fn $name:ident($($params:tt)*) $(-> $ret:ty)?;)*) => {
+        $($crate::backend::each_primitive!(@receiver $body [$(#[$meta])*] $name [$($params)*] [$($ret)?]);)*
+    };
+    (@receiver $body:ident $meta:tt $name:ident [&mut $s:ident $($args:tt)*] $ret:tt) => {
+        $body!($meta $name [&mut $s] $s [$($args)*] $ret);
+    };
+    (@receiver $body:ident $meta:tt $name:ident [& $s:ident $($args:tt)*] $ret:tt) => {
+        $body!($meta $name [& $s] $s [$($args)*] $ret);
+    };
+}
+pub(crate) use each_primitive;
 
 /// Turns [`primitives!`]' declarations into trait methods.
 macro_rules! declare {

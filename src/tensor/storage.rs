@@ -206,26 +206,11 @@ host_result!((), bool, usize, DType);
 /// primitive on the device holding `self`, with every operand lowered to
 /// that device's storage.
 macro_rules! forward {
-    ($($(#[$meta:meta])* fn $name:ident($($params:tt)*) $(-> $ret:ty)?;)*) => {
-        $(forward!(@one [$(#[$meta])*] $name [$($params)*] [$($ret)?]);)*
-    };
-    (@one [$($meta:tt)*] $name:ident [&mut self $(, $arg:ident: $ty:ty)* $(,)?] [$($ret:ty)?]) => {
+    ([$($meta:tt)*] $name:ident [$($receiver:tt)*] $s:ident
+        [$(, $arg:ident: $ty:ty)* $(,)?] [$($ret:ty)?]) => {
         $($meta)*
-        pub(crate) fn $name(&mut self $(, $arg: $ty)*) $(-> $ret)? {
-            match self {
-                Storage::Cpu(s) => Wrap::wrap(BackendStorage::$name(
-                    s $(, Lower::<CpuStorage>::lower($arg, stringify!($name)))*
-                )),
-                Storage::Cuda(s) => Wrap::wrap(BackendStorage::$name(
-                    s $(, Lower::<CudaStorage>::lower($arg, stringify!($name)))*
-                )),
-            }
-        }
-    };
-    (@one [$($meta:tt)*] $name:ident [&self $(, $arg:ident: $ty:ty)* $(,)?] [$($ret:ty)?]) => {
-        $($meta)*
-        pub(crate) fn $name(&self $(, $arg: $ty)*) $(-> $ret)? {
-            match self {
+        pub(crate) fn $name($($receiver)* $(, $arg: $ty)*) $(-> $ret)? {
+            match $s {
                 Storage::Cpu(s) => Wrap::wrap(BackendStorage::$name(
                     s $(, Lower::<CpuStorage>::lower($arg, stringify!($name)))*
                 )),
@@ -293,5 +278,5 @@ impl Storage {
         }
     }
 
-    primitives!(forward);
+    primitives!(each forward);
 }

@@ -7,6 +7,7 @@ use super::launch;
 use super::storage::CudaStorage;
 use crate::DType;
 use crate::backend::{AttentionParams, View};
+use crate::layout::Layout;
 
 /// attention.cu.
 pub const MODULE: Module = Module {
@@ -132,12 +133,14 @@ fn grid(x: &CudaStorage, p: &AttentionParams, rows: usize) -> Dim3 {
 
 /// `(out, lse)`: `[batch, heads, tq, d]` and `[batch, heads, tq]`.
 pub fn forward(
-    q: View<CudaStorage>,
+    q: &CudaStorage,
+    q_layout: &Layout,
     k: View<CudaStorage>,
     v: View<CudaStorage>,
     key_padding: Option<View<CudaStorage>>,
     p: &AttentionParams,
 ) -> (CudaStorage, CudaStorage) {
+    let q = (q, q_layout);
     let op = "scaled_dot_product_attention";
     check_width(p, op);
     q.0.same_gpu(op, k.0);
@@ -171,7 +174,8 @@ pub fn forward(
 /// logsumexp, and the output's gradient `g`.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
-    q: View<CudaStorage>,
+    q: &CudaStorage,
+    q_layout: &Layout,
     k: View<CudaStorage>,
     v: View<CudaStorage>,
     out: View<CudaStorage>,
@@ -180,6 +184,7 @@ pub fn backward(
     key_padding: Option<View<CudaStorage>>,
     p: &AttentionParams,
 ) -> (CudaStorage, CudaStorage, CudaStorage) {
+    let q = (q, q_layout);
     let op = "scaled_dot_product_attention backward";
     check_width(p, op);
     lse.expect(op, DType::F32);

@@ -6,7 +6,7 @@ use super::kernel_layout::KernelLayout;
 use super::launch;
 use super::storage::{CudaStorage, width};
 use crate::DType;
-use crate::backend::BackendStorage;
+use crate::backend::{BackendStorage, View};
 use crate::layout::Layout;
 
 /// copy.cu.
@@ -58,35 +58,42 @@ pub fn contiguous_copy(src: &CudaStorage, layout: &Layout) -> CudaStorage {
     out
 }
 
-/// Copies `src` under `src_layout` into `dst` under `dst_layout`.
-pub fn copy_into(
-    dst: &mut CudaStorage,
-    dst_layout: &Layout,
-    src: &CudaStorage,
-    src_layout: &Layout,
-) {
+/// Copies `src` under `src_layout` into `dst` under `dst_layout`; the
+/// dtypes must match (panics naming `op` otherwise).
+pub fn copy_from(dst: &mut CudaStorage, dst_layout: &Layout, src: View<CudaStorage>, op: &str) {
+    let (src, src_layout) = src;
+    if dst.dtype() != src.dtype() {
+        panic!(
+            "{op}: dtype mismatch, {:?} and {:?}",
+            dst.dtype(),
+            src.dtype()
+        );
+    }
+    dst.same_gpu(op, src);
     let n = dst_layout.numel();
-    assert_eq!(n, src_layout.numel(), "copy_into: element counts differ");
-    let to = KernelLayout::of(dst_layout, "copy_into");
-    strided(dst, to, src, KernelLayout::of(src_layout, "copy_into"), n);
+    assert_eq!(n, src_layout.numel(), "{op}: element counts differ");
+    let to = KernelLayout::of(dst_layout, op);
+    strided(dst, to, src, KernelLayout::of(src_layout, op), n);
 }
 
-/// Adds f32 `src` under `src_layout` into `dst` under `dst_layout`.
-pub fn add_into(
-    dst: &mut CudaStorage,
-    dst_layout: &Layout,
-    src: &CudaStorage,
-    src_layout: &Layout,
-) {
+/// Adds f32 `src` under `src_layout` into f32 `dst` under `dst_layout`;
+/// false, changing nothing, for other dtypes.
+pub fn add_from(dst: &mut CudaStorage, dst_layout: &Layout, src: View<CudaStorage>) -> bool {
+    let (src, src_layout) = src;
+    if dst.dtype() != DType::F32 || src.dtype() != DType::F32 {
+        return false;
+    }
+    let op = "add_from";
+    dst.same_gpu(op, src);
     let n = dst_layout.numel();
-    assert_eq!(n, src_layout.numel(), "add_into: element counts differ");
+    assert_eq!(n, src_layout.numel(), "{op}: element counts differ");
     if n == 0 {
-        return;
+        return true;
     }
     let gpu = dst.gpu();
     let (to, from) = (
-        KernelLayout::of(dst_layout, "add_into"),
-        KernelLayout::of(src_layout, "add_into"),
+        KernelLayout::of(dst_layout, op),
+        KernelLayout::of(src_layout, op),
     );
     let (d, s) = (dst.ptr(), src.ptr());
     // SAFETY: as in `strided`; both are f32.
@@ -94,6 +101,22 @@ pub fn add_into(
         launch!(gpu, MODULE, "zf_add_into_f32", gpu.grid_for(n, BLOCK), Dim3::x(BLOCK), 0;
             d, to, s, from, n as i64)
     };
+    true
+}
+
+/// `len` zeros (or `false`s) of `like`'s dtype, on its device.
+pub fn zeros_like(like: &CudaStorage, len: usize) -> CudaStorage {
+    let out = CudaStorage::uninit(like.gpu(), like.dtype(), len);
+    // SAFETY: the buffer holds `len` elements of this dtype.
+    unsafe { out.gpu().memset(out.ptr(), 0, len * width(like.dtype())) };
+    out
+}
+
+/// `len` f32 elements equal to `value`, on `like`'s device.
+pub fn full_like(like: &CudaStorage, len: usize, value: f32) -> CudaStorage {
+    let out = CudaStorage::uninit(like.gpu(), DType::F32, len);
+    fill(&out, value);
+    out
 }
 
 /// Every element of the f32 storage `out` set to `value`.

@@ -98,11 +98,13 @@ pub fn unary(x: &CudaStorage, layout: &Layout, op: UnaryOp) -> CudaStorage {
 }
 
 pub fn unary_backward(
-    g: View<CudaStorage>,
+    g: &CudaStorage,
+    g_layout: &Layout,
     x: View<CudaStorage>,
     y: View<CudaStorage>,
     op: UnaryOp,
 ) -> CudaStorage {
+    let g = (g, g_layout);
     let f = DType::F32;
     let (out, [lg, lx, ly], n) = prepare(op.name(), [(g, f), (x, f), (y, f)], f);
     if n > 0 {
@@ -118,7 +120,13 @@ pub fn unary_backward(
     out
 }
 
-pub fn binary(a: View<CudaStorage>, b: View<CudaStorage>, op: BinaryOp) -> CudaStorage {
+pub fn binary(
+    a: &CudaStorage,
+    a_layout: &Layout,
+    b: View<CudaStorage>,
+    op: BinaryOp,
+) -> CudaStorage {
+    let a = (a, a_layout);
     let f = DType::F32;
     let (out, [la, lb], n) = prepare(op.name(), [(a, f), (b, f)], f);
     if n > 0 {
@@ -133,7 +141,8 @@ pub fn binary(a: View<CudaStorage>, b: View<CudaStorage>, op: BinaryOp) -> CudaS
     out
 }
 
-pub fn compare(a: View<CudaStorage>, b: View<CudaStorage>, op: CmpOp) -> CudaStorage {
+pub fn compare(a: &CudaStorage, a_layout: &Layout, b: View<CudaStorage>, op: CmpOp) -> CudaStorage {
+    let a = (a, a_layout);
     let f = DType::F32;
     let (out, [la, lb], n) = prepare(op.name(), [(a, f), (b, f)], DType::Bool);
     if n > 0 {
@@ -149,10 +158,12 @@ pub fn compare(a: View<CudaStorage>, b: View<CudaStorage>, op: CmpOp) -> CudaSto
 }
 
 pub fn where_cond(
-    cond: View<CudaStorage>,
+    cond: &CudaStorage,
+    cond_layout: &Layout,
     on_true: View<CudaStorage>,
     on_false: View<CudaStorage>,
 ) -> CudaStorage {
+    let cond = (cond, cond_layout);
     let f = DType::F32;
     let (out, [lc, la, lb], n) = prepare(
         "where_cond",

@@ -158,7 +158,13 @@ fn gemm(
 }
 
 /// `a @ b` with the leading dimensions broadcast to `batch_shape`.
-pub fn matmul(a: View<CudaStorage>, b: View<CudaStorage>, batch_shape: &[usize]) -> CudaStorage {
+pub fn matmul(
+    a: &CudaStorage,
+    a_layout: &Layout,
+    b: View<CudaStorage>,
+    batch_shape: &[usize],
+) -> CudaStorage {
+    let a = (a, a_layout);
     a.0.expect("matmul", DType::F32);
     b.0.expect("matmul", DType::F32);
     a.0.same_gpu("matmul", b.0);
@@ -178,7 +184,13 @@ pub fn matmul(a: View<CudaStorage>, b: View<CudaStorage>, batch_shape: &[usize])
 
 /// `bias + a @ b` for a bias `[n]`, `a` `[m, k]` and `b` `[k, n]`: the bias
 /// copied into every row, the product accumulated onto it.
-pub fn addmm(bias: View<CudaStorage>, a: View<CudaStorage>, b: View<CudaStorage>) -> CudaStorage {
+pub fn addmm(
+    bias: &CudaStorage,
+    bias_layout: &Layout,
+    a: View<CudaStorage>,
+    b: View<CudaStorage>,
+) -> CudaStorage {
+    let bias = (bias, bias_layout);
     for s in [bias.0, a.0, b.0] {
         s.expect("addmm", DType::F32);
         bias.0.same_gpu("addmm", s);
@@ -189,7 +201,12 @@ pub fn addmm(bias: View<CudaStorage>, a: View<CudaStorage>, b: View<CudaStorage>
         .broadcast_to(&[m, n])
         .expect("addmm: the op checks the bias's shape");
     let mut out = CudaStorage::uninit(bias.0.gpu(), DType::F32, m * n);
-    copy::copy_into(&mut out, &Layout::contiguous(&[m, n]), bias.0, &rows);
+    copy::copy_from(
+        &mut out,
+        &Layout::contiguous(&[m, n]),
+        (bias.0, &rows),
+        "addmm",
+    );
     gemm(a, b, &[], &out, true);
     out
 }

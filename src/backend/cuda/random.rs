@@ -1,9 +1,6 @@
 //! Launchers for random.cu: dropout masks from Philox4x32-10.
 
-use std::sync::Arc;
-
 use super::driver::{Dim3, Module};
-use super::gpu::Gpu;
 use super::launch;
 use super::storage::CudaStorage;
 use crate::DType;
@@ -16,9 +13,10 @@ pub const MODULE: Module = Module {
 
 const BLOCK: u32 = 256;
 
-/// `len` inverted-dropout factors under `key` (see
+/// `len` inverted-dropout factors under `key`, on `like`'s device (see
 /// [`BackendStorage::dropout_mask`](crate::backend::BackendStorage::dropout_mask)).
-pub fn dropout_mask(gpu: &Arc<Gpu>, len: usize, p: f32, key: u64) -> CudaStorage {
+pub fn dropout_mask(like: &CudaStorage, len: usize, p: f32, key: u64) -> CudaStorage {
+    let gpu = like.gpu();
     let out = CudaStorage::uninit(gpu, DType::F32, len);
     if len > 0 {
         let (o, n, scale) = (out.ptr(), len as i64, 1.0 / (1.0 - p));

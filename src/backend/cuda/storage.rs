@@ -3,16 +3,13 @@
 
 use std::sync::Arc;
 
+use super::copy;
 use super::driver::DevicePtr;
 use super::gpu::{DeviceBuffer, Gpu};
-use super::{
-    attention, copy, elementwise, index, loss, matmul, norm, optim, quantized, random, reduce,
-    softmax,
-};
 use crate::backend::cpu::CpuStorage;
 use crate::backend::{
     AdamStep, AttentionParams, Axis, BackendStorage, BinaryOp, CmpOp, CrossEntropyForward, UnaryOp,
-    View,
+    View, primitives,
 };
 use crate::layout::Layout;
 use crate::{DType, Result};
@@ -202,223 +199,63 @@ impl Clone for CudaStorage {
     }
 }
 
+/// Each primitive's launcher under the primitive's name (the CUDA row of
+/// `dispatch` in PyTorch's native_functions.yaml): `CudaStorage`'s
+/// implementation below is generated from the primitives' declaration,
+/// each method passing its arguments, in order, to the function of its
+/// name here.
+mod launchers {
+    pub(super) use super::super::attention::{
+        backward as attention_backward, forward as attention,
+    };
+    pub(super) use super::super::copy::{
+        add_from, cast as to_dtype, contiguous_copy, copy_from, full_like, zeros_like,
+    };
+    pub(super) use super::super::elementwise::{
+        binary, compare, unary, unary_backward, where_cond,
+    };
+    pub(super) use super::super::index::{
+        embedding, embedding_backward, gather_dim, max_backward as max_axis_backward,
+        scatter_add_dim, topk_indices,
+    };
+    pub(super) use super::super::loss::{cross_entropy, cross_entropy_backward};
+    pub(super) use super::super::matmul::{addmm, matmul};
+    pub(super) use super::super::norm::{layer_norm, layer_norm_backward};
+    pub(super) use super::super::optim::adam_update;
+    pub(super) use super::super::quantized::{matmul_int8, quantize_rows as quantize_rows_int8};
+    pub(super) use super::super::random::dropout_mask;
+    pub(super) use super::super::reduce::{cumsum, max_axis, sum_axis, sum_of_squares};
+    pub(super) use super::super::softmax::{causal_softmax, softmax, softmax_backward};
+    pub(super) use super::{dtype, elements};
+}
+
+/// The storage's element type.
+fn dtype(storage: &CudaStorage) -> DType {
+    storage.dtype
+}
+
+/// How many elements the storage holds.
+fn elements(storage: &CudaStorage) -> usize {
+    storage.len
+}
+
+/// Turns [`primitives!`](crate::backend::primitives!)' declarations into
+/// methods that call the launcher of the same name.
+macro_rules! launch_each {
+    ($meta:tt $name:ident [$($receiver:tt)*] $s:ident [$(, $arg:ident: $ty:ty)* $(,)?]
+        [$($ret:ty)?]) => {
+        fn $name($($receiver)* $(, $arg: $ty)*) $(-> $ret)? {
+            launchers::$name($s $(, $arg)*)
+        }
+    };
+}
+
 impl BackendStorage for CudaStorage {
-    fn dtype(&self) -> DType {
-        self.dtype
-    }
-
-    fn elements(&self) -> usize {
-        self.len
-    }
-
-    fn contiguous_copy(&self, layout: &Layout) -> Self {
-        copy::contiguous_copy(self, layout)
-    }
-
-    fn copy_from(&mut self, dst_layout: &Layout, (src, src_layout): View<Self>, op: &str) {
-        if self.dtype != src.dtype {
-            panic!("{op}: dtype mismatch, {:?} and {:?}", self.dtype, src.dtype);
-        }
-        self.same_gpu(op, src);
-        copy::copy_into(self, dst_layout, src, src_layout);
-    }
-
-    fn add_from(&mut self, dst_layout: &Layout, (src, src_layout): View<Self>) -> bool {
-        if self.dtype != DType::F32 || src.dtype != DType::F32 {
-            return false;
-        }
-        self.same_gpu("add_from", src);
-        copy::add_into(self, dst_layout, src, src_layout);
-        true
-    }
-
-    fn zeros_like(&self, len: usize) -> Self {
-        let out = CudaStorage::uninit(self.gpu(), self.dtype, len);
-        // SAFETY: the buffer holds `len` elements.
-        unsafe { self.gpu().memset(out.ptr(), 0, len * width(self.dtype)) };
-        out
-    }
-
-    fn full_like(&self, len: usize, value: f32) -> Self {
-        let out = CudaStorage::uninit(self.gpu(), DType::F32, len);
-        copy::fill(&out, value);
-        out
-    }
-
-    fn dropout_mask(&self, len: usize, p: f32, key: u64) -> Self {
-        random::dropout_mask(self.gpu(), len, p, key)
-    }
-
     fn to_host(&self, layout: &Layout) -> CpuStorage {
         let mut copy = None;
         let (whole, start) = self.contiguous(layout, &mut copy);
         whole.download(start..start + layout.numel())
     }
 
-    fn to_dtype(&self, layout: &Layout, dtype: DType) -> Self {
-        copy::cast(self, layout, dtype)
-    }
-
-    fn unary(&self, layout: &Layout, op: UnaryOp) -> Self {
-        elementwise::unary(self, layout, op)
-    }
-
-    fn unary_backward(&self, layout: &Layout, x: View<Self>, y: View<Self>, op: UnaryOp) -> Self {
-        elementwise::unary_backward((self, layout), x, y, op)
-    }
-
-    fn binary(&self, layout: &Layout, rhs: View<Self>, op: BinaryOp) -> Self {
-        elementwise::binary((self, layout), rhs, op)
-    }
-
-    fn compare(&self, layout: &Layout, rhs: View<Self>, op: CmpOp) -> Self {
-        elementwise::compare((self, layout), rhs, op)
-    }
-
-    fn where_cond(&self, layout: &Layout, on_true: View<Self>, on_false: View<Self>) -> Self {
-        elementwise::where_cond((self, layout), on_true, on_false)
-    }
-
-    fn sum_axis(&self, layout: &Layout, axis: Axis) -> Self {
-        reduce::sum_axis(self, layout, axis)
-    }
-
-    fn max_axis(&self, layout: &Layout, axis: Axis) -> (Self, Self) {
-        reduce::max_axis(self, layout, axis)
-    }
-
-    fn max_axis_backward(&self, layout: &Layout, argmax: &Self, axis: Axis) -> Self {
-        index::max_backward(self, layout, argmax, axis)
-    }
-    fn sum_of_squares(&self, layout: &Layout) -> Self {
-        reduce::sum_of_squares(self, layout)
-    }
-    fn cumsum(&self, layout: &Layout, axis: Axis, reverse: bool) -> Self {
-        reduce::cumsum(self, layout, axis, reverse)
-    }
-    fn topk_indices(&self, layout: &Layout, axis: Axis, k: usize) -> Self {
-        index::topk_indices(self, layout, axis, k)
-    }
-    fn gather_dim(&self, layout: &Layout, dim: usize, index: View<Self>) -> Self {
-        index::gather_dim(self, layout, dim, index)
-    }
-    fn scatter_add_dim(
-        &self,
-        layout: &Layout,
-        dim: usize,
-        index: View<Self>,
-        shape: &[usize],
-    ) -> Self {
-        index::scatter_add_dim(self, layout, dim, index, shape)
-    }
-    fn softmax(&self, layout: &Layout, n: usize, log: bool) -> Self {
-        softmax::softmax(self, layout, n, log)
-    }
-
-    fn causal_softmax(&self, layout: &Layout, queries: usize, offset: usize, scale: f32) -> Self {
-        softmax::causal_softmax(self, layout, queries, offset, scale)
-    }
-
-    fn softmax_backward(&self, layout: &Layout, g: View<Self>, scale: f32) -> Self {
-        softmax::softmax_backward(self, layout, g, scale)
-    }
-
-    fn layer_norm(
-        &self,
-        layout: &Layout,
-        d: usize,
-        weight: Option<View<Self>>,
-        bias: Option<View<Self>>,
-        eps: f32,
-    ) -> (Self, Self) {
-        norm::layer_norm(self, layout, d, weight, bias, eps)
-    }
-
-    fn layer_norm_backward(
-        &self,
-        layout: &Layout,
-        g: View<Self>,
-        d: usize,
-        weight: Option<View<Self>>,
-        stats: &Self,
-    ) -> (Self, Self, Self) {
-        norm::layer_norm_backward(self, layout, g, d, weight, stats)
-    }
-
-    fn cross_entropy(
-        &self,
-        layout: &Layout,
-        targets: View<Self>,
-        classes: usize,
-        ignore_index: Option<i64>,
-    ) -> CrossEntropyForward<Self> {
-        loss::cross_entropy(self, layout, targets, classes, ignore_index)
-    }
-    fn cross_entropy_backward(
-        &self,
-        targets: View<Self>,
-        g: View<Self>,
-        classes: usize,
-        ignore_index: Option<i64>,
-        count: &Self,
-    ) -> Self {
-        loss::cross_entropy_backward(self, targets, g, classes, ignore_index, count)
-    }
-    fn embedding(&self, layout: &Layout, ids: View<Self>) -> Self {
-        index::embedding(self, layout, ids)
-    }
-    fn embedding_backward(&self, layout: &Layout, ids: View<Self>, vocab: usize) -> Self {
-        index::embedding_backward(self, layout, ids, vocab)
-    }
-    fn matmul(&self, layout: &Layout, rhs: View<Self>, batch_shape: &[usize]) -> Self {
-        matmul::matmul((self, layout), rhs, batch_shape)
-    }
-
-    fn addmm(&self, layout: &Layout, a: View<Self>, b: View<Self>) -> Self {
-        matmul::addmm((self, layout), a, b)
-    }
-
-    fn attention(
-        &self,
-        layout: &Layout,
-        k: View<Self>,
-        v: View<Self>,
-        key_padding: Option<View<Self>>,
-        params: &AttentionParams,
-    ) -> (Self, Self) {
-        attention::forward((self, layout), k, v, key_padding, params)
-    }
-
-    fn attention_backward(
-        &self,
-        layout: &Layout,
-        k: View<Self>,
-        v: View<Self>,
-        out: View<Self>,
-        lse: &Self,
-        g: View<Self>,
-        key_padding: Option<View<Self>>,
-        params: &AttentionParams,
-    ) -> (Self, Self, Self) {
-        attention::backward((self, layout), k, v, out, lse, g, key_padding, params)
-    }
-
-    fn adam_update(
-        &mut self,
-        g: View<Self>,
-        m: &mut Self,
-        v: &mut Self,
-        step: AdamStep,
-        grad_scale: Option<&Self>,
-    ) {
-        optim::adam_update(self, g, m, v, step, grad_scale)
-    }
-
-    fn quantize_rows_int8(&self, layout: &Layout) -> (Self, Self) {
-        quantized::quantize_rows(self, layout)
-    }
-
-    fn matmul_int8(&self, layout: &Layout, q: View<Self>, scales: View<Self>) -> Self {
-        quantized::matmul_int8(self, layout, q, scales)
-    }
+    primitives!(each launch_each);
 }

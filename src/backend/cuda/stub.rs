@@ -35,17 +35,10 @@ pub fn full(len: usize, value: f32, ordinal: usize) -> Result<CudaStorage> {
 /// Turns [`primitives!`](crate::backend::primitives!)' declarations into
 /// bodies that match on the uninhabited storage.
 macro_rules! uninhabited {
-    ($($(#[$meta:meta])* fn $name:ident($($params:tt)*) $(-> $ret:ty)?;)*) => {
-        $(uninhabited!(@one $name [$($params)*] [$($ret)?]);)*
-    };
-    (@one $name:ident [&mut self $(, $arg:ident: $ty:ty)* $(,)?] [$($ret:ty)?]) => {
-        fn $name(&mut self $(, $arg: $ty)*) $(-> $ret)? {
-            match *self {}
-        }
-    };
-    (@one $name:ident [&self $(, $arg:ident: $ty:ty)* $(,)?] [$($ret:ty)?]) => {
-        fn $name(&self $(, $arg: $ty)*) $(-> $ret)? {
-            match *self {}
+    ($meta:tt $name:ident [$($receiver:tt)*] $s:ident [$(, $arg:ident: $ty:ty)* $(,)?]
+        [$($ret:ty)?]) => {
+        fn $name($($receiver)* $(, $arg: $ty)*) $(-> $ret)? {
+            match *$s {}
         }
     };
 }
@@ -56,7 +49,7 @@ impl BackendStorage for CudaStorage {
         match *self {}
     }
 
-    primitives!(uninhabited);
+    primitives!(each uninhabited);
 }
 
 impl CudaStorage {
