@@ -72,7 +72,7 @@ fn train_step(c: &mut Criterion) {
     }) {
         let config = GptConfig::preset(preset, 65).unwrap();
         let t = config.block_size;
-        let mut model = Gpt::new(config, 0).unwrap();
+        let mut model = config.init(&Device::Cpu, 0).unwrap();
         for block in &mut model.blocks {
             block.attn.kernel = kernel;
         }

@@ -23,7 +23,8 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use zeroformer::data::speeches::{parse_speeches, top_speakers};
 use zeroformer::data::{locate_or_fetch_shakespeare, read_text};
-use zeroformer::models::{Encoder, EncoderConfig, Pooling};
+use zeroformer::default_device;
+use zeroformer::models::{EncoderConfig, Pooling};
 use zeroformer::nn::{Activation, LayerConfig, Module, NormKind, NormPlacement, Positional};
 use zeroformer::tokenizer::{Tokenizer, WordTokenizer};
 use zeroformer::train::{Record, TrainConfig, Trainer};
@@ -160,7 +161,7 @@ fn train(args: Args) -> Result<()> {
         num_classes: args.speakers,
         checkpoint_activations: false,
     };
-    let model = Encoder::new(config, args.seed)?;
+    let model = config.init(&default_device(), args.seed)?;
     println!(
         "{} speakers ({}), {} training and {} held-out speeches, {} words in the vocabulary, {} parameters",
         speakers.len(),

@@ -22,6 +22,7 @@ use std::time::Instant;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use zeroformer::data::{locate_gpt2, locate_or_fetch_gpt2};
+use zeroformer::default_device;
 use zeroformer::generation::{GenerationConfig, generate_with};
 use zeroformer::hub::Hub;
 use zeroformer::nn::Module;
@@ -163,7 +164,7 @@ fn draw_attention(
 
 fn generate_text(args: Args) -> Result<()> {
     if let Some(dir) = &args.init_random {
-        let model = Gpt::new(GptConfig::preset("gpt2", 0)?, 0)?;
+        let model = GptConfig::preset("gpt2", 0)?.init(&default_device(), 0)?;
         // With GPT-2's tokenizer files at hand the folder gets them too, and
         // needs no --gpt2-dir to generate from.
         let with = match locate_gpt2(args.gpt2_dir.as_deref()) {

@@ -29,6 +29,7 @@ use clap::Parser;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use zeroformer::default_device;
 use zeroformer::nn::Module;
 use zeroformer::optim::LrSchedule;
 use zeroformer::plot::{LineChart, save_panels};
@@ -218,7 +219,7 @@ fn train(args: Args) -> Result<()> {
         attention_windows: Vec::new(),
         moe: None,
     };
-    let model = Gpt::new(config, args.seed)?;
+    let model = config.init(&default_device(), args.seed)?;
     // Full-batch AdamW at a constant rate, betas (0.9, 0.98), weight decay
     // on every parameter, no clipping.
     let recipe = TrainConfig {

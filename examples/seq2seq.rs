@@ -21,8 +21,9 @@ use clap::Parser;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use zeroformer::data::digits::{self, DigitTask, START, VOCAB_SIZE};
+use zeroformer::default_device;
 use zeroformer::generation::{GenerationConfig, Seq2SeqLm, generate_batch};
-use zeroformer::models::{EncoderDecoder, EncoderDecoderConfig};
+use zeroformer::models::EncoderDecoderConfig;
 use zeroformer::nn::{LayerConfig, Module, NormPlacement};
 use zeroformer::optim::LrSchedule;
 use zeroformer::train::{Record, TrainConfig, Trainer};
@@ -115,7 +116,7 @@ fn train(args: Args) -> Result<()> {
         positional: zeroformer::nn::Positional::Sinusoidal,
         checkpoint_activations: false,
     };
-    let model = EncoderDecoder::new(config, args.seed)?;
+    let model = config.init(&default_device(), args.seed)?;
     // The paper's optimiser: Adam (0.9, 0.98, eps 1e-9), no weight decay,
     // under the Noam schedule, cooled to zero over the last steps.
     let schedule = LrSchedule::Noam {

@@ -30,6 +30,7 @@ use zeroformer::data::{
     check_long_enough, locate_or_fetch_gpt2, locate_or_fetch_shakespeare, read_text,
     train_val_split,
 };
+use zeroformer::default_device;
 use zeroformer::generation::{Sampling, generate};
 use zeroformer::models::{Gpt, GptConfig};
 use zeroformer::nn::Module;
@@ -825,7 +826,7 @@ fn sample_only(args: &Args, dir: &Path, sampling: &Sampling) -> RunResult<()> {
     let (tokenizer, _) = saved_tokenizer(&ckpt)?;
     let prompt = encode_prompt(tokenizer.as_ref(), &args.prompt)?;
     let config = GptConfig::from_checkpoint(&ckpt, "model.")?;
-    let model = Gpt::new(config, 0)?;
+    let model = config.init(&default_device(), 0)?;
     ckpt.load_module("model.", &model)?;
     draw_attention(&model, tokenizer.as_ref(), &prompt, args)?;
     println!(

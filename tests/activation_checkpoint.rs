@@ -36,9 +36,7 @@ fn gpt_gradients_are_bit_identical_with_dropout(device: &Device) {
     let ids: Vec<i64> = (0..2 * 16).map(|i| (i * 7 + i / 5) % 29).collect();
     let targets: Vec<i64> = ids.iter().map(|&i| (i + 1) % 29).collect();
     let run = |checkpointed: bool| {
-        let model = device
-            .as_default(|| Gpt::new(config(checkpointed), 3))
-            .unwrap();
+        let model = config(checkpointed).init(device, 3).unwrap();
         let ids = Tensor::from_ids_on(ids.clone(), &[2, 16], device).unwrap();
         let targets = Tensor::from_ids_on(targets.clone(), &[2, 16], device).unwrap();
         let mut losses = Vec::new();
@@ -67,7 +65,7 @@ test_device!(gpt_gradients_are_bit_identical_with_dropout);
 /// into the encoder) checkpoint every layer with the same gradients, bit
 /// for bit, dropout on.
 fn encoder_and_encoder_decoder_gradients_are_bit_identical(device: &Device) {
-    use zeroformer::models::{Encoder, EncoderConfig, EncoderDecoder, EncoderDecoderConfig};
+    use zeroformer::models::{EncoderConfig, EncoderDecoderConfig};
     use zeroformer::nn::Positional;
     let ids: Vec<i64> = (0..2 * 12).map(|i| 1 + (i * 5 + i / 4) % 28).collect();
     let ids = Tensor::from_ids_on(ids, &[2, 12], device).unwrap();
@@ -78,7 +76,7 @@ fn encoder_and_encoder_decoder_gradients_are_bit_identical(device: &Device) {
         config.layer.dropout = 0.2;
         config.positional = Positional::Rotary;
         config.checkpoint_activations = checkpointed;
-        let model = device.as_default(|| Encoder::new(config, 4)).unwrap();
+        let model = config.init(device, 4).unwrap();
         model.classify(&ids, Some(&pad)).square().sum().backward();
         grads(&model)
     };
@@ -86,9 +84,7 @@ fn encoder_and_encoder_decoder_gradients_are_bit_identical(device: &Device) {
     let encoder_decoder = |checkpointed: bool| {
         let mut config = EncoderDecoderConfig::preset("transformer-tiny", 29, 29, 12).unwrap();
         config.checkpoint_activations = checkpointed;
-        let model = device
-            .as_default(|| EncoderDecoder::new(config, 5))
-            .unwrap();
+        let model = config.init(device, 5).unwrap();
         let tgt = ids.narrow(1, 0, 10);
         let logits = model.forward(&ids, &tgt, Some(&pad), None);
         logits.square().mean().backward();
@@ -113,7 +109,7 @@ fn concurrent_checkpointed_models_keep_their_own_dropout_replays() {
     let ids: Vec<i64> = (0..2 * 16).map(|i| (i * 7 + i / 5) % 29).collect();
     let targets: Vec<i64> = ids.iter().map(|&i| (i + 1) % 29).collect();
     let run = |seed: u64| {
-        let model = Gpt::new(config(true), seed).unwrap();
+        let model = config(true).init(&Device::Cpu, seed).unwrap();
         let ids = Tensor::from_ids(ids.clone(), &[2, 16]);
         let targets = Tensor::from_ids(targets.clone(), &[2, 16]);
         for _ in 0..3 {
@@ -137,7 +133,7 @@ fn concurrent_checkpointed_models_keep_their_own_dropout_replays() {
 
 /// A block of the small GPT (with its dropout), and an input for it.
 fn block_and_input(seed: u64) -> (GptBlock, Tensor) {
-    let model = Gpt::new(config(false), seed).unwrap();
+    let model = config(false).init(&Device::Cpu, seed).unwrap();
     let x = Tensor::randn(&[2, 16, 128], &mut StdRng::seed_from_u64(seed));
     (model.blocks[0].clone(), x)
 }

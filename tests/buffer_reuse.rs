@@ -28,7 +28,7 @@ fn steady_state_training_steps_allocate_no_large_buffers() {
             attention_windows: Vec::new(),
             moe: None,
         };
-        let mut model = Gpt::new(config, 0).unwrap();
+        let mut model = config.init(&Device::Cpu, 0).unwrap();
         for block in &mut model.blocks {
             block.attn.kernel = kernel;
         }

@@ -121,16 +121,14 @@ fn loading_into_another_shape_lists_every_mismatch_and_changes_nothing() {
     let path = dir.path().join("m.safetensors");
     let (small, _) = configs();
     let mut ckpt = Checkpoint::default();
-    ckpt.add_module("model.", &Gpt::new(small.clone(), 0).unwrap());
+    ckpt.add_module("model.", &small.init(&Device::Cpu, 0).unwrap());
     ckpt.save(&path).unwrap();
 
-    let wider = Gpt::new(
-        GptConfig {
-            n_embd: 32,
-            ..small.clone()
-        },
-        1,
-    )
+    let wider = GptConfig {
+        n_embd: 32,
+        ..small.clone()
+    }
+    .init(&Device::Cpu, 1)
     .unwrap();
     let before = weights(&wider);
     let err = Checkpoint::load(&path)
@@ -150,13 +148,11 @@ fn loading_into_another_shape_lists_every_mismatch_and_changes_nothing() {
         "a failed load must not touch the model"
     );
 
-    let deeper = Gpt::new(
-        GptConfig {
-            n_layer: 3,
-            ..small
-        },
-        1,
-    )
+    let deeper = GptConfig {
+        n_layer: 3,
+        ..small
+    }
+    .init(&Device::Cpu, 1)
     .unwrap();
     let err = Checkpoint::load(&path)
         .unwrap()

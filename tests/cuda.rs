@@ -184,7 +184,7 @@ fn cuda_training_a_gpt_mini_shaped_model_for_20_steps_gives_the_cpus_losses() {
 #[test]
 fn cuda_training_an_encoder_decoder_gives_the_cpus_losses() {
     use zeroformer::data::digits::{self, DigitTask};
-    use zeroformer::models::{EncoderDecoder, EncoderDecoderConfig};
+    use zeroformer::models::EncoderDecoderConfig;
     use zeroformer::optim::{Adam, AdamConfig, Optimizer, ParamGroup};
     let Some((device, _alone)) = gpu() else {
         return;
@@ -195,7 +195,7 @@ fn cuda_training_an_encoder_decoder_gives_the_cpus_losses() {
     let losses = |device: &Device| {
         let mut config = EncoderDecoderConfig::preset("transformer-tiny", 12, 12, 16).unwrap();
         config.layer.dropout = 0.1;
-        let model = EncoderDecoder::new(config, 3).unwrap();
+        let model = config.init(&Device::Cpu, 3).unwrap();
         model.to_device(device).unwrap();
         let mut opt = Adam::new(
             vec![ParamGroup {

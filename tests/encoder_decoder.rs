@@ -8,7 +8,7 @@ mod common;
 
 use zeroformer::data::digits::{self, DigitTask};
 use zeroformer::generation::{GenerationConfig, Seq2SeqLm, generate_batch};
-use zeroformer::models::{Encoder, EncoderConfig, EncoderDecoder, EncoderDecoderConfig};
+use zeroformer::models::{EncoderConfig, EncoderDecoder, EncoderDecoderConfig};
 use zeroformer::nn::{NormKind, NormPlacement, Positional, Rope, padding_mask, sinusoidal_table};
 use zeroformer::optim::{Adam, AdamConfig, LrSchedule, Optimizer, ParamGroup};
 use zeroformer::prelude::*;
@@ -38,7 +38,7 @@ fn encoder_decoder(
     config.layer.dropout = 0.0;
     config.layer.placement = placement;
     config.positional = positional;
-    let model = EncoderDecoder::new(config, 3).unwrap();
+    let model = config.init(&Device::Cpu, 3).unwrap();
     model.to_device(device).unwrap();
     model
 }
@@ -91,7 +91,7 @@ fn encoder_outputs_ignore_padding(device: &Device) {
         let mut config = EncoderConfig::preset("encoder-tiny", 20, 3, 16).unwrap();
         config.layer.dropout = 0.0;
         config.positional = positional;
-        let model = Encoder::new(config, 4).unwrap();
+        let model = config.init(&Device::Cpu, 4).unwrap();
         model.to_device(device).unwrap();
         // Sequence B alone, then batched beside a longer A with padding
         // (token 0) and garbage after it (token 9, still marked padding).
@@ -308,7 +308,7 @@ fn post_norm_and_pre_norm_both_learn_to_copy() {
         config.layer.placement = placement;
         config.layer.norm = norm;
         config.positional = positional;
-        let model = EncoderDecoder::new(config, 11).unwrap();
+        let model = config.init(&Device::Cpu, 11).unwrap();
         model.to_device(device).unwrap();
         let (first, last) = train_copy(&model, 400, 6, device);
         println!("{placement:?} {norm:?} {positional:?}: loss {first:.3} -> {last:.3}");
@@ -338,5 +338,5 @@ fn configs_round_trip_through_json_and_presets_validate() {
     assert!(EncoderConfig::preset("bert-huge", 10, 2, 8).is_err());
     let mut bad = EncoderConfig::preset("encoder-tiny", 10, 2, 8).unwrap();
     bad.layer.n_head = 5;
-    assert!(Encoder::new(bad, 0).is_err());
+    assert!(bad.init(&Device::Cpu, 0).is_err());
 }

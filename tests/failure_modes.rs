@@ -138,19 +138,19 @@ fn a_step_that_cannot_fit_in_memory_is_refused_before_allocating() {
         n_head: 32,
         ..model
     };
-    let err = Gpt::new(wide, 0).err().unwrap().to_string();
+    let err = wide.init(&Device::Cpu, 0).err().unwrap().to_string();
     assert!(err.contains("parameters needs about"), "{err}");
 }
 
 #[test]
 fn an_encoder_decoder_step_that_cannot_fit_is_refused_with_the_override_named() {
-    use zeroformer::models::{EncoderDecoder, EncoderDecoderConfig};
+    use zeroformer::models::EncoderDecoderConfig;
     let config = EncoderDecoderConfig::preset("transformer-tiny", 11, 11, 12).unwrap();
     let train = TrainConfig {
         batch_size: 8,
         ..TrainConfig::nanogpt_cpu(10)
     };
-    let model = || EncoderDecoder::new(config.clone(), 0).unwrap();
+    let model = || config.init(&Device::Cpu, 0).unwrap();
     assert!(Trainer::from_model(model(), train.clone()).is_ok());
     let huge = TrainConfig {
         batch_size: 1_000_000_000,
@@ -522,4 +522,25 @@ fn truncated_files_say_so_in_words() {
     }
     let err = Checkpoint::load(dir.path()).unwrap_err().to_string();
     assert!(err.contains("is a folder"), "{err}");
+}
+
+#[test]
+fn a_model_built_on_a_device_that_cannot_be_used_is_an_error_not_a_panic() {
+    // No build has a thousand GPUs.
+    let gone = Device::Cuda(1000);
+    let (gpt, _) = configs();
+    let encoder = zeroformer::models::EncoderConfig::preset("encoder-tiny", 20, 3, 16).unwrap();
+    let seq2seq =
+        zeroformer::models::EncoderDecoderConfig::preset("transformer-tiny", 12, 12, 16).unwrap();
+    let errors = [
+        gpt.init(&gone, 0).err(),
+        encoder.init(&gone, 0).err(),
+        seq2seq.init(&gone, 0).err(),
+    ];
+    for error in errors {
+        assert!(
+            matches!(error, Some(Error::CudaUnavailable(_))),
+            "{error:?}"
+        );
+    }
 }

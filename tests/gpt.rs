@@ -29,7 +29,7 @@ fn ids(values: &[i64], batch: usize, device: &Device) -> Tensor {
 
 /// A GPT of `config` initialised from `seed`, moved to `device`.
 fn gpt(config: GptConfig, seed: u64, device: &Device) -> Gpt {
-    let model = Gpt::new(config, seed).unwrap();
+    let model = config.init(&Device::Cpu, seed).unwrap();
     model.to_device(device).unwrap();
     model
 }
@@ -37,7 +37,7 @@ fn gpt(config: GptConfig, seed: u64, device: &Device) -> Gpt {
 #[test]
 fn parameter_names_and_count_match_the_architecture() {
     let config = GptConfig::preset("cpu-mini", 65).unwrap();
-    let model = Gpt::new(config, 0).unwrap();
+    let model = config.init(&Device::Cpu, 0).unwrap();
     // Closed form, no biases: wte V·C + wpe T·C + L·(12C² + 2C) + C.
     let (v, t, c, l) = (65, 64, 128, 4);
     assert_eq!(
@@ -55,7 +55,7 @@ fn parameter_names_and_count_match_the_architecture() {
     assert_eq!(names.last().unwrap(), "ln_f.weight");
     // The head is tied to wte: no separate parameter.
     assert!(!names.iter().any(|n| n.contains("head")));
-    let with_bias = Gpt::new(tiny(0.0), 0).unwrap();
+    let with_bias = tiny(0.0).init(&Device::Cpu, 0).unwrap();
     assert!(
         with_bias
             .named_parameters()
@@ -72,7 +72,7 @@ fn gpt2_initialisation_scales_residual_projections() {
         n_head: 4,
         ..GptConfig::preset("gpt-mini", 50).unwrap()
     };
-    let model = Gpt::new(config, 1).unwrap();
+    let model = config.init(&Device::Cpu, 1).unwrap();
     let std = |t: &Tensor| t.var_dim(0, false, false).sqrt().item();
     let flat = |name: &str| {
         let (_, t) = model
@@ -220,7 +220,10 @@ fn bad_configs_are_errors() {
         n_head: 3,
         ..tiny(0.0)
     };
-    assert!(matches!(Gpt::new(bad, 0), Err(Error::InvalidConfig(_))));
+    assert!(matches!(
+        bad.init(&Device::Cpu, 0),
+        Err(Error::InvalidConfig(_))
+    ));
 }
 
 fn accumulating_two_half_batches_equals_one_full_batch(device: &Device) {

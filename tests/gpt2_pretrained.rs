@@ -207,7 +207,7 @@ fn a_folder_saved_with_its_tokenizer_is_complete() {
         attention_windows: Vec::new(),
         moe: None,
     };
-    let model = Gpt::new(config, 3).unwrap();
+    let model = config.init(&Device::Cpu, 3).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = match std::env::var("ZEROFORMER_KEEP_SAVED_WITH_TOKENIZER") {
         Ok(keep) => PathBuf::from(keep),

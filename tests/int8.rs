@@ -44,7 +44,7 @@ fn training_still_uses_the_f32_weights() {
         attention_windows: Vec::new(),
         moe: None,
     };
-    let mut model = Gpt::new(config, 3).unwrap();
+    let mut model = config.init(&Device::Cpu, 3).unwrap();
     let ids = Tensor::from_ids((0..16).map(|i| i % 11).collect(), &[2, 8]);
     let before = model.forward(&ids).to_vec();
     model.quantize_int8();

@@ -194,7 +194,7 @@ fn moe_gpt() -> GptConfig {
 #[test]
 fn a_gpt_with_experts_counts_names_and_saves_its_parameters() {
     let config = moe_gpt();
-    let model = Gpt::new(config.clone(), 1).unwrap();
+    let model = config.init(&Device::Cpu, 1).unwrap();
     let built: Vec<(String, Vec<usize>)> = model
         .named_parameters()
         .into_iter()
@@ -234,13 +234,11 @@ fn a_gpt_with_experts_counts_names_and_saves_its_parameters() {
     let ids = Tensor::from_ids((0..16).collect(), &[1, 16]);
     assert_eq!(back.forward(&ids).to_vec(), model.forward(&ids).to_vec());
     // GPT-2's format has no experts.
-    let biased = Gpt::new(
-        GptConfig {
-            bias: true,
-            ..config
-        },
-        1,
-    )
+    let biased = GptConfig {
+        bias: true,
+        ..config
+    }
+    .init(&Device::Cpu, 1)
     .unwrap();
     let e = biased
         .save_pretrained(dir.join("hf"))
@@ -260,7 +258,7 @@ fn training_a_gpt_with_experts(device: &Device) {
         Tensor::from_ids_on(ids, &[4, 16], device).unwrap(),
         Tensor::from_ids_on(targets, &[4, 16], device).unwrap(),
     );
-    let model = device.as_default(|| Gpt::new(moe_gpt(), 2)).unwrap();
+    let model = moe_gpt().init(device, 2).unwrap();
     let (logits, routing) = model.forward_with_routing(&batch.0);
     assert_eq!(routing.len(), 2, "blocks 1 and 3 have experts");
     let ce = Gpt::loss(&logits, &batch.1).item();

@@ -53,7 +53,7 @@ fn variants() -> Vec<(Activation, NormKind, NormPlacement, bool, Positional)> {
 
 #[test]
 fn parameter_counts_from_configs_equal_the_built_models() {
-    let gpt = Gpt::new(tiny_gpt(), 0).unwrap();
+    let gpt = tiny_gpt().init(&Device::Cpu, 0).unwrap();
     assert_eq!(
         tiny_gpt().parameter_count(),
         Some(gpt.num_parameters() as u64)
@@ -69,7 +69,7 @@ fn parameter_counts_from_configs_equal_the_built_models() {
         e.positional = positional;
         for classes in [0, 3] {
             e.num_classes = classes;
-            let built = Encoder::new(e.clone(), 0).unwrap().num_parameters() as u64;
+            let built = e.init(&Device::Cpu, 0).unwrap().num_parameters() as u64;
             assert_eq!(e.parameter_count(), Some(built), "{e:?}");
         }
         let mut s = EncoderDecoderConfig::preset("transformer-tiny", 7, 9, 10).unwrap();
@@ -81,7 +81,7 @@ fn parameter_counts_from_configs_equal_the_built_models() {
         ) = (activation, norm, placement, bias);
         s.positional = positional;
         s.n_decoder_layers = 3;
-        let built = EncoderDecoder::new(s.clone(), 0).unwrap().num_parameters() as u64;
+        let built = s.init(&Device::Cpu, 0).unwrap().num_parameters() as u64;
         assert_eq!(s.parameter_count(), Some(built), "{s:?}");
     }
     let mut huge = tiny_gpt();
@@ -107,14 +107,14 @@ fn counting_builds_count_what_the_models_hold() {
             attention_windows: windows,
             ..tiny_gpt()
         };
-        let counted = count_parameters(|| Gpt::new(config.clone(), 0)).unwrap();
-        let built = Gpt::new(config.clone(), 0).unwrap().num_parameters() as u64;
+        let counted = count_parameters(|| config.init(&Device::Cpu, 0)).unwrap();
+        let built = config.init(&Device::Cpu, 0).unwrap().num_parameters() as u64;
         assert_eq!((counted, config.parameter_count()), (built, Some(built)));
     }
     let mut rotary = EncoderConfig::preset("encoder-tiny", 13, 3, 9).unwrap();
     rotary.positional = Positional::Rotary;
-    let counted = count_parameters(|| Encoder::new(rotary.clone(), 0)).unwrap();
-    let model = Encoder::new(rotary, 0).unwrap();
+    let counted = count_parameters(|| rotary.init(&Device::Cpu, 0)).unwrap();
+    let model = rotary.init(&Device::Cpu, 0).unwrap();
     assert_eq!(counted, model.num_parameters() as u64);
     let mut buffers = 0;
     model.visit_buffers("", &mut |_, t| buffers += t.numel());
@@ -156,7 +156,7 @@ fn configs_of_any_size_are_counted_and_refused_without_being_made() {
         Some(small.parameter_count().unwrap() + extra)
     );
     let path = temp_path("huge-encoder.safetensors");
-    Encoder::new(small, 0).unwrap().save(&path).unwrap();
+    small.init(&Device::Cpu, 0).unwrap().save(&path).unwrap();
     let mut ckpt = Checkpoint::load(&path).unwrap();
     ckpt.set_meta("model_config", serde_json::to_string(&huge).unwrap());
     ckpt.save(&path).unwrap();
@@ -172,7 +172,7 @@ fn temp_path(name: &str) -> std::path::PathBuf {
 #[test]
 fn every_model_round_trips_through_save_and_load() {
     let path = temp_path("gpt.safetensors");
-    let gpt = Gpt::new(tiny_gpt(), 3).unwrap();
+    let gpt = tiny_gpt().init(&Device::Cpu, 3).unwrap();
     gpt.save(&path).unwrap();
     let loaded = Gpt::load(&path).unwrap();
     assert_eq!(loaded.config, gpt.config);
@@ -181,7 +181,7 @@ fn every_model_round_trips_through_save_and_load() {
 
     let mut e = EncoderConfig::preset("encoder-tiny", 13, 3, 9).unwrap();
     e.layer.dropout = 0.0;
-    let encoder = Encoder::new(e, 4).unwrap();
+    let encoder = e.init(&Device::Cpu, 4).unwrap();
     encoder.save(&path).unwrap();
     let loaded = Encoder::load_on(&path, &Device::Cpu).unwrap();
     assert_eq!(
@@ -191,7 +191,7 @@ fn every_model_round_trips_through_save_and_load() {
 
     let mut s = EncoderDecoderConfig::preset("transformer-tiny", 7, 9, 10).unwrap();
     s.layer.dropout = 0.0;
-    let seq2seq = EncoderDecoder::new(s, 5).unwrap();
+    let seq2seq = s.init(&Device::Cpu, 5).unwrap();
     seq2seq.save(&path).unwrap();
     let loaded = EncoderDecoder::load(&path).unwrap();
     let (src, tgt) = (
@@ -229,7 +229,11 @@ fn a_trainers_checkpoint_loads_as_its_model() {
 #[test]
 fn configs_that_do_not_fit_the_file_are_refused_before_building() {
     let path = temp_path("model.safetensors");
-    Gpt::new(tiny_gpt(), 0).unwrap().save(&path).unwrap();
+    tiny_gpt()
+        .init(&Device::Cpu, 0)
+        .unwrap()
+        .save(&path)
+        .unwrap();
     let ckpt = Checkpoint::load(&path).unwrap();
     for (config, expect) in [
         (
@@ -267,10 +271,7 @@ fn configs_that_do_not_fit_the_file_are_refused_before_building() {
     assert!(Gpt::load(&path).is_err());
     // A model without a parameter list of its own: the count is compared.
     let encoder = EncoderConfig::preset("encoder-tiny", 13, 3, 9).unwrap();
-    Encoder::new(encoder.clone(), 0)
-        .unwrap()
-        .save(&path)
-        .unwrap();
+    encoder.init(&Device::Cpu, 0).unwrap().save(&path).unwrap();
     let mut ckpt = Checkpoint::load(&path).unwrap();
     let huge = EncoderConfig {
         n_layer: 1_000_000_000,
@@ -300,7 +301,7 @@ fn an_encoder_decoder_trains_and_resumes_bit_exactly_with_the_same_trainer() {
         let b = digits::batch(DigitTask::Reverse, 4, 6, rng);
         (b.source, b.target_in, b.target_out)
     };
-    let new = || Trainer::from_model(EncoderDecoder::new(config(), 7).unwrap(), train.clone());
+    let new = || Trainer::from_model(config().init(&Device::Cpu, 7).unwrap(), train.clone());
     let mut straight = new().unwrap();
     for _ in 0..4 {
         straight.train_step_with(draw).unwrap();

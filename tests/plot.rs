@@ -7,7 +7,7 @@ use std::path::Path;
 use zeroformer::plot::{self, LineChart};
 use zeroformer::tokenizer::{CharTokenizer, Tokenizer};
 use zeroformer::train::Record;
-use zeroformer::{Gpt, GptConfig, Tensor};
+use zeroformer::{Device, GptConfig, Tensor};
 
 /// The first series' colour (matplotlib's tab10 blue) and the second's.
 const BLUE: [u8; 3] = [31, 119, 180];
@@ -437,7 +437,7 @@ fn a_models_attention_is_drawn_for_its_tokens() {
         attention_windows: Vec::new(),
         moe: None,
     };
-    let model = Gpt::new(config, 0).unwrap();
+    let model = config.init(&Device::Cpu, 0).unwrap();
     let ids = tokenizer.encode("to be\n").unwrap();
     assert_eq!(
         plot::token_strings(&tokenizer, &ids),

@@ -101,7 +101,7 @@ fn assert_near(what: &str, a: &[f32], b: &[f32]) {
 /// ring: logits from one token at a time, and from chunks of several that
 /// start past the window, equal the logits of the whole sequence at once.
 fn cached_decoding_past_the_window_equals_recomputation(device: &Device) {
-    let model = device.as_default(|| Gpt::new(config(), 5)).unwrap();
+    let model = config().init(device, 5).unwrap();
     let n = 40;
     let (all, whole) = ids(n, device);
     let reference = model.forward(&whole).to_vec();
@@ -140,7 +140,7 @@ fn windowed_gpt_trains_with_either_kernel(device: &Device) {
     let targets = x.narrow(1, 1, 31);
     let x = x.narrow(1, 0, 31);
     let grads = |kernel: AttentionKernel| {
-        let mut model = device.as_default(|| Gpt::new(config(), 7)).unwrap();
+        let mut model = config().init(device, 7).unwrap();
         for block in &mut model.blocks {
             block.attn.kernel = kernel;
         }
@@ -190,13 +190,11 @@ fn configs_check_their_windows_and_round_trip() {
     let json = serde_json::to_string(&plain).unwrap();
     assert!(!json.contains("attention_windows"), "{json}");
     // GPT-2's config.json cannot say it, so the HF writer refuses.
-    let gpt = Gpt::new(
-        GptConfig {
-            bias: true,
-            ..config()
-        },
-        0,
-    )
+    let gpt = GptConfig {
+        bias: true,
+        ..config()
+    }
+    .init(&Device::Cpu, 0)
     .unwrap();
     let dir = std::env::temp_dir().join(format!("zf-window-{}", std::process::id()));
     let e = gpt.save_pretrained(&dir).unwrap_err().to_string();

@@ -52,10 +52,10 @@ pub trait CausalLm: Module + Sync {
 ///
 /// ```
 /// use zeroformer::generation::{GenerationConfig, Seq2SeqLm, generate_batch};
-/// use zeroformer::models::{EncoderDecoder, EncoderDecoderConfig};
-/// use zeroformer::Tensor;
+/// use zeroformer::models::EncoderDecoderConfig;
+/// use zeroformer::{Device, Tensor};
 /// let config = EncoderDecoderConfig::preset("transformer-tiny", 12, 12, 8)?;
-/// let model = EncoderDecoder::new(config, 0)?;
+/// let model = config.init(&Device::Cpu, 0)?;
 /// let src = Tensor::from_ids(vec![3, 4, 5, 6, 7, 8], &[2, 3]);
 /// // Two sources side by side, each target starting from token 1.
 /// let out = generate_batch(&model.condition(&src, None), &[vec![1], vec![1]], &GenerationConfig::new(4))?;
@@ -231,9 +231,9 @@ pub struct Generation {
 ///
 /// ```
 /// use zeroformer::generation::{Finish, GenerationConfig, generate_with};
-/// use zeroformer::{Gpt, GptConfig};
+/// use zeroformer::{Device, GptConfig};
 /// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![], moe: None };
-/// let model = Gpt::new(config, 0).unwrap();
+/// let model = config.init(&Device::Cpu, 0).unwrap();
 /// let mut streamed = Vec::new();
 /// let out = generate_with(&model, &[1, 2], &GenerationConfig::new(5), |t| {
 ///     streamed.push(t);
@@ -265,9 +265,9 @@ pub fn generate_with<M: CausalLm>(
 ///
 /// ```
 /// use zeroformer::generation::{Finish, GenerationConfig, generate_batch, generate_with};
-/// use zeroformer::{Gpt, GptConfig};
+/// use zeroformer::{Device, GptConfig};
 /// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![], moe: None };
-/// let model = Gpt::new(config, 0).unwrap();
+/// let model = config.init(&Device::Cpu, 0).unwrap();
 /// let greedy = GenerationConfig::new(5);
 /// let out = generate_batch(&model, &[vec![1, 2], vec![3, 4]], &greedy)?;
 /// assert_eq!(out[1], generate_with(&model, &[3, 4], &greedy, |_| true)?);
@@ -291,9 +291,9 @@ pub fn generate_batch<M: CausalLm>(
 /// ```
 /// use rand::SeedableRng;
 /// use zeroformer::generation::{Sampling, generate};
-/// use zeroformer::{Gpt, GptConfig};
+/// use zeroformer::{Device, GptConfig};
 /// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![], moe: None };
-/// let model = Gpt::new(config, 0).unwrap();
+/// let model = config.init(&Device::Cpu, 0).unwrap();
 /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
 /// let out = generate(&model, &[1, 2], 6, &Sampling::GREEDY, &mut rng).unwrap();
 /// assert_eq!(out.len(), 8);
@@ -446,7 +446,7 @@ fn end_all(ended: &mut [Option<Finish>], why: Finish) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Gpt, GptConfig};
+    use crate::{Device, Gpt, GptConfig};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
@@ -463,7 +463,7 @@ mod tests {
             attention_windows: Vec::new(),
             moe: None,
         };
-        Gpt::new(config, 0).unwrap()
+        config.init(&Device::Cpu, 0).unwrap()
     }
 
     #[test]
@@ -708,7 +708,7 @@ mod tests {
             attention_windows: Vec::new(),
             moe: None,
         };
-        let m = Gpt::new(config, 3).unwrap();
+        let m = config.init(&Device::Cpu, 3).unwrap();
         for p in m.parameters() {
             p.assign(&no_grad(|| p.mul_scalar(30.0)));
         }

@@ -9,7 +9,7 @@ use crate::nn::{
     Activation, EncoderLayer, LayerConfig, Linear, LinearConfig, Module, Norm, NormPlacement,
     Positional, SharedRng, TokenEmbedding, TokenEmbeddingConfig, count_parameters,
 };
-use crate::{DType, Error, GeluApproximation, Result, Tensor};
+use crate::{DType, Device, Error, GeluApproximation, Result, Tensor};
 
 /// How a sequence's vectors become one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -113,7 +113,7 @@ impl EncoderConfig {
 /// use zeroformer::prelude::*;
 /// use zeroformer::models::{Encoder, EncoderConfig};
 /// let config = EncoderConfig::preset("encoder-tiny", 20, 3, 16).unwrap();
-/// let model = Encoder::new(config, 0).unwrap();
+/// let model = config.init(&Device::Cpu, 0).unwrap();
 /// let ids = Tensor::from_ids(vec![4, 5, 6, 0], &[1, 4]);
 /// let padding = zeroformer::nn::padding_mask(&ids, 0);
 /// assert_eq!(model.classify(&ids, Some(&padding)).shape(), &[1, 3]);
@@ -134,9 +134,18 @@ pub struct Encoder {
     dropout_rng: SharedRng,
 }
 
+impl EncoderConfig {
+    /// An encoder of this shape on `device`, initialised as BERT (weights
+    /// N(0, 0.02²)) from `seed`, which seeds its dropout stream too (see
+    /// [`GptConfig::init`](crate::GptConfig::init)).
+    pub fn init(&self, device: &Device, seed: u64) -> Result<Encoder> {
+        device.as_default(|| Encoder::new(self.clone(), seed))
+    }
+}
+
 impl Encoder {
-    /// A model initialised as BERT (weights N(0, 0.02²)) from `seed`.
-    pub fn new(config: EncoderConfig, seed: u64) -> Result<Encoder> {
+    /// [`EncoderConfig::init`] on the default device.
+    pub(crate) fn new(config: EncoderConfig, seed: u64) -> Result<Encoder> {
         config.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let dropout_rng = SharedRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);

@@ -189,7 +189,7 @@ impl EncoderDecoderConfig {
 /// use zeroformer::generation::{GenerationConfig, Seq2SeqLm, generate_with};
 /// use zeroformer::models::{EncoderDecoder, EncoderDecoderConfig};
 /// let config = EncoderDecoderConfig::preset("transformer-tiny", 12, 12, 16)?;
-/// let model = EncoderDecoder::new(config, 0)?;
+/// let model = config.init(&Device::Cpu, 0)?;
 /// let src = Tensor::from_ids(vec![1, 5, 6, 7], &[1, 4]);
 /// // Greedy, from start token 1, ending at token 2 or after 4 tokens.
 /// let greedy = GenerationConfig::new(4).stop_tokens(&[2]);
@@ -217,10 +217,20 @@ pub struct EncoderDecoder {
     dropout_rng: SharedRng,
 }
 
+impl EncoderDecoderConfig {
+    /// An encoder-decoder of this shape on `device`, from `seed` (which
+    /// seeds its dropout stream too, see
+    /// [`GptConfig::init`](crate::GptConfig::init)), with Glorot-uniform
+    /// matrices (the Annotated Transformer's initialisation); embeddings are
+    /// scaled by √d_model.
+    pub fn init(&self, device: &Device, seed: u64) -> Result<EncoderDecoder> {
+        device.as_default(|| EncoderDecoder::new(self.clone(), seed))
+    }
+}
+
 impl EncoderDecoder {
-    /// A model from `seed` with Glorot-uniform matrices (the Annotated
-    /// Transformer's initialisation); embeddings are scaled by √d_model.
-    pub fn new(config: EncoderDecoderConfig, seed: u64) -> Result<EncoderDecoder> {
+    /// [`EncoderDecoderConfig::init`] on the default device.
+    pub(crate) fn new(config: EncoderDecoderConfig, seed: u64) -> Result<EncoderDecoder> {
         config.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let dropout_rng = SharedRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);

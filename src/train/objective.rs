@@ -115,12 +115,12 @@ pub trait Trainable: Module + Send + Sync {
 /// stream, drawn in order.
 ///
 /// ```
-/// use zeroformer::{Gpt, GptConfig, Tensor};
+/// use zeroformer::{Device, GptConfig, Tensor};
 /// use zeroformer::nn::Module;
 /// use zeroformer::train::forward_backward;
 ///
 /// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![], moe: None };
-/// let model = Gpt::new(config, 0).unwrap();
+/// let model = config.init(&Device::Cpu, 0).unwrap();
 /// let x = Tensor::from_ids(vec![1, 2, 3, 4, 5, 6, 7, 8], &[2, 4]);
 /// let y = Tensor::from_ids(vec![2, 3, 4, 5, 6, 7, 8, 9], &[2, 4]);
 /// let loss = forward_backward(&model, &(x, y), 1.0, Some(2));
@@ -177,11 +177,11 @@ pub fn forward_backward<M: Trainable>(
 /// [`batch_losses`]. NaN when there are no batches.
 ///
 /// ```
-/// use zeroformer::{Gpt, GptConfig, Tensor};
+/// use zeroformer::{Device, GptConfig, Tensor};
 /// use zeroformer::train::mean_loss;
 ///
 /// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![], moe: None };
-/// let model = Gpt::new(config, 0).unwrap();
+/// let model = config.init(&Device::Cpu, 0).unwrap();
 /// let ids = |v: Vec<i64>, rows| Tensor::from_ids(v, &[rows, 2]);
 /// let split = vec![
 ///     (ids(vec![1, 2, 3, 4], 2), ids(vec![2, 3, 4, 5], 2)),

@@ -39,7 +39,7 @@ pub struct StepStats {
 /// use zeroformer::models::{EncoderDecoder, EncoderDecoderConfig};
 /// use zeroformer::train::{TrainConfig, Trainer};
 /// let config = EncoderDecoderConfig::preset("transformer-tiny", 12, 12, 8)?;
-/// let model = EncoderDecoder::new(config, 0)?;
+/// let model = config.init(&Device::Cpu, 0)?;
 /// let mut trainer = Trainer::from_model(model, TrainConfig::nanogpt_cpu(10))?;
 /// // A batch source draws from the trainer's data stream.
 /// let stats = trainer.train_step_with(|rng| {

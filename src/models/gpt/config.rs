@@ -235,10 +235,10 @@ impl GptConfig {
     /// compare a checkpoint against it before building a model.
     ///
     /// ```
-    /// use zeroformer::{Gpt, GptConfig};
+    /// use zeroformer::{Device, GptConfig};
     /// use zeroformer::nn::Module;
     /// let config = GptConfig::preset("cpu-mini", 65).unwrap();
-    /// let model = Gpt::new(config.clone(), 0).unwrap();
+    /// let model = config.init(&Device::Cpu, 0).unwrap();
     /// let from_numbers: Vec<_> = config.parameter_shapes().collect();
     /// let built: Vec<_> = model.named_parameters().into_iter().map(|(n, t)| (n, t.shape().to_vec())).collect();
     /// assert_eq!(from_numbers, built);

@@ -13,7 +13,7 @@ use crate::nn::{
     BlockMlp, Dropout, Embedding, EmbeddingConfig, FeedForwardConfig, GptBlock, KvCache, LayerNorm,
     LayerNormConfig, Module, MultiHeadAttentionConfig, Routing, SharedRng,
 };
-use crate::{DType, Result, Tensor};
+use crate::{DType, Device, Result, Tensor};
 
 /// A decoder-only Transformer: token and learned position embeddings,
 /// pre-norm blocks, a final LayerNorm, and an output head tied to the token
@@ -22,7 +22,7 @@ use crate::{DType, Result, Tensor};
 /// ```
 /// use zeroformer::prelude::*;
 /// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: true, checkpoint_activations: false, attention_windows: vec![], moe: None };
-/// let model = Gpt::new(config, 0).unwrap();
+/// let model = config.init(&Device::Cpu, 0).unwrap();
 /// let ids = Tensor::from_ids(vec![1, 2, 3], &[1, 3]);
 /// assert_eq!(model.forward(&ids).shape(), &[1, 3, 10]);
 /// ```
@@ -46,13 +46,30 @@ pub struct Gpt {
     head_int8: Option<crate::ops::quantized::Int8Rows>,
 }
 
+impl GptConfig {
+    /// A GPT of this shape on `device`, with GPT-2's initialisation from
+    /// `seed`: weights N(0, 0.02²), the residual output projections N(0,
+    /// (0.02 / √(2·n_layer))²), biases zero, LayerNorm weights one. Dropout
+    /// draws from a stream seeded by `seed` too: a model is the root of its
+    /// randomness, as `torch.manual_seed` before `GPT(config)` is, where a
+    /// layer's `init` draws from its model's generator. The device's memory
+    /// is checked for the parameters first.
+    ///
+    /// ```
+    /// use zeroformer::prelude::*;
+    /// let config = GptConfig::preset("cpu-mini", 65)?;
+    /// let model = config.init(&Device::Cpu, 0)?;
+    /// assert_eq!(model.num_parameters() as u64, config.parameter_count().unwrap());
+    /// # Ok::<(), zeroformer::Error>(())
+    /// ```
+    pub fn init(&self, device: &Device, seed: u64) -> Result<Gpt> {
+        device.as_default(|| Gpt::new(self.clone(), seed))
+    }
+}
+
 impl Gpt {
-    /// A model with GPT-2's initialisation from `seed`: weights N(0, 0.02²),
-    /// the residual output projections N(0, (0.02 / √(2·n_layer))²), biases
-    /// zero, LayerNorm weights one. Dropout draws from a stream seeded by `seed` too.
-    /// Built on the default device (`device.as_default(|| Gpt::new(..))`
-    /// builds on `device`), whose memory is checked for the parameters first.
-    pub fn new(config: GptConfig, seed: u64) -> Result<Gpt> {
+    /// [`GptConfig::init`] on the default device.
+    pub(crate) fn new(config: GptConfig, seed: u64) -> Result<Gpt> {
         config.validate()?;
         let count = config.parameter_count().expect("validated");
         crate::default_device().check_fits(
