@@ -215,9 +215,7 @@ fn train(args: Args) -> Result<()> {
         n_embd: args.d_model,
         dropout: 0.0,
         bias: true,
-        checkpoint_activations: false,
-        attention_windows: Vec::new(),
-        moe: None,
+        ..GptConfig::default()
     };
     let model = config.init(&default_device(), args.seed)?;
     // Full-batch AdamW at a constant rate, betas (0.9, 0.98), weight decay

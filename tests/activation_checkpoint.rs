@@ -18,8 +18,6 @@ fn config(checkpointed: bool) -> GptConfig {
         block_size: 16,
         dropout: 0.2,
         checkpoint_activations: checkpointed,
-        attention_windows: Vec::new(),
-        moe: None,
         ..GptConfig::preset("cpu-mini", 29).unwrap()
     }
 }

@@ -24,9 +24,7 @@ fn steady_state_training_steps_allocate_no_large_buffers() {
             n_embd: 64,
             dropout: 0.0,
             bias: false,
-            checkpoint_activations: false,
-            attention_windows: Vec::new(),
-            moe: None,
+            ..GptConfig::default()
         };
         let mut model = config.init(&Device::Cpu, 0).unwrap();
         for block in &mut model.blocks {

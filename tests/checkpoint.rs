@@ -1,6 +1,8 @@
 //! Checkpoints: bit-exact resume in a fresh process, and errors that list
 //! every mismatch.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -9,23 +11,8 @@ use zeroformer::nn::Module;
 use zeroformer::prelude::*;
 use zeroformer::train::{TrainConfig, Trainer};
 
-fn tokens() -> Vec<i64> {
-    (0..3000).map(|i| ((i * 7 + i / 13) % 17) as i64).collect()
-}
-
 fn configs() -> (GptConfig, TrainConfig) {
-    let model = GptConfig {
-        vocab_size: 17,
-        block_size: 16,
-        n_layer: 2,
-        n_head: 2,
-        n_embd: 16,
-        dropout: 0.1,
-        bias: true,
-        checkpoint_activations: false,
-        attention_windows: Vec::new(),
-        moe: None,
-    };
+    let model = common::tiny_gpt(0.1);
     let train = TrainConfig {
         batch_size: 4,
         grad_accum: 2,
@@ -51,7 +38,7 @@ const CHILD_DIR: &str = "ZEROFORMER_RESUME_DIR";
 fn resume_is_bit_exact_across_processes() {
     let dir = tempfile::tempdir().unwrap();
     let (model_config, train_config) = configs();
-    let data = tokens();
+    let data = common::periodic_tokens();
 
     let mut straight = Trainer::new(model_config.clone(), train_config.clone()).unwrap();
     for _ in 0..10 {
@@ -108,7 +95,7 @@ fn resume_child() {
     let dir = PathBuf::from(std::env::var(CHILD_DIR).expect("set by the parent test"));
     let (mut trainer, _) = Trainer::<Gpt>::resume(dir.join("step4.safetensors")).unwrap();
     assert_eq!(trainer.step, 4);
-    let data = tokens();
+    let data = common::periodic_tokens();
     for _ in 0..6 {
         trainer.train_step(&data).unwrap();
     }

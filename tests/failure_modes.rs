@@ -3,6 +3,8 @@
 //! that must keep the best checkpoint, killed saves. Each case is an error
 //! a user can act on, never a panic, an abort or lost data.
 
+mod common;
+
 use std::path::Path;
 
 use zeroformer::checkpoint::{Checkpoint, remove_stale_temp_files};
@@ -10,23 +12,8 @@ use zeroformer::optim::Optimizer;
 use zeroformer::prelude::*;
 use zeroformer::train::{TrainConfig, Trainer};
 
-fn tokens() -> Vec<i64> {
-    (0..3000).map(|i| ((i * 7 + i / 13) % 17) as i64).collect()
-}
-
 fn configs() -> (GptConfig, TrainConfig) {
-    let model = GptConfig {
-        vocab_size: 17,
-        block_size: 16,
-        n_layer: 2,
-        n_head: 2,
-        n_embd: 16,
-        dropout: 0.0,
-        bias: true,
-        checkpoint_activations: false,
-        attention_windows: Vec::new(),
-        moe: None,
-    };
+    let model = common::tiny_gpt(0.0);
     let train = TrainConfig {
         batch_size: 4,
         warmup: 2,
@@ -40,7 +27,7 @@ fn saved(dir: &Path) -> std::path::PathBuf {
     let (m, t) = configs();
     let mut trainer = Trainer::new(m, t).unwrap();
     for _ in 0..2 {
-        trainer.train_step(&tokens()).unwrap();
+        trainer.train_step(&common::periodic_tokens()).unwrap();
     }
     let path = dir.join("ckpt.safetensors");
     trainer.save(&path, &[]).unwrap();
@@ -250,7 +237,7 @@ fn divergence_stops_at_its_step_and_leaves_the_model_finite() {
         },
     )
     .unwrap();
-    let data = tokens();
+    let data = common::periodic_tokens();
     let err = loop {
         match trainer.train_step(&data) {
             Ok(stats) => {
@@ -292,7 +279,7 @@ fn a_divergence_found_at_a_later_check_names_its_step_and_applied_nothing_since(
         grad_clip: 0.0,
         ..train
     };
-    let data = tokens();
+    let data = common::periodic_tokens();
     // Where the every-step check stops, and the weights just before.
     let mut eager = Trainer::new(model.clone(), diverging.clone()).unwrap();
     let bad = loop {
@@ -411,7 +398,7 @@ fn resume_keeps_the_best_loss_and_the_evaluation_stream() {
     // Evaluations every 2 steps; a run cut after step 4 and resumed sees
     // the same estimates and the same best loss as one that never stopped.
     let (model, train) = configs();
-    let data = tokens();
+    let data = common::periodic_tokens();
     let run = |trainer: &mut Trainer, until: usize, log: &mut Vec<(f32, f32)>| {
         while trainer.step < until {
             trainer.train_step(&data).unwrap();

@@ -189,9 +189,7 @@ fn valid_checkpoint(dir: &Path) -> (Vec<u8>, std::ops::Range<usize>) {
         n_embd: 8,
         dropout: 0.0,
         bias: true,
-        checkpoint_activations: false,
-        attention_windows: Vec::new(),
-        moe: None,
+        ..GptConfig::default()
     };
     let train = TrainConfig {
         batch_size: 2,

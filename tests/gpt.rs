@@ -17,9 +17,7 @@ fn tiny(dropout: f32) -> GptConfig {
         n_embd: 16,
         dropout,
         bias: true,
-        checkpoint_activations: false,
-        attention_windows: Vec::new(),
-        moe: None,
+        ..GptConfig::default()
     }
 }
 

@@ -203,9 +203,7 @@ fn a_folder_saved_with_its_tokenizer_is_complete() {
         n_embd: 16,
         dropout: 0.1,
         bias: true,
-        checkpoint_activations: false,
-        attention_windows: Vec::new(),
-        moe: None,
+        ..GptConfig::default()
     };
     let model = config.init(&Device::Cpu, 3).unwrap();
     let tmp = tempfile::tempdir().unwrap();

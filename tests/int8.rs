@@ -40,9 +40,7 @@ fn training_still_uses_the_f32_weights() {
         n_embd: 16,
         dropout: 0.0,
         bias: true,
-        checkpoint_activations: false,
-        attention_windows: Vec::new(),
-        moe: None,
+        ..GptConfig::default()
     };
     let mut model = config.init(&Device::Cpu, 3).unwrap();
     let ids = Tensor::from_ids((0..16).map(|i| i % 11).collect(), &[2, 8]);
@@ -79,9 +77,7 @@ fn greedy_tokens_agree_with_f32_on_a_trained_model() {
         n_embd: 64,
         dropout: 0.0,
         bias: true,
-        checkpoint_activations: false,
-        attention_windows: Vec::new(),
-        moe: None,
+        ..GptConfig::default()
     };
     let mut train = TrainConfig::nanogpt_cpu(300);
     (train.batch_size, train.warmup) = (16, 30);

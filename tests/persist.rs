@@ -20,9 +20,7 @@ fn tiny_gpt() -> GptConfig {
         n_embd: 8,
         dropout: 0.0,
         bias: true,
-        checkpoint_activations: false,
-        attention_windows: Vec::new(),
-        moe: None,
+        ..GptConfig::default()
     }
 }
 

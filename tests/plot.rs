@@ -433,9 +433,7 @@ fn a_models_attention_is_drawn_for_its_tokens() {
         n_embd: 12,
         dropout: 0.0,
         bias: true,
-        checkpoint_activations: false,
-        attention_windows: Vec::new(),
-        moe: None,
+        ..GptConfig::default()
     };
     let model = config.init(&Device::Cpu, 0).unwrap();
     let ids = tokenizer.encode("to be\n").unwrap();

@@ -181,9 +181,7 @@ fn a_trainer_steps_on_a_token_file_as_on_the_ids_in_memory() {
         n_embd: 16,
         dropout: 0.0,
         bias: false,
-        checkpoint_activations: false,
-        attention_windows: Vec::new(),
-        moe: None,
+        ..GptConfig::default()
     };
     let mut config = TrainConfig::nanogpt_cpu(5);
     config.batch_size = 4;

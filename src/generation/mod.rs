@@ -232,7 +232,7 @@ pub struct Generation {
 /// ```
 /// use zeroformer::generation::{Finish, GenerationConfig, generate_with};
 /// use zeroformer::{Device, GptConfig};
-/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![], moe: None };
+/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, ..GptConfig::default() };
 /// let model = config.init(&Device::Cpu, 0).unwrap();
 /// let mut streamed = Vec::new();
 /// let out = generate_with(&model, &[1, 2], &GenerationConfig::new(5), |t| {
@@ -266,7 +266,7 @@ pub fn generate_with<M: CausalLm>(
 /// ```
 /// use zeroformer::generation::{Finish, GenerationConfig, generate_batch, generate_with};
 /// use zeroformer::{Device, GptConfig};
-/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![], moe: None };
+/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, ..GptConfig::default() };
 /// let model = config.init(&Device::Cpu, 0).unwrap();
 /// let greedy = GenerationConfig::new(5);
 /// let out = generate_batch(&model, &[vec![1, 2], vec![3, 4]], &greedy)?;
@@ -292,7 +292,7 @@ pub fn generate_batch<M: CausalLm>(
 /// use rand::SeedableRng;
 /// use zeroformer::generation::{Sampling, generate};
 /// use zeroformer::{Device, GptConfig};
-/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![], moe: None };
+/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, ..GptConfig::default() };
 /// let model = config.init(&Device::Cpu, 0).unwrap();
 /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
 /// let out = generate(&model, &[1, 2], 6, &Sampling::GREEDY, &mut rng).unwrap();
@@ -459,9 +459,7 @@ mod tests {
             n_embd: 4,
             dropout: 0.0,
             bias: true,
-            checkpoint_activations: false,
-            attention_windows: Vec::new(),
-            moe: None,
+            ..GptConfig::default()
         };
         config.init(&Device::Cpu, 0).unwrap()
     }
@@ -704,9 +702,7 @@ mod tests {
             n_embd: 16,
             dropout: 0.0,
             bias: true,
-            checkpoint_activations: false,
-            attention_windows: Vec::new(),
-            moe: None,
+            ..GptConfig::default()
         };
         let m = config.init(&Device::Cpu, 3).unwrap();
         for p in m.parameters() {

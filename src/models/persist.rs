@@ -26,7 +26,7 @@ const TRAIN_CONFIG_KEY: &str = "train_config";
 /// ```
 /// use zeroformer::models::Persist;
 /// use zeroformer::prelude::*;
-/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: true, checkpoint_activations: false, attention_windows: vec![], moe: None };
+/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: true, ..GptConfig::default() };
 /// let model = config.init(&Device::Cpu, 0)?;
 /// let path = std::env::temp_dir().join("zeroformer-persist-doc.safetensors");
 /// model.save(&path)?;

@@ -141,9 +141,7 @@ fn config_from_hf(v: &Value) -> std::result::Result<GptConfig, String> {
         n_embd,
         dropout: resid as f32,
         bias: true,
-        checkpoint_activations: false,
-        attention_windows: Vec::new(),
-        moe: None,
+        ..GptConfig::default()
     };
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)

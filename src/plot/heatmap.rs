@@ -66,7 +66,7 @@ pub fn token_label(token: &str) -> String {
 ///
 /// ```no_run
 /// use zeroformer::prelude::*;
-/// # let config = GptConfig { vocab_size: 8, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: true, checkpoint_activations: false, attention_windows: vec![], moe: None };
+/// # let config = GptConfig { vocab_size: 8, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: true, ..GptConfig::default() };
 /// # let model = config.init(&Device::Cpu, 0)?;
 /// let ids = Tensor::from_ids(vec![1, 2, 3], &[1, 3]);
 /// let (_, weights) = model.forward_with_attention(&ids);

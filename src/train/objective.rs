@@ -119,7 +119,7 @@ pub trait Trainable: Module + Send + Sync {
 /// use zeroformer::nn::Module;
 /// use zeroformer::train::forward_backward;
 ///
-/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![], moe: None };
+/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, ..GptConfig::default() };
 /// let model = config.init(&Device::Cpu, 0).unwrap();
 /// let x = Tensor::from_ids(vec![1, 2, 3, 4, 5, 6, 7, 8], &[2, 4]);
 /// let y = Tensor::from_ids(vec![2, 3, 4, 5, 6, 7, 8, 9], &[2, 4]);
@@ -180,7 +180,7 @@ pub fn forward_backward<M: Trainable>(
 /// use zeroformer::{Device, GptConfig, Tensor};
 /// use zeroformer::train::mean_loss;
 ///
-/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, checkpoint_activations: false, attention_windows: vec![], moe: None };
+/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, ..GptConfig::default() };
 /// let model = config.init(&Device::Cpu, 0).unwrap();
 /// let ids = |v: Vec<i64>, rows| Tensor::from_ids(v, &[rows, 2]);
 /// let split = vec![
@@ -237,9 +237,7 @@ mod tests {
             n_embd: 16,
             dropout,
             bias: true,
-            checkpoint_activations: false,
-            attention_windows: Vec::new(),
-            moe: None,
+            ..GptConfig::default()
         };
         let mut t = Trainer::new(model, TrainConfig::nanogpt_cpu(10)).unwrap();
         t.shards = Some(shards);

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use zeroformer::{Device, Tensor};
+use zeroformer::{Device, GptConfig, Tensor};
 
 /// Defines one `#[test]` per device this build has, each calling
 /// `$test(&device)`, in a module named after the test: `$test::cpu` on
@@ -197,4 +197,24 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
         format!("SKIPPED {test}: {why}\n").as_bytes(),
     );
     None
+}
+
+/// 3000 tokens over a vocabulary of 17, from a rule with short and long
+/// periods: what the small training tests learn.
+pub fn periodic_tokens() -> Vec<i64> {
+    (0..3000).map(|i| ((i * 7 + i / 13) % 17) as i64).collect()
+}
+
+/// A GPT small enough to train in milliseconds on [`periodic_tokens`]: two
+/// layers of width 16, two heads, a context of 16, with biases.
+pub fn tiny_gpt(dropout: f32) -> GptConfig {
+    GptConfig {
+        vocab_size: 17,
+        block_size: 16,
+        n_layer: 2,
+        n_head: 2,
+        n_embd: 16,
+        dropout,
+        ..GptConfig::default()
+    }
 }

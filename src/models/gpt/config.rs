@@ -50,6 +50,37 @@ pub struct GptConfig {
     pub moe: Option<MoeConfig>,
 }
 
+/// nanoGPT's `GPTConfig` defaults: GPT-2 small's shape (12 layers, 12
+/// heads, width 768, context 1024) over a vocabulary of 50304 (GPT-2's
+/// 50257 padded up to a multiple of 64), with biases, no dropout, every
+/// block dense and attending over all positions. A small model names the
+/// numbers it changes:
+///
+/// ```
+/// use zeroformer::GptConfig;
+/// let config = GptConfig { vocab_size: 65, n_layer: 2, n_embd: 64, n_head: 4, ..GptConfig::default() };
+/// assert_eq!(config.block_size, 1024);
+/// assert!(config.validate().is_ok());
+/// // nanoGPT prints 123.69M for it: this less the 1024 x 768 position embeddings.
+/// assert_eq!(GptConfig::default().parameter_count(), Some(123_689_472 + 1024 * 768));
+/// ```
+impl Default for GptConfig {
+    fn default() -> GptConfig {
+        GptConfig {
+            vocab_size: 50304,
+            block_size: 1024,
+            n_layer: 12,
+            n_head: 12,
+            n_embd: 768,
+            dropout: 0.0,
+            bias: true,
+            checkpoint_activations: false,
+            attention_windows: Vec::new(),
+            moe: None,
+        }
+    }
+}
+
 impl GptConfig {
     /// The names [`preset`](Self::preset) accepts.
     pub const PRESETS: &'static [&'static str] =
@@ -87,9 +118,7 @@ impl GptConfig {
             n_embd,
             dropout: 0.0,
             bias: name == "gpt2",
-            checkpoint_activations: false,
-            attention_windows: Vec::new(),
-            moe: None,
+            ..GptConfig::default()
         };
         config.validate()?;
         Ok(config)

@@ -21,7 +21,7 @@ use crate::{DType, Device, Result, Tensor};
 ///
 /// ```
 /// use zeroformer::prelude::*;
-/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: true, checkpoint_activations: false, attention_windows: vec![], moe: None };
+/// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: true, ..GptConfig::default() };
 /// let model = config.init(&Device::Cpu, 0).unwrap();
 /// let ids = Tensor::from_ids(vec![1, 2, 3], &[1, 3]);
 /// assert_eq!(model.forward(&ids).shape(), &[1, 3, 10]);
