@@ -36,26 +36,33 @@ struct MlpConfig {
     dropout: f32,
 }
 
-impl Mlp {
-    fn new(config: MlpConfig, seed: u64) -> Result<Mlp> {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let layer = LinearConfig::new(config.width, config.width).std(0.3);
-        let layers = (0..config.depth)
-            .map(|_| layer.init(&zeroformer::default_device(), &mut rng))
-            .collect::<Result<_>>()?;
-        let shared = SharedRng::seed_from_u64(seed);
-        Ok(Mlp {
-            scale: config
-                .scale
-                .then(|| Tensor::ones(&[config.width]).requires_grad()),
-            drop: Dropout::new(config.dropout, shared.clone()),
-            features: sinusoidal_table(4, config.width),
-            layers,
-            rng: shared,
-            config,
+impl MlpConfig {
+    /// The model on `device`, its weights and dropout seeded by `seed`, as
+    /// the crate's models are built (`GptConfig::init`): the tensors made
+    /// here without naming a device land on `device`.
+    fn init(&self, device: &Device, seed: u64) -> Result<Mlp> {
+        device.as_default(|| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let layer = LinearConfig::new(self.width, self.width).std(0.3);
+            let layers = (0..self.depth)
+                .map(|_| layer.init(device, &mut rng))
+                .collect::<Result<_>>()?;
+            let shared = SharedRng::seed_from_u64(seed);
+            Ok(Mlp {
+                scale: self
+                    .scale
+                    .then(|| Tensor::ones(&[self.width]).requires_grad()),
+                drop: Dropout::new(self.dropout, shared.clone()),
+                features: sinusoidal_table(4, self.width),
+                layers,
+                rng: shared,
+                config: self.clone(),
+            })
         })
     }
+}
 
+impl Mlp {
     fn forward(&self, x: &Tensor) -> Tensor {
         let mut h = x.add(&self.features.narrow(0, 1, 1));
         for layer in &self.layers {
@@ -88,7 +95,7 @@ impl Persist for Mlp {
     }
 
     fn build(config: MlpConfig) -> Result<Mlp> {
-        Mlp::new(config, 0)
+        config.init(&zeroformer::default_device(), 0)
     }
 }
 
@@ -103,7 +110,7 @@ fn config() -> MlpConfig {
 
 #[test]
 fn derive_names_every_parameter_and_buffer_in_field_order() {
-    let model = Mlp::new(config(), 1).unwrap();
+    let model = config().init(&Device::Cpu, 1).unwrap();
     let names: Vec<String> = model
         .named_parameters()
         .into_iter()
@@ -121,7 +128,7 @@ fn derive_names_every_parameter_and_buffer_in_field_order() {
     );
     // Two 4 x 4 layers with biases and a scale of 4.
     assert_eq!(model.num_parameters(), 2 * (16 + 4) + 4);
-    let counted = count_parameters(|| Mlp::new(config(), 0)).unwrap();
+    let counted = count_parameters(|| config().init(&Device::Cpu, 0)).unwrap();
     assert_eq!(counted, 2 * (16 + 4) + 4);
     let mut buffers = Vec::new();
     model.visit_buffers("", &mut |n, t| {
@@ -129,26 +136,22 @@ fn derive_names_every_parameter_and_buffer_in_field_order() {
     });
     assert_eq!(buffers, [("features".to_string(), vec![4, 4])]);
     // No scale in the config: no `scale` parameter.
-    let plain = Mlp::new(
-        MlpConfig {
-            scale: false,
-            ..config()
-        },
-        1,
-    )
+    let plain = MlpConfig {
+        scale: false,
+        ..config()
+    }
+    .init(&Device::Cpu, 1)
     .unwrap();
     assert_eq!(plain.named_parameters().len(), 4);
 }
 
 #[test]
 fn dropout_inside_a_derived_model_is_off_in_eval_mode() {
-    let model = Mlp::new(
-        MlpConfig {
-            dropout: 0.5,
-            ..config()
-        },
-        2,
-    )
+    let model = MlpConfig {
+        dropout: 0.5,
+        ..config()
+    }
+    .init(&Device::Cpu, 2)
     .unwrap();
     let x = Tensor::ones(&[3, 4]);
     assert_ne!(model.forward(&x).to_vec(), model.forward(&x).to_vec());
@@ -163,8 +166,8 @@ fn derive_knows_whether_the_model_draws_randomly() {
         dropout: 0.5,
         ..config()
     };
-    assert!(Mlp::new(with_dropout, 2).unwrap().draws_randomly());
-    assert!(!Mlp::new(config(), 2).unwrap().draws_randomly());
+    assert!(with_dropout.init(&Device::Cpu, 2).unwrap().draws_randomly());
+    assert!(!config().init(&Device::Cpu, 2).unwrap().draws_randomly());
 }
 
 #[test]
@@ -176,7 +179,7 @@ fn a_custom_model_trains_saves_and_loads() {
         train.warmup,
         train.weight_decay,
     ) = (8, 3e-2, 0, 0.0);
-    let mut trainer = Trainer::from_model(Mlp::new(config(), 3).unwrap(), train).unwrap();
+    let mut trainer = Trainer::from_model(config().init(&Device::Cpu, 3).unwrap(), train).unwrap();
     // Learn y = sin(x) elementwise from random inputs.
     let draw = |rng: &mut zeroformer::rand_chacha::ChaCha8Rng| {
         let x = Tensor::uniform(&[8, 4], -1.5, 1.5, rng);
@@ -290,7 +293,7 @@ fn a_saved_model_loads_in_a_fresh_process() {
         println!("OUTPUT {:?}", model.forward(&x).to_vec());
         return;
     }
-    let model = Mlp::new(config(), 11).unwrap();
+    let model = config().init(&Device::Cpu, 11).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fresh.safetensors");
     model.save(&path).unwrap();
@@ -317,13 +320,11 @@ fn mean_loss_over_a_split_of_uneven_batches_is_the_mean_over_its_examples() {
     use zeroformer::train::mean_loss;
     // Dropout on: the split is evaluated without it, and the model is left
     // training.
-    let model = Mlp::new(
-        MlpConfig {
-            dropout: 0.5,
-            ..config()
-        },
-        4,
-    )
+    let model = MlpConfig {
+        dropout: 0.5,
+        ..config()
+    }
+    .init(&Device::Cpu, 4)
     .unwrap();
     let mut rng = StdRng::seed_from_u64(5);
     let x = Tensor::uniform(&[7, 4], -1.0, 1.0, &mut rng);
