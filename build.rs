@@ -1,11 +1,64 @@
-//! Under the `cuda-sim` feature: compiles every CUDA kernel file of
-//! src/backend/cuda for the host, with the simulated GPU's shim header, and
-//! writes the table that finds each kernel by name. Nothing otherwise.
+//! Writes `op_tables.cuh`, the C header of the elementwise op tables
+//! (src/backend/op_tables.rs) that every CUDA kernel file is compiled
+//! after. Under the `cuda-sim` feature, also compiles every CUDA kernel
+//! file of src/backend/cuda for the host, with the simulated GPU's shim
+//! header, and writes the table that finds each kernel by name.
+
+use std::fmt::Write as _;
+
+// The op tables themselves: the same macros the crate reads.
+include!("src/backend/op_tables.rs");
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-changed=src/backend/op_tables.rs");
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out.join("op_tables.cuh"), op_tables_header()).expect("writing op_tables.cuh");
     #[cfg(feature = "cuda-sim")]
     sim::build();
+}
+
+/// The variants of an op table, in order.
+macro_rules! variants {
+    ($($(#[$doc:meta])* $op:ident $(($($param:ident = $example:expr),+))? = $name:literal
+        $(=> $method:ident)?;)*) => {
+        &[$(stringify!($op)),*]
+    };
+}
+
+/// `GeluTanh` as `gelu_tanh`.
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// One X-macro per table, `ZF_UNARY_OPS(X)` expanding to `X(0, neg)
+/// X(1, abs) ...`: each op's code (its row, as `UnaryOp::code` numbers it)
+/// and the name of the functions that compute it (`zf_unary_neg`).
+fn op_tables_header() -> String {
+    let tables: [(&str, &[&str]); 3] = [
+        ("ZF_UNARY_OPS", unary_ops!(variants)),
+        ("ZF_BINARY_OPS", binary_ops!(variants)),
+        ("ZF_COMPARE_OPS", compare_ops!(variants)),
+    ];
+    let mut header = String::from(
+        "// Written by build.rs from src/backend/op_tables.rs: each elementwise op's\n\
+         // code and name, for the kernels' switches (elementwise.cu).\n",
+    );
+    for (table, ops) in tables {
+        write!(header, "#define {table}(X)").unwrap();
+        for (code, op) in ops.iter().enumerate() {
+            write!(header, " X({code}, {})", snake_case(op)).unwrap();
+        }
+        header.push('\n');
+    }
+    header
 }
 
 #[cfg(feature = "cuda-sim")]
@@ -64,6 +117,7 @@ mod sim {
             .std("c++17")
             .include(cuda.join("sim"))
             .include(&cuda)
+            .include(&out)
             .file(cuda.join("sim/runtime.cpp"))
             // Kernels compare floats exactly and test for NaN: no fast math.
             .flag_if_supported("-fno-fast-math")
@@ -93,10 +147,11 @@ mod sim {
             let source = std::fs::read_to_string(file)
                 .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
             let names = kernel_names(&source);
-            // The wrapper: the shim, the prelude every kernel file shares on
-            // the GPU too, the file, then an entry and a table for the driver.
+            // The wrapper: the shim, the prelude and op tables every kernel
+            // file is compiled after on the GPU too, the file, then an entry
+            // and a table for the driver.
             let mut wrapper = format!(
-                "#include \"shim.h\"\n#include \"prelude.cuh\"\n#include \"{}\"\n",
+                "#include \"shim.h\"\n#include \"prelude.cuh\"\n#include \"op_tables.cuh\"\n#include \"{}\"\n",
                 file.display()
             );
             for name in &names {

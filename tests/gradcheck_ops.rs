@@ -524,6 +524,35 @@ fn addmm_with_strided_operands(device: &Device) {
     }
 }
 
+/// Every row of the unary op table (src/backend/op_tables.rs) with its
+/// example parameters, against finite differences and the CPU's values: a
+/// new op is checked on every device by its row alone. The inputs lie
+/// between 0.3 and 1.9, where every op is defined, each 0.05 from the
+/// grid of tenths that holds every kink (clamp's bounds among them).
+fn every_unary_op_of_the_table(device: &Device) {
+    use zeroformer::backend::UnaryOp;
+    let x = spaced(&[4, 4], 74).add_scalar(1.1);
+    let cpu = Device::Cpu;
+    for &op in UnaryOp::EXAMPLES {
+        let probe = x.t();
+        if let Err(e) = GradCheck::default().check(|x| x[0].unary(op), &[on(device, probe.clone())])
+        {
+            panic!("{}: {e}", op.name());
+        }
+        let here = on(device, probe.clone()).unary(op).to_vec();
+        for (a, b) in here
+            .iter()
+            .zip(probe.unary(op).to_device(&cpu).unwrap().to_vec())
+        {
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                "{}: {a} on {device:?}, {b} on the CPU",
+                op.name()
+            );
+        }
+    }
+}
+
 fn everyday_elementwise_ops(device: &Device) {
     // `spaced` keeps every element at least 0.05 from 0, the kink of abs.
     let x = spaced(&[3, 4], 70);
@@ -601,6 +630,7 @@ test_device!(attention_with_padding_and_cross_lengths);
 test_device!(fused_scaled_dot_product_attention);
 test_device!(addmm_with_strided_operands);
 test_device!(everyday_elementwise_ops);
+test_device!(every_unary_op_of_the_table);
 test_device!(maximum_and_minimum_split_the_gradient_of_a_tie);
 test_device!(min_and_cumsum);
 test_device!(gather_index_select_and_topk);

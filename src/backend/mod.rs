@@ -11,8 +11,10 @@
 
 pub mod cpu;
 pub mod cuda;
+mod op_tables;
 mod primitives;
 
+pub(crate) use op_tables::{binary_ops, compare_ops, unary_ops};
 pub use primitives::{
     AdamStep, AttentionParams, Axis, BackendStorage, BinaryOp, CmpOp, CrossEntropyForward, UnaryOp,
     View,

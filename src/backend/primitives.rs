@@ -18,131 +18,73 @@ use std::fmt::Debug;
 use crate::DType;
 use crate::layout::Layout;
 
-/// An elementwise function of one f32 tensor.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum UnaryOp {
-    /// `-x`.
-    Neg,
-    /// `|x|`.
-    Abs,
-    /// `sin x`.
-    Sin,
-    /// `cos x`.
-    Cos,
-    /// Limits to `[lo, hi]`.
-    Clamp(f32, f32),
-    /// `e^x`.
-    Exp,
-    /// `ln x`.
-    Log,
-    /// `√x`.
-    Sqrt,
-    /// `tanh x`.
-    Tanh,
-    /// `1 / (1 + e^-x)`.
-    Sigmoid,
-    /// `max(x, 0)`.
-    Relu,
-    /// `x · Φ(x)` with the exact normal CDF.
-    Gelu,
-    /// GPT-2's tanh approximation of GELU.
-    GeluTanh,
-    /// `x · σ(x)`.
-    Silu,
-    /// `x + c`.
-    AddScalar(f32),
-    /// `x · c`.
-    MulScalar(f32),
-    /// `x^p`.
-    Powf(f32),
-}
-
-impl UnaryOp {
-    /// The op's name, for messages and graph nodes.
-    pub fn name(self) -> &'static str {
-        match self {
-            UnaryOp::Neg => "neg",
-            UnaryOp::Abs => "abs",
-            UnaryOp::Sin => "sin",
-            UnaryOp::Cos => "cos",
-            UnaryOp::Clamp(..) => "clamp",
-            UnaryOp::Exp => "exp",
-            UnaryOp::Log => "log",
-            UnaryOp::Sqrt => "sqrt",
-            UnaryOp::Tanh => "tanh",
-            UnaryOp::Sigmoid => "sigmoid",
-            UnaryOp::Relu => "relu",
-            UnaryOp::Gelu => "gelu",
-            UnaryOp::GeluTanh => "gelu(tanh)",
-            UnaryOp::Silu => "silu",
-            UnaryOp::AddScalar(_) => "add_scalar",
-            UnaryOp::MulScalar(_) => "mul_scalar",
-            UnaryOp::Powf(_) => "powf",
+/// Turns an op table (src/backend/op_tables.rs) into its enum: a variant
+/// per row (scalar parameters as `f32` fields), `name`, `code` (the row's
+/// position, which the CUDA kernels switch on), `params` and `EXAMPLES`.
+macro_rules! op_enum {
+    ($(#[$meta:meta])* $enum:ident: $($(#[$doc:meta])* $op:ident $(($($param:ident = $example:expr),+))?
+        = $name:literal $(=> $method:ident)?;)*) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub enum $enum {
+            $($(#[$doc])* $op $(($(f32_field!($param)),+))?,)*
         }
-    }
-}
 
-/// Arithmetic between two f32 tensors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BinaryOp {
-    /// `a + b`.
-    Add,
-    /// `a - b`.
-    Sub,
-    /// `a · b`.
-    Mul,
-    /// `a / b`.
-    Div,
-    /// The larger of the two; NaN if either is NaN.
-    Maximum,
-    /// The smaller of the two; NaN if either is NaN.
-    Minimum,
-}
+        impl $enum {
+            /// Every op, its parameters set to the values the table-wide
+            /// tests use.
+            pub const EXAMPLES: &[$enum] = &[$($enum::$op $(($($example),+))?),*];
 
-impl BinaryOp {
-    /// The op's name, for messages and graph nodes.
-    pub fn name(self) -> &'static str {
-        match self {
-            BinaryOp::Add => "add",
-            BinaryOp::Sub => "sub",
-            BinaryOp::Mul => "mul",
-            BinaryOp::Div => "div",
-            BinaryOp::Maximum => "maximum",
-            BinaryOp::Minimum => "minimum",
+            /// The op's name, for messages and graph nodes.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($enum::$op { .. } => $name,)*
+                }
+            }
+
+            /// The op's code: its row in the table, as the CUDA kernels'
+            /// switch (the generated `op_tables.cuh`) numbers it.
+            pub fn code(self) -> i32 {
+                #[allow(dead_code)]
+                enum Code { $($op),* }
+                match self {
+                    $($enum::$op { .. } => Code::$op as i32,)*
+                }
+            }
+
+            /// The op's scalar parameters, in order, zeros after them.
+            pub fn params(self) -> [f32; 2] {
+                let given: &[f32] = match self {
+                    $($enum::$op $(($($param),+))? => &[$($($param),+)?],)*
+                };
+                std::array::from_fn(|i| given.get(i).copied().unwrap_or(0.0))
+            }
         }
-    }
+    };
 }
 
-/// A comparison of two f32 tensors, giving a bool tensor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CmpOp {
-    /// `a < b`.
-    Lt,
-    /// `a <= b`.
-    Le,
-    /// `a > b`.
-    Gt,
-    /// `a >= b`.
-    Ge,
-    /// `a == b`.
-    Eq,
-    /// `a != b`.
-    Ne,
+/// `f32`, for each of an op's parameters.
+macro_rules! f32_field {
+    ($param:ident) => {
+        f32
+    };
 }
 
-impl CmpOp {
-    /// The op's name, for messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            CmpOp::Lt => "lt",
-            CmpOp::Le => "le",
-            CmpOp::Gt => "gt",
-            CmpOp::Ge => "ge",
-            CmpOp::Eq => "eq",
-            CmpOp::Ne => "ne",
-        }
-    }
-}
+super::op_tables::unary_ops!(op_enum [
+    /// An elementwise function of one f32 tensor (the table in
+    /// src/backend/op_tables.rs).
+    UnaryOp:
+]);
+super::op_tables::binary_ops!(op_enum [
+    /// Arithmetic between two f32 tensors (the table in
+    /// src/backend/op_tables.rs).
+    BinaryOp:
+]);
+super::op_tables::compare_ops!(op_enum [
+    /// A comparison of two f32 tensors, giving a bool tensor (the table in
+    /// src/backend/op_tables.rs).
+    CmpOp:
+]);
 
 /// The sizes of a reduction over one dimension of a row-major view:
 /// `outer` blocks of `n` reduced elements, each `inner` apart.

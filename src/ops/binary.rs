@@ -81,46 +81,7 @@ fn extremum_backward(op: BinaryOp, g: &Tensor, a: &Tensor, b: &Tensor) -> Vec<Op
     ]
 }
 
-impl Tensor {
-    /// `self + other`, broadcasting.
-    pub fn add(&self, other: &Tensor) -> Tensor {
-        binary(self, other, BinaryOp::Add)
-    }
-
-    /// `self - other`, broadcasting.
-    pub fn sub(&self, other: &Tensor) -> Tensor {
-        binary(self, other, BinaryOp::Sub)
-    }
-
-    /// `self * other` elementwise, broadcasting.
-    pub fn mul(&self, other: &Tensor) -> Tensor {
-        binary(self, other, BinaryOp::Mul)
-    }
-
-    /// `self / other` elementwise, broadcasting.
-    pub fn div(&self, other: &Tensor) -> Tensor {
-        binary(self, other, BinaryOp::Div)
-    }
-
-    /// The larger of `self` and `other` elementwise, broadcasting
-    /// (`torch.maximum`): NaN where either is NaN; where they tie, each
-    /// gets half the gradient.
-    ///
-    /// ```
-    /// use zeroformer::Tensor;
-    /// let a = Tensor::from_vec(vec![1.0, 5.0], &[2]);
-    /// assert_eq!(a.maximum(&Tensor::scalar(2.0)).to_vec(), vec![2.0, 5.0]);
-    /// ```
-    pub fn maximum(&self, other: &Tensor) -> Tensor {
-        binary(self, other, BinaryOp::Maximum)
-    }
-
-    /// The smaller of `self` and `other` elementwise, broadcasting
-    /// (`torch.minimum`).
-    pub fn minimum(&self, other: &Tensor) -> Tensor {
-        binary(self, other, BinaryOp::Minimum)
-    }
-}
+crate::backend::binary_ops!(pairwise_methods [binary BinaryOp:]);
 
 macro_rules! tensor_operator {
     ($trait:ident, $method:ident, $scalar:expr) => {

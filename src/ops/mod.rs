@@ -2,6 +2,21 @@
 //! method on [`Tensor`]) and, right beside it, the [`Backward`](crate::autograd::Backward)
 //! rule that differentiates it. Kernels live in `crate::backend`.
 
+/// The Tensor methods of a pairwise op table (binary ops, comparisons):
+/// `a.method(b)` is `$apply(a, b, $Enum::$op)`, documented by its row.
+macro_rules! pairwise_methods {
+    ($apply:ident $enum:ident: $($(#[$doc:meta])* $op:ident = $name:literal => $method:ident;)*) => {
+        impl Tensor {
+            $(
+                $(#[$doc])*
+                pub fn $method(&self, other: &Tensor) -> Tensor {
+                    $apply(self, other, $enum::$op)
+                }
+            )*
+        }
+    };
+}
+
 pub mod attention;
 pub mod binary;
 pub mod cast;

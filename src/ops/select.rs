@@ -94,27 +94,7 @@ fn compare(a: &Tensor, b: &Tensor, op: CmpOp) -> Tensor {
     Tensor::from_output(data, &shape, None)
 }
 
-macro_rules! comparison {
-    ($($name:ident, $op:ident, $doc:literal;)*) => {
-        impl Tensor {
-            $(
-                #[doc = $doc]
-                pub fn $name(&self, other: &Tensor) -> Tensor {
-                    compare(self, other, CmpOp::$op)
-                }
-            )*
-        }
-    };
-}
-
-comparison! {
-    lt, Lt, "Elementwise `self < other` as a bool tensor, broadcasting.";
-    le, Le, "Elementwise `self <= other` as a bool tensor, broadcasting.";
-    gt, Gt, "Elementwise `self > other` as a bool tensor, broadcasting.";
-    ge, Ge, "Elementwise `self >= other` as a bool tensor, broadcasting.";
-    eq, Eq, "Elementwise `self == other` as a bool tensor, broadcasting.";
-    ne, Ne, "Elementwise `self != other` as a bool tensor, broadcasting.";
-}
+crate::backend::compare_ops!(pairwise_methods [compare CmpOp:]);
 
 impl Tensor {
     /// The upper triangle above the diagonal of an `n x n` matrix as `true`:

@@ -48,25 +48,40 @@ impl Backward for UnaryBackward {
     }
 }
 
+/// The Tensor methods of the unary op table's rows that name one.
+macro_rules! unary_methods {
+    ($($(#[$doc:meta])* $op:ident $(($($param:ident = $example:expr),+))? = $name:literal
+        $(=> $method:ident)?;)*) => {
+        impl Tensor {
+            $(unary_method!([$(#[$doc])*] $op $($method)?);)*
+        }
+    };
+}
+
+/// A row's method, when it names one.
+macro_rules! unary_method {
+    ([$($doc:tt)*] $op:ident $method:ident) => {
+        $($doc)*
+        pub fn $method(&self) -> Tensor {
+            unary(self, UnaryOp::$op)
+        }
+    };
+    ([$($doc:tt)*] $op:ident) => {};
+}
+crate::backend::unary_ops!(unary_methods);
+
 impl Tensor {
-    /// `-self`.
-    pub fn neg(&self) -> Tensor {
-        unary(self, UnaryOp::Neg)
-    }
-
-    /// `|x|` elementwise; the gradient is `sign(x)`, 0 at 0 (as PyTorch).
-    pub fn abs(&self) -> Tensor {
-        unary(self, UnaryOp::Abs)
-    }
-
-    /// Sine elementwise.
-    pub fn sin(&self) -> Tensor {
-        unary(self, UnaryOp::Sin)
-    }
-
-    /// Cosine elementwise.
-    pub fn cos(&self) -> Tensor {
-        unary(self, UnaryOp::Cos)
+    /// Any function of the unary op table (what the named methods call):
+    /// `x.unary(UnaryOp::Tanh)` is `x.tanh()`.
+    ///
+    /// ```
+    /// use zeroformer::Tensor;
+    /// use zeroformer::backend::UnaryOp;
+    /// let x = Tensor::from_vec(vec![1.0, 4.0], &[2]);
+    /// assert_eq!(x.unary(UnaryOp::Powf(0.5)).to_vec(), vec![1.0, 2.0]);
+    /// ```
+    pub fn unary(&self, op: UnaryOp) -> Tensor {
+        unary(self, op)
     }
 
     /// Each element limited to `[min, max]` (`torch.clamp`); pass
@@ -88,36 +103,6 @@ impl Tensor {
         unary(self, UnaryOp::Clamp(min, max))
     }
 
-    /// `e^x` elementwise.
-    pub fn exp(&self) -> Tensor {
-        unary(self, UnaryOp::Exp)
-    }
-
-    /// Natural logarithm elementwise.
-    pub fn log(&self) -> Tensor {
-        unary(self, UnaryOp::Log)
-    }
-
-    /// Square root elementwise.
-    pub fn sqrt(&self) -> Tensor {
-        unary(self, UnaryOp::Sqrt)
-    }
-
-    /// Hyperbolic tangent elementwise.
-    pub fn tanh(&self) -> Tensor {
-        unary(self, UnaryOp::Tanh)
-    }
-
-    /// The logistic sigmoid `1 / (1 + e^-x)` elementwise.
-    pub fn sigmoid(&self) -> Tensor {
-        unary(self, UnaryOp::Sigmoid)
-    }
-
-    /// `max(x, 0)` elementwise (gradient 0 at 0, as PyTorch).
-    pub fn relu(&self) -> Tensor {
-        unary(self, UnaryOp::Relu)
-    }
-
     /// The Gaussian error linear unit, exact or GPT-2's tanh approximation.
     ///
     /// ```
@@ -131,17 +116,6 @@ impl Tensor {
             GeluApproximation::None => unary(self, UnaryOp::Gelu),
             GeluApproximation::Tanh => unary(self, UnaryOp::GeluTanh),
         }
-    }
-
-    /// SiLU (swish), `x · σ(x)`: the gate of SwiGLU.
-    ///
-    /// ```
-    /// use zeroformer::Tensor;
-    /// let y = Tensor::from_vec(vec![0.0, 1.0], &[2]).silu().to_vec();
-    /// assert!((y[1] - 0.731_058_6).abs() < 1e-6);
-    /// ```
-    pub fn silu(&self) -> Tensor {
-        unary(self, UnaryOp::Silu)
     }
 
     /// `self + c` elementwise.

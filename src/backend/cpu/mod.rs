@@ -6,6 +6,7 @@
 
 mod attention;
 mod attention_decode;
+mod elementwise;
 // The matrix-product kernels and the buffer pool are not API: public (and
 // hidden from the docs) only for the benches and tests that time and count
 // them.
@@ -28,7 +29,6 @@ mod storage;
 mod strided;
 #[doc(hidden)]
 pub mod tile;
-mod unary;
 
 pub use storage::CpuStorage;
 

@@ -3,8 +3,8 @@
 
 use super::strided::with_elements;
 use super::{
-    attention, attention_decode, index, loss, matmul, norm, optim, pool, quantized, random, reduce,
-    strided, unary,
+    attention, attention_decode, elementwise, index, loss, matmul, norm, optim, pool, quantized,
+    random, reduce, strided,
 };
 use crate::DType;
 use crate::backend::{
@@ -234,57 +234,23 @@ impl BackendStorage for CpuStorage {
     }
 
     fn unary(&self, layout: &Layout, op: UnaryOp) -> Self {
-        CpuStorage::F32(unary::forward(self.f32(op.name()), layout, op))
+        CpuStorage::F32(elementwise::forward(self.f32(op.name()), layout, op))
     }
 
     fn unary_backward(&self, layout: &Layout, x: View<Self>, y: View<Self>, op: UnaryOp) -> Self {
         let name = op.name();
         let data = [self.f32(name), x.0.f32(name), y.0.f32(name)];
-        CpuStorage::F32(unary::backward(data, [layout, x.1, y.1], op))
+        CpuStorage::F32(elementwise::backward(data, [layout, x.1, y.1], op))
     }
 
     fn binary(&self, layout: &Layout, (rhs, rl): View<Self>, op: BinaryOp) -> Self {
         let (a, b) = (self.f32(op.name()), rhs.f32(op.name()));
-        CpuStorage::F32(match op {
-            BinaryOp::Add => strided::zip_map(a, layout, b, rl, |x, y| x + y),
-            BinaryOp::Sub => strided::zip_map(a, layout, b, rl, |x, y| x - y),
-            BinaryOp::Mul => strided::zip_map(a, layout, b, rl, |x, y| x * y),
-            BinaryOp::Div => strided::zip_map(a, layout, b, rl, |x, y| x / y),
-            BinaryOp::Maximum => {
-                strided::zip_map(
-                    a,
-                    layout,
-                    b,
-                    rl,
-                    |x, y| {
-                        if x > y || x.is_nan() { x } else { y }
-                    },
-                )
-            }
-            BinaryOp::Minimum => {
-                strided::zip_map(
-                    a,
-                    layout,
-                    b,
-                    rl,
-                    |x, y| {
-                        if x < y || x.is_nan() { x } else { y }
-                    },
-                )
-            }
-        })
+        CpuStorage::F32(elementwise::binary(a, layout, b, rl, op))
     }
 
     fn compare(&self, layout: &Layout, (rhs, rl): View<Self>, op: CmpOp) -> Self {
         let (a, b) = (self.f32(op.name()), rhs.f32(op.name()));
-        CpuStorage::Bool(match op {
-            CmpOp::Lt => strided::zip_map(a, layout, b, rl, |x, y| x < y),
-            CmpOp::Le => strided::zip_map(a, layout, b, rl, |x, y| x <= y),
-            CmpOp::Gt => strided::zip_map(a, layout, b, rl, |x, y| x > y),
-            CmpOp::Ge => strided::zip_map(a, layout, b, rl, |x, y| x >= y),
-            CmpOp::Eq => strided::zip_map(a, layout, b, rl, |x, y| x == y),
-            CmpOp::Ne => strided::zip_map(a, layout, b, rl, |x, y| x != y),
-        })
+        CpuStorage::Bool(elementwise::compare(a, layout, b, rl, op))
     }
 
     fn where_cond(&self, layout: &Layout, on_true: View<Self>, on_false: View<Self>) -> Self {

@@ -132,7 +132,7 @@ fn grid(x: &CudaStorage, p: &AttentionParams, rows: usize) -> Dim3 {
 }
 
 /// `(out, lse)`: `[batch, heads, tq, d]` and `[batch, heads, tq]`.
-pub fn forward(
+pub fn attention(
     q: &CudaStorage,
     q_layout: &Layout,
     k: View<CudaStorage>,
@@ -173,7 +173,7 @@ pub fn forward(
 /// `(dq, dk, dv)`, contiguous, from the inputs, the forward's output and
 /// logsumexp, and the output's gradient `g`.
 #[allow(clippy::too_many_arguments)]
-pub fn backward(
+pub fn attention_backward(
     q: &CudaStorage,
     q_layout: &Layout,
     k: View<CudaStorage>,

@@ -139,7 +139,7 @@ pub fn fill(out: &CudaStorage, value: f32) {
 }
 
 /// The elements under `layout` converted to `dtype`, row-major.
-pub fn cast(src: &CudaStorage, layout: &Layout, dtype: DType) -> CudaStorage {
+pub fn to_dtype(src: &CudaStorage, layout: &Layout, dtype: DType) -> CudaStorage {
     let from = src.dtype();
     if from == dtype {
         return contiguous_copy(src, layout);

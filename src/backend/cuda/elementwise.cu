@@ -1,8 +1,11 @@
 // Elementwise functions with strides and broadcasting: one output element
-// per logical index, each operand reading through its own layout. The op
-// is a code the launcher (elementwise.rs) maps from the Rust enums; a
-// switch on it is uniform across the grid, so it costs no divergence.
-// Each formula is the CPU backend's (backend/cpu/unary.rs, storage.rs).
+// per logical index, each operand reading through its own layout. Each op
+// of the tables in src/backend/op_tables.rs has its functions here, named
+// after its row (`zf_unary_gelu_tanh` for GeluTanh), and the switches below
+// are made from the generated `ZF_UNARY_OPS` and its siblings
+// (op_tables.cuh): a row without its functions does not compile. The op's
+// code is uniform across the grid, so the switch costs no divergence. Each
+// formula is the CPU backend's (backend/cpu/elementwise.rs).
 
 #define ZF_SQRT_2_OVER_PI 0.7978845608028654f
 #define ZF_FRAC_1_SQRT_2 0.7071067811865476f
@@ -15,65 +18,102 @@ __device__ __forceinline__ float zf_sigmoid(float x) {
     return e / (1.0f + e);
 }
 
-__device__ __forceinline__ float zf_unary(int op, float x, float p, float q) {
-    switch (op) {
-        case 0: return -x;
-        case 1: return fabsf(x);
-        case 2: return sinf(x);
-        case 3: return cosf(x);
-        case 4: return x < p ? p : (x > q ? q : x);
-        case 5: return expf(x);
-        case 6: return logf(x);
-        case 7: return sqrtf(x);
-        case 8: return tanhf(x);
-        case 9: return zf_sigmoid(x);
-        case 10: return x > 0.0f ? x : 0.0f;
-        case 11: return 0.5f * x * (1.0f + erff(x * ZF_FRAC_1_SQRT_2));
-        case 12: {
-            float u = ZF_SQRT_2_OVER_PI * (x + ZF_GELU_TANH_COEF * x * x * x);
-            return 0.5f * x * (1.0f + tanhf(u));
-        }
-        case 13: return x * zf_sigmoid(x);
-        case 14: return x + p;
-        case 15: return x * p;
-        default: return powf(x, p);
-    }
+// A unary op's value at `x` and its derivative at `x` with output `y`; `p`
+// and `q` are its parameters (`Clamp(lo, hi)`, `AddScalar(c)`, ...).
+#define ZF_UNARY(name, value, derivative)                                                         \
+    __device__ __forceinline__ float zf_unary_##name(float x, float p, float q) { return value; } \
+    __device__ __forceinline__ float zf_unary_##name##_derivative(float x, float y, float p, float q) { return derivative; }
+
+ZF_UNARY(neg, -x, -1.0f)
+ZF_UNARY(abs, fabsf(x), x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f))
+ZF_UNARY(sin, sinf(x), cosf(x))
+ZF_UNARY(cos, cosf(x), -sinf(x))
+ZF_UNARY(clamp, x < p ? p : (x > q ? q : x), x >= p && x <= q ? 1.0f : 0.0f)
+ZF_UNARY(exp, expf(x), y)
+ZF_UNARY(log, logf(x), 1.0f / x)
+ZF_UNARY(sqrt, sqrtf(x), 0.5f / y)
+ZF_UNARY(tanh, tanhf(x), 1.0f - y * y)
+ZF_UNARY(sigmoid, zf_sigmoid(x), y * (1.0f - y))
+ZF_UNARY(relu, x > 0.0f ? x : 0.0f, x > 0.0f ? 1.0f : 0.0f)
+ZF_UNARY(gelu, 0.5f * x * (1.0f + erff(x * ZF_FRAC_1_SQRT_2)),
+         0.5f * (1.0f + erff(x * ZF_FRAC_1_SQRT_2)) + x * expf(-0.5f * x * x) * ZF_FRAC_1_SQRT_2PI)
+ZF_UNARY(add_scalar, x + p, 1.0f)
+ZF_UNARY(mul_scalar, x * p, p)
+ZF_UNARY(powf, powf(x, p), p * powf(x, p - 1.0f))
+
+__device__ __forceinline__ float zf_unary_gelu_tanh(float x, float p, float q) {
+    float u = ZF_SQRT_2_OVER_PI * (x + ZF_GELU_TANH_COEF * x * x * x);
+    return 0.5f * x * (1.0f + tanhf(u));
 }
 
-// The derivative at input x with output y.
+__device__ __forceinline__ float zf_unary_gelu_tanh_derivative(float x, float y, float p, float q) {
+    // tanh and sech² from one exponential, so that both saturate exactly
+    // far out (as the CPU's fast_tanh_sech2).
+    float u = ZF_SQRT_2_OVER_PI * (x + ZF_GELU_TANH_COEF * x * x * x);
+    float e = expf(-2.0f * fabsf(u));
+    float r = 1.0f / (1.0f + e);
+    float t = copysignf((1.0f - e) * r, u);
+    float sech2 = 4.0f * e * r * r;
+    return 0.5f * (1.0f + t) + 0.5f * x * sech2 * ZF_SQRT_2_OVER_PI * (1.0f + 3.0f * ZF_GELU_TANH_COEF * x * x);
+}
+
+__device__ __forceinline__ float zf_unary_silu(float x, float p, float q) { return x * zf_sigmoid(x); }
+
+__device__ __forceinline__ float zf_unary_silu_derivative(float x, float y, float p, float q) {
+    float s = zf_sigmoid(x);
+    return s * (1.0f + x * (1.0f - s));
+}
+
+// A binary op's value; NaN wins `maximum` and `minimum` either way, as in
+// PyTorch.
+#define ZF_BINARY(name, value) \
+    __device__ __forceinline__ float zf_binary_##name(float a, float b) { return value; }
+
+ZF_BINARY(add, a + b)
+ZF_BINARY(sub, a - b)
+ZF_BINARY(mul, a * b)
+ZF_BINARY(div, a / b)
+ZF_BINARY(maximum, (a > b || a != a) ? a : b)
+ZF_BINARY(minimum, (a < b || a != a) ? a : b)
+
+#define ZF_COMPARE(name, value) \
+    __device__ __forceinline__ bool zf_compare_##name(float a, float b) { return value; }
+
+ZF_COMPARE(lt, a < b)
+ZF_COMPARE(le, a <= b)
+ZF_COMPARE(gt, a > b)
+ZF_COMPARE(ge, a >= b)
+ZF_COMPARE(eq, a == b)
+ZF_COMPARE(ne, a != b)
+
+// The switches, one case per row of each table. A code outside the table
+// (which the launchers never pass) gives NaN or false.
+__device__ __forceinline__ float zf_unary(int op, float x, float p, float q) {
+#define ZF_CASE(code, name) case code: return zf_unary_##name(x, p, q);
+    switch (op) { ZF_UNARY_OPS(ZF_CASE) }
+#undef ZF_CASE
+    return zf_nan();
+}
+
 __device__ __forceinline__ float zf_derivative(int op, float x, float y, float p, float q) {
-    switch (op) {
-        case 0: return -1.0f;
-        case 1: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
-        case 2: return cosf(x);
-        case 3: return -sinf(x);
-        case 4: return x >= p && x <= q ? 1.0f : 0.0f;
-        case 5: return y;
-        case 6: return 1.0f / x;
-        case 7: return 0.5f / y;
-        case 8: return 1.0f - y * y;
-        case 9: return y * (1.0f - y);
-        case 10: return x > 0.0f ? 1.0f : 0.0f;
-        case 11:
-            return 0.5f * (1.0f + erff(x * ZF_FRAC_1_SQRT_2)) + x * expf(-0.5f * x * x) * ZF_FRAC_1_SQRT_2PI;
-        case 12: {
-            // tanh and sech² from one exponential, so that both saturate
-            // exactly far out (as the CPU's fast_tanh_sech2).
-            float u = ZF_SQRT_2_OVER_PI * (x + ZF_GELU_TANH_COEF * x * x * x);
-            float e = expf(-2.0f * fabsf(u));
-            float r = 1.0f / (1.0f + e);
-            float t = copysignf((1.0f - e) * r, u);
-            float sech2 = 4.0f * e * r * r;
-            return 0.5f * (1.0f + t) + 0.5f * x * sech2 * ZF_SQRT_2_OVER_PI * (1.0f + 3.0f * ZF_GELU_TANH_COEF * x * x);
-        }
-        case 13: {
-            float s = zf_sigmoid(x);
-            return s * (1.0f + x * (1.0f - s));
-        }
-        case 14: return 1.0f;
-        case 15: return p;
-        default: return p * powf(x, p - 1.0f);
-    }
+#define ZF_CASE(code, name) case code: return zf_unary_##name##_derivative(x, y, p, q);
+    switch (op) { ZF_UNARY_OPS(ZF_CASE) }
+#undef ZF_CASE
+    return zf_nan();
+}
+
+__device__ __forceinline__ float zf_binary(int op, float a, float b) {
+#define ZF_CASE(code, name) case code: return zf_binary_##name(a, b);
+    switch (op) { ZF_BINARY_OPS(ZF_CASE) }
+#undef ZF_CASE
+    return zf_nan();
+}
+
+__device__ __forceinline__ bool zf_compare(int op, float a, float b) {
+#define ZF_CASE(code, name) case code: return zf_compare_##name(a, b);
+    switch (op) { ZF_COMPARE_OPS(ZF_CASE) }
+#undef ZF_CASE
+    return false;
 }
 
 extern "C" __global__ void zf_unary(float* out, const float* x, ZfLayout lx, int op, float p, float q, i64 n) {
@@ -92,35 +132,14 @@ extern "C" __global__ void zf_unary_backward(float* out, const float* g, ZfLayou
 extern "C" __global__ void zf_binary(float* out, const float* a, ZfLayout la, const float* b, ZfLayout lb, int op,
                                      i64 n) {
     for (i64 i = zf_first_index(); i < n; i += zf_grid_stride()) {
-        float x = a[zf_offset(la, i)], y = b[zf_offset(lb, i)];
-        float r;
-        switch (op) {
-            case 0: r = x + y; break;
-            case 1: r = x - y; break;
-            case 2: r = x * y; break;
-            case 3: r = x / y; break;
-            // NaN wins either way, as in PyTorch.
-            case 4: r = (x > y || x != x) ? x : y; break;
-            default: r = (x < y || x != x) ? x : y; break;
-        }
-        out[i] = r;
+        out[i] = zf_binary(op, a[zf_offset(la, i)], b[zf_offset(lb, i)]);
     }
 }
 
 extern "C" __global__ void zf_compare(u8* out, const float* a, ZfLayout la, const float* b, ZfLayout lb, int op,
                                       i64 n) {
     for (i64 i = zf_first_index(); i < n; i += zf_grid_stride()) {
-        float x = a[zf_offset(la, i)], y = b[zf_offset(lb, i)];
-        bool r;
-        switch (op) {
-            case 0: r = x < y; break;
-            case 1: r = x <= y; break;
-            case 2: r = x > y; break;
-            case 3: r = x >= y; break;
-            case 4: r = x == y; break;
-            default: r = x != y; break;
-        }
-        out[i] = r;
+        out[i] = zf_compare(op, a[zf_offset(la, i)], b[zf_offset(lb, i)]);
     }
 }
 

@@ -18,52 +18,6 @@ pub const MODULE: Module = Module {
 
 const BLOCK: u32 = 256;
 
-/// The kernel's code for `op` and its two parameters (elementwise.cu's
-/// `zf_unary` switch).
-fn unary_code(op: UnaryOp) -> (i32, f32, f32) {
-    match op {
-        UnaryOp::Neg => (0, 0.0, 0.0),
-        UnaryOp::Abs => (1, 0.0, 0.0),
-        UnaryOp::Sin => (2, 0.0, 0.0),
-        UnaryOp::Cos => (3, 0.0, 0.0),
-        UnaryOp::Clamp(lo, hi) => (4, lo, hi),
-        UnaryOp::Exp => (5, 0.0, 0.0),
-        UnaryOp::Log => (6, 0.0, 0.0),
-        UnaryOp::Sqrt => (7, 0.0, 0.0),
-        UnaryOp::Tanh => (8, 0.0, 0.0),
-        UnaryOp::Sigmoid => (9, 0.0, 0.0),
-        UnaryOp::Relu => (10, 0.0, 0.0),
-        UnaryOp::Gelu => (11, 0.0, 0.0),
-        UnaryOp::GeluTanh => (12, 0.0, 0.0),
-        UnaryOp::Silu => (13, 0.0, 0.0),
-        UnaryOp::AddScalar(c) => (14, c, 0.0),
-        UnaryOp::MulScalar(c) => (15, c, 0.0),
-        UnaryOp::Powf(p) => (16, p, 0.0),
-    }
-}
-
-fn binary_code(op: BinaryOp) -> i32 {
-    match op {
-        BinaryOp::Add => 0,
-        BinaryOp::Sub => 1,
-        BinaryOp::Mul => 2,
-        BinaryOp::Div => 3,
-        BinaryOp::Maximum => 4,
-        BinaryOp::Minimum => 5,
-    }
-}
-
-fn compare_code(op: CmpOp) -> i32 {
-    match op {
-        CmpOp::Lt => 0,
-        CmpOp::Le => 1,
-        CmpOp::Gt => 2,
-        CmpOp::Ge => 3,
-        CmpOp::Eq => 4,
-        CmpOp::Ne => 5,
-    }
-}
-
 /// The output's storage and the kernel's layout of each operand, all of
 /// the output's shape on one device and of the dtypes the op takes.
 fn prepare<const N: usize>(
@@ -86,7 +40,7 @@ pub fn unary(x: &CudaStorage, layout: &Layout, op: UnaryOp) -> CudaStorage {
     let (out, [lx], n) = prepare(op.name(), [((x, layout), f)], f);
     if n > 0 {
         let gpu = out.gpu();
-        let (code, p, q) = unary_code(op);
+        let (code, [p, q]) = (op.code(), op.params());
         let (o, xp) = (out.ptr(), x.ptr());
         // SAFETY: f32 operands whose layouts lie in their buffers.
         unsafe {
@@ -109,7 +63,7 @@ pub fn unary_backward(
     let (out, [lg, lx, ly], n) = prepare(op.name(), [(g, f), (x, f), (y, f)], f);
     if n > 0 {
         let gpu = out.gpu();
-        let (code, p, q) = unary_code(op);
+        let (code, [p, q]) = (op.code(), op.params());
         let (o, gp, xp, yp) = (out.ptr(), g.0.ptr(), x.0.ptr(), y.0.ptr());
         // SAFETY: as in `unary`.
         unsafe {
@@ -126,31 +80,32 @@ pub fn binary(
     b: View<CudaStorage>,
     op: BinaryOp,
 ) -> CudaStorage {
-    let a = (a, a_layout);
-    let f = DType::F32;
-    let (out, [la, lb], n) = prepare(op.name(), [(a, f), (b, f)], f);
-    if n > 0 {
-        let gpu = out.gpu();
-        let (o, ap, bp, code) = (out.ptr(), a.0.ptr(), b.0.ptr(), binary_code(op));
-        // SAFETY: as in `unary`.
-        unsafe {
-            launch!(gpu, MODULE, "zf_binary", gpu.grid_for(n, BLOCK), Dim3::x(BLOCK), 0;
-                o, ap, la, bp, lb, code, n as i64)
-        };
-    }
-    out
+    let out = (DType::F32, "zf_binary");
+    pairwise((a, a_layout), b, op.name(), op.code(), out)
 }
 
 pub fn compare(a: &CudaStorage, a_layout: &Layout, b: View<CudaStorage>, op: CmpOp) -> CudaStorage {
-    let a = (a, a_layout);
+    let out = (DType::Bool, "zf_compare");
+    pairwise((a, a_layout), b, op.name(), op.code(), out)
+}
+
+/// `a op b` of two f32 operands by `kernel`, into its output's dtype.
+fn pairwise(
+    a: View<CudaStorage>,
+    b: View<CudaStorage>,
+    name: &str,
+    code: i32,
+    (dtype, kernel): (DType, &'static str),
+) -> CudaStorage {
     let f = DType::F32;
-    let (out, [la, lb], n) = prepare(op.name(), [(a, f), (b, f)], DType::Bool);
+    let (out, [la, lb], n) = prepare(name, [(a, f), (b, f)], dtype);
     if n > 0 {
         let gpu = out.gpu();
-        let (o, ap, bp, code) = (out.ptr(), a.0.ptr(), b.0.ptr(), compare_code(op));
-        // SAFETY: f32 inputs, a bool (byte) output.
+        let (o, ap, bp) = (out.ptr(), a.0.ptr(), b.0.ptr());
+        // SAFETY: f32 inputs and the kernel's output type (f32 or bool
+        // bytes), laid out as `prepare` checked.
         unsafe {
-            launch!(gpu, MODULE, "zf_compare", gpu.grid_for(n, BLOCK), Dim3::x(BLOCK), 0;
+            launch!(gpu, MODULE, kernel, gpu.grid_for(n, BLOCK), Dim3::x(BLOCK), 0;
                 o, ap, la, bp, lb, code, n as i64)
         };
     }

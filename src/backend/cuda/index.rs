@@ -82,7 +82,7 @@ pub fn embedding_backward(
 
 /// The gradient of a maximum over `axis`: `g` (`[outer, inner]`) at each
 /// `argmax`, zeros elsewhere.
-pub fn max_backward(
+pub fn max_axis_backward(
     g: &CudaStorage,
     layout: &Layout,
     argmax: &CudaStorage,

@@ -135,7 +135,7 @@ pub fn compile_all(arch: &str) -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
 /// `KernelLayout` for a `ZfLayout`, `i64`, `i32`, `f32` as declared).
 #[cfg(feature = "cuda")]
 macro_rules! launch {
-    ($gpu:expr, $module:expr, $name:literal, $grid:expr, $block:expr, $shared:expr; $($arg:expr),* $(,)?) => {
+    ($gpu:expr, $module:expr, $name:expr, $grid:expr, $block:expr, $shared:expr; $($arg:expr),* $(,)?) => {
         $gpu.launch(
             &$module,
             $name,

@@ -18,7 +18,7 @@ const BLOCK: u32 = 256;
 
 /// `(q, scales)`: each row of the `[rows, cols]` view as int8 and its f32
 /// scale, `max |w| / 127`.
-pub fn quantize_rows(w: &CudaStorage, layout: &Layout) -> (CudaStorage, CudaStorage) {
+pub fn quantize_rows_int8(w: &CudaStorage, layout: &Layout) -> (CudaStorage, CudaStorage) {
     let op = "quantize_rows_int8";
     w.expect(op, DType::F32);
     let (rows, cols) = (

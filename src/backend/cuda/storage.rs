@@ -206,26 +206,21 @@ impl Clone for CudaStorage {
 /// name here.
 mod launchers {
     pub(super) use super::{dtype, elements};
-    pub(super) use crate::backend::cuda::attention::{
-        backward as attention_backward, forward as attention,
-    };
+    pub(super) use crate::backend::cuda::attention::{attention, attention_backward};
     pub(super) use crate::backend::cuda::copy::{
-        add_from, cast as to_dtype, contiguous_copy, copy_from, full_like, zeros_like,
+        add_from, contiguous_copy, copy_from, full_like, to_dtype, zeros_like,
     };
     pub(super) use crate::backend::cuda::elementwise::{
         binary, compare, unary, unary_backward, where_cond,
     };
     pub(super) use crate::backend::cuda::index::{
-        embedding, embedding_backward, gather_dim, max_backward as max_axis_backward,
-        scatter_add_dim, topk_indices,
+        embedding, embedding_backward, gather_dim, max_axis_backward, scatter_add_dim, topk_indices,
     };
     pub(super) use crate::backend::cuda::loss::{cross_entropy, cross_entropy_backward};
     pub(super) use crate::backend::cuda::matmul::{addmm, matmul};
     pub(super) use crate::backend::cuda::norm::{layer_norm, layer_norm_backward};
     pub(super) use crate::backend::cuda::optim::adam_update;
-    pub(super) use crate::backend::cuda::quantized::{
-        matmul_int8, quantize_rows as quantize_rows_int8,
-    };
+    pub(super) use crate::backend::cuda::quantized::{matmul_int8, quantize_rows_int8};
     pub(super) use crate::backend::cuda::random::dropout_mask;
     pub(super) use crate::backend::cuda::reduce::{cumsum, max_axis, sum_axis, sum_of_squares};
     pub(super) use crate::backend::cuda::softmax::{causal_softmax, softmax, softmax_backward};

@@ -78,8 +78,12 @@ pub struct Module {
     pub source: &'static str,
 }
 
-/// The text every kernel file is compiled after (prelude.cuh).
-pub const PRELUDE: &str = include_str!("../prelude.cuh");
+/// The text every kernel file is compiled after: prelude.cuh, then the
+/// op tables' codes that build.rs writes from src/backend/op_tables.rs.
+pub const PRELUDE: [&str; 2] = [
+    include_str!("../prelude.cuh"),
+    include_str!(concat!(env!("OUT_DIR"), "/op_tables.cuh")),
+];
 
 /// A loaded kernel: its name and the driver's handle to it.
 #[derive(Clone, Copy, Debug)]

@@ -53,8 +53,8 @@ pub fn check_libraries() -> Result<(), String> {
 /// architecture (`sm_90`) gives a cubin, a virtual one (`compute_90`) PTX.
 pub fn compile(module: &Module, arch: &str) -> Result<Vec<u8>, String> {
     let source = format!(
-        "{PRELUDE}\n#line 1 \"{}.cu\"\n{}",
-        module.name, module.source
+        "{}\n{}\n#line 1 \"{}.cu\"\n{}",
+        PRELUDE[0], PRELUDE[1], module.name, module.source
     );
     let source = CString::new(source).map_err(|e| e.to_string())?;
     let name = CString::new(format!("{}.cu", module.name)).map_err(|e| e.to_string())?;
