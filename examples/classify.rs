@@ -23,12 +23,11 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use zeroformer::data::speeches::{parse_speeches, top_speakers};
 use zeroformer::data::{locate_or_fetch_shakespeare, read_text};
-use zeroformer::default_device;
 use zeroformer::models::{EncoderConfig, Pooling};
 use zeroformer::nn::{Activation, LayerConfig, Module, NormKind, NormPlacement, Positional};
 use zeroformer::tokenizer::{Tokenizer, WordTokenizer};
 use zeroformer::train::{Record, TrainConfig, Trainer};
-use zeroformer::{Error, EvalModeGuard, GeluApproximation, NoGradGuard, Result, Tensor};
+use zeroformer::{Device, Error, EvalModeGuard, GeluApproximation, NoGradGuard, Result, Tensor};
 
 /// Classify who speaks a speech of tiny Shakespeare with an encoder.
 #[derive(Parser, Debug)]
@@ -85,7 +84,7 @@ fn main() {
     common::main(|args: &Args| &args.run_on, train);
 }
 
-fn train(args: Args) -> Result<()> {
+fn train(args: Args, device: &Device) -> Result<()> {
     if args.speakers < 2 || args.context == 0 || args.epochs == 0 || args.batch_size == 0 {
         return Err(Error::InvalidConfig(
             "--speakers must be at least 2; --context, --epochs and --batch-size positive".into(),
@@ -161,7 +160,7 @@ fn train(args: Args) -> Result<()> {
         num_classes: args.speakers,
         checkpoint_activations: false,
     };
-    let model = config.init(&default_device(), args.seed)?;
+    let model = config.init(device, args.seed)?;
     println!(
         "{} speakers ({}), {} training and {} held-out speeches, {} words in the vocabulary, {} parameters",
         speakers.len(),
@@ -187,7 +186,7 @@ fn train(args: Args) -> Result<()> {
         seed: args.seed,
         ..TrainConfig::nanogpt_cpu(total)
     };
-    let mut trainer = Trainer::from_model(model, recipe)?;
+    let mut trainer = Trainer::new(model, recipe)?;
     let mut progress = common::Progress::new(total as u64, 0);
     let mut metrics = args.metrics.open()?;
     let started = Instant::now();

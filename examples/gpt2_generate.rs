@@ -22,13 +22,12 @@ use std::time::Instant;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use zeroformer::data::{locate_gpt2, locate_or_fetch_gpt2};
-use zeroformer::default_device;
 use zeroformer::generation::{GenerationConfig, generate_with};
 use zeroformer::hub::Hub;
 use zeroformer::nn::Module;
 use zeroformer::plot;
 use zeroformer::tokenizer::{BpeTokenizer, DecodeStream, Tokenizer};
-use zeroformer::{Error, Gpt, GptConfig, Result};
+use zeroformer::{Device, Error, Gpt, GptConfig, Result};
 
 /// Generate text with a GPT-2 model directory and report tokens/s.
 #[derive(Parser, Debug)]
@@ -162,9 +161,9 @@ fn draw_attention(
     }
 }
 
-fn generate_text(args: Args) -> Result<()> {
+fn generate_text(args: Args, device: &Device) -> Result<()> {
     if let Some(dir) = &args.init_random {
-        let model = GptConfig::preset("gpt2", 0)?.init(&default_device(), 0)?;
+        let model = GptConfig::preset("gpt2", 0)?.init(device, 0)?;
         // With GPT-2's tokenizer files at hand the folder gets them too, and
         // needs no --gpt2-dir to generate from.
         let with = match locate_gpt2(args.gpt2_dir.as_deref()) {
@@ -196,7 +195,7 @@ fn generate_text(args: Args) -> Result<()> {
         (None, None) => unreachable!("clap requires one"),
     };
     let t = Instant::now();
-    let mut model = Gpt::from_pretrained(dir)?;
+    let mut model = Gpt::from_pretrained(dir, device)?;
     if args.int8 {
         model.quantize_int8();
     }

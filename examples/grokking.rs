@@ -29,12 +29,11 @@ use clap::Parser;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use zeroformer::default_device;
 use zeroformer::nn::Module;
 use zeroformer::optim::LrSchedule;
 use zeroformer::plot::{LineChart, save_panels};
 use zeroformer::train::{Record, TrainConfig, Trainable, Trainer};
-use zeroformer::{Error, Gpt, GptConfig, Result, Tensor, no_grad};
+use zeroformer::{Device, Error, Gpt, GptConfig, Result, Tensor, no_grad};
 
 /// Train a one-layer Transformer on modular addition until it groks.
 #[derive(Parser, Debug)]
@@ -196,7 +195,7 @@ fn draw_curves(history: &[Measured], p: usize, path: &std::path::Path) -> Result
     save_panels(&[accuracy.size(700, 450), loss.size(700, 450)], path)
 }
 
-fn train(args: Args) -> Result<()> {
+fn train(args: Args, device: &Device) -> Result<()> {
     if args.p < 2 || !(args.train_frac > 0.0 && args.train_frac < 1.0) || args.eval_every == 0 {
         return Err(Error::InvalidConfig(
             "--p must be at least 2, --train-frac in (0, 1) and --eval-every at least 1".into(),
@@ -217,7 +216,7 @@ fn train(args: Args) -> Result<()> {
         bias: true,
         ..GptConfig::default()
     };
-    let model = config.init(&default_device(), args.seed)?;
+    let model = config.init(device, args.seed)?;
     // Full-batch AdamW at a constant rate, betas (0.9, 0.98), weight decay
     // on every parameter, no clipping.
     let recipe = TrainConfig {
@@ -240,7 +239,7 @@ fn train(args: Args) -> Result<()> {
         pairs.len() - cut,
         model.num_parameters()
     );
-    let mut trainer = Trainer::from_model(Answers { gpt: model }, recipe)?;
+    let mut trainer = Trainer::new(Answers { gpt: model }, recipe)?;
     let started = Instant::now();
     let (mut memorised, mut grokked) = (None, None);
     let mut val_acc = 0.0;

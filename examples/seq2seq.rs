@@ -21,13 +21,12 @@ use clap::Parser;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use zeroformer::data::digits::{self, DigitTask, START, VOCAB_SIZE};
-use zeroformer::default_device;
 use zeroformer::generation::{GenerationConfig, Seq2SeqLm, generate_batch};
 use zeroformer::models::EncoderDecoderConfig;
 use zeroformer::nn::{LayerConfig, Module, NormPlacement};
 use zeroformer::optim::LrSchedule;
 use zeroformer::train::{Record, TrainConfig, Trainer};
-use zeroformer::{Error, Result};
+use zeroformer::{Device, Error, Result};
 
 /// Train an encoder-decoder Transformer to copy or reverse digit sequences.
 #[derive(Parser, Debug)]
@@ -88,7 +87,7 @@ fn main() {
     common::main(|args: &Args| &args.run_on, train);
 }
 
-fn train(args: Args) -> Result<()> {
+fn train(args: Args, device: &Device) -> Result<()> {
     let task: DigitTask = args.task.parse()?;
     if args.len == 0 || args.steps == 0 || args.batch_size == 0 || args.eval_size == 0 {
         return Err(Error::InvalidConfig(
@@ -116,7 +115,7 @@ fn train(args: Args) -> Result<()> {
         positional: zeroformer::nn::Positional::Sinusoidal,
         checkpoint_activations: false,
     };
-    let model = config.init(&default_device(), args.seed)?;
+    let model = config.init(device, args.seed)?;
     // The paper's optimiser: Adam (0.9, 0.98, eps 1e-9), no weight decay,
     // under the Noam schedule, cooled to zero over the last steps.
     let schedule = LrSchedule::Noam {
@@ -139,7 +138,7 @@ fn train(args: Args) -> Result<()> {
         seed: args.seed,
         ..TrainConfig::nanogpt_cpu(args.steps)
     };
-    let estimate = model.config.step_memory(&recipe, &model.device());
+    let estimate = zeroformer::train::memory::step_bytes(&model, &recipe, device);
     println!(
         "task {}: {} digits, {} parameters, {} steps of batch {}, memory_estimate_mib={}",
         task.name(),
@@ -149,7 +148,7 @@ fn train(args: Args) -> Result<()> {
         args.batch_size,
         estimate.unwrap_or(u64::MAX) >> 20
     );
-    let mut trainer = Trainer::from_model(model, recipe)?;
+    let mut trainer = Trainer::new(model, recipe)?;
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed.wrapping_add(1));
     let mut progress = common::Progress::new(args.steps as u64, 0);
     let mut metrics = args.metrics.open()?;

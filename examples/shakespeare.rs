@@ -30,15 +30,14 @@ use zeroformer::data::{
     check_long_enough, locate_or_fetch_gpt2, locate_or_fetch_shakespeare, read_text,
     train_val_split,
 };
-use zeroformer::default_device;
 use zeroformer::generation::{Sampling, generate};
-use zeroformer::models::{Gpt, GptConfig};
+use zeroformer::models::{Gpt, GptConfig, Persist};
 use zeroformer::nn::Module;
 use zeroformer::nn::MoeConfig;
 use zeroformer::plot;
 use zeroformer::tokenizer::{self, BpeTokenizer, BpeTrainer, CharTokenizer, Tokenizer};
 use zeroformer::train::{Record, TrainConfig, Trainer, read_metrics};
-use zeroformer::{Error, Result, Tensor};
+use zeroformer::{Device, Error, Result, Tensor};
 
 const BEST: &str = "ckpt.safetensors";
 
@@ -227,7 +226,11 @@ fn watch_interrupts() -> Result<()> {
 
 /// Saves the step an interrupt let finish as `last` and exits 130, saying
 /// how to continue.
-fn stop_interrupted(trainer: &Trainer, extra: &[(&str, String)], args: &Args) -> RunResult<()> {
+fn stop_interrupted(
+    trainer: &Trainer<Gpt>,
+    extra: &[(&str, String)],
+    args: &Args,
+) -> RunResult<()> {
     let out = args.out();
     trainer.save(out.join(LAST), extra)?;
     println!(
@@ -245,7 +248,7 @@ fn main() {
 
 type RunResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-fn train(args: Args) -> RunResult<()> {
+fn train(args: Args, device: &Device) -> RunResult<()> {
     // Every flag is checked before any work, the prompt once the corpus
     // gives the vocabulary: a bad one never costs a training run.
     let sampling = args.sampling.sampling()?;
@@ -282,13 +285,13 @@ fn train(args: Args) -> RunResult<()> {
             .resume
             .as_deref()
             .ok_or_else(|| Error::InvalidConfig("--sample-only needs --resume DIR".into()))?;
-        return sample_only(&args, dir, &sampling);
+        return sample_only(&args, dir, &sampling, device);
     }
     check_out_dir_free(&args)?;
     let path = locate_or_fetch_shakespeare(args.data.as_deref())?;
     let text = read_text(&path)?;
     let (mut trainer, tokenizer, kind) = match &args.resume {
-        Some(dir) => resume(dir, &text, &args)?,
+        Some(dir) => resume(dir, &text, &args, device)?,
         None => {
             let kind = args.tokenizer.clone().unwrap_or_else(|| "char".into());
             let tokenizer = build_tokenizer(&kind, &text, &args)?;
@@ -308,7 +311,9 @@ fn train(args: Args) -> RunResult<()> {
                 seed,
                 ..TrainConfig::nanogpt_cpu(DEFAULT_ITERS)
             };
-            (Trainer::new(model, recipe(&args, base))?, tokenizer, kind)
+            let recipe = recipe(&args, base);
+            let model = model.init(device, recipe.seed)?;
+            (Trainer::new(model, recipe)?, tokenizer, kind)
         }
     };
     let ids = tokenizer.encode(&text)?;
@@ -418,8 +423,8 @@ fn train(args: Args) -> RunResult<()> {
             );
         }
         if step % args.eval_every == 0 || step == iters {
-            let train_loss = trainer.estimate_loss(train, args.eval_iters);
-            let val_loss = trainer.estimate_loss(val, args.eval_iters);
+            let train_loss = trainer.estimate_loss(train, args.eval_iters)?;
+            let val_loss = trainer.estimate_loss(val, args.eval_iters)?;
             let mut line =
                 format!("step {step}: train loss {train_loss:.4}, val loss {val_loss:.4}");
             // Expert utilisation on the validation split's first batch.
@@ -472,7 +477,7 @@ fn train(args: Args) -> RunResult<()> {
     let t = Instant::now();
     let val_loss = trainer.model.evaluate(val, 32);
     println!("evaluated in {}", clock(t.elapsed()));
-    let train_loss = trainer.estimate_loss(train, args.eval_iters);
+    let train_loss = trainer.estimate_loss(train, args.eval_iters)?;
     let tokens_per_s = (steps_timed * tokens_per_step) as f64 / train_time.as_secs_f64().max(1e-9);
     // Bits per byte compare runs whose tokens differ: the loss per token
     // (nats) over ln 2, times the validation split's tokens per byte.
@@ -650,7 +655,12 @@ fn prepare_out_dir(dir: &Path) -> Result<()> {
 /// The last checkpoint in `dir` (else the best), checked against the
 /// corpus's vocabulary and the model flags, with the training flags given
 /// applied (each change printed).
-fn resume(dir: &Path, text: &str, args: &Args) -> RunResult<(Trainer, Box<dyn Tokenizer>, String)> {
+fn resume(
+    dir: &Path,
+    text: &str,
+    args: &Args,
+    device: &Device,
+) -> RunResult<(Trainer<Gpt>, Box<dyn Tokenizer>, String)> {
     let path = [dir.join(LAST), dir.join(BEST)]
         .into_iter()
         .find(|p| p.exists())
@@ -660,7 +670,7 @@ fn resume(dir: &Path, text: &str, args: &Args) -> RunResult<(Trainer, Box<dyn To
                 dir.display()
             ))
         })?;
-    let (mut trainer, ckpt) = Trainer::<Gpt>::resume(&path)?;
+    let (mut trainer, ckpt) = Trainer::<Gpt>::resume(&path, device)?;
     if args.checkpoint_activations {
         trainer.model.config.checkpoint_activations = true;
     }
@@ -820,14 +830,12 @@ fn attention_head(args: &Args, config: Option<&GptConfig>) -> Result<Option<(usi
     Ok(Some((layer, head)))
 }
 
-fn sample_only(args: &Args, dir: &Path, sampling: &Sampling) -> RunResult<()> {
+fn sample_only(args: &Args, dir: &Path, sampling: &Sampling, device: &Device) -> RunResult<()> {
     let path = dir.join(BEST);
     let ckpt = Checkpoint::load(&path)?;
     let (tokenizer, _) = saved_tokenizer(&ckpt)?;
     let prompt = encode_prompt(tokenizer.as_ref(), &args.prompt)?;
-    let config = GptConfig::from_checkpoint(&ckpt, "model.")?;
-    let model = config.init(&default_device(), 0)?;
-    ckpt.load_module("model.", &model)?;
+    let model = Gpt::from_checkpoint(&ckpt, "model.", device)?;
     draw_attention(&model, tokenizer.as_ref(), &prompt, args)?;
     println!(
         "{}",

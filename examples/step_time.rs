@@ -21,10 +21,10 @@ use std::time::Instant;
 use clap::Parser;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use zeroformer::models::GptConfig;
+use zeroformer::models::{Gpt, GptConfig};
 use zeroformer::nn::{AttentionKernel, Module};
 use zeroformer::train::{TrainConfig, Trainer};
-use zeroformer::{Error, Result};
+use zeroformer::{Device, Error, Result};
 
 /// Median time of a GPT training step.
 #[derive(Parser, Debug)]
@@ -82,7 +82,7 @@ fn main() {
     common::main(|args: &Args| &args.run_on, train);
 }
 
-fn train(args: Args) -> Result<()> {
+fn train(args: Args, device: &Device) -> Result<()> {
     if args.steps == 0 || args.vocab == 0 {
         return Err(Error::InvalidConfig(
             "--steps and --vocab must be at least 1".into(),
@@ -103,7 +103,8 @@ fn train(args: Args) -> Result<()> {
         context: args.context,
         ..TrainConfig::nanogpt_cpu(args.warmup + args.steps)
     };
-    let mut trainer = Trainer::new(model_config, config)?;
+    let model = model_config.init(device, config.seed)?;
+    let mut trainer = Trainer::new(model, config)?;
     trainer.shards = args.shards;
     if args.composed {
         for block in &mut trainer.model.blocks {
@@ -132,10 +133,7 @@ fn train(args: Args) -> Result<()> {
     times.sort_by(f64::total_cmp);
     let step = times[times.len() / 2];
     let params: usize = trainer.model.parameters().iter().map(|p| p.numel()).sum();
-    let estimate = trainer
-        .model
-        .config
-        .step_memory(&trainer.config, &trainer.model.device())
+    let estimate = zeroformer::train::memory::step_bytes(&trainer.model, &trainer.config, device)
         .unwrap_or(u64::MAX);
     println!(
         "zeroformer threads={} preset={} batch={} params={params} memory_estimate_mib={} mean_step_ms={:.1} median_step_ms={:.1} tokens_per_s={:.0}",
@@ -151,7 +149,7 @@ fn train(args: Args) -> Result<()> {
 }
 
 /// `--compare-whole`: data-parallel and whole-batch steps alternated.
-fn compare_whole(trainer: &mut Trainer, tokens: &[i64], args: &Args) -> Result<()> {
+fn compare_whole(trainer: &mut Trainer<Gpt>, tokens: &[i64], args: &Args) -> Result<()> {
     for _ in 0..args.warmup {
         trainer
             .train_step(tokens)

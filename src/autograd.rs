@@ -189,27 +189,21 @@ impl<B: Backward> Backward for CheckedBackward<B> {
 /// Back-propagates `grad` (the gradient of some scalar with respect to
 /// `root`) to every leaf that requires gradients.
 pub(crate) fn backward(root: &Tensor, grad: Tensor) {
-    // In the device's scope: on the CPU, the graph's kernels then run
-    // without a thread hand-off each.
-    root.device()
-        .scope(|| backward_on_this_thread(root, grad, &mut |leaf, g| leaf.accumulate_grad(g)))
+    walk(root, grad, &mut |leaf, g| leaf.accumulate_grad(g))
 }
 
-/// Back-propagates like [`backward`], on this thread, but returns each
-/// leaf's gradient with the leaf instead of adding it to the leaf's `grad`:
-/// for data-parallel shards, whose gradients are then summed in a fixed
-/// order whichever shard finishes first.
+/// Back-propagates like [`backward`], but returns each leaf's gradient
+/// with the leaf instead of adding it to the leaf's `grad`: for
+/// data-parallel shards, whose gradients are then summed in a fixed order
+/// whichever shard finishes first, and for activation checkpointing.
 pub(crate) fn leaf_gradients(root: &Tensor, grad: Tensor) -> Vec<(Tensor, Tensor)> {
     let mut out = Vec::new();
-    backward_on_this_thread(root, grad, &mut |leaf, g| out.push((leaf.clone(), g)));
+    walk(root, grad, &mut |leaf, g| out.push((leaf.clone(), g)));
     out
 }
 
-fn backward_on_this_thread(
-    root: &Tensor,
-    grad: Tensor,
-    leaf_grad: &mut dyn FnMut(&Tensor, Tensor),
-) {
+/// The backward walk, handing each leaf's gradient to `leaf_grad`.
+fn walk(root: &Tensor, grad: Tensor, leaf_grad: &mut dyn FnMut(&Tensor, Tensor)) {
     assert_eq!(
         root.shape(),
         grad.shape(),
@@ -272,36 +266,9 @@ fn backward_on_this_thread(
     }
 }
 
-/// Adds the data-parallel shards' gradients (from [`leaf_gradients`], one
-/// list per shard, in shard order) to their leaves' `grad`: each leaf's
-/// gradients summed in shard order, so that the result does not depend on
-/// which shard finished first, into the first shard's buffer; the leaves
-/// side by side on `device`.
-pub(crate) fn accumulate_shard_gradients(
-    device: &crate::Device,
-    per_shard: Vec<Vec<(Tensor, Tensor)>>,
-) {
-    let mut per_leaf: Vec<(Tensor, Vec<Tensor>)> = Vec::new();
-    let mut index: HashMap<usize, usize> = HashMap::new();
-    for (leaf, grad) in per_shard.into_iter().flatten() {
-        match index.get(&leaf.id()) {
-            Some(&i) => per_leaf[i].1.push(grad),
-            None => {
-                index.insert(leaf.id(), per_leaf.len());
-                per_leaf.push((leaf, vec![grad]));
-            }
-        }
-    }
-    device.map_parts(per_leaf, |(leaf, grads)| {
-        let mut grads = grads.into_iter();
-        let first = grads.next().expect("one gradient per shard");
-        leaf.accumulate_grad(grads.fold(first, |sum, g| add_in_place_if_unique(sum, &g)));
-    });
-}
-
 /// `sum + g`, written into `sum`'s storage when nothing else holds it (no
 /// new buffer to allocate and fill; the same bits as `sum.add(g)`).
-fn add_in_place_if_unique(mut sum: Tensor, g: &Tensor) -> Tensor {
+pub(crate) fn add_in_place_if_unique(mut sum: Tensor, g: &Tensor) -> Tensor {
     let whole = crate::tensor::Layout::contiguous(sum.shape());
     if sum.add_in_place_if_unique(&whole, g) {
         sum

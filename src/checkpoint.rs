@@ -315,7 +315,7 @@ impl Checkpoint {
             if let Some(format) = meta.get(FORMAT_KEY).filter(|f| *f != FORMAT) {
                 // PyTorch's safetensors files (a Hugging Face model's) say "pt".
                 let hint = if format == "pt" {
-                    "; it is a PyTorch file: a Hugging Face GPT-2 folder loads with Gpt::from_pretrained(dir)"
+                    "; it is a PyTorch file: a Hugging Face GPT-2 folder loads with Gpt::from_pretrained(dir, &device)"
                 } else {
                     ""
                 };

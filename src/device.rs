@@ -49,45 +49,42 @@ impl Device {
     }
 
     /// Runs `f` where this device's work is best issued from, with the
-    /// caller's grad and eval modes and this device as the default for
-    /// tensors made without one (see [`as_default`](Self::as_default)),
-    /// and returns its result. On the CPU: on a worker
-    /// of the kernels' thread pool, whose other workers stand by meanwhile,
-    /// so that each parallel kernel inside starts without a thread
-    /// hand-off (see [`backend::cpu::in_pool`](crate::backend::cpu::in_pool));
-    /// a training step is thousands of kernels. The models' forwards,
-    /// `backward`, the optimizers and the trainer run inside it; wrap a loop
-    /// of your own ops to gain the same.
+    /// caller's modes (grad and eval mode, the default device), and returns
+    /// its result. On the CPU: on a worker of the kernels' thread pool,
+    /// whose other workers stand by meanwhile, so that each parallel kernel
+    /// inside starts without a thread hand-off (see
+    /// [`backend::cpu::in_pool`](crate::backend::cpu::in_pool)); a training
+    /// step is thousands of kernels. The trainer runs each step inside it,
+    /// and generation each decoding run; wrap a loop of your own ops to
+    /// gain the same. It changes nothing else: tensors made inside without
+    /// naming a device are made where they would be outside.
     ///
     /// ```
     /// use zeroformer::{Device, Tensor};
     /// let x = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3]).requires_grad();
-    /// let loss = x.device().scope(|| x.mul(&x).sum());
-    /// x.device().scope(|| loss.backward());
+    /// x.device().scope(|| x.mul(&x).sum().backward());
     /// assert_eq!(x.grad().unwrap().to_vec(), vec![2.0, 4.0, 6.0]);
     /// ```
     pub fn scope<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         // Set, not only carried: a pool worker runs other queued jobs on top
         // of its own while a kernel waits, and its thread-local modes are
         // still that job's.
-        let modes = crate::mode::Modes::current().on(*self);
+        let modes = crate::mode::Modes::current();
         match self {
             Device::Cpu => crate::backend::cpu::in_pool(|| {
                 let _modes = modes.set();
                 f()
             }),
-            Device::Cuda(_) => {
-                let _modes = modes.set();
-                f()
-            }
+            Device::Cuda(_) => f(),
         }
     }
 
-    /// Runs `f` with this device as the one where tensors made without a
-    /// device are made (`zeros`, `randn`, `from_vec`, `from_ids`, ...), on
-    /// this thread (PyTorch's `with torch.device(...)`). Layers and models
-    /// built inside are built on the device: each parameter's initial
-    /// values go from the host straight to it, never through a CPU tensor.
+    /// Runs `f` with this device as the one where tensors made without
+    /// naming a device are made (`zeros`, `randn`, `from_vec`, `from_ids`,
+    /// ...), on this thread (PyTorch's `torch.set_default_device`, or
+    /// `with torch.device(...)`): a convenience for code of your own. The
+    /// crate's layers, models and trainer take their device as an
+    /// argument and ignore it.
     ///
     /// ```
     /// use zeroformer::{Device, Tensor};

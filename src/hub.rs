@@ -5,8 +5,8 @@
 //! folder, and Hugging Face model repositories by name.
 //!
 //! ```no_run
-//! use zeroformer::Gpt;
-//! let gpt2 = Gpt::from_hub("gpt2")?; // downloaded once into the cache
+//! use zeroformer::{Device, Gpt};
+//! let gpt2 = Gpt::from_hub("gpt2", &Device::Cpu)?; // downloaded once into the cache
 //! # Ok::<(), zeroformer::Error>(())
 //! ```
 

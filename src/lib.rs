@@ -69,17 +69,17 @@
 //!     out: LinearConfig::new(32, 1).std(0.1).init(&device, &mut rng)?,
 //! };
 //! let config = TrainConfig { batch_size: 16, max_lr: 1e-2, warmup: 0, ..TrainConfig::nanogpt_cpu(200) };
-//! let mut trainer = Trainer::from_model(model, config)?;
+//! let mut trainer = Trainer::new(model, config)?;
 //! let sine = |rng: &mut zeroformer::rand_chacha::ChaCha8Rng| {
 //!     let x = Tensor::uniform(&[16, 1], -3.0, 3.0, rng);
 //!     let y = x.sin();
 //!     (x, y)
 //! };
-//! let before = trainer.estimate_loss_with(4, sine);
+//! let before = trainer.estimate_loss_with(4, sine)?;
 //! for _ in 0..200 {
 //!     trainer.train_step_with(sine)?;
 //! }
-//! assert!(trainer.estimate_loss_with(4, sine) < before / 4.0);
+//! assert!(trainer.estimate_loss_with(4, sine)? < before / 4.0);
 //! # Ok::<(), zeroformer::Error>(())
 //! ```
 //!
@@ -87,13 +87,15 @@
 //! - [`Gpt`] (GPT-2's architecture), [`models::Encoder`] (BERT-style, with a
 //!   classification head) and [`models::EncoderDecoder`] (the 2017
 //!   Transformer), each built from a serde config and trainable by the same
-//!   [`train::Trainer`] (`Trainer::new(gpt_config, train_config)` and
-//!   `train_step(tokens)` for a GPT on a token stream);
+//!   [`train::Trainer`] (`Trainer::new(gpt_config.init(&device, seed)?,
+//!   train_config)`, and `train_step(tokens)` for a GPT on a token
+//!   stream);
 //!   [`train::mean_loss`] evaluates any of them on a whole split.
 //! - [`models::Persist`]: `model.save(path)` writes the weights and the
-//!   config in one safetensors file; `Gpt::load(path)` (also from a
-//!   trainer's checkpoint) rebuilds the model. `Trainer::save` and
-//!   `Trainer::<Gpt>::resume` keep everything for a bit-exact resume.
+//!   config in one safetensors file; `Gpt::load_on(path, &device)` (also
+//!   from a trainer's checkpoint) rebuilds the model. `Trainer::save` and
+//!   `Trainer::<Gpt>::resume(path, &device)` keep everything for a
+//!   bit-exact resume.
 //! - [`generation::generate_with`] and [`generation::generate_batch`]:
 //!   greedy, temperature, top-k, top-p, repetition penalty, stop tokens and
 //!   streaming, with a KV cache, for any [`generation::CausalLm`] (a GPT,

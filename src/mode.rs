@@ -1,26 +1,67 @@
 //! What ops on this thread do beyond their math: whether they record
 //! graph nodes (grad mode, `no_grad`), whether dropout is off (eval mode,
-//! `eval_mode`, the one switch between training and evaluation), and where
-//! tensors made without a device are made (the default device,
-//! `Device::scope` and `Device::as_default`). All are thread-local;
-//! `Device::scope` and `Device::map_parts` carry them to the threads that
-//! run the work (`Modes`).
+//! `eval_mode`, the one switch between training and evaluation), where
+//! tensors made without naming a device are made (the default device,
+//! `Device::as_default`: a convenience for user code; the library names
+//! its devices), and one slot a module above carries along (`Carried`:
+//! activation checkpointing's dropout replay frames). All are
+//! thread-local; `Device::scope` and `Device::map_parts` carry them to the
+//! threads that run the work (`Modes`). This module imports nothing but
+//! `Device`.
 
-use std::cell::Cell;
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
 use std::thread::LocalKey;
 
 use crate::Device;
+
+/// A value that travels with this thread's modes onto the threads that
+/// run its work, owned by the module that sets it (nn's dropout replay
+/// frames); parts run side by side ([`Device::map_parts`]) start without
+/// one.
+pub(crate) type Carried = Option<Arc<dyn Any + Send + Sync>>;
 
 thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
     static EVAL_MODE: Cell<bool> = const { Cell::new(false) };
     static DEFAULT_DEVICE: Cell<Device> = const { Cell::new(Device::Cpu) };
+    static CARRIED: RefCell<Carried> = const { RefCell::new(None) };
+}
+
+/// This thread's carried value.
+fn carried() -> Carried {
+    CARRIED.with(|c| c.borrow().clone())
+}
+
+/// This thread's carried value, `make()` set as it first when there is
+/// none.
+pub(crate) fn carried_or_insert(
+    make: impl FnOnce() -> Arc<dyn Any + Send + Sync>,
+) -> Arc<dyn Any + Send + Sync> {
+    CARRIED.with(|c| c.borrow_mut().get_or_insert_with(make).clone())
+}
+
+/// Makes `value` this thread's carried value until the guard drops.
+fn set_carried(value: Carried) -> CarriedGuard {
+    CarriedGuard(CARRIED.with(|c| c.replace(value)))
+}
+
+/// Restores the carried value [`set_carried`] replaced.
+pub(crate) struct CarriedGuard(Carried);
+
+impl Drop for CarriedGuard {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CARRIED.with(|c| c.replace(previous));
+    }
 }
 
 /// Where this thread makes tensors created without a device (`zeros`,
 /// `randn`, `from_vec`, `from_ids`, ...): the CPU, unless inside
-/// [`Device::scope`] or [`Device::as_default`] of another device
-/// (PyTorch's `with torch.device(...)`).
+/// [`Device::as_default`] of another device (PyTorch's `with
+/// torch.device(...)`). The crate's own code names its devices and never
+/// reads it.
 ///
 /// ```
 /// use zeroformer::{Device, default_device};
@@ -168,15 +209,15 @@ pub fn eval_mode<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// A snapshot of this thread's modes, to set on another thread: the grad
-/// and eval flags, the default device, and the dropout replay frames of an
-/// activation checkpoint (shared, not copied: a segment's draws are logged
-/// in its frames on whichever thread they happen).
+/// and eval flags, the default device, and the carried value (shared, not
+/// copied: a checkpointed segment's dropout draws are logged in its frames
+/// on whichever thread they happen).
 #[derive(Clone)]
 pub(crate) struct Modes {
     grad_enabled: bool,
     eval: bool,
     device: Device,
-    dropout_frames: crate::nn::dropout::replay::Frames,
+    carried: Carried,
 }
 
 impl Modes {
@@ -186,42 +227,31 @@ impl Modes {
             grad_enabled: is_grad_enabled(),
             eval: is_eval_mode(),
             device: default_device(),
-            dropout_frames: crate::nn::dropout::replay::current(),
+            carried: carried(),
         }
     }
 
     /// These modes for one of several parts run side by side
-    /// ([`Device::map_parts`]): the same flags and device, and dropout replay
-    /// frames of its own, since parts on different threads at once cannot
-    /// push and pop frames on one stack (each shard of a training step
-    /// checkpoints its own blocks).
+    /// ([`Device::map_parts`]): the same flags and device, and no carried
+    /// value, since parts on different threads at once cannot share one
+    /// (each shard of a training step checkpoints its own blocks, in
+    /// dropout replay frames of its own).
     pub(crate) fn for_part(&self) -> Modes {
         Modes {
-            dropout_frames: Default::default(),
+            carried: None,
             ..self.clone()
         }
     }
 
-    /// These modes with `device` as the default device.
-    pub(crate) fn on(self, device: Device) -> Modes {
-        Modes { device, ..self }
-    }
-
     /// Sets these modes on this thread until the guard drops.
-    pub(crate) fn set(
-        &self,
-    ) -> (
-        [FlagGuard; 2],
-        DeviceGuard,
-        crate::nn::dropout::replay::SetGuard,
-    ) {
+    pub(crate) fn set(&self) -> ([FlagGuard; 2], DeviceGuard, CarriedGuard) {
         (
             [
                 FlagGuard::set(&GRAD_ENABLED, self.grad_enabled),
                 FlagGuard::set(&EVAL_MODE, self.eval),
             ],
             DeviceGuard::set(self.device),
-            crate::nn::dropout::replay::set(self.dropout_frames.clone()),
+            set_carried(self.carried.clone()),
         )
     }
 }

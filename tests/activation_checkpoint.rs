@@ -245,13 +245,13 @@ fn side_by_side_shards_checkpoint_independently() {
         .build()
         .unwrap();
     pool.install(|| {
-        let mut plain = Trainer::new(no_dropout(false), train.clone()).unwrap();
-        let mut checkpointed = Trainer::new(no_dropout(true), train.clone()).unwrap();
+        let mut plain = common::gpt_trainer(&no_dropout(false), train.clone()).unwrap();
+        let mut checkpointed = common::gpt_trainer(&no_dropout(true), train.clone()).unwrap();
         for _ in 0..4 {
             plain.train_step(&data).unwrap();
             checkpointed.train_step(&data).unwrap();
         }
-        let weights = |t: &Trainer| -> Vec<Vec<f32>> {
+        let weights = |t: &Trainer<Gpt>| -> Vec<Vec<f32>> {
             t.model.parameters().iter().map(Tensor::to_vec).collect()
         };
         assert_eq!(weights(&checkpointed), weights(&plain));
@@ -265,11 +265,11 @@ fn data_parallel_training_and_resume_are_bit_identical_with_checkpointing() {
         batch_size: 4,
         ..TrainConfig::nanogpt_cpu(10)
     };
-    let weights = |t: &Trainer| -> Vec<Vec<f32>> {
+    let weights = |t: &Trainer<Gpt>| -> Vec<Vec<f32>> {
         t.model.parameters().iter().map(Tensor::to_vec).collect()
     };
-    let mut plain = Trainer::new(config(false), train.clone()).unwrap();
-    let mut checkpointed = Trainer::new(config(true), train).unwrap();
+    let mut plain = common::gpt_trainer(&config(false), train.clone()).unwrap();
+    let mut checkpointed = common::gpt_trainer(&config(true), train).unwrap();
     for _ in 0..3 {
         plain.train_step(&data).unwrap();
         checkpointed.train_step(&data).unwrap();
@@ -279,7 +279,7 @@ fn data_parallel_training_and_resume_are_bit_identical_with_checkpointing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run.safetensors");
     checkpointed.save(&path, &[]).unwrap();
-    let (mut resumed, _) = Trainer::<Gpt>::resume(&path).unwrap();
+    let (mut resumed, _) = Trainer::<Gpt>::resume(&path, &Device::Cpu).unwrap();
     assert!(resumed.model.config.checkpoint_activations);
     for _ in 0..2 {
         plain.train_step(&data).unwrap();

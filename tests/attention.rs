@@ -197,8 +197,7 @@ fn multi_head_attention_fused_by_default_equals_composed(device: &Device) {
     );
     let padding = zeroformer::nn::padding_mask(&pad_ids, 0);
     let memory_padding = x.new_bools((0..b * s).map(|i| i == s + 3).collect(), &[b, s]);
-    let rope = Rope::new(c / heads, 128);
-    rope.to_device(device).unwrap();
+    let rope = Rope::new(c / heads, 128, device).unwrap();
     let run = |kernel: AttentionKernel| {
         let mut rng = StdRng::seed_from_u64(7);
         let mut attn = MultiHeadAttentionConfig::new(c, heads)

@@ -40,12 +40,12 @@ fn resume_is_bit_exact_across_processes() {
     let (model_config, train_config) = configs();
     let data = common::periodic_tokens();
 
-    let mut straight = Trainer::new(model_config.clone(), train_config.clone()).unwrap();
+    let mut straight = common::gpt_trainer(&model_config, train_config.clone()).unwrap();
     for _ in 0..10 {
         straight.train_step(&data).unwrap();
     }
 
-    let mut first = Trainer::new(model_config, train_config).unwrap();
+    let mut first = common::gpt_trainer(&model_config, train_config).unwrap();
     for _ in 0..4 {
         first.train_step(&data).unwrap();
     }
@@ -69,7 +69,8 @@ fn resume_is_bit_exact_across_processes() {
         .unwrap();
     assert!(status.success(), "the child process failed");
 
-    let (resumed, _) = Trainer::<Gpt>::resume(dir.path().join("step10.safetensors")).unwrap();
+    let (resumed, _) =
+        Trainer::<Gpt>::resume(dir.path().join("step10.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(resumed.step, 10);
     let (a, b) = (weights(&straight.model), weights(&resumed.model));
     for ((name, x), (_, y)) in a.iter().zip(&b) {
@@ -93,7 +94,8 @@ fn resume_is_bit_exact_across_processes() {
 #[ignore = "run by resume_is_bit_exact_across_processes in a child process"]
 fn resume_child() {
     let dir = PathBuf::from(std::env::var(CHILD_DIR).expect("set by the parent test"));
-    let (mut trainer, _) = Trainer::<Gpt>::resume(dir.join("step4.safetensors")).unwrap();
+    let (mut trainer, _) =
+        Trainer::<Gpt>::resume(dir.join("step4.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(trainer.step, 4);
     let data = common::periodic_tokens();
     for _ in 0..6 {

@@ -102,14 +102,12 @@ fn cuda_dropout_masks_equal_the_cpus() {
 
 /// A trainer on `device` for the cpu-mini shape, with dropout so that
 /// the masks are compared too.
-fn cpu_mini(device: &Device, dropout: f32, iters: usize) -> Trainer {
+fn cpu_mini(device: &Device, dropout: f32, iters: usize) -> Trainer<Gpt> {
     let model = GptConfig {
         dropout,
         ..GptConfig::preset("cpu-mini", 65).unwrap()
     };
-    device
-        .as_default(|| Trainer::new(model, TrainConfig::nanogpt_cpu(iters)))
-        .unwrap()
+    common::gpt_trainer_on(&model, TrainConfig::nanogpt_cpu(iters), device).unwrap()
 }
 
 #[test]
@@ -161,11 +159,7 @@ fn cuda_training_a_gpt_mini_shaped_model_for_20_steps_gives_the_cpus_losses() {
         batch_size: 4,
         ..TrainConfig::nanogpt_cpu(20)
     };
-    let trainer = |device: &Device| {
-        device
-            .as_default(|| Trainer::new(model.clone(), train.clone()))
-            .unwrap()
-    };
+    let trainer = |device: &Device| common::gpt_trainer_on(&model, train.clone(), device).unwrap();
     let (mut on_cpu, mut on_gpu) = (trainer(&Device::Cpu), trainer(&device));
     let data = tokens(20_000, 65);
     let mut losses = Vec::new();
@@ -250,10 +244,8 @@ fn cuda_trainer_evaluation_generation_and_checkpoints_work_on_the_device() {
         batch_size: 4,
         ..TrainConfig::nanogpt_cpu(10)
     };
-    let mut trainer = device
-        .as_default(|| Trainer::new(config.clone(), train.clone()))
-        .unwrap();
-    let mut reference = Trainer::new(config, train).unwrap();
+    let mut trainer = common::gpt_trainer_on(&config, train.clone(), &device).unwrap();
+    let mut reference = common::gpt_trainer(&config, train).unwrap();
     for _ in 0..3 {
         trainer.train_step(&data).unwrap();
         reference.train_step(&data).unwrap();
@@ -261,8 +253,8 @@ fn cuda_trainer_evaluation_generation_and_checkpoints_work_on_the_device() {
     let close =
         |a: f32, b: f32, what: &str| assert!((a - b).abs() <= 1e-4, "{what}: device {a}, CPU {b}");
     close(
-        trainer.estimate_loss(&data, 2),
-        reference.estimate_loss(&data, 2),
+        trainer.estimate_loss(&data, 2).unwrap(),
+        reference.estimate_loss(&data, 2).unwrap(),
         "estimate_loss",
     );
     close(
@@ -288,8 +280,8 @@ fn cuda_trainer_evaluation_generation_and_checkpoints_work_on_the_device() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run.safetensors");
     trainer.save(&path, &[]).unwrap();
-    let (on_cpu, _) = Trainer::<Gpt>::resume(&path).unwrap();
-    let (back_on_gpu, _) = device.as_default(|| Trainer::<Gpt>::resume(&path)).unwrap();
+    let (on_cpu, _) = Trainer::<Gpt>::resume(&path, &Device::Cpu).unwrap();
+    let (back_on_gpu, _) = Trainer::<Gpt>::resume(&path, &device).unwrap();
     let weights =
         |m: &Gpt| -> Vec<Vec<f32>> { m.parameters().iter().map(Tensor::to_vec).collect() };
     assert_eq!(on_cpu.model.device(), Device::Cpu);
@@ -307,9 +299,7 @@ fn cuda_trainer_evaluation_generation_and_checkpoints_work_on_the_device() {
     // And a checkpoint written on the CPU resumes on the device.
     let cpu_path = dir.path().join("cpu.safetensors");
     reference.save(&cpu_path, &[]).unwrap();
-    let (from_cpu, _) = device
-        .as_default(|| Trainer::<Gpt>::resume(&cpu_path))
-        .unwrap();
+    let (from_cpu, _) = Trainer::<Gpt>::resume(&cpu_path, &device).unwrap();
     assert_eq!(from_cpu.model.device(), device);
     assert_eq!(weights(&from_cpu.model), weights(&reference.model));
     let weights_path = dir.path().join("weights.safetensors");

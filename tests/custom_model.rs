@@ -38,26 +38,25 @@ struct MlpConfig {
 
 impl MlpConfig {
     /// The model on `device`, its weights and dropout seeded by `seed`, as
-    /// the crate's models are built (`GptConfig::init`): the tensors made
-    /// here without naming a device land on `device`.
+    /// the crate's models are built (`GptConfig::init`).
     fn init(&self, device: &Device, seed: u64) -> Result<Mlp> {
-        device.as_default(|| {
-            let mut rng = StdRng::seed_from_u64(seed);
-            let layer = LinearConfig::new(self.width, self.width).std(0.3);
-            let layers = (0..self.depth)
-                .map(|_| layer.init(device, &mut rng))
-                .collect::<Result<_>>()?;
-            let shared = SharedRng::seed_from_u64(seed);
-            Ok(Mlp {
-                scale: self
-                    .scale
-                    .then(|| Tensor::ones(&[self.width]).requires_grad()),
-                drop: Dropout::new(self.dropout, shared.clone()),
-                features: sinusoidal_table(4, self.width),
-                layers,
-                rng: shared,
-                config: self.clone(),
-            })
+        let mut rng = StdRng::seed_from_u64(seed);
+        let layer = LinearConfig::new(self.width, self.width).std(0.3);
+        let layers = (0..self.depth)
+            .map(|_| layer.init(device, &mut rng))
+            .collect::<Result<_>>()?;
+        let scale = match self.scale {
+            true => Some(Tensor::ones_on(&[self.width], device)?.requires_grad()),
+            false => None,
+        };
+        let shared = SharedRng::seed_from_u64(seed);
+        Ok(Mlp {
+            scale,
+            drop: Dropout::new(self.dropout, shared.clone()),
+            features: sinusoidal_table(4, self.width, device)?,
+            layers,
+            rng: shared,
+            config: self.clone(),
         })
     }
 }
@@ -94,8 +93,8 @@ impl Persist for Mlp {
         &self.config
     }
 
-    fn build(config: MlpConfig) -> Result<Mlp> {
-        config.init(&zeroformer::default_device(), 0)
+    fn build(config: &MlpConfig, device: &Device) -> Result<Mlp> {
+        config.init(device, 0)
     }
 }
 
@@ -179,18 +178,18 @@ fn a_custom_model_trains_saves_and_loads() {
         train.warmup,
         train.weight_decay,
     ) = (8, 3e-2, 0, 0.0);
-    let mut trainer = Trainer::from_model(config().init(&Device::Cpu, 3).unwrap(), train).unwrap();
+    let mut trainer = Trainer::new(config().init(&Device::Cpu, 3).unwrap(), train).unwrap();
     // Learn y = sin(x) elementwise from random inputs.
     let draw = |rng: &mut zeroformer::rand_chacha::ChaCha8Rng| {
         let x = Tensor::uniform(&[8, 4], -1.5, 1.5, rng);
         let y = x.sin();
         (x, y)
     };
-    let first = trainer.estimate_loss_with(4, draw);
+    let first = trainer.estimate_loss_with(4, draw).unwrap();
     for _ in 0..60 {
         trainer.train_step_with(draw).unwrap();
     }
-    let last = trainer.estimate_loss_with(4, draw);
+    let last = trainer.estimate_loss_with(4, draw).unwrap();
     assert!(last < first / 4.0, "loss {first} -> {last}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -205,7 +204,7 @@ fn a_custom_model_trains_saves_and_loads() {
     // The whole run resumes, too.
     let ckpt = dir.path().join("run.safetensors");
     trainer.save(&ckpt, &[]).unwrap();
-    let (resumed, _) = Trainer::<Mlp>::resume(&ckpt).unwrap();
+    let (resumed, _) = Trainer::<Mlp>::resume(&ckpt, &Device::Cpu).unwrap();
     assert_eq!(resumed.step, 60);
 }
 
@@ -380,7 +379,7 @@ fn decay_all_decays_what_the_matrix_rule_leaves_alone_and_eps_reaches_adam() {
             eps: 1e-9,
             ..TrainConfig::nanogpt_cpu(10)
         };
-        let mut trainer = Trainer::from_model(model, config).unwrap();
+        let mut trainer = Trainer::new(model, config).unwrap();
         assert_eq!(trainer.optimizer.config.eps, 1e-9);
         trainer.train_step_with(|_| Tensor::ones(&[1, 1])).unwrap();
         let shrunk = 1.0 - 0.1 * 0.5;

@@ -116,7 +116,7 @@ fn gpt_weights_dropout_and_steps_are_unchanged() {
             warmup: 1,
             ..TrainConfig::nanogpt_cpu(3)
         };
-        let mut trainer = Trainer::from_model(model, train).unwrap();
+        let mut trainer = Trainer::new(model, train).unwrap();
         trainer.shards = Some(2);
         let tokens = ids(500, 37, 2);
         let mut h = Fnv::new();

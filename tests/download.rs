@@ -274,7 +274,7 @@ fn a_model_repository_is_fetched_by_name_once() {
         })
         .unwrap();
     assert_eq!(files, ["config.json", "model.safetensors"]);
-    let model = zeroformer::Gpt::from_pretrained(&dir).unwrap();
+    let model = zeroformer::Gpt::from_pretrained(&dir, &zeroformer::Device::Cpu).unwrap();
     assert_eq!(model.config.vocab_size, 96);
     // The optional tokenizer files were asked for and missing (a HEAD for
     // the published hash, then the file); a second call needs nothing

@@ -46,7 +46,7 @@ fn encoder_decoder(
 #[test]
 fn sinusoidal_encodings_match_the_formula() {
     let (len, dim) = (50, 16);
-    let table = sinusoidal_table(len, dim).to_vec();
+    let table = sinusoidal_table(len, dim, &Device::Cpu).unwrap().to_vec();
     for pos in 0..len {
         for i in 0..dim / 2 {
             let angle = pos as f64 / 10000f64.powf(2.0 * i as f64 / dim as f64);
@@ -58,8 +58,7 @@ fn sinusoidal_encodings_match_the_formula() {
 }
 
 fn rope_preserves_norms_and_scores_depend_only_on_relative_position(device: &Device) {
-    let rope = Rope::new(8, 64);
-    rope.to_device(device).unwrap();
+    let rope = Rope::new(8, 64, device).unwrap();
     let mut rng = StdRng::seed_from_u64(5);
     let (q, k) = (
         on(device, Tensor::randn(&[1, 8], &mut rng)),

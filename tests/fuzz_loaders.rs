@@ -195,7 +195,7 @@ fn valid_checkpoint(dir: &Path) -> (Vec<u8>, std::ops::Range<usize>) {
         batch_size: 2,
         ..TrainConfig::nanogpt_cpu(10)
     };
-    let mut trainer = Trainer::new(model, train).unwrap();
+    let mut trainer = Trainer::new(model.init(&Device::Cpu, train.seed).unwrap(), train).unwrap();
     let tokens: Vec<i64> = (0..200).map(|i| (i * 3 % 11) as i64).collect();
     trainer.train_step(&tokens).unwrap();
     let path = dir.join("valid.safetensors");
@@ -290,7 +290,7 @@ fn mutated_checkpoints_load_or_fail_cleanly() {
             if let Ok(json) = ckpt.require_meta("tokenizer") {
                 let _ = CharTokenizer::from_json(json);
             }
-            if Trainer::<Gpt>::resume(&path).is_ok() {
+            if Trainer::<Gpt>::resume(&path, &Device::Cpu).is_ok() {
                 resumed += 1;
             }
         });
@@ -326,11 +326,11 @@ fn mutated_config_and_tokenizer_json_parse_or_fail_cleanly() {
             let label = format!("{name} case {case} ({what})");
             must_not_panic_or_overallocate(&label, bound, || match name {
                 "model" => {
-                    // A config that parses and validates has a parameter
-                    // count; nothing is built from it here.
+                    // Validating builds nothing, whatever sizes the config
+                    // claims (its count, a counting build, is checked
+                    // against a file's numbers where one is loaded).
                     let parsed = serde_json::from_str::<GptConfig>(&json);
-                    if let Some(c) = parsed.ok().filter(|c| c.validate().is_ok()) {
-                        assert!(c.parameter_count().is_some());
+                    if parsed.ok().is_some_and(|c| c.validate().is_ok()) {
                         valid += 1;
                     }
                 }

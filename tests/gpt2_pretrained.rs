@@ -74,7 +74,7 @@ fn assert_close(name: &str, got: &[f64], want: &[f64], rel: f64) {
 
 fn check_against_transformers(name: &str) {
     let dir = fixture_dir(name);
-    let model = Gpt::from_pretrained(&dir).unwrap();
+    let model = Gpt::from_pretrained(&dir, &Device::Cpu).unwrap();
     let expected = read_all(&dir.join("expected.safetensors"));
     let (ids_shape, ids) = &expected["ids"];
     let ids = Tensor::from_ids(ids.iter().map(|&v| v as i64).collect(), ids_shape);
@@ -132,7 +132,7 @@ fn a_hugging_face_file_given_to_load_points_to_from_pretrained() {
         .err()
         .expect("not a zeroformer checkpoint")
         .to_string();
-    assert!(err.contains("Gpt::from_pretrained(dir)"), "{err}");
+    assert!(err.contains("Gpt::from_pretrained(dir, &device)"), "{err}");
 }
 
 #[test]
@@ -144,7 +144,7 @@ fn logits_loss_and_gradients_match_transformers() {
 #[test]
 fn save_pretrained_writes_what_transformers_wrote() {
     let source = fixture_dir("tiny");
-    let model = Gpt::from_pretrained(&source).unwrap();
+    let model = Gpt::from_pretrained(&source, &Device::Cpu).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = match std::env::var("ZEROFORMER_KEEP_SAVED") {
         Ok(keep) => PathBuf::from(keep),
@@ -182,7 +182,7 @@ fn save_pretrained_writes_what_transformers_wrote() {
         assert_eq!(a[key], b[key], "config.json {key}");
     }
     // And it loads back to the same logits.
-    let again = Gpt::from_pretrained(&dir).unwrap();
+    let again = Gpt::from_pretrained(&dir, &Device::Cpu).unwrap();
     let ids = Tensor::from_ids(vec![1, 5, 9, 3], &[1, 4]);
     assert_eq!(again.forward(&ids).to_vec(), model.forward(&ids).to_vec());
 }
@@ -247,7 +247,7 @@ fn a_folder_saved_with_its_tokenizer_is_complete() {
         )
         .unwrap();
     }
-    let again = Gpt::from_pretrained(&dir).unwrap();
+    let again = Gpt::from_pretrained(&dir, &Device::Cpu).unwrap();
     let x = Tensor::from_ids(ids[..4].to_vec(), &[1, 4]);
     no_grad(|| eval_mode(|| assert_eq!(again.forward(&x).to_vec(), model.forward(&x).to_vec())));
 }
@@ -281,7 +281,7 @@ fn edited(dir: &Path, edit: impl Fn(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) {
 }
 
 fn error_of(dir: &Path) -> String {
-    Gpt::from_pretrained(dir)
+    Gpt::from_pretrained(dir, &Device::Cpu)
         .map(|_| ())
         .unwrap_err()
         .to_string()
@@ -345,8 +345,8 @@ fn a_directory_that_is_not_this_gpt2_is_one_clear_error() {
         t.push(("lm_head.weight".into(), wte.1, wte.2));
     });
     let ids = Tensor::from_ids(vec![3, 1, 4], &[1, 3]);
-    let old = Gpt::from_pretrained(at("old")).unwrap();
-    let new = Gpt::from_pretrained(fixture_dir("tiny")).unwrap();
+    let old = Gpt::from_pretrained(at("old"), &Device::Cpu).unwrap();
+    let new = Gpt::from_pretrained(fixture_dir("tiny"), &Device::Cpu).unwrap();
     assert_eq!(old.forward(&ids).to_vec(), new.forward(&ids).to_vec());
 
     edited(&at("untied"), |t| {

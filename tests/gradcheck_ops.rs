@@ -390,8 +390,7 @@ fn rms_norm_and_rotary_embeddings(device: &Device) {
         },
         &[randn(&[3, 6], 55), randn(&[6], 56)],
     );
-    let rope = Rope::new(4, 10);
-    rope.to_device(device).unwrap();
+    let rope = Rope::new(4, 10, device).unwrap();
     check1(device, |x| rope.apply(&x[0], 3), &randn(&[2, 5, 4], 57));
 }
 

@@ -81,7 +81,7 @@ fn greedy_tokens_agree_with_f32_on_a_trained_model() {
     };
     let mut train = TrainConfig::nanogpt_cpu(300);
     (train.batch_size, train.warmup) = (16, 30);
-    let mut trainer = Trainer::new(config, train).unwrap();
+    let mut trainer = Trainer::new(config.init(&Device::Cpu, train.seed).unwrap(), train).unwrap();
     for _ in 0..300 {
         trainer.train_step(&ids[..split]).unwrap();
     }

@@ -185,8 +185,13 @@ fn a_trainer_steps_on_a_token_file_as_on_the_ids_in_memory() {
     };
     let mut config = TrainConfig::nanogpt_cpu(5);
     config.batch_size = 4;
-    let mut from_memory = Trainer::new(model.clone(), config.clone()).unwrap();
-    let mut from_file = Trainer::new(model, config).unwrap();
+    let mut from_memory = Trainer::new(
+        model.init(&Device::Cpu, config.seed).unwrap(),
+        config.clone(),
+    )
+    .unwrap();
+    let mut from_file =
+        Trainer::new(model.init(&Device::Cpu, config.seed).unwrap(), config).unwrap();
     for _ in 0..5 {
         let a = from_memory.train_step(&ids).unwrap();
         let b = from_file

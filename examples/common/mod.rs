@@ -27,12 +27,12 @@ pub struct RunOn {
 }
 
 impl RunOn {
-    /// `f` with the pool's thread count set and the device made the
-    /// default for every tensor made without naming one.
-    pub fn run<T, E: From<Error>>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    /// `f` given the device the flags name, with the pool's thread count
+    /// set.
+    pub fn run<T, E: From<Error>>(&self, f: impl FnOnce(&Device) -> Result<T, E>) -> Result<T, E> {
         Device::set_threads(self.threads)?;
         let device: Device = self.device.parse()?;
-        device.as_default(f)
+        f(&device)
     }
 }
 
@@ -68,16 +68,16 @@ impl Metrics {
     }
 }
 
-/// An example's `main`: parses the flags, then runs `work` with the
-/// device and threads they name (`run_on`), ending in exit code 1 with the
+/// An example's `main`: parses the flags, then runs `work` on the device
+/// and threads they name (`run_on`), ending in exit code 1 with the
 /// message on an error.
 pub fn main<A: clap::Parser, E: std::fmt::Display + From<Error>>(
     run_on: fn(&A) -> &RunOn,
-    work: impl FnOnce(A) -> Result<(), E>,
+    work: impl FnOnce(A, &Device) -> Result<(), E>,
 ) {
     let args = A::parse();
     let on = run_on(&args).clone();
-    exit_on_error(on.run(|| work(args)));
+    exit_on_error(on.run(|device| work(args, device)));
 }
 
 /// A small Transformer's shape, flattened into a training example's flags.

@@ -79,7 +79,7 @@ pub trait Seq2SeqLm: Module + Sync {
 
 /// What a [`CausalLm`] keeps between steps, as far as the decoding loop
 /// needs to know it.
-pub trait GenerationCache {
+pub trait GenerationCache: Send {
     /// The number of positions held.
     fn len(&self) -> usize;
 
@@ -387,7 +387,9 @@ fn decode<M: CausalLm>(
                 .flat_map(|row| row[pending.clone()].iter().copied())
                 .collect();
             let ids = Tensor::from_ids_on(ids, &[rows, pending.len()], &device)?;
-            let logits = model.next_logits(&ids, &mut cache).to_vec();
+            // In the device's scope: on the CPU, the step's kernels are
+            // issued from a pool worker (see `Device::scope`).
+            let logits = device.scope(|| model.next_logits(&ids, &mut cache).to_vec());
             assert_eq!(
                 logits.len(),
                 rows * vocab,

@@ -1,10 +1,9 @@
 //! A BERT-style encoder: bidirectional self-attention over a padded batch,
 //! a pooled summary of each sequence, and a classification head.
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::ModelInit;
 use crate::nn::{
     Activation, EncoderLayer, LayerConfig, Linear, LinearConfig, Module, Norm, NormPlacement,
     Positional, SharedRng, TokenEmbedding, TokenEmbeddingConfig, count_parameters,
@@ -92,7 +91,7 @@ impl EncoderConfig {
     /// making it ([`count_parameters`](crate::nn::count_parameters));
     /// `None` for a config that makes no model or whose count overflows.
     pub fn parameter_count(&self) -> Option<u64> {
-        count_parameters(|| Encoder::new(self.clone(), 0)).ok()
+        count_parameters(|| self.build(&Device::Cpu, 0)).ok()
     }
 
     /// Checks that the numbers make a model.
@@ -139,33 +138,35 @@ impl EncoderConfig {
     /// N(0, 0.02²)) from `seed`, which seeds its dropout stream too (see
     /// [`GptConfig::init`](crate::GptConfig::init)).
     pub fn init(&self, device: &Device, seed: u64) -> Result<Encoder> {
-        device.as_default(|| Encoder::new(self.clone(), seed))
+        self.validate()?;
+        self.build(device, seed)
     }
-}
 
-impl Encoder {
-    /// [`EncoderConfig::init`] on the default device.
-    pub(crate) fn new(config: EncoderConfig, seed: u64) -> Result<Encoder> {
-        config.validate()?;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let dropout_rng = SharedRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
+    /// The model's layers, from `seed`'s streams on `device`, for a
+    /// validated config.
+    pub(super) fn build(&self, device: &Device, seed: u64) -> Result<Encoder> {
+        let ModelInit {
+            device,
+            mut rng,
+            dropout: dropout_rng,
+        } = ModelInit::new(device, seed)?;
+        let config = self.clone();
         let l = &config.layer;
-        let device = crate::default_device();
         let embed = TokenEmbeddingConfig::new(config.vocab_size, l.d_model, config.max_len)
             .positional(config.positional)
             .head_dim(l.d_model / l.n_head)
             .dropout(l.dropout)
-            .init_with_dropout(&device, &mut rng, &dropout_rng)?;
+            .init_with_dropout(device, &mut rng, &dropout_rng)?;
         let layers = (0..config.n_layer)
-            .map(|_| l.init_encoder_with_dropout(&device, &mut rng, &dropout_rng))
+            .map(|_| l.init_encoder_with_dropout(device, &mut rng, &dropout_rng))
             .collect::<Result<Vec<_>>>()?;
         let final_norm = match l.placement {
-            NormPlacement::Pre => Some(l.norm_config().init(&device)?),
+            NormPlacement::Pre => Some(l.norm_config().init(device)?),
             NormPlacement::Post => None,
         };
         let head = match config.num_classes {
             0 => None,
-            classes => Some(LinearConfig::new(l.d_model, classes).init(&device, &mut rng)?),
+            classes => Some(LinearConfig::new(l.d_model, classes).init(device, &mut rng)?),
         };
         Ok(Encoder {
             config,
@@ -176,7 +177,9 @@ impl Encoder {
             dropout_rng,
         })
     }
+}
 
+impl Encoder {
     /// The random stream dropout draws from.
     pub fn dropout_rng(&self) -> &SharedRng {
         &self.dropout_rng
@@ -187,21 +190,18 @@ impl Encoder {
     /// from every other position.
     pub fn forward(&self, ids: &Tensor, padding: Option<&Tensor>) -> Tensor {
         check_ids("Encoder", ids);
-        // In the device's scope (see `Device::scope`).
-        ids.device().scope(|| {
-            let mut x = self.embed.forward(ids, 0);
-            for layer in &self.layers {
-                x = if self.config.checkpoint_activations {
-                    layer.forward_checkpointed(&x, padding, self.embed.rope())
-                } else {
-                    layer.forward(&x, padding, self.embed.rope())
-                };
-            }
-            match &self.final_norm {
-                Some(norm) => norm.forward(&x),
-                None => x,
-            }
-        })
+        let mut x = self.embed.forward(ids, 0);
+        for layer in &self.layers {
+            x = if self.config.checkpoint_activations {
+                layer.forward_checkpointed(&x, padding, self.embed.rope())
+            } else {
+                layer.forward(&x, padding, self.embed.rope())
+            };
+        }
+        match &self.final_norm {
+            Some(norm) => norm.forward(&x),
+            None => x,
+        }
     }
 
     /// One vector `[batch, d_model]` per sequence from `hidden` `[batch,
@@ -251,7 +251,7 @@ pub(crate) fn check_ids(model: &str, ids: &Tensor) {
 /// `(ids, padding, labels)`: `[batch, time]` ids, the bool padding mask of
 /// the same shape (all `false` for none) and one class per sequence; the
 /// loss is the classification head's cross-entropy.
-impl crate::train::Trainable for Encoder {
+impl super::Trainable for Encoder {
     type Batch = (Tensor, Tensor, Tensor);
 
     fn loss(&self, (ids, padding, labels): &Self::Batch) -> Tensor {

@@ -2,17 +2,16 @@
 //! stack with masked self-attention and cross-attention over the encoder
 //! output, and an output projection tied to the target embedding.
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::ModelInit;
 use super::encoder::check_ids;
+use super::objective::composed_attention;
 use crate::generation::{CausalLm, GenerationCache, Seq2SeqLm};
 use crate::nn::{
     DecoderLayer, DecoderLayerCache, EncoderLayer, LayerConfig, Module, Norm, NormPlacement,
     Positional, SharedRng, TokenEmbedding, TokenEmbeddingConfig, count_parameters, xavier_uniform,
 };
-use crate::train::{TrainConfig, memory};
 use crate::{Device, Error, Result, Tensor, no_grad};
 
 /// The shape of an [`EncoderDecoder`].
@@ -90,7 +89,7 @@ impl EncoderDecoderConfig {
     /// making it ([`count_parameters`](crate::nn::count_parameters));
     /// `None` for a config that makes no model or whose count overflows.
     pub fn parameter_count(&self) -> Option<u64> {
-        count_parameters(|| EncoderDecoder::new(self.clone(), 0)).ok()
+        count_parameters(|| self.build(&Device::Cpu, 0)).ok()
     }
 
     /// Checks that the numbers make a model.
@@ -130,26 +129,25 @@ impl DecoderCache {
 }
 
 impl EncoderDecoderConfig {
-    /// [`GptConfig::step_memory`](crate::GptConfig::step_memory) for an encoder-decoder, whose source and target windows
-    /// are both [`TrainConfig::context`] tokens, else the model's `max_len`.
-    /// Per token the activations are about 15 widths and 2.75 feed-forward
-    /// widths an encoder layer, 24 and 2.75 a decoder layer (self- and
-    /// cross-attention), 22 widths at the ends and three target-vocabulary
-    /// rows. Calibrated against `examples/seq2seq` (batch 512 to 1024, windows
-    /// 64 and 128, widths 64 and 128, feed-forward 256 and 1024, 2 and 4
-    /// layers a side): 5-10% above the peak.
+    /// [`GptConfig::activations_per_token`](crate::GptConfig::activations_per_token)
+    /// for an encoder-decoder, whose source and target windows are both
+    /// `window` tokens. Per token the activations are about 15 widths and
+    /// 2.75 feed-forward widths an encoder layer, 24 and 2.75 a decoder
+    /// layer (self- and cross-attention), 22 widths at the ends and three
+    /// target-vocabulary rows. With the parameters, gradients and moments
+    /// ([`train::memory::step_bytes`](crate::train::memory::step_bytes)),
+    /// calibrated against `examples/seq2seq` (batch 512 to 1024, windows 64
+    /// and 128, widths 64 and 128, feed-forward 256 and 1024, 2 and 4 layers
+    /// a side): 5-10% above the peak.
     ///
     /// ```
-    /// use zeroformer::Device;
     /// use zeroformer::models::EncoderDecoderConfig;
-    /// use zeroformer::train::TrainConfig;
     ///
     /// let model = EncoderDecoderConfig::preset("transformer-base", 37000, 37000, 256).unwrap();
-    /// let train = TrainConfig { batch_size: 64, ..TrainConfig::nanogpt_cpu(100) };
-    /// let bytes = model.step_memory(&train, &Device::Cpu).unwrap();
-    /// assert!(bytes > 1 << 30);
+    /// // Three rows of the vocabulary, and the attentions' weights with dropout.
+    /// assert!(model.activations_per_token(256).unwrap() > 3 * 37000);
     /// ```
-    pub fn step_memory(&self, config: &TrainConfig, device: &Device) -> Option<u64> {
+    pub fn activations_per_token(&self, window: usize) -> Option<u64> {
         let model = self;
         let (c, f, v) = (
             model.layer.d_model as u64,
@@ -164,19 +162,13 @@ impl EncoderDecoderConfig {
             .checked_add(decoder.checked_mul(model.n_decoder_layers as u64)?)?
             .checked_add(c.checked_mul(88)?)?;
         let per_token = quarter_widths.div_ceil(4).checked_add(v.checked_mul(3)?)?;
-        let window = config.context.unwrap_or(model.max_len);
         // Self-attention in each layer, and cross-attention in the decoder's.
         let attentions = model
             .n_encoder_layers
             .checked_add(model.n_decoder_layers.checked_mul(2)?)?;
-        let attention = memory::composed_attention(
-            model.layer.dropout,
-            attentions,
-            model.layer.n_head,
-            window,
-        )?;
-        let per_token = per_token.checked_add(attention)?;
-        memory::step_bytes(model.parameter_count()?, config, window, per_token, device)
+        let attention =
+            composed_attention(model.layer.dropout, attentions, model.layer.n_head, window)?;
+        per_token.checked_add(attention)
     }
 }
 
@@ -224,18 +216,20 @@ impl EncoderDecoderConfig {
     /// matrices (the Annotated Transformer's initialisation); embeddings are
     /// scaled by √d_model.
     pub fn init(&self, device: &Device, seed: u64) -> Result<EncoderDecoder> {
-        device.as_default(|| EncoderDecoder::new(self.clone(), seed))
+        self.validate()?;
+        self.build(device, seed)
     }
-}
 
-impl EncoderDecoder {
-    /// [`EncoderDecoderConfig::init`] on the default device.
-    pub(crate) fn new(config: EncoderDecoderConfig, seed: u64) -> Result<EncoderDecoder> {
-        config.validate()?;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let dropout_rng = SharedRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
+    /// The model's layers, from `seed`'s streams on `device`, for a
+    /// validated config.
+    pub(super) fn build(&self, device: &Device, seed: u64) -> Result<EncoderDecoder> {
+        let ModelInit {
+            device,
+            mut rng,
+            dropout: dropout_rng,
+        } = ModelInit::new(device, seed)?;
+        let config = self.clone();
         let l = &config.layer;
-        let device = crate::default_device();
         let embed = |vocab| {
             TokenEmbeddingConfig::new(vocab, l.d_model, config.max_len)
                 .positional(config.positional)
@@ -244,17 +238,17 @@ impl EncoderDecoder {
                 .dropout(l.dropout)
         };
         let src_embed =
-            embed(config.src_vocab_size).init_with_dropout(&device, &mut rng, &dropout_rng)?;
+            embed(config.src_vocab_size).init_with_dropout(device, &mut rng, &dropout_rng)?;
         let tgt_embed =
-            embed(config.tgt_vocab_size).init_with_dropout(&device, &mut rng, &dropout_rng)?;
+            embed(config.tgt_vocab_size).init_with_dropout(device, &mut rng, &dropout_rng)?;
         let encoder = (0..config.n_encoder_layers)
-            .map(|_| l.init_encoder_with_dropout(&device, &mut rng, &dropout_rng))
+            .map(|_| l.init_encoder_with_dropout(device, &mut rng, &dropout_rng))
             .collect::<Result<Vec<_>>>()?;
         let decoder = (0..config.n_decoder_layers)
-            .map(|_| l.init_decoder_with_dropout(&device, &mut rng, &dropout_rng))
+            .map(|_| l.init_decoder_with_dropout(device, &mut rng, &dropout_rng))
             .collect::<Result<Vec<_>>>()?;
         let final_norm = || match l.placement {
-            NormPlacement::Pre => l.norm_config().init(&device).map(Some),
+            NormPlacement::Pre => l.norm_config().init(device).map(Some),
             NormPlacement::Post => Ok(None),
         };
         let model = EncoderDecoder {
@@ -270,7 +264,9 @@ impl EncoderDecoder {
         xavier_uniform(&model, &mut rng);
         Ok(model)
     }
+}
 
+impl EncoderDecoder {
     /// The random stream dropout draws from.
     pub fn dropout_rng(&self) -> &SharedRng {
         &self.dropout_rng
@@ -345,11 +341,8 @@ impl EncoderDecoder {
         src_padding: Option<&Tensor>,
         tgt_padding: Option<&Tensor>,
     ) -> Tensor {
-        // In the device's scope (see `Device::scope`).
-        src.device().scope(|| {
-            let memory = self.encode(src, src_padding);
-            self.decode(tgt, &memory, src_padding, tgt_padding, None)
-        })
+        let memory = self.encode(src, src_padding);
+        self.decode(tgt, &memory, src_padding, tgt_padding, None)
     }
 }
 
@@ -430,7 +423,7 @@ impl GenerationCache for DecoderCache {
 /// `(source, target_in, target_out)`: `[batch, time]` ids (teacher
 /// forcing: `target_out` is `target_in` shifted by one); targets equal to
 /// -100 are ignored.
-impl crate::train::Trainable for EncoderDecoder {
+impl super::Trainable for EncoderDecoder {
     type Batch = (Tensor, Tensor, Tensor);
 
     fn loss(&self, (source, target_in, target_out): &Self::Batch) -> Tensor {
@@ -445,14 +438,11 @@ impl crate::train::Trainable for EncoderDecoder {
         Some(EncoderDecoder::dropout_rng(self))
     }
 
-    fn check_step(&self, train: &crate::train::TrainConfig) -> crate::Result<()> {
-        let (config, device) = (&self.config, self.device());
-        crate::train::memory::check_step_fits(
-            train,
-            config.max_len,
-            config.parameter_count(),
-            || config.step_memory(train, &device),
-            &device,
-        )
+    fn max_len(&self) -> Option<usize> {
+        Some(self.config.max_len)
+    }
+
+    fn activations_per_token(&self, window: usize) -> Option<u64> {
+        self.config.activations_per_token(window)
     }
 }

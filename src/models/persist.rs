@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::checkpoint::Checkpoint;
 use crate::nn::Module;
-use crate::nn::shape_only::count_within;
+use crate::nn::shape_only::{counting_build, shapes};
 use crate::{Device, Result};
 
 /// Metadata key holding the model's config as JSON (the trainer's
@@ -20,8 +20,9 @@ pub const MODEL_CONFIG_KEY: &str = "model_config";
 const TRAIN_CONFIG_KEY: &str = "train_config";
 
 /// A model rebuilt from a serde config: [`save`](Self::save) writes its
-/// weights and that config to one file, [`load`](Self::load) reads them
-/// back, from such a file or from a trainer's checkpoint.
+/// weights and that config to one file, [`load_on`](Self::load_on) reads
+/// them back onto a device, from such a file or from a trainer's
+/// checkpoint.
 ///
 /// ```
 /// use zeroformer::models::Persist;
@@ -30,7 +31,7 @@ const TRAIN_CONFIG_KEY: &str = "train_config";
 /// let model = config.init(&Device::Cpu, 0)?;
 /// let path = std::env::temp_dir().join("zeroformer-persist-doc.safetensors");
 /// model.save(&path)?;
-/// let loaded = Gpt::load(&path)?;
+/// let loaded = Gpt::load_on(&path, &Device::Cpu)?;
 /// let ids = Tensor::from_ids(vec![1, 2, 3], &[1, 3]);
 /// assert_eq!(loaded.forward(&ids).to_vec(), model.forward(&ids).to_vec());
 /// # std::fs::remove_file(&path).ok();
@@ -43,34 +44,44 @@ pub trait Persist: Module + Sized {
     /// The model's config.
     fn config(&self) -> &Self::Config;
 
-    /// A model of `config`, its weights about to be replaced.
-    fn build(config: Self::Config) -> Result<Self>;
+    /// A model of `config` on `device`, its weights about to be replaced
+    /// (`config.init(device, 0)`, say). It is also built with placeholder
+    /// parameters to check a file's config before anything is allocated
+    /// ([`config_from_checkpoint`](Self::config_from_checkpoint)), so it
+    /// should build its layers from their configs and do little else.
+    fn build(config: &Self::Config, device: &Device) -> Result<Self>;
 
-    /// Checks `config` against the tensors under `prefix` in `ckpt` before
-    /// the model is built. By default the model of `config` is counted
-    /// without being made ([`count_parameters`](crate::nn::count_parameters):
-    /// its layers get placeholders), stopping as soon as it passes the
-    /// numbers the file holds there, and the two counts must be equal
-    /// (every name and shape is checked when the weights load). So a
-    /// config that claims more than its file holds is refused, not
-    /// allocated. A model that can list its parameters from the config
-    /// alone may name the first that differs instead (GPT does).
-    fn check_against(ckpt: &Checkpoint, prefix: &str, config: &Self::Config) -> Result<()> {
+    /// The config stored in `ckpt`, checked against the tensors under
+    /// `prefix` before a model is built: the model of the config is built
+    /// with placeholders ([`count_parameters`](crate::nn::count_parameters)),
+    /// stopping as soon as it passes the numbers the file holds there, and
+    /// its parameters' names and shapes must be exactly the file's tensors
+    /// (every problem named in one error). So a config that claims more
+    /// than its file holds is refused, not allocated.
+    fn config_from_checkpoint(ckpt: &Checkpoint, prefix: &str) -> Result<Self::Config> {
+        let config: Self::Config = serde_json::from_str(ckpt.require_meta(MODEL_CONFIG_KEY)?)
+            .map_err(|e| ckpt.error(format!("{MODEL_CONFIG_KEY}: {e}")))?;
         let in_file: u64 = ckpt
             .tensor_names()
             .filter(|n| n.starts_with(prefix))
             .filter_map(|n| ckpt.tensor(n))
             .map(|(shape, _)| shape.iter().product::<usize>() as u64)
             .sum();
-        let counted = count_within(in_file, || Self::build(config.clone()))
+        let counted = counting_build(in_file, || Self::build(&config, &Device::Cpu))
             .map_err(|e| ckpt.error(format!("{MODEL_CONFIG_KEY}: {e}")))?;
-        match counted {
-            Some(count) if count == in_file => Ok(()),
-            count => Err(ckpt.error(format!(
-                "{MODEL_CONFIG_KEY} {config:?} describes {} parameters, but the file holds {in_file}",
-                count.map_or(format!("more than {in_file}"), |c| c.to_string())
-            ))),
-        }
+        let Some(model) = counted else {
+            return Err(ckpt.error(format!(
+                "{MODEL_CONFIG_KEY} {config:?} describes more parameters than the {in_file} the file holds under '{prefix}'"
+            )));
+        };
+        let expected = shapes(&model);
+        ckpt.check_tensors(prefix, expected.len(), expected.into_iter())
+            .map_err(|e| {
+                ckpt.error(format!(
+                    "{MODEL_CONFIG_KEY} {config:?} does not fit the tensors: {e}"
+                ))
+            })?;
+        Ok(config)
     }
 
     /// Writes the weights and the config to `path`, atomically.
@@ -85,45 +96,40 @@ pub trait Persist: Module + Sized {
     }
 
     /// The model in `path` (written by [`save`](Self::save), or a
-    /// trainer's checkpoint), on the default device
-    /// ([`default_device`](crate::default_device)). Refused with a message naming
-    /// the file: a missing or unreadable config, a config whose parameter
-    /// count differs from the file's, and any tensor whose name or shape
-    /// does not fit.
-    fn load(path: impl AsRef<Path>) -> Result<Self> {
+    /// trainer's checkpoint) on `device`: built there, each weight copied
+    /// to it once from the file. Refused with a message naming the file: a
+    /// missing or unreadable config, a config that does not describe the
+    /// file's tensors, and any tensor whose name or shape does not fit.
+    fn load_on(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let ckpt = Checkpoint::load(path)?;
         let prefix = if ckpt.meta(TRAIN_CONFIG_KEY).is_some() {
             "model."
         } else {
             ""
         };
-        Self::from_checkpoint(&ckpt, prefix)
+        Self::from_checkpoint(&ckpt, prefix, device)
     }
 
-    /// The model stored under `prefix` in `ckpt`: its config read from the
-    /// metadata and checked against the file's tensors
-    /// ([`check_against`](Self::check_against)), and only then the model
-    /// built and every weight loaded (names and shapes checked).
-    fn from_checkpoint(ckpt: &Checkpoint, prefix: &str) -> Result<Self> {
-        let config: Self::Config = serde_json::from_str(ckpt.require_meta(MODEL_CONFIG_KEY)?)
+    /// [`load_on`](Self::load_on) the CPU.
+    fn load(path: impl AsRef<Path>) -> Result<Self> {
+        Self::load_on(path, &Device::Cpu)
+    }
+
+    /// The model stored under `prefix` in `ckpt`, on `device`: its config
+    /// read and checked ([`config_from_checkpoint`](Self::config_from_checkpoint)),
+    /// and only then the model built and every weight loaded.
+    fn from_checkpoint(ckpt: &Checkpoint, prefix: &str, device: &Device) -> Result<Self> {
+        let config = Self::config_from_checkpoint(ckpt, prefix)?;
+        let model = Self::build(&config, device)
             .map_err(|e| ckpt.error(format!("{MODEL_CONFIG_KEY}: {e}")))?;
-        Self::check_against(ckpt, prefix, &config)?;
-        let model =
-            Self::build(config).map_err(|e| ckpt.error(format!("{MODEL_CONFIG_KEY}: {e}")))?;
         ckpt.load_module(prefix, &model)?;
         Ok(model)
     }
-
-    /// [`load`](Self::load) on `device`: built there, each weight copied
-    /// to it once from the file.
-    fn load_on(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        device.ensure_usable()?;
-        device.as_default(|| Self::load(path))
-    }
 }
 
+/// `Persist` for a model whose config's `build(device, seed)` builds it.
 macro_rules! persist {
-    ($model:ty, $config:ty $(, $check:item)?) => {
+    ($model:ty, $config:ty) => {
         impl Persist for $model {
             type Config = $config;
 
@@ -131,21 +137,14 @@ macro_rules! persist {
                 &self.config
             }
 
-            fn build(config: $config) -> Result<Self> {
-                <$model>::new(config, 0)
+            fn build(config: &$config, device: &Device) -> Result<Self> {
+                config.validate()?;
+                config.build(device, 0)
             }
-
-            $($check)?
         }
     };
 }
 
-persist!(
-    crate::Gpt,
-    crate::GptConfig,
-    fn check_against(ckpt: &Checkpoint, prefix: &str, config: &crate::GptConfig) -> Result<()> {
-        config.check_against(ckpt, prefix)
-    }
-);
+persist!(crate::Gpt, crate::GptConfig);
 persist!(super::Encoder, super::EncoderConfig);
 persist!(super::EncoderDecoder, super::EncoderDecoderConfig);

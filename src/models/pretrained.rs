@@ -17,7 +17,7 @@ use super::{Gpt, GptConfig};
 use crate::checkpoint::{describe_safetensors_error, write_atomically};
 use crate::nn::Module;
 use crate::tokenizer::{BpeTokenizer, Tokenizer};
-use crate::{Error, Result, Tensor};
+use crate::{Device, Error, Result, Tensor};
 
 const CONFIG: &str = "config.json";
 const WEIGHTS: &str = "model.safetensors";
@@ -174,8 +174,9 @@ impl Gpt {
     /// field this GPT does not implement (another activation, layer-norm
     /// epsilon or MLP width). The attention-mask buffers of older files
     /// are skipped, and an `lm_head.weight` must equal `wte` (tied).
-    /// Dropout is `resid_pdrop`, active in training mode only.
-    pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Gpt> {
+    /// Dropout is `resid_pdrop`, active in training mode only. The model
+    /// is built on `device`, each weight copied there once from the file.
+    pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<Gpt> {
         let dir = dir.as_ref();
         let config_path = dir.join(CONFIG);
         let text = std::fs::read_to_string(&config_path)
@@ -205,7 +206,7 @@ impl Gpt {
                 theirs.trim_start_matches("transformer.").to_string()
             }
         };
-        let model = Gpt::new(config.clone(), 0)?;
+        let model = config.init(device, 0)?;
         let ours: BTreeMap<String, Tensor> = model.named_parameters().into_iter().collect();
         let (mut missing, mut misshaped, mut wrong_dtype) = (Vec::new(), Vec::new(), Vec::new());
         let mut values = Vec::with_capacity(expected.len());
@@ -264,7 +265,7 @@ impl Gpt {
             if let Some(i) = data.iter().position(|x| !x.is_finite()) {
                 return Err(bad(format!("a tensor holds {} at element {i}", data[i])));
             }
-            param.assign(&Tensor::from_vec(data, param.shape()));
+            param.assign(&param.new_tensor(data, param.shape()));
         }
         if let Ok(head) = st.tensor("lm_head.weight") {
             let wte = model.wte.weight.to_vec();
@@ -288,9 +289,9 @@ impl Gpt {
     /// `$HF_ENDPOINT`), then [`from_pretrained`](Self::from_pretrained). The
     /// tokenizer is in the same folder (`BpeTokenizer::from_pretrained`).
     #[cfg(feature = "hub")]
-    pub fn from_hub(repo: &str) -> Result<Gpt> {
+    pub fn from_hub(repo: &str, device: &Device) -> Result<Gpt> {
         let dir = crate::hub::Hub::default().model(repo, &mut |_, _, _| {})?;
-        Gpt::from_pretrained(dir)
+        Gpt::from_pretrained(dir, device)
     }
 
     /// Writes the model as a Hugging Face GPT-2 directory (`config.json`,

@@ -13,7 +13,7 @@ use rand::Rng;
 
 use super::{Dropout, Linear, Module, MultiHeadAttentionConfig, Rope, SharedRng};
 pub use crate::ops::attention::AttentionMask;
-use crate::{DType, Tensor};
+use crate::{DType, Device, Tensor};
 
 /// Cached keys and values of one attention layer, `[batch, heads, time, head_dim]`.
 ///
@@ -319,11 +319,12 @@ impl MultiHeadAttention {
         config: &MultiHeadAttentionConfig,
         rng: &mut impl Rng,
         dropout_rng: &SharedRng,
+        device: &Device,
     ) -> Self {
         let (d, bias) = (config.d_model, config.bias);
         MultiHeadAttention {
-            qkv: Linear::new(d, 3 * d, bias, config.std, rng),
-            proj: Linear::new(d, d, bias, config.proj_std, rng),
+            qkv: Linear::new(d, 3 * d, bias, config.std, rng, device),
+            proj: Linear::new(d, d, bias, config.proj_std, rng, device),
             n_head: config.n_head,
             kernel: AttentionKernel::Fused,
             window: config.window,

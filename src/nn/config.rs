@@ -27,11 +27,11 @@ use super::{
 };
 use crate::{Device, Error, Result};
 
-/// The layer `build` makes, built on `device`: its parameters' initial
-/// values go from the host straight there.
-pub(crate) fn on<M: Module>(device: &Device, build: impl FnOnce() -> M) -> Result<M> {
+/// The layer `build` makes on `device` (checked usable first): its
+/// parameters' initial values go from the host straight there.
+pub(crate) fn on<M: Module>(device: &Device, build: impl FnOnce(&Device) -> M) -> Result<M> {
     device.ensure_usable()?;
-    let layer = device.as_default(build);
+    let layer = build(device);
     // A counting build stops at the first layer past its limit.
     crate::nn::check_count()?;
     Ok(layer)
@@ -62,7 +62,7 @@ macro_rules! dropout_inits {
                 dropout: &SharedRng,
             ) -> Result<$layer> {
                 self.validate()?;
-                crate::nn::config::on(device, || $build(self, rng, dropout))
+                crate::nn::config::on(device, |device| $build(self, rng, dropout, device))
             }
         }
     };
@@ -116,13 +116,14 @@ impl LinearConfig {
 
     /// The layer, on `device`.
     pub fn init(&self, device: &Device, rng: &mut impl Rng) -> Result<Linear> {
-        on(device, || {
+        on(device, |device| {
             Linear::new(
                 self.in_features,
                 self.out_features,
                 self.bias,
                 self.std,
                 rng,
+                device,
             )
         })
     }
@@ -156,7 +157,9 @@ impl EmbeddingConfig {
 
     /// The table, on `device`.
     pub fn init(&self, device: &Device, rng: &mut impl Rng) -> Result<Embedding> {
-        on(device, || Embedding::new(self.num, self.dim, self.std, rng))
+        on(device, |device| {
+            Embedding::new(self.num, self.dim, self.std, rng, device)
+        })
     }
 }
 
@@ -182,7 +185,7 @@ impl LayerNormConfig {
 
     /// The layer (weight ones, bias zeros), on `device`.
     pub fn init(&self, device: &Device) -> Result<LayerNorm> {
-        on(device, || LayerNorm::new(self.dim, self.bias))
+        on(device, |device| LayerNorm::new(self.dim, self.bias, device))
     }
 }
 
@@ -227,7 +230,9 @@ impl NormConfig {
 
     /// The norm (weight ones, bias zeros), on `device`.
     pub fn init(&self, device: &Device) -> Result<Norm> {
-        on(device, || Norm::new(self.kind, self.dim, self.bias))
+        on(device, |device| {
+            Norm::new(self.kind, self.dim, self.bias, device)
+        })
     }
 }
 
@@ -419,7 +424,9 @@ impl MoeConfig {
     ) -> Result<MoeFeedForward> {
         self.validate()?;
         check_dropout(expert.dropout)?;
-        on(device, || MoeFeedForward::new(self, expert, rng, dropout))
+        on(device, |device| {
+            MoeFeedForward::new(self, expert, rng, dropout, device)
+        })
     }
 }
 

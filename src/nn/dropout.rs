@@ -90,7 +90,6 @@ impl Dropout {
 /// draw starts from, recorded while a checkpointed segment runs forward
 /// and replayed, in the same order, when it runs again for the backward.
 pub(crate) mod replay {
-    use std::cell::RefCell;
     use std::collections::VecDeque;
     use std::sync::{Arc, Mutex};
 
@@ -102,35 +101,15 @@ pub(crate) mod replay {
         Replaying(VecDeque<State>),
     }
 
-    /// One computation's frames, innermost last. It travels with the
-    /// computation's other modes ([`crate::mode::Modes`]) onto the pool's
-    /// threads: a worker that runs another computation's job while one of
-    /// its own waits must log that job's draws in that job's frames, not
-    /// in those of the segment it interrupted.
-    pub(crate) type Frames = Arc<Mutex<Vec<Frame>>>;
-
-    thread_local! {
-        static FRAMES: RefCell<Frames> = RefCell::default();
-    }
-
-    /// This thread's frames now (a handle to them).
-    pub(crate) fn current() -> Frames {
-        FRAMES.with(|frames| frames.borrow().clone())
-    }
-
-    /// Makes `frames` this thread's until the guard drops.
-    pub(crate) fn set(frames: Frames) -> SetGuard {
-        SetGuard(FRAMES.with(|f| f.replace(frames)))
-    }
-
-    /// Restores the frames [`set`] replaced.
-    pub(crate) struct SetGuard(Frames);
-
-    impl Drop for SetGuard {
-        fn drop(&mut self) {
-            let previous = std::mem::take(&mut self.0);
-            FRAMES.with(|f| f.replace(previous));
-        }
+    /// The frames of the computation running on this thread, innermost
+    /// last. They travel in its carried slot (`crate::mode`) onto the
+    /// pool's threads: a worker that runs another computation's job while
+    /// one of its own waits must log that job's draws in that job's
+    /// frames, not in those of the segment it interrupted.
+    fn current() -> Arc<Mutex<Vec<Frame>>> {
+        crate::mode::carried_or_insert(|| Arc::new(Mutex::new(Vec::<Frame>::new())))
+            .downcast()
+            .expect("the carried slot holds dropout replay frames")
     }
 
     fn with_frames<R>(f: impl FnOnce(&mut Vec<Frame>) -> R) -> R {

@@ -3,7 +3,7 @@
 use rand::Rng;
 
 use super::{Module, normal_parameter};
-use crate::Tensor;
+use crate::{Device, Tensor};
 
 /// Maps integer ids to rows of a `[num, dim]` weight.
 #[derive(Clone, Module)]
@@ -14,9 +14,15 @@ pub struct Embedding {
 
 impl Embedding {
     /// Rows drawn from N(0, std²).
-    pub(crate) fn new(num: usize, dim: usize, std: f32, rng: &mut impl Rng) -> Embedding {
+    pub(crate) fn new(
+        num: usize,
+        dim: usize,
+        std: f32,
+        rng: &mut impl Rng,
+        device: &Device,
+    ) -> Embedding {
         Embedding {
-            weight: normal_parameter(&[num, dim], std, rng),
+            weight: normal_parameter(&[num, dim], std, rng, device),
         }
     }
 

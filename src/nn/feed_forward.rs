@@ -4,7 +4,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Dropout, FeedForwardConfig, Linear, Module, SharedRng};
-use crate::{GeluApproximation, Tensor};
+use crate::{Device, GeluApproximation, Tensor};
 
 /// The non-linearity between the two projections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +39,7 @@ impl FeedForward {
         config: &FeedForwardConfig,
         rng: &mut impl Rng,
         dropout_rng: &SharedRng,
+        device: &Device,
     ) -> Self {
         let (d, hidden, bias) = (config.d_model, config.hidden, config.bias);
         let fc_out = if config.activation == Activation::SwiGlu {
@@ -47,8 +48,8 @@ impl FeedForward {
             hidden
         };
         FeedForward {
-            fc: Linear::new(d, fc_out, bias, config.std, rng),
-            proj: Linear::new(hidden, d, bias, config.proj_std, rng),
+            fc: Linear::new(d, fc_out, bias, config.std, rng, device),
+            proj: Linear::new(hidden, d, bias, config.proj_std, rng, device),
             activation: config.activation,
             dropout: Dropout::new(config.dropout, dropout_rng.clone()),
         }

@@ -3,8 +3,8 @@
 use rand::Rng;
 
 use super::{Module, normal_parameter, zeros_parameter};
-use crate::Tensor;
 use crate::ops::quantized::Int8Rows;
+use crate::{Device, Tensor};
 
 /// A fully connected layer. The weight is `[out, in]` as in PyTorch, applied
 /// through a transposed view (no copy: gemm reads it through its strides).
@@ -29,10 +29,11 @@ impl Linear {
         bias: bool,
         std: f32,
         rng: &mut impl Rng,
+        device: &Device,
     ) -> Linear {
         Linear {
-            weight: normal_parameter(&[out_features, in_features], std, rng),
-            bias: bias.then(|| zeros_parameter(out_features)),
+            weight: normal_parameter(&[out_features, in_features], std, rng, device),
+            bias: bias.then(|| zeros_parameter(out_features, device)),
             int8: None,
         }
     }

@@ -26,12 +26,6 @@ pub use attention::{
     AttentionKernel, AttentionMask, KvCache, LayerKvCache, MultiHeadAttention, padding_mask,
 };
 pub use block::{BlockMlp, GptBlock};
-
-/// The old name of [`GptBlock`].
-#[deprecated(
-    note = "renamed GptBlock (GPT's pre-norm block, beside the encoder-decoder's DecoderLayer)"
-)]
-pub type Block = GptBlock;
 pub use checkpoint::checkpoint;
 pub use config::{
     EmbeddingConfig, FeedForwardConfig, LayerNormConfig, LinearConfig, MultiHeadAttentionConfig,
@@ -44,8 +38,8 @@ pub use linear::Linear;
 pub use moe::{MoeConfig, MoeFeedForward, Routing};
 pub use norm::{LayerNorm, Norm, NormKind, RmsNorm};
 pub use positional::{Positional, Rope, sinusoidal_table};
-pub use shape_only::count_parameters;
 pub(crate) use shape_only::{buffer, check_count, counting, parameter};
+pub use shape_only::{count_parameters, parameter_shapes};
 pub use token_embedding::TokenEmbedding;
 pub use transformer_layer::{
     DecoderLayer, DecoderLayerCache, EncoderLayer, LayerConfig, NormPlacement,
@@ -85,7 +79,7 @@ pub use zeroformer_derive::Module;
 use rand::Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
-use crate::Tensor;
+use crate::{Device, Tensor};
 
 /// Something with parameters: a layer or a whole model.
 pub trait Module {
@@ -170,26 +164,45 @@ pub trait Module {
     }
 }
 
-/// A leaf parameter of `shape` drawn from N(0, std²) (a placeholder,
-/// nothing drawn, inside [`count_parameters`]).
-pub fn normal_parameter(shape: &[usize], std: f32, rng: &mut impl Rng) -> Tensor {
+/// A leaf parameter of `shape` on `device`, drawn from N(0, std²) on the
+/// host and copied there once (a placeholder, nothing drawn, inside
+/// [`count_parameters`]).
+///
+/// ```
+/// use zeroformer::nn::normal_parameter;
+/// use zeroformer::prelude::*;
+/// let w = normal_parameter(&[3, 2], 0.02, &mut StdRng::seed_from_u64(0), &Device::Cpu);
+/// assert!(w.is_leaf_requiring_grad() && w.shape() == [3, 2]);
+/// ```
+pub fn normal_parameter(shape: &[usize], std: f32, rng: &mut impl Rng, device: &Device) -> Tensor {
     let dist = Normal::new(0.0f32, std).expect("std must be finite and non-negative");
-    parameter(shape, || {
+    parameter(shape, device, || {
         let data = (0..shape.iter().product())
             .map(|_| dist.sample(rng))
             .collect();
-        Tensor::from_vec(data, shape).requires_grad()
+        on_device(Tensor::from_vec_on(data, shape, device))
     })
 }
 
-/// A leaf parameter of `dim` zeros (a bias).
-pub(crate) fn zeros_parameter(dim: usize) -> Tensor {
-    parameter(&[dim], || Tensor::zeros(&[dim]).requires_grad())
+/// A leaf parameter of `dim` zeros (a bias) on `device`.
+pub(crate) fn zeros_parameter(dim: usize, device: &Device) -> Tensor {
+    parameter(&[dim], device, || {
+        on_device(Tensor::zeros_on(&[dim], device))
+    })
 }
 
-/// A leaf parameter of `dim` ones (a norm's scale).
-pub(crate) fn ones_parameter(dim: usize) -> Tensor {
-    parameter(&[dim], || Tensor::ones(&[dim]).requires_grad())
+/// A leaf parameter of `dim` ones (a norm's scale) on `device`.
+pub(crate) fn ones_parameter(dim: usize, device: &Device) -> Tensor {
+    parameter(&[dim], device, || {
+        on_device(Tensor::ones_on(&[dim], device))
+    })
+}
+
+/// A parameter made on a device the layer configs checked
+/// (`Device::ensure_usable`) before building.
+fn on_device(made: crate::Result<Tensor>) -> Tensor {
+    made.expect("the layer's config checked its device")
+        .requires_grad()
 }
 
 /// Overwrites every parameter of rank 2 or more of `module` with Glorot

@@ -16,7 +16,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{FeedForward, FeedForwardConfig, Linear, Module, SharedRng};
-use crate::{Error, Result, Tensor};
+use crate::{Device, Error, Result, Tensor};
 
 /// The shape and losses of a [`MoeFeedForward`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,10 +114,18 @@ impl MoeFeedForward {
         expert: &FeedForwardConfig,
         rng: &mut impl Rng,
         dropout_rng: &SharedRng,
+        device: &Device,
     ) -> Self {
-        let router = Linear::new(expert.d_model, config.n_experts, false, expert.std, rng);
+        let router = Linear::new(
+            expert.d_model,
+            config.n_experts,
+            false,
+            expert.std,
+            rng,
+            device,
+        );
         let experts = (0..config.n_experts)
-            .map(|_| FeedForward::new(expert, rng, dropout_rng))
+            .map(|_| FeedForward::new(expert, rng, dropout_rng, device))
             .collect();
         MoeFeedForward {
             router,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Module, join, ones_parameter, zeros_parameter};
-use crate::Tensor;
+use crate::{Device, Tensor};
 
 /// Normalises the last dimension (`torch.nn.LayerNorm(dim, bias=...)`).
 #[derive(Clone)]
@@ -18,10 +18,10 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     /// Weight one, bias zero, eps 1e-5 (PyTorch's defaults).
-    pub(crate) fn new(dim: usize, bias: bool) -> LayerNorm {
+    pub(crate) fn new(dim: usize, bias: bool, device: &Device) -> LayerNorm {
         LayerNorm {
-            weight: ones_parameter(dim),
-            bias: bias.then(|| zeros_parameter(dim)),
+            weight: ones_parameter(dim, device),
+            bias: bias.then(|| zeros_parameter(dim, device)),
             eps: 1e-5,
         }
     }
@@ -54,9 +54,9 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     /// Weight one, eps 1e-6 (LLaMA's).
-    pub(crate) fn new(dim: usize) -> RmsNorm {
+    pub(crate) fn new(dim: usize, device: &Device) -> RmsNorm {
         RmsNorm {
-            weight: ones_parameter(dim),
+            weight: ones_parameter(dim, device),
             eps: 1e-6,
         }
     }
@@ -103,10 +103,10 @@ pub enum Norm {
 
 impl Norm {
     /// A fresh norm of `kind` over `dim` features (`bias` applies to LayerNorm).
-    pub(crate) fn new(kind: NormKind, dim: usize, bias: bool) -> Norm {
+    pub(crate) fn new(kind: NormKind, dim: usize, bias: bool, device: &Device) -> Norm {
         match kind {
-            NormKind::LayerNorm => Norm::Layer(LayerNorm::new(dim, bias)),
-            NormKind::RmsNorm => Norm::Rms(RmsNorm::new(dim)),
+            NormKind::LayerNorm => Norm::Layer(LayerNorm::new(dim, bias, device)),
+            NormKind::RmsNorm => Norm::Rms(RmsNorm::new(dim, device)),
         }
     }
 

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Tensor;
+use crate::{Device, Result, Tensor};
 
 /// How a model tells positions apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -25,14 +25,17 @@ pub enum Positional {
 /// `PE(pos, 2i+1) = cos(pos / 10000^(2i/dim))`. Computed in f64.
 ///
 /// ```
+/// use zeroformer::Device;
 /// use zeroformer::nn::sinusoidal_table;
-/// let pe = sinusoidal_table(2, 4).to_vec();
+/// let pe = sinusoidal_table(2, 4, &Device::Cpu)?.to_vec();
 /// // Position 0 is sin(0) = 0 and cos(0) = 1 in every pair.
 /// assert_eq!(&pe[..4], &[0.0, 1.0, 0.0, 1.0]);
 /// assert!((pe[4] - 1f32.sin()).abs() < 1e-7);
+/// # Ok::<(), zeroformer::Error>(())
 /// ```
-pub fn sinusoidal_table(max_len: usize, dim: usize) -> Tensor {
-    crate::nn::buffer(&[max_len, dim], || {
+pub fn sinusoidal_table(max_len: usize, dim: usize, device: &Device) -> Result<Tensor> {
+    device.ensure_usable()?;
+    Ok(crate::nn::buffer(&[max_len, dim], device, || {
         let mut data = Vec::with_capacity(max_len * dim);
         for pos in 0..max_len {
             for j in 0..dim {
@@ -41,8 +44,8 @@ pub fn sinusoidal_table(max_len: usize, dim: usize) -> Tensor {
                 data.push(if j % 2 == 0 { angle.sin() } else { angle.cos() } as f32);
             }
         }
-        Tensor::from_vec(data, &[max_len, dim])
-    })
+        Tensor::from_vec_on(data, &[max_len, dim], device).expect("checked above")
+    }))
 }
 
 /// Rotary position embeddings for heads of width `head_dim` (even), in the
@@ -64,13 +67,15 @@ pub struct Rope {
 }
 
 impl Rope {
-    /// Tables for positions `0..max_len` with the usual `base` 10000.
-    pub fn new(head_dim: usize, max_len: usize) -> Rope {
-        Rope::with_base(head_dim, max_len, 10_000.0)
+    /// Tables for positions `0..max_len` with the usual `base` 10000, on
+    /// `device` (an error only where it cannot be used).
+    pub fn new(head_dim: usize, max_len: usize, device: &Device) -> Result<Rope> {
+        Rope::with_base(head_dim, max_len, 10_000.0, device)
     }
 
     /// Rotary tables with another frequency base than 10,000.
-    pub fn with_base(head_dim: usize, max_len: usize, base: f64) -> Rope {
+    pub fn with_base(head_dim: usize, max_len: usize, base: f64, device: &Device) -> Result<Rope> {
+        device.ensure_usable()?;
         assert!(
             head_dim % 2 == 0 && head_dim > 0,
             "Rope: head_dim must be even and positive, got {head_dim}"
@@ -81,17 +86,17 @@ impl Rope {
             pos as f64 * base.powf(-2.0 * (j % half) as f64 / head_dim as f64)
         };
         let table = |f: fn(f64) -> f64| {
-            crate::nn::buffer(&shape, || {
+            crate::nn::buffer(&shape, device, || {
                 let data = (0..max_len)
                     .flat_map(|pos| (0..head_dim).map(move |j| f(angle(pos, j)) as f32))
                     .collect();
-                Tensor::from_vec(data, &shape)
+                Tensor::from_vec_on(data, &shape, device).expect("checked above")
             })
         };
-        Rope {
+        Ok(Rope {
             cos: table(f64::cos),
             sin: table(f64::sin),
-        }
+        })
     }
 
     /// The most positions the tables cover.
@@ -103,11 +108,12 @@ impl Rope {
     /// position `offset`: `x·cos + rotate_half(x)·sin`, differentiable.
     ///
     /// ```
-    /// use zeroformer::{Tensor, nn::Rope};
+    /// use zeroformer::{Device, Tensor, nn::Rope};
     /// // head_dim 2: one pair, turned by `position` radians.
     /// let x = Tensor::from_vec(vec![1.0, 0.0], &[1, 2]);
-    /// let y = Rope::new(2, 8).apply(&x, 1).to_vec();
+    /// let y = Rope::new(2, 8, &Device::Cpu)?.apply(&x, 1).to_vec();
     /// assert!((y[0] - 1f32.cos()).abs() < 1e-6 && (y[1] - 1f32.sin()).abs() < 1e-6);
+    /// # Ok::<(), zeroformer::Error>(())
     /// ```
     pub fn apply(&self, x: &Tensor, offset: usize) -> Tensor {
         let d = self.cos.shape()[1];

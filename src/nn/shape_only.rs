@@ -9,16 +9,25 @@
 use std::cell::Cell;
 
 use crate::nn::Module;
-use crate::{Error, Result, Tensor};
+use crate::{Device, Error, Result, Tensor};
 
 /// The numbers a counting build's parameters hold so far, against the most
-/// it may make.
+/// it may make, and how many placeholders it has made.
 #[derive(Clone, Copy)]
 struct Counter {
     numbers: u64,
     limit: u64,
     overflowed: bool,
+    tensors: u64,
 }
+
+/// The most parameter tensors a counting build makes before it refuses
+/// the model: far more than any real model has (GPT-2 has 148; a
+/// 256-expert model of 61 layers about 50,000), and few enough that a
+/// config claiming a billion layers of tiny width is refused after a
+/// fraction of a second and a few hundred MB of placeholders, not counted
+/// for hours.
+const MAX_TENSORS: u64 = 1 << 20;
 
 thread_local! {
     static COUNTING: Cell<Option<Counter>> = const { Cell::new(None) };
@@ -44,20 +53,70 @@ thread_local! {
 /// # Ok::<(), zeroformer::Error>(())
 /// ```
 pub fn count_parameters<M: Module>(build: impl FnOnce() -> Result<M>) -> Result<u64> {
-    count_within(u64::MAX, build)?.ok_or_else(overflow)
+    let model = counting_build(u64::MAX, build)?.ok_or_else(overflow)?;
+    total(&model).ok_or_else(overflow)
+}
+
+/// Every parameter's dotted name and shape, in
+/// [`Module::named_parameters`] order, of the model `build` makes, from a
+/// counting build (nothing drawn or allocated at full size). Errors are
+/// `build`'s own, or a count that overflows.
+///
+/// ```
+/// use zeroformer::nn::{LinearConfig, parameter_shapes};
+/// use zeroformer::prelude::*;
+/// let layer = LinearConfig::new(3, 2);
+/// let shapes = parameter_shapes(|| layer.init(&Device::Cpu, &mut StdRng::seed_from_u64(0)))?;
+/// assert_eq!(shapes, [("weight".to_string(), vec![2, 3]), ("bias".to_string(), vec![2])]);
+/// # Ok::<(), zeroformer::Error>(())
+/// ```
+pub fn parameter_shapes<M: Module>(
+    build: impl FnOnce() -> Result<M>,
+) -> Result<Vec<(String, Vec<usize>)>> {
+    let model = counting_build(u64::MAX, build)?.ok_or_else(overflow)?;
+    total(&model).ok_or_else(overflow)?;
+    Ok(shapes(&model))
 }
 
 /// [`count_parameters`], stopping as soon as a layer takes the count past
-/// `limit` (a file's numbers), so a config that claims far more than its
-/// file holds costs no more than the file's own count: `None` then.
+/// `limit`: `None` then.
 pub(crate) fn count_within<M: Module>(
     limit: u64,
     build: impl FnOnce() -> Result<M>,
 ) -> Result<Option<u64>> {
+    Ok(counting_build(limit, build)?.and_then(|model| total(&model)))
+}
+
+/// The names and shapes of `model`'s parameters.
+pub(crate) fn shapes(model: &impl Module) -> Vec<(String, Vec<usize>)> {
+    model
+        .named_parameters()
+        .into_iter()
+        .map(|(name, t)| (name, t.shape().to_vec()))
+        .collect()
+}
+
+/// How many numbers `model`'s parameters hold, `None` past `u64::MAX`.
+pub(crate) fn total(model: &impl Module) -> Option<u64> {
+    model
+        .parameters()
+        .iter()
+        .try_fold(0u64, |sum, p| sum.checked_add(p.numel() as u64))
+}
+
+/// The model `build` makes with placeholder parameters (see
+/// [`count_parameters`]), stopping as soon as a layer takes the count past
+/// `limit` (a file's numbers), so a config that claims far more than its
+/// file holds costs no more than the file's own count: `None` then.
+pub(crate) fn counting_build<M: Module>(
+    limit: u64,
+    build: impl FnOnce() -> Result<M>,
+) -> Result<Option<M>> {
     let counter = Counter {
         numbers: 0,
         limit,
         overflowed: false,
+        tensors: 0,
     };
     let restore = Restore(COUNTING.with(|c| c.replace(Some(counter))));
     let built = build();
@@ -65,24 +124,11 @@ pub(crate) fn count_within<M: Module>(
     drop(restore);
     // Past the limit, or past any number: a build stopped by the count
     // (check_count) or a model too big to sum.
-    let too_many = || match limit {
-        u64::MAX => Err(overflow()),
-        _ => Ok(None),
-    };
-    let model = match built {
-        Ok(model) => model,
-        Err(_) if inner.overflowed => return too_many(),
-        Err(_) if inner.numbers > limit => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let total = model
-        .parameters()
-        .iter()
-        .try_fold(0u64, |sum, p| sum.checked_add(p.numel() as u64));
-    match total {
-        Some(total) if total <= limit => Ok(Some(total)),
-        Some(_) => Ok(None),
-        None => too_many(),
+    match built {
+        Ok(model) if total(&model).is_some_and(|t| t <= limit) => Ok(Some(model)),
+        Ok(_) => Ok(None),
+        Err(_) if inner.overflowed || inner.numbers > limit => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -111,9 +157,9 @@ pub(crate) fn counting() -> bool {
     COUNTING.with(|c| c.get().is_some())
 }
 
-/// A parameter of `shape`: `make()` normally, a placeholder (counted) in a
-/// counting build.
-pub(crate) fn parameter(shape: &[usize], make: impl FnOnce() -> Tensor) -> Tensor {
+/// A parameter of `shape` on `device`: `make()` normally, a placeholder
+/// (counted) in a counting build.
+pub(crate) fn parameter(shape: &[usize], device: &Device, make: impl FnOnce() -> Tensor) -> Tensor {
     let Some(mut counter) = COUNTING.with(Cell::get) else {
         return make();
     };
@@ -122,15 +168,16 @@ pub(crate) fn parameter(shape: &[usize], make: impl FnOnce() -> Tensor) -> Tenso
         Some(numbers) => counter.numbers = numbers,
         None => counter.overflowed = true,
     }
+    counter.tensors += 1;
     COUNTING.with(|c| c.set(Some(counter)));
-    placeholder(shape, counter.overflowed).requires_grad()
+    placeholder(shape, counter.overflowed, device).requires_grad()
 }
 
-/// A buffer of `shape` (a table computed from the config): `make()`
-/// normally, a placeholder in a counting build, not counted.
-pub(crate) fn buffer(shape: &[usize], make: impl FnOnce() -> Tensor) -> Tensor {
+/// A buffer of `shape` on `device` (a table computed from the config):
+/// `make()` normally, a placeholder in a counting build, not counted.
+pub(crate) fn buffer(shape: &[usize], device: &Device, make: impl FnOnce() -> Tensor) -> Tensor {
     match COUNTING.with(Cell::get) {
-        Some(counter) => placeholder(shape, counter.overflowed),
+        Some(counter) => placeholder(shape, counter.overflowed, device),
         None => make(),
     }
 }
@@ -138,8 +185,8 @@ pub(crate) fn buffer(shape: &[usize], make: impl FnOnce() -> Tensor) -> Tensor {
 /// One zero viewed as `shape`; once the count has overflowed, a bare zero
 /// (the build is refused at the next layer, and a view whose size
 /// overflows cannot be described).
-fn placeholder(shape: &[usize], overflowed: bool) -> Tensor {
-    let zero = Tensor::zeros(&[1]);
+fn placeholder(shape: &[usize], overflowed: bool, device: &Device) -> Tensor {
+    let zero = Tensor::zeros_on(&[1], device).expect("the layer's config checked its device");
     let fits = shape
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
@@ -157,6 +204,9 @@ pub(crate) fn check_count() -> Result<()> {
     match COUNTING.with(Cell::get) {
         Some(c) if c.overflowed => Err(overflow()),
         Some(c) if c.numbers > c.limit => Err(over_limit()),
+        Some(c) if c.tensors > MAX_TENSORS => Err(Error::InvalidConfig(format!(
+            "the model has more than {MAX_TENSORS} parameter tensors"
+        ))),
         _ => Ok(()),
     }
 }

@@ -6,7 +6,7 @@ use rand::Rng;
 use super::{
     Dropout, Embedding, Module, Positional, Rope, SharedRng, TokenEmbeddingConfig, sinusoidal_table,
 };
-use crate::Tensor;
+use crate::{Device, Tensor};
 
 /// Token embeddings with learned or sinusoidal positions added, or rotary
 /// positions handed to the attention layers ([`rope`](Self::rope)). Built
@@ -32,14 +32,21 @@ impl TokenEmbedding {
         config: &TokenEmbeddingConfig,
         rng: &mut impl Rng,
         dropout_rng: &SharedRng,
+        device: &Device,
     ) -> TokenEmbedding {
         let (d, max_len, std) = (config.d_model, config.max_len, config.std);
-        let tokens = Embedding::new(config.vocab_size, d, std, rng);
+        let tokens = Embedding::new(config.vocab_size, d, std, rng, device);
         let (mut positions, mut sinusoids, mut rope) = (None, None, None);
+        // The config checked the device, so the tables cannot fail.
+        let usable = "the config checked its device";
         match config.positional {
-            Positional::Learned => positions = Some(Embedding::new(max_len, d, std, rng)),
-            Positional::Sinusoidal => sinusoids = Some(sinusoidal_table(max_len, d)),
-            Positional::Rotary => rope = Some(Rope::new(config.head_dim, max_len)),
+            Positional::Learned => positions = Some(Embedding::new(max_len, d, std, rng, device)),
+            Positional::Sinusoidal => {
+                sinusoids = Some(sinusoidal_table(max_len, d, device).expect(usable))
+            }
+            Positional::Rotary => {
+                rope = Some(Rope::new(config.head_dim, max_len, device).expect(usable))
+            }
         }
         TokenEmbedding {
             tokens,

@@ -104,25 +104,35 @@ impl LayerConfig {
     }
 
     /// An encoder layer, weights from N(0, 0.02²) ([`init_encoder`](Self::init_encoder)).
-    fn build_encoder(&self, rng: &mut impl Rng, dropout: &SharedRng) -> EncoderLayer {
+    fn build_encoder(
+        &self,
+        rng: &mut impl Rng,
+        dropout: &SharedRng,
+        device: &Device,
+    ) -> EncoderLayer {
         EncoderLayer {
-            self_attn: MultiHeadAttention::new(&self.attention(), rng, dropout),
-            norm_1: self.new_norm(),
-            ff: FeedForward::new(&self.feed_forward(), rng, dropout),
-            norm_2: self.new_norm(),
+            self_attn: MultiHeadAttention::new(&self.attention(), rng, dropout, device),
+            norm_1: self.new_norm(device),
+            ff: FeedForward::new(&self.feed_forward(), rng, dropout, device),
+            norm_2: self.new_norm(device),
             placement: self.placement,
         }
     }
 
     /// A decoder layer, weights from N(0, 0.02²) ([`init_decoder`](Self::init_decoder)).
-    fn build_decoder(&self, rng: &mut impl Rng, dropout: &SharedRng) -> DecoderLayer {
+    fn build_decoder(
+        &self,
+        rng: &mut impl Rng,
+        dropout: &SharedRng,
+        device: &Device,
+    ) -> DecoderLayer {
         DecoderLayer {
-            self_attn: MultiHeadAttention::new(&self.attention(), rng, dropout),
-            norm_1: self.new_norm(),
-            cross_attn: MultiHeadAttention::new(&self.attention(), rng, dropout),
-            norm_2: self.new_norm(),
-            ff: FeedForward::new(&self.feed_forward(), rng, dropout),
-            norm_3: self.new_norm(),
+            self_attn: MultiHeadAttention::new(&self.attention(), rng, dropout, device),
+            norm_1: self.new_norm(device),
+            cross_attn: MultiHeadAttention::new(&self.attention(), rng, dropout, device),
+            norm_2: self.new_norm(device),
+            ff: FeedForward::new(&self.feed_forward(), rng, dropout, device),
+            norm_3: self.new_norm(device),
             placement: self.placement,
         }
     }
@@ -149,8 +159,8 @@ impl LayerConfig {
             .bias(self.bias)
     }
 
-    fn new_norm(&self) -> Norm {
-        Norm::new(self.norm, self.d_model, self.bias)
+    fn new_norm(&self, device: &Device) -> Norm {
+        Norm::new(self.norm, self.d_model, self.bias, device)
     }
 
     /// Checks the numbers, naming what is wrong.

@@ -22,7 +22,7 @@ pub fn grad_norm(params: &[Tensor]) -> Tensor {
         .map(|g| g.squared_norm())
         .collect();
     if squares.is_empty() {
-        return Tensor::scalar(0.0);
+        return Tensor::zeros_on(&[], &crate::Device::Cpu).expect("the CPU is always usable");
     }
     let refs: Vec<&Tensor> = squares.iter().collect();
     Tensor::stack(&refs, 0).sum().sqrt()

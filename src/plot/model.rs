@@ -25,7 +25,7 @@ pub fn token_strings(tokenizer: &dyn Tokenizer, ids: &[i64]) -> Vec<String> {
 /// use zeroformer::prelude::*;
 /// use zeroformer::tokenizer::{BpeTokenizer, Tokenizer};
 ///
-/// let model = Gpt::from_pretrained("gpt2")?;
+/// let model = Gpt::from_pretrained("gpt2", &Device::Cpu)?;
 /// let tokenizer = BpeTokenizer::from_gpt2_files("gpt2/vocab.json", "gpt2/merges.txt")?;
 /// let ids = tokenizer.encode("The cat sat on the mat because it was tired.")?;
 /// zeroformer::plot::gpt_attention(&model, &tokenizer, &ids, "attention.png")?;

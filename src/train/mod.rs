@@ -4,14 +4,20 @@
 //! that resume bit-exactly, and evaluation. Any model that maps a batch to
 //! a loss ([`Trainable`]) trains with it: the built-in GPT (batches of
 //! token windows), encoder and encoder-decoder, and your own.
+//!
+//! Imports run one way, train → models → nn: what a model needs of
+//! training (the [`Trainable`] trait, evaluation) lives in `models` and is
+//! re-exported here.
 
 mod config;
+mod data_parallel;
+mod language_model;
 pub mod memory;
 mod metrics;
-mod objective;
 mod trainer;
 
+pub use crate::models::{Batch, Trainable, batch_losses, mean_loss};
 pub use config::TrainConfig;
+pub use data_parallel::forward_backward;
 pub use metrics::{MetricsWriter, Record, read_metrics};
-pub use objective::{Batch, Trainable, batch_losses, forward_backward, mean_loss};
 pub use trainer::{StepStats, Trainer};

@@ -7,13 +7,14 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::TrainConfig;
-use super::objective::{Trainable, batch_losses, forward_backward};
+use super::data_parallel::forward_backward;
+use super::memory::check_step_fits;
 use crate::checkpoint::Checkpoint;
-use crate::models::{Gpt, MODEL_CONFIG_KEY, Persist};
+use crate::models::{Batch, MODEL_CONFIG_KEY, Persist, Trainable, batch_losses};
 use crate::optim::{
     Adam, AdamConfig, Optimizer, ParamGroup, clip_coefficient, decay_groups, grad_norm,
 };
-use crate::{DType, Error, Result, Tensor, no_grad};
+use crate::{DType, Device, Error, Result, Tensor, no_grad};
 
 /// What one step did, for logging. The loss and norm are zero-dimensional
 /// tensors on the model's device: reading one (`stats.loss.item()`) waits
@@ -30,9 +31,10 @@ pub struct StepStats {
 }
 
 /// A model being trained, with everything a bit-exact resume needs: any
-/// [`Trainable`] model (GPT by default), AdamW with decoupled weight decay
-/// on matrices, the warmup-cosine schedule, and the random streams that
-/// draw training and evaluation batches.
+/// [`Trainable`] model, AdamW with decoupled weight decay on matrices, the
+/// warmup-cosine schedule, and the random streams that draw training and
+/// evaluation batches. The model is built first, on the device it trains
+/// on (`config.init(&device, seed)`), and handed over.
 ///
 /// ```
 /// use zeroformer::prelude::*;
@@ -40,8 +42,9 @@ pub struct StepStats {
 /// use zeroformer::train::{TrainConfig, Trainer};
 /// let config = EncoderDecoderConfig::preset("transformer-tiny", 12, 12, 8)?;
 /// let model = config.init(&Device::Cpu, 0)?;
-/// let mut trainer = Trainer::from_model(model, TrainConfig::nanogpt_cpu(10))?;
-/// // A batch source draws from the trainer's data stream.
+/// let mut trainer = Trainer::new(model, TrainConfig::nanogpt_cpu(10))?;
+/// // A batch source draws from the trainer's data stream; the trainer moves
+/// // each batch to the model's device.
 /// let stats = trainer.train_step_with(|rng| {
 ///     let ids: Vec<i64> = (0..8).map(|_| rng.gen_range(2..12)).collect();
 ///     let t = Tensor::from_ids(ids, &[2, 4]);
@@ -50,7 +53,7 @@ pub struct StepStats {
 /// assert!(stats.loss.item() > 0.0);
 /// # Ok::<(), zeroformer::Error>(())
 /// ```
-pub struct Trainer<M: Trainable = Gpt> {
+pub struct Trainer<M: Trainable> {
     /// The model.
     pub model: M,
     /// AdamW over the model's parameters.
@@ -89,13 +92,15 @@ const DATA_STREAM: u64 = 1;
 const EVAL_STREAM: u64 = 0xe7a1;
 
 impl<M: Trainable> Trainer<M> {
-    /// A trainer for `model` as built (its parameters in two AdamW groups,
-    /// matrices decayed and the rest not, or in one decayed group with
-    /// [`TrainConfig::decay_all`]). The config is validated and the
-    /// model's [`check_step`](Trainable::check_step) run.
-    pub fn from_model(model: M, config: TrainConfig) -> Result<Trainer<M>> {
+    /// A trainer for `model` as built, on its device (its parameters in two
+    /// AdamW groups, matrices decayed and the rest not, or in one decayed
+    /// group with [`TrainConfig::decay_all`]). The config is validated, and
+    /// a step's memory checked against what the device has
+    /// ([`memory::check_step_fits`](super::memory::check_step_fits)) before
+    /// any step allocates.
+    pub fn new(model: M, config: TrainConfig) -> Result<Trainer<M>> {
         config.validate()?;
-        model.check_step(&config)?;
+        check_step_fits(&model, &config)?;
         let adam = AdamConfig {
             beta1: config.beta1,
             beta2: config.beta2,
@@ -147,7 +152,7 @@ impl<M: Trainable> Trainer<M> {
                 self.config.seed, config.seed
             )));
         }
-        self.model.check_step(&config)?;
+        check_step_fits(&self.model, &config)?;
         self.optimizer.config.beta1 = config.beta1;
         self.optimizer.config.beta2 = config.beta2;
         self.optimizer.config.eps = config.eps;
@@ -158,7 +163,8 @@ impl<M: Trainable> Trainer<M> {
     }
 
     /// One optimisation step: `grad_accum` micro-batches drawn by
-    /// `next_batch` from the trainer's data stream, each forward and
+    /// `next_batch` from the trainer's data stream (and moved to the
+    /// model's device, where they are not there already), each forward and
     /// backward data parallel in [`shards`](Self::shards) (see
     /// [`forward_backward`]), then the gradient clip and AdamW at the
     /// scheduled learning rate, folded into one update on the model's
@@ -170,33 +176,36 @@ impl<M: Trainable> Trainer<M> {
     /// device, and every update after it until the check: the model and
     /// optimizer stay as the step before left them. The check then returns
     /// [`Error::Diverged`] naming that step and winds [`step`](Self::step)
-    /// back to just before it.
+    /// back to just before it. A batch that cannot be moved to the model's
+    /// device is an error, and the step is not taken.
     pub fn train_step_with(
         &mut self,
         next_batch: impl FnMut(&mut ChaCha8Rng) -> M::Batch + Send,
     ) -> Result<StepStats> {
-        // The whole step in the device's scope, loss and clip included (the
-        // forward, backward and AdamW would each enter it anyway).
-        let stats = self
-            .model
-            .device()
-            .scope(|| self.train_step_on_this_thread(next_batch));
+        // The step's one entry into the device: on the CPU, its thousands of
+        // kernels are then issued from a pool worker (see `Device::scope`).
+        let device = self.model.device();
+        let stats = device.scope(|| self.take_step(&device, next_batch))?;
         if self.step % self.check_every.max(1) == 0 {
             self.check_finite()?;
         }
         Ok(stats)
     }
 
-    fn train_step_on_this_thread(
+    /// The step itself, inside the device's scope.
+    fn take_step(
         &mut self,
+        device: &Device,
         mut next_batch: impl FnMut(&mut ChaCha8Rng) -> M::Batch,
-    ) -> StepStats {
+    ) -> Result<StepStats> {
+        let batches = (0..self.config.grad_accum)
+            .map(|_| next_batch(&mut self.data_rng).to_device(device))
+            .collect::<Result<Vec<_>>>()?;
         let lr = self.config.lr_at(self.step);
         self.optimizer.set_lr(lr);
         let accum = self.config.grad_accum;
         let mut loss_sum: Option<Tensor> = None;
-        for _ in 0..accum {
-            let batch = next_batch(&mut self.data_rng);
+        for batch in batches {
             // Each micro-batch contributes 1/accum of the mean gradient.
             let weight = 1.0 / accum as f32;
             let loss = forward_backward(&self.model, &batch, weight, self.shards);
@@ -227,11 +236,11 @@ impl<M: Trainable> Trainer<M> {
         self.optimizer.step_scaled(&scale);
         self.optimizer.zero_grad();
         self.step += 1;
-        StepStats {
+        Ok(StepStats {
             loss,
             lr,
             grad_norm,
-        }
+        })
     }
 
     /// Notes on the device whether this step is the first non-finite one
@@ -295,22 +304,23 @@ impl<M: Trainable> Trainer<M> {
 
     /// Mean loss over `batches` batches drawn by `next_batch` from the
     /// trainer's evaluation stream (seeded from the config's seed, saved in
-    /// checkpoints). The batches are drawn first, in order, then evaluated
-    /// side by side on the pool's threads (see
-    /// [`batch_losses`](super::batch_losses)), in
+    /// checkpoints) and moved to the model's device. The batches are drawn
+    /// first, in order, then evaluated side by side on the pool's threads
+    /// (see [`batch_losses`](super::batch_losses)), in
     /// [`eval_mode`](crate::eval_mode).
     pub fn estimate_loss_with(
         &mut self,
         batches: usize,
         mut next_batch: impl FnMut(&mut ChaCha8Rng) -> M::Batch,
-    ) -> f32 {
-        let drawn: Vec<_> = (0..batches)
-            .map(|_| next_batch(&mut self.eval_rng))
-            .collect();
+    ) -> Result<f32> {
+        let device = self.model.device();
+        let drawn = (0..batches)
+            .map(|_| next_batch(&mut self.eval_rng).to_device(&device))
+            .collect::<Result<Vec<_>>>()?;
         let total: f32 = crate::eval_mode(|| batch_losses(&self.model, &drawn))
             .iter()
             .sum();
-        total / batches as f32
+        Ok(total / batches as f32)
     }
 }
 
@@ -347,8 +357,9 @@ impl<M: Trainable + Persist> Trainer<M> {
         ckpt.save(path)
     }
 
-    /// Rebuilds a trainer from a checkpoint written by [`save`](Self::save)
-    /// (name the model type: `Trainer::<Gpt>::resume(path)`). Returns it
+    /// Rebuilds a trainer from a checkpoint written by [`save`](Self::save),
+    /// its model on `device` (name the model type:
+    /// `Trainer::<Gpt>::resume(path, &device)`). Returns it
     /// with the checkpoint, whose other metadata (the tokenizer) the caller
     /// may need. Before anything is allocated, the model config is checked
     /// against the tensors the file holds (their count of numbers, then
@@ -356,7 +367,7 @@ impl<M: Trainable + Persist> Trainer<M> {
     /// step's memory checked; the step must agree with the optimizer's. A
     /// checkpoint without an evaluation stream or best loss (one written
     /// without them) starts them afresh.
-    pub fn resume(path: impl AsRef<Path>) -> Result<(Trainer<M>, Checkpoint)> {
+    pub fn resume(path: impl AsRef<Path>, device: &Device) -> Result<(Trainer<M>, Checkpoint)> {
         let path = path.as_ref();
         let ckpt = Checkpoint::load(path)?;
         let bad = |message: String| Error::Checkpoint {
@@ -378,8 +389,8 @@ impl<M: Trainable + Persist> Trainer<M> {
                 "optim.step {optimizer_steps} differs from step {step}"
             )));
         }
-        let model = M::from_checkpoint(&ckpt, "model.")?;
-        let mut trainer = Trainer::from_model(model, config)?;
+        let model = M::from_checkpoint(&ckpt, "model.", device)?;
+        let mut trainer = Trainer::new(model, config)?;
         ckpt.load_optimizer("optim.", &mut trainer.optimizer)?;
         if let Some(rng) = trainer.model.dropout_rng() {
             ckpt.load_shared_rng("rng.dropout", rng)?;

@@ -218,3 +218,22 @@ pub fn tiny_gpt(dropout: f32) -> GptConfig {
         ..GptConfig::default()
     }
 }
+
+/// A trainer of a fresh GPT of `config` on `device`, seeded by the run's
+/// seed: what a training script writes, `Trainer::new(config.init(&device,
+/// train.seed)?, train)`.
+pub fn gpt_trainer_on(
+    config: &GptConfig,
+    train: zeroformer::train::TrainConfig,
+    device: &Device,
+) -> zeroformer::Result<zeroformer::train::Trainer<zeroformer::Gpt>> {
+    zeroformer::train::Trainer::new(config.init(device, train.seed)?, train)
+}
+
+/// [`gpt_trainer_on`] the CPU.
+pub fn gpt_trainer(
+    config: &GptConfig,
+    train: zeroformer::train::TrainConfig,
+) -> zeroformer::Result<zeroformer::train::Trainer<zeroformer::Gpt>> {
+    gpt_trainer_on(config, train, &Device::Cpu)
+}

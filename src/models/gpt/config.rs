@@ -1,11 +1,10 @@
 //! The shape of a GPT: presets, validation, parameter counts, and the
-//! memory a training step of it holds.
+//! activations a training step of it holds.
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::Checkpoint;
+use crate::models::objective::composed_attention;
 use crate::nn::MoeConfig;
-use crate::train::{TrainConfig, memory};
 use crate::{Device, Error, Result};
 
 /// The shape of a GPT.
@@ -198,176 +197,41 @@ impl GptConfig {
         if let Some(moe) = &self.moe {
             moe.validate()?;
         }
-        if self.parameter_count().is_none() {
-            return bad(format!("the parameter count overflows: {self:?}"));
-        }
         Ok(())
     }
 
-    /// How many numbers a model of this shape holds, `None` when that
-    /// overflows: `V·C + T·C + L·(12C² + 2C) + C`, plus `11C` of biases per
-    /// layer and `C` at the end when `bias` is set; a block with experts
-    /// holds `E` copies of the MLP (`8C²`, `5C` of biases) and the router's
-    /// `E·C` in its place.
+    /// How many numbers a model of this shape holds, counted by building
+    /// it with placeholders ([`count_parameters`](crate::nn::count_parameters):
+    /// nothing drawn or allocated at full size); `None` for a config that
+    /// makes no model or whose count overflows.
     pub fn parameter_count(&self) -> Option<u64> {
-        let [v, t, c, l] =
-            [self.vocab_size, self.block_size, self.n_embd, self.n_layer].map(|d| d as u64);
-        let (layer_bias, end_bias) = if self.bias { (11, 1) } else { (0, 0) };
-        let per_layer = c
-            .checked_mul(c)?
-            .checked_mul(12)?
-            .checked_add(c.checked_mul(2 + layer_bias)?)?;
-        let dense = v
-            .checked_add(t)?
-            .checked_mul(c)?
-            .checked_add(l.checked_mul(per_layer)?)?
-            .checked_add(c.checked_mul(1 + end_bias)?)?;
-        let Some(moe) = &self.moe else {
-            return Some(dense);
-        };
-        let experts = moe.n_experts as u64;
-        let mlp_bias = if self.bias { 5 } else { 0 };
-        let mlp = c
-            .checked_mul(c)?
-            .checked_mul(8)?
-            .checked_add(c.checked_mul(mlp_bias)?)?;
-        // Per block with experts: E - 1 more MLPs, and the router.
-        let extra = experts
-            .checked_sub(1)?
-            .checked_mul(mlp)?
-            .checked_add(experts.checked_mul(c)?)?;
-        dense.checked_add((self.expert_blocks() as u64).checked_mul(extra)?)
-    }
-
-    /// How many parameter tensors a model of this shape has (`None` on overflow).
-    pub fn parameter_tensors(&self) -> Option<usize> {
-        let per_layer = if self.bias { 12 } else { 6 };
-        let mlp = if self.bias { 4 } else { 2 };
-        let end = if self.bias { 2 } else { 1 };
-        let experts = self.moe.as_ref().map_or(0, |m| m.n_experts);
-        // A block with experts: the router and E MLPs instead of one.
-        let extra = match self.expert_blocks() {
-            0 => 0,
-            blocks => {
-                blocks.checked_mul(experts.checked_sub(1)?.checked_mul(mlp)?.checked_add(1)?)?
-            }
-        };
-        self.n_layer
-            .checked_mul(per_layer)?
-            .checked_add(2 + end)?
-            .checked_add(extra)
-    }
-
-    /// Every parameter's name and shape, in the order of
-    /// [`Module::named_parameters`](crate::nn::Module::named_parameters), computed from the numbers alone (a
-    /// lazy iterator: nothing is allocated per layer up front). Loaders
-    /// compare a checkpoint against it before building a model.
-    ///
-    /// ```
-    /// use zeroformer::{Device, GptConfig};
-    /// use zeroformer::nn::Module;
-    /// let config = GptConfig::preset("cpu-mini", 65).unwrap();
-    /// let model = config.init(&Device::Cpu, 0).unwrap();
-    /// let from_numbers: Vec<_> = config.parameter_shapes().collect();
-    /// let built: Vec<_> = model.named_parameters().into_iter().map(|(n, t)| (n, t.shape().to_vec())).collect();
-    /// assert_eq!(from_numbers, built);
-    /// ```
-    pub fn parameter_shapes(&self) -> impl Iterator<Item = (String, Vec<usize>)> + '_ {
-        let (v, t, c, bias) = (self.vocab_size, self.block_size, self.n_embd, self.bias);
-        let linear = move |name: String, out: usize, inp: usize| {
-            let b = bias.then(|| (format!("{name}.bias"), vec![out]));
-            std::iter::once((format!("{name}.weight"), vec![out, inp])).chain(b)
-        };
-        let norm = move |name: String| {
-            let b = bias.then(|| (format!("{name}.bias"), vec![c]));
-            std::iter::once((format!("{name}.weight"), vec![c])).chain(b)
-        };
-        let mlp = move |p: String| {
-            linear(format!("{p}.fc"), 4 * c, c).chain(linear(format!("{p}.proj"), c, 4 * c))
-        };
-        let blocks = (0..self.n_layer).flat_map(move |i| {
-            let p = format!("blocks.{i}.");
-            let layer: Box<dyn Iterator<Item = _>> = match &self.moe {
-                Some(moe) if self.has_experts(i) => {
-                    let experts = format!("{p}mlp.experts");
-                    Box::new(
-                        std::iter::once((format!("{p}mlp.router.weight"), vec![moe.n_experts, c]))
-                            .chain(
-                                (0..moe.n_experts).flat_map(move |e| mlp(format!("{experts}.{e}"))),
-                            ),
-                    )
-                }
-                _ => Box::new(mlp(format!("{p}mlp"))),
-            };
-            norm(format!("{p}ln_1"))
-                .chain(linear(format!("{p}attn.qkv"), 3 * c, c))
-                .chain(linear(format!("{p}attn.proj"), c, c))
-                .chain(norm(format!("{p}ln_2")))
-                .chain(layer)
-        });
-        [
-            ("wte.weight".to_string(), vec![v, c]),
-            ("wpe.weight".to_string(), vec![t, c]),
-        ]
-        .into_iter()
-        .chain(blocks)
-        .chain(norm("ln_f".into()))
-    }
-
-    /// The config stored under `model_config` in `ckpt`, checked before
-    /// anything is allocated: it must make a model, and the model's
-    /// parameters (their count, names and shapes) must be exactly the
-    /// tensors under `prefix` in the file. So a model built from it
-    /// allocates what the file already holds, whatever the metadata claims.
-    pub fn from_checkpoint(ckpt: &Checkpoint, prefix: &str) -> Result<GptConfig> {
-        let config: GptConfig = serde_json::from_str(ckpt.require_meta("model_config")?)
-            .map_err(|e| ckpt.error(format!("model_config: {e}")))?;
-        config.check_against(ckpt, prefix)?;
-        Ok(config)
-    }
-
-    /// Checks that this config makes a model whose parameters (their count,
-    /// names and shapes) are exactly the tensors under `prefix` in `ckpt`.
-    pub fn check_against(&self, ckpt: &Checkpoint, prefix: &str) -> Result<()> {
-        self.validate()
-            .map_err(|e| ckpt.error(format!("model_config: {e}")))?;
-        let expected = self.parameter_tensors().expect("validated");
-        ckpt.check_tensors(prefix, expected, self.parameter_shapes())
-            .map_err(|e| {
-                ckpt.error(format!(
-                    "model_config {self:?} does not fit the tensors: {e}"
-                ))
-            })
+        crate::nn::count_parameters(|| self.build(&Device::Cpu, 0)).ok()
     }
 }
 
 impl GptConfig {
-    /// About how many bytes a process training this model with `config` on
-    /// `device` holds at the peak of a step (`None` if that overflows). Per
-    /// token of the window ([`TrainConfig::context`], else the model's) the
-    /// activations are about 26 widths a layer (the block's saved inputs and
-    /// outputs, the heads' contiguous copies, and the buffers the pool keeps
-    /// for reuse), four at the ends, and three vocabulary-wide rows (the
-    /// logits, their log-probabilities and gradient). With activation
-    /// checkpointing a block keeps one width, and one block's 26 are held
-    /// again during its backward; a block with experts adds its MLP's
-    /// activations for each further expert a token visits and the gathered
-    /// rows. Calibrated against `examples/step_time` (cpu-mini at batch 12 to
+    /// About how many f32 values of activations a training step of this
+    /// model holds at its peak for each token of `window`-token sequences
+    /// (`None` on overflow): about 26 widths a layer (the block's saved
+    /// inputs and outputs, the heads' contiguous copies, and the buffers the
+    /// pool keeps for reuse), four at the ends, and three vocabulary-wide
+    /// rows (the logits, their log-probabilities and gradient). With
+    /// activation checkpointing a block keeps one width, and one block's 26
+    /// are held again during its backward; a block with experts adds its
+    /// MLP's activations for each further expert a token visits and the
+    /// gathered rows. With the parameters, gradients and moments
+    /// ([`train::memory::step_bytes`](crate::train::memory::step_bytes)),
+    /// calibrated against `examples/step_time` (cpu-mini at batch 12 to
     /// 512, gpt-mini, shakespeare-char, GPT-2 on 64-token windows, cpu-mini
     /// checkpointed and with 4 experts): 3-19% above the peak.
     ///
     /// ```
-    /// use zeroformer::{Device, GptConfig};
-    /// use zeroformer::train::TrainConfig;
-    ///
+    /// use zeroformer::GptConfig;
     /// let model = GptConfig::preset("gpt2", 0).unwrap();
-    /// let short = TrainConfig { batch_size: 32, context: Some(64), ..TrainConfig::nanogpt_cpu(100) };
-    /// let bytes = model.step_memory(&short, &Device::Cpu).unwrap();
-    /// // 124M parameters, their gradients and moments are 2 GiB; 2,048 tokens'
-    /// // activations about 3 GiB more.
-    /// assert!(bytes > 5 << 30, "{bytes}");
+    /// // 26 widths of 768 a layer, four more and three rows of the vocabulary.
+    /// assert_eq!(model.activations_per_token(64), Some(12 * 26 * 768 + 4 * 768 + 3 * 50257));
     /// ```
-    pub fn step_memory(&self, config: &TrainConfig, device: &Device) -> Option<u64> {
+    pub fn activations_per_token(&self, window: usize) -> Option<u64> {
         let model = self;
         let (c, l, v) = (
             model.n_embd as u64,
@@ -404,15 +268,12 @@ impl GptConfig {
             .checked_add(moe_blocks.checked_mul(moe_block)?)?
             .checked_add(c.checked_mul(4)?)?
             .checked_add(v.checked_mul(3)?)?;
-        let window = config.context.unwrap_or(model.block_size);
         let attentions = if checkpointed {
             1 + model.expert_blocks()
         } else {
             model.n_layer
         };
-        let attention =
-            memory::composed_attention(model.dropout, attentions, model.n_head, window)?;
-        let per_token = per_token.checked_add(attention)?;
-        memory::step_bytes(model.parameter_count()?, config, window, per_token, device)
+        let attention = composed_attention(model.dropout, attentions, model.n_head, window)?;
+        per_token.checked_add(attention)
     }
 }

@@ -6,14 +6,13 @@ mod training;
 
 pub use config::GptConfig;
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-
+use super::ModelInit;
+use crate::nn::shape_only::count_within;
 use crate::nn::{
     BlockMlp, Dropout, Embedding, EmbeddingConfig, FeedForwardConfig, GptBlock, KvCache, LayerNorm,
     LayerNormConfig, Module, MultiHeadAttentionConfig, Routing, SharedRng,
 };
-use crate::{DType, Device, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 
 /// A decoder-only Transformer: token and learned position embeddings,
 /// pre-norm blocks, a final LayerNorm, and an output head tied to the token
@@ -52,8 +51,8 @@ impl GptConfig {
     /// (0.02 / √(2·n_layer))²), biases zero, LayerNorm weights one. Dropout
     /// draws from a stream seeded by `seed` too: a model is the root of its
     /// randomness, as `torch.manual_seed` before `GPT(config)` is, where a
-    /// layer's `init` draws from its model's generator. The device's memory
-    /// is checked for the parameters first.
+    /// layer's `init` draws from its model's generator. The config is
+    /// validated and the device's memory checked for the parameters first.
     ///
     /// ```
     /// use zeroformer::prelude::*;
@@ -63,26 +62,42 @@ impl GptConfig {
     /// # Ok::<(), zeroformer::Error>(())
     /// ```
     pub fn init(&self, device: &Device, seed: u64) -> Result<Gpt> {
-        device.as_default(|| Gpt::new(self.clone(), seed))
+        self.validate()?;
+        // Counted first, stopping once past what the device can hold.
+        let fits = device
+            .available_memory()
+            .map_or(u64::MAX, |bytes| bytes / 4);
+        match count_within(fits, || self.build(&Device::Cpu, 0))? {
+            Some(count) => device.check_fits(
+                count.saturating_mul(4),
+                &format!("a model of {count} parameters"),
+            )?,
+            None if fits == u64::MAX => {
+                return Err(Error::InvalidConfig(format!(
+                    "the parameter count overflows: {self:?}"
+                )));
+            }
+            None => device.check_fits(
+                fits.saturating_add(1).saturating_mul(4),
+                &format!("a model of more than {fits} parameters"),
+            )?,
+        }
+        self.build(device, seed)
     }
-}
 
-impl Gpt {
-    /// [`GptConfig::init`] on the default device.
-    pub(crate) fn new(config: GptConfig, seed: u64) -> Result<Gpt> {
-        config.validate()?;
-        let count = config.parameter_count().expect("validated");
-        crate::default_device().check_fits(
-            count.saturating_mul(4),
-            &format!("a model of {count} parameters"),
-        )?;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let dropout_rng = SharedRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
+    /// The model's layers, from `seed`'s streams on `device`, for a
+    /// validated config (what `init` builds, and a counting build counts).
+    pub(super) fn build(&self, device: &Device, seed: u64) -> Result<Gpt> {
+        let ModelInit {
+            device,
+            mut rng,
+            dropout: dropout_rng,
+        } = ModelInit::new(device, seed)?;
+        let config = self.clone();
         let (c, std) = (config.n_embd, 0.02);
         let proj_std = std / (2.0 * config.n_layer as f32).sqrt();
-        let device = crate::default_device();
-        let wte = EmbeddingConfig::new(config.vocab_size, c).init(&device, &mut rng)?;
-        let wpe = EmbeddingConfig::new(config.block_size, c).init(&device, &mut rng)?;
+        let wte = EmbeddingConfig::new(config.vocab_size, c).init(device, &mut rng)?;
+        let wpe = EmbeddingConfig::new(config.block_size, c).init(device, &mut rng)?;
         let norm = LayerNormConfig::new(c).bias(config.bias);
         let attention = MultiHeadAttentionConfig::new(c, config.n_head)
             .bias(config.bias)
@@ -95,17 +110,17 @@ impl Gpt {
         let blocks = (0..config.n_layer)
             .map(|layer| {
                 Ok(GptBlock {
-                    ln_1: norm.init(&device)?,
+                    ln_1: norm.init(device)?,
                     attn: attention
                         .window(config.attention_window(layer))
-                        .init_with_dropout(&device, &mut rng, &dropout_rng)?,
-                    ln_2: norm.init(&device)?,
+                        .init_with_dropout(device, &mut rng, &dropout_rng)?,
+                    ln_2: norm.init(device)?,
                     mlp: match &config.moe {
                         Some(moe) if config.has_experts(layer) => BlockMlp::Experts(
-                            moe.init_with_dropout(&mlp, &device, &mut rng, &dropout_rng)?,
+                            moe.init_with_dropout(&mlp, device, &mut rng, &dropout_rng)?,
                         ),
                         _ => BlockMlp::Dense(mlp.init_with_dropout(
-                            &device,
+                            device,
                             &mut rng,
                             &dropout_rng,
                         )?),
@@ -115,7 +130,7 @@ impl Gpt {
             .collect::<Result<Vec<_>>>()?;
         Ok(Gpt {
             head_int8: None,
-            ln_f: norm.init(&device)?,
+            ln_f: norm.init(device)?,
             drop: Dropout::new(config.dropout, dropout_rng.clone()),
             config,
             wte,
@@ -124,7 +139,9 @@ impl Gpt {
             dropout_rng,
         })
     }
+}
 
+impl Gpt {
     /// Keeps int8 copies (one scale per row) of every matrix the model
     /// multiplies by: the blocks' linear layers and the tied output head.
     /// Without gradients (generation, evaluation) the forward then reads
@@ -245,19 +262,6 @@ impl Gpt {
     }
 
     fn forward_impl(
-        &self,
-        ids: &Tensor,
-        cache: Option<&mut KvCache>,
-        weights: bool,
-        last_only: bool,
-    ) -> (Tensor, Vec<Tensor>, Vec<Routing>) {
-        // In the device's scope: on the CPU, the layers' kernels then run
-        // without a thread hand-off each.
-        ids.device()
-            .scope(|| self.forward_on_this_thread(ids, cache, weights, last_only))
-    }
-
-    fn forward_on_this_thread(
         &self,
         ids: &Tensor,
         mut cache: Option<&mut KvCache>,

@@ -1,12 +1,11 @@
-//! How a GPT trains: its loss for the [`Trainer`](crate::train::Trainer),
-//! the trainer built from a config, and the evaluation on a split.
+//! How a GPT trains: its loss and memory for the
+//! [`Trainer`](crate::train::Trainer), and the evaluation on a split.
 
-use super::{Gpt, GptConfig};
+use super::Gpt;
+use crate::Tensor;
 use crate::data;
-use crate::nn::Module;
-use crate::nn::SharedRng;
-use crate::train::{StepStats, TrainConfig, Trainable, Trainer, mean_loss, memory};
-use crate::{Device, Result, Tensor};
+use crate::models::{Trainable, mean_loss};
+use crate::nn::{Module, SharedRng};
 
 /// `(inputs, targets)`: `[batch, time]` ids and the next token of each.
 impl Trainable for Gpt {
@@ -36,44 +35,12 @@ impl Trainable for Gpt {
         targets.numel()
     }
 
-    fn check_step(&self, train: &TrainConfig) -> Result<()> {
-        check_step_fits(&self.config, train, &self.device())
-    }
-}
-
-impl Trainer<Gpt> {
-    /// A fresh GPT (initialised from `config.seed`) and optimizer, on the
-    /// default device (`device.as_default(|| Trainer::new(..))` trains on
-    /// `device`). Both configs are validated, and the step's memory
-    /// ([`GptConfig::step_memory`]) is checked against what the
-    /// device has before anything is allocated.
-    pub fn new(model_config: GptConfig, config: TrainConfig) -> Result<Trainer> {
-        config.validate()?;
-        model_config.validate()?;
-        check_step_fits(&model_config, &config, &crate::default_device())?;
-        let model = Gpt::new(model_config, config.seed)?;
-        Trainer::from_model(model, config)
+    fn max_len(&self) -> Option<usize> {
+        Some(self.config.block_size)
     }
 
-    /// One optimisation step on random windows of `tokens`, each
-    /// [`TrainConfig::context`] tokens long (else the model's context; see
-    /// [`train_step_with`](Self::train_step_with)).
-    pub fn train_step(&mut self, tokens: &[i64]) -> Result<StepStats> {
-        let batch = self.config.batch_size;
-        let context = self.config.context.unwrap_or(self.model.config.block_size);
-        let device = self.model.device();
-        self.train_step_with(|rng| data::random_batch(tokens, batch, context, rng, &device))
-    }
-
-    /// Mean loss over `batches` random windows of `tokens` (nanoGPT's
-    /// estimate_loss; see [`estimate_loss_with`](Self::estimate_loss_with)).
-    pub fn estimate_loss(&mut self, tokens: &[i64], batches: usize) -> f32 {
-        let batch = self.config.batch_size;
-        let context = self.config.context.unwrap_or(self.model.config.block_size);
-        let device = self.model.device();
-        self.estimate_loss_with(batches, |rng| {
-            data::random_batch(tokens, batch, context, rng, &device)
-        })
+    fn activations_per_token(&self, window: usize) -> Option<u64> {
+        self.config.activations_per_token(window)
     }
 }
 
@@ -88,16 +55,4 @@ impl Gpt {
             data::sliding_windows(tokens, context, context, batch, &self.device()).collect();
         mean_loss(self, &windows)
     }
-}
-
-/// [`GptConfig::step_memory`] against what `device` has
-/// ([`memory::check_step_fits`]).
-fn check_step_fits(model: &GptConfig, train: &TrainConfig, device: &Device) -> Result<()> {
-    memory::check_step_fits(
-        train,
-        model.block_size,
-        model.parameter_count(),
-        || model.step_memory(train, device),
-        device,
-    )
 }

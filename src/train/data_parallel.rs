@@ -1,99 +1,12 @@
-//! What the trainer needs of a model ([`Trainable`]: a batch type whose
-//! examples can be cut into shards, and the batch's mean loss), the
-//! data-parallel forward and backward built on it, and evaluation.
+//! The data-parallel forward and backward of one micro-batch: whole
+//! sequences per shard, each shard on its own thread with its own graph,
+//! and the shards' gradients summed in a fixed order.
 
-use crate::nn::Module;
-use crate::nn::SharedRng;
-use crate::train::TrainConfig;
-use crate::{Result, Tensor, no_grad};
+use std::collections::HashMap;
 
-/// A batch of examples, along the first dimension of each of its tensors.
-pub trait Batch: Sync {
-    /// How many examples it holds.
-    fn len(&self) -> usize;
-
-    /// Examples `start..start + len` (views, no copies).
-    fn slice(&self, start: usize, len: usize) -> Self;
-
-    /// True for a batch without examples.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl Batch for Tensor {
-    fn len(&self) -> usize {
-        self.shape().first().copied().unwrap_or(0)
-    }
-
-    fn slice(&self, start: usize, len: usize) -> Self {
-        self.narrow(0, start, len)
-    }
-}
-
-macro_rules! tuple_batch {
-    ($first:ident $(, $rest:ident)*) => {
-        /// Tensors of one batch side by side (inputs, targets, masks): as
-        /// many examples as the first holds.
-        impl<$first: Batch $(, $rest: Batch)*> Batch for ($first, $($rest,)*) {
-            fn len(&self) -> usize {
-                self.0.len()
-            }
-
-            #[allow(non_snake_case)]
-            fn slice(&self, start: usize, len: usize) -> Self {
-                let ($first, $($rest,)*) = self;
-                ($first.slice(start, len), $($rest.slice(start, len),)*)
-            }
-        }
-    };
-}
-
-tuple_batch!(A, B);
-tuple_batch!(A, B, C);
-tuple_batch!(A, B, C, D);
-
-/// A model the [`Trainer`](crate::train::Trainer) can train: it maps a
-/// batch to its mean loss. Implement it for your own model to get
-/// accumulation, clipping, the schedule, data-parallel steps and
-/// evaluation; with [`Persist`](crate::models::Persist) too, checkpoints
-/// and bit-exact resume.
-pub trait Trainable: Module + Send + Sync {
-    /// What one loss is computed from.
-    type Batch: Batch;
-
-    /// The batch's mean loss: a one-element tensor with a graph.
-    fn loss(&self, batch: &Self::Batch) -> Tensor;
-
-    /// The loss that evaluation reports ([`mean_loss`], [`batch_losses`]):
-    /// the training loss by default; a model whose training adds
-    /// regularisers (GPT's router losses) reports its task loss alone.
-    fn evaluation_loss(&self, batch: &Self::Batch) -> Tensor {
-        self.loss(batch)
-    }
-
-    /// The stream dropout draws from, saved with a checkpoint (none by
-    /// default: no dropout, or a stream the model does not expose).
-    fn dropout_rng(&self) -> Option<&SharedRng> {
-        None
-    }
-
-    /// How much the batch's mean loss weighs in a mean over many batches
-    /// ([`mean_loss`]): the number of terms it averages. Its examples by
-    /// default; a model whose loss averages over tokens says so (GPT: every
-    /// target).
-    fn loss_weight(&self, batch: &Self::Batch) -> usize {
-        batch.len()
-    }
-
-    /// Checks, before a step allocates anything, that training with
-    /// `train` fits in memory (an error a user can act on). Nothing to
-    /// check by default.
-    fn check_step(&self, train: &TrainConfig) -> Result<()> {
-        let _ = train;
-        Ok(())
-    }
-}
+use crate::autograd::{self, add_in_place_if_unique};
+use crate::models::{Batch, Trainable};
+use crate::{Tensor, no_grad};
 
 /// Forward and backward of `model` on one batch (for GPT, `(inputs,
 /// targets)` of `[batch, time]` ids): adds `weight` times the gradient of
@@ -111,7 +24,7 @@ pub trait Trainable: Module + Send + Sync {
 /// across threads (each thread packs the same operand again, and waits for
 /// the others at every kernel), while whole sequences per thread keep every
 /// thread busy until the gradients are summed. A model with dropout runs
-/// its batch whole ([`Module::draws_randomly`]): its masks come from one
+/// its batch whole ([`Module::draws_randomly`](crate::nn::Module::draws_randomly)): its masks come from one
 /// stream, drawn in order.
 ///
 /// ```
@@ -156,11 +69,11 @@ pub fn forward_backward<M: Trainable>(
         let seed = loss.full_like(weight * share);
         (
             no_grad(|| loss.detach().mul_scalar(share)),
-            crate::autograd::leaf_gradients(&loss, seed),
+            autograd::leaf_gradients(&loss, seed),
         )
     });
     let (losses, grads): (Vec<Tensor>, Vec<_>) = per_shard.into_iter().unzip();
-    crate::autograd::accumulate_shard_gradients(&device, grads);
+    accumulate_shard_gradients(&device, grads);
     no_grad(|| {
         losses
             .into_iter()
@@ -169,66 +82,42 @@ pub fn forward_backward<M: Trainable>(
     })
 }
 
-/// The mean loss of `model` over every batch of a split (a whole validation
-/// set, say), each batch weighted by [`Trainable::loss_weight`]: the mean
-/// over examples (or, for GPT, over targets), whatever the batch sizes.
-/// Without gradients, in [`eval_mode`](crate::eval_mode); the batches run
-/// side by side as in
-/// [`batch_losses`]. NaN when there are no batches.
-///
-/// ```
-/// use zeroformer::{Device, GptConfig, Tensor};
-/// use zeroformer::train::mean_loss;
-///
-/// let config = GptConfig { vocab_size: 10, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: false, ..GptConfig::default() };
-/// let model = config.init(&Device::Cpu, 0).unwrap();
-/// let ids = |v: Vec<i64>, rows| Tensor::from_ids(v, &[rows, 2]);
-/// let split = vec![
-///     (ids(vec![1, 2, 3, 4], 2), ids(vec![2, 3, 4, 5], 2)),
-///     (ids(vec![5, 6], 1), ids(vec![6, 7], 1)),
-/// ];
-/// let loss = mean_loss(&model, &split);
-/// assert!(loss > 0.0 && loss.is_finite());
-/// ```
-pub fn mean_loss<M: Trainable>(model: &M, batches: &[M::Batch]) -> f32 {
-    let losses = crate::eval_mode(|| batch_losses(model, batches));
-    let (mut total, mut weight) = (0.0f64, 0usize);
-    for (batch, loss) in batches.iter().zip(losses) {
-        let w = model.loss_weight(batch);
-        total += loss as f64 * w as f64;
-        weight += w;
+/// Adds the data-parallel shards' gradients (from `autograd::leaf_gradients`, one
+/// list per shard, in shard order) to their leaves' `grad`: each leaf's
+/// gradients summed in shard order, so that the result does not depend on
+/// which shard finished first, into the first shard's buffer; the leaves
+/// side by side on `device`.
+fn accumulate_shard_gradients(device: &crate::Device, per_shard: Vec<Vec<(Tensor, Tensor)>>) {
+    let mut per_leaf: Vec<(Tensor, Vec<Tensor>)> = Vec::new();
+    let mut index: HashMap<usize, usize> = HashMap::new();
+    for (leaf, grad) in per_shard.into_iter().flatten() {
+        match index.get(&leaf.id()) {
+            Some(&i) => per_leaf[i].1.push(grad),
+            None => {
+                index.insert(leaf.id(), per_leaf.len());
+                per_leaf.push((leaf, vec![grad]));
+            }
+        }
     }
-    (total / weight as f64) as f32
-}
-
-/// The mean loss of each `(inputs, targets)` batch, without gradients. The
-/// batches run side by side, one pool thread each with one-thread kernels,
-/// as a training step's shards do: a forward of a small model splits
-/// poorly across threads, a list of them splits perfectly. Each loss is
-/// computed whole on one thread, whichever thread that is.
-pub fn batch_losses<M: Trainable>(model: &M, batches: &[M::Batch]) -> Vec<f32> {
-    let losses = model.device().map_parts(batches.iter().collect(), |batch| {
-        no_grad(|| model.evaluation_loss(batch))
+    device.map_parts(per_leaf, |(leaf, grads)| {
+        let mut grads = grads.into_iter();
+        let first = grads.next().expect("one gradient per shard");
+        leaf.accumulate_grad(grads.fold(first, |sum, g| add_in_place_if_unique(sum, &g)));
     });
-    if losses.is_empty() {
-        return Vec::new();
-    }
-    // One read for all of them.
-    let losses: Vec<&Tensor> = losses.iter().collect();
-    Tensor::stack(&losses, 0).to_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data;
+    use crate::models::batch_losses;
     use crate::nn::Module;
     use crate::train::{TrainConfig, Trainer};
     use crate::{Gpt, GptConfig};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
-    fn trainer(dropout: f32, shards: usize) -> Trainer {
+    fn trainer(dropout: f32, shards: usize) -> Trainer<Gpt> {
         let model = GptConfig {
             vocab_size: 11,
             block_size: 8,
@@ -239,14 +128,16 @@ mod tests {
             bias: true,
             ..GptConfig::default()
         };
-        let mut t = Trainer::new(model, TrainConfig::nanogpt_cpu(10)).unwrap();
+        let train = TrainConfig::nanogpt_cpu(10);
+        let model = model.init(&crate::Device::Cpu, train.seed).unwrap();
+        let mut t = Trainer::new(model, train).unwrap();
         t.shards = Some(shards);
         t
     }
 
     /// Every parameter's gradient after one `forward_backward` of the same
     /// batch, and the loss it returned.
-    fn gradients(t: &Trainer, weight: f32) -> (f32, Vec<Vec<f32>>) {
+    fn gradients(t: &Trainer<Gpt>, weight: f32) -> (f32, Vec<Vec<f32>>) {
         let tokens: Vec<i64> = (0..200).map(|i| (i * 7 % 11) as i64).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let (x, y) = data::random_batch(&tokens, 5, 8, &mut rng, &t.model.device());
