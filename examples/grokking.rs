@@ -114,7 +114,7 @@ impl Trainable for Answers {
 
 /// The logits of the answer, at the `=` position: `[n, p + 1]`.
 fn answer_logits(model: &Gpt, inputs: &Tensor) -> Tensor {
-    let logits = model.forward(inputs);
+    let logits = model.forward(inputs, Default::default()).logits;
     let (n, v) = (logits.shape()[0], logits.shape()[2]);
     logits.narrow(1, 2, 1).reshape(&[n, v])
 }

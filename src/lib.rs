@@ -182,7 +182,7 @@ pub use serde;
 pub mod prelude {
     pub use crate::autograd::{NoGradGuard, no_grad};
     pub use crate::mode::{EvalModeGuard, eval_mode};
-    pub use crate::models::{Gpt, GptConfig, Persist};
+    pub use crate::models::{ForwardOptions, Gpt, GptConfig, Persist};
     pub use crate::nn::Module;
     pub use crate::ops::unary::GeluApproximation;
     pub use crate::tokenizer::Tokenizer;

@@ -41,7 +41,7 @@ fn gpt_gradients_are_bit_identical_with_dropout(device: &Device) {
         // Two steps' gradients summed: the second's masks come from where
         // the first left the dropout stream.
         for _ in 0..2 {
-            let loss = Gpt::loss(&model.forward(&ids), &targets);
+            let loss = Gpt::loss(&model.forward(&ids, Default::default()).logits, &targets);
             loss.backward();
             losses.push(loss.item());
         }
@@ -111,7 +111,7 @@ fn concurrent_checkpointed_models_keep_their_own_dropout_replays() {
         let ids = Tensor::from_ids(ids.clone(), &[2, 16]);
         let targets = Tensor::from_ids(targets.clone(), &[2, 16]);
         for _ in 0..3 {
-            Gpt::loss(&model.forward(&ids), &targets).backward();
+            Gpt::loss(&model.forward(&ids, Default::default()).logits, &targets).backward();
         }
         grads(&model)
     };
@@ -145,12 +145,20 @@ fn nested_and_repeated_segments_give_the_unchecked_gradients() {
             // The block twice, the first application a checkpoint inside a
             // checkpoint, then a third time in its own checkpoint.
             let twice = checkpoint(&block, &[&x], |b, xs| {
-                let inner = checkpoint(b, &[&xs[0]], |b, ys| b.forward(&ys[0]));
-                b.forward(&inner)
+                let inner = checkpoint(b, &[&xs[0]], |b, ys| b.forward(&ys[0], None, false).x);
+                b.forward(&inner, None, false).x
             });
-            checkpoint(&block, &[&twice], |b, xs| b.forward(&xs[0]))
+            checkpoint(&block, &[&twice], |b, xs| b.forward(&xs[0], None, false).x)
         } else {
-            block.forward(&block.forward(&block.forward(&x)))
+            block
+                .forward(
+                    &block
+                        .forward(&block.forward(&x, None, false).x, None, false)
+                        .x,
+                    None,
+                    false,
+                )
+                .x
         };
         y.square().mean().backward();
         (x.grad().unwrap().to_vec(), grads(&block))
@@ -176,9 +184,9 @@ fn a_segment_whose_input_needs_no_gradient_still_trains_its_parameters() {
     let run = |checkpointed: bool| {
         let (block, x) = block_and_input(6);
         let y = if checkpointed {
-            checkpoint(&block, &[&x], |b, xs| b.forward(&xs[0]))
+            checkpoint(&block, &[&x], |b, xs| b.forward(&xs[0], None, false).x)
         } else {
-            block.forward(&x)
+            block.forward(&x, None, false).x
         };
         y.sum().backward();
         grads(&block)
@@ -190,11 +198,11 @@ fn a_segment_whose_input_needs_no_gradient_still_trains_its_parameters() {
 fn without_a_graph_it_is_the_plain_call() {
     let (block, x) = block_and_input(7);
     let x = x.requires_grad();
-    let y = no_grad(|| checkpoint(&block, &[&x], |b, xs| b.forward(&xs[0])));
+    let y = no_grad(|| checkpoint(&block, &[&x], |b, xs| b.forward(&xs[0], None, false).x));
     assert!(!y.is_tracked());
-    let plain = eval_mode(|| block.forward(&x)).to_vec();
+    let plain = eval_mode(|| block.forward(&x, None, false).x).to_vec();
     assert_eq!(
-        eval_mode(|| checkpoint(&block, &[&x], |b, xs| b.forward(&xs[0]))).to_vec(),
+        eval_mode(|| checkpoint(&block, &[&x], |b, xs| b.forward(&xs[0], None, false).x)).to_vec(),
         plain
     );
 }

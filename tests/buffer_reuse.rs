@@ -41,7 +41,7 @@ fn steady_state_training_steps_allocate_no_large_buffers() {
             seq.narrow(1, 1, 64).contiguous(),
         );
         let mut step = || {
-            let loss = Gpt::loss(&model.forward(&x), &y);
+            let loss = Gpt::loss(&model.forward(&x, Default::default()).logits, &y);
             loss.backward();
             opt.step();
             opt.zero_grad();

@@ -109,7 +109,7 @@ fn gpt_weights_dropout_and_steps_are_unchanged() {
         let weights = parameter_digest(&model);
         // A training-mode forward: dropout draws from the model's stream.
         let x = Tensor::from_ids(ids(2 * 16, 37, 1), &[2, 16]);
-        let forward = tensor_digest(&model.forward(&x));
+        let forward = tensor_digest(&model.forward(&x, Default::default()).logits);
         // Three training steps (the loss of each, and the weights after).
         let train = TrainConfig {
             batch_size: 4,

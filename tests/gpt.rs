@@ -4,6 +4,7 @@
 #[macro_use]
 mod common;
 
+use zeroformer::models::ForwardOptions;
 use zeroformer::nn::{AttentionMask, KvCache};
 use zeroformer::optim::{Adam, AdamConfig, Optimizer, decay_groups};
 use zeroformer::prelude::*;
@@ -90,8 +91,8 @@ fn forward_under_no_grad_records_no_graph(device: &Device) {
     // must go with it, or evaluation would build and hold a graph.
     let model = gpt(tiny(0.0), 2, device);
     let x = ids(&[1, 5, 2, 7], 1, device);
-    assert!(model.forward(&x).is_tracked());
-    assert!(!no_grad(|| model.forward(&x)).is_tracked());
+    assert!(model.forward(&x, Default::default()).logits.is_tracked());
+    assert!(!no_grad(|| model.forward(&x, Default::default()).logits).is_tracked());
 }
 
 test_device!(forward_under_no_grad_records_no_graph);
@@ -102,8 +103,14 @@ fn changing_a_future_token_never_changes_earlier_logits(device: &Device) {
     let mut b = a;
     b[5] = 6;
     let (la, lb) = (
-        model.forward(&ids(&a, 1, device)).to_vec(),
-        model.forward(&ids(&b, 1, device)).to_vec(),
+        model
+            .forward(&ids(&a, 1, device), Default::default())
+            .logits
+            .to_vec(),
+        model
+            .forward(&ids(&b, 1, device), Default::default())
+            .logits
+            .to_vec(),
     );
     let v = 11;
     for pos in 0..8 {
@@ -127,12 +134,26 @@ fn cached_decoding_equals_uncached(device: &Device) {
     let model = gpt(tiny(0.0), 3, device);
     let seq = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3];
     let batch = ids(&[seq, [2, 7, 1, 8, 2, 8, 1, 8, 2, 8]].concat(), 2, device);
-    let full = model.forward(&batch);
+    let full = model.forward(&batch, Default::default()).logits;
     let mut cache = KvCache::default();
     // A 4-token prompt, then one token at a time.
-    let mut pieces = vec![model.forward_cached(&batch.narrow(1, 0, 4), &mut cache)];
+    let mut pieces = vec![
+        model
+            .forward(
+                &batch.narrow(1, 0, 4),
+                ForwardOptions::default().cache(&mut cache),
+            )
+            .logits,
+    ];
     for t in 4..10 {
-        pieces.push(model.forward_cached(&batch.narrow(1, t, 1), &mut cache));
+        pieces.push(
+            model
+                .forward(
+                    &batch.narrow(1, t, 1),
+                    ForwardOptions::default().cache(&mut cache),
+                )
+                .logits,
+        );
     }
     assert_eq!(cache.len(), 10);
     let stitched = Tensor::cat(&pieces.iter().collect::<Vec<_>>(), 1);
@@ -149,7 +170,10 @@ test_device!(cached_decoding_equals_uncached);
 
 fn attention_weights_are_causal_and_normalised(device: &Device) {
     let model = gpt(tiny(0.0), 4, device);
-    let (_, weights) = model.forward_with_attention(&ids(&[1, 2, 3, 4, 5], 1, device));
+    let options = ForwardOptions::default().output_attentions();
+    let weights = model
+        .forward(&ids(&[1, 2, 3, 4, 5], 1, device), options)
+        .attentions;
     assert_eq!(weights.len(), 2);
     let w = &weights[0];
     assert_eq!(w.shape(), &[1, 2, 5, 5]);
@@ -167,12 +191,20 @@ test_device!(attention_weights_are_causal_and_normalised);
 fn dropout_only_in_training_mode(device: &Device) {
     let model = gpt(tiny(0.5), 5, device);
     let x = ids(&[1, 2, 3, 4], 1, device);
-    let (a, b) = (model.forward(&x).to_vec(), model.forward(&x).to_vec());
+    let (a, b) = (
+        model.forward(&x, Default::default()).logits.to_vec(),
+        model.forward(&x, Default::default()).logits.to_vec(),
+    );
     assert_ne!(a, b, "training mode should drop different units each call");
-    let (c, d) = eval_mode(|| (model.forward(&x).to_vec(), model.forward(&x).to_vec()));
+    let (c, d) = eval_mode(|| {
+        (
+            model.forward(&x, Default::default()).logits.to_vec(),
+            model.forward(&x, Default::default()).logits.to_vec(),
+        )
+    });
     assert_eq!(c, d);
     // And back on after eval mode.
-    assert_ne!(model.forward(&x).to_vec(), c);
+    assert_ne!(model.forward(&x, Default::default()).logits.to_vec(), c);
 }
 
 test_device!(dropout_only_in_training_mode);
@@ -192,7 +224,7 @@ fn a_tiny_model_overfits_one_batch(device: &Device) {
     let mut first = None;
     let mut loss = f32::NAN;
     for _ in 0..150 {
-        let l = Gpt::loss(&model.forward(&x), &y);
+        let l = Gpt::loss(&model.forward(&x, Default::default()).logits, &y);
         l.backward();
         opt.step();
         opt.zero_grad();
@@ -240,12 +272,12 @@ fn accumulating_two_half_batches_equals_one_full_batch(device: &Device) {
             .collect()
     };
 
-    Gpt::loss(&model.forward(&x), &y).backward();
+    Gpt::loss(&model.forward(&x, Default::default()).logits, &y).backward();
     let full = grads(&model);
     model.zero_grad();
     for half in 0..2 {
         let (xh, yh) = (x.narrow(0, 2 * half, 2), y.narrow(0, 2 * half, 2));
-        Gpt::loss(&model.forward(&xh), &yh)
+        Gpt::loss(&model.forward(&xh, Default::default()).logits, &yh)
             .mul_scalar(0.5)
             .backward();
     }
@@ -294,7 +326,12 @@ fn evaluation_and_generation_leave_the_training_mode_alone(device: &Device) {
     let model = gpt(tiny(0.5), 9, device);
     let x = ids(&[1, 2, 3, 4], 1, device);
     // In eval mode dropout is off: two forwards agree.
-    let (a, b) = eval_mode(|| (model.forward(&x).to_vec(), model.forward(&x).to_vec()));
+    let (a, b) = eval_mode(|| {
+        (
+            model.forward(&x, Default::default()).logits.to_vec(),
+            model.forward(&x, Default::default()).logits.to_vec(),
+        )
+    });
     assert_eq!(a, b);
     let tokens: Vec<i64> = (0..40).map(|i| i % 11).collect();
     let first = model.evaluate(&tokens, 2);
@@ -306,7 +343,10 @@ fn evaluation_and_generation_leave_the_training_mode_alone(device: &Device) {
     let mut rng = StdRng::seed_from_u64(0);
     generate(&model, &[1, 2], 3, &Sampling::GREEDY, &mut rng).unwrap();
     // Still in training mode afterwards: dropout draws anew each call.
-    assert_ne!(model.forward(&x).to_vec(), model.forward(&x).to_vec());
+    assert_ne!(
+        model.forward(&x, Default::default()).logits.to_vec(),
+        model.forward(&x, Default::default()).logits.to_vec()
+    );
 }
 
 test_device!(evaluation_and_generation_leave_the_training_mode_alone);

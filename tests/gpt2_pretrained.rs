@@ -78,7 +78,7 @@ fn check_against_transformers(name: &str) {
     let expected = read_all(&dir.join("expected.safetensors"));
     let (ids_shape, ids) = &expected["ids"];
     let ids = Tensor::from_ids(ids.iter().map(|&v| v as i64).collect(), ids_shape);
-    let logits = model.forward(&ids);
+    let logits = model.forward(&ids, Default::default()).logits;
     let to_f64 = |t: &Tensor| t.to_vec().into_iter().map(f64::from).collect::<Vec<_>>();
     assert_close(
         &format!("{name} logits"),
@@ -184,7 +184,10 @@ fn save_pretrained_writes_what_transformers_wrote() {
     // And it loads back to the same logits.
     let again = Gpt::from_pretrained(&dir, &Device::Cpu).unwrap();
     let ids = Tensor::from_ids(vec![1, 5, 9, 3], &[1, 4]);
-    assert_eq!(again.forward(&ids).to_vec(), model.forward(&ids).to_vec());
+    assert_eq!(
+        again.forward(&ids, Default::default()).logits.to_vec(),
+        model.forward(&ids, Default::default()).logits.to_vec()
+    );
 }
 
 #[test]
@@ -249,7 +252,14 @@ fn a_folder_saved_with_its_tokenizer_is_complete() {
     }
     let again = Gpt::from_pretrained(&dir, &Device::Cpu).unwrap();
     let x = Tensor::from_ids(ids[..4].to_vec(), &[1, 4]);
-    no_grad(|| eval_mode(|| assert_eq!(again.forward(&x).to_vec(), model.forward(&x).to_vec())));
+    no_grad(|| {
+        eval_mode(|| {
+            assert_eq!(
+                again.forward(&x, Default::default()).logits.to_vec(),
+                model.forward(&x, Default::default()).logits.to_vec()
+            )
+        })
+    });
 }
 
 /// Rewrites the fixture's weights through `edit` (name, shape, values) into `dir`.
@@ -347,7 +357,10 @@ fn a_directory_that_is_not_this_gpt2_is_one_clear_error() {
     let ids = Tensor::from_ids(vec![3, 1, 4], &[1, 3]);
     let old = Gpt::from_pretrained(at("old"), &Device::Cpu).unwrap();
     let new = Gpt::from_pretrained(fixture_dir("tiny"), &Device::Cpu).unwrap();
-    assert_eq!(old.forward(&ids).to_vec(), new.forward(&ids).to_vec());
+    assert_eq!(
+        old.forward(&ids, Default::default()).logits.to_vec(),
+        new.forward(&ids, Default::default()).logits.to_vec()
+    );
 
     edited(&at("untied"), |t| {
         let (_, shape, mut values) = t

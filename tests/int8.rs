@@ -44,11 +44,14 @@ fn training_still_uses_the_f32_weights() {
     };
     let mut model = config.init(&Device::Cpu, 3).unwrap();
     let ids = Tensor::from_ids((0..16).map(|i| i % 11).collect(), &[2, 8]);
-    let before = model.forward(&ids).to_vec();
+    let before = model.forward(&ids, Default::default()).logits.to_vec();
     model.quantize_int8();
     // With gradients on, the forward is the f32 one, bit for bit.
-    assert_eq!(model.forward(&ids).to_vec(), before);
-    let quantized = no_grad(|| model.forward(&ids)).to_vec();
+    assert_eq!(
+        model.forward(&ids, Default::default()).logits.to_vec(),
+        before
+    );
+    let quantized = no_grad(|| model.forward(&ids, Default::default()).logits).to_vec();
     assert_ne!(quantized, before);
     let worst = quantized
         .iter()
@@ -57,7 +60,10 @@ fn training_still_uses_the_f32_weights() {
         .fold(0f32, f32::max);
     assert!(worst < 0.05, "{worst}");
     model.drop_int8();
-    assert_eq!(no_grad(|| model.forward(&ids)).to_vec(), before);
+    assert_eq!(
+        no_grad(|| model.forward(&ids, Default::default()).logits).to_vec(),
+        before
+    );
 }
 
 #[test]
@@ -101,9 +107,9 @@ fn greedy_tokens_agree_with_f32_on_a_trained_model() {
         )
         .unwrap();
         let x = Tensor::from_ids(path.clone(), &[1, path.len()]);
-        let f32_logits = no_grad(|| model.forward(&x));
+        let f32_logits = no_grad(|| model.forward(&x, Default::default()).logits);
         model.quantize_int8();
-        let int8_logits = no_grad(|| model.forward(&x));
+        let int8_logits = no_grad(|| model.forward(&x, Default::default()).logits);
         let v = tok.vocab_size();
         let argmax = |l: &[f32]| {
             l.iter()

@@ -232,7 +232,10 @@ fn a_gpt_with_experts_counts_names_and_saves_its_parameters() {
     let back = Gpt::load(&path).unwrap();
     assert_eq!(back.config, config);
     let ids = Tensor::from_ids((0..16).collect(), &[1, 16]);
-    assert_eq!(back.forward(&ids).to_vec(), model.forward(&ids).to_vec());
+    assert_eq!(
+        back.forward(&ids, Default::default()).logits.to_vec(),
+        model.forward(&ids, Default::default()).logits.to_vec()
+    );
     // GPT-2's format has no experts.
     let biased = GptConfig {
         bias: true,
@@ -259,7 +262,8 @@ fn training_a_gpt_with_experts(device: &Device) {
         Tensor::from_ids_on(targets, &[4, 16], device).unwrap(),
     );
     let model = moe_gpt().init(device, 2).unwrap();
-    let (logits, routing) = model.forward_with_routing(&batch.0);
+    let out = model.forward(&batch.0, Default::default());
+    let (logits, routing) = (out.logits, out.routing);
     assert_eq!(routing.len(), 2, "blocks 1 and 3 have experts");
     let ce = Gpt::loss(&logits, &batch.1).item();
     let router = model.router_loss(&routing).unwrap().item();

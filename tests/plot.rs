@@ -455,7 +455,8 @@ fn a_models_attention_is_drawn_for_its_tokens() {
     let head_path = dir.path().join("head.png");
     plot::gpt_attention_head(&model, &tokenizer, &ids, (1, 2), &head_path).unwrap();
     let input = Tensor::from_ids(ids.clone(), &[1, ids.len()]);
-    let (_, weights) = zeroformer::no_grad(|| model.forward_with_attention(&input));
+    let options = zeroformer::models::ForwardOptions::default().output_attentions();
+    let weights = zeroformer::no_grad(|| model.forward(&input, options).attentions);
     let t = ids.len();
     let head = weights[1].narrow(1, 2, 1).reshape(&[t, t]);
     let labels = plot::token_strings(&tokenizer, &ids);

@@ -9,6 +9,7 @@
 mod common;
 
 use common::Fixture;
+use zeroformer::models::ForwardOptions;
 use zeroformer::nn::{AttentionMask, KvCache, Module, MultiHeadAttentionConfig, SharedRng};
 use zeroformer::prelude::*;
 
@@ -104,7 +105,7 @@ fn cached_decoding_past_the_window_equals_recomputation(device: &Device) {
     let model = config().init(device, 5).unwrap();
     let n = 40;
     let (all, whole) = ids(n, device);
-    let reference = model.forward(&whole).to_vec();
+    let reference = model.forward(&whole, Default::default()).logits.to_vec();
     let vocab = 31;
     let row = |t: usize| &reference[t * vocab..(t + 1) * vocab];
     // Chunks: a prompt longer than both windows, single tokens past it,
@@ -115,7 +116,10 @@ fn cached_decoding_past_the_window_equals_recomputation(device: &Device) {
         let mut at = 0;
         for &len in &chunks {
             let chunk = Tensor::from_ids_on(all[at..at + len].to_vec(), &[1, len], device).unwrap();
-            let logits = model.forward_cached(&chunk, &mut cache).to_vec();
+            let logits = model
+                .forward(&chunk, ForwardOptions::default().cache(&mut cache))
+                .logits
+                .to_vec();
             for i in 0..len {
                 let what = format!("position {} (chunk of {len})", at + i);
                 assert_near(&what, &logits[i * vocab..(i + 1) * vocab], row(at + i));
@@ -144,7 +148,7 @@ fn windowed_gpt_trains_with_either_kernel(device: &Device) {
         for block in &mut model.blocks {
             block.attn.kernel = kernel;
         }
-        let loss = Gpt::loss(&model.forward(&x), &targets);
+        let loss = Gpt::loss(&model.forward(&x, Default::default()).logits, &targets);
         loss.backward();
         let mut out = vec![loss.item()];
         for p in model.parameters() {

@@ -448,6 +448,7 @@ fn end_all(ended: &mut [Option<Finish>], why: Finish) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::ForwardOptions;
     use crate::{Device, Gpt, GptConfig};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
@@ -485,7 +486,7 @@ mod tests {
         assert_eq!(out.len(), 11);
         for i in 2..=4 {
             let ids = Tensor::from_ids(out[..i].to_vec(), &[1, i]);
-            let logits = no_grad(|| m.forward(&ids));
+            let logits = no_grad(|| m.forward(&ids, Default::default()).logits);
             let last = logits.narrow(1, i - 1, 1).reshape(&[7]).to_vec();
             let best = sample_next(&last, &Sampling::GREEDY, &mut rng).unwrap();
             assert_eq!(out[i], best as i64, "token {i}");
@@ -505,7 +506,7 @@ mod tests {
             }
             let window = &all[start..];
             let ids = Tensor::from_ids(window.to_vec(), &[1, window.len()]);
-            let logits = no_grad(|| m.forward(&ids));
+            let logits = no_grad(|| m.forward(&ids, Default::default()).logits);
             let last = logits.narrow(1, window.len() - 1, 1).reshape(&[7]).to_vec();
             let mut rng = ChaCha8Rng::seed_from_u64(0);
             all.push(sample_next(&last, &Sampling::GREEDY, &mut rng).unwrap() as i64);
@@ -534,14 +535,21 @@ mod tests {
         let (mut grown, mut buffered) = (KvCache::default(), m.new_cache(6));
         for step in [&ids[..2], &ids[2..3], &ids[3..6]] {
             let x = Tensor::from_ids(step.to_vec(), &[1, step.len()]);
-            let a = no_grad(|| m.forward_cached(&x, &mut grown));
-            let b = no_grad(|| m.forward_cached(&x, &mut buffered));
+            let a = no_grad(|| {
+                m.forward(&x, ForwardOptions::default().cache(&mut grown))
+                    .logits
+            });
+            let b = no_grad(|| {
+                m.forward(&x, ForwardOptions::default().cache(&mut buffered))
+                    .logits
+            });
             assert_eq!(a.to_vec(), b.to_vec());
             let last = no_grad(|| {
-                m.forward(&Tensor::from_ids(
-                    ids[..grown.len()].to_vec(),
-                    &[1, grown.len()],
-                ))
+                m.forward(
+                    &Tensor::from_ids(ids[..grown.len()].to_vec(), &[1, grown.len()]),
+                    Default::default(),
+                )
+                .logits
             });
             let want = last
                 .narrow(1, grown.len() - step.len(), step.len())
@@ -552,8 +560,11 @@ mod tests {
         // Cleared, the buffers serve again from position 0.
         buffered.clear();
         let x = Tensor::from_ids(ids[..3].to_vec(), &[1, 3]);
-        let again = no_grad(|| m.forward_cached(&x, &mut buffered));
-        let fresh = no_grad(|| m.forward(&x));
+        let again = no_grad(|| {
+            m.forward(&x, ForwardOptions::default().cache(&mut buffered))
+                .logits
+        });
+        let fresh = no_grad(|| m.forward(&x, Default::default()).logits);
         assert_eq!(again.to_vec(), fresh.to_vec());
     }
 

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 pub use encoder::{Encoder, EncoderConfig, Pooling};
 pub use encoder_decoder::{ConditionedDecoder, DecoderCache, EncoderDecoder, EncoderDecoderConfig};
-pub use gpt::{Gpt, GptConfig};
+pub use gpt::{ForwardOptions, Gpt, GptConfig, GptOutput};
 pub use objective::{Batch, Trainable, batch_losses, mean_loss};
 pub use persist::{MODEL_CONFIG_KEY, Persist};
 

@@ -78,41 +78,40 @@ pub struct GptBlock {
     pub mlp: BlockMlp,
 }
 
+/// What a [`GptBlock`] gives: its output, and what was asked of it or its
+/// mixture of experts routed.
+pub struct BlockOutput {
+    /// `x + attn(ln_1(x))`, then `+ mlp(ln_2(·))`.
+    pub x: Tensor,
+    /// The attention weights `[batch, heads, time, keys]`, when asked.
+    pub attention: Option<Tensor>,
+    /// The routing, when the MLP is a mixture of experts.
+    pub routing: Option<Routing>,
+}
+
 impl GptBlock {
-    /// `x + attn(ln_1(x))`, then `+ mlp(ln_2(·))`, over `[batch, time, n_embd]`.
-    pub fn forward(&self, x: &Tensor) -> Tensor {
-        self.forward_with(x, None, false).0
-    }
-
-    /// The block with an optional KV cache, returning the attention weights
-    /// when asked.
-    pub fn forward_with(
+    /// `x + attn(ln_1(x))`, then `+ mlp(ln_2(·))`, over `[batch, time,
+    /// n_embd]`; with a KV cache (the positions after those it holds, which
+    /// it is extended with), and the attention weights when `attention`.
+    pub fn forward(
         &self,
         x: &Tensor,
         cache: Option<&mut LayerKvCache>,
-        return_weights: bool,
-    ) -> (Tensor, Option<Tensor>) {
-        let (x, weights, _) = self.forward_routed(x, cache, return_weights);
-        (x, weights)
-    }
-
-    /// [`forward_with`](Self::forward_with), also returning the routing of
-    /// a mixture of experts.
-    pub fn forward_routed(
-        &self,
-        x: &Tensor,
-        cache: Option<&mut LayerKvCache>,
-        return_weights: bool,
-    ) -> (Tensor, Option<Tensor>, Option<Routing>) {
-        let (a, weights) = self.attn.self_attention(
+        attention: bool,
+    ) -> BlockOutput {
+        let (a, attention) = self.attn.self_attention(
             &self.ln_1.forward(x),
             AttentionMask::CAUSAL,
             cache,
             None,
-            return_weights,
+            attention,
         );
         let x = x.add(&a);
         let (m, routing) = self.mlp.forward(&self.ln_2.forward(&x));
-        (x.add(&m), weights, routing)
+        BlockOutput {
+            x: x.add(&m),
+            attention,
+            routing,
+        }
     }
 }

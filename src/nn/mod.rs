@@ -25,7 +25,7 @@ mod visit;
 pub use attention::{
     AttentionKernel, AttentionMask, KvCache, LayerKvCache, MultiHeadAttention, padding_mask,
 };
-pub use block::{BlockMlp, GptBlock};
+pub use block::{BlockMlp, BlockOutput, GptBlock};
 pub use checkpoint::checkpoint;
 pub use config::{
     EmbeddingConfig, FeedForwardConfig, LayerNormConfig, LinearConfig, MultiHeadAttentionConfig,

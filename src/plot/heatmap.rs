@@ -69,7 +69,8 @@ pub fn token_label(token: &str) -> String {
 /// # let config = GptConfig { vocab_size: 8, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: true, ..GptConfig::default() };
 /// # let model = config.init(&Device::Cpu, 0)?;
 /// let ids = Tensor::from_ids(vec![1, 2, 3], &[1, 3]);
-/// let (_, weights) = model.forward_with_attention(&ids);
+/// let options = zeroformer::models::ForwardOptions::default().output_attentions();
+/// let weights = model.forward(&ids, options).attentions;
 /// // Layer 0, batch 0, head 1.
 /// let head = weights[0].narrow(0, 0, 1).narrow(1, 1, 1).reshape(&[3, 3]);
 /// let tokens = ["a", "b", "c"];
@@ -105,13 +106,13 @@ pub fn attention_map<Q: AsRef<str>, K: AsRef<str>>(
 /// Draws every layer x head of a model for one input as small multiples: a
 /// row per layer, a column per head, each map as in [`attention_map`].
 /// `layers` holds one tensor per layer, `[heads, queries, keys]` or
-/// `[1, heads, queries, keys]` (what [`Gpt::forward_with_attention`]
-/// returns for a batch of one); token labels are drawn when the cells are
+/// `[1, heads, queries, keys]` (what [`Gpt::forward`] returns with
+/// `output_attentions` for a batch of one); token labels are drawn when the cells are
 /// large enough to hold them.
 ///
 /// Panics when the layers' shapes differ or do not fit the tokens.
 ///
-/// [`Gpt::forward_with_attention`]: crate::Gpt::forward_with_attention
+/// [`Gpt::forward`]: crate::Gpt::forward
 pub fn attention_grid<Q: AsRef<str>, K: AsRef<str>>(
     layers: &[Tensor],
     query_tokens: &[Q],

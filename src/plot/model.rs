@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::{attention_grid, attention_map};
+use crate::models::ForwardOptions;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Gpt, Result, Tensor, eval_mode, no_grad};
 
@@ -83,7 +84,8 @@ fn attention_weights(model: &Gpt, ids: &[i64]) -> Result<Vec<Tensor>> {
         )));
     }
     let input = model.wte.weight.new_ids(ids.to_vec(), &[1, ids.len()]);
-    let (_, weights) = eval_mode(|| no_grad(|| model.forward_with_attention(&input)));
+    let options = || ForwardOptions::default().output_attentions();
+    let weights = eval_mode(|| no_grad(|| model.forward(&input, options()).attentions));
     Ok(weights)
 }
 

@@ -191,7 +191,9 @@ mod tests {
             .collect();
         let expected: Vec<f32> = batches
             .iter()
-            .map(|(x, y)| no_grad(|| Gpt::loss(&t.model.forward(x), y).item()))
+            .map(|(x, y)| {
+                no_grad(|| Gpt::loss(&t.model.forward(x, Default::default()).logits, y).item())
+            })
             .collect();
         let got = batch_losses(&t.model, &batches);
         assert_eq!(got.len(), expected.len());

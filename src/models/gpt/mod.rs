@@ -9,10 +9,64 @@ pub use config::GptConfig;
 use super::ModelInit;
 use crate::nn::shape_only::count_within;
 use crate::nn::{
-    BlockMlp, Dropout, Embedding, EmbeddingConfig, FeedForwardConfig, GptBlock, KvCache, LayerNorm,
-    LayerNormConfig, Module, MultiHeadAttentionConfig, Routing, SharedRng,
+    BlockMlp, BlockOutput, Dropout, Embedding, EmbeddingConfig, FeedForwardConfig, GptBlock,
+    KvCache, LayerKvCache, LayerNorm, LayerNormConfig, Module, MultiHeadAttentionConfig, Routing,
+    SharedRng,
 };
 use crate::{DType, Device, Error, Result, Tensor};
+
+/// What [`Gpt::forward`] does beyond the logits of every position
+/// (HF's `past_key_values`, `output_attentions`): nothing by default.
+#[derive(Default)]
+pub struct ForwardOptions<'a> {
+    /// A KV cache: the ids are the positions after those it holds, and it
+    /// is extended with them (incremental decoding).
+    pub cache: Option<&'a mut KvCache>,
+    /// The logits of the last position only, `[batch, vocab]`: what
+    /// decoding needs, without the head's product for the others.
+    pub last_only: bool,
+    /// Every layer's attention weights too, `[batch, heads, time, keys]`
+    /// (attention then runs composed, holding them).
+    pub output_attentions: bool,
+}
+
+impl<'a> ForwardOptions<'a> {
+    /// With `cache`.
+    pub fn cache(self, cache: &'a mut KvCache) -> Self {
+        ForwardOptions {
+            cache: Some(cache),
+            ..self
+        }
+    }
+
+    /// The last position's logits only.
+    pub fn last_only(self) -> Self {
+        ForwardOptions {
+            last_only: true,
+            ..self
+        }
+    }
+
+    /// Every layer's attention weights too.
+    pub fn output_attentions(self) -> Self {
+        ForwardOptions {
+            output_attentions: true,
+            ..self
+        }
+    }
+}
+
+/// What [`Gpt::forward`] gives.
+pub struct GptOutput {
+    /// `[batch, time, vocab]`, or `[batch, vocab]` for the last position
+    /// only.
+    pub logits: Tensor,
+    /// The routing of every block with experts, in block order (what
+    /// training adds [`Gpt::router_loss`] from; empty for a dense model).
+    pub routing: Vec<Routing>,
+    /// Every layer's attention weights, when asked for.
+    pub attentions: Vec<Tensor>,
+}
 
 /// A decoder-only Transformer: token and learned position embeddings,
 /// pre-norm blocks, a final LayerNorm, and an output head tied to the token
@@ -23,7 +77,7 @@ use crate::{DType, Device, Error, Result, Tensor};
 /// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8, dropout: 0.0, bias: true, ..GptConfig::default() };
 /// let model = config.init(&Device::Cpu, 0).unwrap();
 /// let ids = Tensor::from_ids(vec![1, 2, 3], &[1, 3]);
-/// assert_eq!(model.forward(&ids).shape(), &[1, 3, 10]);
+/// assert_eq!(model.forward(&ids, Default::default()).logits.shape(), &[1, 3, 10]);
 /// ```
 #[derive(Module)]
 pub struct Gpt {
@@ -191,37 +245,114 @@ impl Gpt {
         &self.dropout_rng
     }
 
-    /// Logits `[batch, time, vocab]` for token ids `[batch, time]` (i64).
-    pub fn forward(&self, ids: &Tensor) -> Tensor {
-        self.forward_impl(ids, None, false, false).0
+    /// Logits for token ids `[batch, time]` (i64), and what `options` asks
+    /// for besides: nanoGPT's forward. With a KV cache the ids are the
+    /// positions after those it holds, and it is extended with them
+    /// (incremental decoding: the logits of a full forward).
+    ///
+    /// ```
+    /// use zeroformer::prelude::*;
+    /// use zeroformer::models::ForwardOptions;
+    /// use zeroformer::nn::KvCache;
+    /// let config = GptConfig { vocab_size: 10, block_size: 8, n_layer: 2, n_head: 2, n_embd: 8, ..GptConfig::default() };
+    /// let model = config.init(&Device::Cpu, 0)?;
+    /// let ids = Tensor::from_ids(vec![1, 2, 3], &[1, 3]);
+    /// let out = model.forward(&ids, ForwardOptions::default().output_attentions());
+    /// assert_eq!(out.logits.shape(), &[1, 3, 10]);
+    /// assert_eq!(out.attentions.len(), 2); // [1, 2, 3, 3] a layer
+    /// // Decoding: the last position's logits, the cache extended.
+    /// let mut cache = KvCache::new(2);
+    /// let next = model.forward(&ids, ForwardOptions::default().cache(&mut cache).last_only());
+    /// assert_eq!((next.logits.shape(), cache.len()), (&[1, 10][..], 3));
+    /// # Ok::<(), zeroformer::Error>(())
+    /// ```
+    pub fn forward(&self, ids: &Tensor, options: ForwardOptions<'_>) -> GptOutput {
+        let ForwardOptions {
+            mut cache,
+            last_only,
+            output_attentions,
+        } = options;
+        let (b, t) = self.check_ids(ids, cache.as_deref_mut());
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        let positions = ids.new_ids((past as i64..(past + t) as i64).collect(), &[t]);
+        let tokens = self.wte.forward(ids).add(&self.wpe.forward(&positions));
+        let mut x = self.drop.forward(&tokens);
+        let (mut attentions, mut routing) = (Vec::new(), Vec::new());
+        for (i, block) in self.blocks.iter().enumerate() {
+            let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
+            let out = self.run_block(block, &x, layer_cache, output_attentions);
+            x = out.x;
+            attentions.extend(out.attention);
+            routing.extend(out.routing);
+        }
+        if last_only {
+            x = x.narrow(1, t - 1, 1);
+        }
+        let x = self.ln_f.forward(&x);
+        // The head shares the token embedding: logits = x Wteᵀ, one product
+        // over every row.
+        let (rows, (c, v)) = (x.shape()[1], (self.config.n_embd, self.config.vocab_size));
+        let logits = self.head(&x.reshape(&[b * rows, c]));
+        let shape = if last_only { vec![b, v] } else { vec![b, t, v] };
+        GptOutput {
+            logits: logits.reshape(&shape),
+            routing,
+            attentions,
+        }
     }
 
-    /// Logits for the new tokens `ids` given everything in `cache`, which is
-    /// extended with them: incremental decoding.
-    pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache) -> Tensor {
-        self.forward_impl(ids, Some(cache), false, false).0
+    /// One block of the forward: activation-checkpointed when the config
+    /// asks and nothing else is (no cache, no weights returned; a block
+    /// with experts never is, its router losses keep their graph).
+    fn run_block(
+        &self,
+        block: &GptBlock,
+        x: &Tensor,
+        cache: Option<&mut LayerKvCache>,
+        output_attentions: bool,
+    ) -> BlockOutput {
+        let dense = matches!(block.mlp, BlockMlp::Dense(_));
+        if self.config.checkpoint_activations && cache.is_none() && !output_attentions && dense {
+            let x = crate::nn::checkpoint(block, &[x], |block, xs| {
+                block.forward(&xs[0], None, false).x
+            });
+            return BlockOutput {
+                x,
+                attention: None,
+                routing: None,
+            };
+        }
+        block.forward(x, cache, output_attentions)
     }
 
-    /// [`forward_cached`](Self::forward_cached)'s logits of the last
-    /// position only, `[batch, vocab]`: what decoding needs, without the
-    /// output head's product for the other positions.
-    pub fn forward_cached_last(&self, ids: &Tensor, cache: &mut KvCache) -> Tensor {
-        self.forward_impl(ids, Some(cache), false, true).0
-    }
-
-    /// Logits and every layer's attention weights `[batch, heads, time, time]`.
-    pub fn forward_with_attention(&self, ids: &Tensor) -> (Tensor, Vec<Tensor>) {
-        let (logits, weights, _) = self.forward_impl(ids, None, true, false);
-        (logits, weights)
-    }
-
-    /// Logits and the routing of every block with experts, in block order
-    /// (none for a dense model): what training adds
-    /// [`router_loss`](Self::router_loss) from, and expert utilisation is
-    /// read from.
-    pub fn forward_with_routing(&self, ids: &Tensor) -> (Tensor, Vec<Routing>) {
-        let (logits, _, routing) = self.forward_impl(ids, None, false, false);
-        (logits, routing)
+    /// `[batch, time]` from i64 ids that fit the context after what `cache`
+    /// holds (made ready for the model's layers when empty); panics naming
+    /// what is wrong otherwise.
+    fn check_ids(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> (usize, usize) {
+        assert_eq!(
+            ids.dtype(),
+            DType::I64,
+            "Gpt: token ids must be i64, got {:?}",
+            ids.dtype()
+        );
+        assert_eq!(
+            ids.rank(),
+            2,
+            "Gpt: token ids must be [batch, time], got {:?}",
+            ids.shape()
+        );
+        let t = ids.shape()[1];
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        assert!(
+            past + t <= self.config.block_size,
+            "Gpt: {} positions exceed the context length {}",
+            past + t,
+            self.config.block_size
+        );
+        if let Some(c) = cache.filter(|c| c.layers.is_empty()) {
+            *c = KvCache::new(self.config.n_layer);
+        }
+        (ids.shape()[0], t)
     }
 
     /// The router losses the training loss adds: the mean over blocks with
@@ -248,7 +379,7 @@ impl Gpt {
     /// sums to `top_k`), without gradients: expert utilisation, which the
     /// load-balancing loss keeps near `top_k / n_experts`.
     pub fn expert_shares(&self, ids: &Tensor) -> Vec<Vec<f32>> {
-        let (_, routing) = crate::mode::no_grad(|| self.forward_with_routing(ids));
+        let routing = crate::mode::no_grad(|| self.forward(ids, ForwardOptions::default()).routing);
         let tokens = ids.numel().max(1) as f32;
         routing
             .iter()
@@ -259,68 +390,6 @@ impl Gpt {
                     .collect()
             })
             .collect()
-    }
-
-    fn forward_impl(
-        &self,
-        ids: &Tensor,
-        mut cache: Option<&mut KvCache>,
-        weights: bool,
-        last_only: bool,
-    ) -> (Tensor, Vec<Tensor>, Vec<Routing>) {
-        assert_eq!(
-            ids.dtype(),
-            DType::I64,
-            "Gpt: token ids must be i64, got {:?}",
-            ids.dtype()
-        );
-        assert_eq!(
-            ids.rank(),
-            2,
-            "Gpt: token ids must be [batch, time], got {:?}",
-            ids.shape()
-        );
-        let t = ids.shape()[1];
-        let past = cache.as_ref().map_or(0, |c| c.len());
-        assert!(
-            past + t <= self.config.block_size,
-            "Gpt: {} positions exceed the context length {}",
-            past + t,
-            self.config.block_size
-        );
-        if let Some(c) = cache.as_mut().filter(|c| c.layers.is_empty()) {
-            **c = KvCache::new(self.config.n_layer);
-        }
-        let positions = ids.new_ids((past as i64..(past + t) as i64).collect(), &[t]);
-        let mut x = self
-            .drop
-            .forward(&self.wte.forward(ids).add(&self.wpe.forward(&positions)));
-        let (mut all_weights, mut routing) = (Vec::new(), Vec::new());
-        let checkpointed = self.config.checkpoint_activations && cache.is_none() && !weights;
-        for (i, block) in self.blocks.iter().enumerate() {
-            // A block with experts is not checkpointed: its router losses
-            // must keep their graph.
-            if checkpointed && matches!(block.mlp, BlockMlp::Dense(_)) {
-                x = crate::nn::checkpoint(block, &[&x], |block, xs| block.forward(&xs[0]));
-                continue;
-            }
-            let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
-            let (y, w, r) = block.forward_routed(&x, layer_cache, weights);
-            x = y;
-            all_weights.extend(w);
-            routing.extend(r);
-        }
-        let (b, c, v) = (ids.shape()[0], self.config.n_embd, self.config.vocab_size);
-        if last_only {
-            let x = self.ln_f.forward(&x.narrow(1, t - 1, 1));
-            let logits = self.head(&x.reshape(&[b, c]));
-            return (logits, all_weights, routing);
-        }
-        let x = self.ln_f.forward(&x);
-        // The head shares the token embedding: logits = x Wteᵀ, as one
-        // [batch·time, width] product.
-        let logits = self.head(&x.reshape(&[b * t, c])).reshape(&[b, t, v]);
-        (logits, all_weights, routing)
     }
 
     /// Mean cross-entropy of `logits` `[batch, time, vocab]` against `targets` `[batch, time]`.
@@ -349,6 +418,7 @@ impl crate::generation::CausalLm for Gpt {
     }
 
     fn next_logits(&self, ids: &Tensor, cache: &mut KvCache) -> Tensor {
-        self.forward_cached_last(ids, cache)
+        let options = ForwardOptions::default().cache(cache).last_only();
+        self.forward(ids, options).logits
     }
 }

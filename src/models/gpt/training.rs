@@ -14,9 +14,9 @@ impl Trainable for Gpt {
     /// The next-token cross-entropy, plus [`Gpt::router_loss`] for a
     /// model with experts (evaluation reports the cross-entropy alone).
     fn loss(&self, (inputs, targets): &Self::Batch) -> Tensor {
-        let (logits, routing) = self.forward_with_routing(inputs);
-        let loss = Gpt::loss(&logits, targets);
-        match self.router_loss(&routing) {
+        let out = self.forward(inputs, Default::default());
+        let loss = Gpt::loss(&out.logits, targets);
+        match self.router_loss(&out.routing) {
             Some(router) => loss.add(&router),
             None => loss,
         }
@@ -24,7 +24,7 @@ impl Trainable for Gpt {
 
     /// The cross-entropy alone.
     fn evaluation_loss(&self, (inputs, targets): &Self::Batch) -> Tensor {
-        Gpt::loss(&self.forward(inputs), targets)
+        Gpt::loss(&self.forward(inputs, Default::default()).logits, targets)
     }
 
     fn dropout_rng(&self) -> Option<&SharedRng> {
