@@ -335,6 +335,61 @@ fn cuda_memory_is_reused_between_steps() {
     );
 }
 
+/// A training step of a GPT with experts reads nothing back from the
+/// device unless it logs: the routing, the experts' grouped products and
+/// the router losses stay there (the simulated GPU counts every copy to
+/// the host). Its losses are the CPU's.
+#[test]
+fn cuda_a_moe_training_step_reads_nothing_back_and_gives_the_cpus_losses() {
+    let Some((device, _alone)) = gpu() else {
+        return;
+    };
+    let Device::Cuda(ordinal) = device else {
+        unreachable!()
+    };
+    let data = tokens(5_000, 65);
+    let config = GptConfig {
+        n_layer: 2,
+        block_size: 16,
+        moe: Some(zeroformer::nn::MoeConfig {
+            z_loss_coef: 0.001,
+            ..zeroformer::nn::MoeConfig::new(4, 2)
+        }),
+        ..GptConfig::preset("cpu-mini", 65).unwrap()
+    };
+    let train = TrainConfig {
+        batch_size: 4,
+        ..TrainConfig::nanogpt_cpu(10)
+    };
+    let mut on_gpu = common::gpt_trainer_on(&config, train.clone(), &device).unwrap();
+    let mut on_cpu = common::gpt_trainer(&config, train).unwrap();
+    on_gpu.check_every = 1000;
+    let mut losses = Vec::new();
+    for step in 0..4 {
+        let before = memory_stats(ordinal).unwrap().downloads;
+        let stats = on_gpu.train_step(&data).unwrap();
+        let after = memory_stats(ordinal).unwrap().downloads;
+        assert_eq!(
+            after,
+            before,
+            "step {step} read the device {} times",
+            after - before
+        );
+        losses.push((stats.loss, on_cpu.train_step(&data).unwrap().loss.item()));
+    }
+    // Reading is counted: the divergence check reads one record.
+    let before = memory_stats(ordinal).unwrap().downloads;
+    on_gpu.check_finite().unwrap();
+    assert_eq!(memory_stats(ordinal).unwrap().downloads, before + 1);
+    for (step, (gpu_loss, cpu_loss)) in losses.into_iter().enumerate() {
+        let gpu_loss = gpu_loss.item();
+        assert!(
+            (gpu_loss - cpu_loss).abs() <= 1e-4,
+            "step {step}: device {gpu_loss}, CPU {cpu_loss}"
+        );
+    }
+}
+
 /// Rows of `n` values: random in ±4, one row of large values (±80, where
 /// an unshifted exponential overflows), and one row all -inf but its first
 /// entry (masked), so the kernels meet the extremes the CPU handles.

@@ -4,6 +4,16 @@
 //! single bit of any model's initialisation, dropout draws or losses fails
 //! here (a refactoring must keep them; a deliberate change rewrites them and
 //! says why).
+//!
+//! Rewritten on purpose: the mixture of experts' forward and steps, when
+//! its experts became one grouped product with the routing kept on the
+//! device. Its experts' dropout is one mask over every expert's rows (it
+//! was one mask an expert), and an expert no token reached gets zero
+//! gradients, which AdamW's decay acts on (it got none). Its weights are
+//! unchanged, and without dropout a run's losses are the old ones bit for
+//! bit up to the first step that leaves an expert empty (the shakespeare
+//! example with `--experts 4 --experts-per-token 2 --moe-every 2`: its
+//! first 18 steps).
 
 use zeroformer::models::{EncoderConfig, EncoderDecoderConfig};
 use zeroformer::nn::{Module, MoeConfig, NormPlacement, Positional};
@@ -203,8 +213,8 @@ const EXPECTED_GPT: [(&str, u64, u64, u64); 5] = [
     (
         "moe",
         0xaa65efdd0ea88fdc,
-        0xfe412b17c6a07ee0,
-        0x9909dc3290ba63b3,
+        0xb9acd1e1d2828b88,
+        0x7322346d8ae58d1d,
     ),
     (
         "checkpointed",

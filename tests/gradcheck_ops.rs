@@ -607,6 +607,35 @@ fn gather_index_select_and_topk(device: &Device) {
     check1(device, |x| x[0].topk(3, 0).0, &spaced(&[4, 2], 83));
 }
 
+fn scatter_add_and_grouped_linear(device: &Device) {
+    // Repeated positions add up; the source's gradient gathers.
+    let index = on(device, Tensor::from_ids(vec![2, 0, 2, 1, 1, 0], &[2, 3]));
+    check(
+        device,
+        |x| x[0].scatter_add(1, &index, &x[1]),
+        &[randn(&[2, 4], 84), randn(&[2, 3], 85)],
+    );
+    // Groups of 2, 0 and 3 rows (an empty one between), from a transposed
+    // view, with and without a bias.
+    let offsets = on(device, Tensor::from_ids(vec![0, 2, 2, 5], &[4]));
+    let (rows, weights, bias) = (
+        randn(&[4, 5], 86),
+        randn(&[3, 2, 4], 87),
+        randn(&[3, 2], 88),
+    );
+    check(
+        device,
+        |x| x[0].t().grouped_linear(&x[1], &offsets, Some(&x[2])),
+        &[rows.clone(), weights.clone(), bias],
+    );
+    check(
+        device,
+        |x| x[0].t().grouped_linear(&x[1], &offsets, None),
+        &[rows, weights],
+    );
+}
+
+test_device!(scatter_add_and_grouped_linear);
 test_device!(binary_ops_with_broadcasting);
 test_device!(binary_ops_on_non_contiguous_views);
 test_device!(same_tensor_used_twice_accumulates);

@@ -343,6 +343,21 @@ macro_rules! primitives {
             fn matmul(&self, layout: &Layout, rhs: View<Self>, batch_shape: &[usize]) -> Self;
             /// `bias (self, [n]) + a @ b` for `[m, k]` `a` and `[k, n]` `b`.
             fn addmm(&self, layout: &Layout, a: View<Self>, b: View<Self>) -> Self;
+            /// Each group of consecutive rows through its own matrix (a mixture
+            /// of experts in one product): rows `offsets[e]..offsets[e + 1]` of
+            /// `self` (`[rows, in]`) times `weights[e]ᵀ` (`weights` `[groups,
+            /// out, in]`), plus `bias[e]` (`[groups, out]`) when given: `[rows,
+            /// out]`. `offsets` (i64, `[groups + 1]`, left on the device) runs
+            /// from 0 to `rows` without decreasing; the CPU panics for offsets
+            /// that do not.
+            fn grouped_matmul(&self, layout: &Layout, weights: View<Self>, offsets: View<Self>,
+                bias: Option<View<Self>>) -> Self;
+            /// `(d_rows, d_weights, d_bias)` of [`grouped_matmul`](Self::grouped_matmul)
+            /// from the upstream gradient `g` (self, `[rows, out]`), its rows,
+            /// weights and offsets; an empty group's weight and bias gradients
+            /// are zeros.
+            fn grouped_matmul_backward(&self, layout: &Layout, rows: View<Self>, weights: View<Self>,
+                offsets: View<Self>) -> (Self, Self, Self);
 
             // Fused attention (self is q; the views are usually contiguous, which
             // saves the kernels a copy).

@@ -53,12 +53,11 @@ impl BlockMlp {
         }
     }
 
-    /// Every linear layer's `fc` and `proj` pair: the MLP's, or each
-    /// expert's (the router aside).
-    pub fn feed_forwards_mut(&mut self) -> Vec<&mut FeedForward> {
+    /// The dense MLP, when it is one.
+    pub fn dense_mut(&mut self) -> Option<&mut FeedForward> {
         match self {
-            BlockMlp::Dense(m) => vec![m],
-            BlockMlp::Experts(m) => m.experts.iter_mut().collect(),
+            BlockMlp::Dense(m) => Some(m),
+            BlockMlp::Experts(_) => None,
         }
     }
 }

@@ -398,7 +398,7 @@ impl MoeConfig {
     /// let moe = MoeConfig::new(4, 1).init(&expert, &Device::Cpu, &mut rng)?;
     /// let (y, routing) = moe.forward(&Tensor::randn(&[2, 5, 8], &mut rng));
     /// assert_eq!(y.shape(), &[2, 5, 8]);
-    /// assert_eq!(routing.tokens_per_expert.iter().sum::<usize>(), 10);
+    /// assert_eq!(routing.tokens_per_expert.sum().item(), 10.0);
     /// # Ok::<(), zeroformer::Error>(())
     /// ```
     pub fn init(

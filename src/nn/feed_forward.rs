@@ -57,8 +57,14 @@ impl FeedForward {
 
     /// `proj(act(fc(x)))`, then dropout.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let h = self.fc.forward(x);
-        let h = match self.activation {
+        let h = self.activate(&self.fc.forward(x));
+        self.dropout(&self.proj.forward(&h))
+    }
+
+    /// The nonlinearity of `fc`'s output `h` (SwiGLU: the gate's half times
+    /// the other).
+    pub(crate) fn activate(&self, h: &Tensor) -> Tensor {
+        match self.activation {
             Activation::Relu => h.relu(),
             Activation::Gelu(approx) => h.gelu(approx),
             Activation::SwiGlu => {
@@ -67,7 +73,11 @@ impl FeedForward {
                     .silu()
                     .mul(&h.narrow(-1, hidden, hidden))
             }
-        };
-        self.dropout.forward(&self.proj.forward(&h))
+        }
+    }
+
+    /// The network's dropout on `y`.
+    pub(crate) fn dropout(&self, y: &Tensor) -> Tensor {
+        self.dropout.forward(y)
     }
 }

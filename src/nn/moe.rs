@@ -3,20 +3,22 @@
 //! token against `n_experts` feed-forward networks, the token goes to its
 //! `top_k` best, and their outputs are summed with the router's gates.
 //!
-//! Tokens are grouped by expert, so each expert runs one product over all
-//! of its tokens: the router's choices are read to the host (one sync a
-//! layer), the token rows are gathered in expert order, each expert runs
-//! on its contiguous slice, and every token's `top_k` outputs are gathered
-//! back and weighted. The layer is dropless: every token reaches its
-//! experts, however unbalanced the routing (no capacity factor, so nothing
-//! is dropped and nothing needs reporting; a skewed batch costs time, not
-//! tokens).
+//! Tokens are grouped by expert on the device, and every expert runs in
+//! one grouped product over its contiguous rows
+//! ([`Tensor::grouped_linear`], MegaBlocks' grouped GEMM): each (token,
+//! slot) pair's place in expert order is computed from a running count of
+//! the router's choices, the token rows are gathered into that order, the
+//! experts' projections run over their slices, and every token's `top_k`
+//! outputs are gathered back and weighted. Nothing is read to the host. The
+//! layer is dropless: every token reaches its experts, however unbalanced
+//! the routing (no capacity factor, so nothing is dropped and nothing needs
+//! reporting; a skewed batch costs time, not tokens).
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{FeedForward, FeedForwardConfig, Linear, Module, SharedRng};
-use crate::{Device, Error, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 
 /// The shape and losses of a [`MoeFeedForward`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,8 +88,9 @@ pub struct Routing {
     /// logsumexp of the router's logits: it keeps the logits small. A
     /// one-element tensor, unweighted.
     pub z_loss: Tensor,
-    /// How many tokens each expert received.
-    pub tokens_per_expert: Vec<usize>,
+    /// How many tokens each expert received, `[n_experts]` f32 counts on
+    /// the device (read them when logging).
+    pub tokens_per_expert: Tensor,
 }
 
 /// A feed-forward layer of `n_experts` experts and a router; see the module
@@ -147,7 +150,7 @@ impl MoeFeedForward {
             "MoeFeedForward: input must be [..., {c}], got {:?}",
             x.shape()
         );
-        let (n, k, e) = (x.numel() / c.max(1), self.top_k, self.experts.len());
+        let (n, k) = (x.numel() / c.max(1), self.top_k);
         let flat = x.reshape(&[n, c]);
         let logits = self.router.forward(&flat);
         let probs = logits.softmax(-1);
@@ -157,63 +160,119 @@ impl MoeFeedForward {
         } else {
             top.div(&top.sum_dim(-1, true))
         };
-        // Each (token, slot) in expert order, tokens in order within one.
-        let choice = choice.to_vec_i64();
-        let mut order: Vec<usize> = (0..n * k).collect();
-        order.sort_by_key(|&a| choice[a]);
-        let mut tokens_per_expert = vec![0; e];
-        for &a in &order {
-            tokens_per_expert[choice[a] as usize] += 1;
-        }
-        let ids = |v: Vec<usize>, len: usize| {
-            x.new_ids(v.into_iter().map(|i| i as i64).collect(), &[len])
-        };
-        // The token rows in expert order, and each expert's slice through
-        // its network, in one product each.
-        let rows = Tensor::embedding(&ids(order.iter().map(|a| a / k).collect(), n * k), &flat);
-        let mut start = 0;
-        let outputs: Vec<Tensor> = self
-            .experts
-            .iter()
-            .zip(&tokens_per_expert)
-            .filter(|&(_, &count)| count > 0)
-            .map(|(expert, &count)| {
-                let y = expert.forward(&rows.narrow(0, start, count));
-                start += count;
-                y
-            })
-            .collect();
-        let outputs = Tensor::cat(&outputs.iter().collect::<Vec<_>>(), 0);
-        let gate_rows = ids(order.clone(), n * k);
-        let weighted = outputs.mul(&Tensor::embedding(&gate_rows, &gates.reshape(&[n * k, 1])));
+        let groups = ExpertGroups::of(&choice, self.experts.len());
+        // The token rows in expert order through every expert at once.
+        let rows = Tensor::embedding(&groups.token_of(k), &flat);
+        let outputs = self.experts_forward(&rows, &groups.offsets);
+        let weighted = outputs.mul(&Tensor::embedding(
+            &groups.order,
+            &gates.reshape(&[n * k, 1]),
+        ));
         // Back in token order: slot s of token t sits at position[t·k + s].
-        let mut position = vec![0; n * k];
-        for (at, &a) in order.iter().enumerate() {
-            position[a] = at;
-        }
-        let mut y = Tensor::embedding(
-            &ids((0..n).map(|t| position[t * k]).collect(), n),
-            &weighted,
-        );
-        for s in 1..k {
-            let slot = ids((0..n).map(|t| position[t * k + s]).collect(), n);
-            y = y.add(&Tensor::embedding(&slot, &weighted));
-        }
+        let position = groups.position.reshape(&[n, k]);
+        let slot = |s: usize| Tensor::embedding(&position.narrow(1, s, 1).reshape(&[n]), &weighted);
+        let y = (1..k).fold(slot(0), |y, s| y.add(&slot(s)));
         let routing = Routing {
-            load_balancing_loss: load_balancing_loss(&probs, &tokens_per_expert, n),
+            load_balancing_loss: load_balancing_loss(&probs, &groups.counts, n),
             z_loss: z_loss(&logits),
-            tokens_per_expert,
+            tokens_per_expert: groups.counts,
         };
         (y.reshape(x.shape()), routing)
+    }
+
+    /// Every expert on its slice of `rows` (sorted by expert, `offsets`
+    /// bounding each one's), in two grouped products: the experts'
+    /// projections stacked into one `[E, out, in]` weight each (a copy of
+    /// the weights a forward; the gradients flow back to each expert's
+    /// own), the nonlinearity between them, then the experts' dropout.
+    fn experts_forward(&self, rows: &Tensor, offsets: &Tensor) -> Tensor {
+        let stacked = |layer: fn(&FeedForward) -> &Linear| {
+            let weights: Vec<&Tensor> = self.experts.iter().map(|e| &layer(e).weight).collect();
+            let biases: Option<Vec<&Tensor>> = self
+                .experts
+                .iter()
+                .map(|e| layer(e).bias.as_ref())
+                .collect();
+            (
+                Tensor::stack(&weights, 0),
+                biases.map(|b| Tensor::stack(&b, 0)),
+            )
+        };
+        let ((w_in, b_in), (w_out, b_out)) = (stacked(|e| &e.fc), stacked(|e| &e.proj));
+        let first = &self.experts[0];
+        let h = first.activate(&rows.grouped_linear(&w_in, offsets, b_in.as_ref()));
+        first.dropout(&h.grouped_linear(&w_out, offsets, b_out.as_ref()))
+    }
+}
+
+/// The (token, slot) pairs of a routing sorted by expert, stably, computed
+/// on the device from a running count of the choices: no pair's expert is
+/// read to the host. Counts are f32, exact below 2^24 pairs.
+struct ExpertGroups {
+    /// `[pairs]` i64: the pair at each place of expert order.
+    order: Tensor,
+    /// `[pairs]` i64: each pair's place in expert order (`order`'s inverse).
+    position: Tensor,
+    /// `[experts + 1]` i64: where each expert's places start, and the end.
+    offsets: Tensor,
+    /// `[experts]` f32: the pairs each expert received.
+    counts: Tensor,
+}
+
+impl ExpertGroups {
+    /// The grouping of `choice` (`[tokens, k]` i64 experts, pair `t·k + s`
+    /// for slot `s` of token `t`) among `experts`.
+    fn of(choice: &Tensor, experts: usize) -> ExpertGroups {
+        let pairs = choice.numel();
+        assert!(
+            pairs < 1 << 24,
+            "MoeFeedForward: {pairs} (token, slot) pairs exceed the 2^24 its f32 counts hold exactly"
+        );
+        let chosen = choice.reshape(&[pairs, 1]).to_dtype(DType::F32);
+        let ids = chosen.new_tensor((0..experts).map(|e| e as f32).collect(), &[1, experts]);
+        let one_hot = chosen.eq(&ids).to_dtype(DType::F32);
+        // Row p: how many of pairs 0..=p chose each expert.
+        let running = one_hot.cumsum(0);
+        let counts = running.narrow(0, pairs.max(1) - 1, 1).reshape(&[experts]);
+        let ends = counts.cumsum(0);
+        let starts = ends.sub(&counts);
+        // A pair's place: its expert's start, plus the pairs before it that
+        // chose the same expert.
+        let place = one_hot
+            .mul(&running.add(&starts.reshape(&[1, experts])).add_scalar(-1.0))
+            .sum_dim(1, false);
+        let position = place.to_dtype(DType::I64);
+        let pair_ids = place.new_tensor((0..pairs).map(|p| p as f32).collect(), &[pairs]);
+        let order = place
+            .zeros_like()
+            .scatter_add(0, &position, &pair_ids)
+            .to_dtype(DType::I64);
+        let offsets =
+            Tensor::cat(&[&ends.zeros_like().narrow(0, 0, 1), &ends], 0).to_dtype(DType::I64);
+        ExpertGroups {
+            order,
+            position,
+            offsets,
+            counts,
+        }
+    }
+
+    /// `[pairs]` i64: the token of each place in expert order, for `k`
+    /// slots a token.
+    fn token_of(&self, k: usize) -> Tensor {
+        let pairs = self.order.numel();
+        let tokens = self
+            .order
+            .new_tensor((0..pairs).map(|p| (p / k) as f32).collect(), &[pairs]);
+        tokens.gather(0, &self.order).to_dtype(DType::I64)
     }
 }
 
 /// `E · Σ_e f_e · P_e` over `n` tokens' router probabilities `probs`
-/// `[n, E]`, with `f_e = counts[e] / n`.
-fn load_balancing_loss(probs: &Tensor, counts: &[usize], n: usize) -> Tensor {
-    let e = counts.len();
-    let shares = counts.iter().map(|&c| c as f32 / n.max(1) as f32).collect();
-    let shares = probs.new_tensor(shares, &[e]);
+/// `[n, E]`, with `f_e = counts[e] / n` (`counts` f32 on the device).
+fn load_balancing_loss(probs: &Tensor, counts: &Tensor, n: usize) -> Tensor {
+    let e = counts.numel();
+    let shares = counts.div(&counts.scalar_like(n.max(1) as f32));
     probs
         .mean_dim(0, false)
         .mul(&shares)

@@ -1,6 +1,7 @@
 //! Picking elements along one dimension by index: `gather`,
-//! `index_select` and `topk`. The backward rule scatter-adds the gradient
-//! back to the positions that were picked.
+//! `index_select` and `topk`, whose backward rule scatter-adds the gradient
+//! back to the positions that were picked; and `scatter_add`, whose rule
+//! gathers.
 
 use crate::autograd::{self, Backward};
 use crate::backend::Axis;
@@ -30,7 +31,75 @@ impl Backward for GatherBackward {
     }
 }
 
+struct ScatterAddBackward {
+    dim: usize,
+    /// The index, detached.
+    index: Tensor,
+}
+
+impl Backward for ScatterAddBackward {
+    fn name(&self) -> &'static str {
+        "scatter_add"
+    }
+
+    fn backward(&self, g: &Tensor, _inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+        vec![Some(g.clone()), Some(g.gather(self.dim, &self.index))]
+    }
+}
+
 impl Tensor {
+    /// `self` with each element of `src` added at its position, `dim`
+    /// replaced by `index` there (`torch.scatter_add`): `out[p with p[dim]
+    /// = index[p]] += src[p]` for every position `p` of `index`, which
+    /// is i64 of `src`'s shape, no larger than `self` in any dimension but
+    /// `dim`. Repeated indices add up; the gradient of `src` gathers.
+    ///
+    /// ```
+    /// use zeroformer::Tensor;
+    /// let src = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3]);
+    /// let index = Tensor::from_ids(vec![2, 0, 2], &[3]);
+    /// assert_eq!(Tensor::zeros(&[3]).scatter_add(0, &index, &src).to_vec(), vec![2.0, 0.0, 4.0]);
+    /// ```
+    pub fn scatter_add(&self, dim: impl Dim, index: &Tensor, src: &Tensor) -> Tensor {
+        let op = "scatter_add";
+        super::same_device(op, &[self, index, src]);
+        let d = dim.index(self.rank(), op);
+        assert_eq!(
+            index.dtype(),
+            DType::I64,
+            "{op}: the index must be i64, got {:?}",
+            index.dtype()
+        );
+        let fits = index.shape() == src.shape()
+            && index.rank() == self.rank()
+            && index
+                .shape()
+                .iter()
+                .zip(self.shape())
+                .enumerate()
+                .all(|(i, (n, m))| i == d || n <= m);
+        assert!(
+            fits,
+            "{op}: an index and source of shapes {:?} and {:?} do not fit a tensor of shape {:?} along dimension {d}",
+            index.shape(),
+            src.shape(),
+            self.shape()
+        );
+        let scattered = src.storage().scatter_add_dim(
+            src.layout(),
+            d,
+            (&index.storage(), index.layout()),
+            self.shape(),
+        );
+        let scattered = Tensor::from_output(scattered, self.shape(), None);
+        let sum = crate::no_grad(|| self.add(&scattered));
+        let node = autograd::node(&[self, src], || ScatterAddBackward {
+            dim: d,
+            index: index.detach(),
+        });
+        sum.view(sum.layout().clone(), node)
+    }
+
     /// `out[p] = self[p with p[dim] replaced by index[p]]` for every
     /// position `p` of `index` (`torch.gather`): `index` is i64, of this
     /// tensor's rank, no larger than it in any dimension but `dim`. The

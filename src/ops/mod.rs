@@ -24,6 +24,7 @@ pub mod concat;
 pub mod dropout;
 pub mod embedding;
 pub mod gather;
+pub mod grouped;
 pub mod loss;
 pub mod matmul;
 pub mod norm;

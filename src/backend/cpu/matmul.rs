@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use super::PARALLEL_THRESHOLD;
 use super::gemm::{self, MatRef};
 use super::gemv;
-use super::{pool, strided};
+use super::{pool, reduce, strided};
 use crate::layout::Layout;
 
 /// The matrix over a layout's last two dimensions, at storage offset 0
@@ -129,4 +129,99 @@ fn few_rows(
         let x_stride = if m <= 1 { k } else { a_rows };
         gemv::matmul_t(&a[a_offset..], m, x_stride, k, weights, n, bias, None)
     })
+}
+
+/// Each group's rows, checked: `offsets` has a row per group and one more,
+/// starts at 0, never decreases and ends at `rows`.
+fn groups(offsets: &[i64], groups: usize, rows: usize, op: &str) -> Vec<std::ops::Range<usize>> {
+    let valid = offsets.len() == groups + 1
+        && offsets.first() == Some(&0)
+        && offsets.last() == Some(&(rows as i64))
+        && offsets.windows(2).all(|w| w[0] <= w[1]);
+    assert!(
+        valid,
+        "{op}: offsets {offsets:?} do not split {rows} rows into {groups} groups in order"
+    );
+    offsets
+        .windows(2)
+        .map(|w| w[0] as usize..w[1] as usize)
+        .collect()
+}
+
+/// Group `e`'s matrix, `weights[e]` (`[out, in]`), as a layout.
+fn group_matrix(lw: &Layout, e: usize) -> Layout {
+    let (s, shape) = (lw.strides(), lw.shape());
+    Layout::new(
+        vec![shape[1], shape[2]],
+        vec![s[1], s[2]],
+        lw.offset() + e * s[0],
+    )
+}
+
+/// The grouped product (`grouped_matmul`): each group's rows `[count,
+/// in]` times its matrix's transpose, plus its bias, `[rows, out]`
+/// row-major. Each group is one [`addmm`] (or [`matmul`]), as a `Linear`
+/// layer of that expert computes it, so the bits are that layer's.
+pub fn grouped(
+    rows: &[f32],
+    lr: &Layout,
+    w: &[f32],
+    lw: &Layout,
+    offsets: &[i64],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let (n_rows, (n_groups, out_f)) = (lr.shape()[0], (lw.shape()[0], lw.shape()[1]));
+    let mut out = pool::take(n_rows * out_f);
+    for (e, range) in groups(offsets, n_groups, n_rows, "grouped_matmul")
+        .into_iter()
+        .enumerate()
+        .filter(|(_, r)| !r.is_empty())
+    {
+        let lx = lr.narrow(0, range.start, range.len());
+        let lwt = group_matrix(lw, e).permute(&[1, 0]);
+        let y = match bias {
+            Some(b) => addmm(&b[e * out_f..(e + 1) * out_f], rows, &lx, w, &lwt),
+            None => matmul(rows, &lx, w, &lwt, &[]),
+        };
+        out[range.start * out_f..range.end * out_f].copy_from_slice(&y);
+        pool::give(y);
+    }
+    out
+}
+
+/// `(d_rows, d_weights, d_bias)` of [`grouped`] from the upstream gradient
+/// `g`: for each group, `g @ W`, `gᵀ @ rows` and the column sums of `g`,
+/// each the product or sum a `Linear` layer's backward makes (empty
+/// groups: zeros).
+pub fn grouped_backward(
+    (g, lg): (&[f32], &Layout),
+    (rows, lr): (&[f32], &Layout),
+    (w, lw): (&[f32], &Layout),
+    offsets: &[i64],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (n_rows, in_f) = (lr.shape()[0], lr.shape()[1]);
+    let (n_groups, out_f) = (lw.shape()[0], lw.shape()[1]);
+    let mut d_rows = pool::take(n_rows * in_f);
+    let mut d_w = pool::take_zeroed(n_groups * out_f * in_f);
+    let mut d_b = vec![0.0; n_groups * out_f];
+    let ranges = groups(offsets, n_groups, n_rows, "grouped_matmul_backward");
+    for (e, range) in ranges
+        .into_iter()
+        .enumerate()
+        .filter(|(_, r)| !r.is_empty())
+    {
+        let (lge, lx) = (
+            lg.narrow(0, range.start, range.len()),
+            lr.narrow(0, range.start, range.len()),
+        );
+        let dx = matmul(g, &lge, w, &group_matrix(lw, e), &[]);
+        d_rows[range.start * in_f..range.end * in_f].copy_from_slice(&dx);
+        pool::give(dx);
+        let dw = matmul(g, &lge.permute(&[1, 0]), rows, &lx, &[]);
+        d_w[e * out_f * in_f..(e + 1) * out_f * in_f].copy_from_slice(&dw);
+        pool::give(dw);
+        let db = strided::with_elements(g, &lge, |ge| reduce::sum_axis(ge, 1, range.len(), out_f));
+        d_b[e * out_f..(e + 1) * out_f].copy_from_slice(&db);
+    }
+    (d_rows, d_w, d_b)
 }

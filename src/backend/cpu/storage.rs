@@ -457,6 +457,42 @@ impl BackendStorage for CpuStorage {
         }))
     }
 
+    fn grouped_matmul(
+        &self,
+        layout: &Layout,
+        (w, lw): View<Self>,
+        offsets: View<Self>,
+        bias: Option<View<Self>>,
+    ) -> Self {
+        let op = "grouped_matmul";
+        let (rows, w) = (self.f32(op), w.f32(op));
+        CpuStorage::F32(with_i64(offsets, op, |offsets| match bias {
+            Some(bias) => with_f32(bias, op, |b| {
+                matmul::grouped(rows, layout, w, lw, offsets, Some(b))
+            }),
+            None => matmul::grouped(rows, layout, w, lw, offsets, None),
+        }))
+    }
+
+    fn grouped_matmul_backward(
+        &self,
+        layout: &Layout,
+        (rows, lr): View<Self>,
+        (w, lw): View<Self>,
+        offsets: View<Self>,
+    ) -> (Self, Self, Self) {
+        let op = "grouped_matmul_backward";
+        let (g, rows, w) = (self.f32(op), rows.f32(op), w.f32(op));
+        let (d_rows, d_w, d_b) = with_i64(offsets, op, |offsets| {
+            matmul::grouped_backward((g, layout), (rows, lr), (w, lw), offsets)
+        });
+        (
+            CpuStorage::F32(d_rows),
+            CpuStorage::F32(d_w),
+            CpuStorage::F32(d_b),
+        )
+    }
+
     fn attention(
         &self,
         layout: &Layout,

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::driver::{DeviceInfo, DevicePtr, Dim3, Driver, Function, Gemm, Module};
@@ -23,6 +24,8 @@ pub struct Gpu {
     driver: Box<dyn Driver>,
     cache: Mutex<Cache>,
     functions: Mutex<HashMap<(&'static str, &'static str), Function>>,
+    /// Copies to the host so far: each waits for the queued work.
+    downloads: AtomicU64,
 }
 
 /// The allocator's books.
@@ -89,7 +92,8 @@ impl Drop for DeviceBuffer {
     }
 }
 
-/// What the allocator holds: for tests and out-of-memory messages.
+/// What the allocator holds and how often the host read the device: for
+/// tests and out-of-memory messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryStats {
     /// Bytes in buffers in use.
@@ -98,6 +102,9 @@ pub struct MemoryStats {
     pub cached: usize,
     /// Allocations the driver was asked for since the device was opened.
     pub fresh_allocations: u64,
+    /// Copies from the device to the host since it was opened (a loss
+    /// read, a checkpoint saved): each waits for the work queued before it.
+    pub downloads: u64,
 }
 
 impl Gpu {
@@ -124,6 +131,7 @@ impl Gpu {
             in_use: cache.in_use,
             cached: cache.cached,
             fresh_allocations: cache.fresh,
+            downloads: self.downloads.load(Ordering::Relaxed),
         }
     }
 
@@ -191,6 +199,7 @@ impl Gpu {
 
     /// `bytes` bytes from `src` to the host, after the queued work.
     pub fn download(&self, src: DevicePtr, bytes: usize) -> Vec<u8> {
+        self.downloads.fetch_add(1, Ordering::Relaxed);
         let mut host = vec![0u8; bytes];
         if bytes > 0 {
             // SAFETY: the callers pass a range of one of their buffers.
@@ -292,6 +301,7 @@ pub fn gpu(ordinal: usize) -> Result<Arc<Gpu>, String> {
         driver,
         cache: Mutex::new(Cache::default()),
         functions: Mutex::new(HashMap::new()),
+        downloads: AtomicU64::new(0),
     });
     if gpus.len() <= ordinal {
         gpus.resize(ordinal + 1, None);

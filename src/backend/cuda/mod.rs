@@ -10,7 +10,7 @@
 //! - `CudaStorage` holds a device buffer and its dtype and implements
 //!   [`BackendStorage`](crate::backend::BackendStorage): each primitive is
 //!   a launcher beside its kernels (`copy`, `elementwise`, `reduce`,
-//!   `softmax`, `norm`, `loss`, `index`, `attention`, `optim`,
+//!   `softmax`, `norm`, `loss`, `index`, `attention`, `grouped`, `optim`,
 //!   `quantized`, `random`) or cuBLAS (`matmul`). No primitive runs on the
 //!   host: data leaves the device only when asked for (`to_host`).
 //!
@@ -32,6 +32,8 @@ pub mod driver;
 mod elementwise;
 #[cfg(feature = "cuda")]
 mod gpu;
+#[cfg(feature = "cuda")]
+mod grouped;
 #[cfg(feature = "cuda")]
 mod index;
 #[cfg(feature = "cuda")]
@@ -78,6 +80,7 @@ pub const MODULES: &[driver::Module] = &[
     attention::MODULE,
     copy::MODULE,
     elementwise::MODULE,
+    grouped::MODULE,
     index::MODULE,
     loss::MODULE,
     norm::MODULE,

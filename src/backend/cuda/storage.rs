@@ -213,6 +213,7 @@ mod launchers {
     pub(super) use crate::backend::cuda::elementwise::{
         binary, compare, unary, unary_backward, where_cond,
     };
+    pub(super) use crate::backend::cuda::grouped::{grouped_matmul, grouped_matmul_backward};
     pub(super) use crate::backend::cuda::index::{
         embedding, embedding_backward, gather_dim, max_axis_backward, scatter_add_dim, topk_indices,
     };

@@ -196,17 +196,18 @@ impl GptConfig {
 }
 
 impl Gpt {
-    /// Keeps int8 copies (one scale per row) of every matrix the model
-    /// multiplies by: the blocks' linear layers and the tied output head.
-    /// Without gradients (generation, evaluation) the forward then reads
-    /// those, a quarter of the bytes; training still uses the f32 weights.
-    /// Call again after the weights change; [`drop_int8`](Self::drop_int8)
-    /// goes back to f32.
+    /// Keeps int8 copies (one scale per row) of the matrices the model
+    /// multiplies by: the blocks' attention and dense MLP layers and the
+    /// tied output head (a mixture's experts stay f32: their grouped
+    /// product has no int8 kernel). Without gradients (generation,
+    /// evaluation) the forward then reads those, a quarter of the bytes;
+    /// training still uses the f32 weights. Call again after the weights
+    /// change; [`drop_int8`](Self::drop_int8) goes back to f32.
     pub fn quantize_int8(&mut self) {
         for block in &mut self.blocks {
             block.attn.qkv.quantize_int8();
             block.attn.proj.quantize_int8();
-            for mlp in block.mlp.feed_forwards_mut() {
+            if let Some(mlp) = block.mlp.dense_mut() {
                 mlp.fc.quantize_int8();
                 mlp.proj.quantize_int8();
             }
@@ -219,7 +220,7 @@ impl Gpt {
         for block in &mut self.blocks {
             block.attn.qkv.drop_int8();
             block.attn.proj.drop_int8();
-            for mlp in block.mlp.feed_forwards_mut() {
+            if let Some(mlp) = block.mlp.dense_mut() {
                 mlp.fc.drop_int8();
                 mlp.proj.drop_int8();
             }
@@ -384,10 +385,8 @@ impl Gpt {
         routing
             .iter()
             .map(|r| {
-                r.tokens_per_expert
-                    .iter()
-                    .map(|&n| n as f32 / tokens)
-                    .collect()
+                let counts = r.tokens_per_expert.to_vec();
+                counts.iter().map(|&n| n / tokens).collect()
             })
             .collect()
     }
