@@ -1,15 +1,18 @@
 //! What the examples share: `main` (the flags parsed, the run on the
 //! device they name, and an error's message then exit code 1), where they
 //! run (`--device` and `--threads`), where their metrics go
-//! (`--metrics`), the sampling flags, and a training run's progress.
+//! (`--metrics`), the sampling flags, a training run's progress, its
+//! output folder, and Ctrl-C.
 
 // Each example uses part of what is here.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use zeroformer::checkpoint::remove_stale_temp_files;
 use zeroformer::generation::Sampling;
 use zeroformer::train::{MetricsWriter, Record};
 use zeroformer::{Device, Error};
@@ -164,4 +167,51 @@ impl Progress {
         }
         due
     }
+}
+
+/// `m:ss` (or `h:mm:ss`).
+pub fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// Set by the first SIGINT (Ctrl-C) or SIGTERM after
+/// [`watch_interrupts`]: a training loop finishes its step, saves it and
+/// exits 130. A second signal exits at once (saves are atomic, so the last
+/// checkpoint stays whole).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Starts watching for Ctrl-C and SIGTERM.
+pub fn watch_interrupts() -> Result<(), Error> {
+    ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    })
+    .map_err(|e| Error::InvalidConfig(format!("watching for Ctrl-C: {e}")))
+}
+
+/// Whether a first Ctrl-C or SIGTERM came.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Creates a run's output folder, proves it writable and clears the
+/// temporary files of runs killed mid-save, before training starts.
+pub fn prepare_out_dir(dir: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the output folder", dir, e))?;
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"").map_err(|e| Error::io("writing to the output folder", dir, e))?;
+    std::fs::remove_file(&probe).map_err(|e| Error::io("cleaning the output folder", dir, e))?;
+    for stale in remove_stale_temp_files(dir)? {
+        println!(
+            "removed {}, left by a run that was killed while saving",
+            stale.display()
+        );
+    }
+    Ok(())
 }
