@@ -372,8 +372,8 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>
 /// Per-thread buffers of the attention tasks, grown to the largest size
 /// asked for and kept: a score (or probability) tile and its gradient, the
 /// forward's running row maxima and sums, and the backward's transposed
-/// keys and values of one head. Allocating them per task had made 16,000
-/// of the 29,000 allocations of a gpt-mini training step (156 MB, zeroed).
+/// keys and values of one head. Allocated per task, they would be 16,000 of
+/// the 29,000 allocations of a gpt-mini training step (156 MB, zeroed).
 #[derive(Default)]
 struct Scratch {
     scores: Vec<f32>,

@@ -57,7 +57,7 @@ pub fn for_each_offsets<const N: usize>(
     }
     // Multi-index of `start`, and the offsets there: on the stack up to
     // rank 8 (this runs once per parallel chunk of every elementwise op;
-    // a heap index had made a third of a training step's allocations).
+    // a heap index would make a third of a training step's allocations).
     let mut on_stack = [0usize; 8];
     let mut on_heap = Vec::new();
     let index: &mut [usize] = if rank <= on_stack.len() {
