@@ -3,10 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ModelInit;
+use super::{ModelConfig, ModelInit};
 use crate::nn::{
     Activation, EncoderLayer, LayerConfig, Linear, LinearConfig, Module, Norm, NormPlacement,
-    Positional, SharedRng, TokenEmbedding, TokenEmbeddingConfig, count_parameters,
+    Positional, SharedRng, TokenEmbedding, TokenEmbeddingConfig,
 };
 use crate::{DType, Device, Error, GeluApproximation, Result, Tensor};
 
@@ -91,7 +91,7 @@ impl EncoderConfig {
     /// making it ([`count_parameters`](crate::nn::count_parameters));
     /// `None` for a config that makes no model or whose count overflows.
     pub fn parameter_count(&self) -> Option<u64> {
-        count_parameters(|| self.build(&Device::Cpu, 0)).ok()
+        super::parameter_count(self)
     }
 
     /// Checks that the numbers make a model.
@@ -138,27 +138,28 @@ impl EncoderConfig {
     /// N(0, 0.02²)) from `seed`, which seeds its dropout stream too (see
     /// [`GptConfig::init`](crate::GptConfig::init)).
     pub fn init(&self, device: &Device, seed: u64) -> Result<Encoder> {
-        self.validate()?;
-        self.build(device, seed)
+        super::build(self, device, seed)
+    }
+}
+
+impl ModelConfig for EncoderConfig {
+    type Model = Encoder;
+
+    fn validate(&self) -> Result<()> {
+        EncoderConfig::validate(self)
     }
 
-    /// The model's layers, from `seed`'s streams on `device`, for a
-    /// validated config.
-    pub(super) fn build(&self, device: &Device, seed: u64) -> Result<Encoder> {
-        let ModelInit {
-            device,
-            mut rng,
-            dropout: dropout_rng,
-        } = ModelInit::new(device, seed)?;
+    fn layers(&self, init: &mut ModelInit<'_>) -> Result<Encoder> {
+        let (device, rng, dropout_rng) = (init.device, &mut init.rng, &init.dropout);
         let config = self.clone();
         let l = &config.layer;
         let embed = TokenEmbeddingConfig::new(config.vocab_size, l.d_model, config.max_len)
             .positional(config.positional)
             .head_dim(l.d_model / l.n_head)
             .dropout(l.dropout)
-            .init_with_dropout(device, &mut rng, &dropout_rng)?;
+            .init_with_dropout(device, rng, dropout_rng)?;
         let layers = (0..config.n_layer)
-            .map(|_| l.init_encoder_with_dropout(device, &mut rng, &dropout_rng))
+            .map(|_| l.init_encoder_with_dropout(device, rng, dropout_rng))
             .collect::<Result<Vec<_>>>()?;
         let final_norm = match l.placement {
             NormPlacement::Pre => Some(l.norm_config().init(device)?),
@@ -166,7 +167,7 @@ impl EncoderConfig {
         };
         let head = match config.num_classes {
             0 => None,
-            classes => Some(LinearConfig::new(l.d_model, classes).init(device, &mut rng)?),
+            classes => Some(LinearConfig::new(l.d_model, classes).init(device, rng)?),
         };
         Ok(Encoder {
             config,
@@ -174,7 +175,7 @@ impl EncoderConfig {
             layers,
             final_norm,
             head,
-            dropout_rng,
+            dropout_rng: dropout_rng.clone(),
         })
     }
 }

@@ -4,13 +4,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ModelInit;
 use super::encoder::check_ids;
 use super::objective::composed_attention;
+use super::{ModelConfig, ModelInit};
 use crate::generation::{CausalLm, GenerationCache, Seq2SeqLm};
 use crate::nn::{
     DecoderLayer, DecoderLayerCache, EncoderLayer, LayerConfig, Module, Norm, NormPlacement,
-    Positional, SharedRng, TokenEmbedding, TokenEmbeddingConfig, count_parameters, xavier_uniform,
+    Positional, SharedRng, TokenEmbedding, TokenEmbeddingConfig, xavier_uniform,
 };
 use crate::{Device, Error, Result, Tensor, no_grad};
 
@@ -89,7 +89,7 @@ impl EncoderDecoderConfig {
     /// making it ([`count_parameters`](crate::nn::count_parameters));
     /// `None` for a config that makes no model or whose count overflows.
     pub fn parameter_count(&self) -> Option<u64> {
-        count_parameters(|| self.build(&Device::Cpu, 0)).ok()
+        super::parameter_count(self)
     }
 
     /// Checks that the numbers make a model.
@@ -216,18 +216,19 @@ impl EncoderDecoderConfig {
     /// matrices (the Annotated Transformer's initialisation); embeddings are
     /// scaled by √d_model.
     pub fn init(&self, device: &Device, seed: u64) -> Result<EncoderDecoder> {
-        self.validate()?;
-        self.build(device, seed)
+        super::build(self, device, seed)
+    }
+}
+
+impl ModelConfig for EncoderDecoderConfig {
+    type Model = EncoderDecoder;
+
+    fn validate(&self) -> Result<()> {
+        EncoderDecoderConfig::validate(self)
     }
 
-    /// The model's layers, from `seed`'s streams on `device`, for a
-    /// validated config.
-    pub(super) fn build(&self, device: &Device, seed: u64) -> Result<EncoderDecoder> {
-        let ModelInit {
-            device,
-            mut rng,
-            dropout: dropout_rng,
-        } = ModelInit::new(device, seed)?;
+    fn layers(&self, init: &mut ModelInit<'_>) -> Result<EncoderDecoder> {
+        let (device, rng, dropout_rng) = (init.device, &mut init.rng, &init.dropout);
         let config = self.clone();
         let l = &config.layer;
         let embed = |vocab| {
@@ -237,15 +238,13 @@ impl EncoderDecoderConfig {
                 .scale((l.d_model as f32).sqrt())
                 .dropout(l.dropout)
         };
-        let src_embed =
-            embed(config.src_vocab_size).init_with_dropout(device, &mut rng, &dropout_rng)?;
-        let tgt_embed =
-            embed(config.tgt_vocab_size).init_with_dropout(device, &mut rng, &dropout_rng)?;
+        let src_embed = embed(config.src_vocab_size).init_with_dropout(device, rng, dropout_rng)?;
+        let tgt_embed = embed(config.tgt_vocab_size).init_with_dropout(device, rng, dropout_rng)?;
         let encoder = (0..config.n_encoder_layers)
-            .map(|_| l.init_encoder_with_dropout(device, &mut rng, &dropout_rng))
+            .map(|_| l.init_encoder_with_dropout(device, rng, dropout_rng))
             .collect::<Result<Vec<_>>>()?;
         let decoder = (0..config.n_decoder_layers)
-            .map(|_| l.init_decoder_with_dropout(device, &mut rng, &dropout_rng))
+            .map(|_| l.init_decoder_with_dropout(device, rng, dropout_rng))
             .collect::<Result<Vec<_>>>()?;
         let final_norm = || match l.placement {
             NormPlacement::Pre => l.norm_config().init(device).map(Some),
@@ -259,9 +258,9 @@ impl EncoderDecoderConfig {
             tgt_embed,
             encoder,
             decoder,
-            dropout_rng,
+            dropout_rng: dropout_rng.clone(),
         };
-        xavier_uniform(&model, &mut rng);
+        xavier_uniform(&model, rng);
         Ok(model)
     }
 }

@@ -128,7 +128,8 @@ pub trait Persist: Module + Sized {
     }
 }
 
-/// `Persist` for a model whose config's `build(device, seed)` builds it.
+/// `Persist` for a built-in model: built from its config as every built-in
+/// model is (`models::build`).
 macro_rules! persist {
     ($model:ty, $config:ty) => {
         impl Persist for $model {
@@ -139,8 +140,7 @@ macro_rules! persist {
             }
 
             fn build(config: &$config, device: &Device) -> Result<Self> {
-                config.validate()?;
-                config.build(device, 0)
+                super::build(config, device, 0)
             }
         }
     };

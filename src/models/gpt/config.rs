@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::objective::composed_attention;
 use crate::nn::MoeConfig;
-use crate::{Device, Error, Result};
+use crate::{Error, Result};
 
 /// The shape of a GPT.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -205,7 +205,7 @@ impl GptConfig {
     /// nothing drawn or allocated at full size); `None` for a config that
     /// makes no model or whose count overflows.
     pub fn parameter_count(&self) -> Option<u64> {
-        crate::nn::count_parameters(|| self.build(&Device::Cpu, 0)).ok()
+        crate::models::parameter_count(self)
     }
 }
 

@@ -6,7 +6,7 @@ mod training;
 
 pub use config::GptConfig;
 
-use super::ModelInit;
+use super::{ModelConfig, ModelInit};
 use crate::nn::shape_only::count_within;
 use crate::nn::{
     BlockMlp, BlockOutput, Dropout, Embedding, EmbeddingConfig, FeedForwardConfig, GptBlock,
@@ -121,7 +121,7 @@ impl GptConfig {
         let fits = device
             .available_memory()
             .map_or(u64::MAX, |bytes| bytes / 4);
-        match count_within(fits, || self.build(&Device::Cpu, 0))? {
+        match count_within(fits, || super::build(self, &Device::Cpu, 0))? {
             Some(count) => device.check_fits(
                 count.saturating_mul(4),
                 &format!("a model of {count} parameters"),
@@ -136,22 +136,24 @@ impl GptConfig {
                 &format!("a model of more than {fits} parameters"),
             )?,
         }
-        self.build(device, seed)
+        super::build(self, device, seed)
+    }
+}
+
+impl ModelConfig for GptConfig {
+    type Model = Gpt;
+
+    fn validate(&self) -> Result<()> {
+        GptConfig::validate(self)
     }
 
-    /// The model's layers, from `seed`'s streams on `device`, for a
-    /// validated config (what `init` builds, and a counting build counts).
-    pub(super) fn build(&self, device: &Device, seed: u64) -> Result<Gpt> {
-        let ModelInit {
-            device,
-            mut rng,
-            dropout: dropout_rng,
-        } = ModelInit::new(device, seed)?;
+    fn layers(&self, init: &mut ModelInit<'_>) -> Result<Gpt> {
+        let (device, rng, dropout_rng) = (init.device, &mut init.rng, &init.dropout);
         let config = self.clone();
         let (c, std) = (config.n_embd, 0.02);
         let proj_std = std / (2.0 * config.n_layer as f32).sqrt();
-        let wte = EmbeddingConfig::new(config.vocab_size, c).init(device, &mut rng)?;
-        let wpe = EmbeddingConfig::new(config.block_size, c).init(device, &mut rng)?;
+        let wte = EmbeddingConfig::new(config.vocab_size, c).init(device, rng)?;
+        let wpe = EmbeddingConfig::new(config.block_size, c).init(device, rng)?;
         let norm = LayerNormConfig::new(c).bias(config.bias);
         let attention = MultiHeadAttentionConfig::new(c, config.n_head)
             .bias(config.bias)
@@ -167,17 +169,13 @@ impl GptConfig {
                     ln_1: norm.init(device)?,
                     attn: attention
                         .window(config.attention_window(layer))
-                        .init_with_dropout(device, &mut rng, &dropout_rng)?,
+                        .init_with_dropout(device, rng, dropout_rng)?,
                     ln_2: norm.init(device)?,
                     mlp: match &config.moe {
                         Some(moe) if config.has_experts(layer) => BlockMlp::Experts(
-                            moe.init_with_dropout(&mlp, device, &mut rng, &dropout_rng)?,
+                            moe.init_with_dropout(&mlp, device, rng, dropout_rng)?,
                         ),
-                        _ => BlockMlp::Dense(mlp.init_with_dropout(
-                            device,
-                            &mut rng,
-                            &dropout_rng,
-                        )?),
+                        _ => BlockMlp::Dense(mlp.init_with_dropout(device, rng, dropout_rng)?),
                     },
                 })
             })
@@ -190,7 +188,7 @@ impl GptConfig {
             wte,
             wpe,
             blocks,
-            dropout_rng,
+            dropout_rng: dropout_rng.clone(),
         })
     }
 }
