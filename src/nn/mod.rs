@@ -122,8 +122,8 @@ pub trait Module {
         self.parameters().iter().map(Tensor::numel).sum()
     }
 
-    /// The device of the parameters (the default device when there are
-    /// none): where the module's work is issued from
+    /// The device of the parameters (the CPU when there are none): where
+    /// the module's work is issued from
     /// ([`Device::scope`](crate::Device::scope)).
     fn device(&self) -> crate::Device {
         let mut device = None;

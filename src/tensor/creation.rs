@@ -1,7 +1,8 @@
 //! Making tensors: constants, ranges, data from vectors, random values.
 //! Those without a device argument are made on the default device
 //! ([`default_device`](crate::default_device): the CPU unless inside
-//! [`Device::scope`] or [`Device::as_default`]); the `*_on` forms name it.
+//! [`Device::as_default`]), for code of your own; the `*_on` forms name
+//! it, as the crate's layers and models do.
 
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal, Uniform};
