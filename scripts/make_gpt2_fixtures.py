@@ -16,6 +16,9 @@ gradient of that loss for every parameter (Hugging Face names and layouts).
 zeroformer's save_pretrained wrote (tests/gpt2_pretrained.rs writes one when
 ZEROFORMER_KEEP_SAVED=DIR is set) and compares its logits with the fixture's.
 
+`python3 scripts/make_gpt2_fixtures.py --check-bf16 DIR` loads a bf16
+folder written from the tiny fixture (`save_pretrained_as(dir, BF16)`) in
+bf16 and compares it with the fixture rounded by PyTorch.
 `python3 scripts/make_gpt2_fixtures.py --check-with-tokenizer DIR` loads a
 directory that save_pretrained_with_tokenizer wrote (the same test file,
 with ZEROFORMER_KEEP_SAVED_WITH_TOKENIZER=DIR) as transformers does: the
@@ -63,6 +66,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--check")
     ap.add_argument("--check-with-tokenizer")
+    ap.add_argument("--check-bf16")
     args = ap.parse_args()
     if args.check_with_tokenizer:
         import json
@@ -79,6 +83,24 @@ def main():
         assert model.config.eos_token_id == generation.eos_token_id == generation.bos_token_id
         print(f"transformers loads {d}: the model, eos/bos {generation.eos_token_id}, and "
               f"{type(fast).__name__} and {type(slow).__name__} give zeroformer's {len(expected['ids'])} ids")
+        return
+    if args.check_bf16:
+        # A bf16 folder written from the tiny fixture (`save_pretrained_as(dir,
+        # DType::BF16)`): transformers reads bf16 weights, each the fixture's
+        # rounded to nearest even, and their logits are the rounded model's.
+        d = args.check_bf16
+        model = GPT2LMHeadModel.from_pretrained(d, torch_dtype=torch.bfloat16)
+        assert model.config.torch_dtype == torch.bfloat16, model.config.torch_dtype
+        reference = GPT2LMHeadModel.from_pretrained(os.path.join(FIXTURES, "hf_gpt2_tiny"))
+        for (name, ours), (_, theirs) in zip(model.state_dict().items(), reference.state_dict().items()):
+            assert ours.dtype == torch.bfloat16, (name, ours.dtype)
+            assert torch.equal(ours, theirs.to(torch.bfloat16)), name
+        expected = load_file(os.path.join(FIXTURES, "hf_gpt2_tiny", "expected.safetensors"))
+        model, reference = model.float().eval(), reference.to(torch.bfloat16).float().eval()
+        with torch.no_grad():
+            diff = (model(expected["ids"]).logits - reference(expected["ids"]).logits).abs().max().item()
+        print(f"transformers loads {d} in bf16: every weight the fixture's rounded, max |logits diff| = {diff:.3e}")
+        assert diff == 0.0
         return
     if args.check:
         name = "tiny"

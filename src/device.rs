@@ -328,4 +328,7 @@ pub enum DType {
     /// 8-bit signed integers: quantized weights, with f32 scales beside them
     /// ([`Tensor::quantize_rows_int8`](crate::Tensor::quantize_rows_int8)).
     I8,
+    /// bfloat16 (`half::bf16`): f32's exponent with 8 bits of mantissa,
+    /// half the bytes. Casts from f32 round to nearest, ties to even.
+    BF16,
 }

@@ -166,6 +166,8 @@ pub use models::{Gpt, GptConfig};
 pub use ops::unary::GeluApproximation;
 pub use tensor::Tensor;
 
+/// The `half` of [`DType::BF16`]'s elements ([`Tensor::to_vec_bf16`]).
+pub use half;
 /// The `ndarray` of [`Tensor::from_ndarray`] and [`Tensor::to_ndarray`].
 pub use ndarray;
 /// The `rand` this crate is built with: its RNGs fit every signature here.

@@ -17,7 +17,7 @@ use super::{Gpt, GptConfig};
 use crate::checkpoint::{describe_safetensors_error, write_atomically};
 use crate::nn::Module;
 use crate::tokenizer::{BpeTokenizer, Tokenizer};
-use crate::{Device, Error, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 
 const CONFIG: &str = "config.json";
 const WEIGHTS: &str = "model.safetensors";
@@ -147,11 +147,25 @@ fn config_from_hf(v: &Value) -> std::result::Result<GptConfig, String> {
     Ok(config)
 }
 
-fn view_to_f32(view: &TensorView<'_>) -> Vec<f32> {
-    view.data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+/// The tensor's values as f32 (exactly: every bf16 and f16 is an f32),
+/// for the dtypes Hugging Face writes floats in; `None` for others.
+fn view_to_f32(view: &TensorView<'_>) -> Option<Vec<f32>> {
+    let data = view.data();
+    let halves = || {
+        data.chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    Some(match view.dtype() {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::BF16 => halves()
+            .map(|h| half::bf16::from_bits(h).to_f32())
+            .collect(),
+        Dtype::F16 => halves().map(|h| half::f16::from_bits(h).to_f32()).collect(),
+        _ => return None,
+    })
 }
 
 /// `[rows, cols]` row-major to `[cols, rows]`.
@@ -175,7 +189,8 @@ impl Gpt {
     /// epsilon or MLP width). The attention-mask buffers of older files
     /// are skipped, and an `lm_head.weight` must equal `wte` (tied).
     /// Dropout is `resid_pdrop`, active in training mode only. The model
-    /// is built on `device`, each weight copied there once from the file.
+    /// is built on `device`, each weight copied there once from the file;
+    /// weights saved in bf16 or f16 load exactly, as f32.
     pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<Gpt> {
         let dir = dir.as_ref();
         let config_path = dir.join(CONFIG);
@@ -221,7 +236,7 @@ impl Gpt {
             if m.transposed {
                 want.reverse();
             }
-            if view.dtype() != Dtype::F32 {
+            if !matches!(view.dtype(), Dtype::F32 | Dtype::BF16 | Dtype::F16) {
                 wrong_dtype.push(format!("{name} ({:?})", view.dtype()));
             } else if view.shape() != want.as_slice() {
                 misshaped.push(format!("{name} is {:?}, expected {want:?}", view.shape()));
@@ -243,7 +258,7 @@ impl Gpt {
             ("missing", missing),
             ("unexpected", unexpected),
             ("misshaped", misshaped),
-            ("not F32", wrong_dtype),
+            ("not F32, BF16 or F16", wrong_dtype),
         ] {
             if !list.is_empty() {
                 problems.push(format!("{what}: {}", list.join(", ")));
@@ -256,7 +271,7 @@ impl Gpt {
             )));
         }
         for (param, view, transposed) in values {
-            let data = view_to_f32(&view);
+            let data = view_to_f32(&view).expect("a float dtype, checked above");
             let data = if transposed {
                 transpose(&data, view.shape()[0], view.shape()[1])
             } else {
@@ -269,10 +284,7 @@ impl Gpt {
         }
         if let Ok(head) = st.tensor("lm_head.weight") {
             let wte = model.wte.weight.to_vec();
-            if head.dtype() != Dtype::F32
-                || head.shape() != model.wte.weight.shape()
-                || view_to_f32(&head) != wte
-            {
+            if head.shape() != model.wte.weight.shape() || view_to_f32(&head) != Some(wte) {
                 return Err(bad(
                     "lm_head.weight differs from the token embedding; only a tied head is read"
                         .into(),
@@ -300,7 +312,30 @@ impl Gpt {
     /// Only models with biases (GPT-2's kind) can be written. Each file is
     /// written atomically.
     pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<()> {
-        self.write_pretrained(dir.as_ref(), None)
+        self.write_pretrained(dir.as_ref(), None, DType::F32)
+    }
+
+    /// [`save_pretrained`](Self::save_pretrained) with the weights in
+    /// `dtype`: `DType::F32`, or `DType::BF16` (half the bytes, each weight
+    /// rounded to nearest, ties to even; `torch_dtype` "bfloat16"), which
+    /// `GPT2LMHeadModel.from_pretrained(dir)` and
+    /// [`from_pretrained`](Self::from_pretrained) read.
+    ///
+    /// ```
+    /// use zeroformer::prelude::*;
+    /// let config = GptConfig { vocab_size: 8, block_size: 4, n_layer: 1, n_head: 2, n_embd: 8, ..GptConfig::default() };
+    /// let model = config.init(&Device::Cpu, 0)?;
+    /// let dir = std::env::temp_dir().join("zeroformer-bf16-doc");
+    /// model.save_pretrained_as(&dir, DType::BF16)?;
+    /// let back = Gpt::from_pretrained(&dir, &Device::Cpu)?;
+    /// // Each weight is the f32 one rounded to bf16.
+    /// let rounded = model.wte.weight.to_dtype(DType::BF16).to_dtype(DType::F32);
+    /// assert_eq!(back.wte.weight.to_vec(), rounded.to_vec());
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), zeroformer::Error>(())
+    /// ```
+    pub fn save_pretrained_as(&self, dir: impl AsRef<Path>, dtype: DType) -> Result<()> {
+        self.write_pretrained(dir.as_ref(), None, dtype)
     }
 
     /// [`save_pretrained`](Self::save_pretrained) with the tokenizer beside
@@ -316,12 +351,21 @@ impl Gpt {
     ) -> Result<()> {
         let dir = dir.as_ref();
         let end_of_text = tokenizer.special_tokens().first().map(|&(_, id)| id);
-        self.write_pretrained(dir, end_of_text)?;
+        self.write_pretrained(dir, end_of_text, DType::F32)?;
         tokenizer.save_pretrained(dir)
     }
 
-    fn write_pretrained(&self, dir: &Path, end_of_text: Option<i64>) -> Result<()> {
+    fn write_pretrained(&self, dir: &Path, end_of_text: Option<i64>, dtype: DType) -> Result<()> {
         let c = &self.config;
+        let (st_dtype, torch_dtype) = match dtype {
+            DType::F32 => (Dtype::F32, "float32"),
+            DType::BF16 => (Dtype::BF16, "bfloat16"),
+            other => {
+                return Err(Error::InvalidConfig(format!(
+                    "save_pretrained writes f32 or bf16 weights, not {other:?}"
+                )));
+            }
+        };
         if !c.bias {
             return Err(Error::InvalidConfig(
                 "save_pretrained writes GPT-2, whose linear layers and norms have biases; this model has none".into(),
@@ -342,19 +386,27 @@ impl Gpt {
         for m in mapping(c.n_layer) {
             let t = &ours[&m.ours];
             let mut shape = t.shape().to_vec();
-            let mut data = t.to_vec();
+            let mut t = t.clone();
             if m.transposed {
-                data = transpose(&data, shape[0], shape[1]);
+                t = t.t();
                 shape.reverse();
             }
-            let bytes = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+            let bytes = match dtype {
+                DType::BF16 => t
+                    .to_dtype(DType::BF16)
+                    .to_vec_bf16()
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect(),
+                _ => t.to_vec().iter().flat_map(|x| x.to_le_bytes()).collect(),
+            };
             tensors.push((m.theirs, shape, bytes));
         }
         let views = tensors
             .iter()
             .map(|(name, shape, bytes)| {
-                let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
-                    .expect("shape and bytes agree");
+                let view =
+                    TensorView::new(st_dtype, shape.clone(), bytes).expect("shape and bytes agree");
                 (name.clone(), view)
             })
             .collect::<Vec<_>>();
@@ -384,7 +436,7 @@ impl Gpt {
             "scale_attn_by_inverse_layer_idx": false,
             "reorder_and_upcast_attn": false,
             "tie_word_embeddings": true,
-            "torch_dtype": "float32",
+            "torch_dtype": torch_dtype,
         });
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the model folder", dir, e))?;
         write_atomically(&dir.join(WEIGHTS), &bytes)?;

@@ -46,6 +46,7 @@ impl fmt::Display for Tensor {
             DType::I64 => write_values(f, &self.to_vec_i64(), self.shape())?,
             DType::Bool => write_values(f, &self.to_vec_bool(), self.shape())?,
             DType::I8 => write_values(f, &self.to_dtype(DType::I64).to_vec_i64(), self.shape())?,
+            DType::BF16 => write_values(f, &self.to_dtype(DType::F32).to_vec(), self.shape())?,
         }
         write!(f, "\nTensor[{:?}, {:?}]", self.shape(), self.dtype())
     }
@@ -79,8 +80,10 @@ impl fmt::Debug for Tensor {
                 write!(f, "[{}])", items.join(", "))
             }
         };
+        let floats = |t: &Tensor| t.to_vec().iter().map(|v| format!("{v:.4}")).collect();
         match self.dtype() {
-            DType::F32 => show(f, self.to_vec().iter().map(|v| format!("{v:.4}")).collect()),
+            DType::F32 => show(f, floats(self)),
+            DType::BF16 => show(f, floats(&self.to_dtype(DType::F32))),
             DType::I64 => show(f, self.to_vec_i64().iter().map(|v| v.to_string()).collect()),
             DType::Bool => show(
                 f,

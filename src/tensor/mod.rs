@@ -316,6 +316,20 @@ impl Tensor {
         self.storage().to_host(self.layout()).into_i64("to_vec_i64")
     }
 
+    /// The elements in row-major order (bf16 tensors), copied to the host.
+    ///
+    /// ```
+    /// use zeroformer::{DType, Tensor};
+    /// let x = Tensor::from_vec(vec![1.5, -2.0], &[2]).to_dtype(DType::BF16);
+    /// use zeroformer::half::bf16;
+    /// assert_eq!(x.to_vec_bf16(), vec![bf16::from_f32(1.5), bf16::from_f32(-2.0)]);
+    /// ```
+    pub fn to_vec_bf16(&self) -> Vec<half::bf16> {
+        self.storage()
+            .to_host(self.layout())
+            .into_bf16("to_vec_bf16")
+    }
+
     /// The elements in row-major order (bool tensors), copied to the host.
     pub fn to_vec_bool(&self) -> Vec<bool> {
         self.storage()

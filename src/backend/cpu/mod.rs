@@ -6,6 +6,7 @@
 
 mod attention;
 mod attention_decode;
+mod cast;
 mod elementwise;
 // The matrix-product kernels and the buffer pool are not API: public (and
 // hidden from the docs) only for the benches and tests that time and count

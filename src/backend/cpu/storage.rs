@@ -3,8 +3,8 @@
 
 use super::strided::with_elements;
 use super::{
-    attention, attention_decode, elementwise, index, loss, matmul, norm, optim, pool, quantized,
-    random, reduce, strided,
+    attention, attention_decode, cast, elementwise, index, loss, matmul, norm, optim, pool,
+    quantized, random, reduce, strided,
 };
 use crate::DType;
 use crate::backend::{
@@ -12,6 +12,8 @@ use crate::backend::{
     View,
 };
 use crate::layout::Layout;
+
+use half::bf16;
 
 /// Elements in main memory.
 #[derive(Clone, Debug)]
@@ -24,6 +26,8 @@ pub enum CpuStorage {
     Bool(Vec<bool>),
     /// 8-bit integers: quantized weights.
     I8(Vec<i8>),
+    /// bfloat16 values.
+    BF16(Vec<bf16>),
 }
 
 impl Drop for CpuStorage {
@@ -88,6 +92,14 @@ impl CpuStorage {
         })
     }
 
+    /// The bf16 elements, moved out; panics naming `op` for any other dtype.
+    pub fn into_bf16(mut self, op: &str) -> Vec<bf16> {
+        std::mem::take(match &mut self {
+            CpuStorage::BF16(v) => v,
+            other => panic!("{op}: expected a bf16 tensor, got {:?}", other.dtype()),
+        })
+    }
+
     /// The boolean elements, moved out; panics naming `op` for any other dtype.
     pub fn into_bool(mut self, op: &str) -> Vec<bool> {
         std::mem::take(match &mut self {
@@ -139,6 +151,7 @@ impl BackendStorage for CpuStorage {
             CpuStorage::I64(_) => DType::I64,
             CpuStorage::Bool(_) => DType::Bool,
             CpuStorage::I8(_) => DType::I8,
+            CpuStorage::BF16(_) => DType::BF16,
         }
     }
 
@@ -148,6 +161,7 @@ impl BackendStorage for CpuStorage {
             CpuStorage::I64(v) => v.len(),
             CpuStorage::Bool(v) => v.len(),
             CpuStorage::I8(v) => v.len(),
+            CpuStorage::BF16(v) => v.len(),
         }
     }
 
@@ -157,6 +171,7 @@ impl BackendStorage for CpuStorage {
             CpuStorage::I64(v) => CpuStorage::I64(strided::contiguous_copy(v, layout)),
             CpuStorage::Bool(v) => CpuStorage::Bool(strided::contiguous_copy(v, layout)),
             CpuStorage::I8(v) => CpuStorage::I8(strided::contiguous_copy(v, layout)),
+            CpuStorage::BF16(v) => CpuStorage::BF16(strided::contiguous_copy(v, layout)),
         }
     }
 
@@ -172,6 +187,9 @@ impl BackendStorage for CpuStorage {
                 strided::copy_into(d, dst_layout, s, src_layout)
             }
             (CpuStorage::I8(d), CpuStorage::I8(s)) => {
+                strided::copy_into(d, dst_layout, s, src_layout)
+            }
+            (CpuStorage::BF16(d), CpuStorage::BF16(s)) => {
                 strided::copy_into(d, dst_layout, s, src_layout)
             }
             (d, s) => panic!("{op}: dtype mismatch, {:?} and {:?}", d.dtype(), s.dtype()),
@@ -194,6 +212,7 @@ impl BackendStorage for CpuStorage {
             CpuStorage::I64(_) => CpuStorage::I64(vec![0; len]),
             CpuStorage::Bool(_) => CpuStorage::Bool(vec![false; len]),
             CpuStorage::I8(_) => CpuStorage::I8(vec![0; len]),
+            CpuStorage::BF16(_) => CpuStorage::BF16(vec![bf16::ZERO; len]),
         }
     }
 
@@ -229,6 +248,19 @@ impl BackendStorage for CpuStorage {
                 CpuStorage::I8(map(v, layout, |x| x.clamp(-128, 127) as i8))
             }
             (CpuStorage::Bool(v), DType::I8) => CpuStorage::I8(map(v, layout, i8::from)),
+            // bf16: through f32, exactly as f32 casts, rounding to nearest
+            // (ties to even) on the way in.
+            (CpuStorage::F32(v), DType::BF16) => CpuStorage::BF16(map(v, layout, cast::to_bf16)),
+            (CpuStorage::BF16(v), DType::F32) => CpuStorage::F32(map(v, layout, cast::to_f32)),
+            (CpuStorage::BF16(v), to) if to != DType::BF16 => {
+                CpuStorage::F32(map(v, layout, cast::to_f32))
+                    .to_dtype(&Layout::contiguous(layout.shape()), to)
+            }
+            (from, DType::BF16) if from.dtype() != DType::BF16 => {
+                let whole = Layout::contiguous(layout.shape());
+                from.to_dtype(layout, DType::F32)
+                    .to_dtype(&whole, DType::BF16)
+            }
             (same, _) => same.contiguous_copy(layout),
         }
     }

@@ -35,6 +35,7 @@ impl Element for i64 {}
 impl Element for i32 {}
 impl Element for bool {}
 impl Element for i8 {}
+impl Element for half::bf16 {}
 
 /// Calls `f(k, offsets)` for the elements `start..start + len` of `shape` in
 /// row-major order, `k` counting from 0 and `offsets[j]` being the storage

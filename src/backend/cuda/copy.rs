@@ -144,6 +144,10 @@ pub fn to_dtype(src: &CudaStorage, layout: &Layout, dtype: DType) -> CudaStorage
     if from == dtype {
         return contiguous_copy(src, layout);
     }
+    assert!(
+        from != DType::BF16 && dtype != DType::BF16,
+        "to_dtype: CUDA has no kernel casting {from:?} to {dtype:?} yet (bf16 runs on the CPU; cast there)"
+    );
     let n = layout.numel();
     let gpu = src.gpu();
     let out = CudaStorage::uninit(gpu, dtype, n);
@@ -173,7 +177,9 @@ pub fn to_dtype(src: &CudaStorage, layout: &Layout, dtype: DType) -> CudaStorage
             (I8, F32) => launch!(gpu, MODULE, "zf_cast_i8_f32", grid, block, 0; d, s, l, n),
             (I8, I64) => launch!(gpu, MODULE, "zf_cast_i8_i64", grid, block, 0; d, s, l, n),
             (I8, Bool) => launch!(gpu, MODULE, "zf_cast_i8_bool", grid, block, 0; d, s, l, n),
-            (F32, F32) | (I64, I64) | (Bool, Bool) | (I8, I8) => unreachable!("handled above"),
+            (F32, F32) | (I64, I64) | (Bool, Bool) | (I8, I8) | (BF16, _) | (_, BF16) => {
+                unreachable!("handled above")
+            }
         }
     }
     out

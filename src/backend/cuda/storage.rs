@@ -28,6 +28,7 @@ pub(crate) fn width(dtype: DType) -> usize {
     match dtype {
         DType::F32 => 4,
         DType::I64 => 8,
+        DType::BF16 => 2,
         DType::Bool | DType::I8 => 1,
     }
 }
@@ -38,6 +39,7 @@ impl Plain for f32 {}
 impl Plain for i64 {}
 impl Plain for i8 {}
 impl Plain for u8 {}
+impl Plain for half::bf16 {}
 
 fn bytes_of<T: Plain>(values: &[T]) -> &[u8] {
     // SAFETY: plain numbers have no padding and any bytes are valid reads.
@@ -88,6 +90,7 @@ impl CudaStorage {
             CpuStorage::F32(v) => (DType::F32, gpu.upload(bytes_of(v))),
             CpuStorage::I64(v) => (DType::I64, gpu.upload(bytes_of(v))),
             CpuStorage::I8(v) => (DType::I8, gpu.upload(bytes_of(v))),
+            CpuStorage::BF16(v) => (DType::BF16, gpu.upload(bytes_of(v))),
             CpuStorage::Bool(v) => {
                 let bytes: Vec<u8> = v.iter().map(|&b| b as u8).collect();
                 (DType::Bool, gpu.upload(&bytes))
@@ -110,6 +113,7 @@ impl CudaStorage {
             DType::F32 => CpuStorage::F32(from_bytes(&bytes)),
             DType::I64 => CpuStorage::I64(from_bytes(&bytes)),
             DType::I8 => CpuStorage::I8(from_bytes(&bytes)),
+            DType::BF16 => CpuStorage::BF16(from_bytes(&bytes)),
             DType::Bool => CpuStorage::Bool(bytes.iter().map(|&b| b != 0).collect()),
         }
     }
@@ -144,6 +148,7 @@ impl CudaStorage {
                 DType::I64 => "an i64",
                 DType::Bool => "a bool",
                 DType::I8 => "an int8",
+                DType::BF16 => "a bf16",
             },
             self.dtype
         );
