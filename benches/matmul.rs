@@ -5,13 +5,16 @@
 //! in FLOP/s (2·m·k·n per product), which criterion prints as "elem/s"
 //! (it has no other unit): the group names say so.
 //!
+//! The crate's own rows come in f32 and in bf16 (bf16 operands, f32
+//! sums; `examples/matmul_time --dtype bf16` times the kernel alone).
+//!
 //! cargo bench --bench matmul
 //! cargo bench --bench matmul -- 'transformer'   # a subset
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use zeroformer::Tensor;
+use zeroformer::{DType, Tensor};
 
 const SHAPES: &[(&str, usize, usize, usize)] = &[
     ("square", 256, 256, 256),
@@ -144,10 +147,17 @@ fn matmul(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("gemm-crate-2t", &label), |bench| {
             bench.iter(|| gemm_crate(m, k, n, &av, &bv, &mut out, gemm::Parallelism::Rayon(2)))
         });
+        // bf16 operands (f32 sums, a bf16 result) on the fastest path the
+        // CPU has (`ZEROFORMER_BF16_GEMM` picks another).
+        let (a16, b16) = (a.to_dtype(DType::BF16), b.to_dtype(DType::BF16));
         for (threads, pool) in &pools {
             group.bench_function(
                 BenchmarkId::new(format!("zeroformer-{threads}t"), &label),
                 |bench| pool.install(|| bench.iter(|| a.matmul(&b))),
+            );
+            group.bench_function(
+                BenchmarkId::new(format!("zeroformer-bf16-{threads}t"), &label),
+                |bench| pool.install(|| bench.iter(|| a16.matmul(&b16))),
             );
         }
         group.finish();

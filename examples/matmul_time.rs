@@ -1,8 +1,13 @@
-//! Time one matrix product `c = a @ b` (row-major f32 operands, into a
-//! preallocated output) through the kernel `Tensor::matmul` uses, and print
-//! its median in the format of `scripts/bench_matmul_openblas.py`:
+//! Time one matrix product `c = a @ b` (row-major operands, f32 or bf16,
+//! into a preallocated f32 output) through the kernel `Tensor::matmul`
+//! uses, and print its median in the format of
+//! `scripts/bench_matmul_openblas.py`:
 //!
 //!     cargo run --release --example matmul_time -- --shape 4096x192x768 --threads 1
+//!     cargo run --release --example matmul_time -- --shape 1024x1024x1024 --dtype bf16
+//!
+//! bf16 products take the fastest path the CPU has; `ZEROFORMER_BF16_GEMM`
+//! (`avx512bf16`, `avx512`, `avx2`, `baseline`) picks a slower one.
 //!
 //! `OPENBLAS_NUM_THREADS=1 python3 scripts/bench_matmul_openblas.py --paired
 //! target/release/examples/matmul_time` alternates it with OpenBLAS, shape by
@@ -17,8 +22,9 @@ use std::time::Instant;
 use clap::Parser;
 use zeroformer::Device;
 use zeroformer::backend::cpu::gemm::{MatRef, batched_matmul};
+use zeroformer::backend::cpu::gemm_bf16::{self, Path};
 use zeroformer::backend::cpu::in_pool;
-use zeroformer::{Error, Result};
+use zeroformer::{DType, Error, Result};
 
 /// Median time of one matrix product.
 #[derive(Parser, Debug)]
@@ -33,6 +39,17 @@ struct Args {
     /// Seconds of timed products (after a warm-up of a fifth of that).
     #[arg(long, default_value_t = 1.0)]
     seconds: f64,
+    /// The operands' dtype: `f32` or `bf16` (f32 products either way).
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    dtype: DType,
+}
+
+fn parse_dtype(name: &str) -> std::result::Result<DType, String> {
+    match name {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        _ => Err(format!("expected f32 or bf16, got {name}")),
+    }
 }
 
 fn main() {
@@ -63,22 +80,28 @@ fn run(args: Args) -> Result<()> {
     Device::set_threads(args.threads)?;
     let a: Vec<f32> = (0..m * k).map(|i| ((i % 13) as f32 - 6.0) / 7.0).collect();
     let b: Vec<f32> = (0..k * n).map(|i| ((i % 11) as f32 - 5.0) / 7.0).collect();
-    let mut c = vec![0.0f32; m * n];
-    let (a, b) = (
-        MatRef {
-            data: &a,
-            offset: 0,
-            row_stride: k,
-            col_stride: 1,
-        },
-        MatRef {
-            data: &b,
-            offset: 0,
-            row_stride: n,
-            col_stride: 1,
-        },
+    let (a16, b16): (Vec<half::bf16>, Vec<half::bf16>) = (
+        a.iter().map(|&x| half::bf16::from_f32(x)).collect(),
+        b.iter().map(|&x| half::bf16::from_f32(x)).collect(),
     );
-    let mut product = || batched_matmul(m, k, n, a, &[0], b, &[0], &mut c, false);
+    let mut c = vec![0.0f32; m * n];
+    fn rows<T>(data: &[T], cols: usize) -> MatRef<'_, T> {
+        MatRef {
+            data,
+            offset: 0,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+    let bf16 = args.dtype == DType::BF16;
+    let mut product = || {
+        if bf16 {
+            let (a, b) = (rows(&a16, k), rows(&b16, n));
+            gemm_bf16::batched_matmul(m, k, n, a, &[0], b, &[0], &mut c, false)
+        } else {
+            batched_matmul(m, k, n, rows(&a, k), &[0], rows(&b, n), &[0], &mut c, false)
+        }
+    };
     let mut times = in_pool(|| {
         let start = Instant::now();
         while start.elapsed().as_secs_f64() < args.seconds / 5.0 {
@@ -94,8 +117,13 @@ fn run(args: Args) -> Result<()> {
     });
     times.sort_by(f64::total_cmp);
     let s = times[times.len() / 2];
+    let kernel = if bf16 {
+        format!("bf16 {}", Path::chosen().name())
+    } else {
+        "f32".to_string()
+    };
     println!(
-        "{m}x{k}@{k}x{n}: {:8.3} ms  {:6.1} GFLOP/s  (zeroformer, {} threads)",
+        "{m}x{k}@{k}x{n}: {:8.3} ms  {:6.1} GFLOP/s  (zeroformer {kernel}, {} threads)",
         s * 1e3,
         2.0 * (m * k * n) as f64 / s / 1e9,
         rayon::current_num_threads()

@@ -234,6 +234,28 @@ def swiglu():
                     "dx": x.grad, "dw_gate": w_gate.grad, "dw_up": w_up.grad, "dw_down": w_down.grad})
 
 
+def bf16_matmul():
+    # PyTorch's CPU products of bf16 tensors (f32 sums rounded to bf16):
+    # a plain product, a Linear's (weight transposed, bias, odd depth), a
+    # batch against a shared matrix, and the gradients of the first through
+    # a cast to f32. Values are stored as the f32 the bf16 hold exactly.
+    gen = torch.Generator().manual_seed(43)
+
+    def bf(*shape):
+        return torch.randn(*shape, generator=gen).bfloat16()
+
+    a, b = bf(24, 50).requires_grad_(), bf(50, 30).requires_grad_()
+    x, w, bias = bf(50, 33), bf(20, 33), bf(20)
+    p, q = bf(3, 9, 16), bf(16, 11)
+    g = torch.randn(24, 30, generator=gen)
+    c = a @ b
+    (c.float() * g).sum().backward()
+    out = {"a": a, "b": b, "c": c, "g": g, "da": a.grad, "db": b.grad,
+           "x": x, "w": w, "bias": bias, "linear": torch.nn.functional.linear(x, w, bias),
+           "p": p, "q": q, "batched": p @ q}
+    save("bf16_matmul", {k: v.float() for k, v in out.items()})
+
+
 def params(prefix, module):
     return {f"{prefix}{n}": p for n, p in module.named_parameters()}
 
@@ -274,7 +296,7 @@ if __name__ == "__main__":
     seeded = [mlp, layer_norm, softmax_cross_entropy, batched_matmul, gelu_exact, optim, rms_norm,
               masked_attention, swiglu, transformer_layers]
     # Each seeds its own stream.
-    independent = [sliding_window_attention, moe_feed_forward]
+    independent = [sliding_window_attention, moe_feed_forward, bf16_matmul]
     wanted = set(sys.argv[1:])
     if wanted and not wanted <= {f.__name__ for f in seeded + independent}:
         sys.exit(f"unknown fixture in {sorted(wanted)}")

@@ -231,12 +231,11 @@ fn walk(root: &Tensor, grad: Tensor, leaf_grad: &mut dyn FnMut(&Tensor, Tensor))
             }
             continue;
         };
-        if let [input] = node.inputs.as_slice() {
-            if let Some(acc) = grads.get_mut(&input.id()) {
-                if node.backward.add_into(&grad, acc) {
-                    continue;
-                }
-            }
+        if let [input] = node.inputs.as_slice()
+            && let Some(acc) = grads.get_mut(&input.id())
+            && node.backward.add_into(&grad, acc)
+        {
+            continue;
         }
         let input_grads = node.backward.backward(&grad, &node.inputs);
         assert_eq!(

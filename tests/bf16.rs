@@ -171,3 +171,89 @@ fn an_f16_hugging_face_directory_loads_exactly() {
         assert_eq!(b.to_vec(), expected, "{name}");
     }
 }
+
+/// The distance between bf16 neighbours at `x`'s magnitude.
+fn bf16_ulp(x: f32) -> f32 {
+    let x = x.abs().max(f32::MIN_POSITIVE);
+    2f32.powi(x.log2().floor() as i32 - 7)
+}
+
+/// Asserts our bf16 product `ours` matches PyTorch's `theirs`: both are f32
+/// sums of the same exact products in some order, rounded to bf16. Each
+/// sum is within `k·2⁻²⁴·Σ|a·b|` of the exact one, so they differ by at
+/// most twice that before rounding, and one bf16 step after. Most
+/// elements round to the same bf16: at least 90% must be equal.
+fn assert_bf16_product(name: &str, ours: &Tensor, theirs: &Tensor, magnitudes: &Tensor, k: usize) {
+    assert_eq!(ours.dtype(), DType::BF16, "{name}: dtype");
+    assert_eq!(ours.shape(), theirs.shape(), "{name}: shape");
+    let (ours, theirs) = (ours.to_dtype(DType::F32).to_vec(), theirs.to_vec());
+    let mut equal = 0;
+    for (i, ((&o, &t), &mag)) in ours
+        .iter()
+        .zip(&theirs)
+        .zip(&magnitudes.to_vec())
+        .enumerate()
+    {
+        let tol = 2.0 * k as f32 * 2f32.powi(-24) * mag + bf16_ulp(o.abs().max(t.abs()));
+        assert!(
+            (o - t).abs() <= tol,
+            "{name}[{i}]: ours {o} vs PyTorch {t} (tolerance {tol})"
+        );
+        equal += usize::from(o == t);
+    }
+    assert!(
+        equal * 10 >= ours.len() * 9,
+        "{name}: only {equal} of {} elements equal PyTorch's",
+        ours.len()
+    );
+}
+
+/// `Σ|a·b|` for each output of `a @ b`: the scale of its rounding.
+fn magnitudes(a: &Tensor, b: &Tensor) -> Tensor {
+    let f = |t: &Tensor| t.to_dtype(DType::F32).abs();
+    f(a).matmul(&f(b))
+}
+
+#[test]
+fn bf16_products_and_their_gradients_match_pytorch() {
+    let f = common::Fixture::load("bf16_matmul");
+    let bf = |name: &str| f.get(name).to_dtype(DType::BF16);
+    // Gradients reach f32 leaves (master weights) through the casts.
+    let (a32, b32) = (f.leaf("a"), f.leaf("b"));
+    let (a, b) = (a32.to_dtype(DType::BF16), b32.to_dtype(DType::BF16));
+    let c = a.matmul(&b);
+    assert_bf16_product("c", &c, &f.get("c"), &magnitudes(&a, &b), 50);
+    // The gradient reaches the product through the cast: rounded to bf16,
+    // as PyTorch rounds it.
+    c.to_dtype(DType::F32).mul(&f.get("g")).sum().backward();
+    let g = f.get("g").to_dtype(DType::BF16);
+    let (da, db) = (a32.grad().unwrap(), b32.grad().unwrap());
+    assert_eq!(da.dtype(), DType::F32);
+    let (da, db) = (da.to_dtype(DType::BF16), db.to_dtype(DType::BF16));
+    assert_bf16_product("da", &da, &f.get("da"), &magnitudes(&g, &b.t()), 30);
+    assert_bf16_product("db", &db, &f.get("db"), &magnitudes(&a.t(), &g), 24);
+
+    // A Linear's product: the weight transposed, a bias, an odd depth.
+    let (x, w, bias) = (bf("x"), bf("w"), bf("bias"));
+    let linear = bias.addmm(&x, &w.t());
+    let bias_scale = bias.to_dtype(DType::F32).abs().unsqueeze(0);
+    let scale = magnitudes(&x, &w.t()).add(&bias_scale);
+    assert_bf16_product("linear", &linear, &f.get("linear"), &scale, 34);
+
+    // A batch of matrices against one shared matrix.
+    let (p, q) = (bf("p"), bf("q"));
+    assert_bf16_product(
+        "batched",
+        &p.matmul(&q),
+        &f.get("batched"),
+        &magnitudes(&p, &q),
+        16,
+    );
+}
+
+#[test]
+#[should_panic(expected = "matmul: tensors of different dtypes, BF16 and F32")]
+fn a_product_of_bf16_and_f32_panics_naming_both() {
+    let a = Tensor::ones(&[2, 3]).to_dtype(DType::BF16);
+    a.matmul(&Tensor::ones(&[3, 2]));
+}

@@ -402,7 +402,7 @@ fn resume_keeps_the_best_loss_and_the_evaluation_stream() {
     let run = |trainer: &mut Trainer<Gpt>, until: usize, log: &mut Vec<(f32, f32)>| {
         while trainer.step < until {
             trainer.train_step(&data).unwrap();
-            if trainer.step % 2 == 0 {
+            if trainer.step.is_multiple_of(2) {
                 let val = trainer.estimate_loss(&data, 3).unwrap();
                 trainer.best_val_loss = trainer.best_val_loss.min(val);
                 log.push((val, trainer.best_val_loss));

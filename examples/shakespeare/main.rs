@@ -287,7 +287,7 @@ fn train_loop(
             loss,
             stats.lr,
         );
-        if step % args.eval_every == 0 || step == iters {
+        if step.is_multiple_of(args.eval_every) || step == iters {
             evaluate(
                 trainer,
                 data,

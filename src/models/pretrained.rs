@@ -81,19 +81,19 @@ fn config_from_hf(v: &Value) -> std::result::Result<GptConfig, String> {
             .map(|n| n as usize)
             .ok_or_else(|| format!("\"{key}\" is missing or not a positive integer"))
     };
-    if let Some(kind) = v.get("model_type").and_then(Value::as_str) {
-        if kind != "gpt2" {
-            return Err(format!("\"model_type\" is {kind:?}; only \"gpt2\" is read"));
-        }
+    if let Some(kind) = v.get("model_type").and_then(Value::as_str)
+        && kind != "gpt2"
+    {
+        return Err(format!("\"model_type\" is {kind:?}; only \"gpt2\" is read"));
     }
     let n_embd = num("n_embd")?;
-    if let Some(inner) = v.get("n_inner").filter(|i| !i.is_null()) {
-        if inner.as_u64() != Some(4 * n_embd as u64) {
-            return Err(format!(
-                "\"n_inner\" is {inner}; this GPT's MLP is 4 x n_embd = {}",
-                4 * n_embd
-            ));
-        }
+    if let Some(inner) = v.get("n_inner").filter(|i| !i.is_null())
+        && inner.as_u64() != Some(4 * n_embd as u64)
+    {
+        return Err(format!(
+            "\"n_inner\" is {inner}; this GPT's MLP is 4 x n_embd = {}",
+            4 * n_embd
+        ));
     }
     let activation = v
         .get("activation_function")

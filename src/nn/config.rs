@@ -300,7 +300,7 @@ impl MultiHeadAttentionConfig {
     /// Checks the numbers: a width the heads divide, a dropout in [0,
     /// 1), a window of at least 1.
     pub fn validate(&self) -> Result<()> {
-        if self.n_head == 0 || self.d_model % self.n_head != 0 {
+        if self.n_head == 0 || !self.d_model.is_multiple_of(self.n_head) {
             return Err(Error::InvalidConfig(format!(
                 "d_model {} is not divisible by n_head {}",
                 self.d_model, self.n_head
@@ -511,7 +511,9 @@ impl TokenEmbeddingConfig {
     /// Checks the numbers: a dropout in [0, 1), an even head width for
     /// rotary positions.
     pub fn validate(&self) -> Result<()> {
-        if self.positional == Positional::Rotary && (self.head_dim == 0 || self.head_dim % 2 != 0) {
+        if self.positional == Positional::Rotary
+            && (self.head_dim == 0 || !self.head_dim.is_multiple_of(2))
+        {
             return Err(Error::InvalidConfig(format!(
                 "rotary positions need an even, positive head width, got {}",
                 self.head_dim

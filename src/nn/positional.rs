@@ -77,7 +77,7 @@ impl Rope {
     pub fn with_base(head_dim: usize, max_len: usize, base: f64, device: &Device) -> Result<Rope> {
         device.ensure_usable()?;
         assert!(
-            head_dim % 2 == 0 && head_dim > 0,
+            head_dim.is_multiple_of(2) && head_dim > 0,
             "Rope: head_dim must be even and positive, got {head_dim}"
         );
         let half = head_dim / 2;

@@ -170,7 +170,7 @@ impl LayerConfig {
                 "d_model, n_head and d_ff must be positive: {self:?}"
             )));
         }
-        if self.d_model % self.n_head != 0 {
+        if !self.d_model.is_multiple_of(self.n_head) {
             return Err(Error::InvalidConfig(format!(
                 "d_model {} is not divisible by n_head {}",
                 self.d_model, self.n_head

@@ -75,6 +75,7 @@ impl Tensor {
     pub fn matmul(&self, other: &Tensor) -> Tensor {
         let (a, b) = (self, other);
         super::same_device("matmul", &[a, b]);
+        super::same_dtype("matmul", &[a, b]);
         assert!(
             a.rank() >= 2 && b.rank() >= 2,
             "matmul: needs inputs of rank >= 2, got shapes {:?} and {:?}",
@@ -128,6 +129,7 @@ impl Tensor {
     pub fn addmm(&self, a: &Tensor, b: &Tensor) -> Tensor {
         let bias = self;
         super::same_device("addmm", &[bias, a, b]);
+        super::same_dtype("addmm", &[bias, a, b]);
         assert!(
             a.rank() == 2 && b.rank() == 2 && bias.rank() == 1,
             "addmm: needs a [n] bias, [m, k] and [k, n] matrices, got shapes {:?}, {:?} and {:?}",

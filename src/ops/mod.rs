@@ -77,6 +77,18 @@ pub(crate) fn same_device(op: &str, tensors: &[&Tensor]) {
     assert_one_device(op, tensors.iter().map(|t| t.device()));
 }
 
+/// Panics naming `op` unless every tensor has the first one's dtype.
+pub(crate) fn same_dtype(op: &str, tensors: &[&Tensor]) {
+    let Some(first) = tensors.first().map(|t| t.dtype()) else {
+        return;
+    };
+    if let Some(other) = tensors.iter().map(|t| t.dtype()).find(|&d| d != first) {
+        panic!(
+            "{op}: tensors of different dtypes, {first:?} and {other:?} (cast one with to_dtype)"
+        );
+    }
+}
+
 fn assert_one_device(op: &str, mut devices: impl Iterator<Item = crate::Device>) {
     let Some(first) = devices.next() else { return };
     if let Some(other) = devices.find(|d| *d != first) {

@@ -136,10 +136,10 @@ pub(crate) fn learn_merges(
         // Pairs that grew get a fresh entry; shrunk ones are refreshed when
         // their stale entry surfaces.
         for &pair in &touched {
-            if let Some(&c) = counts.get(&pair) {
-                if c > 0 {
-                    heap.push((c, Reverse(pair)));
-                }
+            if let Some(&c) = counts.get(&pair)
+                && c > 0
+            {
+                heap.push((c, Reverse(pair)));
             }
         }
     }

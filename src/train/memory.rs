@@ -60,12 +60,12 @@ pub fn step_bytes(model: &impl Trainable, config: &TrainConfig, device: &Device)
 /// above what the model's device has, as an error a user can act on.
 /// Nothing is checked for memory where the model gives no estimate.
 pub fn check_step_fits(model: &impl Trainable, config: &TrainConfig) -> Result<()> {
-    if let (Some(context), Some(longest)) = (config.context, model.max_len()) {
-        if context > longest {
-            return Err(Error::InvalidConfig(format!(
-                "context {context} is longer than the model's {longest}"
-            )));
-        }
+    if let (Some(context), Some(longest)) = (config.context, model.max_len())
+        && context > longest
+    {
+        return Err(Error::InvalidConfig(format!(
+            "context {context} is longer than the model's {longest}"
+        )));
     }
     let window = config.context.or(model.max_len());
     if !config.memory_check

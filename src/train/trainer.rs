@@ -186,7 +186,7 @@ impl<M: Trainable> Trainer<M> {
         // kernels are then issued from a pool worker (see `Device::scope`).
         let device = self.model.device();
         let stats = device.scope(|| self.take_step(&device, next_batch))?;
-        if self.step % self.check_every.max(1) == 0 {
+        if self.step.is_multiple_of(self.check_every.max(1)) {
             self.check_finite()?;
         }
         Ok(stats)

@@ -9,8 +9,8 @@ use rayon::prelude::*;
 /// One matrix operand inside a storage slice: its element at `(i, j)` is
 /// `data[offset + i * row_stride + j * col_stride]`.
 #[derive(Clone, Copy)]
-pub struct MatRef<'a> {
-    pub data: &'a [f32],
+pub struct MatRef<'a, T = f32> {
+    pub data: &'a [T],
     pub offset: usize,
     pub row_stride: usize,
     pub col_stride: usize,
@@ -126,8 +126,9 @@ pub fn batched_matmul(
         });
 }
 
-impl<'a> MatRef<'a> {
-    fn at(self, extra: usize) -> MatRef<'a> {
+impl<'a, T> MatRef<'a, T> {
+    /// The same operand `extra` elements further into its storage.
+    pub(super) fn at(self, extra: usize) -> MatRef<'a, T> {
         MatRef {
             offset: self.offset + extra,
             ..self

@@ -1,17 +1,19 @@
 //! Matrix products of strided views: the batch offsets of each operand
-//! (batch dimensions broadcast) handed to [`gemm::batched_matmul`].
+//! (batch dimensions broadcast) handed to [`gemm::batched_matmul`], or for
+//! bf16 operands to [`gemm_bf16::batched_matmul`].
 
+use half::bf16;
 use rayon::prelude::*;
 
 use super::PARALLEL_THRESHOLD;
 use super::gemm::{self, MatRef};
-use super::gemv;
+use super::{cast, gemm_bf16, gemv};
 use super::{pool, reduce, strided};
 use crate::layout::Layout;
 
 /// The matrix over a layout's last two dimensions, at storage offset 0
 /// (callers add each batch's offset).
-fn matrix<'a>(data: &'a [f32], layout: &Layout) -> MatRef<'a> {
+fn matrix<'a, T>(data: &'a [T], layout: &Layout) -> MatRef<'a, T> {
     let r = layout.rank();
     MatRef {
         data,
@@ -93,6 +95,76 @@ pub fn addmm(bias: &[f32], a: &[f32], la: &Layout, b: &[f32], lb: &Layout) -> Ve
         &mut out,
         true,
     );
+    out
+}
+
+/// [`matmul`] of bf16 operands: f32 sums, rounded to bf16 once at the end.
+pub fn matmul_bf16(
+    a: &[bf16],
+    la: &Layout,
+    b: &[bf16],
+    lb: &Layout,
+    batch_shape: &[usize],
+) -> Vec<bf16> {
+    let (ra, rb) = (la.rank(), lb.rank());
+    let (m, k, n) = (la.shape()[ra - 2], la.shape()[ra - 1], lb.shape()[rb - 1]);
+    let a_offsets = batch_offsets(la, batch_shape);
+    let b_offsets = batch_offsets(lb, batch_shape);
+    let mut sums = pool::take(a_offsets.len() * m * n);
+    gemm_bf16::batched_matmul(
+        m,
+        k,
+        n,
+        matrix(a, la),
+        &a_offsets,
+        matrix(b, lb),
+        &b_offsets,
+        &mut sums,
+        false,
+    );
+    rounded(sums)
+}
+
+/// [`addmm`] of bf16 operands: the bias widened into every row, the
+/// product's f32 sums continued from it, the result rounded to bf16.
+pub fn addmm_bf16(bias: &[bf16], a: &[bf16], la: &Layout, b: &[bf16], lb: &Layout) -> Vec<bf16> {
+    let (m, k, n) = (la.shape()[0], la.shape()[1], lb.shape()[1]);
+    let mut sums = pool::take(m * n);
+    for row in sums.chunks_exact_mut(n.max(1)) {
+        for (x, &b) in row.iter_mut().zip(bias) {
+            *x = cast::to_f32(b);
+        }
+    }
+    gemm_bf16::batched_matmul(
+        m,
+        k,
+        n,
+        matrix(a, la),
+        &[la.offset()],
+        matrix(b, lb),
+        &[lb.offset()],
+        &mut sums,
+        true,
+    );
+    rounded(sums)
+}
+
+/// f32 sums rounded to bf16 (the buffer goes back to the pool).
+fn rounded(sums: Vec<f32>) -> Vec<bf16> {
+    let mut out = vec![bf16::ZERO; sums.len()];
+    let round = |(o, s): (&mut [bf16], &[f32])| {
+        for (o, &s) in o.iter_mut().zip(s) {
+            *o = cast::to_bf16(s);
+        }
+    };
+    if sums.len() < PARALLEL_THRESHOLD {
+        round((&mut out, &sums));
+    } else {
+        out.par_chunks_mut(super::PARALLEL_CHUNK)
+            .zip(sums.par_chunks(super::PARALLEL_CHUNK))
+            .for_each(round);
+    }
+    pool::give(sums);
     out
 }
 

@@ -13,6 +13,8 @@ mod elementwise;
 // them.
 #[doc(hidden)]
 pub mod gemm;
+#[doc(hidden)]
+pub mod gemm_bf16;
 mod gemv;
 mod index;
 mod loss;

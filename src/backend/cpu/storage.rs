@@ -53,6 +53,14 @@ impl CpuStorage {
         }
     }
 
+    /// The bf16 elements; panics naming `op` for any other dtype.
+    pub fn bf16(&self, op: &str) -> &[bf16] {
+        match self {
+            CpuStorage::BF16(v) => v,
+            other => panic!("{op}: expected a bf16 tensor, got {:?}", other.dtype()),
+        }
+    }
+
     /// The i64 elements; panics naming `op` for any other dtype.
     pub fn i64(&self, op: &str) -> &[i64] {
         match self {
@@ -477,12 +485,19 @@ impl BackendStorage for CpuStorage {
     }
 
     fn matmul(&self, layout: &Layout, (rhs, rl): View<Self>, batch_shape: &[usize]) -> Self {
+        if let (CpuStorage::BF16(a), CpuStorage::BF16(b)) = (self, rhs) {
+            return CpuStorage::BF16(matmul::matmul_bf16(a, layout, b, rl, batch_shape));
+        }
         let (a, b) = (self.f32("matmul"), rhs.f32("matmul"));
         CpuStorage::F32(matmul::matmul(a, layout, b, rl, batch_shape))
     }
 
     fn addmm(&self, layout: &Layout, (a, la): View<Self>, (b, lb): View<Self>) -> Self {
         let op = "addmm";
+        if let (CpuStorage::BF16(a), CpuStorage::BF16(b)) = (a, b) {
+            let bias = strided::contiguous_copy(self.bf16(op), layout);
+            return CpuStorage::BF16(matmul::addmm_bf16(&bias, a, la, b, lb));
+        }
         let (a, b) = (a.f32(op), b.f32(op));
         CpuStorage::F32(with_f32((self, layout), op, |bias| {
             matmul::addmm(bias, a, la, b, lb)

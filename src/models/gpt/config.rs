@@ -147,7 +147,7 @@ impl GptConfig {
     pub fn has_experts(&self, layer: usize) -> bool {
         self.moe
             .as_ref()
-            .is_some_and(|m| (layer + 1) % m.every.max(1) == 0)
+            .is_some_and(|m| (layer + 1).is_multiple_of(m.every.max(1)))
     }
 
     /// How many blocks have experts.
@@ -175,7 +175,7 @@ impl GptConfig {
                 "vocab_size, block_size, n_layer, n_head and n_embd must be positive: {self:?}"
             ));
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return bad(format!(
                 "n_embd {} is not divisible by n_head {}",
                 self.n_embd, self.n_head
