@@ -26,7 +26,7 @@ use zeroformer::data::{locate_or_fetch_shakespeare, read_text};
 use zeroformer::models::{EncoderConfig, Pooling};
 use zeroformer::nn::{Activation, LayerConfig, Module, NormKind, NormPlacement, Positional};
 use zeroformer::tokenizer::{Tokenizer, WordTokenizer};
-use zeroformer::train::{Record, TrainConfig, Trainer};
+use zeroformer::train::{Precision, Record, TrainConfig, Trainer};
 use zeroformer::{Device, Error, EvalModeGuard, GeluApproximation, NoGradGuard, Result, Tensor};
 
 /// Classify who speaks a speech of tiny Shakespeare with an encoder.
@@ -68,6 +68,10 @@ struct Args {
     /// Seed of the initialisation, the batches and dropout.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The dtype training's products and attention compute in, and the
+    /// evaluation's: f32, or bf16 mixed precision (f32 weights).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     #[command(flatten)]
     run_on: common::RunOn,
     #[command(flatten)]
@@ -184,6 +188,7 @@ fn train(args: Args, device: &Device) -> Result<()> {
         weight_decay: args.weight_decay,
         beta2: 0.999,
         seed: args.seed,
+        precision: args.precision,
         ..TrainConfig::nanogpt_cpu(total)
     };
     let mut trainer = Trainer::new(model, recipe)?;
@@ -224,13 +229,14 @@ fn train(args: Args, device: &Device) -> Result<()> {
 
     let (model, trainer_steps) = (trainer.model, trainer.step);
     let _eval = (EvalModeGuard::new(), NoGradGuard::new());
-    let correct: usize = test
-        .chunks(args.batch_size)
-        .map(|chunk| {
-            let (ids, padding, _) = collate(chunk);
-            count_correct(&model.classify(&ids, Some(&padding)), chunk)
-        })
-        .sum();
+    let correct: usize = zeroformer::autocast(args.precision.dtype(), || {
+        test.chunks(args.batch_size)
+            .map(|chunk| {
+                let (ids, padding, _) = collate(chunk);
+                count_correct(&model.classify(&ids, Some(&padding)), chunk)
+            })
+            .sum()
+    });
     let accuracy = correct as f64 / test.len() as f64;
     // The majority baseline always answers the most frequent training speaker.
     let mut counts = vec![0usize; args.speakers];

@@ -25,7 +25,7 @@ use zeroformer::generation::{GenerationConfig, Seq2SeqLm, generate_batch};
 use zeroformer::models::EncoderDecoderConfig;
 use zeroformer::nn::{LayerConfig, Module, NormPlacement};
 use zeroformer::optim::LrSchedule;
-use zeroformer::train::{Record, TrainConfig, Trainer};
+use zeroformer::train::{Precision, Record, TrainConfig, Trainer};
 use zeroformer::{Device, Error, Result};
 
 /// Train an encoder-decoder Transformer to copy or reverse digit sequences.
@@ -73,6 +73,10 @@ struct Args {
     /// Seed of the initialisation, the batches and dropout.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The dtype training's products and attention compute in, and the
+    /// evaluation's: f32, or bf16 mixed precision (f32 weights).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     /// Train even when the step's estimated memory exceeds what the device
     /// has (the estimate is printed first).
     #[arg(long)]
@@ -136,6 +140,7 @@ fn train(args: Args, device: &Device) -> Result<()> {
         weight_decay: 0.0,
         grad_clip: 0.0,
         seed: args.seed,
+        precision: args.precision,
         ..TrainConfig::nanogpt_cpu(args.steps)
     };
     let estimate = zeroformer::train::memory::step_bytes(&model, &recipe, device);
@@ -198,7 +203,9 @@ fn train(args: Args, device: &Device) -> Result<()> {
         let b = digits::batch(task, n, args.len, &mut eval_rng);
         let starts = vec![vec![START]; n];
         let greedy = GenerationConfig::new(args.len);
-        let out = generate_batch(&model.condition(&b.source, None), &starts, &greedy)?;
+        let out = zeroformer::autocast(args.precision.dtype(), || {
+            generate_batch(&model.condition(&b.source, None), &starts, &greedy)
+        })?;
         let got: Vec<i64> = out.into_iter().flat_map(|g| g.tokens).collect();
         let (src, want) = (b.source.to_vec_i64(), b.target_out.to_vec_i64());
         for i in 0..n {

@@ -5,6 +5,7 @@
 //!
 //!     cargo run --release --example step_time -- --preset cpu-mini --batch-size 12
 //!     cargo run --release --example step_time -- --preset gpt-mini --batch-size 32 --steps 6
+//!     cargo run --release --example step_time -- --preset gpt-mini --batch-size 32 --precision bf16
 //!
 //! `--compare-whole` alternates the data-parallel step with the whole batch
 //! in one process.
@@ -23,7 +24,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zeroformer::models::{Gpt, GptConfig};
 use zeroformer::nn::{AttentionKernel, Module};
-use zeroformer::train::{TrainConfig, Trainer};
+use zeroformer::train::{Precision, TrainConfig, Trainer};
 use zeroformer::{Device, Error, Result};
 
 /// Median time of a GPT training step.
@@ -66,6 +67,10 @@ struct Args {
     /// With --experts: experts per token (1 or 2).
     #[arg(long, value_name = "K", default_value_t = 1, requires = "experts")]
     experts_per_token: usize,
+    /// The dtype the forward's products and attention compute in: f32 or
+    /// bf16 (mixed precision, f32 weights).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     /// Data-parallel shards per batch (default: one per thread; 1 runs
     /// the batch whole, its kernels split across the threads).
     #[arg(long)]
@@ -101,6 +106,7 @@ fn train(args: Args, device: &Device) -> Result<()> {
     let config = TrainConfig {
         batch_size: args.batch_size,
         context: args.context,
+        precision: args.precision,
         ..TrainConfig::nanogpt_cpu(args.warmup + args.steps)
     };
     let model = model_config.init(device, config.seed)?;
@@ -136,9 +142,10 @@ fn train(args: Args, device: &Device) -> Result<()> {
     let estimate = zeroformer::train::memory::step_bytes(&trainer.model, &trainer.config, device)
         .unwrap_or(u64::MAX);
     println!(
-        "zeroformer threads={} preset={} batch={} params={params} memory_estimate_mib={} mean_step_ms={:.1} median_step_ms={:.1} tokens_per_s={:.0}",
+        "zeroformer threads={} preset={} precision={} batch={} params={params} memory_estimate_mib={} mean_step_ms={:.1} median_step_ms={:.1} tokens_per_s={:.0}",
         rayon::current_num_threads(),
         args.preset,
+        format!("{:?}", args.precision).to_lowercase(),
         args.batch_size,
         estimate >> 20,
         mean * 1e3,

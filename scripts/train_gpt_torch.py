@@ -16,6 +16,9 @@ in `torch.compile` (inductor; on the CPU it needs a C++ compiler, and the
 first steps compile), the second reference. `--attention explicit` runs
 matmul, masked_fill, softmax, matmul instead: an extra row for comparison
 only, never the reference. The line printed names the path taken.
+`--bf16` runs the forward (and the loss) under `torch.autocast("cpu",
+torch.bfloat16)`, as nanoGPT's train.py does with dtype "bfloat16": mixed
+precision, f32 weights; paired, zeroformer's step gets `--precision bf16`.
 `--device cuda` runs it on the GPU in f32, TF32 switched off for matmuls
 and cuDNN (zeroformer's cuBLAS calls use none), timing between
 `torch.cuda.synchronize()` calls.
@@ -133,6 +136,8 @@ def main():
     ap.add_argument("--attention", choices=["sdpa", "explicit"], default="sdpa",
                     help="sdpa (nanoGPT's, the reference) or the explicit matmul-softmax-matmul form")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (the second reference)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="the forward under torch.autocast(cpu, bfloat16), as nanoGPT's dtype='bfloat16'")
     ap.add_argument("--paired", metavar="BIN", help="alternate with zeroformer's step_time binary")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--device", default="cpu",
@@ -143,6 +148,14 @@ def main():
     if args.paired:
         return paired(args)
     print(time_steps(args))
+
+
+def autocast(args):
+    """nanoGPT's `ctx`: bf16 autocast with --bf16, else nothing."""
+    import contextlib
+    if args.bf16:
+        return torch.autocast(device_type=args.device, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def adamw(groups):
@@ -178,7 +191,8 @@ def time_steps(args):
         x, y = seq[:, :-1], seq[:, 1:]
         sync()
         t0 = time.perf_counter()
-        loss = model(x, y)
+        with autocast(args):
+            loss = model(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -188,7 +202,8 @@ def time_steps(args):
             times.append(time.perf_counter() - t0)
     step = statistics.median(times)
     tokens = args.batch_size * block_size
-    path = f"attention={args.attention} adamw={adam} compile={'yes' if args.compile else 'no'}"
+    path = (f"attention={args.attention} adamw={adam} compile={'yes' if args.compile else 'no'} "
+            f"precision={'bf16' if args.bf16 else 'f32'}")
     where = f"threads={args.threads}" if device.type == "cpu" else f"device={torch.cuda.get_device_name(device)} tf32=off"
     return (f"torch {torch.__version__} {where} preset={args.preset} batch={args.batch_size} "
             f"{path} params={params} median_step_ms={step * 1e3:.1f} tokens_per_s={tokens / step:.0f}")
@@ -201,7 +216,8 @@ def paired(args):
         ref = time_steps(args)
         cmd = [args.paired, "--preset", args.preset, "--batch-size", str(args.batch_size),
                "--vocab", str(args.vocab), "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--threads", str(args.threads), "--device", args.device]
+               "--threads", str(args.threads), "--device", args.device,
+               "--precision", "bf16" if args.bf16 else "f32"]
         ours = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
         ratios.append(tokens_per_s(ours) / tokens_per_s(ref))
         print(ref)
@@ -248,7 +264,8 @@ def run_recipe(args, out):
     @torch.no_grad()
     def estimate_loss(split):
         model.eval()
-        loss = statistics.fmean(model(*batch(split, eval_gen)).item() for _ in range(args.eval_iters))
+        with autocast(args):
+            loss = statistics.fmean(model(*batch(split, eval_gen)).item() for _ in range(args.eval_iters))
         model.train()
         return loss
 
@@ -263,7 +280,8 @@ def run_recipe(args, out):
         lr = 1e-3 * (it + 1) / 101 if it < 100 else 1e-4 + 0.5 * (1 + math.cos(math.pi * (it - 100) / (args.steps - 100))) * 9e-4
         for g in opt.param_groups:
             g["lr"] = lr
-        loss = model(*batch(train))
+        with autocast(args):
+            loss = model(*batch(train))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -284,7 +302,8 @@ def run_recipe(args, out):
             starts = [s for s in range(s0, min(s0 + block_size * 32, len(val) - block_size), block_size)]
             x = torch.stack([val[i:i + block_size] for i in starts])
             y = torch.stack([val[i + 1:i + 1 + block_size] for i in starts])
-            total += model(x, y).item() * y.numel()
+            with autocast(args):
+                total += model(x, y).item() * y.numel()
             count += y.numel()
         if args.eval_every > 0:
             estimate_loss(train)

@@ -217,6 +217,15 @@ fn walk(root: &Tensor, grad: Tensor, leaf_grad: &mut dyn FnMut(&Tensor, Tensor))
         );
     }
     let _guard = NoGradGuard::new();
+    // A gradient has its tensor's dtype (a bf16 root's seed of ones, made
+    // in f32, included).
+    let grad = if grad.dtype() == root.dtype() {
+        grad
+    } else {
+        grad.to_dtype(root.dtype())
+    };
+    // Each op's backward computes in the dtypes its forward chose.
+    let _autocast = crate::mode::AutocastGuard::set(None);
     let order = reverse_topological_order(root);
     let mut grads: HashMap<usize, Tensor> = HashMap::new();
     grads.insert(root.id(), grad);

@@ -22,6 +22,19 @@
 //! missing factor, a sign, a gradient not summed over a broadcast dimension)
 //! is off by far more than 1%. Inputs must stay further than ε from kinks
 //! (relu at 0, ties in max), which the tests arrange.
+//!
+//! ## Under autocast
+//! [`GradCheck::autocast`] checks the gradients `f` computes under
+//! [`autocast`](crate::autocast) against the central difference of `f` in
+//! f32 (the full-precision function the mixed-precision one approximates).
+//! bf16 keeps 8 significant bits, so each rounding is off by at most
+//! 2⁻⁹ of its value. A gradient under autocast passes through about six
+//! roundings (each operand cast, the product rounded, the upstream
+//! gradient cast, the gradient's product rounded, the cast back): about
+//! 6·2⁻⁹ ≈ 1.2% of the terms it sums. The tolerance is `2⁻⁵ · |numeric|`
+//! (3.1%) plus `2⁻⁶` of the input's largest numeric gradient, for elements
+//! whose terms cancel: a margin of 2-3x over that estimate, while a wrong
+//! rule is off by far more.
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -38,6 +51,10 @@ pub struct GradCheck {
     pub atol: f64,
     /// Tolerance relative to the numeric gradient.
     pub rtol: f64,
+    /// Whether the analytic gradient is computed under
+    /// [`autocast`](crate::autocast) of this dtype; `atol` is then
+    /// relative to each input's largest numeric gradient.
+    pub autocast: Option<crate::DType>,
 }
 
 impl Default for GradCheck {
@@ -46,6 +63,7 @@ impl Default for GradCheck {
             eps: 1e-2,
             atol: 1e-3,
             rtol: 1e-2,
+            autocast: None,
         }
     }
 }
@@ -78,6 +96,26 @@ impl std::fmt::Display for GradCheckError {
 impl std::error::Error for GradCheckError {}
 
 impl GradCheck {
+    /// The check of gradients computed under [`autocast`](crate::autocast)
+    /// of `dtype` against f32's central differences, with the tolerances
+    /// the [module docs](self) derive for bf16.
+    ///
+    /// ```
+    /// use zeroformer::gradcheck::GradCheck;
+    /// use zeroformer::{DType, Tensor};
+    /// let x = Tensor::from_vec(vec![0.5, -1.0, 2.0, 0.25], &[2, 2]);
+    /// let w = Tensor::from_vec(vec![1.5, -0.5, 0.75, 2.0], &[2, 2]);
+    /// GradCheck::autocast(DType::BF16).check(|xs| xs[0].matmul(&xs[1]), &[x, w]).unwrap();
+    /// ```
+    pub fn autocast(dtype: crate::DType) -> GradCheck {
+        GradCheck {
+            eps: 1e-2,
+            atol: 2f64.powi(-6),
+            rtol: 2f64.powi(-5),
+            autocast: Some(dtype),
+        }
+    }
+
     /// Checks the gradients of `f` at `inputs` (f32 tensors; copies are
     /// made, each on its input's device).
     ///
@@ -107,7 +145,10 @@ impl GradCheck {
             .into_iter()
             .map(Tensor::requires_grad)
             .collect();
-        let out = f(&leaves);
+        let out = match self.autocast {
+            Some(dtype) => crate::autocast(dtype, || f(&leaves)).to_dtype(crate::DType::F32),
+            None => f(&leaves),
+        };
         let mut rng = StdRng::seed_from_u64(0x5eed);
         let r = Tensor::uniform(out.shape(), -1.0, 1.0, &mut rng).to_vec();
         let projection = out.new_tensor(r.clone(), out.shape());
@@ -127,17 +168,25 @@ impl GradCheck {
                 .grad()
                 .map(|g| g.to_vec())
                 .unwrap_or_else(|| vec![0.0; leaf.numel()]);
-            for j in 0..values[i].len() {
-                probe[i][j] = values[i][j] + self.eps;
-                let plus = loss_at(&probe);
-                probe[i][j] = values[i][j] - self.eps;
-                let minus = loss_at(&probe);
-                probe[i][j] = values[i][j];
-                // The step actually taken, after f32 rounding of x ± ε.
-                let step = (values[i][j] + self.eps) as f64 - (values[i][j] - self.eps) as f64;
-                let numeric = (plus - minus) / step;
+            let numeric: Vec<f64> = (0..values[i].len())
+                .map(|j| {
+                    probe[i][j] = values[i][j] + self.eps;
+                    let plus = loss_at(&probe);
+                    probe[i][j] = values[i][j] - self.eps;
+                    let minus = loss_at(&probe);
+                    probe[i][j] = values[i][j];
+                    // The step actually taken, after f32 rounding of x ± ε.
+                    let step = (values[i][j] + self.eps) as f64 - (values[i][j] - self.eps) as f64;
+                    (plus - minus) / step
+                })
+                .collect();
+            let scale = match self.autocast {
+                Some(_) => numeric.iter().fold(0.0f64, |m, x| m.max(x.abs())),
+                None => 1.0,
+            };
+            for (j, &numeric) in numeric.iter().enumerate() {
                 let a = analytic[j] as f64;
-                let excess = (numeric - a).abs() - (self.atol + self.rtol * numeric.abs());
+                let excess = (numeric - a).abs() - (self.atol * scale + self.rtol * numeric.abs());
                 if excess > 0.0 || !a.is_finite() {
                     failures += 1;
                     if worst.as_ref().is_none_or(|(e, _)| excess > *e) {

@@ -161,7 +161,7 @@ pub mod train;
 pub use autograd::{NoGradGuard, no_grad};
 pub use device::{DType, Device};
 pub use error::{Error, Result};
-pub use mode::{EvalModeGuard, default_device, eval_mode, is_eval_mode};
+pub use mode::{EvalModeGuard, autocast, autocast_dtype, default_device, eval_mode, is_eval_mode};
 pub use models::{Gpt, GptConfig};
 pub use ops::unary::GeluApproximation;
 pub use tensor::Tensor;
@@ -183,7 +183,7 @@ pub use serde;
 /// Everything a typical program needs, plus the seeded RNG types.
 pub mod prelude {
     pub use crate::autograd::{NoGradGuard, no_grad};
-    pub use crate::mode::{EvalModeGuard, eval_mode};
+    pub use crate::mode::{EvalModeGuard, autocast, eval_mode};
     pub use crate::models::{ForwardOptions, Gpt, GptConfig, Persist};
     pub use crate::nn::Module;
     pub use crate::ops::unary::GeluApproximation;

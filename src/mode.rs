@@ -1,20 +1,21 @@
 //! What ops on this thread do beyond their math: whether they record
 //! graph nodes (grad mode, `no_grad`), whether dropout is off (eval mode,
-//! `eval_mode`, the one switch between training and evaluation), where
-//! tensors made without naming a device are made (the default device,
-//! `Device::as_default`: a convenience for user code; the library names
-//! its devices), and one slot a module above carries along (`Carried`:
-//! activation checkpointing's dropout replay frames). All are
-//! thread-local; `Device::scope` and `Device::map_parts` carry them to the
-//! threads that run the work (`Modes`). This module imports nothing but
-//! `Device`.
+//! `eval_mode`, the one switch between training and evaluation), which
+//! dtype matrix products run in (`autocast`), where tensors made without
+//! naming a device are made (the default device, `Device::as_default`: a
+//! convenience for user code; the library names its devices), and one
+//! slot a module above carries along (`Carried`: activation
+//! checkpointing's dropout replay frames). All are thread-local;
+//! `Device::scope` and `Device::map_parts` carry them to the threads that
+//! run the work (`Modes`). This module imports nothing but `Device` and
+//! `DType`.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::thread::LocalKey;
 
-use crate::Device;
+use crate::{DType, Device};
 
 /// A value that travels with this thread's modes onto the threads that
 /// run its work, owned by the module that sets it (nn's dropout replay
@@ -26,6 +27,7 @@ thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
     static EVAL_MODE: Cell<bool> = const { Cell::new(false) };
     static DEFAULT_DEVICE: Cell<Device> = const { Cell::new(Device::Cpu) };
+    static AUTOCAST: Cell<Option<DType>> = const { Cell::new(None) };
     static CARRIED: RefCell<Carried> = const { RefCell::new(None) };
 }
 
@@ -155,15 +157,16 @@ pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Runs `f` recording graph nodes, in eval mode or not as `eval` says,
-/// whatever this thread's modes are: how activation checkpointing re-runs
-/// a segment's forward from inside a backward pass (which runs without
-/// recording).
-pub(crate) fn recording<R>(eval: bool, f: impl FnOnce() -> R) -> R {
+/// Runs `f` recording graph nodes, in eval mode or not as `eval` says and
+/// with `autocast`, whatever this thread's modes are: how activation
+/// checkpointing re-runs a segment's forward from inside a backward pass
+/// (which runs without recording or autocast).
+pub(crate) fn recording<R>(eval: bool, autocast: Option<DType>, f: impl FnOnce() -> R) -> R {
     let _modes = [
         FlagGuard::set(&GRAD_ENABLED, true),
         FlagGuard::set(&EVAL_MODE, eval),
     ];
+    let _autocast = AutocastGuard::set(autocast);
     f()
 }
 
@@ -208,14 +211,70 @@ pub fn eval_mode<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Runs `f` with mixed precision: inside, matrix products (`matmul`,
+/// `addmm`, so `Linear`) and the fused attention cast their f32 operands
+/// to `dtype` and compute in it, with f32 sums; losses cast theirs to f32.
+/// Other ops run in the dtype of their inputs, and an op of an f32 and a
+/// bf16 tensor computes in f32 (PyTorch's CPU autocast,
+/// `torch.autocast("cpu", torch.bfloat16)`). Parameters stay f32: the
+/// casts are graph nodes, so their gradients arrive in f32. `DType::F32`
+/// turns autocast off inside `f` (`enabled=False`).
+///
+/// The backward pass runs each op in the dtype its forward ran in,
+/// whatever the mode then.
+///
+/// ```
+/// use zeroformer::prelude::*;
+/// let x = Tensor::ones(&[2, 3]);
+/// let w = Tensor::ones(&[3, 4]).requires_grad();
+/// let y = autocast(DType::BF16, || x.matmul(&w));
+/// assert_eq!(y.dtype(), DType::BF16);
+/// y.to_dtype(DType::F32).sum().backward();
+/// assert_eq!(w.grad().unwrap().dtype(), DType::F32);
+/// ```
+///
+/// # Panics
+/// For a dtype other than `BF16` and `F32`.
+pub fn autocast<R>(dtype: DType, f: impl FnOnce() -> R) -> R {
+    let lower = match dtype {
+        DType::BF16 => Some(dtype),
+        DType::F32 => None,
+        other => panic!("autocast: computes in bf16 (or f32, to turn it off), not {other:?}"),
+    };
+    let _guard = AutocastGuard::set(lower);
+    f()
+}
+
+/// The dtype matrix products cast to on this thread ([`autocast`]), if
+/// any.
+pub fn autocast_dtype() -> Option<DType> {
+    AUTOCAST.with(|a| a.get())
+}
+
+/// Sets this thread's autocast dtype until dropped.
+pub(crate) struct AutocastGuard(Option<DType>);
+
+impl AutocastGuard {
+    pub(crate) fn set(dtype: Option<DType>) -> Self {
+        AutocastGuard(AUTOCAST.with(|a| a.replace(dtype)))
+    }
+}
+
+impl Drop for AutocastGuard {
+    fn drop(&mut self) {
+        AUTOCAST.with(|a| a.set(self.0));
+    }
+}
+
 /// A snapshot of this thread's modes, to set on another thread: the grad
-/// and eval flags, the default device, and the carried value (shared, not
-/// copied: a checkpointed segment's dropout draws are logged in its frames
-/// on whichever thread they happen).
+/// and eval flags, autocast, the default device, and the carried value
+/// (shared, not copied: a checkpointed segment's dropout draws are logged
+/// in its frames on whichever thread they happen).
 #[derive(Clone)]
 pub(crate) struct Modes {
     grad_enabled: bool,
     eval: bool,
+    autocast: Option<DType>,
     device: Device,
     carried: Carried,
 }
@@ -226,6 +285,7 @@ impl Modes {
         Modes {
             grad_enabled: is_grad_enabled(),
             eval: is_eval_mode(),
+            autocast: autocast_dtype(),
             device: default_device(),
             carried: carried(),
         }
@@ -244,12 +304,13 @@ impl Modes {
     }
 
     /// Sets these modes on this thread until the guard drops.
-    pub(crate) fn set(&self) -> ([FlagGuard; 2], DeviceGuard, CarriedGuard) {
+    pub(crate) fn set(&self) -> ([FlagGuard; 2], AutocastGuard, DeviceGuard, CarriedGuard) {
         (
             [
                 FlagGuard::set(&GRAD_ENABLED, self.grad_enabled),
                 FlagGuard::set(&EVAL_MODE, self.eval),
             ],
+            AutocastGuard::set(self.autocast),
             DeviceGuard::set(self.device),
             set_carried(self.carried.clone()),
         )

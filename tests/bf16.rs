@@ -7,6 +7,7 @@
 mod common;
 
 use zeroformer::half::{bf16, f16};
+use zeroformer::ops::attention::AttentionMask;
 use zeroformer::prelude::*;
 
 /// `x` rounded to bf16 and back, by `half`'s reference conversion.
@@ -256,4 +257,135 @@ fn bf16_products_and_their_gradients_match_pytorch() {
 fn a_product_of_bf16_and_f32_panics_naming_both() {
     let a = Tensor::ones(&[2, 3]).to_dtype(DType::BF16);
     a.matmul(&Tensor::ones(&[3, 2]));
+}
+
+#[test]
+fn a_gpt_step_runs_under_autocast() {
+    let config = common::tiny_gpt(0.1);
+    let model = config.init(&Device::Cpu, 7).unwrap();
+    let ids = Tensor::from_ids((0..32).map(|i| i % 17).collect(), &[2, 16]);
+    let targets = Tensor::from_ids((1..33).map(|i| i % 17).collect(), &[2, 16]);
+    let loss = autocast(DType::BF16, || {
+        let logits = model.forward(&ids, Default::default()).logits;
+        assert_eq!(logits.dtype(), DType::BF16);
+        Gpt::loss(&logits, &targets)
+    });
+    assert_eq!(loss.dtype(), DType::F32);
+    loss.backward();
+    for (name, p) in model.named_parameters() {
+        let g = p.grad().unwrap_or_else(|| panic!("{name}: no gradient"));
+        assert_eq!(g.dtype(), DType::F32, "{name}");
+    }
+}
+
+/// Values in [-1, 1) from a seed.
+fn uniform(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::uniform(shape, -1.0, 1.0, &mut StdRng::seed_from_u64(seed))
+}
+
+/// The gradients `f` computes under autocast against f32's central
+/// differences, with the tolerances `GradCheck::autocast` derives from
+/// bf16's 8 significant bits (src/gradcheck.rs).
+fn check_under_autocast(f: impl Fn(&[Tensor]) -> Tensor, inputs: &[Tensor]) {
+    use zeroformer::gradcheck::GradCheck;
+    if let Err(e) = GradCheck::autocast(DType::BF16).check(f, inputs) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn gradients_under_autocast_match_f32_finite_differences() {
+    // Products: plain, batched with a broadcast operand, transposed.
+    check_under_autocast(
+        |x| x[0].matmul(&x[1]),
+        &[uniform(&[5, 7], 1), uniform(&[7, 3], 2)],
+    );
+    check_under_autocast(
+        |x| x[0].matmul(&x[1].t()),
+        &[uniform(&[2, 4, 6], 3), uniform(&[5, 6], 4)],
+    );
+    // A Linear's addmm, an activation in bf16, a loss in f32.
+    let targets = Tensor::from_ids(vec![0, 2, 1, 2], &[4]);
+    check_under_autocast(
+        |x| {
+            let h = x[2].addmm(&x[0], &x[1].t()).gelu(GeluApproximation::Tanh);
+            h.matmul(&x[3]).cross_entropy(&targets)
+        },
+        &[
+            uniform(&[4, 5], 5),
+            uniform(&[6, 5], 6),
+            uniform(&[6], 7),
+            uniform(&[6, 3], 8),
+        ],
+    );
+    // The fused attention on bf16 operands, and a residual f32 + bf16 sum
+    // into a layer norm (promoted to f32).
+    check_under_autocast(
+        |x| {
+            let (q, k, v) = (&x[0], &x[1], &x[2]);
+            let y = Tensor::scaled_dot_product_attention(q, k, v, AttentionMask::CAUSAL, 0);
+            q.add(&y).layer_norm(None, None, 1e-5)
+        },
+        &[
+            uniform(&[1, 2, 5, 4], 9),
+            uniform(&[1, 2, 5, 4], 10),
+            uniform(&[1, 2, 5, 4], 11),
+        ],
+    );
+}
+
+#[test]
+fn two_hundred_bf16_steps_follow_the_f32_loss_curve_within_two_percent() {
+    use zeroformer::tokenizer::{CharTokenizer, Tokenizer};
+    use zeroformer::train::{Precision, TrainConfig, Trainer};
+    let Some(path) = common::shared_data("tinyshakespeare.txt") else {
+        return;
+    };
+    let text = std::fs::read_to_string(path).unwrap();
+    let tok = CharTokenizer::from_text(&text);
+    let ids = tok.encode(&text).unwrap();
+    let train_ids = &ids[..ids.len() * 9 / 10];
+    // cpu-mini, nanoGPT's CPU recipe over 200 steps.
+    let model = GptConfig::preset("cpu-mini", tok.vocab_size()).unwrap();
+    let curve = |precision: Precision| -> Vec<f32> {
+        let train = TrainConfig {
+            precision,
+            ..TrainConfig::nanogpt_cpu(200)
+        };
+        let mut trainer =
+            Trainer::new(model.init(&Device::Cpu, train.seed).unwrap(), train).unwrap();
+        (0..200)
+            .map(|_| trainer.train_step(train_ids).unwrap().loss.item())
+            .collect()
+    };
+    let (f32_losses, bf16_losses) = (curve(Precision::F32), curve(Precision::Bf16));
+    // The same batches (one data stream), so the curves are compared
+    // window by window: means over 20 steps, each within 2%.
+    for (w, (a, b)) in f32_losses
+        .chunks(20)
+        .zip(bf16_losses.chunks(20))
+        .enumerate()
+    {
+        let (a, b) = (a.iter().sum::<f32>() / 20.0, b.iter().sum::<f32>() / 20.0);
+        assert!(
+            (a - b).abs() <= 0.02 * a,
+            "steps {}..{}: f32 mean loss {a}, bf16 {b}",
+            20 * w,
+            20 * w + 20
+        );
+    }
+    // And they differ: the bf16 run did compute in bf16.
+    assert_ne!(f32_losses, bf16_losses);
+}
+
+#[test]
+fn generation_runs_under_autocast() {
+    use zeroformer::generation::{Sampling, generate};
+    let model = common::tiny_gpt(0.0).init(&Device::Cpu, 3).unwrap();
+    let mut rng = StdRng::seed_from_u64(0);
+    // Past the context of 16: the cache slides.
+    let run = |rng: &mut StdRng| generate(&model, &[1, 2, 3], 20, &Sampling::GREEDY, rng).unwrap();
+    let f32_ids = run(&mut rng);
+    let bf16_ids = autocast(DType::BF16, || run(&mut rng));
+    assert_eq!(bf16_ids.len(), f32_ids.len());
 }

@@ -960,3 +960,37 @@ fn cuda_flash_attention_reads_strided_views_in_place_without_a_graph() {
         &run(&Device::Cpu),
     );
 }
+
+#[test]
+fn bf16_on_cuda_panics_naming_the_op_and_the_dtype() {
+    let Some((device, _alone)) = gpu() else {
+        return;
+    };
+    let a = Tensor::ones(&[2, 3]).to_device(&device).unwrap();
+    let b = Tensor::ones(&[3, 2]).to_device(&device).unwrap();
+    let message = |f: &dyn Fn()| {
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_err();
+        err.downcast_ref::<String>().cloned().unwrap_or_default()
+    };
+    // Autocast on the GPU: the cast to bf16 is refused by name.
+    let cast = message(&|| {
+        zeroformer::autocast(DType::BF16, || a.matmul(&b));
+    });
+    assert!(cast.contains("to_dtype") && cast.contains("BF16"), "{cast}");
+    // A bf16 tensor moved there: its product is refused by name.
+    let a16 = Tensor::ones(&[2, 3])
+        .to_dtype(DType::BF16)
+        .to_device(&device)
+        .unwrap();
+    let b16 = Tensor::ones(&[3, 2])
+        .to_dtype(DType::BF16)
+        .to_device(&device)
+        .unwrap();
+    let product = message(&|| {
+        a16.matmul(&b16);
+    });
+    assert!(
+        product.contains("matmul") && product.contains("BF16"),
+        "{product}"
+    );
+}

@@ -76,6 +76,11 @@ pub struct Args {
     /// Global gradient-norm clip, >= 0 (0 disables) [default: 1.0].
     #[arg(long)]
     pub grad_clip: Option<f32>,
+    /// The dtype the forward's matrix products and attention compute in:
+    /// f32, or bf16 mixed precision (weights, gradients and checkpoints
+    /// stay f32) [default: f32, or the resumed run's].
+    #[arg(long, value_parser = ["f32", "bf16"])]
+    pub precision: Option<String>,
     /// Train even when the step's estimated memory exceeds what the device
     /// has (the estimate is 5-20% above the measured peak).
     #[arg(long)]
@@ -236,6 +241,10 @@ pub fn recipe(args: &Args, base: TrainConfig) -> TrainConfig {
         weight_decay: args.weight_decay.unwrap_or(base.weight_decay),
         grad_clip: args.grad_clip.unwrap_or(base.grad_clip),
         memory_check: base.memory_check && !args.no_memory_check,
+        precision: args
+            .precision
+            .as_deref()
+            .map_or(base.precision, |p| p.parse().expect("clap checked it")),
         ..base
     }
 }

@@ -2,6 +2,7 @@
 //! GPT-2's tokens), then sample from it.
 //!
 //!     cargo run --release --example shakespeare                  # the cpu-mini recipe, a few minutes
+//!     cargo run --release --example shakespeare -- --precision bf16  # bf16 mixed precision
 //!     cargo run --release --example shakespeare -- --tokenizer bpe --bpe-vocab-size 1024
 //!     cargo run --release --example shakespeare -- --help
 //!     cargo run --release --example shakespeare -- --sample-only --resume out-shakespeare
@@ -38,7 +39,7 @@ use zeroformer::models::{Gpt, Persist};
 use zeroformer::nn::Module;
 use zeroformer::plot;
 use zeroformer::tokenizer::Tokenizer;
-use zeroformer::train::{Record, StepStats, TrainConfig, Trainer, read_metrics};
+use zeroformer::train::{Precision, Record, StepStats, TrainConfig, Trainer, read_metrics};
 use zeroformer::{Device, Error, Result};
 
 use flags::{
@@ -84,8 +85,12 @@ fn train(args: Args, device: &Device) -> RunResult<()> {
         ("corpus", corpus.display().to_string()),
     ];
     let model = &trainer.model.config;
+    let precision = match trainer.config.precision {
+        Precision::F32 => "",
+        Precision::Bf16 => "; bf16 mixed precision (f32 weights)",
+    };
     println!(
-        "{} parameters, {} layers, width {}, context {}; {} train / {} val tokens, vocabulary {} ({kind})",
+        "{} parameters, {} layers, width {}, context {}; {} train / {} val tokens, vocabulary {} ({kind}){precision}",
         trainer.model.num_parameters(),
         model.n_layer,
         model.n_embd,
@@ -450,7 +455,9 @@ fn finish(
     let windows = val.len().saturating_sub(1) / context;
     println!("evaluating on the whole validation split ({windows} windows of {context})...");
     let t = Instant::now();
-    let val_loss = trainer.model.evaluate(val, 32);
+    // In the run's precision, as its periodic estimates are.
+    let precision = trainer.config.precision.dtype();
+    let val_loss = zeroformer::autocast(precision, || trainer.model.evaluate(val, 32));
     println!("evaluated in {}", common::clock(t.elapsed()));
     let train_loss = trainer.estimate_loss(data.train(), args.eval_iters)?;
     // Bits per byte compare runs whose tokens differ: the loss per token

@@ -111,7 +111,7 @@ fn apply_training_flags(trainer: &mut Trainer<Gpt>, args: &Args) -> Result<Optio
     let old = trainer.config.clone();
     let new = recipe(args, old.clone());
     type Field = fn(&TrainConfig) -> String;
-    let fields: [(&str, Field); 8] = [
+    let fields: [(&str, Field); 9] = [
         ("--iters", |c| c.decay_steps.to_string()),
         ("--batch-size", |c| c.batch_size.to_string()),
         ("--grad-accum", |c| c.grad_accum.to_string()),
@@ -120,6 +120,9 @@ fn apply_training_flags(trainer: &mut Trainer<Gpt>, args: &Args) -> Result<Optio
         ("--warmup", |c| c.warmup.to_string()),
         ("--weight-decay", |c| c.weight_decay.to_string()),
         ("--grad-clip", |c| c.grad_clip.to_string()),
+        ("--precision", |c| {
+            format!("{:?}", c.precision).to_lowercase()
+        }),
     ];
     let changes: Vec<String> = fields
         .into_iter()

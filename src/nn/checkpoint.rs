@@ -65,6 +65,7 @@ where
         f,
         inputs: inputs.len(),
         eval: crate::is_eval_mode(),
+        autocast: crate::mode::autocast_dtype(),
         dropout,
     });
     y.view(y.layout().clone(), node)
@@ -80,6 +81,7 @@ struct CheckpointBackward<M, F> {
     /// parameters follow them.
     inputs: usize,
     eval: bool,
+    autocast: Option<crate::DType>,
     dropout: Vec<replay::State>,
 }
 
@@ -106,7 +108,7 @@ where
                 }
             })
             .collect();
-        let y = crate::mode::recording(self.eval, || {
+        let y = crate::mode::recording(self.eval, self.autocast, || {
             replay::replay(&self.dropout, || (self.f)(&self.module, &leaves))
         });
         let mut grads: HashMap<usize, Tensor> = autograd::leaf_gradients(&y, grad.clone())

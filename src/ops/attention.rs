@@ -128,7 +128,9 @@ impl Tensor {
         past: usize,
     ) -> Tensor {
         let op = "scaled_dot_product_attention";
+        let [q, k, v] = &[q, k, v].map(super::autocast_operand);
         super::same_device(op, &[q, k, v]);
+        super::same_dtype(op, &[q, k, v]);
         assert!(
             q.rank() == 4 && k.rank() == 4 && v.rank() == 4,
             "{op}: q, k and v must be [batch, heads, time, head_dim], got {:?}, {:?} and {:?}",

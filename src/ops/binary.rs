@@ -15,6 +15,12 @@ pub(crate) fn broadcast_or_panic(op: &str, a: &[usize], b: &[usize]) -> Vec<usiz
 
 fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Tensor {
     let name = op.name();
+    // An f32 and a bf16 operand: both in f32, as PyTorch promotes them.
+    let (a, b) = if a.dtype() != b.dtype() {
+        (&super::widened(a), &super::widened(b))
+    } else {
+        (a, b)
+    };
     super::same_device(name, &[a, b]);
     let shape = broadcast_or_panic(name, a.shape(), b.shape());
     let la = a.layout().broadcast_to(&shape).expect("broadcast checked");

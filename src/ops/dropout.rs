@@ -33,7 +33,10 @@ impl Tensor {
         }
         let key = rng.next_u64();
         let mask = self.storage().dropout_mask(self.numel(), p, key);
-        // The mask is a constant, so `mul`'s backward rule gives `g * mask`.
-        self.mul(&Tensor::from_output(mask, self.shape(), None))
+        // In the input's dtype (a bf16 mask scales by 1/(1-p) rounded, as
+        // PyTorch's does). The mask is a constant, so `mul`'s backward rule
+        // gives `g * mask`.
+        let mask = Tensor::from_output(mask, self.shape(), None).to_dtype(self.dtype());
+        self.mul(&mask)
     }
 }

@@ -55,8 +55,16 @@ impl Tensor {
 
     /// Cross-entropy with a chosen `ignore_index` (`None`: every target
     /// counts). The mean is over the targets that are not ignored; when all
-    /// are ignored the result is NaN, as in PyTorch.
+    /// are ignored the result is NaN, as in PyTorch. bf16 logits are
+    /// widened to f32 first: the loss is f32 (autocast's policy for
+    /// losses).
     pub fn cross_entropy_with_ignore(&self, targets: &Tensor, ignore_index: Option<i64>) -> Tensor {
+        // bf16 logits are widened: the loss is computed, and returned, in f32.
+        let logits = &super::widened(self);
+        logits.cross_entropy_f32(targets, ignore_index)
+    }
+
+    fn cross_entropy_f32(&self, targets: &Tensor, ignore_index: Option<i64>) -> Tensor {
         super::same_device("cross_entropy", &[self, targets]);
         assert!(
             self.rank() >= 1,

@@ -62,6 +62,9 @@ fn right_operand_grad(a: &Tensor, b: &Tensor, g: &Tensor) -> Tensor {
 impl Tensor {
     /// The matrix product over the last two dimensions; leading (batch)
     /// dimensions broadcast. `[.., m, k] @ [.., k, n] -> [.., m, n]`.
+    /// Both operands have one dtype, f32 or bf16 (f32 sums either way);
+    /// under [`autocast`](crate::autocast) f32 operands are cast to its
+    /// dtype first.
     ///
     /// ```
     /// use zeroformer::Tensor;
@@ -73,7 +76,10 @@ impl Tensor {
     /// assert_eq!(x.matmul(&a).shape(), &[3, 4, 2]);
     /// ```
     pub fn matmul(&self, other: &Tensor) -> Tensor {
-        let (a, b) = (self, other);
+        let (a, b) = (
+            &super::autocast_operand(self),
+            &super::autocast_operand(other),
+        );
         super::same_device("matmul", &[a, b]);
         super::same_dtype("matmul", &[a, b]);
         assert!(
@@ -127,7 +133,7 @@ impl Tensor {
     /// assert_eq!(b.addmm(&x, &w).to_vec(), vec![11.0, 22.0, 13.0, 24.0]);
     /// ```
     pub fn addmm(&self, a: &Tensor, b: &Tensor) -> Tensor {
-        let bias = self;
+        let [bias, a, b] = &[self, a, b].map(super::autocast_operand);
         super::same_device("addmm", &[bias, a, b]);
         super::same_dtype("addmm", &[bias, a, b]);
         assert!(

@@ -35,7 +35,7 @@ pub mod shape;
 pub mod softmax;
 pub mod unary;
 
-use crate::Tensor;
+use crate::{DType, Tensor};
 
 /// A dimension argument: a `usize`, or a signed integer where negative
 /// values count from the end (`-1` is the last dimension), as in PyTorch.
@@ -75,6 +75,26 @@ signed_dim!(i32, i64, isize);
 /// device: an op never moves data between devices behind the caller's back.
 pub(crate) fn same_device(op: &str, tensors: &[&Tensor]) {
     assert_one_device(op, tensors.iter().map(|t| t.device()));
+}
+
+/// `t` as an op on autocast's list (matrix products, the fused attention)
+/// takes it: cast to the [`autocast`](crate::autocast) dtype when one is
+/// set and `t` is f32, else as it is.
+pub(crate) fn autocast_operand(t: &Tensor) -> Tensor {
+    match crate::mode::autocast_dtype() {
+        Some(dtype) if t.dtype() == DType::F32 => t.to_dtype(dtype),
+        _ => t.clone(),
+    }
+}
+
+/// `t` in f32 if it is bf16: for ops that compute in f32 (losses), and
+/// for an op of an f32 and a bf16 tensor (PyTorch's type promotion).
+pub(crate) fn widened(t: &Tensor) -> Tensor {
+    if t.dtype() == DType::BF16 {
+        t.to_dtype(DType::F32)
+    } else {
+        t.clone()
+    }
 }
 
 /// Panics naming `op` unless every tensor has the first one's dtype.

@@ -48,6 +48,12 @@ impl Tensor {
     /// assert_eq!(out.to_vec(), vec![1.0, 0.0]);
     /// ```
     pub fn where_cond(cond: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Tensor {
+        // An f32 and a bf16 choice: both in f32 (PyTorch's promotion).
+        let (on_true, on_false) = if on_true.dtype() != on_false.dtype() {
+            (&super::widened(on_true), &super::widened(on_false))
+        } else {
+            (on_true, on_false)
+        };
         super::same_device("where_cond", &[cond, on_true, on_false]);
         assert_eq!(
             cond.dtype(),

@@ -161,16 +161,31 @@ impl Tensor {
         Tensor::from_output(self.storage().zeros_like(numel), shape, None)
     }
 
-    /// A zero-dimensional f32 tensor holding `value`, on this tensor's device.
+    /// A zero-dimensional tensor holding `value`, on this tensor's device:
+    /// f32, or bf16 for a bf16 tensor (as PyTorch's `full_like` keeps a
+    /// float dtype).
     pub fn scalar_like(&self, value: f32) -> Tensor {
-        Tensor::from_output(self.storage().full_like(1, value), &[], None)
+        self.in_float_dtype(Tensor::from_output(
+            self.storage().full_like(1, value),
+            &[],
+            None,
+        ))
     }
 
-    /// `value` in every element of an f32 tensor of this tensor's shape, on
-    /// its device.
+    /// `value` in every element of a tensor of this tensor's shape, on its
+    /// device: f32, or bf16 for a bf16 tensor.
     pub fn full_like(&self, value: f32) -> Tensor {
         let storage = self.storage().full_like(self.numel(), value);
-        Tensor::from_output(storage, self.shape(), None)
+        self.in_float_dtype(Tensor::from_output(storage, self.shape(), None))
+    }
+
+    /// An f32 tensor made for this one, cast to bf16 if this one is.
+    fn in_float_dtype(&self, made: Tensor) -> Tensor {
+        if self.dtype() == crate::DType::BF16 {
+            made.to_dtype(crate::DType::BF16)
+        } else {
+            made
+        }
     }
 
     /// `start, start + step, ...` up to but excluding `end`, as a 1-D f32

@@ -203,16 +203,17 @@ impl Tensor {
     /// Marks this tensor as a leaf whose gradient `backward` keeps in [`grad`](Self::grad).
     ///
     /// Returns a new handle over the same storage. Panics for op results
-    /// (use [`detach`](Self::detach) first) and for non-f32 tensors.
+    /// (use [`detach`](Self::detach) first) and for tensors that are not
+    /// floating-point (f32 or bf16).
     pub fn requires_grad(self) -> Tensor {
         assert!(
             !self.0.tracked || self.0.requires_grad,
             "requires_grad: only a leaf tensor can require grad; this one is an op result (call detach() first)"
         );
-        assert_eq!(
-            self.dtype(),
-            DType::F32,
-            "requires_grad: only f32 tensors have gradients"
+        assert!(
+            matches!(self.dtype(), DType::F32 | DType::BF16),
+            "requires_grad: only floating-point tensors (f32, bf16) have gradients, not {:?}",
+            self.dtype()
         );
         Tensor(Arc::new(Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -306,8 +307,18 @@ impl Tensor {
         autograd::backward(self, grad.detach());
     }
 
-    /// The elements in row-major order (f32 tensors), copied to the host.
+    /// The elements in row-major order (f32 tensors, or bf16 ones widened
+    /// exactly), copied to the host.
+    ///
+    /// ```
+    /// use zeroformer::{DType, Tensor};
+    /// let x = Tensor::from_vec(vec![1.5, -2.0], &[2]);
+    /// assert_eq!(x.to_dtype(DType::BF16).to_vec(), x.to_vec());
+    /// ```
     pub fn to_vec(&self) -> Vec<f32> {
+        if self.dtype() == DType::BF16 {
+            return self.detach().to_dtype(DType::F32).to_vec();
+        }
         self.storage().to_host(self.layout()).into_f32("to_vec")
     }
 

@@ -3,7 +3,51 @@
 use serde::{Deserialize, Serialize};
 
 use crate::optim::LrSchedule;
-use crate::{Error, Result};
+use crate::{DType, Error, Result};
+
+/// The dtype a training step's matrix products and attention compute in.
+/// Parameters, gradients, the optimizer and checkpoints stay f32 either
+/// way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// Mixed precision: the forward under [`autocast`](crate::autocast)`(DType::BF16)`.
+    Bf16,
+}
+
+impl Precision {
+    /// The dtype [`autocast`](crate::autocast) takes for it.
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::Bf16 => DType::BF16,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+
+    /// `f32` or `bf16`, as `--precision` takes them.
+    ///
+    /// ```
+    /// use zeroformer::train::Precision;
+    /// assert_eq!("bf16".parse::<Precision>().unwrap(), Precision::Bf16);
+    /// assert!("fp16".parse::<Precision>().is_err());
+    /// ```
+    fn from_str(name: &str) -> Result<Precision> {
+        match name {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(Error::InvalidConfig(format!(
+                "precision must be f32 or bf16, got {other:?}"
+            ))),
+        }
+    }
+}
 
 /// The optimisation recipe.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -57,6 +101,10 @@ pub struct TrainConfig {
     /// (false, the default: [`decay_groups`](crate::optim::decay_groups)).
     #[serde(default)]
     pub decay_all: bool,
+    /// The dtype the forward's matrix products and attention compute in
+    /// ([`Precision::F32`], the default, or mixed precision with bf16).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 fn checked() -> bool {
@@ -89,6 +137,7 @@ impl TrainConfig {
             cooldown: 0.0,
             eps: default_eps(),
             decay_all: false,
+            precision: Precision::F32,
         }
     }
 
@@ -199,6 +248,7 @@ mod tests {
             "cooldown",
             "eps",
             "decay_all",
+            "precision",
             "context",
             "memory_check",
         ] {

@@ -17,7 +17,7 @@ mod metrics;
 mod trainer;
 
 pub use crate::models::{Batch, Trainable, batch_losses, mean_loss};
-pub use config::TrainConfig;
+pub use config::{Precision, TrainConfig};
 pub use data_parallel::forward_backward;
 pub use metrics::{MetricsWriter, Record, read_metrics};
 pub use trainer::{StepStats, Trainer};

@@ -166,7 +166,9 @@ impl<M: Trainable> Trainer<M> {
     /// `next_batch` from the trainer's data stream (and moved to the
     /// model's device, where they are not there already), each forward and
     /// backward data parallel in [`shards`](Self::shards) (see
-    /// [`forward_backward`]), then the gradient clip and AdamW at the
+    /// [`forward_backward`]; the forward under
+    /// [`autocast`](crate::autocast) when the config's
+    /// [`precision`](TrainConfig::precision) is bf16), then the gradient clip and AdamW at the
     /// scheduled learning rate, folded into one update on the model's
     /// device: nothing is read back to the host, except every
     /// [`check_every`](Self::check_every) steps whether one diverged.
@@ -208,7 +210,10 @@ impl<M: Trainable> Trainer<M> {
         for batch in batches {
             // Each micro-batch contributes 1/accum of the mean gradient.
             let weight = 1.0 / accum as f32;
-            let loss = forward_backward(&self.model, &batch, weight, self.shards);
+            let precision = self.config.precision.dtype();
+            let loss = crate::autocast(precision, || {
+                forward_backward(&self.model, &batch, weight, self.shards)
+            });
             loss_sum = Some(match loss_sum {
                 Some(sum) => sum.add(&loss),
                 None => loss,
@@ -307,7 +312,8 @@ impl<M: Trainable> Trainer<M> {
     /// checkpoints) and moved to the model's device. The batches are drawn
     /// first, in order, then evaluated side by side on the pool's threads
     /// (see [`batch_losses`](super::batch_losses)), in
-    /// [`eval_mode`](crate::eval_mode).
+    /// [`eval_mode`](crate::eval_mode) and the config's
+    /// [`precision`](TrainConfig::precision).
     pub fn estimate_loss_with(
         &mut self,
         batches: usize,
@@ -317,9 +323,10 @@ impl<M: Trainable> Trainer<M> {
         let drawn = (0..batches)
             .map(|_| next_batch(&mut self.eval_rng).to_device(&device))
             .collect::<Result<Vec<_>>>()?;
-        let total: f32 = crate::eval_mode(|| batch_losses(&self.model, &drawn))
-            .iter()
-            .sum();
+        let precision = self.config.precision.dtype();
+        let losses =
+            crate::eval_mode(|| crate::autocast(precision, || batch_losses(&self.model, &drawn)));
+        let total: f32 = losses.iter().sum();
         Ok(total / batches as f32)
     }
 }

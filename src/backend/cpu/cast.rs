@@ -5,6 +5,40 @@
 
 use half::bf16;
 
+use super::strided::Element;
+
+/// A floating-point element that kernels compute on in f32: f32 itself, or
+/// bf16, widened on the way in and rounded on the way out (in registers,
+/// inside the kernel's loop).
+pub trait Float: Element {
+    /// The element as f32 (exact).
+    fn widen(self) -> f32;
+    /// `x` as this element (bf16: rounded to nearest, ties to even).
+    fn narrow(x: f32) -> Self;
+}
+
+impl Float for f32 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn narrow(x: f32) -> f32 {
+        x
+    }
+}
+
+impl Float for bf16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        to_f32(self)
+    }
+    #[inline(always)]
+    fn narrow(x: f32) -> bf16 {
+        to_bf16(x)
+    }
+}
+
 /// `x` rounded to the nearest bf16, ties to even: ±Inf and ±0 stay, values
 /// past the largest bf16 become ±Inf, subnormals round as any other value,
 /// and a NaN stays a NaN (quiet, its sign and top payload bits kept).

@@ -6,6 +6,7 @@
 
 use std::f32::consts::{FRAC_1_SQRT_2, PI};
 
+use super::cast::Float;
 use super::math::{fast_tanh, fast_tanh_sech2};
 use super::strided;
 use crate::backend::{BinaryOp, CmpOp, UnaryOp};
@@ -185,41 +186,49 @@ macro_rules! dispatch {
             }
         }
     };
-    (@pairwise $enum:ident $fn:ident $out:ty: $($(#[$doc:meta])* $op:ident = $name:literal
+    // `$result` takes the f32 op's result to the output element: back to
+    // the operands' type for arithmetic, as it is (a bool) for comparisons.
+    (@pairwise $enum:ident $fn:ident $out:ty, $result:path: $($(#[$doc:meta])* $op:ident = $name:literal
         $(=> $method:ident)?;)*) => {
-        /// `f(a, b)` for the op over two layouts of one shape.
-        pub fn $fn(a: &[f32], la: &Layout, b: &[f32], lb: &Layout, op: $enum) -> Vec<$out> {
+        /// `f(a, b)` for the op over two layouts of one shape, computed in
+        /// f32 (bf16 operands widened in registers).
+        pub fn $fn<T: Float>(a: &[T], la: &Layout, b: &[T], lb: &Layout, op: $enum) -> Vec<$out> {
             match op {
-                $($enum::$op => strided::zip_map(a, la, b, lb, |x, y| $op.apply(x, y)),)*
+                $($enum::$op => strided::zip_map(a, la, b, lb, |x, y| {
+                    $result($op.apply(x.widen(), y.widen()))
+                }),)*
             }
         }
     };
 }
 
 crate::backend::unary_ops!(dispatch [@unary]);
-crate::backend::binary_ops!(dispatch [@pairwise BinaryOp binary f32:]);
-crate::backend::compare_ops!(dispatch [@pairwise CmpOp compare bool:]);
+crate::backend::binary_ops!(dispatch [@pairwise BinaryOp binary T, T::narrow:]);
+crate::backend::compare_ops!(dispatch [@pairwise CmpOp compare bool, std::convert::identity:]);
 
-/// `op(x)` for every element of `layout` over `data`, row-major.
-pub fn forward(data: &[f32], layout: &Layout, op: UnaryOp) -> Vec<f32> {
-    struct Forward<'a>(&'a [f32], &'a Layout);
-    impl Kernel for Forward<'_> {
-        type Out = Vec<f32>;
-        fn run<E: Elementwise>(self, op: E) -> Vec<f32> {
-            strided::map(self.0, self.1, |v| op.forward(v))
+/// `op(x)` for every element of `layout` over `data`, row-major, computed
+/// in f32 (bf16 widened and rounded in registers).
+pub fn forward<T: Float>(data: &[T], layout: &Layout, op: UnaryOp) -> Vec<T> {
+    struct Forward<'a, T>(&'a [T], &'a Layout);
+    impl<T: Float> Kernel for Forward<'_, T> {
+        type Out = Vec<T>;
+        fn run<E: Elementwise>(self, op: E) -> Vec<T> {
+            strided::map(self.0, self.1, |v: T| T::narrow(op.forward(v.widen())))
         }
     }
     specialise(op, Forward(data, layout))
 }
 
 /// `g · op'(x)` from the gradient, input and output (`data` and `layouts`
-/// in that order, all of one shape).
-pub fn backward(data: [&[f32]; 3], layouts: [&Layout; 3], op: UnaryOp) -> Vec<f32> {
-    struct Backward<'a>([&'a [f32]; 3], [&'a Layout; 3]);
-    impl Kernel for Backward<'_> {
-        type Out = Vec<f32>;
-        fn run<E: Elementwise>(self, op: E) -> Vec<f32> {
-            strided::map3(self.0, self.1, |g, x, y| g * op.derivative(x, y))
+/// in that order, all of one shape), computed in f32.
+pub fn backward<T: Float>(data: [&[T]; 3], layouts: [&Layout; 3], op: UnaryOp) -> Vec<T> {
+    struct Backward<'a, T>([&'a [T]; 3], [&'a Layout; 3]);
+    impl<T: Float> Kernel for Backward<'_, T> {
+        type Out = Vec<T>;
+        fn run<E: Elementwise>(self, op: E) -> Vec<T> {
+            strided::map3(self.0, self.1, |g: T, x: T, y: T| {
+                T::narrow(g.widen() * op.derivative(x.widen(), y.widen()))
+            })
         }
     }
     specialise(op, Backward(data, layouts))

@@ -151,19 +151,7 @@ pub fn addmm_bf16(bias: &[bf16], a: &[bf16], la: &Layout, b: &[bf16], lb: &Layou
 
 /// f32 sums rounded to bf16 (the buffer goes back to the pool).
 fn rounded(sums: Vec<f32>) -> Vec<bf16> {
-    let mut out = vec![bf16::ZERO; sums.len()];
-    let round = |(o, s): (&mut [bf16], &[f32])| {
-        for (o, &s) in o.iter_mut().zip(s) {
-            *o = cast::to_bf16(s);
-        }
-    };
-    if sums.len() < PARALLEL_THRESHOLD {
-        round((&mut out, &sums));
-    } else {
-        out.par_chunks_mut(super::PARALLEL_CHUNK)
-            .zip(sums.par_chunks(super::PARALLEL_CHUNK))
-            .for_each(round);
-    }
+    let out = strided::map(&sums, &Layout::contiguous(&[sums.len()]), cast::to_bf16);
     pool::give(sums);
     out
 }

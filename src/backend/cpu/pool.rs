@@ -1,4 +1,4 @@
-//! Reuse of large f32 buffers.
+//! Reuse of large f32 and bf16 buffers.
 //!
 //! Every op returns a new tensor, and a training step frees and re-allocates
 //! the same large buffers (activations, gradients, attention scores) step
@@ -20,17 +20,40 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-/// Buffers below this many elements (64 KiB) come from the allocator as usual.
+use half::bf16;
+
+/// Buffers below this many elements (64 KiB of f32) come from the
+/// allocator as usual.
 pub const MIN_POOLED: usize = 16 * 1024;
 
 static LIMIT_BYTES: AtomicUsize = AtomicUsize::new(4 << 30);
 static MISSES: AtomicUsize = AtomicUsize::new(0);
 
 #[derive(Default)]
-struct Pool {
-    /// Buffers whose capacity is at least the key, a size class.
-    free: HashMap<usize, Vec<Vec<f32>>>,
+pub struct Pool {
+    /// f32 buffers whose capacity is at least the key, a size class.
+    f32: HashMap<usize, Vec<Vec<f32>>>,
+    /// bf16 buffers, likewise.
+    bf16: HashMap<usize, Vec<Vec<bf16>>>,
     bytes: usize,
+}
+
+/// An element type the pool keeps buffers of.
+pub trait Pooled: Copy + Default + Send + 'static {
+    /// This type's free lists.
+    fn free_lists(pool: &mut Pool) -> &mut HashMap<usize, Vec<Vec<Self>>>;
+}
+
+impl Pooled for f32 {
+    fn free_lists(pool: &mut Pool) -> &mut HashMap<usize, Vec<Vec<f32>>> {
+        &mut pool.f32
+    }
+}
+
+impl Pooled for bf16 {
+    fn free_lists(pool: &mut Pool) -> &mut HashMap<usize, Vec<Vec<bf16>>> {
+        &mut pool.bf16
+    }
 }
 
 /// The step between size classes at `n`: an eighth of the power of two
@@ -56,16 +79,16 @@ fn pool() -> &'static Mutex<Pool> {
 
 /// A buffer of `len` elements whose contents are unspecified (old values):
 /// for kernels that write every element.
-pub fn take(len: usize) -> Vec<f32> {
+pub fn take<T: Pooled>(len: usize) -> Vec<T> {
     if len < MIN_POOLED {
-        return vec![0.0; len];
+        return vec![T::default(); len];
     }
     let class = class_above(len);
     let reused = {
         let mut p = pool().lock().unwrap_or_else(|e| e.into_inner());
-        let v = p.free.get_mut(&class).and_then(Vec::pop);
+        let v = T::free_lists(&mut p).get_mut(&class).and_then(Vec::pop);
         if let Some(v) = &v {
-            p.bytes -= v.capacity() * 4;
+            p.bytes -= v.capacity() * size_of::<T>();
         }
         v
     };
@@ -73,12 +96,12 @@ pub fn take(len: usize) -> Vec<f32> {
         Some(mut v) => {
             // Old values are fine; only a buffer shorter than `len` is
             // extended (with zeros).
-            v.resize(len, 0.0);
+            v.resize(len, T::default());
             v
         }
         None => {
             MISSES.fetch_add(1, Ordering::Relaxed);
-            let mut v = vec![0.0; class];
+            let mut v = vec![T::default(); class];
             v.truncate(len);
             v
         }
@@ -98,15 +121,19 @@ pub fn take_filled(len: usize, value: f32) -> Vec<f32> {
 }
 
 /// Returns a buffer to the pool (dropping it when small or the pool is full).
-pub(crate) fn give(v: Vec<f32>) {
+pub(crate) fn give<T: Pooled>(v: Vec<T>) {
     let capacity = v.capacity();
     if capacity < MIN_POOLED {
         return;
     }
+    let bytes = capacity * size_of::<T>();
     let mut p = pool().lock().unwrap_or_else(|e| e.into_inner());
-    if p.bytes + capacity * 4 <= LIMIT_BYTES.load(Ordering::Relaxed) {
-        p.bytes += capacity * 4;
-        p.free.entry(class_below(capacity)).or_default().push(v);
+    if p.bytes + bytes <= LIMIT_BYTES.load(Ordering::Relaxed) {
+        p.bytes += bytes;
+        T::free_lists(&mut p)
+            .entry(class_below(capacity))
+            .or_default()
+            .push(v);
     }
 }
 
@@ -132,7 +159,8 @@ pub fn misses() -> usize {
 /// Frees every pooled buffer.
 pub fn clear() {
     let mut p = pool().lock().unwrap_or_else(|e| e.into_inner());
-    p.free.clear();
+    p.f32.clear();
+    p.bf16.clear();
     p.bytes = 0;
 }
 
@@ -156,10 +184,27 @@ mod tests {
     }
 
     #[test]
+    fn bf16_buffers_are_pooled_apart_from_f32_ones() {
+        // A length no other test uses.
+        let len = MIN_POOLED + 23_456;
+        let v: Vec<bf16> = take(len);
+        let ptr = v.as_ptr();
+        give(v);
+        // An f32 request of the same length does not get the bf16 buffer;
+        // a bf16 one does.
+        let other: Vec<f32> = take(len);
+        assert_ne!(other.as_ptr().cast::<bf16>(), ptr);
+        give(other);
+        let again: Vec<bf16> = take(len);
+        assert_eq!(again.as_ptr(), ptr);
+        give(again);
+    }
+
+    #[test]
     fn a_buffer_serves_any_length_of_its_size_class() {
         // Lengths no other test uses: a class of 2^20 + k · 2^17.
         let class = (1 << 20) + 5 * (1 << 17);
-        let v = take(class - 1000);
+        let v = take::<f32>(class - 1000);
         assert_eq!((v.len(), v.capacity()), (class - 1000, class));
         let ptr = v.as_ptr();
         give(v);

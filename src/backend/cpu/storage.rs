@@ -31,10 +31,13 @@ pub enum CpuStorage {
 }
 
 impl Drop for CpuStorage {
-    /// Large f32 buffers go back to the pool for the next op to reuse.
+    /// Large f32 and bf16 buffers go back to the pool for the next op to
+    /// reuse.
     fn drop(&mut self) {
-        if let CpuStorage::F32(v) = self {
-            pool::give(std::mem::take(v));
+        match self {
+            CpuStorage::F32(v) => pool::give(std::mem::take(v)),
+            CpuStorage::BF16(v) => pool::give(std::mem::take(v)),
+            _ => {}
         }
     }
 }
@@ -117,9 +120,32 @@ impl CpuStorage {
     }
 }
 
-/// The f32 elements of `view`, row-major, for `f` (see [`with_elements`]).
+/// The f32 elements of `view`, row-major, for `f` (see [`with_elements`]);
+/// a bf16 view's widened into a buffer first (kernels without a bf16
+/// version of their own compute in f32).
 fn with_f32<R>((s, l): View<CpuStorage>, op: &str, f: impl FnOnce(&[f32]) -> R) -> R {
+    if let CpuStorage::BF16(v) = s {
+        let widened = strided::map(v, l, cast::to_f32);
+        let result = f(&widened);
+        pool::give(widened);
+        return result;
+    }
     with_elements(s.f32(op), l, f)
+}
+
+/// A float kernel's f32 result as storage of `like`'s dtype: rounded to
+/// bf16 for a bf16 operand (the buffer goes back to the pool), as it is
+/// otherwise.
+fn float_like(like: &CpuStorage, values: Vec<f32>) -> CpuStorage {
+    match like {
+        CpuStorage::BF16(_) => {
+            let rounded =
+                strided::map(&values, &Layout::contiguous(&[values.len()]), cast::to_bf16);
+            pool::give(values);
+            CpuStorage::BF16(rounded)
+        }
+        _ => CpuStorage::F32(values),
+    }
 }
 
 fn with_i64<R>((s, l): View<CpuStorage>, op: &str, f: impl FnOnce(&[i64]) -> R) -> R {
@@ -146,6 +172,29 @@ fn attention_shape<'a>(
         params: *params,
         key_padding,
     }
+}
+
+/// `a` where `c` is true, `b` elsewhere, over three layouts of `shape`.
+fn choose<T: strided::Element>(
+    shape: &[usize],
+    c: &[bool],
+    [lc, la, lb]: [&Layout; 3],
+    a: &[T],
+    b: &[T],
+) -> Vec<T> {
+    let mut out = T::output(lc.numel());
+    strided::fill_chunks(&mut out, |start, chunk| {
+        strided::for_each_offsets(
+            shape,
+            [lc, la, lb],
+            start,
+            chunk.len(),
+            |k, [oc, oa, ob]| {
+                chunk[k] = if c[oc] { a[oa] } else { b[ob] };
+            },
+        )
+    });
+    out
 }
 
 fn last_dim(layout: &Layout) -> usize {
@@ -207,6 +256,10 @@ impl BackendStorage for CpuStorage {
     fn add_from(&mut self, dst_layout: &Layout, (src, src_layout): View<Self>) -> bool {
         match (self, src) {
             (CpuStorage::F32(d), CpuStorage::F32(s)) => {
+                strided::add_into(d, dst_layout, s, src_layout);
+                true
+            }
+            (CpuStorage::BF16(d), CpuStorage::BF16(s)) => {
                 strided::add_into(d, dst_layout, s, src_layout);
                 true
             }
@@ -274,49 +327,63 @@ impl BackendStorage for CpuStorage {
     }
 
     fn unary(&self, layout: &Layout, op: UnaryOp) -> Self {
+        if let CpuStorage::BF16(x) = self {
+            return CpuStorage::BF16(elementwise::forward(x, layout, op));
+        }
         CpuStorage::F32(elementwise::forward(self.f32(op.name()), layout, op))
     }
 
     fn unary_backward(&self, layout: &Layout, x: View<Self>, y: View<Self>, op: UnaryOp) -> Self {
+        let layouts = [layout, x.1, y.1];
+        if let (CpuStorage::BF16(g), CpuStorage::BF16(x), CpuStorage::BF16(y)) = (self, x.0, y.0) {
+            return CpuStorage::BF16(elementwise::backward([g, x, y], layouts, op));
+        }
         let name = op.name();
         let data = [self.f32(name), x.0.f32(name), y.0.f32(name)];
-        CpuStorage::F32(elementwise::backward(data, [layout, x.1, y.1], op))
+        CpuStorage::F32(elementwise::backward(data, layouts, op))
     }
 
     fn binary(&self, layout: &Layout, (rhs, rl): View<Self>, op: BinaryOp) -> Self {
+        if let (CpuStorage::BF16(a), CpuStorage::BF16(b)) = (self, rhs) {
+            return CpuStorage::BF16(elementwise::binary(a, layout, b, rl, op));
+        }
         let (a, b) = (self.f32(op.name()), rhs.f32(op.name()));
         CpuStorage::F32(elementwise::binary(a, layout, b, rl, op))
     }
 
     fn compare(&self, layout: &Layout, (rhs, rl): View<Self>, op: CmpOp) -> Self {
+        if let (CpuStorage::BF16(a), CpuStorage::BF16(b)) = (self, rhs) {
+            return CpuStorage::Bool(elementwise::compare(a, layout, b, rl, op));
+        }
         let (a, b) = (self.f32(op.name()), rhs.f32(op.name()));
         CpuStorage::Bool(elementwise::compare(a, layout, b, rl, op))
     }
 
     fn where_cond(&self, layout: &Layout, on_true: View<Self>, on_false: View<Self>) -> Self {
         let op = "where_cond";
-        let (c, a, b) = (self.bool(op), on_true.0.f32(op), on_false.0.f32(op));
+        let c = self.bool(op);
         let (la, lb) = (on_true.1, on_false.1);
-        let shape = layout.shape();
-        let mut out = pool::take(layout.numel());
-        strided::fill_chunks(&mut out, |start, chunk| {
-            strided::for_each_offsets(
-                shape,
+        match (on_true.0, on_false.0) {
+            (CpuStorage::BF16(a), CpuStorage::BF16(b)) => {
+                CpuStorage::BF16(choose(layout.shape(), c, [layout, la, lb], a, b))
+            }
+            (a, b) => CpuStorage::F32(choose(
+                layout.shape(),
+                c,
                 [layout, la, lb],
-                start,
-                chunk.len(),
-                |k, [oc, oa, ob]| {
-                    chunk[k] = if c[oc] { a[oa] } else { b[ob] };
-                },
-            )
-        });
-        CpuStorage::F32(out)
+                a.f32(op),
+                b.f32(op),
+            )),
+        }
     }
 
     fn sum_axis(&self, layout: &Layout, axis: Axis) -> Self {
-        CpuStorage::F32(with_f32((self, layout), "sum", |x| {
-            reduce::sum_axis(x, axis.outer, axis.n, axis.inner)
-        }))
+        float_like(
+            self,
+            with_f32((self, layout), "sum", |x| {
+                reduce::sum_axis(x, axis.outer, axis.n, axis.inner)
+            }),
+        )
     }
 
     fn max_axis(&self, layout: &Layout, axis: Axis) -> (Self, Self) {
@@ -324,14 +391,15 @@ impl BackendStorage for CpuStorage {
             reduce::max_axis(x, axis.outer, axis.n, axis.inner)
         });
         let argmax = argmax.into_iter().map(|i| i as i64).collect();
-        (CpuStorage::F32(values), CpuStorage::I64(argmax))
+        (float_like(self, values), CpuStorage::I64(argmax))
     }
 
     fn max_axis_backward(&self, layout: &Layout, argmax: &Self, axis: Axis) -> Self {
         let argmax = argmax.i64("max backward");
-        CpuStorage::F32(with_f32((self, layout), "max backward", |g| {
+        let g = with_f32((self, layout), "max backward", |g| {
             index::max_backward(g, argmax, axis.outer, axis.n, axis.inner)
-        }))
+        });
+        float_like(self, g)
     }
 
     fn sum_of_squares(&self, layout: &Layout) -> Self {
@@ -340,9 +408,10 @@ impl BackendStorage for CpuStorage {
     }
 
     fn cumsum(&self, layout: &Layout, axis: Axis, reverse: bool) -> Self {
-        CpuStorage::F32(with_f32((self, layout), "cumsum", |x| {
+        let sums = with_f32((self, layout), "cumsum", |x| {
             reduce::cumsum_axis(x, axis.outer, axis.n, axis.inner, reverse)
-        }))
+        });
+        float_like(self, sums)
     }
 
     fn topk_indices(&self, layout: &Layout, axis: Axis, k: usize) -> Self {
@@ -370,24 +439,27 @@ impl BackendStorage for CpuStorage {
 
     fn softmax(&self, layout: &Layout, n: usize, log: bool) -> Self {
         let op = if log { "log_softmax" } else { "softmax" };
-        CpuStorage::F32(with_f32((self, layout), op, |rows| {
+        let y = with_f32((self, layout), op, |rows| {
             reduce::softmax_rows(rows, n, log)
-        }))
+        });
+        float_like(self, y)
     }
 
     fn causal_softmax(&self, layout: &Layout, queries: usize, offset: usize, scale: f32) -> Self {
         let keys = last_dim(layout);
-        CpuStorage::F32(with_f32((self, layout), "causal_softmax", |x| {
+        let y = with_f32((self, layout), "causal_softmax", |x| {
             reduce::causal_softmax_rows(x, queries, keys, offset, scale)
-        }))
+        });
+        float_like(self, y)
     }
 
     fn softmax_backward(&self, layout: &Layout, g: View<Self>, scale: f32) -> Self {
         let op = "causal_softmax backward";
         let n = last_dim(layout);
-        CpuStorage::F32(with_f32((self, layout), op, |y| {
+        let dx = with_f32((self, layout), op, |y| {
             with_f32(g, op, |g| reduce::softmax_rows_backward(y, g, n, scale))
-        }))
+        });
+        float_like(g.0, dx)
     }
 
     fn layer_norm(
@@ -406,7 +478,8 @@ impl BackendStorage for CpuStorage {
                 })
             })
         });
-        (CpuStorage::F32(y), CpuStorage::F32(stats))
+        // The statistics stay f32 whatever the input's dtype.
+        (float_like(self, y), CpuStorage::F32(stats))
     }
 
     fn layer_norm_backward(
@@ -426,10 +499,12 @@ impl BackendStorage for CpuStorage {
                 })
             })
         });
+        // The weight and bias gradients in the weight's dtype.
+        let param = weight.map_or(self, |(w, _)| w);
         (
-            CpuStorage::F32(dx),
-            CpuStorage::F32(dw),
-            CpuStorage::F32(db),
+            float_like(self, dx),
+            float_like(param, dw),
+            float_like(param, db),
         )
     }
 
@@ -554,8 +629,9 @@ impl BackendStorage for CpuStorage {
             // Decoding: a few queries read the cache's keys and values in place.
             let ((ks, kl), (vs, vl)) = (k, v);
             if params.tq <= attention_decode::MAX_QUERIES
-                && let Some(k) = attention_decode::HeadRows::new(ks.f32(op), kl)
-                && let Some(v) = attention_decode::HeadRows::new(vs.f32(op), vl)
+                && let (CpuStorage::F32(ks), CpuStorage::F32(vs)) = (ks, vs)
+                && let Some(k) = attention_decode::HeadRows::new(ks, kl)
+                && let Some(v) = attention_decode::HeadRows::new(vs, vl)
             {
                 return with_f32((self, layout), op, |q| {
                     attention_decode::forward(&shape, q, &k, &v)
@@ -567,7 +643,8 @@ impl BackendStorage for CpuStorage {
                 })
             })
         });
-        (CpuStorage::F32(out), CpuStorage::F32(lse))
+        // The log-sum-exp (softmax statistics) stays f32.
+        (float_like(self, out), CpuStorage::F32(lse))
     }
 
     fn attention_backward(
@@ -596,9 +673,9 @@ impl BackendStorage for CpuStorage {
             })
         });
         (
-            CpuStorage::F32(dq),
-            CpuStorage::F32(dk),
-            CpuStorage::F32(dv),
+            float_like(self, dq),
+            float_like(self, dk),
+            float_like(self, dv),
         )
     }
 

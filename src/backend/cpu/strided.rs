@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 
+use super::cast::Float;
 use super::{PARALLEL_CHUNK, PARALLEL_THRESHOLD, pool, simd};
 use crate::layout::Layout;
 
@@ -35,7 +36,15 @@ impl Element for i64 {}
 impl Element for i32 {}
 impl Element for bool {}
 impl Element for i8 {}
-impl Element for half::bf16 {}
+impl Element for half::bf16 {
+    fn output(len: usize) -> Vec<half::bf16> {
+        pool::take(len)
+    }
+
+    fn recycle(buffer: Vec<half::bf16>) {
+        pool::give(buffer);
+    }
+}
 
 /// Calls `f(k, offsets)` for the elements `start..start + len` of `shape` in
 /// row-major order, `k` counting from 0 and `offsets[j]` being the storage
@@ -244,16 +253,17 @@ pub fn zip_map<A: Copy + Sync, B: Copy + Sync, U: Element>(
     out
 }
 
-/// `f(a, b, c)` over three f32 operands of the same (already broadcast)
-/// shape: a unary op's backward from the gradient, input and output.
-pub fn map3(
-    data: [&[f32]; 3],
+/// `f(a, b, c)` over three operands of one element type and the same
+/// (already broadcast) shape: a unary op's backward from the gradient,
+/// input and output.
+pub fn map3<T: Element>(
+    data: [&[T]; 3],
     layouts: [&Layout; 3],
-    f: impl Fn(f32, f32, f32) -> f32 + Sync,
-) -> Vec<f32> {
+    f: impl Fn(T, T, T) -> T + Sync,
+) -> Vec<T> {
     let shape = layouts[0].shape();
     debug_assert!(layouts.iter().all(|l| l.shape() == shape));
-    let mut out = f32::output(layouts[0].numel());
+    let mut out = T::output(layouts[0].numel());
     match layouts.map(|l| l.contiguous_range()) {
         [Some(ra), Some(rb), Some(rc)] => {
             let (a, b, c) = (&data[0][ra], &data[1][rb], &data[2][rc]);
@@ -280,7 +290,9 @@ pub fn map3(
 
 /// Adds the elements of `src` (under `src_layout`) to those at the
 /// positions of `dst_layout` in `dst`; both layouts have the same shape.
-pub fn add_into(dst: &mut [f32], dst_layout: &Layout, src: &[f32], src_layout: &Layout) {
+/// bf16 elements are added in f32 and rounded.
+pub fn add_into<T: Float>(dst: &mut [T], dst_layout: &Layout, src: &[T], src_layout: &Layout) {
+    let add = |x: &mut T, y: T| *x = T::narrow(x.widen() + y.widen());
     rows_or_elements(
         dst,
         dst_layout,
@@ -288,10 +300,10 @@ pub fn add_into(dst: &mut [f32], dst_layout: &Layout, src: &[f32], src_layout: &
         src_layout,
         |d, s| {
             for (x, &y) in d.iter_mut().zip(s) {
-                *x += y;
+                add(x, y);
             }
         },
-        |x, y| *x += y,
+        add,
     );
 }
 
