@@ -27,6 +27,7 @@ use zeroformer::hub::Hub;
 use zeroformer::nn::Module;
 use zeroformer::plot;
 use zeroformer::tokenizer::{BpeTokenizer, DecodeStream, Tokenizer};
+use zeroformer::train::Precision;
 use zeroformer::{Device, Error, Gpt, GptConfig, Result};
 
 /// Generate text with a GPT-2 model directory and report tokens/s.
@@ -69,8 +70,13 @@ struct Args {
     stop_tokens: Vec<i64>,
     /// Decode with int8 copies of the weights (one scale per row; the
     /// activations stay f32): a quarter of the bytes read per token.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dtype")]
     int8: bool,
+    /// The dtype of the weights and activations: f32, or bf16 (the model
+    /// cast after loading, as transformers' `torch_dtype=torch.bfloat16`
+    /// runs it: half the bytes read per token, the sums in f32).
+    #[arg(long, default_value = "f32")]
+    dtype: Precision,
     /// Print the generated ids as one JSON array on the last line.
     #[arg(long)]
     print_ids: bool,
@@ -199,6 +205,7 @@ fn generate_text(args: Args, device: &Device) -> Result<()> {
     if args.int8 {
         model.quantize_int8();
     }
+    model.to_dtype(args.dtype.dtype());
     let loaded = t.elapsed().as_secs_f64();
     let tok = match (&args.prompt_ids, args.print_ids) {
         // Ids in and out need no tokenizer, but text out is printed when one exists.
@@ -268,7 +275,7 @@ fn generate_text(args: Args, device: &Device) -> Result<()> {
         let c = &model.config;
         (c.n_layer * 12 * c.n_embd * c.n_embd + c.vocab_size * c.n_embd) as f64
     } else {
-        model.num_parameters() as f64 * 4.0
+        model.num_parameters() as f64 * args.dtype.dtype().size_in_bytes() as f64
     };
     eprintln!(
         "loaded in {loaded:.2} s; prompt {} tokens in {:.1} ms; {} new tokens, {tokens_per_s:.2} tokens/s after the first, {:.1} GB/s of weights read ({:?})",

@@ -11,7 +11,12 @@ GPT-2's shape: nothing can be downloaded here), batch 1, a 16-token prompt,
 
 Also measures the machine's memory read bandwidth (torch summing a 1 GiB
 tensor, the same threads) to say what fraction of it each achieves: every
-new token reads all 498 MB of f32 weights.
+new token reads all 498 MB of f32 weights (249 MB in bf16).
+
+Rows: ours f32, ours int8, ours bf16 (`--dtype bf16`), transformers f32 and
+transformers bf16 (the model cast with `.to(torch.bfloat16)`, as
+`torch_dtype=torch.bfloat16` loads it); the order alternates by round. The
+bf16 rows' greedy ids are compared with each other.
 
 `--device cuda` runs both on the GPU (f32, TF32 off; the bandwidth is the
 GPU's, timing between `torch.cuda.synchronize()` calls), and `--bin` names
@@ -30,10 +35,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "examples", "gpt2_generate")
 
 
-def ours(model_dir, prompt, new, threads, int8=False, device="cpu", binary=BIN):
+def ours(model_dir, prompt, new, threads, extra=(), device="cpu", binary=BIN):
     r = subprocess.run([binary, "--device", device, "--model-dir", model_dir, "--prompt-ids", ",".join(map(str, prompt)),
                         "--max-new-tokens", str(new), "--temperature", "0", "--print-ids",
-                        "--threads", str(threads), "--warm-up"] + (["--int8"] if int8 else []),
+                        "--threads", str(threads), "--warm-up", *extra],
                        capture_output=True, text=True, check=True)
     line = [l for l in r.stderr.splitlines() if l.startswith("speed ")][-1]
     fields = dict(kv.split("=") for kv in line.split()[1:])
@@ -62,17 +67,18 @@ def main():
     torch.manual_seed(0)
     GPT2LMHeadModel(GPT2Config()).save_pretrained(model_dir)
     hf = GPT2LMHeadModel.from_pretrained(model_dir).eval().to(device)
+    hf16 = GPT2LMHeadModel.from_pretrained(model_dir).eval().to(device).to(torch.bfloat16)
     prompt = list(range(1000, 1016))
     x = torch.tensor([prompt], device=device)
     weight_bytes = sum(p.numel() for p in hf.parameters()) * 4
 
-    def hf_run():
+    def hf_run(model):
         with torch.no_grad():
-            hf.generate(x, max_new_tokens=1, min_new_tokens=1, do_sample=False, use_cache=True, pad_token_id=0)
+            model.generate(x, max_new_tokens=1, min_new_tokens=1, do_sample=False, use_cache=True, pad_token_id=0)
             sync()
             start = time.perf_counter()
-            out = hf.generate(x, max_new_tokens=args.new, min_new_tokens=args.new, do_sample=False,
-                              use_cache=True, pad_token_id=0)
+            out = model.generate(x, max_new_tokens=args.new, min_new_tokens=args.new, do_sample=False,
+                                 use_cache=True, pad_token_id=0)
             sync()
             elapsed = time.perf_counter() - start
         return args.new / elapsed, out[0, len(prompt):].tolist()
@@ -91,31 +97,39 @@ def main():
     where = f"{args.threads} threads" if device.type == "cpu" else torch.cuda.get_device_name(device)
     print(f"memory read bandwidth (torch sum of 1 GiB, {where}): {bandwidth:.1f} GB/s", flush=True)
 
-    o, h, q8, agree = [], [], [], []
+    def mine(*extra):
+        return lambda: ours(model_dir, prompt, args.new, args.threads, extra, args.device, args.bin)
+
+    # name: (run, bytes of weights read per token)
+    rows = {
+        "ours f32": (mine(), weight_bytes),
+        "ours int8": (mine("--int8"), None),
+        "ours bf16": (mine("--dtype", "bf16"), weight_bytes / 2),
+        "HF f32": (lambda: hf_run(hf), weight_bytes),
+        "HF bf16": (lambda: hf_run(hf16), weight_bytes / 2),
+    }
+    speeds = {name: [] for name in rows}
+    ids = {}
+    agree, agree16 = [], []
     for rnd in range(args.rounds):
-        if rnd % 2 == 0:
-            a, mine = ours(model_dir, prompt, args.new, args.threads, False, args.device, args.bin)
-            c, mine8 = ours(model_dir, prompt, args.new, args.threads, True, args.device, args.bin)
-            b, theirs = hf_run()
-        else:
-            b, theirs = hf_run()
-            c, mine8 = ours(model_dir, prompt, args.new, args.threads, True, args.device, args.bin)
-            a, mine = ours(model_dir, prompt, args.new, args.threads, False, args.device, args.bin)
-        o.append(a)
-        h.append(b)
-        q8.append(c)
-        same = next((i for i, (p, q) in enumerate(zip(mine, theirs)) if p != q), len(mine))
-        same8 = next((i for i, (p, q) in enumerate(zip(mine8, mine)) if p != q), len(mine))
-        agree.append(same)
-        print(f"round {rnd}: ours {a:.2f} tok/s, ours int8 {c:.2f} tok/s, HF {b:.2f} tok/s; greedy ids agree with HF "
-              f"for the first {same} of {len(mine)} (int8 with f32: {same8}; random weights, so int8 may drift)",
-              flush=True)
-    mo, mh = statistics.median(o), statistics.median(h)
-    print(f"median: ours {mo:.2f} tok/s ({mo * weight_bytes / 1e9:.1f} GB/s, {mo * weight_bytes / 1e9 / bandwidth:.0%} "
-          f"of the measured bandwidth), HF transformers {mh:.2f} tok/s ({mh * weight_bytes / 1e9:.1f} GB/s, "
-          f"{mh * weight_bytes / 1e9 / bandwidth:.0%}); ours/HF {statistics.median([a / b for a, b in zip(o, h)]):.2f}x")
-    m8 = statistics.median(q8)
-    print(f"int8: {m8:.2f} tok/s, {statistics.median([c / b for c, b in zip(q8, h)]):.2f}x HF's f32")
+        order = list(rows) if rnd % 2 == 0 else list(reversed(rows))
+        for name in order:
+            speed, ids[name] = rows[name][0]()
+            speeds[name].append(speed)
+        same = lambda a, b: next((i for i, (p, q) in enumerate(zip(ids[a], ids[b])) if p != q), len(ids[a]))
+        agree.append(same("ours f32", "HF f32"))
+        agree16.append(same("ours bf16", "HF bf16"))
+        print(f"round {rnd}: " + ", ".join(f"{n} {speeds[n][-1]:.2f}" for n in rows) + " tok/s; greedy ids agree "
+              f"for the first {agree[-1]} of {args.new} in f32, {agree16[-1]} in bf16 "
+              f"(int8 with f32: {same('ours int8', 'ours f32')}; random weights, so int8 may drift)", flush=True)
+    med = {n: statistics.median(v) for n, v in speeds.items()}
+    ratio = lambda a, b: statistics.median([x / y for x, y in zip(speeds[a], speeds[b])])
+    for name, (_, nbytes) in rows.items():
+        read = f" ({med[name] * nbytes / 1e9:.1f} GB/s, {med[name] * nbytes / 1e9 / bandwidth:.0%} of the measured " \
+               f"bandwidth)" if nbytes else ""
+        print(f"median {name}: {med[name]:.2f} tok/s{read}")
+    print(f"ours/HF f32 {ratio('ours f32', 'HF f32'):.2f}x, ours/HF bf16 {ratio('ours bf16', 'HF bf16'):.2f}x, "
+          f"ours bf16/ours f32 {ratio('ours bf16', 'ours f32'):.2f}x, ours int8/HF f32 {ratio('ours int8', 'HF f32'):.2f}x")
     print(f"both: {args.new} new tokens over the whole call, the prompt's forward included, after a warm-up call of one token")
 
 

@@ -25,6 +25,12 @@ with ZEROFORMER_KEEP_SAVED_WITH_TOKENIZER=DIR) as transformers does: the
 model and its generation config, and the tokenizer through AutoTokenizer
 (tokenizer.json) and GPT2Tokenizer (vocab.json and merges.txt), whose ids
 must be zeroformer's (zeroformer_ids.json).
+
+`python3 scripts/make_gpt2_fixtures.py --only bf16` writes
+tests/fixtures/hf_gpt2_bf16/: a random GPT-2 cast to bf16 and saved by
+transformers in bf16 (torch_dtype bfloat16), with expected.safetensors
+holding a prompt, transformers' bf16 logits on it and the 40 tokens its
+greedy `generate` continues it with, the whole model in bf16 (KV cache on).
 """
 import argparse
 import os
@@ -41,6 +47,48 @@ MODELS = {
     "tiny": (96, 16, 32, 2, 4, 0.3),
     "wide": (64, 24, 48, 1, 3, 0.6),
 }
+
+# Run in bf16 throughout; (vocab, positions, width, layers, heads, std).
+BF16_MODEL = (128, 48, 64, 2, 4, 0.3)
+BF16_NEW_TOKENS = 40
+
+
+def make_bf16_fixture():
+    vocab, positions, width, layers, heads, std = BF16_MODEL
+    config = GPT2Config(vocab_size=vocab, n_positions=positions, n_embd=width, n_layer=layers,
+                        n_head=heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    torch.manual_seed(16)
+    model = GPT2LMHeadModel(config)
+    # Layer-norm scales near one keep the logits spread wide, so that the
+    # greedy path wanders instead of repeating one token.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.normal_(0.0, std)
+            if "ln" in name and name.endswith("weight"):
+                p.add_(1.0)
+    model = model.to(torch.bfloat16).eval()
+    out = os.path.join(FIXTURES, "hf_gpt2_bf16")
+    model.save_pretrained(out, safe_serialization=True)
+    prompt = torch.randint(0, vocab, (1, 6), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        logits = model(prompt).logits
+        generated = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
+                                   max_new_tokens=BF16_NEW_TOKENS, min_new_tokens=BF16_NEW_TOKENS,
+                                   use_cache=True, pad_token_id=0, output_scores=True,
+                                   return_dict_in_generate=True)
+    new = generated.sequences[0, prompt.shape[1]:]
+    assert logits.dtype == torch.bfloat16 and new.numel() == BF16_NEW_TOKENS
+    # The gap between the best two logits at each step: where it is one
+    # rounding step of bf16, another summation order may pick the other.
+    best = [s[0].float().topk(2) for s in generated.scores]
+    top2 = torch.stack([b.values for b in best])
+    margins = (top2[:, 0] - top2[:, 1]).contiguous()
+    runner_up = torch.stack([b.indices[1] for b in best]).contiguous()
+    save_file({"ids": prompt.contiguous(), "logits": logits.contiguous(), "greedy": new.contiguous(),
+               "margins": margins, "top": top2[:, 0].contiguous(), "runner_up": runner_up},
+              os.path.join(out, "expected.safetensors"))
+    print(f"bf16: logits spread {logits.float().std().item():.3f}, greedy {new.tolist()}, "
+          f"margins {[round(m, 4) for m in margins.tolist()]}")
 
 
 def build(name):
@@ -67,7 +115,11 @@ def main():
     ap.add_argument("--check")
     ap.add_argument("--check-with-tokenizer")
     ap.add_argument("--check-bf16")
+    ap.add_argument("--only", choices=[*MODELS, "bf16"])
     args = ap.parse_args()
+    if args.only == "bf16":
+        make_bf16_fixture()
+        return
     if args.check_with_tokenizer:
         import json
         from transformers import AutoTokenizer, GenerationConfig, GPT2Tokenizer
@@ -113,7 +165,7 @@ def main():
         print(f"transformers loads {args.check}: max |logits - fixture| = {diff:.3e}")
         assert diff < 1e-4
         return
-    for name in MODELS:
+    for name in [args.only] if args.only else MODELS:
         model = build(name)
         out = os.path.join(FIXTURES, f"hf_gpt2_{name}")
         model.save_pretrained(out, safe_serialization=True)
@@ -126,6 +178,8 @@ def main():
             tensors["grad." + pname] = p.grad.detach().contiguous()
         save_file(tensors, os.path.join(out, "expected.safetensors"))
         print(f"{name}: loss {result.loss.item():.6f}, logits spread {result.logits.std().item():.3f}")
+    if not args.only:
+        make_bf16_fixture()
 
 
 if __name__ == "__main__":

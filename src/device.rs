@@ -319,7 +319,7 @@ mod tests {
 /// The element type of a tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
-    /// 32-bit floats: every differentiable tensor.
+    /// 32-bit floats: parameters, gradients and most activations.
     F32,
     /// 64-bit signed integers: token ids and class targets (as PyTorch's `long`).
     I64,
@@ -331,4 +331,21 @@ pub enum DType {
     /// bfloat16 (`half::bf16`): f32's exponent with 8 bits of mantissa,
     /// half the bytes. Casts from f32 round to nearest, ties to even.
     BF16,
+}
+
+impl DType {
+    /// The bytes one element takes.
+    ///
+    /// ```
+    /// use zeroformer::DType;
+    /// assert_eq!((DType::F32.size_in_bytes(), DType::BF16.size_in_bytes()), (4, 2));
+    /// ```
+    pub fn size_in_bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::I64 => 8,
+            DType::Bool | DType::I8 => 1,
+            DType::BF16 => 2,
+        }
+    }
 }

@@ -252,6 +252,43 @@ fn bf16_products_and_their_gradients_match_pytorch() {
     );
 }
 
+/// A decoding step's products (a few rows against a weight of 2^16
+/// elements or more: the matrix-vector path), bf16 throughout: each is the
+/// f32 sum of the exact products rounded once, so it is within the
+/// f32-accumulation bound `k·2⁻²⁴·Σ|x·w|` plus one bf16 step of the exact
+/// value (f64 here).
+#[test]
+fn few_row_bf16_products_are_the_exact_sums_rounded() {
+    let (k, n) = (256, 300);
+    let w = uniform(&[n, k], 11).to_dtype(DType::BF16);
+    let bias = uniform(&[n], 12).to_dtype(DType::BF16);
+    let (wv, bv) = (w.to_vec(), bias.to_vec());
+    for m in [1, 3, 16] {
+        let x = uniform(&[m, k], 13 + m as u64).to_dtype(DType::BF16);
+        let xv = x.to_vec();
+        for with_bias in [false, true] {
+            let y = if with_bias {
+                bias.addmm(&x, &w.t())
+            } else {
+                x.matmul(&w.t())
+            };
+            assert_eq!(y.dtype(), DType::BF16);
+            for (idx, &got) in y.to_vec().iter().enumerate() {
+                let (i, r) = (idx / n, idx % n);
+                let terms = (0..k).map(|t| xv[i * k + t] as f64 * wv[r * k + t] as f64);
+                let b = if with_bias { bv[r] as f64 } else { 0.0 };
+                let exact = terms.clone().sum::<f64>() + b;
+                let scale = terms.map(f64::abs).sum::<f64>() + b.abs();
+                let tol = k as f64 * 2f64.powi(-24) * scale + bf16_ulp(exact as f32) as f64;
+                assert!(
+                    (got as f64 - exact).abs() <= tol,
+                    "{m} rows, bias {with_bias}, ({i}, {r}): {got} vs {exact}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 #[should_panic(expected = "matmul: tensors of different dtypes, BF16 and F32")]
 fn a_product_of_bf16_and_f32_panics_naming_both() {

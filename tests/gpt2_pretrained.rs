@@ -27,6 +27,11 @@ fn read_all(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f64>)> {
                     .chunks_exact(4)
                     .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
                     .collect(),
+                Dtype::BF16 => v
+                    .data()
+                    .chunks_exact(2)
+                    .map(|b| zeroformer::half::bf16::from_le_bytes(b.try_into().unwrap()).to_f64())
+                    .collect(),
                 Dtype::I64 => v
                     .data()
                     .chunks_exact(8)
@@ -414,4 +419,88 @@ fn a_directory_that_is_not_this_gpt2_is_one_clear_error() {
             "{name}: {e}"
         );
     }
+}
+
+/// One rounding step of bf16 at `x`: the gap between it and the next
+/// representable value away from zero.
+fn bf16_ulp(x: f64) -> f64 {
+    let e = (x.abs().max(f64::MIN_POSITIVE)).log2().floor();
+    2f64.powf(e - 7.0)
+}
+
+/// A GPT-2 that transformers saved in bf16 (`scripts/make_gpt2_fixtures.py
+/// --only bf16`), loaded and run in bf16 as transformers runs it
+/// (`torch_dtype=torch.bfloat16`). The logits on the prompt are within two
+/// rounding steps (at the row's largest logit) of transformers': bf16
+/// activations rounded after every op, in another summation order, differ
+/// by about one at the logits. Greedy
+/// decoding with the KV cache picks transformers' tokens until a step where
+/// transformers' best two logits are one rounding step apart: a tie that
+/// summation order decides, where ours must pick transformers' runner-up.
+/// On this fixture that first happens at token 32.
+#[test]
+fn a_bf16_model_runs_in_bf16_as_transformers_does() {
+    use zeroformer::generation::{GenerationConfig, generate_with};
+    let dir = fixture_dir("bf16");
+    let model = Gpt::from_pretrained(&dir, &Device::Cpu).unwrap();
+    model.to_dtype(DType::BF16);
+    assert!(model.parameters().iter().all(|p| p.dtype() == DType::BF16));
+    let expected = read_all(&dir.join("expected.safetensors"));
+    let (ids_shape, ids) = &expected["ids"];
+    let prompt: Vec<i64> = ids.iter().map(|&v| v as i64).collect();
+    let logits = no_grad(|| {
+        model
+            .forward(
+                &Tensor::from_ids(prompt.clone(), ids_shape),
+                Default::default(),
+            )
+            .logits
+    });
+    assert_eq!(logits.dtype(), DType::BF16);
+    let vocab = logits.shape()[2];
+    let theirs = &expected["logits"].1;
+    for (row, (ours, theirs)) in logits
+        .to_vec()
+        .chunks(vocab)
+        .zip(theirs.chunks(vocab))
+        .enumerate()
+    {
+        // A logit is a sum whose rounding errors scale with the row's
+        // largest terms, not with its own (possibly tiny) value.
+        let scale = theirs.iter().fold(0.0, |m: f64, v| m.max(v.abs()));
+        for (i, (&a, &b)) in ours.iter().zip(theirs).enumerate() {
+            assert!(
+                (a as f64 - b).abs() <= 2.0 * bf16_ulp(scale),
+                "position {row}, logit {i}: {a} vs transformers' {b}"
+            );
+        }
+    }
+    let tokens = generate_with(&model, &prompt, &GenerationConfig::new(40), |_| true)
+        .unwrap()
+        .tokens;
+    let column = |name: &str| expected[name].1.clone();
+    let (want, margins, top, runner_up) = (
+        column("greedy"),
+        column("margins"),
+        column("top"),
+        column("runner_up"),
+    );
+    let agreed = tokens
+        .iter()
+        .zip(&want)
+        .take_while(|(a, b)| **a as f64 == **b)
+        .count();
+    if agreed < want.len() {
+        assert!(
+            margins[agreed] <= bf16_ulp(top[agreed]) && tokens[agreed] as f64 == runner_up[agreed],
+            "token {agreed}: ours {} where transformers picks {} by a margin of {}",
+            tokens[agreed],
+            want[agreed],
+            margins[agreed]
+        );
+    }
+    assert!(
+        agreed >= 31,
+        "only {agreed} greedy tokens agree: {tokens:?} vs {want:?}"
+    );
 }

@@ -158,6 +158,39 @@ pub trait Module {
         Ok(())
     }
 
+    /// Casts every parameter, floating-point buffer and gradient to
+    /// `dtype` (`F32` or `BF16`) in place, as PyTorch's `module.to(dtype)`:
+    /// the model and an optimizer keep holding the same parameters. A bf16
+    /// model runs in bf16 throughout, as transformers' `torch_dtype=bfloat16`
+    /// does (half the bytes read per decoded token); training keeps f32
+    /// weights and runs under [`autocast`](crate::autocast) instead. Panics
+    /// for a dtype that is not floating-point.
+    ///
+    /// ```
+    /// use zeroformer::nn::{LinearConfig, Module};
+    /// use zeroformer::prelude::*;
+    /// let layer = LinearConfig::new(3, 2).init(&Device::Cpu, &mut StdRng::seed_from_u64(0))?;
+    /// layer.to_dtype(DType::BF16);
+    /// assert!(layer.parameters().iter().all(|p| p.dtype() == DType::BF16));
+    /// let y = layer.forward(&Tensor::ones(&[1, 3]).to_dtype(DType::BF16));
+    /// assert_eq!(y.dtype(), DType::BF16);
+    /// # Ok::<(), zeroformer::Error>(())
+    /// ```
+    fn to_dtype(&self, dtype: crate::DType) {
+        use crate::DType;
+        assert!(
+            matches!(dtype, DType::F32 | DType::BF16),
+            "Module::to_dtype: parameters are floating-point (F32 or BF16), not {dtype:?}"
+        );
+        let float = |t: &Tensor| matches!(t.dtype(), DType::F32 | DType::BF16);
+        self.visit_parameters("", &mut |_, p| p.cast_in_place(dtype));
+        self.visit_buffers("", &mut |_, b| {
+            if float(b) {
+                b.cast_in_place(dtype)
+            }
+        });
+    }
+
     /// Forgets every parameter's gradient.
     fn zero_grad(&self) {
         self.parameters().iter().for_each(Tensor::zero_grad);

@@ -40,7 +40,6 @@ pub(crate) struct Inner {
     /// so a reader clones the `Arc` and never holds the lock during a kernel.
     storage: RwLock<Arc<Storage>>,
     layout: Layout,
-    dtype: DType,
     /// A leaf whose gradient is kept in `grad`.
     requires_grad: bool,
     /// Ops on this tensor record graph nodes: a leaf requiring grad, or a
@@ -86,12 +85,10 @@ impl Tensor {
         layout: Layout,
         node: Option<Node>,
     ) -> Tensor {
-        let dtype = storage.dtype();
         Tensor(Arc::new(Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             storage: RwLock::new(storage),
             layout,
-            dtype,
             requires_grad: false,
             tracked: node.is_some(),
             node: Mutex::new(node),
@@ -183,7 +180,11 @@ impl Tensor {
 
     /// The element type.
     pub fn dtype(&self) -> DType {
-        self.0.dtype
+        self.0
+            .storage
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .dtype()
     }
 
     /// Where the elements live.
@@ -219,7 +220,6 @@ impl Tensor {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             storage: RwLock::new(self.storage()),
             layout: self.0.layout.clone(),
-            dtype: self.0.dtype,
             requires_grad: true,
             tracked: true,
             node: Mutex::new(None),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{Layout, Tensor};
-use crate::{Device, Result};
+use crate::{DType, Device, Result};
 
 impl Tensor {
     /// This tensor on `device`: itself (graph included) when it is there
@@ -55,6 +55,24 @@ impl Tensor {
             *self.0.storage.write().unwrap_or_else(|e| e.into_inner()) = storage;
             self.set_grad(grad);
         }
+    }
+
+    /// Casts this tensor's storage (and its gradient) to `dtype` in place,
+    /// keeping its identity, as `Module::to_dtype` does to a parameter
+    /// (PyTorch's `module.to(dtype)` replaces each `param.data`). The
+    /// whole storage is cast element by element, so the layout still
+    /// describes it. Graphs recorded before see the new dtype: a model is
+    /// cast between uses, not inside one.
+    pub(crate) fn cast_in_place(&self, dtype: DType) {
+        let storage = self.storage();
+        if storage.dtype() == dtype {
+            return;
+        }
+        let whole = Layout::contiguous(&[storage.elements()]);
+        let cast = Arc::new(storage.to_dtype(&whole, dtype));
+        let grad = self.grad().map(|g| g.to_dtype(dtype).detach());
+        *self.0.storage.write().unwrap_or_else(|e| e.into_inner()) = cast;
+        self.set_grad(grad);
     }
 }
 

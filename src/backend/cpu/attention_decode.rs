@@ -5,11 +5,14 @@
 //! the key rows, a softmax, and the values' rows summed with those
 //! weights. The tiled kernel ([`super::attention`]) would first copy the
 //! cache and transpose every key, work that grows with the context at each
-//! token.
+//! token. The cache may hold f32 or bf16 (a bf16 model's): bf16 keys and
+//! values are widened in registers as they are read.
 
+use half::bf16;
 use rayon::prelude::*;
 
 use super::attention::AttentionShape;
+use super::gemv::Weight;
 use super::math::fast_exp;
 use super::pool;
 use super::simd::multiversion;
@@ -22,17 +25,17 @@ pub const MAX_QUERIES: usize = 4;
 /// Where the `[tk, d]` rows of each (batch, head) of a `[batch, heads,
 /// tk, d]` view start, when each row's `d` elements are contiguous; `None`
 /// otherwise.
-pub struct HeadRows<'a> {
-    data: &'a [f32],
+pub struct HeadRows<'a, T> {
+    data: &'a [T],
     batch_stride: usize,
     head_stride: usize,
     row_stride: usize,
     offset: usize,
 }
 
-impl<'a> HeadRows<'a> {
+impl<'a, T> HeadRows<'a, T> {
     /// The view `layout` of `data`, if its rows are contiguous.
-    pub fn new(data: &'a [f32], layout: &Layout) -> Option<HeadRows<'a>> {
+    pub fn new(data: &'a [T], layout: &Layout) -> Option<HeadRows<'a, T>> {
         let (shape, strides) = (layout.shape(), layout.strides());
         (shape.len() == 4 && (strides[3] == 1 || shape[3] <= 1)).then(|| HeadRows {
             data,
@@ -45,21 +48,49 @@ impl<'a> HeadRows<'a> {
 
     /// Head `h` of sequence `b` from its first row on (rows `row_stride`
     /// apart).
-    fn head(&self, b: usize, h: usize) -> &[f32] {
+    fn head(&self, b: usize, h: usize) -> &[T] {
         &self.data[self.offset + b * self.batch_stride + h * self.head_stride..]
     }
 
-    fn row(&self, b: usize, h: usize, j: usize, d: usize) -> &[f32] {
+    fn row(&self, b: usize, h: usize, j: usize, d: usize) -> &[T] {
         &self.head(b, h)[j * self.row_stride..j * self.row_stride + d]
     }
 }
 
-multiversion! {
+/// An element of the KV cache: f32, or bf16 widened as it is read.
+pub trait CacheElement: Weight {
     /// `out += p · v` for one value row.
+    fn add_scaled(out: &mut [f32], p: f32, v: &[Self]);
+}
+
+#[inline(always)]
+fn add_scaled<T: Weight>(out: &mut [f32], p: f32, v: &[T]) {
+    for (o, &v) in out.iter_mut().zip(v) {
+        *o += p * v.to_f32();
+    }
+}
+
+multiversion! {
+    fn add_scaled_f32(out: &mut [f32], p: f32, v: &[f32]) {
+        add_scaled(out, p, v)
+    }
+}
+
+multiversion! {
+    fn add_scaled_bf16(out: &mut [f32], p: f32, v: &[bf16]) {
+        add_scaled(out, p, v)
+    }
+}
+
+impl CacheElement for f32 {
     fn add_scaled(out: &mut [f32], p: f32, v: &[f32]) {
-        for (o, &v) in out.iter_mut().zip(v) {
-            *o += p * v;
-        }
+        add_scaled_f32(out, p, v)
+    }
+}
+
+impl CacheElement for bf16 {
+    fn add_scaled(out: &mut [f32], p: f32, v: &[bf16]) {
+        add_scaled_bf16(out, p, v)
     }
 }
 
@@ -67,7 +98,12 @@ multiversion! {
 /// d]` and each query row's logsumexp `[bh, tq]`, as
 /// [`super::attention::forward`] returns them. `q` is `[bh, tq, d]`,
 /// contiguous.
-pub fn forward(s: &AttentionShape, q: &[f32], k: &HeadRows, v: &HeadRows) -> (Vec<f32>, Vec<f32>) {
+pub fn forward<T: CacheElement>(
+    s: &AttentionShape,
+    q: &[f32],
+    k: &HeadRows<T>,
+    v: &HeadRows<T>,
+) -> (Vec<f32>, Vec<f32>) {
     let (bh, tq, tk, d) = (s.batch * s.heads, s.tq, s.tk, s.d);
     assert!(tq <= MAX_QUERIES, "decode attention: {tq} queries a head");
     let mut out = pool::take_zeroed(bh * tq * d);
@@ -94,7 +130,7 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &HeadRows, v: &HeadRows) -> (Ve
             let qi = &q[(h * tq + i) * d..(h * tq + i + 1) * d];
             // The scores are the key rows' dot products with the query.
             let keys = &keys[start * k.row_stride..];
-            super::gemv::dots_f32(qi, 1, d, d, keys, k.row_stride, scores.len(), scores);
+            T::dots(qi, 1, d, d, keys, k.row_stride, scores.len(), scores);
             scores.iter_mut().for_each(|x| *x *= s.scale);
             if let Some(p) = padding {
                 for (s, _) in scores.iter_mut().zip(&p[start..]).filter(|(_, p)| **p) {
@@ -114,7 +150,7 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &HeadRows, v: &HeadRows) -> (Ve
             }
             for (j, &p) in scores.iter().enumerate() {
                 if p != 0.0 {
-                    add_scaled(out, p / sum, v.row(b, head, start + j, d));
+                    T::add_scaled(out, p / sum, v.row(b, head, start + j, d));
                 }
             }
             *lse = max + sum.ln();
@@ -209,5 +245,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_bf16_cache_gives_the_bits_of_its_values_widened() {
+        let (batch, heads, tq, tk, d) = (1, 2, 1, 37, 24);
+        let layout = Layout::contiguous(&[batch, heads, tk, d]);
+        let narrow = |x: &[f32]| -> Vec<bf16> { x.iter().map(|&v| bf16::from_f32(v)).collect() };
+        let (k16, v16) = (
+            narrow(&values(heads * tk * d, 4)),
+            narrow(&values(heads * tk * d, 5)),
+        );
+        let widen = |x: &[bf16]| -> Vec<f32> { x.iter().map(|v| v.to_f32()).collect() };
+        let (k32, v32) = (widen(&k16), widen(&v16));
+        let q = values(heads * tq * d, 6);
+        let shape = AttentionShape {
+            params: AttentionParams {
+                batch,
+                heads,
+                tq,
+                tk,
+                d,
+                scale: 0.3,
+                causal: Some(tk - tq),
+                window: None,
+            },
+            key_padding: None,
+        };
+        let rows16 = |x| HeadRows::new(x, &layout).unwrap();
+        let rows32 = |x| HeadRows::new(x, &layout).unwrap();
+        let (out16, lse16) = forward(&shape, &q, &rows16(&k16), &rows16(&v16));
+        let (out32, lse32) = forward(&shape, &q, &rows32(&k32), &rows32(&v32));
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!((bits(&out16), bits(&lse16)), (bits(&out32), bits(&lse32)));
     }
 }

@@ -11,6 +11,7 @@
 //! Each output is one dot product on one thread, in a fixed lane order, so
 //! the result does not depend on the thread count or the vector width.
 
+use half::bf16;
 use rayon::prelude::*;
 
 use super::pool;
@@ -36,7 +37,8 @@ pub struct Rows<'a, T> {
     pub row_stride: usize,
 }
 
-/// A weight element: f32, or int8 scaled per row after the dot product.
+/// A weight element: f32, bf16 (widened in registers), or int8 scaled per
+/// row after the dot product.
 pub trait Weight: Copy + Send + Sync {
     fn to_f32(self) -> f32;
 
@@ -91,6 +93,27 @@ impl Weight for i8 {
         out: &mut [f32],
     ) {
         dots_i8(x, m, x_stride, k, w, w_stride, rows, out)
+    }
+}
+
+impl Weight for bf16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        // bf16 is the top half of an f32: a shift, which vectorizes.
+        f32::from_bits(u32::from(self.to_bits()) << 16)
+    }
+
+    fn dots(
+        x: &[f32],
+        m: usize,
+        x_stride: usize,
+        k: usize,
+        w: &[bf16],
+        w_stride: usize,
+        rows: usize,
+        out: &mut [f32],
+    ) {
+        dots_bf16(x, m, x_stride, k, w, w_stride, rows, out)
     }
 }
 
@@ -213,6 +236,14 @@ multiversion! {
     /// [`dots`] of f32 weights, at the CPU's widest vectors.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn dots_f32(x: &[f32], m: usize, x_stride: usize, k: usize, w: &[f32], w_stride: usize, rows: usize, out: &mut [f32]) {
+        dots(x, m, x_stride, k, w, w_stride, rows, out)
+    }
+}
+
+multiversion! {
+    /// [`dots`] of bf16 weights, at the CPU's widest vectors.
+    #[allow(clippy::too_many_arguments)]
+    fn dots_bf16(x: &[f32], m: usize, x_stride: usize, k: usize, w: &[bf16], w_stride: usize, rows: usize, out: &mut [f32]) {
         dots(x, m, x_stride, k, w, w_stride, rows, out)
     }
 }
@@ -343,6 +374,42 @@ mod tests {
                             "{m}x{k}x{n} ({i}, {r}): {g} vs {exact}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_weights_give_the_dot_products_of_their_values() {
+        // Values off bf16's grid before rounding, sizes off the lane width.
+        for (m, k, n) in [
+            (1, 1, 1),
+            (1, 33, 129),
+            (3, 768, 70),
+            (5, 47, 67),
+            (16, 64, 9),
+        ] {
+            let x = values(m * k, 8);
+            let w: Vec<bf16> = values(n * (k + 2), 9)
+                .iter()
+                .map(|&v| bf16::from_f32(v * 1.37))
+                .collect();
+            let rows = Rows {
+                data: &w,
+                offset: 0,
+                row_stride: k + 2,
+            };
+            let got = matmul_t(&x, m, k, k, rows, n, None, None);
+            for i in 0..m {
+                for r in 0..n {
+                    let exact: f64 = (0..k)
+                        .map(|t| x[i * k + t] as f64 * w[r * (k + 2) + t].to_f64())
+                        .sum();
+                    let g = got[i * n + r] as f64;
+                    assert!(
+                        (g - exact).abs() <= 1e-5 * (1.0 + exact.abs()) * (k as f64).sqrt(),
+                        "{m}x{k}x{n} ({i}, {r}): {g} vs {exact}"
+                    );
                 }
             }
         }

@@ -9,8 +9,9 @@ use super::{pool, strided};
 use crate::layout::Layout;
 
 /// The rows of the row-major `[vocab, d]` table `w` that `ids` name, one
-/// after another. Panics for an id outside `0..vocab`.
-pub fn embedding(w: &[f32], d: usize, ids: &[i64]) -> Vec<f32> {
+/// after another, in the table's element type. Panics for an id outside
+/// `0..vocab`.
+pub fn embedding<T: pool::Pooled>(w: &[T], d: usize, ids: &[i64]) -> Vec<T> {
     let vocab = w.len().checked_div(d).unwrap_or(0);
     let mut out = pool::take(ids.len() * d);
     for (&id, dst) in ids.iter().zip(out.chunks_exact_mut(d.max(1))) {

@@ -110,6 +110,11 @@ pub fn matmul_bf16(
     let (m, k, n) = (la.shape()[ra - 2], la.shape()[ra - 1], lb.shape()[rb - 1]);
     let a_offsets = batch_offsets(la, batch_shape);
     let b_offsets = batch_offsets(lb, batch_shape);
+    if let [ao] = a_offsets[..]
+        && let Some(out) = few_rows_bf16(a, la, ao, b, lb, b_offsets[0], None)
+    {
+        return out;
+    }
     let mut sums = pool::take(a_offsets.len() * m * n);
     gemm_bf16::batched_matmul(
         m,
@@ -129,6 +134,9 @@ pub fn matmul_bf16(
 /// product's f32 sums continued from it, the result rounded to bf16.
 pub fn addmm_bf16(bias: &[bf16], a: &[bf16], la: &Layout, b: &[bf16], lb: &Layout) -> Vec<bf16> {
     let (m, k, n) = (la.shape()[0], la.shape()[1], lb.shape()[1]);
+    if let Some(out) = few_rows_bf16(a, la, la.offset(), b, lb, lb.offset(), Some(bias)) {
+        return out;
+    }
     let mut sums = pool::take(m * n);
     for row in sums.chunks_exact_mut(n.max(1)) {
         for (x, &b) in row.iter_mut().zip(bias) {
@@ -156,20 +164,12 @@ fn rounded(sums: Vec<f32>) -> Vec<bf16> {
     out
 }
 
-/// `bias + a @ b` through the matrix-vector path ([`gemv`]) when it
-/// applies: one product of at most [`gemv::MAX_ROWS`] rows of `a` (at
-/// `a_offset`, rows contiguous) and a large `b` that is the transpose of a
-/// matrix stored by rows (a weight `[n, k]` viewed as `Wᵀ`); `None`
-/// otherwise.
-fn few_rows(
-    a: &[f32],
-    la: &Layout,
-    a_offset: usize,
-    b: &[f32],
-    lb: &Layout,
-    b_offset: usize,
-    bias: Option<&[f32]>,
-) -> Option<Vec<f32>> {
+/// How the matrix-vector path ([`gemv`]) reads `a @ b` when it applies:
+/// at most [`gemv::MAX_ROWS`] rows of `a` with contiguous rows (their
+/// stride returned), and a large `b` that is the transpose of a matrix
+/// stored by rows (a weight `[n, k]` viewed as `Wᵀ`; its row stride
+/// returned); `None` otherwise.
+fn few_rows_strides(la: &Layout, lb: &Layout) -> Option<(usize, usize)> {
     let (ra, rb) = (la.rank(), lb.rank());
     let (m, k, n) = (la.shape()[ra - 2], la.shape()[ra - 1], lb.shape()[rb - 1]);
     let (a_rows, a_cols) = (la.strides()[ra - 2], la.strides()[ra - 1]);
@@ -180,15 +180,77 @@ fn few_rows(
         && (m <= 1 || a_rows >= k)
         && (b_rows == 1 || k == 1)
         && b_cols >= k;
-    applies.then(|| {
-        let weights = gemv::Rows {
-            data: b,
-            offset: b_offset,
-            row_stride: b_cols,
-        };
-        let x_stride = if m <= 1 { k } else { a_rows };
-        gemv::matmul_t(&a[a_offset..], m, x_stride, k, weights, n, bias, None)
-    })
+    applies.then_some((if m <= 1 { k } else { a_rows }, b_cols))
+}
+
+/// `bias + a @ b` through the matrix-vector path when it applies (see
+/// [`few_rows_strides`]; `a`'s matrix at `a_offset`, `b`'s at
+/// `b_offset`); `None` otherwise.
+fn few_rows(
+    a: &[f32],
+    la: &Layout,
+    a_offset: usize,
+    b: &[f32],
+    lb: &Layout,
+    b_offset: usize,
+    bias: Option<&[f32]>,
+) -> Option<Vec<f32>> {
+    let (x_stride, row_stride) = few_rows_strides(la, lb)?;
+    let (m, k, n) = dims(la, lb);
+    let weights = gemv::Rows {
+        data: b,
+        offset: b_offset,
+        row_stride,
+    };
+    Some(gemv::matmul_t(
+        &a[a_offset..],
+        m,
+        x_stride,
+        k,
+        weights,
+        n,
+        bias,
+        None,
+    ))
+}
+
+/// [`few_rows`] of bf16 operands: the few rows of `a` and the bias
+/// widened to f32 (a decoding step's activations: a few kilobytes), the
+/// weights streamed as bf16 and widened in registers, the f32 sums
+/// rounded to bf16 once.
+fn few_rows_bf16(
+    a: &[bf16],
+    la: &Layout,
+    a_offset: usize,
+    b: &[bf16],
+    lb: &Layout,
+    b_offset: usize,
+    bias: Option<&[bf16]>,
+) -> Option<Vec<bf16>> {
+    let (x_stride, row_stride) = few_rows_strides(la, lb)?;
+    let (m, k, n) = dims(la, lb);
+    let mut x = pool::take(m * k);
+    for (i, row) in x.chunks_exact_mut(k.max(1)).enumerate() {
+        let from = &a[a_offset + i * x_stride..][..k];
+        row.iter_mut()
+            .zip(from)
+            .for_each(|(x, &a)| *x = cast::to_f32(a));
+    }
+    let bias: Option<Vec<f32>> = bias.map(|b| b.iter().map(|&b| cast::to_f32(b)).collect());
+    let weights = gemv::Rows {
+        data: b,
+        offset: b_offset,
+        row_stride,
+    };
+    let sums = gemv::matmul_t(&x, m, k, k, weights, n, bias.as_deref(), None);
+    pool::give(x);
+    Some(rounded(sums))
+}
+
+/// `(m, k, n)` of `a @ b` over the last two dimensions.
+fn dims(la: &Layout, lb: &Layout) -> (usize, usize, usize) {
+    let (ra, rb) = (la.rank(), lb.rank());
+    (la.shape()[ra - 2], la.shape()[ra - 1], lb.shape()[rb - 1])
 }
 
 /// Each group's rows, checked: `offsets` has a row per group and one more,

@@ -156,6 +156,19 @@ fn with_bool<R>((s, l): View<CpuStorage>, op: &str, f: impl FnOnce(&[bool]) -> R
     with_elements(s.bool(op), l, f)
 }
 
+/// Decoding attention over keys and values read where they lie in the
+/// cache, when their rows are contiguous; `None` otherwise.
+fn decode_in_place<T: attention_decode::CacheElement>(
+    shape: &attention::AttentionShape,
+    q: &[f32],
+    (k, kl): (&[T], &Layout),
+    (v, vl): (&[T], &Layout),
+) -> Option<(Vec<f32>, Vec<f32>)> {
+    let k = attention_decode::HeadRows::new(k, kl)?;
+    let v = attention_decode::HeadRows::new(v, vl)?;
+    Some(attention_decode::forward(shape, q, &k, &v))
+}
+
 /// Key padding flags, row-major, for `f`.
 fn with_padding<R>(padding: Option<View<CpuStorage>>, f: impl FnOnce(Option<&[bool]>) -> R) -> R {
     match padding {
@@ -544,19 +557,25 @@ impl BackendStorage for CpuStorage {
     }
 
     fn embedding(&self, layout: &Layout, ids: View<Self>) -> Self {
-        let d = last_dim(layout);
-        CpuStorage::F32(with_i64(ids, "embedding", |ids| {
-            with_f32((self, layout), "embedding", |w| index::embedding(w, d, ids))
-        }))
+        let (op, d) = ("embedding", last_dim(layout));
+        with_i64(ids, op, |ids| match self {
+            CpuStorage::BF16(w) => {
+                CpuStorage::BF16(with_elements(w, layout, |w| index::embedding(w, d, ids)))
+            }
+            _ => CpuStorage::F32(with_elements(self.f32(op), layout, |w| {
+                index::embedding(w, d, ids)
+            })),
+        })
     }
 
     fn embedding_backward(&self, layout: &Layout, ids: View<Self>, vocab: usize) -> Self {
         let (op, d) = ("embedding backward", last_dim(layout));
-        CpuStorage::F32(with_i64(ids, op, |ids| {
+        let dw = with_i64(ids, op, |ids| {
             with_f32((self, layout), op, |g| {
                 index::embedding_backward(g, d, ids, vocab)
             })
-        }))
+        });
+        float_like(self, dw)
     }
 
     fn matmul(&self, layout: &Layout, (rhs, rl): View<Self>, batch_shape: &[usize]) -> Self {
@@ -628,14 +647,19 @@ impl BackendStorage for CpuStorage {
             let shape = attention_shape(params, padding);
             // Decoding: a few queries read the cache's keys and values in place.
             let ((ks, kl), (vs, vl)) = (k, v);
-            if params.tq <= attention_decode::MAX_QUERIES
-                && let (CpuStorage::F32(ks), CpuStorage::F32(vs)) = (ks, vs)
-                && let Some(k) = attention_decode::HeadRows::new(ks, kl)
-                && let Some(v) = attention_decode::HeadRows::new(vs, vl)
-            {
-                return with_f32((self, layout), op, |q| {
-                    attention_decode::forward(&shape, q, &k, &v)
-                });
+            if params.tq <= attention_decode::MAX_QUERIES {
+                let decode = |q: &[f32]| match (ks, vs) {
+                    (CpuStorage::F32(ks), CpuStorage::F32(vs)) => {
+                        decode_in_place(&shape, q, (ks, kl), (vs, vl))
+                    }
+                    (CpuStorage::BF16(ks), CpuStorage::BF16(vs)) => {
+                        decode_in_place(&shape, q, (ks, kl), (vs, vl))
+                    }
+                    _ => None,
+                };
+                if let Some(out) = with_f32((self, layout), op, decode) {
+                    return out;
+                }
             }
             with_f32((self, layout), op, |q| {
                 with_f32(k, op, |k| {
