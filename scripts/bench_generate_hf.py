@@ -85,17 +85,18 @@ def main():
 
     big = torch.ones(256 * 1024 * 1024, device=device)
     big.sum()
-    reads = []
-    for _ in range(5):
-        sync()
-        t = time.perf_counter()
-        big.sum()
-        sync()
-        reads.append(big.numel() * 4 / (time.perf_counter() - t) / 1e9)
-    bandwidth = statistics.median(reads)
-    del big
+
+    def bandwidth():
+        reads = []
+        for _ in range(5):
+            sync()
+            t = time.perf_counter()
+            big.sum()
+            sync()
+            reads.append(big.numel() * 4 / (time.perf_counter() - t) / 1e9)
+        return statistics.median(reads)
+
     where = f"{args.threads} threads" if device.type == "cpu" else torch.cuda.get_device_name(device)
-    print(f"memory read bandwidth (torch sum of 1 GiB, {where}): {bandwidth:.1f} GB/s", flush=True)
 
     def mine(*extra):
         return lambda: ours(model_dir, prompt, args.new, args.threads, extra, args.device, args.bin)
@@ -109,24 +110,31 @@ def main():
         "HF bf16": (lambda: hf_run(hf16), weight_bytes / 2),
     }
     speeds = {name: [] for name in rows}
+    # The bandwidth is measured in every round, between the rows: a shared
+    # machine's speed drifts, and a fraction is only fair within one round.
+    reads = []
     ids = {}
     agree, agree16 = [], []
     for rnd in range(args.rounds):
         order = list(rows) if rnd % 2 == 0 else list(reversed(rows))
-        for name in order:
+        for i, name in enumerate(order):
+            if i == len(order) // 2:
+                reads.append(bandwidth())
             speed, ids[name] = rows[name][0]()
             speeds[name].append(speed)
         same = lambda a, b: next((i for i, (p, q) in enumerate(zip(ids[a], ids[b])) if p != q), len(ids[a]))
         agree.append(same("ours f32", "HF f32"))
         agree16.append(same("ours bf16", "HF bf16"))
-        print(f"round {rnd}: " + ", ".join(f"{n} {speeds[n][-1]:.2f}" for n in rows) + " tok/s; greedy ids agree "
+        print(f"round {rnd}: " + ", ".join(f"{n} {speeds[n][-1]:.2f}" for n in rows) + f" tok/s, memory read "
+              f"bandwidth {reads[-1]:.1f} GB/s (torch sum of 1 GiB, {where}); greedy ids agree "
               f"for the first {agree[-1]} of {args.new} in f32, {agree16[-1]} in bf16 "
               f"(int8 with f32: {same('ours int8', 'ours f32')}; random weights, so int8 may drift)", flush=True)
     med = {n: statistics.median(v) for n, v in speeds.items()}
     ratio = lambda a, b: statistics.median([x / y for x, y in zip(speeds[a], speeds[b])])
     for name, (_, nbytes) in rows.items():
-        read = f" ({med[name] * nbytes / 1e9:.1f} GB/s, {med[name] * nbytes / 1e9 / bandwidth:.0%} of the measured " \
-               f"bandwidth)" if nbytes else ""
+        share = statistics.median([v * nbytes / 1e9 / r for v, r in zip(speeds[name], reads)]) if nbytes else 0
+        read = f" ({med[name] * nbytes / 1e9:.1f} GB/s, {share:.0%} of the bandwidth measured in the same " \
+               f"round)" if nbytes else ""
         print(f"median {name}: {med[name]:.2f} tok/s{read}")
     print(f"ours/HF f32 {ratio('ours f32', 'HF f32'):.2f}x, ours/HF bf16 {ratio('ours bf16', 'HF bf16'):.2f}x, "
           f"ours bf16/ours f32 {ratio('ours bf16', 'ours f32'):.2f}x, ours int8/HF f32 {ratio('ours int8', 'HF f32'):.2f}x")
