@@ -289,6 +289,48 @@ fn few_row_bf16_products_are_the_exact_sums_rounded() {
     }
 }
 
+/// An op of an f32 and a bf16 tensor computes in f32 (PyTorch's
+/// promotion), each gradient in its input's dtype, and the bf16 operand is
+/// widened as it is read: no f32 copy of it joins the graph, where it would
+/// stay until the backward (tests/graph_memory.rs counts the nodes).
+#[test]
+fn an_op_of_f32_and_bf16_computes_in_f32_without_a_widened_copy() {
+    let x = Tensor::from_vec(vec![1.5, -2.0, 0.25, 3.0], &[4]).requires_grad();
+    let y = Tensor::from_vec(vec![0.1, 0.2, -0.3, 7.0], &[4])
+        .to_dtype(DType::BF16)
+        .requires_grad();
+    let wide = y.to_dtype(DType::F32).to_vec();
+    let c = Tensor::from_vec(vec![1.0, 2.0, 3.0, 0.001], &[4]);
+    for (name, op, want) in [
+        ("add", Tensor::add as fn(&Tensor, &Tensor) -> Tensor, {
+            let f: fn(f32, f32) -> f32 = |a, b| a + b;
+            f
+        }),
+        ("mul", Tensor::mul, |a, b| a * b),
+    ] {
+        for flipped in [false, true] {
+            let z = if flipped { op(&y, &x) } else { op(&x, &y) };
+            assert_eq!(z.dtype(), DType::F32, "{name}");
+            let expected: Vec<f32> = x.to_vec().iter().zip(&wide).map(|(&a, &b)| want(a, b)).collect();
+            assert_eq!(z.to_vec(), expected, "{name}");
+            z.mul(&c).sum().backward();
+            let (gx, gy) = (x.grad().unwrap(), y.grad().unwrap());
+            assert_eq!((gx.dtype(), gy.dtype()), (DType::F32, DType::BF16), "{name}");
+            let (dx, dy): (Vec<f32>, Vec<f32>) = match name {
+                "add" => (c.to_vec(), rounded(&c.to_vec())),
+                _ => (
+                    c.to_vec().iter().zip(&wide).map(|(c, w)| c * w).collect(),
+                    rounded(&c.to_vec().iter().zip(&x.to_vec()).map(|(c, x)| c * x).collect::<Vec<_>>()),
+                ),
+            };
+            assert_eq!(gx.to_vec(), dx, "{name} flipped {flipped}");
+            assert_eq!(gy.to_dtype(DType::F32).to_vec(), dy, "{name} flipped {flipped}");
+            x.zero_grad();
+            y.zero_grad();
+        }
+    }
+}
+
 #[test]
 #[should_panic(expected = "matmul: tensors of different dtypes, BF16 and F32")]
 fn a_product_of_bf16_and_f32_panics_naming_both() {

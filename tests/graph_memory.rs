@@ -1,12 +1,18 @@
 //! The graph is freed by backward: the number of live graph nodes is the
 //! same after 1,000 training steps of a small MLP as after the first.
-//! (Its own test binary: the node counter is process-wide.)
+//! (Its own test binary: the node counter is process-wide, and its tests
+//! take turns.)
+
+use std::sync::Mutex;
 
 use zeroformer::autograd::live_nodes;
 use zeroformer::prelude::*;
 
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn live_graph_nodes_stay_flat_over_1000_training_steps() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = StdRng::seed_from_u64(0);
     let w1 = Tensor::randn(&[4, 16], &mut rng)
         .mul_scalar(0.5)
@@ -43,4 +49,19 @@ fn live_graph_nodes_stay_flat_over_1000_training_steps() {
         last_loss < first_loss * 0.5,
         "training did not progress: {first_loss} -> {last_loss}"
     );
+}
+
+/// An op of an f32 and a bf16 tensor is one graph node: the bf16 operand
+/// is widened as it is read, not cast into an f32 tensor that the graph
+/// would keep until the backward (a residual add under autocast).
+#[test]
+fn an_op_of_f32_and_bf16_is_one_node() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let x = Tensor::ones(&[8]).requires_grad();
+    let y = Tensor::ones(&[8]).to_dtype(DType::BF16).requires_grad();
+    let before = live_nodes();
+    let z = x.add(&y);
+    assert_eq!(live_nodes(), before + 1);
+    z.sum().backward();
+    assert_eq!(y.grad().unwrap().dtype(), DType::BF16);
 }

@@ -1,7 +1,7 @@
 //! Elementwise arithmetic between two tensors, with NumPy broadcasting, and
 //! the `+ - * /` operators.
 
-use crate::Tensor;
+use crate::{DType, Tensor};
 use crate::autograd::{self, Backward};
 use crate::backend::BinaryOp;
 use crate::layout::broadcast_shape;
@@ -15,8 +15,12 @@ pub(crate) fn broadcast_or_panic(op: &str, a: &[usize], b: &[usize]) -> Vec<usiz
 
 fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Tensor {
     let name = op.name();
-    // An f32 and a bf16 operand: both in f32, as PyTorch promotes them.
-    let (a, b) = if a.dtype() != b.dtype() {
+    // An f32 and a bf16 operand compute in f32, as PyTorch promotes them:
+    // the backend widens the bf16 one as it reads it, so no f32 copy joins
+    // the graph (where it would stay until the backward: the residual
+    // stream's adds under autocast).
+    let floats = |t: &Tensor| matches!(t.dtype(), DType::F32 | DType::BF16);
+    let (a, b) = if a.dtype() != b.dtype() && !(floats(a) && floats(b)) {
         (&super::widened(a), &super::widened(b))
     } else {
         (a, b)
@@ -50,7 +54,9 @@ impl Backward for BinaryBackward {
                 BinaryOp::Div => g.div(b),
                 _ => g.clone(),
             };
-            sum_to_shape(&g, a.shape())
+            // In the input's dtype: an f32 gradient of a bf16 operand of a
+            // promoted op is rounded, as a cast's backward rounds it.
+            sum_to_shape(&g, a.shape()).to_dtype(a.dtype())
         });
         let gb = b.is_tracked().then(|| {
             let g = match self.op {
@@ -60,7 +66,7 @@ impl Backward for BinaryBackward {
                 BinaryOp::Div => g.mul(a).div(&b.mul(b)).neg(),
                 _ => g.clone(),
             };
-            sum_to_shape(&g, b.shape())
+            sum_to_shape(&g, b.shape()).to_dtype(b.dtype())
         });
         vec![ga, gb]
     }

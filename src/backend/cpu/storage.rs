@@ -360,8 +360,19 @@ impl BackendStorage for CpuStorage {
         if let (CpuStorage::BF16(a), CpuStorage::BF16(b)) = (self, rhs) {
             return CpuStorage::BF16(elementwise::binary(a, layout, b, rl, op));
         }
-        let (a, b) = (self.f32(op.name()), rhs.f32(op.name()));
-        CpuStorage::F32(elementwise::binary(a, layout, b, rl, op))
+        // An f32 operand with a bf16 one: the bf16 one widened into a
+        // temporary buffer, the result f32.
+        let name = op.name();
+        let out = match (self, rhs) {
+            (CpuStorage::BF16(_), CpuStorage::F32(b)) => with_f32((self, layout), name, |a| {
+                elementwise::binary(a, &Layout::contiguous(layout.shape()), b, rl, op)
+            }),
+            (CpuStorage::F32(a), CpuStorage::BF16(_)) => with_f32((rhs, rl), name, |b| {
+                elementwise::binary(a, layout, b, &Layout::contiguous(rl.shape()), op)
+            }),
+            _ => elementwise::binary(self.f32(name), layout, rhs.f32(name), rl, op),
+        };
+        CpuStorage::F32(out)
     }
 
     fn compare(&self, layout: &Layout, (rhs, rl): View<Self>, op: CmpOp) -> Self {
