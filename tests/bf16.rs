@@ -311,22 +311,78 @@ fn an_op_of_f32_and_bf16_computes_in_f32_without_a_widened_copy() {
         for flipped in [false, true] {
             let z = if flipped { op(&y, &x) } else { op(&x, &y) };
             assert_eq!(z.dtype(), DType::F32, "{name}");
-            let expected: Vec<f32> = x.to_vec().iter().zip(&wide).map(|(&a, &b)| want(a, b)).collect();
+            let expected: Vec<f32> = x
+                .to_vec()
+                .iter()
+                .zip(&wide)
+                .map(|(&a, &b)| want(a, b))
+                .collect();
             assert_eq!(z.to_vec(), expected, "{name}");
             z.mul(&c).sum().backward();
             let (gx, gy) = (x.grad().unwrap(), y.grad().unwrap());
-            assert_eq!((gx.dtype(), gy.dtype()), (DType::F32, DType::BF16), "{name}");
+            assert_eq!(
+                (gx.dtype(), gy.dtype()),
+                (DType::F32, DType::BF16),
+                "{name}"
+            );
             let (dx, dy): (Vec<f32>, Vec<f32>) = match name {
                 "add" => (c.to_vec(), rounded(&c.to_vec())),
                 _ => (
                     c.to_vec().iter().zip(&wide).map(|(c, w)| c * w).collect(),
-                    rounded(&c.to_vec().iter().zip(&x.to_vec()).map(|(c, x)| c * x).collect::<Vec<_>>()),
+                    rounded(
+                        &c.to_vec()
+                            .iter()
+                            .zip(&x.to_vec())
+                            .map(|(c, x)| c * x)
+                            .collect::<Vec<_>>(),
+                    ),
                 ),
             };
             assert_eq!(gx.to_vec(), dx, "{name} flipped {flipped}");
-            assert_eq!(gy.to_dtype(DType::F32).to_vec(), dy, "{name} flipped {flipped}");
+            assert_eq!(
+                gy.to_dtype(DType::F32).to_vec(),
+                dy,
+                "{name} flipped {flipped}"
+            );
             x.zero_grad();
             y.zero_grad();
+        }
+    }
+}
+
+/// Layer norm of bf16 rows (a bf16 model's) reads and writes bf16 and
+/// computes in f32: its output and gradients are the f32 layer norm's of
+/// the same values, rounded once, bit for bit (odd widths reach the
+/// kernels' tails).
+#[test]
+fn bf16_layer_norm_is_the_f32_one_rounded() {
+    for (rows, d) in [(3, 37), (4, 64), (2, 5)] {
+        let bf = |t: Tensor| t.to_dtype(DType::BF16);
+        let x = bf(uniform(&[rows, d], 21).mul_scalar(3.0).add_scalar(0.5));
+        let (w, b) = (bf(uniform(&[d], 22).add_scalar(1.0)), bf(uniform(&[d], 23)));
+        let c = bf(uniform(&[rows, d], 24));
+        let wide = |t: &Tensor| t.to_dtype(DType::F32).requires_grad();
+        let (x16, w16, b16) = (
+            x.clone().requires_grad(),
+            w.clone().requires_grad(),
+            b.clone().requires_grad(),
+        );
+        let (x32, w32, b32) = (wide(&x), wide(&w), wide(&b));
+        let y16 = x16.layer_norm(Some(&w16), Some(&b16), 1e-5);
+        let y32 = x32.layer_norm(Some(&w32), Some(&b32), 1e-5);
+        assert_eq!(y16.dtype(), DType::BF16);
+        let bits = |t: &Tensor| t.to_dtype(DType::BF16).to_vec_bf16();
+        assert_eq!(bits(&y16), bits(&y32), "{rows}x{d} forward");
+        y16.mul(&c).sum().backward();
+        y32.mul(&c.to_dtype(DType::F32)).sum().backward();
+        for (name, a, b) in [
+            ("x", &x16, &x32),
+            ("weight", &w16, &w32),
+            ("bias", &b16, &b32),
+        ] {
+            let (ga, gb) = (a.grad().unwrap(), b.grad().unwrap());
+            assert_eq!(ga.dtype(), DType::BF16, "{name}");
+            assert_eq!(bits(&ga), bits(&gb), "{rows}x{d} d{name}");
         }
     }
 }

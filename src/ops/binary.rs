@@ -1,11 +1,11 @@
 //! Elementwise arithmetic between two tensors, with NumPy broadcasting, and
 //! the `+ - * /` operators.
 
-use crate::{DType, Tensor};
 use crate::autograd::{self, Backward};
 use crate::backend::BinaryOp;
 use crate::layout::broadcast_shape;
 use crate::ops::sum_to_shape;
+use crate::{DType, Tensor};
 
 /// The shape `a` and `b` broadcast to, panicking with the op and both shapes otherwise.
 pub(crate) fn broadcast_or_panic(op: &str, a: &[usize], b: &[usize]) -> Vec<usize> {

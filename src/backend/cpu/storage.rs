@@ -495,15 +495,23 @@ impl BackendStorage for CpuStorage {
         eps: f32,
     ) -> (Self, Self) {
         let op = "layer_norm";
-        let (y, stats) = with_optional_f32(weight, op, |w| {
-            with_optional_f32(bias, op, |b| {
-                with_f32((self, layout), op, |x| {
-                    norm::layer_norm_forward(x, d, w, b, eps)
-                })
+        // The rows in their own dtype (bf16 widened in registers); the
+        // weight and bias, one row each, widened; the statistics f32.
+        with_optional_f32(weight, op, |w| {
+            with_optional_f32(bias, op, |b| match self {
+                CpuStorage::BF16(x) => {
+                    let (y, stats) =
+                        with_elements(x, layout, |x| norm::layer_norm_forward(x, d, w, b, eps));
+                    (CpuStorage::BF16(y), CpuStorage::F32(stats))
+                }
+                _ => {
+                    let (y, stats) = with_elements(self.f32(op), layout, |x| {
+                        norm::layer_norm_forward(x, d, w, b, eps)
+                    });
+                    (CpuStorage::F32(y), CpuStorage::F32(stats))
+                }
             })
-        });
-        // The statistics stay f32 whatever the input's dtype.
-        (float_like(self, y), CpuStorage::F32(stats))
+        })
     }
 
     fn layer_norm_backward(
@@ -516,20 +524,25 @@ impl BackendStorage for CpuStorage {
     ) -> (Self, Self, Self) {
         let op = "layer_norm backward";
         let stats = stats.f32(op);
-        let (dx, dw, db) = with_optional_f32(weight, op, |w| {
-            with_f32(g, op, |g| {
-                with_f32((self, layout), op, |x| {
-                    norm::layer_norm_backward(x, g, d, w, stats)
-                })
-            })
+        let ((gs, gl), param) = (g, weight.map_or(self, |(w, _)| w));
+        let (dx, dw, db) = with_optional_f32(weight, op, |w| match (self, gs) {
+            (CpuStorage::BF16(x), CpuStorage::BF16(g)) => {
+                let (dx, dw, db) = with_elements(g, gl, |g| {
+                    with_elements(x, layout, |x| norm::layer_norm_backward(x, g, d, w, stats))
+                });
+                (CpuStorage::BF16(dx), dw, db)
+            }
+            _ => {
+                let (dx, dw, db) = with_f32(g, op, |g| {
+                    with_f32((self, layout), op, |x| {
+                        norm::layer_norm_backward(x, g, d, w, stats)
+                    })
+                });
+                (float_like(self, dx), dw, db)
+            }
         });
         // The weight and bias gradients in the weight's dtype.
-        let param = weight.map_or(self, |(w, _)| w);
-        (
-            float_like(self, dx),
-            float_like(param, dw),
-            float_like(param, db),
-        )
+        (dx, float_like(param, dw), float_like(param, db))
     }
 
     fn cross_entropy(
