@@ -387,6 +387,72 @@ fn bf16_layer_norm_is_the_f32_one_rounded() {
     }
 }
 
+/// The fused attention of bf16 q, k, v (autocast's) reads them as bf16,
+/// a head widened at a time, and computes in f32: its output is the f32
+/// attention's of the same values rounded once, bit for bit, and so is dV.
+/// dQ and dK depend on the output through the softmax backward's row
+/// correction `delta_i = Σ dO_i·O_i`, which reads the bf16 output (its
+/// rounding, 2⁻⁹ relative, moves delta by at most 2⁻⁹·Σ|dO_i·O_i|), so
+/// they are within that change carried through (`scale · Δdelta ·
+/// Σ_j P_ij·|x_j|`, with x the keys for dQ and the queries for dK, doubled
+/// for the f32 sums) plus one bf16 rounding step. Several tiles (T = 70),
+/// causal or not, many heads or one (the backward's two ways of splitting
+/// work).
+#[test]
+fn bf16_attention_is_the_f32_one_rounded() {
+    for (batch, heads) in [(2, 3), (1, 1)] {
+        for mask in [AttentionMask::CAUSAL, AttentionMask::NONE] {
+            let (t, d) = (70, 16);
+            let shape = [batch, heads, t, d];
+            let bf = |seed| uniform(&shape, seed).mul_scalar(2.0).to_dtype(DType::BF16);
+            let (q, k, v, c) = (bf(31), bf(32), bf(33), bf(34));
+            let leaf = |t: &Tensor| t.clone().requires_grad();
+            let wide = |t: &Tensor| t.to_dtype(DType::F32).requires_grad();
+            let (q16, k16, v16) = (leaf(&q), leaf(&k), leaf(&v));
+            let (q32, k32, v32) = (wide(&q), wide(&k), wide(&v));
+            let y16 = Tensor::scaled_dot_product_attention(&q16, &k16, &v16, mask, 0);
+            let y32 = Tensor::scaled_dot_product_attention(&q32, &k32, &v32, mask, 0);
+            assert_eq!(y16.dtype(), DType::BF16);
+            let bits = |t: &Tensor| t.to_dtype(DType::BF16).to_vec_bf16();
+            let case = format!("{batch}x{heads} causal {}", mask.causal);
+            assert_eq!(bits(&y16), bits(&y32), "{case}: output");
+            y16.mul(&c).sum().backward();
+            y32.mul(&c.to_dtype(DType::F32)).sum().backward();
+            let grad = |x: &Tensor| {
+                let g = x.grad().unwrap();
+                assert_eq!(g.dtype(), x.dtype());
+                g.to_dtype(DType::F32).to_vec()
+            };
+            assert_eq!(grad(&v16), rounded(&grad(&v32)), "{case}: dv");
+            // max_i Σ_d |dO_id · O_id|, and the largest |q| and |k|.
+            let (o, dout) = (y32.to_vec(), c.to_dtype(DType::F32).to_vec());
+            let delta_scale = o
+                .chunks(d)
+                .zip(dout.chunks(d))
+                .map(|(o, g)| o.iter().zip(g).map(|(a, b)| (a * b).abs()).sum::<f32>())
+                .fold(0.0, f32::max);
+            let largest = |x: &Tensor| {
+                x.to_dtype(DType::F32)
+                    .abs()
+                    .to_vec()
+                    .into_iter()
+                    .fold(0.0, f32::max)
+            };
+            let scale = 1.0 / (d as f32).sqrt();
+            for (name, ours, theirs, x) in [("q", &q16, &q32, &k), ("k", &k16, &k32, &q)] {
+                let carried = 2.0 * scale * 2f32.powi(-9) * delta_scale * largest(x);
+                for (i, (a, b)) in grad(ours).iter().zip(grad(theirs)).enumerate() {
+                    let tol = carried + bf16_ulp(b);
+                    assert!(
+                        (a - b).abs() <= tol,
+                        "{case}: d{name}[{i}] {a} vs {b} (tolerance {tol})"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 #[should_panic(expected = "matmul: tensors of different dtypes, BF16 and F32")]
 fn a_product_of_bf16_and_f32_panics_naming_both() {

@@ -6,11 +6,18 @@
 //! Layout: `q` is `[bh, tq, d]`, `k` and `v` are `[bh, tk, d]`, all
 //! contiguous, where `bh` runs over batch x heads. Work is split across
 //! rayon threads by (batch, head).
+//!
+//! The inputs may be f32 or bf16 ([`AttentionElement`]): bf16 ones are
+//! widened a head at a time into per-thread buffers (the keys and values
+//! as they are transposed), so no f32 copy of the whole input exists; the
+//! arithmetic is f32 either way, and the same bits.
 
 use std::cell::RefCell;
 
+use half::bf16;
 use rayon::prelude::*;
 
+use super::cast::Float;
 use super::gemm::MatRef;
 use super::pool;
 use super::simd::{self, multiversion};
@@ -35,6 +42,26 @@ pub(super) const MIN_TASK_MACS: usize = 1 << 18;
 /// The fewest items of `macs_each` multiply-adds that one rayon task takes.
 fn min_items(macs_each: usize) -> usize {
     MIN_TASK_MACS.div_ceil(macs_each.max(1))
+}
+
+/// An element attention reads: f32 in place, or bf16 widened.
+pub trait AttentionElement: Float + Sync {
+    /// `x` as f32: itself, or widened into `buffer` (grown as needed).
+    fn as_f32<'a>(x: &'a [Self], buffer: &'a mut Vec<f32>) -> &'a [f32];
+}
+
+impl AttentionElement for f32 {
+    fn as_f32<'a>(x: &'a [f32], _: &'a mut Vec<f32>) -> &'a [f32] {
+        x
+    }
+}
+
+impl AttentionElement for bf16 {
+    fn as_f32<'a>(x: &'a [bf16], buffer: &'a mut Vec<f32>) -> &'a [f32] {
+        let out = at_least(buffer, x.len());
+        out.iter_mut().zip(x).for_each(|(o, &v)| *o = v.widen());
+        out
+    }
 }
 
 /// The shape and masking of one attention call: the call's parameters
@@ -147,7 +174,7 @@ fn cols(data: &[f32], offset: usize, d: usize) -> MatRef<'_> {
 /// contiguous rows 256 bytes apart; rows a whole `[d, t]` transpose apart
 /// (a power of two of kilobytes) thrash the cache, and a transposed operand
 /// would be copied once per tile pair instead of once per call.
-fn transpose_tiles(x: &[f32], t: usize, d: usize) -> Vec<f32> {
+fn transpose_tiles<T: AttentionElement>(x: &[T], t: usize, d: usize) -> Vec<f32> {
     let per_head = transposed_len(t, d);
     let mut out = pool::take(x.len() / (t * d).max(1) * per_head);
     out.par_chunks_mut(per_head.max(1))
@@ -157,12 +184,13 @@ fn transpose_tiles(x: &[f32], t: usize, d: usize) -> Vec<f32> {
     out
 }
 
-/// One head's `[t, d]` rows into [`transpose_tiles`]'s layout in `out`.
-fn transpose_head(x: &[f32], d: usize, out: &mut [f32]) {
+/// One head's `[t, d]` rows into [`transpose_tiles`]'s layout in `out`,
+/// as f32.
+fn transpose_head<T: Float>(x: &[T], d: usize, out: &mut [f32]) {
     for (tile, keys) in out.chunks_mut(BLOCK_K * d).zip(x.chunks(BLOCK_K * d)) {
         for (j, key) in keys.chunks_exact(d).enumerate() {
             for (p, &v) in key.iter().enumerate() {
-                tile[p * BLOCK_K + j] = v;
+                tile[p * BLOCK_K + j] = v.widen();
             }
         }
     }
@@ -304,7 +332,12 @@ multiversion! {
 /// Forward: the output `[bh, tq, d]` and each query row's logsumexp of its
 /// scaled, masked scores `[bh, tq]` (-inf for a row that sees no key, whose
 /// output is zero).
-pub fn forward(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>, Vec<f32>) {
+pub fn forward<T: AttentionElement>(
+    s: &AttentionShape,
+    q: &[T],
+    k: &[T],
+    v: &[T],
+) -> (Vec<f32>, Vec<f32>) {
     let (bh, tq, tk, d) = (s.batch * s.heads, s.tq, s.tk, s.d);
     let mut out = pool::take(bh * tq * d);
     let mut lse = pool::take_zeroed(bh * tq);
@@ -315,16 +348,21 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>
     // One query tile of one head: its output rows and their logsumexp.
     let query_tile =
         |scratch: &mut Scratch, b: usize, qs: usize, acc: &mut [f32], lse: &mut [f32]| {
+            let Scratch {
+                scores,
+                max,
+                sum,
+                q: q32,
+                v: v32,
+                ..
+            } = scratch;
             let (q, kt, v) = (
-                &q[b * tq * d..(b + 1) * tq * d],
+                T::as_f32(&q[b * tq * d..(b + 1) * tq * d], q32),
                 &kt[b * transposed_len(tk, d)..(b + 1) * transposed_len(tk, d)],
-                &v[b * tk * d..(b + 1) * tk * d],
+                T::as_f32(&v[b * tk * d..(b + 1) * tk * d], v32),
             );
             let padding = s.padding_of(b);
             let bq = lse.len();
-            let Scratch {
-                scores, max, sum, ..
-            } = scratch;
             let (max, sum) = (at_least(max, bq), at_least(sum, bq));
             let scores = at_least(scores, BLOCK_Q * BLOCK_K);
             acc.fill(0.0);
@@ -372,8 +410,9 @@ pub fn forward(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>
 /// Per-thread buffers of the attention tasks, grown to the largest size
 /// asked for and kept: a score (or probability) tile and its gradient, the
 /// forward's running row maxima and sums, and the backward's transposed
-/// keys and values of one head. Allocated per task, they would be 16,000 of
-/// the 29,000 allocations of a gpt-mini training step (156 MB, zeroed).
+/// keys and values of one head, and one head's bf16 inputs widened.
+/// Allocated per task, they would be 16,000 of the 29,000 allocations of a
+/// gpt-mini training step (156 MB, zeroed).
 #[derive(Default)]
 struct Scratch {
     scores: Vec<f32>,
@@ -382,6 +421,10 @@ struct Scratch {
     sum: Vec<f32>,
     kt: Vec<f32>,
     vt: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    dout: Vec<f32>,
 }
 
 thread_local! {
@@ -436,8 +479,9 @@ struct Head<'a> {
 }
 
 impl<'a> Head<'a> {
-    /// Head `b` of the batched inputs; `kt` and `vt` are this head's own
-    /// keys and values in [`transpose_tiles`]'s layout.
+    /// Head `b`: its own queries, keys and output gradient (`q`, `k`,
+    /// `dout`), its keys and values in [`transpose_tiles`]'s layout (`kt`,
+    /// `vt`), and the batched `lse` and `delta`.
     #[allow(clippy::too_many_arguments)]
     fn of(
         s: &'a AttentionShape,
@@ -450,13 +494,13 @@ impl<'a> Head<'a> {
         lse: &'a [f32],
         delta: &'a [f32],
     ) -> Head<'a> {
-        let (tq, tk, d) = (s.tq, s.tk, s.d);
+        let tq = s.tq;
         Head {
-            q: &q[b * tq * d..(b + 1) * tq * d],
-            k: &k[b * tk * d..(b + 1) * tk * d],
+            q,
+            k,
             kt,
             vt,
-            dout: &dout[b * tq * d..(b + 1) * tq * d],
+            dout,
             lse: &lse[b * tq..(b + 1) * tq],
             delta: &delta[b * tq..(b + 1) * tq],
             padding: s.padding_of(b),
@@ -519,14 +563,14 @@ impl<'a> Head<'a> {
 /// parallel over key tiles accumulates dK and dV, another parallel over
 /// query tiles accumulates dQ (each recomputes the tiles' probabilities, so
 /// the split costs two extra small gemms per tile but keeps every core busy).
-pub fn backward(
+pub fn backward<T: AttentionElement>(
     s: &AttentionShape,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    o: &[f32],
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    o: &[T],
     lse: &[f32],
-    dout: &[f32],
+    dout: &[T],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (bh, tq, tk, d) = (s.batch * s.heads, s.tq, s.tk, s.d);
     let mut dq = pool::take_zeroed(bh * tq * d);
@@ -548,7 +592,11 @@ pub fn backward(
                 .zip(o.chunks_exact(d))
                 .zip(dout.chunks_exact(d))
             {
-                let dot: f64 = o.iter().zip(g).map(|(&a, &b)| a as f64 * b as f64).sum();
+                let dot: f64 = o
+                    .iter()
+                    .zip(g)
+                    .map(|(&a, &b)| a.widen() as f64 * b.widen() as f64)
+                    .sum();
                 *x = dot as f32;
             }
         });
@@ -573,18 +621,27 @@ pub fn backward(
                     // Each task transposes its own head's keys and values:
                     // transposing every head up front held half the
                     // outputs' size more at the call's peak.
-                    let head_rows = b * tk * d..(b + 1) * tk * d;
+                    let (key_rows, query_rows) =
+                        (b * tk * d..(b + 1) * tk * d, b * tq * d..(b + 1) * tq * d);
                     let Scratch {
                         scores,
                         grads,
                         kt,
                         vt,
+                        q: q32,
+                        k: k32,
+                        dout: dout32,
                         ..
                     } = scratch;
                     let kt = at_least(kt, transposed_len(tk, d));
-                    transpose_head(&k[head_rows.clone()], d, kt);
+                    transpose_head(&k[key_rows.clone()], d, kt);
                     let vt = at_least(vt, transposed_len(tk, d));
-                    transpose_head(&v[head_rows], d, vt);
+                    transpose_head(&v[key_rows.clone()], d, vt);
+                    let (q, k, dout) = (
+                        T::as_f32(&q[query_rows.clone()], q32),
+                        T::as_f32(&k[key_rows], k32),
+                        T::as_f32(&dout[query_rows], dout32),
+                    );
                     let h = Head::of(s, b, q, k, kt, vt, dout, lse, &delta);
                     let (p, ds) = tile_pair(scores, grads);
                     for qs in (0..tq).step_by(BLOCK_Q) {
@@ -606,13 +663,30 @@ pub fn backward(
         pool::give(delta);
         return (dq, dk, dv);
     }
-    // Several tasks share a head here, so every head is transposed once,
-    // up front (few heads: little memory).
+    // Several tasks share a head here, so every head is transposed (and
+    // widened) once, up front (few heads: little memory).
     let (kt, vt) = (transpose_tiles(k, tk, d), transpose_tiles(v, tk, d));
+    let (mut q32, mut k32, mut dout32) = (Vec::new(), Vec::new(), Vec::new());
+    let (q, k, dout) = (
+        T::as_f32(q, &mut q32),
+        T::as_f32(k, &mut k32),
+        T::as_f32(dout, &mut dout32),
+    );
     let per_head_len = transposed_len(tk, d);
     let head = |b: usize| {
         let this = b * per_head_len..(b + 1) * per_head_len;
-        Head::of(s, b, q, k, &kt[this.clone()], &vt[this], dout, lse, &delta)
+        let (query_rows, key_rows) = (b * tq * d..(b + 1) * tq * d, b * tk * d..(b + 1) * tk * d);
+        Head::of(
+            s,
+            b,
+            &q[query_rows.clone()],
+            &k[key_rows],
+            &kt[this.clone()],
+            &vt[this],
+            &dout[query_rows],
+            lse,
+            &delta,
+        )
     };
     // Fewer heads than threads: key tiles for dK, dV; query tiles for dQ.
     dk.par_chunks_mut(tk * d)

@@ -685,6 +685,15 @@ impl BackendStorage for CpuStorage {
                     return out;
                 }
             }
+            if let (CpuStorage::BF16(q), CpuStorage::BF16(k), CpuStorage::BF16(v)) = (self, ks, vs)
+            {
+                // Read as bf16 (a head widened at a time inside the kernel).
+                return with_elements(q, layout, |q| {
+                    with_elements(k, kl, |k| {
+                        with_elements(v, vl, |v| attention::forward(&shape, q, k, v))
+                    })
+                });
+            }
             with_f32((self, layout), op, |q| {
                 with_f32(k, op, |k| {
                     with_f32(v, op, |v| attention::forward(&shape, q, k, v))
@@ -710,6 +719,28 @@ impl BackendStorage for CpuStorage {
         let lse = lse.f32(op);
         let (dq, dk, dv) = with_padding(key_padding, |padding| {
             let shape = attention_shape(params, padding);
+            let bf16s = (self, k.0, v.0, out.0, g.0);
+            if let (
+                CpuStorage::BF16(q),
+                CpuStorage::BF16(ks),
+                CpuStorage::BF16(vs),
+                CpuStorage::BF16(os),
+                CpuStorage::BF16(gs),
+            ) = bf16s
+            {
+                // Read as bf16 (a head widened at a time inside the kernel).
+                return with_elements(q, layout, |q| {
+                    with_elements(ks, k.1, |k| {
+                        with_elements(vs, v.1, |v| {
+                            with_elements(os, out.1, |o| {
+                                with_elements(gs, g.1, |g| {
+                                    attention::backward(&shape, q, k, v, o, lse, g)
+                                })
+                            })
+                        })
+                    })
+                });
+            }
             with_f32((self, layout), op, |q| {
                 with_f32(k, op, |k| {
                     with_f32(v, op, |v| {
