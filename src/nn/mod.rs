@@ -164,7 +164,9 @@ pub trait Module {
     /// model runs in bf16 throughout, as transformers' `torch_dtype=bfloat16`
     /// does (half the bytes read per decoded token); training keeps f32
     /// weights and runs under [`autocast`](crate::autocast) instead. Panics
-    /// for a dtype that is not floating-point.
+    /// for a dtype that is not floating-point. Int8 copies of weights
+    /// (`Gpt::quantize_int8`) take f32 activations: a bf16 model drops
+    /// them first.
     ///
     /// ```
     /// use zeroformer::nn::{LinearConfig, Module};
