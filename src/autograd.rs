@@ -91,6 +91,19 @@ pub(crate) fn node<B: Backward + 'static>(
     })
 }
 
+/// [`node`] for a rule that reads none of its inputs' values (a cast, an
+/// add): the node keeps storage-less edges of them
+/// ([`Tensor::edge`](crate::Tensor::edge)), so that an intermediate result
+/// no other op saved is freed in the forward pass, as PyTorch frees it,
+/// not kept until the backward.
+pub(crate) fn node_reading_no_values<B: Backward + 'static>(
+    inputs: &[&Tensor],
+    make: impl FnOnce() -> B,
+) -> Option<Node> {
+    let edges: Vec<Tensor> = inputs.iter().map(|t| t.edge()).collect();
+    node(&edges.iter().collect::<Vec<_>>(), make)
+}
+
 /// Attaches a node to `out` for a rule that saves the output itself: `make`
 /// gets a detached handle to `out` (saving the graph-carrying handle would
 /// form a cycle), and the result is a view of `out` carrying the node.
@@ -309,4 +322,50 @@ fn reverse_topological_order(root: &Tensor) -> Vec<Tensor> {
     }
     post_order.reverse();
     post_order
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::{DType, Tensor};
+
+    /// What keeps `t`'s elements alive besides `t`: other handles of it
+    /// (graph nodes' inputs) and other tensors over its storage (views).
+    fn other_holders(t: &Tensor) -> usize {
+        // Less `t`'s own handle, and its storage's and this call's.
+        (Arc::strong_count(&t.0) - 1) + (Arc::strong_count(&t.storage()) - 2)
+    }
+
+    #[test]
+    fn nodes_that_read_no_values_do_not_keep_their_inputs_elements() {
+        let values = [1.0f32, -2.0, 3.0, 0.5];
+        let x = Tensor::from_vec(values.to_vec(), &[2, 2]).requires_grad();
+        let y = x.mul(&x);
+        assert_eq!(other_holders(&y), 0);
+        // A cast, an add and a sum keep storage-less edges of y; a view
+        // shares y's storage only while it lives.
+        let cast = y.to_dtype(DType::BF16);
+        let sum = y.add(&x);
+        let total = y.sum();
+        let view = y.t();
+        assert_eq!(other_holders(&y), 1);
+        drop(view);
+        assert_eq!(other_holders(&y), 0);
+        // A product, whose backward reads y, keeps y's elements.
+        let product = y.mul(&x);
+        assert_eq!(other_holders(&y), 1);
+        // Gradients still reach x through every one of them: the loss is
+        // 3x² + x + x³ summed, so d/dx = 6x + 1 + 3x².
+        let loss = cast
+            .to_dtype(DType::F32)
+            .sum()
+            .add(&sum.sum())
+            .add(&total)
+            .add(&product.sum());
+        drop(y);
+        loss.backward();
+        let want: Vec<f32> = values.iter().map(|v| 6.0 * v + 1.0 + 3.0 * v * v).collect();
+        assert_eq!(x.grad().unwrap().to_vec(), want);
+    }
 }

@@ -30,7 +30,14 @@ fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Tensor {
     let la = a.layout().broadcast_to(&shape).expect("broadcast checked");
     let lb = b.layout().broadcast_to(&shape).expect("broadcast checked");
     let data = a.storage().binary(&la, (&b.storage(), &lb), op);
-    let node = autograd::node(&[a, b], || BinaryBackward { op });
+    // A sum's or difference's backward reads no values: its node keeps
+    // storage-less edges, so an operand no other op saved is freed now.
+    let node = match op {
+        BinaryOp::Add | BinaryOp::Sub => {
+            autograd::node_reading_no_values(&[a, b], || BinaryBackward { op })
+        }
+        _ => autograd::node(&[a, b], || BinaryBackward { op }),
+    };
     Tensor::from_output(data, &shape, node)
 }
 

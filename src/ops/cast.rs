@@ -53,7 +53,7 @@ impl Tensor {
         let data = self.storage().to_dtype(self.layout(), dtype);
         let from = self.dtype();
         let node = (is_float(from) && is_float(dtype))
-            .then(|| autograd::node(&[self], || CastBackward { from }))
+            .then(|| autograd::node_reading_no_values(&[self], || CastBackward { from }))
             .flatten();
         Tensor::from_output(data, self.shape(), node)
     }

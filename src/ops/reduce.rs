@@ -86,7 +86,7 @@ impl Tensor {
             inner: 1,
         };
         let total = self.storage().sum_axis(self.layout(), axis);
-        let node = autograd::node(&[self], || SumBackward { dim: None });
+        let node = autograd::node_reading_no_values(&[self], || SumBackward { dim: None });
         Tensor::from_output(total, &[], node)
     }
 
@@ -103,7 +103,7 @@ impl Tensor {
         let data = self
             .storage()
             .sum_axis(self.layout(), axis_of(self.shape(), d));
-        let node = autograd::node(&[self], || SumBackward {
+        let node = autograd::node_reading_no_values(&[self], || SumBackward {
             dim: Some((d, keepdim)),
         });
         Tensor::from_output(data, &reduced_shape(self.shape(), d, keepdim), node)

@@ -73,7 +73,10 @@ impl Backward for ViewBackward {
 }
 
 fn view_op(x: &Tensor, layout: Layout, op: ViewOp) -> Tensor {
-    let node = autograd::node(&[x], || ViewBackward {
+    // A view's backward reads only shapes: its node keeps a storage-less
+    // edge, so the view does not keep its source's elements alive once
+    // the view itself is gone.
+    let node = autograd::node_reading_no_values(&[x], || ViewBackward {
         op,
         input_shape: x.shape().to_vec(),
     });
@@ -218,7 +221,7 @@ impl Tensor {
             return self.clone();
         }
         let storage = self.storage().contiguous_copy(self.layout());
-        let node = autograd::node(&[self], || ViewBackward {
+        let node = autograd::node_reading_no_values(&[self], || ViewBackward {
             op: ViewOp::Contiguous,
             input_shape: self.shape().to_vec(),
         });

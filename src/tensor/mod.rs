@@ -35,11 +35,20 @@ pub use storage::{CpuStorage, Storage};
 pub struct Tensor(pub(crate) Arc<Inner>);
 
 pub(crate) struct Inner {
-    id: usize,
     /// Swapped (not mutated through shared references) by in-place updates,
     /// so a reader clones the `Arc` and never holds the lock during a kernel.
     storage: RwLock<Arc<Storage>>,
     layout: Layout,
+    /// Its place in the autograd graph, shared with its [`edge`](Tensor::edge)s.
+    graph: Arc<GraphSlot>,
+}
+
+/// A tensor's identity in the autograd graph: its id, the node that made
+/// it, and a leaf's gradient. A tensor and the storage-less edges that
+/// graph nodes keep of it share one, so the graph reaches (and a leaf's
+/// gradient lands in) the tensor itself.
+pub(crate) struct GraphSlot {
+    id: usize,
     /// A leaf whose gradient is kept in `grad`.
     requires_grad: bool,
     /// Ops on this tensor record graph nodes: a leaf requiring grad, or a
@@ -49,9 +58,21 @@ pub(crate) struct Inner {
     grad: Mutex<Option<Tensor>>,
 }
 
+impl GraphSlot {
+    fn new(requires_grad: bool, tracked: bool, node: Option<Node>) -> Arc<GraphSlot> {
+        Arc::new(GraphSlot {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            requires_grad,
+            tracked,
+            node: Mutex::new(node),
+            grad: Mutex::new(None),
+        })
+    }
+}
+
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
-impl Drop for Inner {
+impl Drop for GraphSlot {
     /// Frees the graph behind this tensor without recursion: a chain of
     /// 100,000 ops would otherwise overflow the stack when dropped.
     fn drop(&mut self) {
@@ -65,8 +86,11 @@ impl Drop for Inner {
         };
         let mut pending = node.inputs;
         while let Some(tensor) = pending.pop() {
-            if let Ok(mut inner) = Arc::try_unwrap(tensor.0) {
-                let node = inner
+            let Ok(inner) = Arc::try_unwrap(tensor.0) else {
+                continue;
+            };
+            if let Ok(mut slot) = Arc::try_unwrap(inner.graph) {
+                let node = slot
                     .node
                     .get_mut()
                     .unwrap_or_else(|e| e.into_inner())
@@ -85,14 +109,11 @@ impl Tensor {
         layout: Layout,
         node: Option<Node>,
     ) -> Tensor {
+        let tracked = node.is_some();
         Tensor(Arc::new(Inner {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             storage: RwLock::new(storage),
             layout,
-            requires_grad: false,
-            tracked: node.is_some(),
-            node: Mutex::new(node),
-            grad: Mutex::new(None),
+            graph: GraphSlot::new(false, tracked, node),
         }))
     }
 
@@ -143,7 +164,7 @@ impl Tensor {
         let Some(inner) = Arc::get_mut(&mut self.0) else {
             return false;
         };
-        if inner.tracked {
+        if inner.graph.tracked {
             return false;
         }
         let storage = inner.storage.get_mut().unwrap_or_else(|e| e.into_inner());
@@ -155,7 +176,7 @@ impl Tensor {
 
     /// A process-unique id, stable for the tensor's life.
     pub fn id(&self) -> usize {
-        self.0.id
+        self.0.graph.id
     }
 
     /// The size of each dimension.
@@ -208,7 +229,7 @@ impl Tensor {
     /// floating-point (f32 or bf16).
     pub fn requires_grad(self) -> Tensor {
         assert!(
-            !self.0.tracked || self.0.requires_grad,
+            !self.0.graph.tracked || self.0.graph.requires_grad,
             "requires_grad: only a leaf tensor can require grad; this one is an op result (call detach() first)"
         );
         assert!(
@@ -217,25 +238,21 @@ impl Tensor {
             self.dtype()
         );
         Tensor(Arc::new(Inner {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             storage: RwLock::new(self.storage()),
             layout: self.0.layout.clone(),
-            requires_grad: true,
-            tracked: true,
-            node: Mutex::new(None),
-            grad: Mutex::new(None),
+            graph: GraphSlot::new(true, true, None),
         }))
     }
 
     /// True when ops on this tensor record a graph (it requires grad, or was
     /// computed from one that does, with gradients enabled).
     pub fn is_tracked(&self) -> bool {
-        self.0.tracked
+        self.0.graph.tracked
     }
 
     /// True for a leaf that keeps its gradient.
     pub fn is_leaf_requiring_grad(&self) -> bool {
-        self.0.requires_grad
+        self.0.graph.requires_grad
     }
 
     /// The same data with no graph: gradients stop here.
@@ -246,6 +263,7 @@ impl Tensor {
     /// The gradient accumulated by `backward`, for a leaf that requires grad.
     pub fn grad(&self) -> Option<Tensor> {
         self.0
+            .graph
             .grad
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -254,7 +272,7 @@ impl Tensor {
 
     /// Forgets the accumulated gradient (PyTorch's `zero_grad(set_to_none=True)`).
     pub fn zero_grad(&self) {
-        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.0.graph.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Replaces the stored gradient (gradient clipping and accumulation use it).
@@ -268,12 +286,12 @@ impl Tensor {
                 self.shape()
             );
         }
-        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = grad.map(|g| g.detach());
+        *self.0.graph.grad.lock().unwrap_or_else(|e| e.into_inner()) = grad.map(|g| g.detach());
     }
 
     pub(crate) fn accumulate_grad(&self, g: Tensor) {
         let g = g.contiguous();
-        let mut slot = self.0.grad.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.0.graph.grad.lock().unwrap_or_else(|e| e.into_inner());
         *slot = Some(match slot.take() {
             Some(sum) => sum.add(&g),
             None => g,
@@ -281,11 +299,32 @@ impl Tensor {
     }
 
     pub(crate) fn take_node(&self) -> Option<Node> {
-        self.0.node.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.0
+            .graph
+            .node
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// This tensor as a graph node keeps an input whose values its backward
+    /// never reads (a cast's, an add's): the same place in the graph (id,
+    /// node, a leaf's gradient) over an empty storage of its dtype, so the
+    /// graph does not keep the elements alive until the backward. On a
+    /// device other than the CPU, the tensor itself.
+    pub(crate) fn edge(&self) -> Tensor {
+        match self.storage().placeholder() {
+            Some(empty) => Tensor(Arc::new(Inner {
+                storage: RwLock::new(empty),
+                layout: self.0.layout.clone(),
+                graph: Arc::clone(&self.0.graph),
+            })),
+            None => self.clone(),
+        }
     }
 
     pub(crate) fn node_inputs(&self) -> Vec<Tensor> {
-        let node = self.0.node.lock().unwrap_or_else(|e| e.into_inner());
+        let node = self.0.graph.node.lock().unwrap_or_else(|e| e.into_inner());
         node.as_ref().map(|n| n.inputs.clone()).unwrap_or_default()
     }
 

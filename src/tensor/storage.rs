@@ -8,6 +8,8 @@
 //! each result is wrapped back into a `Storage`.
 
 pub use crate::backend::cpu::CpuStorage;
+use std::sync::{Arc, OnceLock};
+
 use crate::backend::cuda::{self, CudaStorage};
 use crate::backend::{
     AdamStep, AttentionParams, Axis, BackendStorage, BinaryOp, CmpOp, CrossEntropyForward, UnaryOp,
@@ -234,6 +236,28 @@ impl Storage {
         match self {
             Storage::Cpu(_) => Device::Cpu,
             Storage::Cuda(s) => Device::Cuda(s.ordinal()),
+        }
+    }
+
+    /// An empty storage of this one's dtype on the CPU, one shared per
+    /// dtype (what a graph edge holds in place of elements its backward
+    /// never reads); `None` on another device.
+    pub(crate) fn placeholder(&self) -> Option<Arc<Storage>> {
+        static EMPTY: [OnceLock<Arc<Storage>>; 5] = [const { OnceLock::new() }; 5];
+        match self {
+            Storage::Cpu(s) => {
+                let slot = match s.dtype() {
+                    DType::F32 => 0,
+                    DType::I64 => 1,
+                    DType::Bool => 2,
+                    DType::I8 => 3,
+                    DType::BF16 => 4,
+                };
+                Some(Arc::clone(
+                    EMPTY[slot].get_or_init(|| Arc::new(Storage::Cpu(s.empty_like()))),
+                ))
+            }
+            Storage::Cuda(_) => None,
         }
     }
 

@@ -133,6 +133,19 @@ fn with_f32<R>((s, l): View<CpuStorage>, op: &str, f: impl FnOnce(&[f32]) -> R) 
     with_elements(s.f32(op), l, f)
 }
 
+impl CpuStorage {
+    /// No elements, this storage's dtype.
+    pub(crate) fn empty_like(&self) -> CpuStorage {
+        match self {
+            CpuStorage::F32(_) => CpuStorage::F32(Vec::new()),
+            CpuStorage::I64(_) => CpuStorage::I64(Vec::new()),
+            CpuStorage::Bool(_) => CpuStorage::Bool(Vec::new()),
+            CpuStorage::I8(_) => CpuStorage::I8(Vec::new()),
+            CpuStorage::BF16(_) => CpuStorage::BF16(Vec::new()),
+        }
+    }
+}
+
 /// A float kernel's f32 result as storage of `like`'s dtype: rounded to
 /// bf16 for a bf16 operand (the buffer goes back to the pool), as it is
 /// otherwise.
