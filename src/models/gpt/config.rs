@@ -212,24 +212,24 @@ impl GptConfig {
 impl GptConfig {
     /// About how many f32 values of activations a training step of this
     /// model holds at its peak for each token of `window`-token sequences
-    /// (`None` on overflow): about 26 widths a layer (the block's saved
+    /// (`None` on overflow): about 24 widths a layer (the block's saved
     /// inputs and outputs, the heads' contiguous copies, and the buffers the
     /// pool keeps for reuse), four at the ends, and three vocabulary-wide
     /// rows (the logits, their log-probabilities and gradient). With
-    /// activation checkpointing a block keeps one width, and one block's 26
+    /// activation checkpointing a block keeps one width, and one block's 24
     /// are held again during its backward; a block with experts adds its
     /// MLP's activations for each further expert a token visits and the
     /// gathered rows. With the parameters, gradients and moments
     /// ([`train::memory::step_bytes`](crate::train::memory::step_bytes)),
     /// calibrated against `examples/step_time` (cpu-mini at batch 12 to
     /// 512, gpt-mini, shakespeare-char, GPT-2 on 64-token windows, cpu-mini
-    /// checkpointed and with 4 experts): 3-19% above the peak.
+    /// checkpointed and with 4 experts): 5-23% above the peak.
     ///
     /// ```
     /// use zeroformer::GptConfig;
     /// let model = GptConfig::preset("gpt2", 0).unwrap();
-    /// // 26 widths of 768 a layer, four more and three rows of the vocabulary.
-    /// assert_eq!(model.activations_per_token(64), Some(12 * 26 * 768 + 4 * 768 + 3 * 50257));
+    /// // 24 widths of 768 a layer, four more and three rows of the vocabulary.
+    /// assert_eq!(model.activations_per_token(64), Some(12 * 24 * 768 + 4 * 768 + 3 * 50257));
     /// ```
     pub fn activations_per_token(&self, window: usize) -> Option<u64> {
         let model = self;
@@ -238,7 +238,7 @@ impl GptConfig {
             model.n_layer as u64,
             model.vocab_size as u64,
         );
-        let block = c.checked_mul(26)?;
+        let block = c.checked_mul(24)?;
         // A block with experts: its MLP's activations once per expert a token
         // visits (about 10 widths each), the rows gathered for the experts and
         // back with their gradients (9 widths a visit), and the router's rows.
