@@ -1,11 +1,11 @@
 //! Elementwise arithmetic between two tensors, with NumPy broadcasting, and
 //! the `+ - * /` operators.
 
+use crate::Tensor;
 use crate::autograd::{self, Backward};
 use crate::backend::BinaryOp;
 use crate::layout::broadcast_shape;
 use crate::ops::sum_to_shape;
-use crate::{DType, Tensor};
 
 /// The shape `a` and `b` broadcast to, panicking with the op and both shapes otherwise.
 pub(crate) fn broadcast_or_panic(op: &str, a: &[usize], b: &[usize]) -> Vec<usize> {
@@ -17,14 +17,7 @@ fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Tensor {
     let name = op.name();
     // An f32 and a bf16 operand compute in f32, as PyTorch promotes them:
     // the backend widens the bf16 one as it reads it, so no f32 copy joins
-    // the graph (where it would stay until the backward: the residual
-    // stream's adds under autocast).
-    let floats = |t: &Tensor| matches!(t.dtype(), DType::F32 | DType::BF16);
-    let (a, b) = if a.dtype() != b.dtype() && !(floats(a) && floats(b)) {
-        (&super::widened(a), &super::widened(b))
-    } else {
-        (a, b)
-    };
+    // the graph (where it would stay until the backward).
     super::same_device(name, &[a, b]);
     let shape = broadcast_or_panic(name, a.shape(), b.shape());
     let la = a.layout().broadcast_to(&shape).expect("broadcast checked");
